@@ -1,0 +1,348 @@
+//! Shared inference actors. Each worker pulls batches from one durable JetStream consumer shared
+//! by every worker on every node (so N workers split the work), runs its model on a blocking
+//! thread, publishes the resulting events, and only then acks. Failed items are nak'd with backoff
+//! and, after `max_deliver` tries, moved to `dlq.<kind>` with the error. A panicking model fails
+//! the actor; its supervisor restarts it and the unacked work is redelivered.
+
+use crate::bus::{Bus, BusError, js_err};
+use crate::metrics::{Metrics, labels};
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, consumer::pull};
+use futures::StreamExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use sightline_models::{ModelError, Moonshine, Runtime, SileroVad};
+use sightline_settings::{Config, SpeechConfig};
+use sightline_wire::{Event, EventKind, decode_audio, decode_frame};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A model behind an inference actor: turns one work message into events.
+pub trait Processor: Send + 'static {
+    /// Work kind, used for consumer, DLQ subject and metric names ("scenes", "speech").
+    fn kind(&self) -> &'static str;
+    /// Model name@version recorded in events.
+    fn model(&self) -> &str;
+    fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String>;
+}
+
+/// How a worker pulls its work.
+#[derive(Debug, Clone)]
+pub struct WorkSpec {
+    pub stream: String,
+    pub filter: String,
+    pub consumer: String,
+    pub batch_max: usize,
+    pub batch_deadline: Duration,
+    pub max_ack_pending: i64,
+    pub max_deliver: i64,
+    pub ack_wait: Duration,
+}
+
+pub async fn work_consumer(bus: &Bus, w: &WorkSpec) -> Result<PullConsumer, BusError> {
+    let stream = bus.js.get_stream(&w.stream).await.map_err(js_err(format!("stream {}", w.stream)))?;
+    stream
+        .get_or_create_consumer(
+            &w.consumer,
+            pull::Config {
+                durable_name: Some(w.consumer.clone()),
+                filter_subject: w.filter.clone(),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                max_ack_pending: w.max_ack_pending,
+                // Redeliveries beyond this are stopped by the server; we move the message to the
+                // DLQ ourselves on the last try, so the server's limit is one higher.
+                max_deliver: if w.max_deliver > 0 { w.max_deliver + 1 } else { -1 },
+                ack_wait: w.ack_wait,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(js_err(format!("consumer {}", w.consumer)))
+}
+
+/// Pulls up to `batch_max` messages, waiting at most `batch_deadline` for the batch to fill.
+pub async fn fetch_batch(consumer: &PullConsumer, w: &WorkSpec) -> Result<Vec<jetstream::Message>, BusError> {
+    let mut batch = consumer
+        .fetch()
+        .max_messages(w.batch_max)
+        .expires(w.batch_deadline)
+        .messages()
+        .await
+        .map_err(js_err("fetch"))?;
+    let mut out = Vec::with_capacity(w.batch_max);
+    while let Some(m) = batch.next().await {
+        match m {
+            Ok(m) => out.push(m),
+            Err(e) => {
+                tracing::debug!(error = %e, "fetch ended early");
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub struct InferenceActor<P: Processor>(std::marker::PhantomData<fn() -> P>);
+
+impl<P: Processor> Default for InferenceActor<P> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+pub struct InferenceArgs<P> {
+    pub bus: Bus,
+    pub work: WorkSpec,
+    pub metrics: Arc<Metrics>,
+    /// Builds the model (on a blocking thread; loading can take a while).
+    pub make: Arc<dyn Fn() -> Result<P, ModelError> + Send + Sync>,
+}
+
+pub struct InferenceState<P> {
+    bus: Bus,
+    work: WorkSpec,
+    metrics: Arc<Metrics>,
+    consumer: PullConsumer,
+    processor: Arc<Mutex<P>>,
+    kind: &'static str,
+    model: String,
+}
+
+pub enum InferenceMsg {
+    Poll,
+}
+
+impl<P: Processor> Actor for InferenceActor<P> {
+    type Msg = InferenceMsg;
+    type State = InferenceState<P>;
+    type Arguments = InferenceArgs<P>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<InferenceMsg>,
+        args: InferenceArgs<P>,
+    ) -> Result<InferenceState<P>, ActorProcessingErr> {
+        let make = args.make.clone();
+        let processor = tokio::task::spawn_blocking(move || make()).await??;
+        let consumer = work_consumer(&args.bus, &args.work).await?;
+        let (kind, model) = (processor.kind(), processor.model().to_string());
+        tracing::info!(kind, %model, consumer = %args.work.consumer, "inference worker ready");
+        myself.send_message(InferenceMsg::Poll)?;
+        Ok(InferenceState {
+            bus: args.bus,
+            work: args.work,
+            metrics: args.metrics,
+            consumer,
+            processor: Arc::new(Mutex::new(processor)),
+            kind,
+            model,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<InferenceMsg>,
+        _msg: InferenceMsg,
+        st: &mut InferenceState<P>,
+    ) -> Result<(), ActorProcessingErr> {
+        let batch = match fetch_batch(&st.consumer, &st.work).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(kind = st.kind, error = %e, "fetch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                myself.send_message(InferenceMsg::Poll)?;
+                return Ok(());
+            }
+        };
+        if !batch.is_empty() {
+            process_batch(st, batch).await?;
+        }
+        myself.send_message(InferenceMsg::Poll)?;
+        Ok(())
+    }
+}
+
+async fn process_batch<P: Processor>(
+    st: &mut InferenceState<P>,
+    batch: Vec<jetstream::Message>,
+) -> Result<(), ActorProcessingErr> {
+    let l = labels(&[("model", &st.model)]);
+    st.metrics.batch_size.get_or_create(&l).observe(batch.len() as f64);
+    let payloads: Vec<bytes::Bytes> = batch.iter().map(|m| m.payload.clone()).collect();
+    let processor = st.processor.clone();
+    let started = Instant::now();
+    // A panic here surfaces as a JoinError: the actor fails, its supervisor restarts it, and the
+    // unacked batch is redelivered.
+    let results = tokio::task::spawn_blocking(move || {
+        let mut p = processor.lock().unwrap_or_else(|e| e.into_inner());
+        payloads.iter().map(|b| p.process(b)).collect::<Vec<_>>()
+    })
+    .await?;
+    st.metrics.inference_seconds.get_or_create(&l).observe(started.elapsed().as_secs_f64());
+
+    for (msg, result) in batch.into_iter().zip(results) {
+        match result {
+            Ok(events) => match publish_events(&st.bus, &st.metrics, &events).await {
+                Ok(()) => ack(&msg, AckKind::Ack).await,
+                Err(e) => {
+                    tracing::warn!(kind = st.kind, error = %e, "cannot publish events; will retry");
+                    ack(&msg, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                }
+            },
+            Err(error) => {
+                st.metrics.inference_errors.get_or_create(&l).inc();
+                let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+                if st.work.max_deliver > 0 && delivered >= st.work.max_deliver {
+                    tracing::warn!(kind = st.kind, %error, delivered, "moving work to the dead-letter subject");
+                    match dead_letter(&st.bus, st.kind, &msg, &error, delivered).await {
+                        Ok(()) => {
+                            st.metrics.dlq.get_or_create(&labels(&[("kind", st.kind)])).inc();
+                            ack(&msg, AckKind::Term).await
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot write to the DLQ; leaving the message for redelivery");
+                            ack(&msg, AckKind::Nak(Some(Duration::from_secs(5)))).await
+                        }
+                    }
+                } else {
+                    let delay = Duration::from_millis(200u64 << (delivered.clamp(1, 8) - 1));
+                    tracing::debug!(kind = st.kind, %error, delivered, "nak with backoff");
+                    ack(&msg, AckKind::Nak(Some(delay))).await;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn ack(msg: &jetstream::Message, kind: AckKind) {
+    if let Err(e) = msg.ack_with(kind).await {
+        tracing::warn!(error = %e, "ack failed; the message will be redelivered");
+    }
+}
+
+pub async fn publish_events(bus: &Bus, metrics: &Metrics, events: &[Event]) -> Result<(), BusError> {
+    for e in events {
+        let payload = serde_json::to_vec(e).expect("event serialises");
+        bus.publish(bus.names.event_subject(e.kind, &e.stream_id), &e.id, payload).await?;
+        metrics.events.get_or_create(&labels(&[("kind", e.kind.as_str())])).inc();
+    }
+    Ok(())
+}
+
+async fn dead_letter(
+    bus: &Bus,
+    kind: &str,
+    msg: &jetstream::Message,
+    error: &str,
+    delivered: i64,
+) -> Result<(), BusError> {
+    let mut headers = msg.headers.clone().unwrap_or_else(HeaderMap::new);
+    let one_line: String = error.chars().filter(|c| !c.is_control()).take(1000).collect();
+    headers.insert("Sl-Error", one_line.as_str());
+    headers.insert("Sl-Original-Subject", msg.subject.as_str());
+    headers.insert("Sl-Delivered", delivered.to_string().as_str());
+    let publish = jetstream::message::PublishMessage::build()
+        .payload(msg.payload.clone())
+        .headers(headers);
+    let subject = bus.names.dlq_subject(kind);
+    let ack = bus.js.send_publish(subject.clone(), publish).await.map_err(js_err(format!("publish {subject}")))?;
+    ack.await.map_err(js_err(format!("publish ack {subject}")))?;
+    Ok(())
+}
+
+/// Scene cuts: confirms the frame-exact cut candidates ingest attached to sampled frames.
+pub struct SceneProcessor {
+    pub min_score: f32,
+}
+
+impl Processor for SceneProcessor {
+    fn kind(&self) -> &'static str {
+        "scenes"
+    }
+    fn model(&self) -> &str {
+        "cut-detector@1"
+    }
+    fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
+        let (meta, _pixels) = decode_frame(payload).map_err(|e| e.to_string())?;
+        Ok(meta
+            .cuts
+            .iter()
+            .filter(|c| c.score >= self.min_score)
+            .map(|c| Event {
+                id: Event::make_id(&meta.stream_id, EventKind::Scene, c.pts_ms),
+                kind: EventKind::Scene,
+                stream_id: meta.stream_id.clone(),
+                pts_ms: c.pts_ms,
+                end_ms: None,
+                wall_ms: meta.wall_ms - (meta.pts_ms - c.pts_ms),
+                text: String::new(),
+                score: c.score,
+                model: self.model().to_string(),
+            })
+            .collect())
+    }
+}
+
+/// Speech: Silero VAD finds the speech inside each audio segment, Moonshine transcribes it.
+pub struct SpeechProcessor {
+    vad: SileroVad,
+    stt: Moonshine,
+    cfg: SpeechConfig,
+}
+
+impl SpeechProcessor {
+    pub fn load(cfg: &Config) -> Result<Self, ModelError> {
+        let m = &cfg.models;
+        let rt = Runtime::load(&m.onnxruntime_lib())?;
+        let vad = SileroVad::load(&rt, &m.path(&m.vad))?;
+        let stt = Moonshine::load(
+            &rt,
+            &m.path(&m.stt_encoder),
+            &m.path(&m.stt_decoder),
+            &m.path(&m.stt_tokenizer),
+            cfg.speech.threads,
+        )?;
+        Ok(Self { vad, stt, cfg: cfg.speech.clone() })
+    }
+}
+
+impl Processor for SpeechProcessor {
+    fn kind(&self) -> &'static str {
+        "speech"
+    }
+    fn model(&self) -> &str {
+        "moonshine-base-en@1"
+    }
+    fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
+        let (meta, samples) = decode_audio(payload).map_err(|e| e.to_string())?;
+        let regions = self
+            .vad
+            .speech_regions(&samples, self.cfg.vad_threshold, self.cfg.min_speech_ms)
+            .map_err(|e| e.to_string())?;
+        let mut events = Vec::new();
+        for (s, e) in regions {
+            let t = match self.stt.transcribe(&samples[s..e]) {
+                Ok(t) => t,
+                Err(ModelError::Input(_)) => continue, // too short to say anything
+                Err(err) => return Err(err.to_string()),
+            };
+            if t.text.is_empty() {
+                continue;
+            }
+            let start = meta.start_ms + (s as i64 * 1000 / 16_000);
+            let end = meta.start_ms + (e as i64 * 1000 / 16_000);
+            events.push(Event {
+                id: Event::make_id(&meta.stream_id, EventKind::Transcript, start),
+                kind: EventKind::Transcript,
+                stream_id: meta.stream_id.clone(),
+                pts_ms: start,
+                end_ms: Some(end),
+                wall_ms: meta.wall_ms + (start - meta.start_ms),
+                text: t.text,
+                score: t.confidence,
+                model: self.model().to_string(),
+            });
+        }
+        Ok(events)
+    }
+}

@@ -1,0 +1,89 @@
+//! Prometheus metrics of every role, in one registry the gateway exports at `/metrics`.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::{Arc, Mutex};
+
+pub type Labels = Vec<(&'static str, String)>;
+
+fn histo() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+fn sizes() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 10))
+}
+
+pub struct Metrics {
+    pub registry: Mutex<Registry>,
+    pub decoded_frames: Family<Labels, Counter>,
+    pub sampled_frames: Family<Labels, Counter>,
+    pub dropped_frames: Family<Labels, Counter>,
+    pub audio_segments: Family<Labels, Counter>,
+    pub reconnects: Family<Labels, Counter>,
+    pub stream_state: Family<Labels, Gauge>,
+    pub events: Family<Labels, Counter>,
+    pub batch_size: Family<Labels, Histogram, fn() -> Histogram>,
+    pub inference_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    pub inference_errors: Family<Labels, Counter>,
+    pub dlq: Family<Labels, Counter>,
+    pub sink_rows: Family<Labels, Counter>,
+    pub sink_errors: Family<Labels, Counter>,
+    pub sink_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    pub feed_clients: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let m = Self {
+            registry: Mutex::new(Registry::with_prefix("sightline")),
+            decoded_frames: Family::default(),
+            sampled_frames: Family::default(),
+            dropped_frames: Family::default(),
+            audio_segments: Family::default(),
+            reconnects: Family::default(),
+            stream_state: Family::default(),
+            events: Family::default(),
+            batch_size: Family::new_with_constructor(sizes),
+            inference_seconds: Family::new_with_constructor(histo),
+            inference_errors: Family::default(),
+            dlq: Family::default(),
+            sink_rows: Family::default(),
+            sink_errors: Family::default(),
+            sink_seconds: Family::new_with_constructor(histo),
+            feed_clients: Gauge::default(),
+        };
+        {
+            let mut r = m.registry.lock().unwrap();
+            r.register("ingest_decoded_frames", "Frames decoded per stream", m.decoded_frames.clone());
+            r.register("ingest_sampled_frames", "Frames sampled for analysis per stream", m.sampled_frames.clone());
+            r.register("ingest_dropped_frames", "Sampled frames dropped to keep lag bounded", m.dropped_frames.clone());
+            r.register("ingest_audio_segments", "Audio segments published per stream", m.audio_segments.clone());
+            r.register("ingest_reconnects", "Pipeline restarts per stream and reason", m.reconnects.clone());
+            r.register("stream_state", "1 for the state each stream is in", m.stream_state.clone());
+            r.register("events", "Events published per kind", m.events.clone());
+            r.register("inference_batch_size", "Messages per inference batch", m.batch_size.clone());
+            r.register("inference_seconds", "Inference time per batch", m.inference_seconds.clone());
+            r.register("inference_errors", "Failed inference items per model", m.inference_errors.clone());
+            r.register("dlq", "Work moved to a dead-letter subject, per kind", m.dlq.clone());
+            r.register("sink_rows", "Rows written per sink", m.sink_rows.clone());
+            r.register("sink_errors", "Failed sink writes (retried)", m.sink_errors.clone());
+            r.register("sink_seconds", "Sink write time per batch", m.sink_seconds.clone());
+            r.register("feed_clients", "Connected live-feed clients", m.feed_clients.clone());
+        }
+        Arc::new(m)
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let r = self.registry.lock().unwrap();
+        prometheus_client::encoding::text::encode(&mut out, &r).expect("metrics encode to a String");
+        out
+    }
+}
+
+pub fn labels(pairs: &[(&'static str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+}

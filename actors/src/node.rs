@@ -1,0 +1,251 @@
+//! A Sightline node: connects to the bus, creates the wire contract, and starts the actors of the
+//! roles it runs under one root supervisor that restarts any failed child with backoff.
+
+use crate::bus::{Bus, BusError};
+use crate::inference::{InferenceActor, InferenceArgs, SceneProcessor, SpeechProcessor, WorkSpec};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::sink::{ClickHouseSink, SinkArgs};
+use crate::supervisor::{StreamSupervisor, SupervisorArgs};
+use futures::future::BoxFuture;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+use sightline_settings::Config;
+use sightline_store::{EventStore, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot start actors: {0}")]
+    Spawn(String),
+}
+
+/// Which parts of Sightline this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub gateway: bool,
+    pub ingest: bool,
+    pub inference: bool,
+    pub sink: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles { gateway: true, ingest: true, inference: true, sink: true };
+
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut r = Roles { gateway: false, ingest: false, inference: false, sink: false };
+        for part in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match part {
+                "gateway" => r.gateway = true,
+                "ingest" => r.ingest = true,
+                "inference" => r.inference = true,
+                "sink" => r.sink = true,
+                "all" => r = Roles::ALL,
+                other => return Err(format!("unknown role `{other}`; roles are gateway, ingest, inference, sink")),
+            }
+        }
+        if r == (Roles { gateway: false, ingest: false, inference: false, sink: false }) {
+            return Err("no roles given".into());
+        }
+        Ok(r)
+    }
+}
+
+type StartFn = Arc<dyn Fn(ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
+
+struct ChildSpec {
+    name: String,
+    start: StartFn,
+}
+
+struct RootSupervisor;
+
+enum RootMsg {
+    Restart(usize),
+}
+
+struct RootState {
+    children: Vec<ChildSpec>,
+    running: Vec<Option<ActorCell>>,
+    restarts: Vec<u32>,
+}
+
+impl Actor for RootSupervisor {
+    type Msg = RootMsg;
+    type State = RootState;
+    type Arguments = Vec<ChildSpec>;
+
+    async fn pre_start(&self, myself: ActorRef<RootMsg>, children: Vec<ChildSpec>) -> Result<RootState, ActorProcessingErr> {
+        let mut running = Vec::with_capacity(children.len());
+        for c in &children {
+            let cell = (c.start)(myself.get_cell()).await.map_err(|e| format!("{}: {e}", c.name))?;
+            running.push(Some(cell));
+        }
+        let restarts = vec![0; children.len()];
+        Ok(RootState { children, running, restarts })
+    }
+
+    async fn post_stop(&self, myself: ActorRef<RootMsg>, _: &mut RootState) -> Result<(), ActorProcessingErr> {
+        myself.stop_children_and_wait(Some("node stopping".into()), Some(Duration::from_secs(10))).await;
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<RootMsg>, msg: RootMsg, st: &mut RootState) -> Result<(), ActorProcessingErr> {
+        let RootMsg::Restart(i) = msg;
+        let c = &st.children[i];
+        match (c.start)(myself.get_cell()).await {
+            Ok(cell) => {
+                tracing::info!(child = %c.name, "restarted");
+                st.running[i] = Some(cell);
+            }
+            Err(e) => {
+                st.restarts[i] += 1;
+                let delay = Duration::from_millis((500u64 << st.restarts[i].min(6)).min(30_000));
+                tracing::error!(child = %c.name, error = %e, retry_in_ms = delay.as_millis() as u64, "restart failed");
+                myself.send_after(delay, move || RootMsg::Restart(i));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(&self, myself: ActorRef<RootMsg>, evt: SupervisionEvent, st: &mut RootState) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, err) = evt {
+            if let Some(i) = st.running.iter().position(|c| c.as_ref().map(|c| c.get_id()) == Some(cell.get_id())) {
+                st.running[i] = None;
+                st.restarts[i] += 1;
+                let delay = Duration::from_millis((250u64 << st.restarts[i].min(7)).min(30_000));
+                tracing::error!(child = %st.children[i].name, error = %err, restart_in_ms = delay.as_millis() as u64, "actor failed; restarting");
+                myself.send_after(delay, move || RootMsg::Restart(i));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub struct Node {
+    pub bus: Bus,
+    pub registry: Registry,
+    pub metrics: Arc<Metrics>,
+    pub store: EventStore,
+    root: ActorRef<RootMsg>,
+    root_done: tokio::task::JoinHandle<()>,
+}
+
+fn child<A, F>(name: impl Into<String>, make: F) -> ChildSpec
+where
+    A: Actor + Default,
+    F: Fn() -> A::Arguments + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    ChildSpec {
+        name: name.into(),
+        start: Arc::new(move |sup: ActorCell| {
+            let args = make();
+            Box::pin(async move { Actor::spawn_linked(None, A::default(), args, sup).await.map(|(a, _)| a.get_cell()) })
+        }),
+    }
+}
+
+impl Default for StreamSupervisor {
+    fn default() -> Self {
+        StreamSupervisor
+    }
+}
+impl Default for ClickHouseSink {
+    fn default() -> Self {
+        ClickHouseSink
+    }
+}
+
+impl Node {
+    pub async fn start(cfg: &Config, roles: Roles, metrics: Arc<Metrics>) -> Result<Node, NodeError> {
+        let bus = Bus::connect(&cfg.nats).await?;
+        bus.ensure().await?;
+        let registry = Registry::open(&bus).await?;
+        let store = EventStore::new(&cfg.clickhouse);
+        if roles.sink || roles.gateway {
+            store.migrate(&cfg.clickhouse, &cfg.clickhouse.migrations_dir).await?;
+        }
+        let mut children = Vec::new();
+        if roles.ingest {
+            let (bus, registry, ingest, metrics) = (bus.clone(), registry.clone(), cfg.ingest.clone(), metrics.clone());
+            children.push(child::<StreamSupervisor, _>("stream-supervisor", move || SupervisorArgs {
+                bus: bus.clone(),
+                registry: registry.clone(),
+                ingest: ingest.clone(),
+                metrics: metrics.clone(),
+            }));
+        }
+        if roles.inference {
+            let n = &bus.names;
+            let s = &cfg.scenes;
+            let scenes = WorkSpec {
+                stream: n.frames_stream(),
+                filter: n.frames_all(),
+                consumer: n.consumer("scenes"),
+                batch_max: s.batch_max,
+                batch_deadline: Duration::from_millis(s.batch_deadline_ms),
+                max_ack_pending: s.max_ack_pending,
+                max_deliver: s.max_deliver,
+                ack_wait: Duration::from_secs(30),
+            };
+            let min_score = cfg.ingest.cut_threshold;
+            for w in 0..s.workers.max(1) {
+                let (bus, metrics, work) = (bus.clone(), metrics.clone(), scenes.clone());
+                children.push(child::<InferenceActor<SceneProcessor>, _>(format!("scenes-{w}"), move || InferenceArgs {
+                    bus: bus.clone(),
+                    work: work.clone(),
+                    metrics: metrics.clone(),
+                    make: Arc::new(move || Ok(SceneProcessor { min_score })),
+                }));
+            }
+            let sp = &cfg.speech;
+            let speech = WorkSpec {
+                stream: n.audio_stream(),
+                filter: n.audio_all(),
+                consumer: n.consumer("speech"),
+                batch_max: sp.batch_max,
+                batch_deadline: Duration::from_millis(sp.batch_deadline_ms),
+                max_ack_pending: sp.max_ack_pending,
+                max_deliver: sp.max_deliver,
+                ack_wait: Duration::from_secs(120),
+            };
+            for w in 0..sp.workers.max(1) {
+                let (bus, metrics, work, full) = (bus.clone(), metrics.clone(), speech.clone(), cfg.clone());
+                children.push(child::<InferenceActor<SpeechProcessor>, _>(format!("speech-{w}"), move || {
+                    let full = full.clone();
+                    InferenceArgs {
+                        bus: bus.clone(),
+                        work: work.clone(),
+                        metrics: metrics.clone(),
+                        make: Arc::new(move || SpeechProcessor::load(&full)),
+                    }
+                }));
+            }
+        }
+        if roles.sink {
+            let (bus, store, sink, metrics) = (bus.clone(), store.clone(), cfg.sink.clone(), metrics.clone());
+            children.push(child::<ClickHouseSink, _>("sink-clickhouse", move || SinkArgs {
+                bus: bus.clone(),
+                store: store.clone(),
+                cfg: sink.clone(),
+                metrics: metrics.clone(),
+            }));
+        }
+        let (root, root_done) = Actor::spawn(Some(format!("sightline-root-{}", uuid::Uuid::new_v4().simple())), RootSupervisor, children)
+            .await
+            .map_err(|e| NodeError::Spawn(e.to_string()))?;
+        Ok(Node { bus, registry, metrics, store, root, root_done })
+    }
+
+    /// Stops every actor (pipelines torn down, in-flight batches finished or left unacked for
+    /// redelivery) and waits for them.
+    pub async fn shutdown(self) {
+        self.root.stop(Some("shutdown".into()));
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.root_done).await;
+    }
+}

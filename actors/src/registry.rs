@@ -1,0 +1,181 @@
+//! The stream registry: specs in the JetStream KV bucket `<prefix>_streams` (what should run) and
+//! live status in `<prefix>_stream_status` (what is running), so every node and the gateway see
+//! the same picture and registered streams survive restarts.
+
+use crate::bus::{Bus, BusError, js_err};
+use async_nats::jetstream::kv;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+/// What a user registered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamSpec {
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    pub created_ms: i64,
+}
+
+/// A stream's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamState {
+    /// Pipeline starting, no media yet.
+    Starting,
+    /// Media flowing, nothing dropped.
+    Running,
+    /// Media flowing, but work is being dropped to keep lag bounded.
+    Degraded,
+    /// The source failed; a restart is scheduled with backoff.
+    Reconnecting,
+    /// Gave up after the configured number of retries.
+    Failed,
+    /// Ended (a finite source reached its end, or the stream was stopped).
+    Stopped,
+}
+
+/// Why a pipeline was restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryReason {
+    Error,
+    Eos,
+    Stall,
+    StateChange,
+}
+
+/// What the owning ingest node reports, refreshed every second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamStatus {
+    pub state: StreamState,
+    /// Since when (Unix ms) the stream is in this state.
+    pub since_ms: i64,
+    pub last_error: Option<String>,
+    pub last_retry_reason: Option<RetryReason>,
+    pub reconnects: u64,
+    pub decoded_fps: f32,
+    pub sampled_fps: f32,
+    pub decoded_frames: u64,
+    pub sampled_frames: u64,
+    pub dropped_frames: u64,
+    pub audio_segments: u64,
+    pub cuts: u64,
+    /// Latest position of the stream's media clock, ms (restarts continue from here).
+    pub media_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl StreamStatus {
+    pub fn new(now_ms: i64) -> Self {
+        Self {
+            state: StreamState::Starting,
+            since_ms: now_ms,
+            last_error: None,
+            last_retry_reason: None,
+            reconnects: 0,
+            decoded_fps: 0.0,
+            sampled_fps: 0.0,
+            decoded_frames: 0,
+            sampled_frames: 0,
+            dropped_frames: 0,
+            audio_segments: 0,
+            cuts: 0,
+            media_ms: 0,
+            updated_ms: now_ms,
+        }
+    }
+}
+
+/// A stream as the API shows it: its spec and, once a node reported, its status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamView {
+    #[serde(flatten)]
+    pub spec: StreamSpec,
+    pub status: StreamState,
+    pub detail: Option<StreamStatus>,
+}
+
+#[derive(Clone)]
+pub struct Registry {
+    specs: kv::Store,
+    status: kv::Store,
+}
+
+pub enum Change {
+    Put(StreamSpec),
+    Delete(String),
+}
+
+impl Registry {
+    pub async fn open(bus: &Bus) -> Result<Self, BusError> {
+        Ok(Self {
+            specs: bus.kv(&bus.names.registry_bucket()).await?,
+            status: bus.kv(&bus.names.status_bucket()).await?,
+        })
+    }
+
+    /// Registers a stream; fails if the id is taken.
+    pub async fn create(&self, spec: &StreamSpec) -> Result<(), BusError> {
+        let json = serde_json::to_vec(spec).expect("spec serialises");
+        self.specs.create(&spec.id, json.into()).await.map_err(js_err(format!("create {}", spec.id)))?;
+        Ok(())
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<StreamSpec>, BusError> {
+        let v = self.specs.get(id).await.map_err(js_err(format!("get {id}")))?;
+        Ok(v.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    pub async fn list(&self) -> Result<Vec<StreamSpec>, BusError> {
+        let mut keys = self.specs.keys().await.map_err(js_err("list streams"))?;
+        let mut out = Vec::new();
+        while let Some(k) = keys.next().await {
+            let Ok(k) = k else { continue };
+            if let Some(s) = self.get(&k).await? {
+                out.push(s);
+            }
+        }
+        out.sort_by_key(|s| s.created_ms);
+        Ok(out)
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<(), BusError> {
+        self.specs.delete(id).await.map_err(js_err(format!("delete {id}")))?;
+        Ok(())
+    }
+
+    pub async fn status(&self, id: &str) -> Result<Option<StreamStatus>, BusError> {
+        let v = self.status.get(id).await.map_err(js_err(format!("status {id}")))?;
+        Ok(v.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    pub async fn put_status(&self, id: &str, status: &StreamStatus) -> Result<(), BusError> {
+        let json = serde_json::to_vec(status).expect("status serialises");
+        self.status.put(id, json.into()).await.map_err(js_err(format!("status {id}")))?;
+        Ok(())
+    }
+
+    pub async fn delete_status(&self, id: &str) -> Result<(), BusError> {
+        self.status.purge(id).await.map_err(js_err(format!("status {id}")))?;
+        Ok(())
+    }
+
+    pub async fn view(&self, spec: StreamSpec) -> Result<StreamView, BusError> {
+        let detail = self.status(&spec.id).await?;
+        let status = detail.as_ref().map(|d| d.state).unwrap_or(StreamState::Starting);
+        Ok(StreamView { spec, status, detail })
+    }
+
+    /// Every current spec, then every change, as they happen.
+    pub async fn watch(&self) -> Result<futures::stream::BoxStream<'static, Change>, BusError> {
+        let w = self.specs.watch_with_history(">").await.map_err(js_err("watch registry"))?;
+        Ok(w.filter_map(|e| async move {
+            let e = e.ok()?;
+            match e.operation {
+                kv::Operation::Put => serde_json::from_slice(&e.value).ok().map(Change::Put),
+                kv::Operation::Delete | kv::Operation::Purge => Some(Change::Delete(e.key)),
+            }
+        })
+        .boxed())
+    }
+}

@@ -1,0 +1,329 @@
+//! `StreamActor`: one per live stream. Owns the GStreamer pipeline, publishes what it produces
+//! to JetStream, watches for stalls, and restarts the pipeline with capped, jittered backoff. Its
+//! status (state, errors, counters, fps) goes to the status bucket every second.
+
+use crate::bus::Bus;
+use crate::metrics::{Metrics, labels};
+use crate::registry::{Registry, RetryReason, StreamSpec, StreamState, StreamStatus};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use sightline_settings::IngestConfig;
+use sightline_streams::pipeline::now_ms;
+use sightline_streams::{IngestStats, MediaItem, MediaPipeline, PipelineSpec};
+use sightline_wire::{AudioMeta, FrameMeta, audio_bytes, encode};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+pub struct StreamActor;
+
+pub struct StreamActorArgs {
+    pub spec: StreamSpec,
+    pub live: bool,
+    pub bus: Bus,
+    pub registry: Registry,
+    pub ingest: IngestConfig,
+    pub metrics: Arc<Metrics>,
+}
+
+pub enum StreamMsg {
+    /// (Re)start the pipeline.
+    Start,
+    /// The pipeline ended (error, end of stream) and needs a decision.
+    Ended { reason: RetryReason, detail: String },
+    /// Once a second: counters, fps, stall watchdog, status.
+    Tick,
+}
+
+pub struct StreamActorState {
+    args: StreamActorArgs,
+    pipeline: Option<MediaPipeline>,
+    pump: Option<tokio::task::JoinHandle<()>>,
+    stats: Arc<IngestStats>,
+    status: StreamStatus,
+    /// Consecutive failed attempts (reset once media flows).
+    attempt: u32,
+    /// Counter values at the previous tick, for rates and metric deltas.
+    prev: [u64; 4],
+    prev_tick_ms: i64,
+    /// Ticks since the last dropped frame (leaves `degraded` after a quiet spell).
+    quiet_ticks: u32,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+    retry_timer: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<StreamMsg>>>>,
+}
+
+impl StreamActorState {
+    fn set_state(&mut self, state: StreamState) {
+        if self.status.state != state {
+            tracing::info!(stream = %self.args.spec.id, from = ?self.status.state, to = ?state, "stream state");
+            self.status.state = state;
+            self.status.since_ms = now_ms();
+        }
+    }
+
+    fn teardown(&mut self) {
+        if let Some(p) = self.pump.take() {
+            p.abort();
+        }
+        self.pipeline = None; // Drop sets the pipeline to NULL and frees it.
+    }
+}
+
+/// Exponential backoff with ±20 % jitter, capped.
+pub fn backoff(cfg: &IngestConfig, attempt: u32) -> Duration {
+    let base = cfg.backoff_initial_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
+    let capped = base.min(cfg.backoff_max_ms) as f64;
+    let jitter = 0.8 + 0.4 * fastrand::f64();
+    Duration::from_millis((capped * jitter) as u64)
+}
+
+impl Actor for StreamActor {
+    type Msg = StreamMsg;
+    type State = StreamActorState;
+    type Arguments = StreamActorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<StreamMsg>,
+        args: StreamActorArgs,
+    ) -> Result<StreamActorState, ActorProcessingErr> {
+        // Continue the media clock where a previous run of this stream left it, so event ids of a
+        // restarted stream never collide with earlier ones.
+        let mut status = StreamStatus::new(now_ms());
+        if let Ok(Some(prev)) = args.registry.status(&args.spec.id).await {
+            status.media_ms = prev.media_ms;
+            status.reconnects = prev.reconnects;
+        }
+        let ticker = myself.send_interval(Duration::from_secs(1), || StreamMsg::Tick);
+        myself.send_message(StreamMsg::Start)?;
+        Ok(StreamActorState {
+            args,
+            pipeline: None,
+            pump: None,
+            stats: Arc::new(IngestStats::default()),
+            status,
+            attempt: 0,
+            prev: [0; 4],
+            prev_tick_ms: now_ms(),
+            quiet_ticks: 0,
+            ticker: Some(ticker),
+            retry_timer: None,
+        })
+    }
+
+    async fn post_stop(&self, _: ActorRef<StreamMsg>, st: &mut StreamActorState) -> Result<(), ActorProcessingErr> {
+        st.teardown();
+        if let Some(t) = st.ticker.take() {
+            t.abort();
+        }
+        if let Some(t) = st.retry_timer.take() {
+            t.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<StreamMsg>,
+        msg: StreamMsg,
+        st: &mut StreamActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            StreamMsg::Start => {
+                st.teardown();
+                st.stats = Arc::new(IngestStats::default());
+                st.prev = [0; 4];
+                // A restart continues the media clock one second past the last media seen.
+                let base_ms = if st.status.media_ms > 0 { st.status.media_ms + 1000 } else { 0 };
+                st.status.media_ms = base_ms;
+                st.stats.last_media_ms.store(base_ms, Ordering::Relaxed);
+                st.stats.last_media_wall_ms.store(now_ms(), Ordering::Relaxed);
+                st.set_state(StreamState::Starting);
+                let spec = PipelineSpec { url: st.args.spec.url.clone(), base_ms, ingest: st.args.ingest.clone() };
+                match MediaPipeline::start(&spec, st.stats.clone(), st.args.ingest.queue_capacity) {
+                    Ok((pipeline, rx)) => {
+                        st.pipeline = Some(pipeline);
+                        st.pump = Some(tokio::spawn(pump(
+                            rx,
+                            st.args.bus.clone(),
+                            st.args.spec.id.clone(),
+                            myself.clone(),
+                            st.stats.clone(),
+                        )));
+                    }
+                    Err(e) => {
+                        myself.send_message(StreamMsg::Ended { reason: RetryReason::StateChange, detail: e.to_string() })?;
+                    }
+                }
+            }
+            StreamMsg::Ended { reason, detail } => {
+                if st.pipeline.is_none() && st.pump.is_none() && reason != RetryReason::StateChange {
+                    return Ok(()); // a late report from a pipeline already torn down
+                }
+                st.teardown();
+                let id = st.args.spec.id.clone();
+                if reason == RetryReason::Eos && !st.args.live {
+                    st.set_state(StreamState::Stopped);
+                    st.status.last_error = None;
+                } else {
+                    st.attempt += 1;
+                    st.status.last_error = Some(detail.clone());
+                    st.status.last_retry_reason = Some(reason);
+                    let max = st.args.ingest.max_retries;
+                    if max > 0 && st.attempt > max {
+                        tracing::warn!(stream = %id, %detail, "stream failed after {max} retries");
+                        st.set_state(StreamState::Failed);
+                    } else {
+                        st.status.reconnects += 1;
+                        st.args.metrics.reconnects.get_or_create(&labels(&[("stream", &id), ("reason", reason_str(reason))])).inc();
+                        let delay = backoff(&st.args.ingest, st.attempt);
+                        tracing::warn!(stream = %id, ?reason, %detail, retry_in_ms = delay.as_millis() as u64, "stream reconnecting");
+                        st.set_state(StreamState::Reconnecting);
+                        st.retry_timer = Some(myself.send_after(delay, || StreamMsg::Start));
+                    }
+                }
+                publish_status(st).await;
+            }
+            StreamMsg::Tick => {
+                tick(&myself, st);
+                publish_status(st).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn reason_str(r: RetryReason) -> &'static str {
+    match r {
+        RetryReason::Error => "error",
+        RetryReason::Eos => "eos",
+        RetryReason::Stall => "stall",
+        RetryReason::StateChange => "state_change",
+    }
+}
+
+fn tick(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState) {
+    let s = &st.stats;
+    let now = now_ms();
+    let counters = [
+        s.decoded_frames.load(Ordering::Relaxed),
+        s.sampled_frames.load(Ordering::Relaxed),
+        s.dropped_frames.load(Ordering::Relaxed),
+        s.audio_segments.load(Ordering::Relaxed),
+    ];
+    let delta: Vec<u64> = counters.iter().zip(st.prev).map(|(c, p)| c.saturating_sub(p)).collect();
+    let secs = ((now - st.prev_tick_ms).max(1) as f32) / 1000.0;
+    st.prev = counters;
+    st.prev_tick_ms = now;
+    let id = st.args.spec.id.clone();
+    let l = labels(&[("stream", &id)]);
+    let m = st.args.metrics.clone();
+    m.decoded_frames.get_or_create(&l).inc_by(delta[0]);
+    m.sampled_frames.get_or_create(&l).inc_by(delta[1]);
+    m.dropped_frames.get_or_create(&l).inc_by(delta[2]);
+    m.audio_segments.get_or_create(&l).inc_by(delta[3]);
+    let status = &mut st.status;
+    status.decoded_fps = delta[0] as f32 / secs;
+    status.sampled_fps = delta[1] as f32 / secs;
+    status.decoded_frames += delta[0];
+    status.sampled_frames += delta[1];
+    status.dropped_frames += delta[2];
+    status.audio_segments += delta[3];
+    status.cuts = s.cuts.load(Ordering::Relaxed);
+    status.media_ms = status.media_ms.max(s.last_media_ms.load(Ordering::Relaxed));
+    status.updated_ms = now;
+
+    if st.pipeline.is_some() {
+        let flowing = delta[0] > 0 || delta[3] > 0;
+        let idle_ms = now - s.last_media_wall_ms.load(Ordering::Relaxed);
+        if idle_ms > st.args.ingest.stall_timeout_s as i64 * 1000 {
+            let detail = format!("no media for {} s", idle_ms / 1000);
+            let _ = myself.send_message(StreamMsg::Ended { reason: RetryReason::Stall, detail });
+        } else if delta[2] > 0 {
+            st.quiet_ticks = 0;
+            st.set_state(StreamState::Degraded);
+        } else if flowing {
+            st.attempt = 0;
+            st.quiet_ticks += 1;
+            if st.status.state == StreamState::Starting
+                || (st.status.state == StreamState::Degraded && st.quiet_ticks >= 5)
+            {
+                st.set_state(StreamState::Running);
+                st.status.last_error = None;
+            }
+        }
+    }
+    for state in ["starting", "running", "degraded", "reconnecting", "failed", "stopped"] {
+        let on = serde_json::to_value(st.status.state).ok().and_then(|v| v.as_str().map(|s| s == state)) == Some(true);
+        m.stream_state.get_or_create(&labels(&[("stream", &id), ("state", state)])).set(on as i64);
+    }
+}
+
+async fn publish_status(st: &StreamActorState) {
+    if let Err(e) = st.args.registry.put_status(&st.args.spec.id, &st.status).await {
+        tracing::warn!(stream = %st.args.spec.id, error = %e, "cannot write stream status");
+    }
+}
+
+/// Moves media from the pipeline's bounded channel to JetStream, and reports how it ended.
+async fn pump(
+    mut rx: tokio::sync::mpsc::Receiver<MediaItem>,
+    bus: Bus,
+    stream_id: String,
+    actor: ActorRef<StreamMsg>,
+    stats: Arc<IngestStats>,
+) {
+    let names = bus.names.clone();
+    while let Some(item) = rx.recv().await {
+        let sent = match item {
+            MediaItem::Frame(f) => {
+                let meta = FrameMeta {
+                    stream_id: stream_id.clone(),
+                    pts_ms: f.pts_ms,
+                    wall_ms: f.wall_ms,
+                    width: f.width,
+                    height: f.height,
+                    cuts: f.cuts,
+                };
+                bus.publish(names.frames_subject(&stream_id), &meta.msg_id(), encode(&meta, &f.rgb)).await
+            }
+            MediaItem::Audio(seg) => {
+                let meta = AudioMeta {
+                    stream_id: stream_id.clone(),
+                    start_ms: seg.start_ms,
+                    end_ms: seg.end_ms,
+                    wall_ms: now_ms() - (seg.end_ms - seg.start_ms),
+                    samples: seg.samples.len(),
+                };
+                bus.publish(names.audio_subject(&stream_id), &meta.msg_id(), encode(&meta, &audio_bytes(&seg.samples))).await
+            }
+            MediaItem::Error(detail) => {
+                let _ = actor.send_message(StreamMsg::Ended { reason: RetryReason::Error, detail });
+                return;
+            }
+            MediaItem::Eos => {
+                let _ = actor.send_message(StreamMsg::Ended { reason: RetryReason::Eos, detail: "end of stream".into() });
+                return;
+            }
+        };
+        if let Err(e) = sent {
+            stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(stream = %stream_id, error = %e, "publish failed; media dropped");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let cfg = IngestConfig { backoff_initial_ms: 100, backoff_max_ms: 1000, ..Default::default() };
+        let d1 = backoff(&cfg, 1).as_millis();
+        let d3 = backoff(&cfg, 3).as_millis();
+        let d30 = backoff(&cfg, 30).as_millis();
+        assert!((80..=120).contains(&d1), "{d1}");
+        assert!((320..=480).contains(&d3), "{d3}");
+        assert!((800..=1200).contains(&d30), "{d30}");
+    }
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Installs everything Sightline needs on a fresh Debian 12 machine, idempotently.
+# A second run finds every step done and takes seconds. Downloads and tools are cached under
+# $SIGHTLINE_CACHE (default ~/.cache/sightline) so fresh clones of the repo reuse them.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${SIGHTLINE_CACHE:-$HOME/.cache/sightline}
+mkdir -p "$CACHE"
+export DEBIAN_FRONTEND=noninteractive
+
+step() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# ---- 1. Debian packages: GStreamer, ffmpeg and espeak-ng for test media, build tools -------------
+APT_PKGS=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  gstreamer1.0-tools ffmpeg espeak-ng fonts-dejavu-core pkg-config python3-venv curl ca-certificates)
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -q
+  as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  step "Debian packages: present"
+fi
+
+# ---- 2. nats-server 2.10 and Redis 8 (vector sets) from Debian trixie, unpacked privately ------------
+# Bookworm ships nats-server 2.9 and Redis 7 (no vector sets). Trixie's builds are fetched with a
+# private apt state so the system's sources stay untouched; Redis runs on trixie's own glibc.
+TRIXIE=$CACHE/trixie
+if [ ! -x "$TRIXIE/root/usr/bin/redis-server" ] || [ ! -x "$TRIXIE/root/usr/bin/nats-server" ]; then
+  step "fetching nats-server and redis-server from Debian trixie"
+  mkdir -p "$TRIXIE/lists/partial" "$TRIXIE/archives/partial" "$TRIXIE/debs" "$TRIXIE/root"
+  echo "deb http://deb.debian.org/debian trixie main" > "$TRIXIE/sources.list"
+  APT_OPTS=(-o "Dir::Etc::SourceList=$TRIXIE/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+    -o "Dir::State::Lists=$TRIXIE/lists" -o "Dir::Cache::Archives=$TRIXIE/archives"
+    -o "Dir::State::Status=/dev/null" -o "APT::Architecture=amd64")
+  apt-get "${APT_OPTS[@]}" update -q
+  (cd "$TRIXIE/debs" && apt-get "${APT_OPTS[@]}" download nats-server redis-server redis-tools \
+    libc6 libstdc++6 libjemalloc2 liblzf1 libssl3t64 libsystemd0 libatomic1 libgcc-s1 libcap2 \
+    libgcrypt20 liblz4-1 liblzma5 libzstd1 libgpg-error0)
+  for deb in "$TRIXIE"/debs/*.deb; do dpkg -x "$deb" "$TRIXIE/root"; done
+fi
+# A wrapper runs Redis against trixie's loader and libraries.
+mkdir -p "$CACHE/bin"
+cat > "$CACHE/bin/redis-server" <<EOF
+#!/bin/sh
+exec "$TRIXIE/root/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "$TRIXIE/root/usr/lib/x86_64-linux-gnu" "$TRIXIE/root/usr/bin/redis-server" "\$@"
+EOF
+cat > "$CACHE/bin/redis-cli" <<EOF
+#!/bin/sh
+exec "$TRIXIE/root/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "$TRIXIE/root/usr/lib/x86_64-linux-gnu" "$TRIXIE/root/usr/bin/redis-cli" "\$@"
+EOF
+ln -sf "$TRIXIE/root/usr/sbin/nats-server" "$CACHE/bin/nats-server"
+chmod +x "$CACHE/bin/redis-server" "$CACHE/bin/redis-cli"
+step "nats-server $("$CACHE/bin/nats-server" --version | awk '{print $2}'), redis $("$CACHE/bin/redis-server" --version | awk '{print $3}')"
+
+# ---- 3. Python environment: the ClickHouse engine (chDB), ONNX Runtime, model packages ---------------
+VENV=$CACHE/venv
+PY_PKGS=(chdb-core==26.9.0 lz4==4.4.5 onnxruntime==1.32.0 silero-vad==6.2.3 moonshine-cpp==0.1.4
+  useful-moonshine-onnx==20251121 numpy)
+stamp="$VENV/.sightline-$(echo "${PY_PKGS[*]}" | md5sum | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  step "creating Python environment with ${PY_PKGS[*]}"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  # --no-deps: these packages pull torch and friends that Sightline does not need at runtime.
+  "$VENV/bin/pip" install -q --no-deps "${PY_PKGS[@]}"
+  "$VENV/bin/pip" install -q flatbuffers protobuf coloredlogs sympy packaging
+  touch "$stamp"
+else
+  step "Python environment: present"
+fi
+SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+
+# ---- 4. ONNX Runtime shared library and models, copied to stable paths -------------------------------
+MODELS=$CACHE/models
+mkdir -p "$MODELS/moonshine-base-en" "$CACHE/lib"
+ORT_SO=$(ls "$SITE"/onnxruntime/capi/libonnxruntime.so.1.* | head -n1)
+ln -sf "$ORT_SO" "$CACHE/lib/libonnxruntime.so"
+cp -u "$SITE/silero_vad/data/silero_vad.onnx" "$MODELS/silero_vad.onnx"
+MS=$(dirname "$(find "$SITE/moonshine_cpp" -name encoder_model.ort -path '*base-en*' | head -n1)")
+cp -u "$MS/encoder_model.ort" "$MS/decoder_model_merged.ort" "$MODELS/moonshine-base-en/"
+TOK=$(find "$SITE/moonshine_onnx" "$SITE/moonshine_cpp" -name tokenizer.json 2>/dev/null | head -n1)
+cp -u "$TOK" "$MODELS/moonshine-base-en/tokenizer.json"
+step "models in $MODELS; ONNX Runtime at $CACHE/lib/libonnxruntime.so"
+
+# ---- 5. Environment file read by the Makefile and scripts ---------------------------------------------
+cat > "$CACHE/env" <<EOF
+export PATH="$CACHE/bin:\$PATH"
+export ORT_DYLIB_PATH="$CACHE/lib/libonnxruntime.so"
+export SIGHTLINE_PYTHON="$VENV/bin/python"
+EOF
+step "done"

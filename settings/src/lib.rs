@@ -1,0 +1,412 @@
+//! Sightline's configuration: one struct per component, read from `config/sightline.toml` and
+//! overridden by `SIGHTLINE_<SECTION>__<KEY>` environment variables. Every field has a default so
+//! a missing key never stops the system; `config/sightline.toml` documents each one.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("environment variable {var}: {reason}")]
+    Env { var: String, reason: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub redis: RedisConfig,
+    pub clickhouse: ClickHouseConfig,
+    pub gateway: GatewayConfig,
+    pub ingest: IngestConfig,
+    pub scenes: ScenesConfig,
+    pub speech: SpeechConfig,
+    pub sink: SinkConfig,
+    pub models: ModelsConfig,
+}
+
+/// NATS JetStream: the bus between every role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    pub url: String,
+    /// Prefix for stream, bucket and consumer names, so several deployments can share a server.
+    pub prefix: String,
+    /// Replicas for streams and buckets (1 on a single server, 3 on a cluster).
+    pub replicas: usize,
+    /// Work streams (frames, audio) keep at most this many messages per subject (one subject per
+    /// stream); older ones are discarded first so a slow consumer never grows a backlog.
+    pub work_max_msgs_per_subject: i64,
+    /// Work messages older than this are discarded, seconds.
+    pub work_max_age_s: u64,
+    /// Byte bound on each work stream.
+    pub work_max_bytes: i64,
+    /// Events are kept this long for replay (feed resume, sink catch-up), seconds.
+    pub events_max_age_s: u64,
+    /// Byte bound on the events stream.
+    pub events_max_bytes: i64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            prefix: "SL".into(),
+            replicas: 1,
+            work_max_msgs_per_subject: 120,
+            work_max_age_s: 60,
+            work_max_bytes: 1 << 30,
+            events_max_age_s: 7 * 24 * 3600,
+            events_max_bytes: 4 << 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self { url: "redis://127.0.0.1:6379".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// HTTP interface of ClickHouse (a real server or the bundled chDB adapter).
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    /// Folder holding the numbered `*.sql` migrations applied at start.
+    pub migrations_dir: PathBuf,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8123".into(),
+            database: "sightline".into(),
+            user: "default".into(),
+            password: String::new(),
+            migrations_dir: "config/migrations".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub listen: String,
+    /// Folder with the web dashboard's files, served at `/`.
+    pub dashboard_dir: PathBuf,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
+    /// Events buffered for one websocket client before it is closed as too slow.
+    pub feed_buffer: usize,
+    /// Seconds between websocket heartbeats.
+    pub feed_heartbeat_s: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            dashboard_dir: "dashboards/web".into(),
+            max_body_bytes: 64 * 1024,
+            feed_buffer: 1024,
+            feed_heartbeat_s: 15,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// URL schemes a stream may use.
+    pub allowed_schemes: Vec<String>,
+    /// Frames per second sampled for analysis.
+    pub sample_fps: u32,
+    /// Size of sampled frames (RGB), pixels.
+    pub analysis_width: u32,
+    pub analysis_height: u32,
+    /// Size at which every decoded frame is scored for cuts.
+    pub cut_width: u32,
+    pub cut_height: u32,
+    /// Cut score (0..1) above which a frame starts a new scene.
+    pub cut_threshold: f32,
+    /// A cut must also be this many times the recent average score (rejects steady motion).
+    pub cut_ratio: f32,
+    /// No two cuts closer than this, milliseconds.
+    pub min_scene_ms: u64,
+    /// Audio: RMS level (0..1) above which a 30 ms window counts as sound.
+    pub audio_gate_level: f32,
+    /// Audio: a segment ends after this much quiet, milliseconds.
+    pub audio_gate_hangover_ms: u64,
+    /// Audio: segments are cut at this length, milliseconds.
+    pub audio_max_segment_ms: u64,
+    /// Media buffered between GStreamer and the publisher; when full, frames are dropped (counted).
+    pub queue_capacity: usize,
+    /// No media for this long restarts the pipeline, seconds.
+    pub stall_timeout_s: u64,
+    /// Reconnect backoff: first delay, cap, milliseconds; attempts before `failed` (0 = forever).
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub max_retries: u32,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            allowed_schemes: ["rtmp", "rtmps", "rtsp", "http", "https"].map(String::from).to_vec(),
+            sample_fps: 2,
+            analysis_width: 384,
+            analysis_height: 216,
+            cut_width: 64,
+            cut_height: 36,
+            cut_threshold: 0.35,
+            cut_ratio: 3.0,
+            min_scene_ms: 600,
+            audio_gate_level: 0.01,
+            audio_gate_hangover_ms: 500,
+            audio_max_segment_ms: 15_000,
+            queue_capacity: 64,
+            stall_timeout_s: 10,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 30_000,
+            max_retries: 0,
+        }
+    }
+}
+
+/// The scene actor: confirms cut candidates from ingest and emits `scene` events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScenesConfig {
+    pub workers: usize,
+    pub batch_max: usize,
+    pub batch_deadline_ms: u64,
+    pub max_ack_pending: i64,
+    pub max_deliver: i64,
+}
+
+impl Default for ScenesConfig {
+    fn default() -> Self {
+        Self { workers: 1, batch_max: 32, batch_deadline_ms: 100, max_ack_pending: 256, max_deliver: 5 }
+    }
+}
+
+/// The speech actor: VAD then speech-to-text on audio segments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpeechConfig {
+    pub workers: usize,
+    pub batch_max: usize,
+    pub batch_deadline_ms: u64,
+    pub max_ack_pending: i64,
+    pub max_deliver: i64,
+    /// Silero speech probability above which a 32 ms window is speech.
+    pub vad_threshold: f32,
+    /// A segment with less speech than this is skipped, milliseconds.
+    pub min_speech_ms: u64,
+    /// ONNX Runtime intra-op threads per model.
+    pub threads: usize,
+}
+
+impl Default for SpeechConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            batch_max: 4,
+            batch_deadline_ms: 200,
+            max_ack_pending: 16,
+            max_deliver: 5,
+            vad_threshold: 0.5,
+            min_speech_ms: 250,
+            threads: 1,
+        }
+    }
+}
+
+/// The ClickHouse sink: events from JetStream into ClickHouse, in batches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkConfig {
+    pub batch_max: usize,
+    pub batch_deadline_ms: u64,
+    pub max_ack_pending: i64,
+    /// Delay before retrying a failed insert (doubles up to 30 s).
+    pub retry_initial_ms: u64,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self { batch_max: 1000, batch_deadline_ms: 500, max_ack_pending: 5000, retry_initial_ms: 500 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Folder the model files below are relative to.
+    pub dir: PathBuf,
+    /// ONNX Runtime shared library (libonnxruntime.so), as `make setup` places it.
+    pub onnxruntime_lib: PathBuf,
+    pub vad: PathBuf,
+    pub stt_encoder: PathBuf,
+    pub stt_decoder: PathBuf,
+    pub stt_tokenizer: PathBuf,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            dir: "~/.cache/sightline/models".into(),
+            onnxruntime_lib: "~/.cache/sightline/lib/libonnxruntime.so".into(),
+            vad: "silero_vad.onnx".into(),
+            stt_encoder: "moonshine-base-en/encoder_model.ort".into(),
+            stt_decoder: "moonshine-base-en/decoder_model_merged.ort".into(),
+            stt_tokenizer: "moonshine-base-en/tokenizer.json".into(),
+        }
+    }
+}
+
+impl ModelsConfig {
+    /// A model file's full path: relative names are under `dir`; `~/` is the home folder.
+    pub fn path(&self, file: &Path) -> PathBuf {
+        if file.is_absolute() { file.to_path_buf() } else { expand_home(&self.dir).join(file) }
+    }
+
+    pub fn onnxruntime_lib(&self) -> PathBuf {
+        expand_home(&self.onnxruntime_lib)
+    }
+}
+
+/// Expands a leading `~/` to `$HOME/`.
+pub fn expand_home(p: &Path) -> PathBuf {
+    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => p.to_path_buf(),
+    }
+}
+
+impl Config {
+    /// Reads the file (if given), then applies `SIGHTLINE_*` overrides from the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut root = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
+                text.parse::<toml::Table>()
+                    .map_err(|source| ConfigError::Parse { path: p.to_path_buf(), source })?
+            }
+            None => toml::Table::new(),
+        };
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix("SIGHTLINE_") else { continue };
+            let Some((section, key)) = rest.split_once("__") else { continue };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            let entry = root
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(table) = entry else {
+                return Err(ConfigError::Env { var, reason: format!("[{section}] is not a table") });
+            };
+            table.insert(key, parse_env_value(&value));
+        }
+        let cfg: Config = toml::Value::Table(root).try_into().map_err(|e: toml::de::Error| {
+            ConfigError::Invalid(e.message().to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let i = &self.ingest;
+        if i.sample_fps == 0 || i.sample_fps > 30 {
+            return Err(ConfigError::Invalid("ingest.sample_fps must be 1..=30".into()));
+        }
+        if i.analysis_width % 2 != 0 || i.analysis_height % 2 != 0 || i.analysis_width < 16 {
+            return Err(ConfigError::Invalid("ingest.analysis_width/height must be even and ≥ 16".into()));
+        }
+        if i.queue_capacity == 0 || self.gateway.feed_buffer == 0 {
+            return Err(ConfigError::Invalid("queue sizes must be ≥ 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// An override is parsed as a TOML value when it is one (numbers, booleans, arrays), else taken as
+/// a string, so `SIGHTLINE_INGEST__SAMPLE_FPS=4` is a number and `SIGHTLINE_NATS__URL=nats://…` a
+/// string.
+fn parse_env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_and_keeps_types() {
+        let dir = std::env::temp_dir().join(format!("sl-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[ingest]\nsample_fps = 3\n[nats]\nurl = \"nats://a:1\"\n").unwrap();
+        let env = [
+            ("SIGHTLINE_NATS__URL".to_string(), "nats://b:2".to_string()),
+            ("SIGHTLINE_INGEST__CUT_THRESHOLD".to_string(), "0.5".to_string()),
+            ("SIGHTLINE_INGEST__ALLOWED_SCHEMES".to_string(), "[\"rtmp\"]".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let cfg = Config::load_with_env(Some(&file), env).unwrap();
+        assert_eq!(cfg.nats.url, "nats://b:2");
+        assert_eq!(cfg.ingest.sample_fps, 3);
+        assert_eq!(cfg.ingest.cut_threshold, 0.5);
+        assert_eq!(cfg.ingest.allowed_schemes, vec!["rtmp"]);
+        assert_eq!(cfg.ingest.min_scene_ms, IngestConfig::default().min_scene_ms);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_reported() {
+        let err = Config::load_with_env(None, [("SIGHTLINE_INGEST__SAMPLE_FSP".into(), "2".into())])
+            .unwrap_err();
+        assert!(err.to_string().contains("sample_fsp"), "{err}");
+        let err = Config::load_with_env(None, [("SIGHTLINE_INGEST__SAMPLE_FPS".into(), "0".into())])
+            .unwrap_err();
+        assert!(err.to_string().contains("sample_fps"), "{err}");
+    }
+
+    #[test]
+    fn shipped_config_file_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/sightline.toml");
+        let from_file = Config::load_with_env(Some(&path), []).unwrap();
+        let defaults = Config::default();
+        // The documented file must agree with the code's defaults, key for key.
+        assert_eq!(
+            toml::to_string(&from_file).unwrap(),
+            toml::to_string(&defaults).unwrap()
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! Sightline's stores: ClickHouse for SQL analytics over events (with versioned migrations) and
+//! Redis 8 vector sets for similarity search.
+
+pub mod clickhouse;
+pub mod vectors;
+
+pub use crate::clickhouse::{EventRow, EventStore, StoreError};
+pub use vectors::VectorStore;

@@ -1,0 +1,14 @@
+//! Media ingest: turns a live URL into sampled frames, frame-exact cut candidates and gated
+//! audio segments, with GStreamer. Also makes the synthetic test media the project uses (clips with
+//! known cuts, captions and speech, served as live HLS on loopback).
+
+pub mod audio;
+pub mod cut;
+pub mod pipeline;
+pub mod source;
+pub mod testsrc;
+
+pub use audio::{AudioSegment, AudioSegmenter};
+pub use cut::CutDetector;
+pub use pipeline::{IngestError, IngestStats, MediaItem, MediaPipeline, PipelineSpec, SampledFrame};
+pub use source::{SourceError, SourceUrl, validate_url};

@@ -1,0 +1,332 @@
+//! One GStreamer pipeline per stream: `uridecodebin3` → (every frame, tiny → cut scoring) +
+//! (sampled frames at the analysis size) + (16 kHz mono audio → gated segments). Media leaves the
+//! streaming threads through one bounded channel; when it is full, frames are dropped and counted,
+//! so a slow consumer never makes memory grow.
+
+use crate::{AudioSegmenter, CutDetector};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use sightline_settings::IngestConfig;
+use sightline_wire::CutCandidate;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("GStreamer is not usable: {0}")]
+    Init(String),
+    #[error("cannot build the pipeline: {0}")]
+    Build(String),
+    #[error("the pipeline would not start: {0}")]
+    Start(String),
+}
+
+/// What a stream's pipeline should do.
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    pub url: String,
+    /// Media clock value of this pipeline's first instant (keeps time monotonic across restarts).
+    pub base_ms: i64,
+    pub ingest: IngestConfig,
+}
+
+#[derive(Debug)]
+pub struct SampledFrame {
+    pub pts_ms: i64,
+    pub wall_ms: i64,
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+    pub cuts: Vec<CutCandidate>,
+}
+
+#[derive(Debug)]
+pub enum MediaItem {
+    Frame(SampledFrame),
+    Audio(crate::AudioSegment),
+    /// The pipeline posted an error.
+    Error(String),
+    /// End of stream.
+    Eos,
+}
+
+/// Counters shared between the streaming threads and the stream actor.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub decoded_frames: AtomicU64,
+    pub sampled_frames: AtomicU64,
+    pub dropped_frames: AtomicU64,
+    pub audio_segments: AtomicU64,
+    pub dropped_audio: AtomicU64,
+    pub cuts: AtomicU64,
+    /// Last media time seen on any branch, milliseconds on the stream's media clock.
+    pub last_media_ms: AtomicI64,
+    /// Wall time media last arrived, Unix milliseconds (the stall watchdog reads it).
+    pub last_media_wall_ms: AtomicI64,
+}
+
+pub struct MediaPipeline {
+    pipeline: gst::Pipeline,
+    pending_cuts: Arc<Mutex<Vec<CutCandidate>>>,
+    bus_task: tokio::task::JoinHandle<()>,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn init() -> Result<(), IngestError> {
+    gst::init().map_err(|e| IngestError::Init(e.to_string()))
+}
+
+/// Elements the pipeline needs; `sightline check` reports any that are missing.
+pub const REQUIRED_ELEMENTS: &[&str] = &[
+    "uridecodebin3", "hlsdemux2", "rtmp2src", "rtspsrc", "avdec_h264", "videorate", "videoscale",
+    "videoconvert", "audioconvert", "audioresample", "appsink", "tee", "queue",
+];
+
+pub fn missing_elements() -> Vec<&'static str> {
+    REQUIRED_ELEMENTS
+        .iter()
+        .copied()
+        .filter(|e| gst::ElementFactory::find(e).is_none())
+        .collect()
+}
+
+impl MediaPipeline {
+    /// Builds and starts the pipeline. Must be called inside a tokio runtime.
+    pub fn start(
+        spec: &PipelineSpec,
+        stats: Arc<IngestStats>,
+        capacity: usize,
+    ) -> Result<(Self, mpsc::Receiver<MediaItem>), IngestError> {
+        init()?;
+        let cfg = &spec.ingest;
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let pipeline = gst::Pipeline::new();
+        let build = |e: gst::glib::BoolError| IngestError::Build(e.to_string());
+        let src = gst::ElementFactory::make("uridecodebin3")
+            .property("uri", &spec.url)
+            .build()
+            .map_err(build)?;
+        let video = gst::parse::bin_from_description(
+            &format!(
+                "tee name=t \
+                 t. ! queue max-size-buffers=8 ! videoscale ! videoconvert ! \
+                   video/x-raw,format=RGB,width={cw},height={ch} ! appsink name=tiny sync=false \
+                 t. ! queue leaky=downstream max-size-buffers=4 ! videorate drop-only=true ! \
+                   video/x-raw,framerate={fps}/1 ! videoscale ! videoconvert ! \
+                   video/x-raw,format=RGB,width={w},height={h} ! \
+                   appsink name=sampled sync=false max-buffers=2 drop=true",
+                cw = cfg.cut_width,
+                ch = cfg.cut_height,
+                fps = cfg.sample_fps,
+                w = cfg.analysis_width,
+                h = cfg.analysis_height,
+            ),
+            true,
+        )
+        .map_err(|e| IngestError::Build(e.to_string()))?;
+        let audio = gst::parse::bin_from_description(
+            "queue max-size-time=2000000000 ! audioconvert ! audioresample ! \
+             audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved ! \
+             appsink name=audio sync=false",
+            true,
+        )
+        .map_err(|e| IngestError::Build(e.to_string()))?;
+        pipeline.add_many([&src, video.upcast_ref(), audio.upcast_ref()]).map_err(build)?;
+
+        let pending_cuts = Arc::new(Mutex::new(Vec::<CutCandidate>::new()));
+        let base_ms = spec.base_ms;
+
+        // Every decoded frame, tiny: cut scoring.
+        let tiny = appsink(&video, "tiny")?;
+        let mut detector = CutDetector::new(cfg.cut_threshold, cfg.cut_ratio, cfg.min_scene_ms);
+        let (st, cuts) = (stats.clone(), pending_cuts.clone());
+        let (cw, ch) = (cfg.cut_width, cfg.cut_height);
+        tiny.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let Some(pts_ms) = media_ms(&sample, base_ms) else { return Ok(gst::FlowSuccess::Ok) };
+                    let rgb = packed_rgb(&sample, cw, ch).ok_or(gst::FlowError::Error)?;
+                    st.decoded_frames.fetch_add(1, Ordering::Relaxed);
+                    touch(&st, pts_ms);
+                    if let Some(score) = detector.push(&rgb, pts_ms) {
+                        st.cuts.fetch_add(1, Ordering::Relaxed);
+                        cuts.lock().unwrap().push(CutCandidate { pts_ms, score });
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+
+        // Sampled frames at the analysis size, carrying the cuts found up to them.
+        let sampled = appsink(&video, "sampled")?;
+        let (st, cuts, ftx) = (stats.clone(), pending_cuts.clone(), tx.clone());
+        let (w, h) = (cfg.analysis_width, cfg.analysis_height);
+        sampled.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let Some(pts_ms) = media_ms(&sample, base_ms) else { return Ok(gst::FlowSuccess::Ok) };
+                    let rgb = packed_rgb(&sample, w, h).ok_or(gst::FlowError::Error)?;
+                    let mine: Vec<CutCandidate> = {
+                        let mut all = cuts.lock().unwrap();
+                        let (mine, later) = all.drain(..).partition(|c| c.pts_ms <= pts_ms);
+                        *all = later;
+                        mine
+                    };
+                    let frame = SampledFrame { pts_ms, wall_ms: now_ms(), width: w, height: h, rgb, cuts: mine };
+                    match ftx.try_send(MediaItem::Frame(frame)) {
+                        Ok(()) => {
+                            st.sampled_frames.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            st.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                            // The frame goes, its cuts stay for the next one.
+                            if let MediaItem::Frame(f) = e.into_inner() {
+                                cuts.lock().unwrap().splice(0..0, f.cuts);
+                            }
+                        }
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+
+        // Audio: gated into segments of sound.
+        let audio_sink = appsink(&audio, "audio")?;
+        let mut gate = AudioSegmenter::new(
+            cfg.audio_gate_level,
+            cfg.audio_gate_hangover_ms,
+            cfg.audio_max_segment_ms,
+        );
+        let (st, atx) = (stats.clone(), tx.clone());
+        audio_sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let Some(pts_ms) = media_ms(&sample, base_ms) else { return Ok(gst::FlowSuccess::Ok) };
+                    let buf = sample.buffer().ok_or(gst::FlowError::Error)?;
+                    let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
+                    let samples: Vec<f32> = map
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect();
+                    touch(&st, pts_ms);
+                    for seg in gate.push(pts_ms, &samples) {
+                        if atx.try_send(MediaItem::Audio(seg)).is_ok() {
+                            st.audio_segments.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            st.dropped_audio.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+
+        // Link decoded pads to the branch for their media type; extra pads of a type are ignored.
+        let (vbin, abin) = (video.clone(), audio.clone());
+        src.connect_pad_added(move |_, pad| {
+            let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+            let Some(name) = caps.structure(0).map(|s| s.name().to_string()) else { return };
+            let target = if name.starts_with("video/") {
+                &vbin
+            } else if name.starts_with("audio/") {
+                &abin
+            } else {
+                return;
+            };
+            if let Some(sink) = target.static_pad("sink") {
+                if !sink.is_linked() {
+                    if let Err(e) = pad.link(&sink) {
+                        tracing::warn!(error = ?e, media = %name, "cannot link decoded pad");
+                    }
+                }
+            }
+        });
+
+        let bus = pipeline.bus().ok_or_else(|| IngestError::Build("pipeline has no bus".into()))?;
+        let mut messages = bus.stream();
+        let btx = tx;
+        let bus_task = tokio::spawn(async move {
+            use futures::StreamExt;
+            while let Some(msg) = messages.next().await {
+                let item = match msg.view() {
+                    gst::MessageView::Error(e) => {
+                        let src = e.src().map(|s| s.name().to_string()).unwrap_or_default();
+                        MediaItem::Error(format!("{src}: {}", e.error()))
+                    }
+                    gst::MessageView::Eos(_) => MediaItem::Eos,
+                    _ => continue,
+                };
+                let last = matches!(item, MediaItem::Error(_) | MediaItem::Eos);
+                if btx.send(item).await.is_err() || last {
+                    break;
+                }
+            }
+        });
+
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| IngestError::Start(format!("{e} (url {})", spec.url)))?;
+        Ok((Self { pipeline, pending_cuts, bus_task }, rx))
+    }
+
+    /// Cuts found after the last sampled frame (flushed when the stream ends).
+    pub fn take_pending_cuts(&self) -> Vec<CutCandidate> {
+        std::mem::take(&mut *self.pending_cuts.lock().unwrap())
+    }
+}
+
+impl Drop for MediaPipeline {
+    fn drop(&mut self) {
+        self.bus_task.abort();
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+fn appsink(bin: &gst::Bin, name: &str) -> Result<gst_app::AppSink, IngestError> {
+    bin.by_name(name)
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| IngestError::Build(format!("appsink {name} missing")))
+}
+
+fn touch(stats: &IngestStats, pts_ms: i64) {
+    stats.last_media_ms.fetch_max(pts_ms, Ordering::Relaxed);
+    stats.last_media_wall_ms.store(now_ms(), Ordering::Relaxed);
+}
+
+/// A sample's position on the stream's media clock: pipeline running time plus the base.
+fn media_ms(sample: &gst::Sample, base_ms: i64) -> Option<i64> {
+    let pts = sample.buffer()?.pts()?;
+    let seg = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
+    let running = seg.to_running_time(pts)?;
+    Some(base_ms + running.mseconds() as i64)
+}
+
+/// Copies an RGB sample into tightly packed rows (GStreamer pads rows to 4 bytes).
+fn packed_rgb(sample: &gst::Sample, w: u32, h: u32) -> Option<Vec<u8>> {
+    let buf = sample.buffer()?;
+    let map = buf.map_readable().ok()?;
+    let row = w as usize * 3;
+    let stride = (row + 3) & !3;
+    if map.len() < stride * (h as usize - 1) + row {
+        return None;
+    }
+    if stride == row {
+        return Some(map[..row * h as usize].to_vec());
+    }
+    let mut out = Vec::with_capacity(row * h as usize);
+    for y in 0..h as usize {
+        out.extend_from_slice(&map[y * stride..y * stride + row]);
+    }
+    Some(out)
+}

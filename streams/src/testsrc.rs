@@ -1,0 +1,298 @@
+//! Synthetic test media, made here and never fetched: a clip with hard cuts at known times,
+//! burned-in captions and speech from espeak-ng, and a live sliding-window HLS stream of it served
+//! on loopback. Used by the end-to-end tests and by `make run`'s demo stream.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestSourceError {
+    #[error("{tool} failed: {detail}")]
+    Tool { tool: &'static str, detail: String },
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("live HLS did not produce a playlist within {0} s")]
+    NoPlaylist(u64),
+}
+
+/// One scene of the clip: a lavfi source, its duration and an optional burned-in caption.
+#[derive(Debug, Clone)]
+pub struct Scene {
+    pub source: &'static str,
+    pub seconds: u32,
+    pub caption: Option<&'static str>,
+}
+
+/// A spoken sentence and when it starts.
+#[derive(Debug, Clone)]
+pub struct Speech {
+    pub at_ms: i64,
+    pub text: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClipSpec {
+    pub scenes: Vec<Scene>,
+    pub speech: Vec<Speech>,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+impl ClipSpec {
+    /// The standard clip: four scenes (moving test pattern, captioned colour, bars, captioned
+    /// colour), 18 s, with three sentences that never straddle the loop point.
+    pub fn standard() -> Self {
+        Self {
+            scenes: vec![
+                Scene { source: "testsrc2", seconds: 5, caption: None },
+                Scene { source: "color=c=navy", seconds: 4, caption: Some("BREAKING NEWS AT NOON") },
+                Scene { source: "smptebars", seconds: 5, caption: None },
+                Scene { source: "color=c=darkgreen", seconds: 4, caption: Some("WEATHER UPDATE TODAY") },
+            ],
+            speech: vec![
+                Speech { at_ms: 500, text: "the quick brown fox jumps over the lazy dog" },
+                Speech { at_ms: 6000, text: "live video becomes searchable while it plays" },
+                Speech { at_ms: 11500, text: "every scene change is found in real time" },
+            ],
+            width: 640,
+            height: 360,
+            fps: 30,
+        }
+    }
+
+    pub fn duration_ms(&self) -> i64 {
+        self.scenes.iter().map(|s| s.seconds as i64 * 1000).sum()
+    }
+
+    /// Cut times within one pass of the clip (the loop point is a cut too when it loops).
+    pub fn cuts_ms(&self) -> Vec<i64> {
+        let mut t = 0;
+        let mut cuts = Vec::new();
+        for s in &self.scenes[..self.scenes.len() - 1] {
+            t += s.seconds as i64 * 1000;
+            cuts.push(t);
+        }
+        cuts
+    }
+
+    /// Cut times over `loops` passes of the clip.
+    pub fn cuts_over(&self, loops: u32) -> Vec<i64> {
+        let d = self.duration_ms();
+        (0..loops as i64)
+            .flat_map(|l| {
+                let first = if l > 0 { vec![l * d] } else { vec![] };
+                first.into_iter().chain(self.cuts_ms().into_iter().map(move |c| l * d + c))
+            })
+            .collect()
+    }
+
+    /// Renders the clip to `dir/clip.mp4` (cached: an existing file with the same spec is kept).
+    pub async fn render(&self, dir: &Path) -> Result<PathBuf, TestSourceError> {
+        tokio::fs::create_dir_all(dir).await?;
+        let key = format!("{:x}", fxhash(&format!("{self:?}")));
+        let out = dir.join(format!("clip-{key}.mp4"));
+        if tokio::fs::metadata(&out).await.is_ok() {
+            return Ok(out);
+        }
+        let mut args: Vec<String> = vec!["-y".into(), "-loglevel".into(), "error".into()];
+        let (w, h, fps) = (self.width, self.height, self.fps);
+        for s in &self.scenes {
+            args.extend(["-f".into(), "lavfi".into(), "-i".into()]);
+            args.push(format!("{}:s={w}x{h}:r={fps}:d={}", s.source, s.seconds));
+        }
+        for (i, sp) in self.speech.iter().enumerate() {
+            let wav = dir.join(format!("speech-{key}-{i}.wav"));
+            run("espeak-ng", &["-s", "150", "-w", wav.to_str().unwrap(), sp.text]).await?;
+            args.extend(["-i".into(), wav.to_string_lossy().into_owned()]);
+        }
+        let font = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
+        let mut graph = String::new();
+        let n = self.scenes.len();
+        for (i, s) in self.scenes.iter().enumerate() {
+            match s.caption {
+                Some(text) => graph.push_str(&format!(
+                    "[{i}:v]drawtext=fontfile={font}:text='{text}':fontsize={fs}:fontcolor=white:\
+                     box=1:boxcolor=black@0.6:boxborderw=8:x=(w-tw)/2:y=h-th-40,format=yuv420p[v{i}];",
+                    fs = h / 10
+                )),
+                None => graph.push_str(&format!("[{i}:v]format=yuv420p[v{i}];")),
+            }
+        }
+        for i in 0..n {
+            graph.push_str(&format!("[v{i}]"));
+        }
+        graph.push_str(&format!("concat=n={n}:v=1:a=0[v];"));
+        let total_s = self.duration_ms() as f64 / 1000.0;
+        for (i, sp) in self.speech.iter().enumerate() {
+            graph.push_str(&format!(
+                "[{}:a]aresample=16000,adelay={}:all=1[a{i}];",
+                n + i,
+                sp.at_ms
+            ));
+        }
+        for i in 0..self.speech.len() {
+            graph.push_str(&format!("[a{i}]"));
+        }
+        graph.push_str(&format!(
+            "amix=inputs={}:normalize=0:duration=longest,apad=whole_dur={total_s},\
+             atrim=0:{total_s},aresample=44100,asetnsamples=n=1024[a]",
+            self.speech.len()
+        ));
+        args.extend(["-filter_complex".into(), graph]);
+        args.extend(
+            [
+                "-map", "[v]", "-map", "[a]", "-c:v", "libx264", "-preset", "veryfast", "-g",
+                &fps.to_string(), "-keyint_min", &fps.to_string(), "-sc_threshold", "0", "-b:v",
+                "800k", "-c:a", "aac", "-b:a", "64k", "-ac", "1", "-t", &total_s.to_string(),
+            ]
+            .map(String::from),
+        );
+        let tmp = dir.join(format!("clip-{key}.tmp.mp4"));
+        args.push(tmp.to_string_lossy().into_owned());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("ffmpeg", &refs).await?;
+        tokio::fs::rename(&tmp, &out).await?;
+        Ok(out)
+    }
+}
+
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+async fn run(tool: &'static str, args: &[&str]) -> Result<(), TestSourceError> {
+    let out = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| TestSourceError::Tool { tool, detail: format!("cannot start: {e}") })?;
+    if !out.status.success() {
+        let detail = String::from_utf8_lossy(&out.stderr).chars().take(2000).collect();
+        return Err(TestSourceError::Tool { tool, detail });
+    }
+    Ok(())
+}
+
+/// A live sliding-window HLS stream of a clip, served over HTTP on 127.0.0.1. Dropping it stops
+/// ffmpeg and the server.
+pub struct LiveHls {
+    pub url: String,
+    pub dir: PathBuf,
+    ffmpeg: Child,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl LiveHls {
+    /// Plays `clip` in real time `loops` times (0 = forever) into `dir` and serves it.
+    pub async fn start(clip: &Path, dir: &Path, loops: u32) -> Result<Self, TestSourceError> {
+        if tokio::fs::metadata(dir).await.is_ok() {
+            tokio::fs::remove_dir_all(dir).await?;
+        }
+        tokio::fs::create_dir_all(dir).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let server = tokio::spawn(serve_dir(listener, dir.to_path_buf()));
+        let loop_arg = if loops == 0 { "-1".to_string() } else { (loops - 1).to_string() };
+        let playlist = dir.join("live.m3u8");
+        let ffmpeg = Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-re", "-stream_loop", &loop_arg, "-i"])
+            .arg(clip)
+            .args([
+                "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_list_size", "6", "-hls_flags",
+                "delete_segments+omit_endlist+independent_segments", "-hls_segment_filename",
+            ])
+            .arg(dir.join("seg%05d.ts"))
+            .arg(&playlist)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| TestSourceError::Tool { tool: "ffmpeg", detail: e.to_string() })?;
+        let live = Self { url: format!("http://127.0.0.1:{port}/live.m3u8"), dir: dir.into(), ffmpeg, server };
+        for _ in 0..100 {
+            if tokio::fs::metadata(&playlist).await.is_ok() {
+                return Ok(live);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Err(TestSourceError::NoPlaylist(10))
+    }
+
+    /// Stops producing segments (the server keeps answering, as a dead encoder's CDN would).
+    pub async fn stop_encoder(&mut self) {
+        let _ = self.ffmpeg.kill().await;
+    }
+}
+
+impl Drop for LiveHls {
+    fn drop(&mut self) {
+        self.server.abort();
+        let _ = self.ffmpeg.start_kill();
+    }
+}
+
+/// A minimal static HTTP/1.1 file server for the HLS folder (GET and HEAD, one request a
+/// connection).
+async fn serve_dir(listener: tokio::net::TcpListener, dir: PathBuf) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else { continue };
+        let dir = dir.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut n = 0;
+            while n < buf.len() {
+                match sock.read(&mut buf[n..]).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(k) => n += k,
+                }
+                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let mut parts = head.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+            let name = path.trim_start_matches('/').split('?').next().unwrap_or("");
+            let ok_name = !name.is_empty() && !name.contains("..") && !name.contains('/');
+            let body = if ok_name { tokio::fs::read(dir.join(name)).await.ok() } else { None };
+            let resp = match body {
+                Some(body) => {
+                    let ctype = if name.ends_with(".m3u8") {
+                        "application/vnd.apple.mpegurl"
+                    } else {
+                        "video/mp2t"
+                    };
+                    let mut r = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
+                         Cache-Control: no-cache\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .into_bytes();
+                    if method != "HEAD" {
+                        r.extend(body);
+                    }
+                    r
+                }
+                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+            };
+            let _ = sock.write_all(&resp).await;
+            let _ = sock.shutdown().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_schedule_follows_scenes() {
+        let c = ClipSpec::standard();
+        assert_eq!(c.duration_ms(), 18_000);
+        assert_eq!(c.cuts_ms(), vec![5000, 9000, 14000]);
+        assert_eq!(c.cuts_over(2), vec![5000, 9000, 14000, 18000, 23000, 27000, 32000]);
+    }
+}

@@ -1,0 +1,297 @@
+//! The JetStream wire contract between Sightline's roles: subject and stream names, the work
+//! messages ingest publishes (sampled frames, audio segments), and the events inference emits.
+//! Every message carries a deterministic id so redelivery and replays deduplicate.
+
+use serde::{Deserialize, Serialize};
+
+pub const MAGIC: &[u8; 4] = b"SLW1";
+/// Audio sample rate on the wire (mono f32 little-endian).
+pub const AUDIO_RATE: u32 = 16_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("message is not a Sightline work message (bad magic or too short)")]
+    BadFrame,
+    #[error("message metadata is not valid: {0}")]
+    BadMeta(#[from] serde_json::Error),
+    #[error("payload is {got} bytes, metadata says {want}")]
+    PayloadSize { got: usize, want: usize },
+}
+
+/// Names of JetStream streams, buckets and subjects, all derived from one prefix so that several
+/// deployments (or test runs) can share one NATS server without seeing each other.
+#[derive(Debug, Clone)]
+pub struct Names {
+    prefix: String,
+    root: String,
+}
+
+impl Names {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_ascii_uppercase(), root: prefix.to_ascii_lowercase() }
+    }
+    pub fn frames_stream(&self) -> String {
+        format!("{}_FRAMES", self.prefix)
+    }
+    pub fn audio_stream(&self) -> String {
+        format!("{}_AUDIO", self.prefix)
+    }
+    pub fn events_stream(&self) -> String {
+        format!("{}_EVENTS", self.prefix)
+    }
+    pub fn dlq_stream(&self) -> String {
+        format!("{}_DLQ", self.prefix)
+    }
+    /// KV bucket holding stream specs (the registry).
+    pub fn registry_bucket(&self) -> String {
+        format!("{}_streams", self.prefix)
+    }
+    /// KV bucket holding live stream status, written by the ingest node that owns the stream.
+    pub fn status_bucket(&self) -> String {
+        format!("{}_stream_status", self.prefix)
+    }
+    pub fn consumer(&self, role: &str) -> String {
+        format!("{}_{role}", self.prefix)
+    }
+    pub fn frames_subject(&self, stream_id: &str) -> String {
+        format!("{}.frames.{stream_id}", self.root)
+    }
+    pub fn frames_all(&self) -> String {
+        format!("{}.frames.*", self.root)
+    }
+    pub fn audio_subject(&self, stream_id: &str) -> String {
+        format!("{}.audio.{stream_id}", self.root)
+    }
+    pub fn audio_all(&self) -> String {
+        format!("{}.audio.*", self.root)
+    }
+    pub fn event_subject(&self, kind: EventKind, stream_id: &str) -> String {
+        format!("{}.events.{}.{stream_id}", self.root, kind.as_str())
+    }
+    pub fn events_all(&self) -> String {
+        format!("{}.events.>", self.root)
+    }
+    /// Subject filter for the feed: one kind and/or one stream, or everything.
+    pub fn events_filter(&self, kind: Option<EventKind>, stream_id: Option<&str>) -> String {
+        let k = kind.map(|k| k.as_str()).unwrap_or("*");
+        let s = stream_id.unwrap_or("*");
+        format!("{}.events.{k}.{s}", self.root)
+    }
+    pub fn dlq_subject(&self, kind: &str) -> String {
+        format!("{}.dlq.{kind}", self.root)
+    }
+    pub fn dlq_all(&self) -> String {
+        format!("{}.dlq.>", self.root)
+    }
+}
+
+/// A cut found by ingest on the full-rate, tiny-size scoring path.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CutCandidate {
+    pub pts_ms: i64,
+    pub score: f32,
+}
+
+/// Metadata of one sampled frame; the RGB24 pixels follow it in the message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameMeta {
+    pub stream_id: String,
+    /// Position on the stream's media clock (monotonic across reconnects), milliseconds.
+    pub pts_ms: i64,
+    /// Wall-clock time the frame was decoded, Unix milliseconds.
+    pub wall_ms: i64,
+    pub width: u32,
+    pub height: u32,
+    /// Cuts detected since the previous sampled frame, exact to the decoded frame.
+    pub cuts: Vec<CutCandidate>,
+}
+
+impl FrameMeta {
+    pub fn msg_id(&self) -> String {
+        format!("{}.frame.{}", self.stream_id, self.pts_ms)
+    }
+    pub fn payload_len(&self) -> usize {
+        self.width as usize * self.height as usize * 3
+    }
+}
+
+/// Metadata of one audio segment (sound between silences); mono f32 LE at 16 kHz follows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioMeta {
+    pub stream_id: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub wall_ms: i64,
+    pub samples: usize,
+}
+
+impl AudioMeta {
+    pub fn msg_id(&self) -> String {
+        format!("{}.audio.{}", self.stream_id, self.start_ms)
+    }
+    pub fn payload_len(&self) -> usize {
+        self.samples * 4
+    }
+}
+
+trait PayloadLen {
+    fn expected_len(&self) -> usize;
+}
+impl PayloadLen for FrameMeta {
+    fn expected_len(&self) -> usize {
+        self.payload_len()
+    }
+}
+impl PayloadLen for AudioMeta {
+    fn expected_len(&self) -> usize {
+        self.payload_len()
+    }
+}
+
+/// Work message layout: `SLW1`, u32 LE metadata length, metadata JSON, raw payload.
+pub fn encode<M: Serialize>(meta: &M, payload: &[u8]) -> Vec<u8> {
+    let json = serde_json::to_vec(meta).expect("metadata serialises");
+    let mut out = Vec::with_capacity(8 + json.len() + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn decode<'a, M: serde::de::DeserializeOwned + PayloadLen>(
+    msg: &'a [u8],
+) -> Result<(M, &'a [u8]), WireError> {
+    if msg.len() < 8 || &msg[..4] != MAGIC {
+        return Err(WireError::BadFrame);
+    }
+    let n = u32::from_le_bytes(msg[4..8].try_into().unwrap()) as usize;
+    let body = msg.get(8..8 + n).ok_or(WireError::BadFrame)?;
+    let meta: M = serde_json::from_slice(body)?;
+    let payload = &msg[8 + n..];
+    if payload.len() != meta.expected_len() {
+        return Err(WireError::PayloadSize { got: payload.len(), want: meta.expected_len() });
+    }
+    Ok((meta, payload))
+}
+
+pub fn decode_frame(msg: &[u8]) -> Result<(FrameMeta, &[u8]), WireError> {
+    decode(msg)
+}
+
+/// Decodes an audio message into its metadata and samples.
+pub fn decode_audio(msg: &[u8]) -> Result<(AudioMeta, Vec<f32>), WireError> {
+    let (meta, raw): (AudioMeta, &[u8]) = decode(msg)?;
+    let samples = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    Ok((meta, samples))
+}
+
+pub fn audio_bytes(samples: &[f32]) -> Vec<u8> {
+    samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Scene,
+    Transcript,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 2] = [EventKind::Scene, EventKind::Transcript];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Scene => "scene",
+            EventKind::Transcript => "transcript",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One thing Sightline found in a stream. Its `id` is derived from stream, kind and media time, so
+/// the same finding always has the same id, whoever computes it and however often.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub kind: EventKind,
+    pub stream_id: String,
+    /// Media time the event starts at, milliseconds on the stream's media clock.
+    pub pts_ms: i64,
+    /// Media time it ends at (transcript segments), when it has a duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_ms: Option<i64>,
+    /// Wall-clock time of the media it describes, Unix milliseconds.
+    pub wall_ms: i64,
+    /// Text of a transcript segment; empty for scenes.
+    #[serde(default)]
+    pub text: String,
+    /// Cut score for scenes, confidence for transcripts (0..1).
+    pub score: f32,
+    /// Model (name@version) that produced the event.
+    pub model: String,
+}
+
+impl Event {
+    pub fn make_id(stream_id: &str, kind: EventKind, pts_ms: i64) -> String {
+        format!("{stream_id}.{}.{pts_ms}", kind.as_str())
+    }
+}
+
+/// An event as the feed delivers it: the JetStream sequence lets a client resume after it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeedItem {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_round_trip_and_validation() {
+        let meta = FrameMeta {
+            stream_id: "s1".into(),
+            pts_ms: 1500,
+            wall_ms: 1,
+            width: 4,
+            height: 2,
+            cuts: vec![CutCandidate { pts_ms: 1466, score: 0.8 }],
+        };
+        let pixels: Vec<u8> = (0..24).collect();
+        let msg = encode(&meta, &pixels);
+        let (back, px) = decode_frame(&msg).unwrap();
+        assert_eq!(back, meta);
+        assert_eq!(px, &pixels[..]);
+        assert!(matches!(decode_frame(&msg[..msg.len() - 1]), Err(WireError::PayloadSize { .. })));
+        assert!(matches!(decode_frame(b"nope"), Err(WireError::BadFrame)));
+        let mut bad = msg.clone();
+        bad[4] = 200;
+        assert!(decode_frame(&bad).is_err());
+    }
+
+    #[test]
+    fn audio_round_trip() {
+        let samples = vec![0.5f32, -0.25, 1.0];
+        let meta =
+            AudioMeta { stream_id: "s".into(), start_ms: 0, end_ms: 1, wall_ms: 0, samples: 3 };
+        let (m, s) = decode_audio(&encode(&meta, &audio_bytes(&samples))).unwrap();
+        assert_eq!(m, meta);
+        assert_eq!(s, samples);
+    }
+
+    #[test]
+    fn names_are_scoped_by_prefix() {
+        let n = Names::new("T1");
+        assert_eq!(n.frames_subject("abc"), "t1.frames.abc");
+        assert_eq!(n.event_subject(EventKind::Scene, "abc"), "t1.events.scene.abc");
+        assert_eq!(n.events_filter(None, Some("abc")), "t1.events.*.abc");
+        assert_eq!(n.events_stream(), "T1_EVENTS");
+        assert_eq!(Event::make_id("abc", EventKind::Transcript, 42), "abc.transcript.42");
+        assert_eq!(EventKind::parse("scene"), Some(EventKind::Scene));
+        assert_eq!(EventKind::parse("bogus"), None);
+    }
+}
