@@ -40,6 +40,7 @@ if [ ! -x "$TRIXIE/root/usr/bin/redis-server" ] || [ ! -x "$TRIXIE/root/usr/bin/
     -o "Dir::State::Lists=$TRIXIE/lists" -o "Dir::Cache::Archives=$TRIXIE/archives"
     -o "Dir::State::Status=/dev/null" -o "APT::Architecture=amd64")
   apt-get "${APT_OPTS[@]}" update -q
+  chmod 777 "$TRIXIE/debs"  # apt's download user must write here
   (cd "$TRIXIE/debs" && apt-get "${APT_OPTS[@]}" download nats-server redis-server redis-tools \
     libc6 libstdc++6 libjemalloc2 liblzf1 libssl3t64 libsystemd0 libatomic1 libgcc-s1 libcap2 \
     libgcrypt20 liblz4-1 liblzma5 libzstd1 libgpg-error0)
@@ -93,6 +94,8 @@ step "models in $MODELS; ONNX Runtime at $CACHE/lib/libonnxruntime.so"
 cat > "$CACHE/env" <<EOF
 export PATH="$CACHE/bin:\$PATH"
 export ORT_DYLIB_PATH="$CACHE/lib/libonnxruntime.so"
+export SIGHTLINE_MODELS__DIR="$MODELS"
+export SIGHTLINE_MODELS__ONNXRUNTIME_LIB="$CACHE/lib/libonnxruntime.so"
 export SIGHTLINE_PYTHON="$VENV/bin/python"
 EOF
 step "done"

@@ -1,1 +1,101 @@
-fn main() {}
+//! Load test: registers N streams of one source URL against a running Sightline, watches the live
+//! feed and the stream statuses for a while, and reports events per second, per-kind counts,
+//! decode and drop figures. Every request goes to the given (loopback) gateway; it stops by itself.
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(about = "Drive N live streams through a running Sightline and report")]
+struct Args {
+    /// Gateway address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    gateway: String,
+    /// Source URL every stream plays (e.g. the demo's live HLS URL).
+    #[arg(long)]
+    url: String,
+    /// Number of streams.
+    #[arg(long, default_value_t = 4)]
+    streams: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+}
+
+async fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt().with_env_filter("info").init();
+    let a = Args::parse();
+    if a.streams == 0 || a.streams > 500 {
+        bail!("--streams must be 1..=500");
+    }
+    let mut ids = Vec::new();
+    for i in 0..a.streams {
+        let body = serde_json::json!({ "url": a.url, "name": format!("load-{i}") }).to_string();
+        let (status, resp) = http(&a.gateway, "POST", "/v1/streams", Some(&body)).await?;
+        if status != 201 {
+            bail!("registering stream {i}: HTTP {status}: {resp}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&resp)?;
+        ids.push(v["id"].as_str().unwrap_or_default().to_string());
+    }
+    tracing::info!(streams = ids.len(), "registered; watching the feed for {} s", a.seconds);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/feed", a.gateway)).await?;
+    let started = Instant::now();
+    let mut kinds: HashMap<String, u64> = HashMap::new();
+    let mut lag_ms: Vec<i64> = Vec::new();
+    let deadline = started + Duration::from_secs(a.seconds);
+    let mut progress = Instant::now();
+    while Instant::now() < deadline {
+        let next = tokio::time::timeout(Duration::from_millis(500), ws.next()).await;
+        if let Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) = next {
+            let v: serde_json::Value = serde_json::from_str(&t)?;
+            if ids.iter().any(|id| v["stream_id"] == id.as_str()) {
+                *kinds.entry(v["kind"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+                lag_ms.push(now - v["wall_ms"].as_i64().unwrap_or(now));
+            }
+        }
+        if progress.elapsed() > Duration::from_secs(5) {
+            progress = Instant::now();
+            tracing::info!(elapsed_s = started.elapsed().as_secs(), events = kinds.values().sum::<u64>(), "running");
+        }
+    }
+    let mut decoded = 0.0;
+    let mut dropped = 0u64;
+    for id in &ids {
+        let (_, resp) = http(&a.gateway, "GET", &format!("/v1/streams/{id}"), None).await?;
+        let v: serde_json::Value = serde_json::from_str(&resp).unwrap_or_default();
+        decoded += v["detail"]["decoded_fps"].as_f64().unwrap_or(0.0);
+        dropped += v["detail"]["dropped_frames"].as_u64().unwrap_or(0);
+        http(&a.gateway, "DELETE", &format!("/v1/streams/{id}"), None).await?;
+    }
+    lag_ms.sort_unstable();
+    let pct = |p: f64| lag_ms.get(((lag_ms.len() as f64 * p) as usize).min(lag_ms.len().saturating_sub(1))).copied().unwrap_or(0);
+    let secs = started.elapsed().as_secs_f64();
+    println!("streams: {}  duration: {:.0} s", ids.len(), secs);
+    println!("events: {} ({:.1}/s)  by kind: {:?}", kinds.values().sum::<u64>(), kinds.values().sum::<u64>() as f64 / secs, kinds);
+    println!("media→feed latency ms: p50 {}  p99 {}", pct(0.5), pct(0.99));
+    println!("decoded fps (all streams): {decoded:.1}  dropped frames: {dropped}");
+    Ok(())
+}
