@@ -127,6 +127,17 @@ impl Bus {
         Ok(())
     }
 
+    /// Deletes every stream and bucket of this prefix (tests clean up after themselves).
+    pub async fn destroy(&self) {
+        let n = &self.names;
+        for s in [n.frames_stream(), n.audio_stream(), n.events_stream(), n.dlq_stream()] {
+            let _ = self.js.delete_stream(&s).await;
+        }
+        for b in [n.registry_bucket(), n.status_bucket()] {
+            let _ = self.js.delete_key_value(&b).await;
+        }
+    }
+
     /// Messages waiting for a durable consumer (its lag), for status and metrics.
     pub async fn consumer_lag(&self, stream: &str, consumer: &str) -> Option<u64> {
         let s = self.js.get_stream(stream).await.ok()?;

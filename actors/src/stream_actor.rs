@@ -60,11 +60,20 @@ impl StreamActorState {
         }
     }
 
-    fn teardown(&mut self) {
+    /// Stops the pump and the pipeline. `stuck`: the pipeline stalled or never produced media.
+    fn teardown(&mut self, stuck: bool) {
         if let Some(p) = self.pump.take() {
             p.abort();
         }
-        self.pipeline = None; // Drop sets the pipeline to NULL and frees it.
+        if let Some(mut p) = self.pipeline.take() {
+            let never_flowed = self.stats.decoded_frames.load(Ordering::Relaxed) == 0
+                && self.stats.audio_segments.load(Ordering::Relaxed) == 0;
+            if stuck || never_flowed {
+                p.quarantine();
+            }
+            // Dropping sets the pipeline to NULL; do it off the actor's thread, it can block.
+            tokio::task::spawn_blocking(move || drop(p));
+        }
     }
 }
 
@@ -111,7 +120,7 @@ impl Actor for StreamActor {
     }
 
     async fn post_stop(&self, _: ActorRef<StreamMsg>, st: &mut StreamActorState) -> Result<(), ActorProcessingErr> {
-        st.teardown();
+        st.teardown(false);
         if let Some(t) = st.ticker.take() {
             t.abort();
         }
@@ -129,7 +138,7 @@ impl Actor for StreamActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             StreamMsg::Start => {
-                st.teardown();
+                st.teardown(false);
                 st.stats = Arc::new(IngestStats::default());
                 st.prev = [0; 4];
                 // A restart continues the media clock one second past the last media seen.
@@ -159,7 +168,7 @@ impl Actor for StreamActor {
                 if st.pipeline.is_none() && st.pump.is_none() && reason != RetryReason::StateChange {
                     return Ok(()); // a late report from a pipeline already torn down
                 }
-                st.teardown();
+                st.teardown(reason == RetryReason::Stall);
                 let id = st.args.spec.id.clone();
                 if reason == RetryReason::Eos && !st.args.live {
                     st.set_state(StreamState::Stopped);

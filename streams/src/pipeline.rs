@@ -71,6 +71,9 @@ pub struct MediaPipeline {
     pipeline: gst::Pipeline,
     pending_cuts: Arc<Mutex<Vec<CutCandidate>>>,
     bus_task: tokio::task::JoinHandle<()>,
+    /// Adaptive demuxers (hlsdemux2, dashdemux2) inside the pipeline; see [`Self::quarantine`].
+    demuxers: Arc<Mutex<Vec<gst::Element>>>,
+    quarantined: bool,
 }
 
 pub fn now_ms() -> i64 {
@@ -142,18 +145,20 @@ impl MediaPipeline {
         pipeline.add_many([&src, video.upcast_ref(), audio.upcast_ref()]).map_err(build)?;
 
         let pending_cuts = Arc::new(Mutex::new(Vec::<CutCandidate>::new()));
-        let base_ms = spec.base_ms;
+        // The media clock starts at the first decoded sample of either branch: transport streams
+        // begin their presentation timeline a few frames in (PTS vs DTS), which is not media time.
+        let clock = MediaClock { base_ms: spec.base_ms, origin_ms: Arc::new(AtomicI64::new(i64::MIN)) };
 
         // Every decoded frame, tiny: cut scoring.
         let tiny = appsink(&video, "tiny")?;
         let mut detector = CutDetector::new(cfg.cut_threshold, cfg.cut_ratio, cfg.min_scene_ms);
-        let (st, cuts) = (stats.clone(), pending_cuts.clone());
+        let (st, cuts, tiny_clock) = (stats.clone(), pending_cuts.clone(), clock.clone());
         let (cw, ch) = (cfg.cut_width, cfg.cut_height);
         tiny.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let Some(pts_ms) = media_ms(&sample, base_ms) else { return Ok(gst::FlowSuccess::Ok) };
+                    let Some(pts_ms) = tiny_clock.media_ms(&sample) else { return Ok(gst::FlowSuccess::Ok) };
                     let rgb = packed_rgb(&sample, cw, ch).ok_or(gst::FlowError::Error)?;
                     st.decoded_frames.fetch_add(1, Ordering::Relaxed);
                     touch(&st, pts_ms);
@@ -168,13 +173,13 @@ impl MediaPipeline {
 
         // Sampled frames at the analysis size, carrying the cuts found up to them.
         let sampled = appsink(&video, "sampled")?;
-        let (st, cuts, ftx) = (stats.clone(), pending_cuts.clone(), tx.clone());
+        let (st, cuts, ftx, frame_clock) = (stats.clone(), pending_cuts.clone(), tx.clone(), clock.clone());
         let (w, h) = (cfg.analysis_width, cfg.analysis_height);
         sampled.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let Some(pts_ms) = media_ms(&sample, base_ms) else { return Ok(gst::FlowSuccess::Ok) };
+                    let Some(pts_ms) = frame_clock.media_ms(&sample) else { return Ok(gst::FlowSuccess::Ok) };
                     let rgb = packed_rgb(&sample, w, h).ok_or(gst::FlowError::Error)?;
                     let mine: Vec<CutCandidate> = {
                         let mut all = cuts.lock().unwrap();
@@ -207,12 +212,12 @@ impl MediaPipeline {
             cfg.audio_gate_hangover_ms,
             cfg.audio_max_segment_ms,
         );
-        let (st, atx) = (stats.clone(), tx.clone());
+        let (st, atx, audio_clock) = (stats.clone(), tx.clone(), clock.clone());
         audio_sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let Some(pts_ms) = media_ms(&sample, base_ms) else { return Ok(gst::FlowSuccess::Ok) };
+                    let Some(pts_ms) = audio_clock.media_ms(&sample) else { return Ok(gst::FlowSuccess::Ok) };
                     let buf = sample.buffer().ok_or(gst::FlowError::Error)?;
                     let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
                     let samples: Vec<f32> = map
@@ -253,6 +258,15 @@ impl MediaPipeline {
             }
         });
 
+        let demuxers = Arc::new(Mutex::new(Vec::new()));
+        let seen = demuxers.clone();
+        pipeline.connect_deep_element_added(move |_, _, element| {
+            let factory = element.factory().map(|f| f.name().to_string()).unwrap_or_default();
+            if factory.ends_with("demux2") {
+                seen.lock().unwrap().push(element.clone());
+            }
+        });
+
         let bus = pipeline.bus().ok_or_else(|| IngestError::Build("pipeline has no bus".into()))?;
         let mut messages = bus.stream();
         let btx = tx;
@@ -277,7 +291,15 @@ impl MediaPipeline {
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| IngestError::Start(format!("{e} (url {})", spec.url)))?;
-        Ok((Self { pipeline, pending_cuts, bus_task }, rx))
+        Ok((Self { pipeline, pending_cuts, bus_task, demuxers, quarantined: false }, rx))
+    }
+
+    /// Marks the pipeline as stuck. GStreamer 1.22's adaptive demuxers can abort the whole
+    /// process when finalised after losing sync with a live playlist (a mutex left locked); a
+    /// stuck pipeline therefore keeps its demuxer alive (a small, counted leak) instead of
+    /// finalising it. Healthy pipelines are torn down completely.
+    pub fn quarantine(&mut self) {
+        self.quarantined = true;
     }
 
     /// Cuts found after the last sampled frame (flushed when the stream ends).
@@ -286,9 +308,18 @@ impl MediaPipeline {
     }
 }
 
+/// Demuxers kept alive by [`MediaPipeline::quarantine`] (reported in status and metrics).
+pub static QUARANTINED_DEMUXERS: AtomicU64 = AtomicU64::new(0);
+
 impl Drop for MediaPipeline {
     fn drop(&mut self) {
         self.bus_task.abort();
+        let demuxers = std::mem::take(&mut *self.demuxers.lock().unwrap());
+        if self.quarantined && !demuxers.is_empty() {
+            QUARANTINED_DEMUXERS.fetch_add(demuxers.len() as u64, Ordering::Relaxed);
+            tracing::warn!(count = demuxers.len(), "keeping a stuck adaptive demuxer alive (GStreamer 1.22 teardown bug)");
+            std::mem::forget(demuxers);
+        }
         let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
@@ -304,12 +335,21 @@ fn touch(stats: &IngestStats, pts_ms: i64) {
     stats.last_media_wall_ms.store(now_ms(), Ordering::Relaxed);
 }
 
-/// A sample's position on the stream's media clock: pipeline running time plus the base.
-fn media_ms(sample: &gst::Sample, base_ms: i64) -> Option<i64> {
-    let pts = sample.buffer()?.pts()?;
-    let seg = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
-    let running = seg.to_running_time(pts)?;
-    Some(base_ms + running.mseconds() as i64)
+/// Maps pipeline running time to the stream's media clock: `base_ms` at the first sample.
+#[derive(Clone)]
+struct MediaClock {
+    base_ms: i64,
+    origin_ms: Arc<AtomicI64>,
+}
+
+impl MediaClock {
+    fn media_ms(&self, sample: &gst::Sample) -> Option<i64> {
+        let pts = sample.buffer()?.pts()?;
+        let seg = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
+        let running = seg.to_running_time(pts)?.mseconds() as i64;
+        let _ = self.origin_ms.compare_exchange(i64::MIN, running, Ordering::SeqCst, Ordering::SeqCst);
+        Some(self.base_ms + running - self.origin_ms.load(Ordering::SeqCst))
+    }
 }
 
 /// Copies an RGB sample into tightly packed rows (GStreamer pads rows to 4 bytes).

@@ -101,7 +101,8 @@ impl ClipSpec {
         let (w, h, fps) = (self.width, self.height, self.fps);
         for s in &self.scenes {
             args.extend(["-f".into(), "lavfi".into(), "-i".into()]);
-            args.push(format!("{}:s={w}x{h}:r={fps}:d={}", s.source, s.seconds));
+            let sep = if s.source.contains('=') { ':' } else { '=' };
+            args.push(format!("{}{sep}s={w}x{h}:r={fps}:d={}", s.source, s.seconds));
         }
         for (i, sp) in self.speech.iter().enumerate() {
             let wav = dir.join(format!("speech-{key}-{i}.wav"));
@@ -203,7 +204,7 @@ impl LiveHls {
             .arg(clip)
             .args([
                 "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_list_size", "6", "-hls_flags",
-                "delete_segments+omit_endlist+independent_segments", "-hls_segment_filename",
+                "delete_segments+omit_endlist+independent_segments+temp_file+program_date_time", "-hls_segment_filename",
             ])
             .arg(dir.join("seg%05d.ts"))
             .arg(&playlist)
@@ -212,8 +213,10 @@ impl LiveHls {
             .spawn()
             .map_err(|e| TestSourceError::Tool { tool: "ffmpeg", detail: e.to_string() })?;
         let live = Self { url: format!("http://127.0.0.1:{port}/live.m3u8"), dir: dir.into(), ffmpeg, server };
+        // hlsdemux2 (GStreamer 1.22) loses sync on a playlist of a single segment: wait for two.
         for _ in 0..100 {
-            if tokio::fs::metadata(&playlist).await.is_ok() {
+            let text = tokio::fs::read_to_string(&playlist).await.unwrap_or_default();
+            if text.matches("#EXTINF").count() >= 2 {
                 return Ok(live);
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -1,0 +1,113 @@
+//! Helpers for the end-to-end tests: a whole Sightline node with its gateway, on the real
+//! services that `make test` starts, isolated per test by a unique NATS prefix and ClickHouse
+//! database; and a small HTTP client.
+#![allow(dead_code)]
+
+use sightline_actors::{Metrics, Node, Roles};
+use sightline_settings::Config;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub struct TestSystem {
+    pub node: Option<Node>,
+    pub addr: SocketAddr,
+    pub cfg: Config,
+    stop: tokio::sync::watch::Sender<bool>,
+    gateway: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{tag}{}x{nanos:x}", std::process::id())
+}
+
+pub fn test_config() -> Config {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cfg = Config::load(Some(&root.join("config/sightline.toml"))).expect("config loads");
+    let id = unique("t");
+    cfg.nats.prefix = id.to_uppercase();
+    cfg.clickhouse.database = format!("sightline_{id}");
+    cfg.clickhouse.migrations_dir = root.join("config/migrations");
+    cfg.gateway.dashboard_dir = root.join("dashboards/web");
+    cfg.ingest.stall_timeout_s = 8;
+    cfg
+}
+
+impl TestSystem {
+    pub async fn start(cfg: Config, roles: Roles) -> Self {
+        let metrics = Metrics::new();
+        let node = Node::start(&cfg, roles, metrics.clone()).await.expect("node starts (are the services up? `make services`)");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = sightline_gateway::AppState {
+            cfg: Arc::new(cfg.clone()),
+            bus: node.bus.clone(),
+            registry: node.registry.clone(),
+            store: node.store.clone(),
+            metrics,
+        };
+        let (stop, mut rx) = tokio::sync::watch::channel(false);
+        let gateway = tokio::spawn(sightline_gateway::serve(listener, state, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }));
+        Self { node: Some(node), addr, cfg, stop, gateway }
+    }
+
+    pub async fn http(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        http(self.addr, method, path, body).await
+    }
+
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        let _ = (&mut self.gateway).await;
+        if let Some(node) = self.node.take() {
+            let bus = node.bus.clone();
+            let store = node.store.clone();
+            node.shutdown().await;
+            bus.destroy().await;
+            let _ = store.client().query(&format!("DROP DATABASE IF EXISTS `{}`", self.cfg.clickhouse.database)).execute().await;
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 request; returns the status and the body parsed as JSON (Null if empty).
+pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect to gateway");
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, raw) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let raw = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(raw) } else { raw.to_string() };
+    let json = if raw.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(&raw).unwrap_or(serde_json::Value::String(raw)) };
+    (status, json)
+}
+
+fn dechunk(mut raw: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let Some((size, rest)) = raw.split_once("\r\n") else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        raw = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Lower-case words of a text, punctuation stripped.
+pub fn words(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect::<String>().to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
