@@ -55,7 +55,7 @@ impl ClipSpec {
             speech: vec![
                 Speech { at_ms: 500, text: "the quick brown fox jumps over the lazy dog" },
                 Speech { at_ms: 6000, text: "live video becomes searchable while it plays" },
-                Speech { at_ms: 11500, text: "every scene change is found in real time" },
+                Speech { at_ms: 11500, text: "we report the news from the city" },
             ],
             width: 640,
             height: 360,
