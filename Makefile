@@ -1,6 +1,7 @@
 # Sightline: `make run` sets up and runs everything; `make test` sets up and runs the tests.
 SHELL := /bin/bash
 CACHE ?= $(HOME)/.cache/sightline
+export SIGHTLINE_CACHE := $(CACHE)
 # One shared target folder outside the checkout: fresh clones (CI) reuse earlier builds.
 export CARGO_TARGET_DIR ?= $(CACHE)/target
 CARGO ?= cargo
