@@ -70,9 +70,9 @@ async fn run(cfg: Config, roles: Roles, demo: Option<PathBuf>) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut gateway = None;
     if roles.gateway {
-        let listener = tokio::net::TcpListener::bind(&cfg.gateway.listen)
-            .await
-            .with_context(|| format!("cannot listen on {} (port taken? set SIGHTLINE_GATEWAY__LISTEN)", cfg.gateway.listen))?;
+        let listener = tokio::net::TcpListener::bind(&cfg.gateway.listen).await.with_context(|| {
+            format!("cannot listen on {} (port taken? set SIGHTLINE_GATEWAY__LISTEN)", cfg.gateway.listen)
+        })?;
         let addr = listener.local_addr()?;
         let state = sightline_gateway::AppState {
             cfg: Arc::new(cfg.clone()),
@@ -124,27 +124,31 @@ async fn start_demo(node: &Node, dir: &Path) -> Result<sightline_streams::testsr
         created_ms: sightline_streams::pipeline::now_ms(),
     };
     node.registry.create(&spec).await?;
-    println!("Demo stream `{}` registered: {} (scene cuts every few seconds, speech, captions)", spec.id, live.url);
+    println!(
+        "Demo stream `{}` registered: {} (scene cuts every few seconds, speech, captions)",
+        spec.id, live.url
+    );
     Ok(live)
 }
 
 /// One line per dependency: OK or FAIL with the reason. Returns whether all passed.
 async fn check(cfg: &Config) -> bool {
     let mut all = true;
-    let mut line = |name: &str, res: Result<String, String>| {
-        match &res {
-            Ok(d) => println!("OK    {name:<22} {d}"),
-            Err(e) => {
-                all = false;
-                println!("FAIL  {name:<22} {e}")
-            }
+    let mut line = |name: &str, res: Result<String, String>| match &res {
+        Ok(d) => println!("OK    {name:<22} {d}"),
+        Err(e) => {
+            all = false;
+            println!("FAIL  {name:<22} {e}")
         }
     };
     // NATS + JetStream
     let bus = sightline_actors::Bus::connect(&cfg.nats).await;
     match &bus {
         Ok(b) => match b.js.query_account().await {
-            Ok(acc) => line("nats+jetstream", Ok(format!("{} (JetStream storage {} bytes used)", cfg.nats.url, acc.storage))),
+            Ok(acc) => line(
+                "nats+jetstream",
+                Ok(format!("{} (JetStream storage {} bytes used)", cfg.nats.url, acc.storage)),
+            ),
             Err(e) => line("nats+jetstream", Err(format!("{}: JetStream not available: {e}", cfg.nats.url))),
         },
         Err(e) => line("nats+jetstream", Err(e.to_string())),
@@ -157,16 +161,35 @@ async fn check(cfg: &Config) -> bool {
     line("redis+vector-sets", redis.await.map(|v| format!("{} (Redis {v}, VADD/VSIM work)", cfg.redis.url)));
     // ClickHouse
     let store = sightline_store::EventStore::new(&cfg.clickhouse);
-    line("clickhouse", store.version().await.map(|v| format!("{} (version {v})", cfg.clickhouse.url)).map_err(|e| e.to_string()));
+    line(
+        "clickhouse",
+        store
+            .version()
+            .await
+            .map(|v| format!("{} (version {v})", cfg.clickhouse.url))
+            .map_err(|e| e.to_string()),
+    );
     // ONNX Runtime and models
     let m = &cfg.models;
     let rt = sightline_models::Runtime::load(&m.onnxruntime_lib());
-    line("onnxruntime", rt.as_ref().map(|r| format!("{} ({})", m.onnxruntime_lib().display(), r.version())).map_err(|e| e.to_string()));
-    for (name, file) in [("model vad", &m.vad), ("model stt-encoder", &m.stt_encoder), ("model stt-decoder", &m.stt_decoder), ("model stt-tokenizer", &m.stt_tokenizer)] {
+    line(
+        "onnxruntime",
+        rt.as_ref()
+            .map(|r| format!("{} ({})", m.onnxruntime_lib().display(), r.version()))
+            .map_err(|e| e.to_string()),
+    );
+    for (name, file) in [
+        ("model vad", &m.vad),
+        ("model stt-encoder", &m.stt_encoder),
+        ("model stt-decoder", &m.stt_decoder),
+        ("model stt-tokenizer", &m.stt_tokenizer),
+    ] {
         let path = m.path(file);
         let res = match (&rt, path.exists()) {
             (_, false) => Err(format!("{} missing (run `make setup`)", path.display())),
-            (Ok(rt), true) if !name.ends_with("tokenizer") => rt.session(&path, 1).map(|_| path.display().to_string()).map_err(|e| e.to_string()),
+            (Ok(rt), true) if !name.ends_with("tokenizer") => {
+                rt.session(&path, 1).map(|_| path.display().to_string()).map_err(|e| e.to_string())
+            }
             (_, true) => Ok(path.display().to_string()),
         };
         line(name, res);
@@ -177,12 +200,20 @@ async fn check(cfg: &Config) -> bool {
         if missing.is_empty() {
             Ok(format!("{} elements present", sightline_streams::pipeline::REQUIRED_ELEMENTS.len()))
         } else {
-            Err(format!("missing elements: {} (install the GStreamer plugin packages: `make setup`)", missing.join(", ")))
+            Err(format!(
+                "missing elements: {} (install the GStreamer plugin packages: `make setup`)",
+                missing.join(", ")
+            ))
         }
     });
     line("gstreamer", gst);
     // GPU: informational; the CPU path always works.
     let gpu = Path::new("/proc/driver/nvidia/version").exists() || Path::new("/dev/nvidia0").exists();
-    println!("{}  {:<22} {}", if gpu { "OK  " } else { "INFO" }, "gpu", if gpu { "NVIDIA driver present" } else { "no GPU found; inference runs on CPU" });
+    println!(
+        "{}  {:<22} {}",
+        if gpu { "OK  " } else { "INFO" },
+        "gpu",
+        if gpu { "NVIDIA driver present" } else { "no GPU found; inference runs on CPU" }
+    );
     all
 }

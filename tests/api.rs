@@ -8,7 +8,11 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_errors_and_unreachable_streams_retry() {
-    let sys = TestSystem::start(test_config(), Roles { gateway: true, ingest: true, inference: false, sink: false }).await;
+    let sys = TestSystem::start(
+        test_config(),
+        Roles { gateway: true, ingest: true, inference: false, sink: false },
+    )
+    .await;
 
     let cases: [(&str, u16, &str, &str); 6] = [
         ("not json", 400, "invalid_json", "not valid JSON"),
@@ -37,21 +41,32 @@ async fn bad_input_gets_clear_errors_and_unreachable_streams_retry() {
     assert_eq!(s, 400, "{j}");
 
     // Nothing listens on port 9: the stream must show it is retrying, with the reason.
-    let (s, j) = sys.http("POST", "/v1/streams", Some(r#"{"url": "http://127.0.0.1:9/live.m3u8", "name": "dead"}"#)).await;
+    let (s, j) = sys
+        .http("POST", "/v1/streams", Some(r#"{"url": "http://127.0.0.1:9/live.m3u8", "name": "dead"}"#))
+        .await;
     assert_eq!(s, 201, "{j}");
     let id = j["id"].as_str().unwrap().to_string();
     let mut seen = serde_json::Value::Null;
     for _ in 0..60 {
         let (_, v) = sys.http("GET", &format!("/v1/streams/{id}"), None).await;
         seen = v.clone();
-        if v["status"] == "reconnecting" && v["detail"]["last_error"].is_string() && v["detail"]["reconnects"].as_u64() >= Some(1) {
+        if v["status"] == "reconnecting"
+            && v["detail"]["last_error"].is_string()
+            && v["detail"]["reconnects"].as_u64() >= Some(1)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(seen["status"], "reconnecting", "{seen}");
     let err = seen["detail"]["last_error"].as_str().unwrap_or_default().to_lowercase();
-    assert!(err.contains("could not connect") || err.contains("connection refused") || err.contains("not found") || err.contains("error"), "{err}");
+    assert!(
+        err.contains("could not connect")
+            || err.contains("connection refused")
+            || err.contains("not found")
+            || err.contains("error"),
+        "{err}"
+    );
     let (s, list) = sys.http("GET", "/v1/streams", None).await;
     assert_eq!(s, 200);
     assert_eq!(list["streams"].as_array().unwrap().len(), 1);

@@ -21,7 +21,8 @@ async fn live_hls_to_feed_and_clickhouse() {
     let file = clip.render(&std::env::temp_dir().join("sightline-test-clips")).await.expect("clip renders");
 
     // Listen before registering, so nothing is missed.
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/feed", sys.addr)).await.expect("feed connects");
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/v1/feed", sys.addr)).await.expect("feed connects");
     let live = LiveHls::start(&file, &dir, 1).await.expect("live HLS starts");
     let body = serde_json::json!({ "url": live.url, "name": "e2e" }).to_string();
     let (status, created) = sys.http("POST", "/v1/streams", Some(&body)).await;
@@ -66,13 +67,17 @@ async fn live_hls_to_feed_and_clickhouse() {
     }
 
     // Scene cuts: at the generated times, within one sampled frame (500 ms at 2 fps), no others.
-    let cuts: Vec<i64> = feed.iter().filter(|f| f.event.kind.as_str() == "scene").map(|f| f.event.pts_ms).collect();
+    let cuts: Vec<i64> =
+        feed.iter().filter(|f| f.event.kind.as_str() == "scene").map(|f| f.event.pts_ms).collect();
     let expected = clip.cuts_ms();
     for c in &expected {
         assert!(cuts.iter().any(|x| (x - c).abs() <= 500), "no cut near {c} ms; cuts were {cuts:?}");
     }
     for x in &cuts {
-        assert!(expected.iter().any(|c| (x - c).abs() <= 500), "cut at {x} ms where none was generated ({expected:?})");
+        assert!(
+            expected.iter().any(|c| (x - c).abs() <= 500),
+            "cut at {x} ms where none was generated ({expected:?})"
+        );
     }
     assert_eq!(cuts.len(), expected.len(), "cuts {cuts:?} vs generated {expected:?}");
 
@@ -84,10 +89,15 @@ async fn live_hls_to_feed_and_clickhouse() {
     for s in &clip.speech {
         assert!(
             transcripts.iter().any(|t| (t.event.pts_ms - s.at_ms).abs() <= 1000),
-            "no transcript starting near {} ms", s.at_ms
+            "no transcript starting near {} ms",
+            s.at_ms
         );
     }
-    assert!(transcripts.iter().all(|t| t.event.end_ms.unwrap() > t.event.pts_ms && (0.0..=1.0).contains(&t.event.score)));
+    assert!(
+        transcripts
+            .iter()
+            .all(|t| t.event.end_ms.unwrap() > t.event.pts_ms && (0.0..=1.0).contains(&t.event.score))
+    );
 
     // Sequences are strictly increasing: resumable with since=.
     assert!(feed.windows(2).all(|w| w[1].seq > w[0].seq));

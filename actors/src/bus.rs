@@ -122,7 +122,8 @@ impl Bus {
     /// the server's acknowledgement.
     pub async fn publish(&self, subject: String, id: &str, payload: Vec<u8>) -> Result<(), BusError> {
         let msg = jetstream::message::PublishMessage::build().payload(payload.into()).message_id(id);
-        let ack = self.js.send_publish(subject.clone(), msg).await.map_err(js_err(format!("publish {subject}")))?;
+        let ack =
+            self.js.send_publish(subject.clone(), msg).await.map_err(js_err(format!("publish {subject}")))?;
         ack.await.map_err(js_err(format!("publish ack {subject}")))?;
         Ok(())
     }

@@ -241,11 +241,10 @@ async fn dead_letter(
     headers.insert("Sl-Error", one_line.as_str());
     headers.insert("Sl-Original-Subject", msg.subject.as_str());
     headers.insert("Sl-Delivered", delivered.to_string().as_str());
-    let publish = jetstream::message::PublishMessage::build()
-        .payload(msg.payload.clone())
-        .headers(headers);
+    let publish = jetstream::message::PublishMessage::build().payload(msg.payload.clone()).headers(headers);
     let subject = bus.names.dlq_subject(kind);
-    let ack = bus.js.send_publish(subject.clone(), publish).await.map_err(js_err(format!("publish {subject}")))?;
+    let ack =
+        bus.js.send_publish(subject.clone(), publish).await.map_err(js_err(format!("publish {subject}")))?;
     ack.await.map_err(js_err(format!("publish ack {subject}")))?;
     Ok(())
 }

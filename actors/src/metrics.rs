@@ -58,9 +58,21 @@ impl Metrics {
         {
             let mut r = m.registry.lock().unwrap();
             r.register("ingest_decoded_frames", "Frames decoded per stream", m.decoded_frames.clone());
-            r.register("ingest_sampled_frames", "Frames sampled for analysis per stream", m.sampled_frames.clone());
-            r.register("ingest_dropped_frames", "Sampled frames dropped to keep lag bounded", m.dropped_frames.clone());
-            r.register("ingest_audio_segments", "Audio segments published per stream", m.audio_segments.clone());
+            r.register(
+                "ingest_sampled_frames",
+                "Frames sampled for analysis per stream",
+                m.sampled_frames.clone(),
+            );
+            r.register(
+                "ingest_dropped_frames",
+                "Sampled frames dropped to keep lag bounded",
+                m.dropped_frames.clone(),
+            );
+            r.register(
+                "ingest_audio_segments",
+                "Audio segments published per stream",
+                m.audio_segments.clone(),
+            );
             r.register("ingest_reconnects", "Pipeline restarts per stream and reason", m.reconnects.clone());
             r.register("stream_state", "1 for the state each stream is in", m.stream_state.clone());
             r.register("events", "Events published per kind", m.events.clone());

@@ -45,7 +45,9 @@ impl Roles {
                 "inference" => r.inference = true,
                 "sink" => r.sink = true,
                 "all" => r = Roles::ALL,
-                other => return Err(format!("unknown role `{other}`; roles are gateway, ingest, inference, sink")),
+                other => {
+                    return Err(format!("unknown role `{other}`; roles are gateway, ingest, inference, sink"));
+                }
             }
         }
         if r == (Roles { gateway: false, ingest: false, inference: false, sink: false }) {
@@ -79,7 +81,11 @@ impl Actor for RootSupervisor {
     type State = RootState;
     type Arguments = Vec<ChildSpec>;
 
-    async fn pre_start(&self, myself: ActorRef<RootMsg>, children: Vec<ChildSpec>) -> Result<RootState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RootMsg>,
+        children: Vec<ChildSpec>,
+    ) -> Result<RootState, ActorProcessingErr> {
         let mut running = Vec::with_capacity(children.len());
         for c in &children {
             let cell = (c.start)(myself.get_cell()).await.map_err(|e| format!("{}: {e}", c.name))?;
@@ -89,12 +95,21 @@ impl Actor for RootSupervisor {
         Ok(RootState { children, running, restarts })
     }
 
-    async fn post_stop(&self, myself: ActorRef<RootMsg>, _: &mut RootState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        myself: ActorRef<RootMsg>,
+        _: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
         myself.stop_children_and_wait(Some("node stopping".into()), Some(Duration::from_secs(10))).await;
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<RootMsg>, msg: RootMsg, st: &mut RootState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<RootMsg>,
+        msg: RootMsg,
+        st: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
         let RootMsg::Restart(i) = msg;
         let c = &st.children[i];
         match (c.start)(myself.get_cell()).await {
@@ -112,9 +127,16 @@ impl Actor for RootSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<RootMsg>, evt: SupervisionEvent, st: &mut RootState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RootMsg>,
+        evt: SupervisionEvent,
+        st: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
         if let SupervisionEvent::ActorFailed(cell, err) = evt {
-            if let Some(i) = st.running.iter().position(|c| c.as_ref().map(|c| c.get_id()) == Some(cell.get_id())) {
+            if let Some(i) =
+                st.running.iter().position(|c| c.as_ref().map(|c| c.get_id()) == Some(cell.get_id()))
+            {
                 st.running[i] = None;
                 st.restarts[i] += 1;
                 let delay = Duration::from_millis((250u64 << st.restarts[i].min(7)).min(30_000));
@@ -145,7 +167,9 @@ where
         name: name.into(),
         start: Arc::new(move |sup: ActorCell| {
             let args = make();
-            Box::pin(async move { Actor::spawn_linked(None, A::default(), args, sup).await.map(|(a, _)| a.get_cell()) })
+            Box::pin(async move {
+                Actor::spawn_linked(None, A::default(), args, sup).await.map(|(a, _)| a.get_cell())
+            })
         }),
     }
 }
@@ -172,7 +196,8 @@ impl Node {
         }
         let mut children = Vec::new();
         if roles.ingest {
-            let (bus, registry, ingest, metrics) = (bus.clone(), registry.clone(), cfg.ingest.clone(), metrics.clone());
+            let (bus, registry, ingest, metrics) =
+                (bus.clone(), registry.clone(), cfg.ingest.clone(), metrics.clone());
             children.push(child::<StreamSupervisor, _>("stream-supervisor", move || SupervisorArgs {
                 bus: bus.clone(),
                 registry: registry.clone(),
@@ -196,11 +221,13 @@ impl Node {
             let min_score = cfg.ingest.cut_threshold;
             for w in 0..s.workers.max(1) {
                 let (bus, metrics, work) = (bus.clone(), metrics.clone(), scenes.clone());
-                children.push(child::<InferenceActor<SceneProcessor>, _>(format!("scenes-{w}"), move || InferenceArgs {
-                    bus: bus.clone(),
-                    work: work.clone(),
-                    metrics: metrics.clone(),
-                    make: Arc::new(move || Ok(SceneProcessor { min_score })),
+                children.push(child::<InferenceActor<SceneProcessor>, _>(format!("scenes-{w}"), move || {
+                    InferenceArgs {
+                        bus: bus.clone(),
+                        work: work.clone(),
+                        metrics: metrics.clone(),
+                        make: Arc::new(move || Ok(SceneProcessor { min_score })),
+                    }
                 }));
             }
             let sp = &cfg.speech;
@@ -216,15 +243,18 @@ impl Node {
             };
             for w in 0..sp.workers.max(1) {
                 let (bus, metrics, work, full) = (bus.clone(), metrics.clone(), speech.clone(), cfg.clone());
-                children.push(child::<InferenceActor<SpeechProcessor>, _>(format!("speech-{w}"), move || {
-                    let full = full.clone();
-                    InferenceArgs {
-                        bus: bus.clone(),
-                        work: work.clone(),
-                        metrics: metrics.clone(),
-                        make: Arc::new(move || SpeechProcessor::load(&full)),
-                    }
-                }));
+                children.push(child::<InferenceActor<SpeechProcessor>, _>(
+                    format!("speech-{w}"),
+                    move || {
+                        let full = full.clone();
+                        InferenceArgs {
+                            bus: bus.clone(),
+                            work: work.clone(),
+                            metrics: metrics.clone(),
+                            make: Arc::new(move || SpeechProcessor::load(&full)),
+                        }
+                    },
+                ));
             }
         }
         if roles.sink {
@@ -236,9 +266,13 @@ impl Node {
                 metrics: metrics.clone(),
             }));
         }
-        let (root, root_done) = Actor::spawn(Some(format!("sightline-root-{}", uuid::Uuid::new_v4().simple())), RootSupervisor, children)
-            .await
-            .map_err(|e| NodeError::Spawn(e.to_string()))?;
+        let (root, root_done) = Actor::spawn(
+            Some(format!("sightline-root-{}", uuid::Uuid::new_v4().simple())),
+            RootSupervisor,
+            children,
+        )
+        .await
+        .map_err(|e| NodeError::Spawn(e.to_string()))?;
         Ok(Node { bus, registry, metrics, store, root, root_done })
     }
 

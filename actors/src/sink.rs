@@ -38,7 +38,11 @@ impl Actor for ClickHouseSink {
     type State = SinkState;
     type Arguments = SinkArgs;
 
-    async fn pre_start(&self, myself: ActorRef<SinkMsg>, args: SinkArgs) -> Result<SinkState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SinkMsg>,
+        args: SinkArgs,
+    ) -> Result<SinkState, ActorProcessingErr> {
         let n = &args.bus.names;
         let work = WorkSpec {
             stream: n.events_stream(),
@@ -55,7 +59,12 @@ impl Actor for ClickHouseSink {
         Ok(SinkState { args, work, consumer, failures: 0 })
     }
 
-    async fn handle(&self, myself: ActorRef<SinkMsg>, _: SinkMsg, st: &mut SinkState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<SinkMsg>,
+        _: SinkMsg,
+        st: &mut SinkState,
+    ) -> Result<(), ActorProcessingErr> {
         let l = labels(&[("sink", "clickhouse")]);
         let batch = match fetch_batch(&st.consumer, &st.work).await {
             Ok(b) => b,

@@ -119,7 +119,11 @@ impl Actor for StreamActor {
         })
     }
 
-    async fn post_stop(&self, _: ActorRef<StreamMsg>, st: &mut StreamActorState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _: ActorRef<StreamMsg>,
+        st: &mut StreamActorState,
+    ) -> Result<(), ActorProcessingErr> {
         st.teardown(false);
         if let Some(t) = st.ticker.take() {
             t.abort();
@@ -147,7 +151,8 @@ impl Actor for StreamActor {
                 st.stats.last_media_ms.store(base_ms, Ordering::Relaxed);
                 st.stats.last_media_wall_ms.store(now_ms(), Ordering::Relaxed);
                 st.set_state(StreamState::Starting);
-                let spec = PipelineSpec { url: st.args.spec.url.clone(), base_ms, ingest: st.args.ingest.clone() };
+                let spec =
+                    PipelineSpec { url: st.args.spec.url.clone(), base_ms, ingest: st.args.ingest.clone() };
                 match MediaPipeline::start(&spec, st.stats.clone(), st.args.ingest.queue_capacity) {
                     Ok((pipeline, rx)) => {
                         st.pipeline = Some(pipeline);
@@ -160,7 +165,10 @@ impl Actor for StreamActor {
                         )));
                     }
                     Err(e) => {
-                        myself.send_message(StreamMsg::Ended { reason: RetryReason::StateChange, detail: e.to_string() })?;
+                        myself.send_message(StreamMsg::Ended {
+                            reason: RetryReason::StateChange,
+                            detail: e.to_string(),
+                        })?;
                     }
                 }
             }
@@ -183,7 +191,11 @@ impl Actor for StreamActor {
                         st.set_state(StreamState::Failed);
                     } else {
                         st.status.reconnects += 1;
-                        st.args.metrics.reconnects.get_or_create(&labels(&[("stream", &id), ("reason", reason_str(reason))])).inc();
+                        st.args
+                            .metrics
+                            .reconnects
+                            .get_or_create(&labels(&[("stream", &id), ("reason", reason_str(reason))]))
+                            .inc();
                         let delay = backoff(&st.args.ingest, st.attempt);
                         tracing::warn!(stream = %id, ?reason, %detail, retry_in_ms = delay.as_millis() as u64, "stream reconnecting");
                         st.set_state(StreamState::Reconnecting);
@@ -262,7 +274,8 @@ fn tick(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState) {
         }
     }
     for state in ["starting", "running", "degraded", "reconnecting", "failed", "stopped"] {
-        let on = serde_json::to_value(st.status.state).ok().and_then(|v| v.as_str().map(|s| s == state)) == Some(true);
+        let on = serde_json::to_value(st.status.state).ok().and_then(|v| v.as_str().map(|s| s == state))
+            == Some(true);
         m.stream_state.get_or_create(&labels(&[("stream", &id), ("state", state)])).set(on as i64);
     }
 }
@@ -303,14 +316,22 @@ async fn pump(
                     wall_ms: now_ms() - (seg.end_ms - seg.start_ms),
                     samples: seg.samples.len(),
                 };
-                bus.publish(names.audio_subject(&stream_id), &meta.msg_id(), encode(&meta, &audio_bytes(&seg.samples))).await
+                bus.publish(
+                    names.audio_subject(&stream_id),
+                    &meta.msg_id(),
+                    encode(&meta, &audio_bytes(&seg.samples)),
+                )
+                .await
             }
             MediaItem::Error(detail) => {
                 let _ = actor.send_message(StreamMsg::Ended { reason: RetryReason::Error, detail });
                 return;
             }
             MediaItem::Eos => {
-                let _ = actor.send_message(StreamMsg::Ended { reason: RetryReason::Eos, detail: "end of stream".into() });
+                let _ = actor.send_message(StreamMsg::Ended {
+                    reason: RetryReason::Eos,
+                    detail: "end of stream".into(),
+                });
                 return;
             }
         };

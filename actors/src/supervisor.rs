@@ -84,10 +84,20 @@ impl Actor for StreamSupervisor {
                 }
             }
         });
-        Ok(SupervisorState { args, specs: HashMap::new(), running: HashMap::new(), crashes: HashMap::new(), watcher })
+        Ok(SupervisorState {
+            args,
+            specs: HashMap::new(),
+            running: HashMap::new(),
+            crashes: HashMap::new(),
+            watcher,
+        })
     }
 
-    async fn post_stop(&self, _: ActorRef<SupervisorMsg>, st: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _: ActorRef<SupervisorMsg>,
+        st: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         st.watcher.abort();
         for (_, a) in st.running.drain() {
             a.stop(Some("node stopping".into()));

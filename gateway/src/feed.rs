@@ -33,12 +33,22 @@ pub async fn feed(
         Some(list) => list
             .split(',')
             .filter(|s| !s.is_empty())
-            .map(|k| EventKind::parse(k.trim()).ok_or_else(|| ApiError::bad_request("invalid_kind", format!("unknown kind `{k}`; kinds are scene, transcript"))))
+            .map(|k| {
+                EventKind::parse(k.trim()).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_kind",
+                        format!("unknown kind `{k}`; kinds are scene, transcript"),
+                    )
+                })
+            })
             .collect::<Result<_, _>>()?,
     };
     if let Some(s) = &q.stream {
         if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(ApiError::bad_request("invalid_stream", "stream ids are letters, digits, '-' and '_'"));
+            return Err(ApiError::bad_request(
+                "invalid_stream",
+                "stream ids are letters, digits, '-' and '_'",
+            ));
         }
     }
     let n = &st.bus.names;
@@ -47,9 +57,14 @@ pub async fn feed(
         Some(seq) => DeliverPolicy::ByStartSequence { start_sequence: seq + 1 },
         None => DeliverPolicy::New,
     };
-    let stream = st.bus.js.get_stream(n.events_stream()).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let stream =
+        st.bus.js.get_stream(n.events_stream()).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
     let consumer = stream
-        .create_consumer(pull::OrderedConfig { filter_subjects: filters, deliver_policy: deliver, ..Default::default() })
+        .create_consumer(pull::OrderedConfig {
+            filter_subjects: filters,
+            deliver_policy: deliver,
+            ..Default::default()
+        })
         .await
         .map_err(|e| ApiError::unavailable(format!("cannot open the feed: {e}")))?;
     let messages = consumer.messages().await.map_err(|e| ApiError::unavailable(e.to_string()))?;
@@ -63,12 +78,7 @@ pub async fn feed(
     }))
 }
 
-async fn run_feed(
-    socket: WebSocket,
-    mut messages: pull::Ordered,
-    buffer: usize,
-    heartbeat: Duration,
-) {
+async fn run_feed(socket: WebSocket, mut messages: pull::Ordered, buffer: usize, heartbeat: Duration) {
     let (mut tx, mut rx) = socket.split();
     let (q_tx, mut q_rx) = mpsc::channel::<String>(buffer);
     // Reader: JetStream → bounded queue. A full queue means the client is too slow.

@@ -65,11 +65,18 @@ async fn create_stream(
     let body = body.map_err(|e| {
         let status = e.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "bad_body" };
-        ApiError::new(status, code, format!("{} (limit {} bytes)", e.body_text(), st.cfg.gateway.max_body_bytes))
+        ApiError::new(
+            status,
+            code,
+            format!("{} (limit {} bytes)", e.body_text(), st.cfg.gateway.max_body_bytes),
+        )
     })?;
     let req: CreateStream = serde_json::from_slice(&body).map_err(|e| {
         if e.is_data() {
-            ApiError::bad_request("invalid_field", format!("request body: {e}; expected {{\"url\": \"...\", \"name\": \"...\"}}"))
+            ApiError::bad_request(
+                "invalid_field",
+                format!("request body: {e}; expected {{\"url\": \"...\", \"name\": \"...\"}}"),
+            )
         } else {
             ApiError::bad_request("invalid_json", format!("request body is not valid JSON: {e}"))
         }
@@ -96,15 +103,22 @@ async fn list_streams(State(st): State<AppState>) -> Result<Json<serde_json::Val
 }
 
 fn check_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if id.is_empty()
+        || id.len() > 64
+        || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         return Err(ApiError::bad_request("invalid_id", "stream ids are letters, digits, '-' and '_'"));
     }
     Ok(())
 }
 
-async fn get_stream(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<StreamView>, ApiError> {
+async fn get_stream(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<StreamView>, ApiError> {
     check_id(&id)?;
-    let spec = st.registry.get(&id).await?.ok_or_else(|| ApiError::not_found(format!("no stream with id {id}")))?;
+    let spec =
+        st.registry.get(&id).await?.ok_or_else(|| ApiError::not_found(format!("no stream with id {id}")))?;
     Ok(Json(st.registry.view(spec).await?))
 }
 
@@ -134,7 +148,10 @@ async fn stream_events(
     let limit = q.limit.unwrap_or(1000).min(10_000) as usize;
     if let Some(k) = &q.kind {
         if sightline_wire::EventKind::parse(k).is_none() {
-            return Err(ApiError::bad_request("invalid_kind", format!("unknown kind `{k}`; kinds are scene, transcript")));
+            return Err(ApiError::bad_request(
+                "invalid_kind",
+                format!("unknown kind `{k}`; kinds are scene, transcript"),
+            ));
         }
     }
     let rows = st.store.stream_events(&id).await?;
@@ -190,5 +207,8 @@ async fn dashboard_file(State(st): State<AppState>, Path(file): Path<String>) ->
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

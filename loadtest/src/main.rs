@@ -72,13 +72,18 @@ async fn main() -> Result<()> {
             let v: serde_json::Value = serde_json::from_str(&t)?;
             if ids.iter().any(|id| v["stream_id"] == id.as_str()) {
                 *kinds.entry(v["kind"].as_str().unwrap_or("?").to_string()).or_default() += 1;
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+                let now =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
                 lag_ms.push(now - v["wall_ms"].as_i64().unwrap_or(now));
             }
         }
         if progress.elapsed() > Duration::from_secs(5) {
             progress = Instant::now();
-            tracing::info!(elapsed_s = started.elapsed().as_secs(), events = kinds.values().sum::<u64>(), "running");
+            tracing::info!(
+                elapsed_s = started.elapsed().as_secs(),
+                events = kinds.values().sum::<u64>(),
+                "running"
+            );
         }
     }
     let mut decoded = 0.0;
@@ -91,10 +96,20 @@ async fn main() -> Result<()> {
         http(&a.gateway, "DELETE", &format!("/v1/streams/{id}"), None).await?;
     }
     lag_ms.sort_unstable();
-    let pct = |p: f64| lag_ms.get(((lag_ms.len() as f64 * p) as usize).min(lag_ms.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        lag_ms
+            .get(((lag_ms.len() as f64 * p) as usize).min(lag_ms.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     let secs = started.elapsed().as_secs_f64();
     println!("streams: {}  duration: {:.0} s", ids.len(), secs);
-    println!("events: {} ({:.1}/s)  by kind: {:?}", kinds.values().sum::<u64>(), kinds.values().sum::<u64>() as f64 / secs, kinds);
+    println!(
+        "events: {} ({:.1}/s)  by kind: {:?}",
+        kinds.values().sum::<u64>(),
+        kinds.values().sum::<u64>() as f64 / secs,
+        kinds
+    );
     println!("media→feed latency ms: p50 {}  p99 {}", pct(0.5), pct(0.99));
     println!("decoded fps (all streams): {decoded:.1}  dropped frames: {dropped}");
     Ok(())

@@ -323,17 +323,15 @@ impl Config {
             let Some(rest) = var.strip_prefix("SIGHTLINE_") else { continue };
             let Some((section, key)) = rest.split_once("__") else { continue };
             let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-            let entry = root
-                .entry(section.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = root.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
             let toml::Value::Table(table) = entry else {
                 return Err(ConfigError::Env { var, reason: format!("[{section}] is not a table") });
             };
             table.insert(key, parse_env_value(&value));
         }
-        let cfg: Config = toml::Value::Table(root).try_into().map_err(|e: toml::de::Error| {
-            ConfigError::Invalid(e.message().to_string())
-        })?;
+        let cfg: Config = toml::Value::Table(root)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -390,11 +388,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_reported() {
-        let err = Config::load_with_env(None, [("SIGHTLINE_INGEST__SAMPLE_FSP".into(), "2".into())])
-            .unwrap_err();
+        let err =
+            Config::load_with_env(None, [("SIGHTLINE_INGEST__SAMPLE_FSP".into(), "2".into())]).unwrap_err();
         assert!(err.to_string().contains("sample_fsp"), "{err}");
-        let err = Config::load_with_env(None, [("SIGHTLINE_INGEST__SAMPLE_FPS".into(), "0".into())])
-            .unwrap_err();
+        let err =
+            Config::load_with_env(None, [("SIGHTLINE_INGEST__SAMPLE_FPS".into(), "0".into())]).unwrap_err();
         assert!(err.to_string().contains("sample_fps"), "{err}");
     }
 
@@ -404,9 +402,6 @@ mod tests {
         let from_file = Config::load_with_env(Some(&path), []).unwrap();
         let defaults = Config::default();
         // The documented file must agree with the code's defaults, key for key.
-        assert_eq!(
-            toml::to_string(&from_file).unwrap(),
-            toml::to_string(&defaults).unwrap()
-        );
+        assert_eq!(toml::to_string(&from_file).unwrap(), toml::to_string(&defaults).unwrap());
     }
 }

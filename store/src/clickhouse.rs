@@ -102,10 +102,8 @@ impl EventStore {
     /// Creates the database and applies every `NNNN_name.sql` in `dir` not applied yet, in order.
     /// Returns the versions applied now.
     pub async fn migrate(&self, cfg: &ClickHouseConfig, dir: &Path) -> Result<Vec<u32>, StoreError> {
-        let bootstrap = Client::default()
-            .with_url(&cfg.url)
-            .with_user(&cfg.user)
-            .with_password(&cfg.password);
+        let bootstrap =
+            Client::default().with_url(&cfg.url).with_user(&cfg.user).with_password(&cfg.password);
         bootstrap
             .query(&format!("CREATE DATABASE IF NOT EXISTS `{}`", cfg.database))
             .execute()
@@ -187,7 +185,10 @@ fn migration_files(dir: &Path) -> Result<Vec<(u32, String, std::path::PathBuf)>,
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(stem) = name.strip_suffix(".sql") else { continue };
         let version = stem.split('_').next().and_then(|v| v.parse::<u32>().ok()).ok_or_else(|| {
-            StoreError::Migration { file: name.clone(), reason: "name must start with a number, e.g. 0002_x.sql".into() }
+            StoreError::Migration {
+                file: name.clone(),
+                reason: "name must start with a number, e.g. 0002_x.sql".into(),
+            }
         })?;
         out.push((version, name, entry.path()));
     }
@@ -196,11 +197,8 @@ fn migration_files(dir: &Path) -> Result<Vec<(u32, String, std::path::PathBuf)>,
 
 /// Splits a migration into statements on `;` at line ends, dropping `--` comment lines.
 fn split_statements(sql: &str) -> Vec<String> {
-    let body: String = sql
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let body: String =
+        sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
     body.split(";\n")
         .chain(std::iter::empty())
         .map(|s| s.trim().trim_end_matches(';').trim().to_string())

@@ -53,14 +53,12 @@ impl VectorStore {
             .map_err(err)?;
         redis::cmd("DEL").arg(&key).query_async::<i64>(&mut c).await.map_err(err)?;
         if nearest.first().map(String::as_str) != Some("a") {
-            return Err(StoreError::Redis { url: self.url.clone(), reason: format!("VSIM answered {nearest:?}, expected [a]") });
+            return Err(StoreError::Redis {
+                url: self.url.clone(),
+                reason: format!("VSIM answered {nearest:?}, expected [a]"),
+            });
         }
         let info: String = redis::cmd("INFO").arg("server").query_async(&mut c).await.map_err(err)?;
-        Ok(info
-            .lines()
-            .find_map(|l| l.strip_prefix("redis_version:"))
-            .unwrap_or("?")
-            .trim()
-            .to_string())
+        Ok(info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_string())
     }
 }

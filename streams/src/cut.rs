@@ -47,8 +47,7 @@ impl CutDetector {
         };
         let hist_d = 0.5 * prev.iter().zip(&hist).map(|(a, b)| (a - b).abs()).sum::<f32>();
         let pix_d = if self.prev_pixels.len() == rgb.len() && !rgb.is_empty() {
-            let sum: u64 =
-                rgb.iter().zip(&self.prev_pixels).map(|(a, b)| a.abs_diff(*b) as u64).sum();
+            let sum: u64 = rgb.iter().zip(&self.prev_pixels).map(|(a, b)| a.abs_diff(*b) as u64).sum();
             sum as f32 / (rgb.len() as f32 * 255.0)
         } else {
             1.0
@@ -113,7 +112,13 @@ mod tests {
         let mut cuts = Vec::new();
         for i in 0..90 {
             let pts = i as i64 * 33;
-            let frame = if i < 30 { moving(i) } else if i < 60 { solid(10, 20, 200) } else { moving(i) };
+            let frame = if i < 30 {
+                moving(i)
+            } else if i < 60 {
+                solid(10, 20, 200)
+            } else {
+                moving(i)
+            };
             if let Some(s) = d.push(&frame, pts) {
                 cuts.push((i, s));
             }

@@ -89,16 +89,23 @@ pub fn init() -> Result<(), IngestError> {
 
 /// Elements the pipeline needs; `sightline check` reports any that are missing.
 pub const REQUIRED_ELEMENTS: &[&str] = &[
-    "uridecodebin3", "hlsdemux2", "rtmp2src", "rtspsrc", "avdec_h264", "videorate", "videoscale",
-    "videoconvert", "audioconvert", "audioresample", "appsink", "tee", "queue",
+    "uridecodebin3",
+    "hlsdemux2",
+    "rtmp2src",
+    "rtspsrc",
+    "avdec_h264",
+    "videorate",
+    "videoscale",
+    "videoconvert",
+    "audioconvert",
+    "audioresample",
+    "appsink",
+    "tee",
+    "queue",
 ];
 
 pub fn missing_elements() -> Vec<&'static str> {
-    REQUIRED_ELEMENTS
-        .iter()
-        .copied()
-        .filter(|e| gst::ElementFactory::find(e).is_none())
-        .collect()
+    REQUIRED_ELEMENTS.iter().copied().filter(|e| gst::ElementFactory::find(e).is_none()).collect()
 }
 
 impl MediaPipeline {
@@ -113,10 +120,8 @@ impl MediaPipeline {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let pipeline = gst::Pipeline::new();
         let build = |e: gst::glib::BoolError| IngestError::Build(e.to_string());
-        let src = gst::ElementFactory::make("uridecodebin3")
-            .property("uri", &spec.url)
-            .build()
-            .map_err(build)?;
+        let src =
+            gst::ElementFactory::make("uridecodebin3").property("uri", &spec.url).build().map_err(build)?;
         let video = gst::parse::bin_from_description(
             &format!(
                 "tee name=t \
@@ -187,7 +192,8 @@ impl MediaPipeline {
                         *all = later;
                         mine
                     };
-                    let frame = SampledFrame { pts_ms, wall_ms: now_ms(), width: w, height: h, rgb, cuts: mine };
+                    let frame =
+                        SampledFrame { pts_ms, wall_ms: now_ms(), width: w, height: h, rgb, cuts: mine };
                     match ftx.try_send(MediaItem::Frame(frame)) {
                         Ok(()) => {
                             st.sampled_frames.fetch_add(1, Ordering::Relaxed);
@@ -207,11 +213,8 @@ impl MediaPipeline {
 
         // Audio: gated into segments of sound.
         let audio_sink = appsink(&audio, "audio")?;
-        let mut gate = AudioSegmenter::new(
-            cfg.audio_gate_level,
-            cfg.audio_gate_hangover_ms,
-            cfg.audio_max_segment_ms,
-        );
+        let mut gate =
+            AudioSegmenter::new(cfg.audio_gate_level, cfg.audio_gate_hangover_ms, cfg.audio_max_segment_ms);
         let (st, atx, audio_clock) = (stats.clone(), tx.clone(), clock.clone());
         audio_sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
@@ -220,10 +223,8 @@ impl MediaPipeline {
                     let Some(pts_ms) = audio_clock.media_ms(&sample) else { return Ok(gst::FlowSuccess::Ok) };
                     let buf = sample.buffer().ok_or(gst::FlowError::Error)?;
                     let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    let samples: Vec<f32> = map
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                        .collect();
+                    let samples: Vec<f32> =
+                        map.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
                     touch(&st, pts_ms);
                     for seg in gate.push(pts_ms, &samples) {
                         if atx.try_send(MediaItem::Audio(seg)).is_ok() {
@@ -317,7 +318,10 @@ impl Drop for MediaPipeline {
         let demuxers = std::mem::take(&mut *self.demuxers.lock().unwrap());
         if self.quarantined && !demuxers.is_empty() {
             QUARANTINED_DEMUXERS.fetch_add(demuxers.len() as u64, Ordering::Relaxed);
-            tracing::warn!(count = demuxers.len(), "keeping a stuck adaptive demuxer alive (GStreamer 1.22 teardown bug)");
+            tracing::warn!(
+                count = demuxers.len(),
+                "keeping a stuck adaptive demuxer alive (GStreamer 1.22 teardown bug)"
+            );
             std::mem::forget(demuxers);
         }
         let _ = self.pipeline.set_state(gst::State::Null);

@@ -128,11 +128,7 @@ impl ClipSpec {
         graph.push_str(&format!("concat=n={n}:v=1:a=0[v];"));
         let total_s = self.duration_ms() as f64 / 1000.0;
         for (i, sp) in self.speech.iter().enumerate() {
-            graph.push_str(&format!(
-                "[{}:a]aresample=16000,adelay={}:all=1[a{i}];",
-                n + i,
-                sp.at_ms
-            ));
+            graph.push_str(&format!("[{}:a]aresample=16000,adelay={}:all=1[a{i}];", n + i, sp.at_ms));
         }
         for i in 0..self.speech.len() {
             graph.push_str(&format!("[a{i}]"));
@@ -145,9 +141,30 @@ impl ClipSpec {
         args.extend(["-filter_complex".into(), graph]);
         args.extend(
             [
-                "-map", "[v]", "-map", "[a]", "-c:v", "libx264", "-preset", "veryfast", "-g",
-                &fps.to_string(), "-keyint_min", &fps.to_string(), "-sc_threshold", "0", "-b:v",
-                "800k", "-c:a", "aac", "-b:a", "64k", "-ac", "1", "-t", &total_s.to_string(),
+                "-map",
+                "[v]",
+                "-map",
+                "[a]",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-g",
+                &fps.to_string(),
+                "-keyint_min",
+                &fps.to_string(),
+                "-sc_threshold",
+                "0",
+                "-b:v",
+                "800k",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "64k",
+                "-ac",
+                "1",
+                "-t",
+                &total_s.to_string(),
             ]
             .map(String::from),
         );
@@ -203,8 +220,17 @@ impl LiveHls {
             .args(["-loglevel", "error", "-re", "-stream_loop", &loop_arg, "-i"])
             .arg(clip)
             .args([
-                "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_list_size", "6", "-hls_flags",
-                "delete_segments+omit_endlist+independent_segments+temp_file+program_date_time", "-hls_segment_filename",
+                "-c",
+                "copy",
+                "-f",
+                "hls",
+                "-hls_time",
+                "1",
+                "-hls_list_size",
+                "6",
+                "-hls_flags",
+                "delete_segments+omit_endlist+independent_segments+temp_file+program_date_time",
+                "-hls_segment_filename",
             ])
             .arg(dir.join("seg%05d.ts"))
             .arg(&playlist)
@@ -212,7 +238,8 @@ impl LiveHls {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| TestSourceError::Tool { tool: "ffmpeg", detail: e.to_string() })?;
-        let live = Self { url: format!("http://127.0.0.1:{port}/live.m3u8"), dir: dir.into(), ffmpeg, server };
+        let live =
+            Self { url: format!("http://127.0.0.1:{port}/live.m3u8"), dir: dir.into(), ffmpeg, server };
         // hlsdemux2 (GStreamer 1.22) loses sync on a playlist of a single segment: wait for two.
         for _ in 0..100 {
             let text = tokio::fs::read_to_string(&playlist).await.unwrap_or_default();
@@ -263,11 +290,8 @@ async fn serve_dir(listener: tokio::net::TcpListener, dir: PathBuf) {
             let body = if ok_name { tokio::fs::read(dir.join(name)).await.ok() } else { None };
             let resp = match body {
                 Some(body) => {
-                    let ctype = if name.ends_with(".m3u8") {
-                        "application/vnd.apple.mpegurl"
-                    } else {
-                        "video/mp2t"
-                    };
+                    let ctype =
+                        if name.ends_with(".m3u8") { "application/vnd.apple.mpegurl" } else { "video/mp2t" };
                     let mut r = format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
                          Cache-Control: no-cache\r\nConnection: close\r\n\r\n",

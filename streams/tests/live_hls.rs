@@ -44,7 +44,8 @@ async fn live_hls_gives_frames_cuts_and_audio() {
     assert!(gaps.iter().all(|g| (400..=600).contains(g)), "sampling gaps {gaps:?}");
     // Cuts at 5 s, 9 s, 14 s of the clip, within one decoded frame (33 ms), and nowhere else.
     let first = frames[0];
-    let expected: Vec<i64> = clip.cuts_ms().into_iter().filter(|c| *c > first && *c < frames[frames.len() - 1]).collect();
+    let expected: Vec<i64> =
+        clip.cuts_ms().into_iter().filter(|c| *c > first && *c < frames[frames.len() - 1]).collect();
     assert!(!expected.is_empty());
     for c in &expected {
         assert!(cuts.iter().any(|x| (x - c).abs() <= 34), "no cut near {c}: {cuts:?}");

@@ -37,7 +37,9 @@ pub fn test_config() -> Config {
 impl TestSystem {
     pub async fn start(cfg: Config, roles: Roles) -> Self {
         let metrics = Metrics::new();
-        let node = Node::start(&cfg, roles, metrics.clone()).await.expect("node starts (are the services up? `make services`)");
+        let node = Node::start(&cfg, roles, metrics.clone())
+            .await
+            .expect("node starts (are the services up? `make services`)");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = sightline_gateway::AppState {
@@ -66,13 +68,22 @@ impl TestSystem {
             let store = node.store.clone();
             node.shutdown().await;
             bus.destroy().await;
-            let _ = store.client().query(&format!("DROP DATABASE IF EXISTS `{}`", self.cfg.clickhouse.database)).execute().await;
+            let _ = store
+                .client()
+                .query(&format!("DROP DATABASE IF EXISTS `{}`", self.cfg.clickhouse.database))
+                .execute()
+                .await;
         }
     }
 }
 
 /// A minimal HTTP/1.1 request; returns the status and the body parsed as JSON (Null if empty).
-pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect to gateway");
     let body = body.unwrap_or("");
     let req = format!(
@@ -85,8 +96,16 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>
     let text = String::from_utf8_lossy(&buf).to_string();
     let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let (head, raw) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let raw = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(raw) } else { raw.to_string() };
-    let json = if raw.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(&raw).unwrap_or(serde_json::Value::String(raw)) };
+    let raw = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(raw)
+    } else {
+        raw.to_string()
+    };
+    let json = if raw.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&raw).unwrap_or(serde_json::Value::String(raw))
+    };
     (status, json)
 }
 

@@ -276,8 +276,7 @@ mod tests {
     #[test]
     fn audio_round_trip() {
         let samples = vec![0.5f32, -0.25, 1.0];
-        let meta =
-            AudioMeta { stream_id: "s".into(), start_ms: 0, end_ms: 1, wall_ms: 0, samples: 3 };
+        let meta = AudioMeta { stream_id: "s".into(), start_ms: 0, end_ms: 1, wall_ms: 0, samples: 3 };
         let (m, s) = decode_audio(&encode(&meta, &audio_bytes(&samples))).unwrap();
         assert_eq!(m, meta);
         assert_eq!(s, samples);
