@@ -23,7 +23,7 @@ build: setup
 	$(CARGO) build -j$(JOBS) --workspace
 
 run: services build
-	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline run --demo
+	@$(ENV) SIGHTLINE_INGEST__ALLOW_PRIVATE_HOSTS=true $(CARGO_TARGET_DIR)/debug/sightline run --demo
 
 check: services build
 	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline check

@@ -12,10 +12,11 @@ export DEBIAN_FRONTEND=noninteractive
 step() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# ---- 1. Debian packages: GStreamer, ffmpeg and espeak-ng for test media, build tools -------------
+# ---- 1. Debian packages: GStreamer; ffmpeg, espeak-ng, nginx-rtmp and an RTSP server for test media -
 APT_PKGS=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  gstreamer1.0-tools ffmpeg espeak-ng fonts-dejavu-core pkg-config python3-venv curl ca-certificates)
+  gstreamer1.0-tools ffmpeg espeak-ng fonts-dejavu-core pkg-config python3-venv curl ca-certificates
+  nginx-light libnginx-mod-rtmp gir1.2-gst-rtsp-server-1.0 python3-gi bc)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,11 +6,17 @@ set -uo pipefail
 GW=${1:-127.0.0.1:8080}
 LOG=${LOG:-/tmp/sightline-run.log}
 start=$(date +%s.%N)
+start_ms=$(date +%s%3N)
 setsid make run >"$LOG" 2>&1 < /dev/null &
 pid=$!
 trap 'kill -INT -- -$pid 2>/dev/null; sleep 3; kill -- -$pid 2>/dev/null' EXIT
 for _ in $(seq 1 3600); do
-  id=$(curl -sf "http://$GW/v1/streams" 2>/dev/null | python3 -c 'import json,sys; s=[x for x in json.load(sys.stdin)["streams"] if x["name"]=="demo"]; print(s[-1]["id"] if s else "")' 2>/dev/null)
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "make run exited; see $LOG" >&2
+    exit 1
+  fi
+  # Only the demo stream this run registered counts.
+  id=$(curl -sf "http://$GW/v1/streams" 2>/dev/null | python3 -c 'import json,sys; s=[x for x in json.load(sys.stdin)["streams"] if x["name"]=="demo" and x["created_ms"] >= '"$start_ms"']; print(s[-1]["id"] if s else "")' 2>/dev/null)
   if [ -n "$id" ]; then
     n=$(curl -sf "http://$GW/v1/streams/$id/events" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["events"]))' 2>/dev/null)
     if [ "${n:-0}" -gt 0 ]; then

@@ -123,7 +123,7 @@ async fn start_demo(node: &Node, dir: &Path) -> Result<sightline_streams::testsr
         url: live.url.clone(),
         created_ms: sightline_streams::pipeline::now_ms(),
     };
-    node.registry.create(&spec).await?;
+    anyhow::ensure!(node.registry.create(&spec).await?, "demo stream id {} is taken", spec.id);
     println!(
         "Demo stream `{}` registered: {} (scene cuts every few seconds, speech, captions)",
         spec.id, live.url

@@ -46,7 +46,9 @@ impl Roles {
                 "sink" => r.sink = true,
                 "all" => r = Roles::ALL,
                 other => {
-                    return Err(format!("unknown role `{other}`; roles are gateway, ingest, inference, sink"));
+                    return Err(format!(
+                        "unknown role `{other}`; roles are gateway, ingest, inference, sink"
+                    ));
                 }
             }
         }

@@ -52,7 +52,10 @@ pub struct StreamStatus {
     pub since_ms: i64,
     pub last_error: Option<String>,
     pub last_retry_reason: Option<RetryReason>,
+    /// Outages: how often the stream went from media flowing to `reconnecting`.
     pub reconnects: u64,
+    /// Consecutive failed attempts in the current outage (0 while media flows).
+    pub retry_attempt: u32,
     pub decoded_fps: f32,
     pub sampled_fps: f32,
     pub decoded_frames: u64,
@@ -73,6 +76,7 @@ impl StreamStatus {
             last_error: None,
             last_retry_reason: None,
             reconnects: 0,
+            retry_attempt: 0,
             decoded_fps: 0.0,
             sampled_fps: 0.0,
             decoded_frames: 0,
@@ -114,11 +118,14 @@ impl Registry {
         })
     }
 
-    /// Registers a stream; fails if the id is taken.
-    pub async fn create(&self, spec: &StreamSpec) -> Result<(), BusError> {
+    /// Registers a stream atomically. Returns false, changing nothing, when the id is taken.
+    pub async fn create(&self, spec: &StreamSpec) -> Result<bool, BusError> {
         let json = serde_json::to_vec(spec).expect("spec serialises");
-        self.specs.create(&spec.id, json.into()).await.map_err(js_err(format!("create {}", spec.id)))?;
-        Ok(())
+        match self.specs.create(&spec.id, json.into()).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(js_err(format!("create {}", spec.id))(e)),
+        }
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<StreamSpec>, BusError> {

@@ -190,7 +190,11 @@ impl Actor for StreamActor {
                         tracing::warn!(stream = %id, %detail, "stream failed after {max} retries");
                         st.set_state(StreamState::Failed);
                     } else {
-                        st.status.reconnects += 1;
+                        // One outage, however many attempts it takes.
+                        if st.attempt == 1 {
+                            st.status.reconnects += 1;
+                        }
+                        st.status.retry_attempt = st.attempt;
                         st.args
                             .metrics
                             .reconnects
@@ -264,6 +268,7 @@ fn tick(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState) {
             st.set_state(StreamState::Degraded);
         } else if flowing {
             st.attempt = 0;
+            st.status.retry_attempt = 0;
             st.quiet_ticks += 1;
             if st.status.state == StreamState::Starting
                 || (st.status.state == StreamState::Degraded && st.quiet_ticks >= 5)

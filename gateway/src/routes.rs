@@ -56,6 +56,15 @@ struct CreateStream {
     url: String,
     #[serde(default)]
     name: Option<String>,
+    /// Client-chosen id; makes creation idempotent (the name does too).
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// A stable id for a name, so two creates with the same name race to the same registry key.
+fn id_for_name(name: &str) -> String {
+    let h = name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    format!("n{h:016x}")
 }
 
 async fn create_stream(
@@ -83,15 +92,55 @@ async fn create_stream(
     })?;
     let url = sightline_streams::validate_url(&req.url, &st.cfg.ingest.allowed_schemes)
         .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
-    let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
-    let name = req.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).unwrap_or_else(|| id.clone());
-    if name.len() > 200 || name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("invalid_name", "name must be at most 200 printable characters"));
+    sightline_streams::check_host(&url, st.cfg.ingest.allow_private_hosts)
+        .await
+        .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
+    if let Some(id) = &req.id {
+        check_id(id)?;
     }
-    let spec = StreamSpec { id, name, url: url.url, created_ms: now_ms() };
-    st.registry.create(&spec).await?;
-    tracing::info!(stream = %spec.id, url = %spec.url, "stream registered");
-    Ok((StatusCode::CREATED, Json(st.registry.view(spec).await?)))
+    let name = req.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    if let Some(n) = &name {
+        if n.len() > 200 || n.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(
+                "invalid_name",
+                "name must be at most 200 printable characters",
+            ));
+        }
+    }
+    // Same id, or same name, means the same stream: answer with it (200) when the spec agrees,
+    // 409 when it does not. Ids derived from names make concurrent creates race to one key.
+    let existing_by_name = match &name {
+        Some(n) => st.registry.list().await?.into_iter().find(|s| &s.name == n),
+        None => None,
+    };
+    let id = match (&req.id, &existing_by_name) {
+        (Some(id), _) => id.clone(),
+        (None, Some(s)) => s.id.clone(),
+        (None, None) => match &name {
+            Some(n) => id_for_name(n),
+            None => uuid::Uuid::new_v4().simple().to_string()[..16].to_string(),
+        },
+    };
+    let name = name.unwrap_or_else(|| id.clone());
+    let spec = StreamSpec { id: id.clone(), name, url: url.url, created_ms: now_ms() };
+    if st.registry.create(&spec).await? {
+        tracing::info!(stream = %spec.id, url = %spec.url, "stream registered");
+        return Ok((StatusCode::CREATED, Json(st.registry.view(spec).await?)));
+    }
+    let current = st.registry.get(&id).await?.ok_or_else(|| {
+        ApiError::new(StatusCode::CONFLICT, "conflict", format!("stream {id} is being deleted; retry"))
+    })?;
+    if current.url != spec.url || current.name != spec.name {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "stream {id} already exists with name `{}` and url {}; delete it first or use another id/name",
+                current.name, current.url
+            ),
+        ));
+    }
+    Ok((StatusCode::OK, Json(st.registry.view(current).await?)))
 }
 
 async fn list_streams(State(st): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {

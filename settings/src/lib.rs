@@ -135,6 +135,8 @@ impl Default for GatewayConfig {
 pub struct IngestConfig {
     /// URL schemes a stream may use.
     pub allowed_schemes: Vec<String>,
+    /// Allow URLs whose host is (or resolves to) a private, loopback or link-local address.
+    pub allow_private_hosts: bool,
     /// Frames per second sampled for analysis.
     pub sample_fps: u32,
     /// Size of sampled frames (RGB), pixels.
@@ -159,6 +161,8 @@ pub struct IngestConfig {
     pub queue_capacity: usize,
     /// No media for this long restarts the pipeline, seconds.
     pub stall_timeout_s: u64,
+    /// RTSP jitter-buffer latency, milliseconds (GStreamer's default of 2000 hides 2 s of lag).
+    pub rtsp_latency_ms: u32,
     /// Reconnect backoff: first delay, cap, milliseconds; attempts before `failed` (0 = forever).
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
@@ -169,6 +173,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             allowed_schemes: ["rtmp", "rtmps", "rtsp", "http", "https"].map(String::from).to_vec(),
+            allow_private_hosts: false,
             sample_fps: 2,
             analysis_width: 384,
             analysis_height: 216,
@@ -182,8 +187,9 @@ impl Default for IngestConfig {
             audio_max_segment_ms: 15_000,
             queue_capacity: 64,
             stall_timeout_s: 10,
+            rtsp_latency_ms: 200,
             backoff_initial_ms: 500,
-            backoff_max_ms: 30_000,
+            backoff_max_ms: 4_000,
             max_retries: 0,
         }
     }

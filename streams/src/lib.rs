@@ -11,4 +11,4 @@ pub mod testsrc;
 pub use audio::{AudioSegment, AudioSegmenter};
 pub use cut::CutDetector;
 pub use pipeline::{IngestError, IngestStats, MediaItem, MediaPipeline, PipelineSpec, SampledFrame};
-pub use source::{SourceError, SourceUrl, validate_url};
+pub use source::{SourceError, SourceUrl, check_host, validate_url};

@@ -148,6 +148,16 @@ impl MediaPipeline {
         )
         .map_err(|e| IngestError::Build(e.to_string()))?;
         pipeline.add_many([&src, video.upcast_ref(), audio.upcast_ref()]).map_err(build)?;
+        let rtsp_latency = cfg.rtsp_latency_ms;
+        src.connect("source-setup", false, move |args| {
+            if let Some(source) = args.get(1).and_then(|v| v.get::<gst::Element>().ok()) {
+                let factory = source.factory().map(|f| f.name().to_string()).unwrap_or_default();
+                if factory == "rtspsrc" {
+                    source.set_property("latency", rtsp_latency);
+                }
+            }
+            None
+        });
 
         let pending_cuts = Arc::new(Mutex::new(Vec::<CutCandidate>::new()));
         // The media clock starts at the first decoded sample of either branch: transport streams
@@ -271,21 +281,26 @@ impl MediaPipeline {
         let bus = pipeline.bus().ok_or_else(|| IngestError::Build("pipeline has no bus".into()))?;
         let mut messages = bus.stream();
         let btx = tx;
+        let url = spec.url.clone();
         let bus_task = tokio::spawn(async move {
             use futures::StreamExt;
             while let Some(msg) = messages.next().await {
                 let item = match msg.view() {
                     gst::MessageView::Error(e) => {
                         let src = e.src().map(|s| s.name().to_string()).unwrap_or_default();
-                        MediaItem::Error(format!("{src}: {}", e.error()))
+                        let text = format!("{src}: {}", e.error());
+                        // GStreamer says "Internal data stream error" for a refused connection;
+                        // find out whether the source is reachable at all and say so.
+                        match crate::source::probe_tcp(&url).await {
+                            Some(reason) => MediaItem::Error(format!("{reason} ({text})")),
+                            None => MediaItem::Error(text),
+                        }
                     }
                     gst::MessageView::Eos(_) => MediaItem::Eos,
                     _ => continue,
                 };
-                let last = matches!(item, MediaItem::Error(_) | MediaItem::Eos);
-                if btx.send(item).await.is_err() || last {
-                    break;
-                }
+                let _ = btx.send(item).await;
+                break;
             }
         });
 

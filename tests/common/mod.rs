@@ -31,6 +31,8 @@ pub fn test_config() -> Config {
     cfg.clickhouse.migrations_dir = root.join("config/migrations");
     cfg.gateway.dashboard_dir = root.join("dashboards/web");
     cfg.ingest.stall_timeout_s = 8;
+    // Test sources are on loopback.
+    cfg.ingest.allow_private_hosts = true;
     cfg
 }
 

@@ -1,0 +1,112 @@
+//! The ingest pipeline against each kind of live source, served on loopback from a generated clip
+//! (real GStreamer, ffmpeg, nginx-rtmp, an RTSP server): frames arrive at the sampled rate, cuts
+//! land on the generated cut times within one decoded frame and nowhere else, and speech comes out
+//! as audio segments near where it was spoken.
+
+use sightline_settings::IngestConfig;
+use sightline_streams::testsrc::{ClipSpec, LiveHls, RtmpServer, RtspServer};
+use sightline_streams::{IngestStats, MediaItem, MediaPipeline, PipelineSpec};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+async fn clip() -> (ClipSpec, PathBuf) {
+    let spec = ClipSpec::standard();
+    let file = spec.render(&std::env::temp_dir().join("sightline-test-clips")).await.expect("render clip");
+    (spec, file)
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("sl-{tag}-{}", std::process::id()))
+}
+
+struct Seen {
+    frames: Vec<i64>,
+    cuts: Vec<i64>,
+    audio: Vec<(i64, i64)>,
+    decoded: u64,
+}
+
+/// Runs the pipeline on `url` for `secs` seconds (or until the stream ends).
+async fn ingest(url: &str, secs: u64, after_start: impl FnOnce()) -> Seen {
+    let spec = PipelineSpec { url: url.to_string(), base_ms: 0, ingest: IngestConfig::default() };
+    let stats = Arc::new(IngestStats::default());
+    let (pipeline, mut rx) = MediaPipeline::start(&spec, stats.clone(), 64).expect("pipeline starts");
+    after_start();
+    let mut seen = Seen { frames: Vec::new(), cuts: Vec::new(), audio: Vec::new(), decoded: 0 };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while let Ok(Some(item)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        match item {
+            MediaItem::Frame(f) => {
+                assert_eq!(f.rgb.len(), (f.width * f.height * 3) as usize);
+                seen.cuts.extend(f.cuts.iter().map(|c| c.pts_ms));
+                seen.frames.push(f.pts_ms);
+            }
+            MediaItem::Audio(a) => seen.audio.push((a.start_ms, a.end_ms)),
+            MediaItem::Error(e) => panic!("pipeline error: {e}"),
+            MediaItem::Eos => break,
+        }
+    }
+    seen.decoded = stats.decoded_frames.load(Ordering::Relaxed);
+    drop(pipeline);
+    eprintln!(
+        "frames {:?}\ncuts {:?}\naudio {:?}\ndecoded {}",
+        seen.frames, seen.cuts, seen.audio, seen.decoded
+    );
+    seen
+}
+
+fn check(seen: &Seen, clip: &ClipSpec) {
+    // 2 fps sampling: consecutive sampled frames are 500 ms apart.
+    assert!(seen.frames.len() >= 20, "too few sampled frames: {}", seen.frames.len());
+    let gaps: Vec<i64> = seen.frames.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|g| (400..=600).contains(g)), "sampling gaps {gaps:?}");
+    // Cuts within one decoded frame (33 ms) of the generated ones, and nowhere else.
+    let last = *seen.frames.last().unwrap();
+    let expected: Vec<i64> = clip.cuts_ms().into_iter().filter(|c| *c < last).collect();
+    assert!(!expected.is_empty());
+    for c in &expected {
+        assert!(
+            seen.cuts.iter().any(|x| (x - c).abs() <= 34),
+            "no cut within a frame of {c}: {:?}",
+            seen.cuts
+        );
+    }
+    assert_eq!(seen.cuts.len(), expected.len(), "unexpected cuts: {:?} vs {expected:?}", seen.cuts);
+    // Every sentence starts an audio segment (which begins up to 300 ms before the sound).
+    for s in clip.speech.iter().filter(|s| s.at_ms < last - 2000) {
+        assert!(
+            seen.audio.iter().any(|(a, b)| *a <= s.at_ms + 100 && *b > s.at_ms && s.at_ms - a <= 450),
+            "no audio segment at {} ms: {:?}",
+            s.at_ms,
+            seen.audio
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_hls() {
+    let (clip, file) = clip().await;
+    let live = LiveHls::start(&file, &tmp("hls"), 1).await.expect("live hls");
+    let seen = ingest(&live.url, 16, || {}).await;
+    check(&seen, &clip);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtmp() {
+    let (clip, file) = clip().await;
+    let mut server = RtmpServer::start(&tmp("rtmp")).await.expect("nginx-rtmp");
+    let url = server.url("cam");
+    // Play first, then publish: media time 0 is the clip's start.
+    let seen = ingest(&url, 16, || server.push(&file, "cam", 1).expect("push")).await;
+    check(&seen, &clip);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsp() {
+    let (clip, file) = clip().await;
+    let server = RtspServer::start(&file).await.expect("rtsp server");
+    let seen = ingest(&server.url, 16, || {}).await;
+    check(&seen, &clip);
+}
