@@ -127,7 +127,7 @@ impl MediaPipeline {
                 "tee name=t \
                  t. ! queue max-size-buffers=8 ! videoscale ! videoconvert ! \
                    video/x-raw,format=RGB,width={cw},height={ch} ! appsink name=tiny sync=false \
-                 t. ! queue leaky=downstream max-size-buffers=4 ! videorate drop-only=true ! \
+                 t. ! queue name=sampleq leaky=downstream max-size-buffers=4 ! videorate drop-only=true ! \
                    video/x-raw,framerate={fps}/1 ! videoscale ! videoconvert ! \
                    video/x-raw,format=RGB,width={w},height={h} ! \
                    appsink name=sampled sync=false max-buffers=2 drop=true",
@@ -185,6 +185,15 @@ impl MediaPipeline {
                 })
                 .build(),
         );
+
+        // The sampled branch sheds load by leaking decoded frames when it falls behind: count it.
+        if let Some(q) = video.by_name("sampleq") {
+            let st = stats.clone();
+            q.connect("overrun", false, move |_| {
+                st.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                None
+            });
+        }
 
         // Sampled frames at the analysis size, carrying the cuts found up to them.
         let sampled = appsink(&video, "sampled")?;
