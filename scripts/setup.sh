@@ -33,7 +33,7 @@ fi
 # Bookworm ships nats-server 2.9 and Redis 7 (no vector sets). Trixie's builds are fetched with a
 # private apt state so the system's sources stay untouched; Redis runs on trixie's own glibc.
 TRIXIE=$CACHE/trixie
-if [ ! -x "$TRIXIE/root/usr/bin/redis-server" ] || [ ! -x "$TRIXIE/root/usr/bin/nats-server" ]; then
+if [ ! -x "$TRIXIE/root/usr/bin/redis-server" ] || [ ! -x "$TRIXIE/root/usr/sbin/nats-server" ]; then
   step "fetching nats-server and redis-server from Debian trixie"
   mkdir -p "$TRIXIE/lists/partial" "$TRIXIE/archives/partial" "$TRIXIE/debs" "$TRIXIE/root"
   echo "deb http://deb.debian.org/debian trixie main" > "$TRIXIE/sources.list"

@@ -120,12 +120,13 @@ impl Bus {
 
     /// Publishes with a message id (JetStream drops duplicates within its window) and waits for
     /// the server's acknowledgement.
-    pub async fn publish(&self, subject: String, id: &str, payload: Vec<u8>) -> Result<(), BusError> {
+    /// Returns the message's sequence in its stream.
+    pub async fn publish(&self, subject: String, id: &str, payload: Vec<u8>) -> Result<u64, BusError> {
         let msg = jetstream::message::PublishMessage::build().payload(payload.into()).message_id(id);
         let ack =
             self.js.send_publish(subject.clone(), msg).await.map_err(js_err(format!("publish {subject}")))?;
-        ack.await.map_err(js_err(format!("publish ack {subject}")))?;
-        Ok(())
+        let ack = ack.await.map_err(js_err(format!("publish ack {subject}")))?;
+        Ok(ack.sequence)
     }
 
     /// Deletes every stream and bucket of this prefix (tests clean up after themselves).

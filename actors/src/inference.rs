@@ -252,6 +252,8 @@ async fn dead_letter(
 /// Scene cuts: confirms the frame-exact cut candidates ingest attached to sampled frames.
 pub struct SceneProcessor {
     pub min_score: f32,
+    /// Artificial delay per message (load tests).
+    pub throttle: std::time::Duration,
 }
 
 impl Processor for SceneProcessor {
@@ -263,6 +265,9 @@ impl Processor for SceneProcessor {
     }
     fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
         let (meta, _pixels) = decode_frame(payload).map_err(|e| e.to_string())?;
+        if !self.throttle.is_zero() {
+            std::thread::sleep(self.throttle);
+        }
         Ok(meta
             .cuts
             .iter()

@@ -221,6 +221,7 @@ impl Node {
                 ack_wait: Duration::from_secs(30),
             };
             let min_score = cfg.ingest.cut_threshold;
+            let throttle = Duration::from_millis(s.throttle_ms);
             for w in 0..s.workers.max(1) {
                 let (bus, metrics, work) = (bus.clone(), metrics.clone(), scenes.clone());
                 children.push(child::<InferenceActor<SceneProcessor>, _>(format!("scenes-{w}"), move || {
@@ -228,7 +229,7 @@ impl Node {
                         bus: bus.clone(),
                         work: work.clone(),
                         metrics: metrics.clone(),
-                        make: Arc::new(move || Ok(SceneProcessor { min_score })),
+                        make: Arc::new(move || Ok(SceneProcessor { min_score, throttle })),
                     }
                 }));
             }

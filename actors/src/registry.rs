@@ -63,6 +63,10 @@ pub struct StreamStatus {
     pub dropped_frames: u64,
     pub audio_segments: u64,
     pub cuts: u64,
+    /// Sampled frames waiting for the scene workers (consumer lag); null until known.
+    pub backlog_frames: Option<u64>,
+    /// Sampling rate in force: the configured one, or less under backpressure.
+    pub sample_fps_target: f32,
     /// Latest position of the stream's media clock, ms (restarts continue from here).
     pub media_ms: i64,
     pub updated_ms: i64,
@@ -84,6 +88,8 @@ impl StreamStatus {
             dropped_frames: 0,
             audio_segments: 0,
             cuts: 0,
+            backlog_frames: None,
+            sample_fps_target: 0.0,
             media_ms: 0,
             updated_ms: now_ms,
         }

@@ -1,16 +1,20 @@
 //! `StreamActor`: one per live stream. Owns the GStreamer pipeline, publishes what it produces
-//! to JetStream, watches for stalls, and restarts the pipeline with capped, jittered backoff. Its
-//! status (state, errors, counters, fps) goes to the status bucket every second.
+//! to JetStream, watches for stalls, and restarts the pipeline with capped, jittered backoff.
+//! Once a second it reads its backlog on the shared scene consumer and adapts its sampling rate
+//! (see `sightline_streams::Backpressure`), and writes its status to the status bucket.
 
 use crate::bus::Bus;
 use crate::metrics::{Metrics, labels};
 use crate::registry::{Registry, RetryReason, StreamSpec, StreamState, StreamStatus};
+use async_nats::jetstream::consumer::{PullConsumer, pull};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sightline_settings::IngestConfig;
 use sightline_streams::pipeline::now_ms;
-use sightline_streams::{IngestStats, MediaItem, MediaPipeline, PipelineSpec};
+use sightline_streams::{Backpressure, IngestStats, MediaItem, MediaPipeline, PipelineSpec};
 use sightline_wire::{AudioMeta, FrameMeta, audio_bytes, encode};
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -49,6 +53,25 @@ pub struct StreamActorState {
     quiet_ticks: u32,
     ticker: Option<tokio::task::JoinHandle<()>>,
     retry_timer: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<StreamMsg>>>>,
+    /// Stream sequences of this stream's published frames not yet known to be processed.
+    published: Arc<Mutex<VecDeque<u64>>>,
+    backpressure: Backpressure,
+    /// Fractional frames shed by a reduced rate, carried to the next tick.
+    shed_carry: f32,
+    lag_consumer: Option<PullConsumer>,
+}
+
+/// Frame sequences remembered for the backlog count (beyond this, the oldest are forgotten).
+const MAX_TRACKED: usize = 4096;
+
+fn new_backpressure(cfg: &IngestConfig) -> Backpressure {
+    Backpressure::new(
+        cfg.sample_fps,
+        cfg.max_rate_halvings,
+        cfg.lag_high_frames,
+        cfg.lag_low_frames,
+        cfg.lag_recover_s,
+    )
 }
 
 impl StreamActorState {
@@ -104,7 +127,12 @@ impl Actor for StreamActor {
         }
         let ticker = myself.send_interval(Duration::from_secs(1), || StreamMsg::Tick);
         myself.send_message(StreamMsg::Start)?;
+        let backpressure = new_backpressure(&args.ingest);
         Ok(StreamActorState {
+            backpressure,
+            published: Arc::new(Mutex::new(VecDeque::new())),
+            shed_carry: 0.0,
+            lag_consumer: None,
             args,
             pipeline: None,
             pump: None,
@@ -151,6 +179,8 @@ impl Actor for StreamActor {
                 st.stats.last_media_ms.store(base_ms, Ordering::Relaxed);
                 st.stats.last_media_wall_ms.store(now_ms(), Ordering::Relaxed);
                 st.set_state(StreamState::Starting);
+                st.backpressure = new_backpressure(&st.args.ingest);
+                st.published.lock().unwrap().clear();
                 let spec =
                     PipelineSpec { url: st.args.spec.url.clone(), base_ms, ingest: st.args.ingest.clone() };
                 match MediaPipeline::start(&spec, st.stats.clone(), st.args.ingest.queue_capacity) {
@@ -162,6 +192,7 @@ impl Actor for StreamActor {
                             st.args.spec.id.clone(),
                             myself.clone(),
                             st.stats.clone(),
+                            st.published.clone(),
                         )));
                     }
                     Err(e) => {
@@ -209,7 +240,8 @@ impl Actor for StreamActor {
                 publish_status(st).await;
             }
             StreamMsg::Tick => {
-                tick(&myself, st);
+                let backlog = if st.pipeline.is_some() { frame_backlog(st).await } else { None };
+                tick(&myself, st, backlog);
                 publish_status(st).await;
             }
         }
@@ -226,7 +258,48 @@ fn reason_str(r: RetryReason) -> &'static str {
     }
 }
 
-fn tick(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState) {
+/// How many of this stream's sampled frames wait for the scene workers: its published frames
+/// above the shared consumer's ack floor. `None` while no scene consumer exists yet.
+async fn frame_backlog(st: &mut StreamActorState) -> Option<u64> {
+    if st.lag_consumer.is_none() {
+        let names = &st.args.bus.names;
+        let stream = st.args.bus.js.get_stream(names.frames_stream()).await.ok()?;
+        st.lag_consumer = stream.get_consumer::<pull::Config>(&names.consumer("scenes")).await.ok();
+    }
+    let consumer = st.lag_consumer.as_mut()?;
+    let floor = match consumer.info().await {
+        Ok(info) => info.ack_floor.stream_sequence,
+        Err(_) => {
+            st.lag_consumer = None;
+            return None;
+        }
+    };
+    let mut q = st.published.lock().unwrap();
+    while q.front().is_some_and(|s| *s <= floor) {
+        q.pop_front();
+    }
+    Some(q.len() as u64)
+}
+
+fn tick(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState, backlog: Option<u64>) {
+    // Backpressure first: it decides the rate and how many frames this second did not sample.
+    if let Some(b) = backlog {
+        if let Some(rate) = st.backpressure.observe(b) {
+            tracing::info!(stream = %st.args.spec.id, backlog = b, fps = rate.fps(), "sampling rate changed");
+            if let Some(p) = &st.pipeline {
+                p.set_sample_rate(rate);
+            }
+        }
+    }
+    st.status.backlog_frames = backlog;
+    st.status.sample_fps_target = st.backpressure.rate().fps();
+    st.shed_carry += st.backpressure.shed_fps();
+    let shed = st.shed_carry.floor();
+    st.shed_carry -= shed;
+    if shed > 0.0 {
+        st.stats.dropped_frames.fetch_add(shed as u64, Ordering::Relaxed);
+    }
+
     let s = &st.stats;
     let now = now_ms();
     let counters = [
@@ -263,7 +336,7 @@ fn tick(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState) {
         if idle_ms > st.args.ingest.stall_timeout_s as i64 * 1000 {
             let detail = format!("no media for {} s", idle_ms / 1000);
             let _ = myself.send_message(StreamMsg::Ended { reason: RetryReason::Stall, detail });
-        } else if delta[2] > 0 {
+        } else if delta[2] > 0 || st.backpressure.reduced() {
             st.quiet_ticks = 0;
             st.set_state(StreamState::Degraded);
         } else if flowing {
@@ -298,6 +371,7 @@ async fn pump(
     stream_id: String,
     actor: ActorRef<StreamMsg>,
     stats: Arc<IngestStats>,
+    published: Arc<Mutex<VecDeque<u64>>>,
 ) {
     let names = bus.names.clone();
     while let Some(item) = rx.recv().await {
@@ -311,7 +385,17 @@ async fn pump(
                     height: f.height,
                     cuts: f.cuts,
                 };
-                bus.publish(names.frames_subject(&stream_id), &meta.msg_id(), encode(&meta, &f.rgb)).await
+                let seq = bus
+                    .publish(names.frames_subject(&stream_id), &meta.msg_id(), encode(&meta, &f.rgb))
+                    .await;
+                if let Ok(seq) = seq {
+                    let mut q = published.lock().unwrap();
+                    if q.len() == MAX_TRACKED {
+                        q.pop_front();
+                    }
+                    q.push_back(seq);
+                }
+                seq
             }
             MediaItem::Audio(seg) => {
                 let meta = AudioMeta {

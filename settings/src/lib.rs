@@ -163,6 +163,13 @@ pub struct IngestConfig {
     pub stall_timeout_s: u64,
     /// RTSP jitter-buffer latency, milliseconds (GStreamer's default of 2000 hides 2 s of lag).
     pub rtsp_latency_ms: u32,
+    /// Backpressure: sampled frames waiting for inference above which the sampling rate halves,
+    pub lag_high_frames: u64,
+    /// at or below which (for `lag_recover_s` seconds) it doubles again,
+    pub lag_low_frames: u64,
+    pub lag_recover_s: u32,
+    /// and how many halvings at most (3: 2 fps → 0.25 fps).
+    pub max_rate_halvings: u32,
     /// Reconnect backoff: first delay, cap, milliseconds; attempts before `failed` (0 = forever).
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
@@ -188,6 +195,10 @@ impl Default for IngestConfig {
             queue_capacity: 64,
             stall_timeout_s: 10,
             rtsp_latency_ms: 200,
+            lag_high_frames: 8,
+            lag_low_frames: 1,
+            lag_recover_s: 3,
+            max_rate_halvings: 3,
             backoff_initial_ms: 500,
             backoff_max_ms: 4_000,
             max_retries: 0,
@@ -204,11 +215,20 @@ pub struct ScenesConfig {
     pub batch_deadline_ms: u64,
     pub max_ack_pending: i64,
     pub max_deliver: i64,
+    /// Artificial delay per message, milliseconds: for load and backpressure tests; 0 otherwise.
+    pub throttle_ms: u64,
 }
 
 impl Default for ScenesConfig {
     fn default() -> Self {
-        Self { workers: 1, batch_max: 32, batch_deadline_ms: 100, max_ack_pending: 256, max_deliver: 5 }
+        Self {
+            workers: 1,
+            batch_max: 32,
+            batch_deadline_ms: 100,
+            max_ack_pending: 256,
+            max_deliver: 5,
+            throttle_ms: 0,
+        }
     }
 }
 

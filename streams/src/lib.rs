@@ -3,12 +3,14 @@
 //! known cuts, captions and speech, served as live HLS on loopback).
 
 pub mod audio;
+pub mod backpressure;
 pub mod cut;
 pub mod pipeline;
 pub mod source;
 pub mod testsrc;
 
 pub use audio::{AudioSegment, AudioSegmenter};
+pub use backpressure::{Backpressure, Rate};
 pub use cut::CutDetector;
 pub use pipeline::{IngestError, IngestStats, MediaItem, MediaPipeline, PipelineSpec, SampledFrame};
 pub use source::{SourceError, SourceUrl, check_host, validate_url};

@@ -69,6 +69,9 @@ pub struct IngestStats {
 
 pub struct MediaPipeline {
     pipeline: gst::Pipeline,
+    rate_caps: Option<gst::Element>,
+    /// Milliseconds between sampled frames at the current rate.
+    sample_interval: Arc<AtomicI64>,
     pending_cuts: Arc<Mutex<Vec<CutCandidate>>>,
     bus_task: tokio::task::JoinHandle<()>,
     /// Adaptive demuxers (hlsdemux2, dashdemux2) inside the pipeline; see [`Self::quarantine`].
@@ -128,7 +131,7 @@ impl MediaPipeline {
                  t. ! queue max-size-buffers=8 ! videoscale ! videoconvert ! \
                    video/x-raw,format=RGB,width={cw},height={ch} ! appsink name=tiny sync=false \
                  t. ! queue name=sampleq leaky=downstream max-size-buffers=4 ! videorate drop-only=true ! \
-                   video/x-raw,framerate={fps}/1 ! videoscale ! videoconvert ! \
+                   capsfilter name=ratecaps caps=video/x-raw,framerate={fps}/1 ! videoscale ! videoconvert ! \
                    video/x-raw,format=RGB,width={w},height={h} ! \
                    appsink name=sampled sync=false max-buffers=2 drop=true",
                 cw = cfg.cut_width,
@@ -186,18 +189,14 @@ impl MediaPipeline {
                 .build(),
         );
 
-        // The sampled branch sheds load by leaking decoded frames when it falls behind: count it.
-        if let Some(q) = video.by_name("sampleq") {
-            let st = stats.clone();
-            q.connect("overrun", false, move |_| {
-                st.dropped_frames.fetch_add(1, Ordering::Relaxed);
-                None
-            });
-        }
-
         // Sampled frames at the analysis size, carrying the cuts found up to them.
         let sampled = appsink(&video, "sampled")?;
         let (st, cuts, ftx, frame_clock) = (stats.clone(), pending_cuts.clone(), tx.clone(), clock.clone());
+        // The sampled branch sheds load by leaking decoded frames when it falls behind; a sample
+        // slot that then stays empty is a dropped frame.
+        let interval = Arc::new(AtomicI64::new(1000 / cfg.sample_fps.max(1) as i64));
+        let slot = interval.clone();
+        let mut last_pts: Option<i64> = None;
         let (w, h) = (cfg.analysis_width, cfg.analysis_height);
         sampled.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
@@ -205,6 +204,13 @@ impl MediaPipeline {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                     let Some(pts_ms) = frame_clock.media_ms(&sample) else { return Ok(gst::FlowSuccess::Ok) };
                     let rgb = packed_rgb(&sample, w, h).ok_or(gst::FlowError::Error)?;
+                    let every = slot.load(Ordering::Relaxed).max(1);
+                    if let Some(prev) = last_pts.replace(pts_ms) {
+                        let missed = ((pts_ms - prev) as f64 / every as f64).round() as i64 - 1;
+                        if missed > 0 {
+                            st.dropped_frames.fetch_add(missed as u64, Ordering::Relaxed);
+                        }
+                    }
                     let mine: Vec<CutCandidate> = {
                         let mut all = cuts.lock().unwrap();
                         let (mine, later) = all.drain(..).partition(|c| c.pts_ms <= pts_ms);
@@ -316,7 +322,19 @@ impl MediaPipeline {
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| IngestError::Start(format!("{e} (url {})", spec.url)))?;
-        Ok((Self { pipeline, pending_cuts, bus_task, demuxers, quarantined: false }, rx))
+        let rate_caps = video.by_name("ratecaps");
+        Ok((
+            Self {
+                pipeline,
+                rate_caps,
+                sample_interval: interval,
+                pending_cuts,
+                bus_task,
+                demuxers,
+                quarantined: false,
+            },
+            rx,
+        ))
     }
 
     /// Marks the pipeline as stuck. GStreamer 1.22's adaptive demuxers can abort the whole
@@ -325,6 +343,17 @@ impl MediaPipeline {
     /// finalising it. Healthy pipelines are torn down completely.
     pub fn quarantine(&mut self) {
         self.quarantined = true;
+    }
+
+    /// Changes the sampling rate while playing (videorate follows the new caps).
+    pub fn set_sample_rate(&self, rate: crate::Rate) {
+        if let Some(c) = &self.rate_caps {
+            let caps = gst::Caps::builder("video/x-raw")
+                .field("framerate", gst::Fraction::new(rate.num as i32, rate.den as i32))
+                .build();
+            c.set_property("caps", &caps);
+        }
+        self.sample_interval.store((1000.0 / rate.fps().max(0.01)) as i64, Ordering::Relaxed);
     }
 
     /// Cuts found after the last sampled frame (flushed when the stream ends).
