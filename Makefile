@@ -8,7 +8,7 @@ CARGO ?= cargo
 JOBS ?= 2
 ENV := source $(CACHE)/env &&
 
-.PHONY: setup services stop build run test check bench clean-data
+.PHONY: setup services stop build run test check bench soak clean-data
 
 setup:
 	@bash scripts/setup.sh
@@ -30,6 +30,19 @@ check: services build
 
 test: services
 	@$(ENV) $(CARGO) test -j$(JOBS) --workspace -- --test-threads=2
+
+# Benchmarks, written to .data/reports/bench.md: ingest CPU vs bare decoding, churn soak.
+# The dev profile builds dependencies optimised (opt-level 2); the hot paths are GStreamer's C code.
+bench: services
+	@$(ENV) $(CARGO) build -j$(JOBS) -p sightline-loadtest
+	@mkdir -p .data/reports && rm -f .data/reports/bench.md
+	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench cpu
+	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench churn
+	@echo "report: .data/reports/bench.md"
+
+soak: services
+	@$(ENV) $(CARGO) build -j$(JOBS) -p sightline-loadtest
+	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench churn
 
 clean-data: stop
 	rm -rf .data

@@ -116,6 +116,40 @@ async fn create_is_idempotent_by_id_and_name() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_playlists_are_refused() {
+    let mut cfg = test_config();
+    cfg.ingest.max_playlist_segments = 50;
+    let sys =
+        TestSystem::start(cfg, Roles { gateway: true, ingest: false, inference: false, sink: false }).await;
+    // A one-file HTTP server on loopback answering with a playlist of 200 segments.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let body = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n".to_string() + &"#EXTINF:1,\nseg.ts\n".repeat(200);
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { break };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf).await;
+                let head =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    let (s, j) = sys
+        .http("POST", "/v1/streams", Some(&format!(r#"{{"url": "http://127.0.0.1:{port}/big.m3u8"}}"#)))
+        .await;
+    assert_eq!(s, 400, "{j}");
+    assert_eq!(j["error"]["code"], "invalid_playlist");
+    assert!(j["error"]["message"].as_str().unwrap().contains("200 segments"), "{j}");
+    sys.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_hosts_are_refused_by_default() {
     let mut cfg = test_config();
     cfg.ingest.allow_private_hosts = false;

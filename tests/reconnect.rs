@@ -80,3 +80,38 @@ async fn source_outage_reconnects_and_resumes() {
     drop(live);
     sys.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_streams_resume_after_a_restart() {
+    let roles = Roles { gateway: true, ingest: true, inference: false, sink: false };
+    let sys = TestSystem::start(test_config(), roles).await;
+    let file = ClipSpec::standard().render(&std::env::temp_dir().join("sightline-test-clips")).await.unwrap();
+    let live =
+        LiveHls::start(&file, &std::env::temp_dir().join(common::unique("sl-resume")), 0).await.unwrap();
+    let (s, v) =
+        sys.http("POST", "/v1/streams", Some(&format!(r#"{{"url": "{}", "name": "kept"}}"#, live.url))).await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (before, _) = wait_for_status(&sys, &id, "running", Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, before) = {
+        let r = sys.http("GET", &format!("/v1/streams/{id}"), None).await;
+        (before, r.1)
+    };
+    let media_before = before["detail"]["media_ms"].as_i64().unwrap();
+
+    // Sightline stops and starts again; nobody registers anything.
+    let sys = sys.restart(roles).await;
+    let (after, _) = wait_for_status(&sys, &id, "running", Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, after2) = sys.http("GET", &format!("/v1/streams/{id}"), None).await;
+    eprintln!("before: {before}\nafter: {after2}");
+    assert_eq!(after["name"], "kept");
+    // The media clock continues past where the previous run left it: no event id can repeat.
+    assert!(after2["detail"]["media_ms"].as_i64().unwrap() > media_before, "{after2}");
+    assert!(after2["detail"]["decoded_frames"].as_u64().unwrap() > 0);
+    let (_, list) = sys.http("GET", "/v1/streams", None).await;
+    assert_eq!(list["streams"].as_array().unwrap().len(), 1);
+    drop(live);
+    sys.shutdown().await;
+}

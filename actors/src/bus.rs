@@ -89,7 +89,7 @@ impl Bus {
                 name: n.dlq_stream(),
                 subjects: vec![n.dlq_all()],
                 max_age: Duration::from_secs(c.events_max_age_s),
-                max_bytes: c.work_max_bytes,
+                max_bytes: (c.work_max_bytes / 4).max(1 << 20),
                 discard: stream::DiscardPolicy::Old,
                 storage: stream::StorageType::File,
                 num_replicas: c.replicas,

@@ -88,6 +88,20 @@ impl Metrics {
         Arc::new(m)
     }
 
+    /// Drops a deleted stream's series, so churn does not grow the registry.
+    pub fn forget_stream(&self, stream: &str) {
+        let l = labels(&[("stream", stream)]);
+        for f in [&self.decoded_frames, &self.sampled_frames, &self.dropped_frames, &self.audio_segments] {
+            f.remove(&l);
+        }
+        for reason in ["error", "eos", "stall", "state_change"] {
+            self.reconnects.remove(&labels(&[("stream", stream), ("reason", reason)]));
+        }
+        for state in ["starting", "running", "degraded", "reconnecting", "failed", "stopped"] {
+            self.stream_state.remove(&labels(&[("stream", stream), ("state", state)]));
+        }
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let r = self.registry.lock().unwrap();
@@ -98,4 +112,22 @@ impl Metrics {
 
 pub fn labels(pairs: &[(&'static str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deleted_streams_leave_no_series() {
+        let m = Metrics::new();
+        m.decoded_frames.get_or_create(&labels(&[("stream", "a")])).inc_by(3);
+        m.stream_state.get_or_create(&labels(&[("stream", "a"), ("state", "running")])).set(1);
+        m.decoded_frames.get_or_create(&labels(&[("stream", "b")])).inc();
+        assert!(m.encode().contains("stream=\"a\""));
+        m.forget_stream("a");
+        let text = m.encode();
+        assert!(!text.contains("stream=\"a\""), "{text}");
+        assert!(text.contains("stream=\"b\""));
+    }
 }

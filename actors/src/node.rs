@@ -222,7 +222,7 @@ impl Node {
             };
             let min_score = cfg.ingest.cut_threshold;
             let throttle = Duration::from_millis(s.throttle_ms);
-            for w in 0..s.workers.max(1) {
+            for w in 0..s.workers {
                 let (bus, metrics, work) = (bus.clone(), metrics.clone(), scenes.clone());
                 children.push(child::<InferenceActor<SceneProcessor>, _>(format!("scenes-{w}"), move || {
                     InferenceArgs {
@@ -244,7 +244,7 @@ impl Node {
                 max_deliver: sp.max_deliver,
                 ack_wait: Duration::from_secs(120),
             };
-            for w in 0..sp.workers.max(1) {
+            for w in 0..sp.workers {
                 let (bus, metrics, work, full) = (bus.clone(), metrics.clone(), speech.clone(), cfg.clone());
                 children.push(child::<InferenceActor<SpeechProcessor>, _>(
                     format!("speech-{w}"),

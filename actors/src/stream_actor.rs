@@ -153,6 +153,7 @@ impl Actor for StreamActor {
         st: &mut StreamActorState,
     ) -> Result<(), ActorProcessingErr> {
         st.teardown(false);
+        st.args.metrics.forget_stream(&st.args.spec.id);
         if let Some(t) = st.ticker.take() {
             t.abort();
         }

@@ -95,6 +95,14 @@ async fn create_stream(
     sightline_streams::check_host(&url, st.cfg.ingest.allow_private_hosts)
         .await
         .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
+    let limits = sightline_streams::playlist::PlaylistLimits {
+        max_bytes: st.cfg.ingest.max_playlist_bytes,
+        max_segments: st.cfg.ingest.max_playlist_segments,
+        max_variants: st.cfg.ingest.max_playlist_variants,
+    };
+    sightline_streams::playlist::check_playlist(&url.url, &limits)
+        .await
+        .map_err(|e| ApiError::bad_request("invalid_playlist", e.to_string()))?;
     if let Some(id) = &req.id {
         check_id(id)?;
     }

@@ -61,9 +61,9 @@ impl Default for NatsConfig {
             replicas: 1,
             work_max_msgs_per_subject: 120,
             work_max_age_s: 60,
-            work_max_bytes: 1 << 30,
+            work_max_bytes: 256 << 20,
             events_max_age_s: 7 * 24 * 3600,
-            events_max_bytes: 4 << 30,
+            events_max_bytes: 1 << 30,
         }
     }
 }
@@ -137,6 +137,10 @@ pub struct IngestConfig {
     pub allowed_schemes: Vec<String>,
     /// Allow URLs whose host is (or resolves to) a private, loopback or link-local address.
     pub allow_private_hosts: bool,
+    /// HLS playlists checked at registration: at most this many bytes, segments and variants.
+    pub max_playlist_bytes: usize,
+    pub max_playlist_segments: usize,
+    pub max_playlist_variants: usize,
     /// Frames per second sampled for analysis.
     pub sample_fps: u32,
     /// Size of sampled frames (RGB), pixels.
@@ -181,6 +185,9 @@ impl Default for IngestConfig {
         Self {
             allowed_schemes: ["rtmp", "rtmps", "rtsp", "http", "https"].map(String::from).to_vec(),
             allow_private_hosts: false,
+            max_playlist_bytes: 1 << 20,
+            max_playlist_segments: 10_000,
+            max_playlist_variants: 32,
             sample_fps: 2,
             analysis_width: 384,
             analysis_height: 216,

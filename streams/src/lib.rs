@@ -6,6 +6,7 @@ pub mod audio;
 pub mod backpressure;
 pub mod cut;
 pub mod pipeline;
+pub mod playlist;
 pub mod source;
 pub mod testsrc;
 

@@ -362,6 +362,10 @@ impl MediaPipeline {
     }
 }
 
+/// Pipelines are shut down one at a time: GStreamer 1.22's HTTP sources (libsoup 3) crashed the
+/// process when many were finalised at once (seen in the churn soak).
+static TEARDOWN: Mutex<()> = Mutex::new(());
+
 /// Demuxers kept alive by [`MediaPipeline::quarantine`] (reported in status and metrics).
 pub static QUARANTINED_DEMUXERS: AtomicU64 = AtomicU64::new(0);
 
@@ -377,6 +381,7 @@ impl Drop for MediaPipeline {
             );
             std::mem::forget(demuxers);
         }
+        let _one_at_a_time = TEARDOWN.lock().unwrap_or_else(|e| e.into_inner());
         let _ = self.pipeline.set_state(gst::State::Null);
     }
 }

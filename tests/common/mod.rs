@@ -31,6 +31,9 @@ pub fn test_config() -> Config {
     cfg.clickhouse.migrations_dir = root.join("config/migrations");
     cfg.gateway.dashboard_dir = root.join("dashboards/web");
     cfg.ingest.stall_timeout_s = 8;
+    // Small byte bounds: JetStream reserves them against its storage limit for every test prefix.
+    cfg.nats.work_max_bytes = 32 << 20;
+    cfg.nats.events_max_bytes = 32 << 20;
     // Test sources are on loopback.
     cfg.ingest.allow_private_hosts = true;
     cfg
@@ -60,6 +63,16 @@ impl TestSystem {
 
     pub async fn http(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
         http(self.addr, method, path, body).await
+    }
+
+    /// Stops this node and gateway but keeps the bus and the store, as a process restart would.
+    pub async fn restart(mut self, roles: Roles) -> Self {
+        let _ = self.stop.send(true);
+        let _ = (&mut self.gateway).await;
+        if let Some(node) = self.node.take() {
+            node.shutdown().await;
+        }
+        TestSystem::start(self.cfg.clone(), roles).await
     }
 
     pub async fn shutdown(mut self) {
