@@ -128,7 +128,7 @@ impl MediaPipeline {
         let video = gst::parse::bin_from_description(
             &format!(
                 "tee name=t \
-                 t. ! queue max-size-buffers=8 ! videoscale ! videoconvert ! \
+                 t. ! queue max-size-buffers=8 ! videoscale method=nearest-neighbour ! videoconvert ! \
                    video/x-raw,format=RGB,width={cw},height={ch} ! appsink name=tiny sync=false \
                  t. ! queue name=sampleq leaky=downstream max-size-buffers=4 ! videorate drop-only=true ! \
                    capsfilter name=ratecaps caps=video/x-raw,framerate={fps}/1 ! videoscale ! videoconvert ! \
