@@ -122,6 +122,13 @@ async fn live_hls_to_feed_and_clickhouse() {
     let (status, api) = sys.http("GET", &format!("/v1/streams/{id}/events?kind=transcript"), None).await;
     assert_eq!(status, 200);
     assert_eq!(api["events"].as_array().unwrap().len(), transcripts.len());
+    let (status, api) = sys.http("GET", &format!("/v1/streams/{id}/events?kind=scene&limit=2"), None).await;
+    assert_eq!(status, 200);
+    let first_two: Vec<i64> =
+        api["events"].as_array().unwrap().iter().map(|e| e["pts_ms"].as_i64().unwrap()).collect();
+    assert_eq!(first_two, cuts[..2].to_vec());
+    let (status, _) = sys.http("GET", &format!("/v1/streams/{id}/events?kind=bogus"), None).await;
+    assert_eq!(status, 400);
 
     // The stream ran and was healthy; deleting it tears it down.
     assert!(view["detail"]["decoded_frames"].as_u64().unwrap() > 300, "{view}");

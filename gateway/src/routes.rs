@@ -202,22 +202,15 @@ async fn stream_events(
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_id(&id)?;
-    let limit = q.limit.unwrap_or(1000).min(10_000) as usize;
-    if let Some(k) = &q.kind {
-        if sightline_wire::EventKind::parse(k).is_none() {
-            return Err(ApiError::bad_request(
-                "invalid_kind",
-                format!("unknown kind `{k}`; kinds are scene, transcript"),
-            ));
-        }
-    }
-    let rows = st.store.stream_events(&id).await?;
-    let events: Vec<_> = rows
-        .iter()
-        .filter(|r| q.kind.as_ref().is_none_or(|k| &r.kind == k))
-        .take(limit)
-        .filter_map(|r| r.to_event())
-        .collect();
+    let limit = q.limit.unwrap_or(1000).min(10_000);
+    let kind = match &q.kind {
+        None => None,
+        Some(k) => Some(sightline_wire::EventKind::parse(k).ok_or_else(|| {
+            ApiError::bad_request("invalid_kind", format!("unknown kind `{k}`; kinds are scene, transcript"))
+        })?),
+    };
+    let rows = st.store.events_of(&id, kind, limit).await?;
+    let events: Vec<_> = rows.iter().filter_map(|r| r.to_event()).collect();
     Ok(Json(serde_json::json!({ "stream_id": id, "events": events })))
 }
 

@@ -166,12 +166,27 @@ impl EventStore {
 
     /// Events of one stream, deduplicated, in media-time order.
     pub async fn stream_events(&self, stream_id: &str) -> Result<Vec<EventRow>, StoreError> {
-        self.client
-            .query("SELECT ?fields FROM events FINAL WHERE stream_id = ? ORDER BY pts_ms, kind")
-            .bind(stream_id)
-            .fetch_all::<EventRow>()
-            .await
-            .map_err(self.err())
+        self.events_of(stream_id, None, u64::MAX).await
+    }
+
+    /// Events of one stream, optionally of one kind, first `limit` in media-time order.
+    pub async fn events_of(
+        &self,
+        stream_id: &str,
+        kind: Option<EventKind>,
+        limit: u64,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let sql = match kind {
+            Some(_) => {
+                "SELECT ?fields FROM events FINAL WHERE stream_id = ? AND kind = ? ORDER BY pts_ms, kind LIMIT ?"
+            }
+            None => "SELECT ?fields FROM events FINAL WHERE stream_id = ? ORDER BY pts_ms, kind LIMIT ?",
+        };
+        let mut q = self.client.query(sql).bind(stream_id);
+        if let Some(k) = kind {
+            q = q.bind(k.as_str());
+        }
+        q.bind(limit).fetch_all::<EventRow>().await.map_err(self.err())
     }
 }
 
