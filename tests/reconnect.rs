@@ -33,6 +33,9 @@ async fn wait_for_status(
 async fn source_outage_reconnects_and_resumes() {
     let mut cfg = test_config();
     cfg.ingest.stall_timeout_s = 4;
+    // The 5 s bound below is the user's expectation; a 2 s backoff cap leaves room for a slow
+    // machine's pipeline start (the default cap, 4 s, also keeps it under 5 s).
+    cfg.ingest.backoff_max_ms = 2000;
     let sys =
         TestSystem::start(cfg, Roles { gateway: true, ingest: true, inference: true, sink: false }).await;
     let file = ClipSpec::standard().render(&std::env::temp_dir().join("sightline-test-clips")).await.unwrap();
