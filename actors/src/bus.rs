@@ -139,11 +139,4 @@ impl Bus {
             let _ = self.js.delete_key_value(&b).await;
         }
     }
-
-    /// Messages waiting for a durable consumer (its lag), for status and metrics.
-    pub async fn consumer_lag(&self, stream: &str, consumer: &str) -> Option<u64> {
-        let s = self.js.get_stream(stream).await.ok()?;
-        let mut c: jetstream::consumer::PullConsumer = s.get_consumer(consumer).await.ok()?;
-        c.info().await.ok().map(|i| i.num_pending)
-    }
 }

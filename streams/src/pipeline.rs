@@ -73,7 +73,6 @@ pub struct MediaPipeline {
     rate_caps: Option<gst::Element>,
     /// Milliseconds between sampled frames at the current rate.
     sample_interval: Arc<AtomicI64>,
-    pending_cuts: Arc<Mutex<Vec<CutCandidate>>>,
     bus_task: tokio::task::JoinHandle<()>,
     /// Adaptive demuxers (hlsdemux2, dashdemux2) inside the pipeline; see [`Self::quarantine`].
     demuxers: Arc<Mutex<Vec<gst::Element>>>,
@@ -323,15 +322,7 @@ impl MediaPipeline {
             .map_err(|e| IngestError::Start(format!("{e} (url {})", spec.url)))?;
         let rate_caps = video.by_name("ratecaps");
         Ok((
-            Self {
-                pipeline,
-                rate_caps,
-                sample_interval: interval,
-                pending_cuts,
-                bus_task,
-                demuxers,
-                quarantined: false,
-            },
+            Self { pipeline, rate_caps, sample_interval: interval, bus_task, demuxers, quarantined: false },
             rx,
         ))
     }
@@ -353,11 +344,6 @@ impl MediaPipeline {
             c.set_property("caps", &caps);
         }
         self.sample_interval.store((1000.0 / rate.fps().max(0.01)) as i64, Ordering::Relaxed);
-    }
-
-    /// Cuts found after the last sampled frame (flushed when the stream ends).
-    pub fn take_pending_cuts(&self) -> Vec<CutCandidate> {
-        std::mem::take(&mut *self.pending_cuts.lock().unwrap())
     }
 }
 
