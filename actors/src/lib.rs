@@ -10,6 +10,7 @@ pub mod registry;
 pub mod sink;
 pub mod stream_actor;
 pub mod supervisor;
+pub mod vector_sink;
 
 pub use bus::{Bus, BusError};
 pub use metrics::Metrics;

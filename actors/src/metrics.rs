@@ -33,6 +33,8 @@ pub struct Metrics {
     pub sink_errors: Family<Labels, Counter>,
     pub sink_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     pub feed_clients: Gauge,
+    pub frames_unchanged: Counter,
+    pub sink_lag: Family<Labels, Gauge>,
 }
 
 impl Metrics {
@@ -54,6 +56,8 @@ impl Metrics {
             sink_errors: Family::default(),
             sink_seconds: Family::new_with_constructor(histo),
             feed_clients: Gauge::default(),
+            frames_unchanged: Counter::default(),
+            sink_lag: Family::default(),
         };
         {
             let mut r = m.registry.lock().unwrap();
@@ -84,6 +88,12 @@ impl Metrics {
             r.register("sink_errors", "Failed sink writes (retried)", m.sink_errors.clone());
             r.register("sink_seconds", "Sink write time per batch", m.sink_seconds.clone());
             r.register("feed_clients", "Connected live-feed clients", m.feed_clients.clone());
+            r.register(
+                "frames_unchanged",
+                "Sampled frames skipped because they match the stream's previous frame (perceptual hash)",
+                m.frames_unchanged.clone(),
+            );
+            r.register("sink_lag", "Events waiting for a sink (consumer pending)", m.sink_lag.clone());
         }
         Arc::new(m)
     }

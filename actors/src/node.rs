@@ -6,6 +6,7 @@ use crate::inference::{InferenceActor, InferenceArgs, SceneProcessor, SpeechProc
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::sink::{ClickHouseSink, SinkArgs};
+use crate::vector_sink::{VectorSink, VectorSinkArgs};
 use crate::supervisor::{StreamSupervisor, SupervisorArgs};
 use futures::future::BoxFuture;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
@@ -212,7 +213,7 @@ impl Node {
             let s = &cfg.scenes;
             let scenes = WorkSpec {
                 stream: n.frames_stream(),
-                filter: n.frames_all(),
+                filters: vec![n.frames_all()],
                 consumer: n.consumer("scenes"),
                 batch_max: s.batch_max,
                 batch_deadline: Duration::from_millis(s.batch_deadline_ms),
@@ -220,23 +221,24 @@ impl Node {
                 max_deliver: s.max_deliver,
                 ack_wait: Duration::from_secs(30),
             };
-            let min_score = cfg.ingest.cut_threshold;
-            let throttle = Duration::from_millis(s.throttle_ms);
             for w in 0..s.workers {
-                let (bus, metrics, work) = (bus.clone(), metrics.clone(), scenes.clone());
+                let (bus, metrics, work, full) = (bus.clone(), metrics.clone(), scenes.clone(), cfg.clone());
                 children.push(child::<InferenceActor<SceneProcessor>, _>(format!("scenes-{w}"), move || {
                     InferenceArgs {
                         bus: bus.clone(),
                         work: work.clone(),
                         metrics: metrics.clone(),
-                        make: Arc::new(move || Ok(SceneProcessor { min_score, throttle })),
+                        make: {
+                            let (full, metrics) = (full.clone(), metrics.clone());
+                            Arc::new(move || Ok(SceneProcessor::new(&full, metrics.clone())))
+                        },
                     }
                 }));
             }
             let sp = &cfg.speech;
             let speech = WorkSpec {
                 stream: n.audio_stream(),
-                filter: n.audio_all(),
+                filters: vec![n.audio_all()],
                 consumer: n.consumer("speech"),
                 batch_max: sp.batch_max,
                 batch_deadline: Duration::from_millis(sp.batch_deadline_ms),
@@ -261,11 +263,19 @@ impl Node {
             }
         }
         if roles.sink {
-            let (bus, store, sink, metrics) = (bus.clone(), store.clone(), cfg.sink.clone(), metrics.clone());
+            let (bus2, store, sink, metrics2, registry2) =
+                (bus.clone(), store.clone(), cfg.sink.clone(), metrics.clone(), registry.clone());
             children.push(child::<ClickHouseSink, _>("sink-clickhouse", move || SinkArgs {
-                bus: bus.clone(),
+                bus: bus2.clone(),
                 store: store.clone(),
+                registry: registry2.clone(),
                 cfg: sink.clone(),
+                metrics: metrics2.clone(),
+            }));
+            let (bus, full, metrics) = (bus.clone(), cfg.clone(), metrics.clone());
+            children.push(child::<VectorSink, _>("sink-vectors", move || VectorSinkArgs {
+                bus: bus.clone(),
+                cfg: full.clone(),
                 metrics: metrics.clone(),
             }));
         }

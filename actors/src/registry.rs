@@ -34,6 +34,19 @@ pub enum StreamState {
     Stopped,
 }
 
+impl StreamState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamState::Starting => "starting",
+            StreamState::Running => "running",
+            StreamState::Degraded => "degraded",
+            StreamState::Reconnecting => "reconnecting",
+            StreamState::Failed => "failed",
+            StreamState::Stopped => "stopped",
+        }
+    }
+}
+
 /// Why a pipeline was restarted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,7 +1,10 @@
 //! ONNX model execution with ONNX Runtime (the `ort` crate, loaded dynamically): the runtime
-//! environment, voice activity detection (Silero VAD) and speech-to-text (Moonshine).
+//! environment, voice activity detection (Silero VAD), speech-to-text (Moonshine), text embeddings
+//! (MiniLM) and model-free frame signatures.
 
+pub mod embed;
 pub mod runtime;
+pub mod signature;
 pub mod stt;
 pub mod tokenizer;
 pub mod vad;
@@ -10,3 +13,5 @@ pub use runtime::{ModelError, Runtime};
 pub use stt::{Moonshine, Transcript};
 pub use tokenizer::TokenDecoder;
 pub use vad::SileroVad;
+pub use embed::{TEXT_DIM, TextEmbedder, WordPiece};
+pub use signature::{FrameSignature, SIGNATURE_DIM, hamming};

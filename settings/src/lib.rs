@@ -28,6 +28,7 @@ pub struct Config {
     pub scenes: ScenesConfig,
     pub speech: SpeechConfig,
     pub sink: SinkConfig,
+    pub vectors: VectorsConfig,
     pub models: ModelsConfig,
 }
 
@@ -90,6 +91,8 @@ pub struct ClickHouseConfig {
     pub password: String,
     /// Folder holding the numbered `*.sql` migrations applied at start.
     pub migrations_dir: PathBuf,
+    /// Rows older than this many days are deleted by ClickHouse (TTL); 0 keeps them forever.
+    pub retention_days: u32,
 }
 
 impl Default for ClickHouseConfig {
@@ -100,6 +103,7 @@ impl Default for ClickHouseConfig {
             user: "default".into(),
             password: String::new(),
             migrations_dir: "config/migrations".into(),
+            retention_days: 90,
         }
     }
 }
@@ -116,6 +120,11 @@ pub struct GatewayConfig {
     pub feed_buffer: usize,
     /// Seconds between websocket heartbeats.
     pub feed_heartbeat_s: u64,
+    /// `POST /v1/sql`: rows returned at most, and seconds a query may run.
+    pub sql_max_rows: u64,
+    pub sql_max_seconds: u64,
+    /// Largest `k` accepted by search and similar-frame lookups.
+    pub search_max_k: usize,
 }
 
 impl Default for GatewayConfig {
@@ -126,6 +135,9 @@ impl Default for GatewayConfig {
             max_body_bytes: 64 * 1024,
             feed_buffer: 1024,
             feed_heartbeat_s: 15,
+            sql_max_rows: 10_000,
+            sql_max_seconds: 10,
+            search_max_k: 100,
         }
     }
 }
@@ -224,6 +236,11 @@ pub struct ScenesConfig {
     pub max_deliver: i64,
     /// Artificial delay per message, milliseconds: for load and backpressure tests; 0 otherwise.
     pub throttle_ms: u64,
+    /// A sampled frame is emitted as a `frame` event when it is a keyframe or differs from the
+    /// stream's last emitted frame by more than this many of its 64 perceptual-hash bits.
+    pub frame_change_bits: u32,
+    /// A frame is emitted at least this often per stream even when nothing changes, ms (0: never).
+    pub frame_max_interval_ms: u64,
 }
 
 impl Default for ScenesConfig {
@@ -235,6 +252,8 @@ impl Default for ScenesConfig {
             max_ack_pending: 256,
             max_deliver: 5,
             throttle_ms: 0,
+            frame_change_bits: 10,
+            frame_max_interval_ms: 30_000,
         }
     }
 }
@@ -280,11 +299,62 @@ pub struct SinkConfig {
     pub max_ack_pending: i64,
     /// Delay before retrying a failed insert (doubles up to 30 s).
     pub retry_initial_ms: u64,
+    /// Seconds between snapshots of stream registrations and status into `streams` and
+    /// `pipeline_metrics`.
+    pub status_interval_s: u64,
 }
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        Self { batch_max: 1000, batch_deadline_ms: 500, max_ack_pending: 5000, retry_initial_ms: 500 }
+        Self {
+            batch_max: 1000,
+            batch_deadline_ms: 500,
+            max_ack_pending: 5000,
+            retry_initial_ms: 500,
+            status_interval_s: 10,
+        }
+    }
+}
+
+/// The Redis vector-set sink, search and duplicate detection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VectorsConfig {
+    pub batch_max: usize,
+    pub batch_deadline_ms: u64,
+    pub max_ack_pending: i64,
+    /// Delay before retrying a failed Redis write (doubles up to 30 s).
+    pub retry_initial_ms: u64,
+    /// Element quantisation: "q8" (default: 4x smaller than fp32, recall close to it), "bin"
+    /// (1 bit per dimension) or "noquant".
+    pub quantization: String,
+    /// Elements older than this many seconds are removed from the sets (0 keeps them forever).
+    pub retention_s: u64,
+    /// Seconds between retention sweeps.
+    pub sweep_interval_s: u64,
+    /// A keyframe at least this similar (vector-set score, 1 = identical) to a keyframe of another
+    /// stream is reported as a duplicate.
+    pub duplicate_min_similarity: f32,
+    /// Only keyframes seen within this many seconds (wall clock) are compared for duplicates.
+    pub duplicate_window_s: u64,
+    /// ONNX Runtime threads of the text embedder.
+    pub threads: usize,
+}
+
+impl Default for VectorsConfig {
+    fn default() -> Self {
+        Self {
+            batch_max: 256,
+            batch_deadline_ms: 200,
+            max_ack_pending: 2000,
+            retry_initial_ms: 500,
+            quantization: "q8".into(),
+            retention_s: 7 * 24 * 3600,
+            sweep_interval_s: 60,
+            duplicate_min_similarity: 0.98,
+            duplicate_window_s: 3600,
+            threads: 1,
+        }
     }
 }
 
@@ -299,6 +369,8 @@ pub struct ModelsConfig {
     pub stt_encoder: PathBuf,
     pub stt_decoder: PathBuf,
     pub stt_tokenizer: PathBuf,
+    pub text_embedder: PathBuf,
+    pub text_tokenizer: PathBuf,
 }
 
 impl Default for ModelsConfig {
@@ -310,6 +382,8 @@ impl Default for ModelsConfig {
             stt_encoder: "moonshine-base-en/encoder_model.ort".into(),
             stt_decoder: "moonshine-base-en/decoder_model_merged.ort".into(),
             stt_tokenizer: "moonshine-base-en/tokenizer.json".into(),
+            text_embedder: "minilm/model.onnx".into(),
+            text_tokenizer: "minilm/tokenizer.json".into(),
         }
     }
 }
@@ -376,6 +450,12 @@ impl Config {
         }
         if i.analysis_width % 2 != 0 || i.analysis_height % 2 != 0 || i.analysis_width < 16 {
             return Err(ConfigError::Invalid("ingest.analysis_width/height must be even and ≥ 16".into()));
+        }
+        if !["q8", "bin", "noquant"].contains(&self.vectors.quantization.as_str()) {
+            return Err(ConfigError::Invalid("vectors.quantization must be q8, bin or noquant".into()));
+        }
+        if !(0.0..=1.0).contains(&self.vectors.duplicate_min_similarity) {
+            return Err(ConfigError::Invalid("vectors.duplicate_min_similarity must be within 0..=1".into()));
         }
         if i.queue_capacity == 0 || self.gateway.feed_buffer == 0 {
             return Err(ConfigError::Invalid("queue sizes must be ≥ 1".into()));

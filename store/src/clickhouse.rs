@@ -30,6 +30,8 @@ pub struct EventRow {
     pub text: String,
     pub score: f32,
     pub model: String,
+    /// Kind-specific details as JSON ([`Event::detail_json`]).
+    pub detail: String,
 }
 
 impl From<&Event> for EventRow {
@@ -45,9 +47,112 @@ impl From<&Event> for EventRow {
             text: e.text.clone(),
             score: e.score,
             model: e.model.clone(),
+            detail: e.detail_json(),
         }
     }
 }
+
+fn wall_time(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// One row of `frames`: a kept frame with its labels and image vector.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct FrameRow {
+    pub id: String,
+    pub stream_id: String,
+    pub pts_ms: i64,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    pub wall_time: OffsetDateTime,
+    pub keyframe: u8,
+    pub phash: u64,
+    pub labels: Vec<String>,
+    pub label_scores: Vec<f32>,
+    pub features: Vec<f32>,
+    pub model: String,
+}
+
+impl FrameRow {
+    pub fn from_event(e: &Event) -> Option<Self> {
+        let f = e.frame.as_ref()?;
+        Some(Self {
+            id: e.id.clone(),
+            stream_id: e.stream_id.clone(),
+            pts_ms: e.pts_ms,
+            wall_time: wall_time(e.wall_ms),
+            keyframe: f.keyframe as u8,
+            phash: u64::from_str_radix(&f.phash, 16).unwrap_or(0),
+            labels: f.labels.iter().map(|l| l.name.clone()).collect(),
+            label_scores: f.labels.iter().map(|l| l.score).collect(),
+            features: f.vector.clone(),
+            model: e.model.clone(),
+        })
+    }
+}
+
+/// One row of `dlq`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct DlqRow {
+    pub seq: u64,
+    pub kind: String,
+    pub original_subject: String,
+    pub error: String,
+    pub delivered: u32,
+    pub headers: String,
+    pub payload_bytes: u32,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    pub wall_time: OffsetDateTime,
+}
+
+/// One row of `streams`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct StreamRow {
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    pub state: String,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    pub updated_at: OffsetDateTime,
+    pub deleted: u8,
+}
+
+/// One row of `pipeline_metrics`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct PipelineRow {
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    pub ts: OffsetDateTime,
+    pub stream_id: String,
+    pub state: String,
+    pub decoded_fps: f32,
+    pub sampled_fps: f32,
+    pub target_fps: f32,
+    pub dropped_frames: u64,
+    pub backlog_frames: u64,
+    pub reconnects: u32,
+    pub media_ms: i64,
+}
+
+/// Output formats of [`EventStore::query_readonly`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlFormat {
+    Json,
+    Csv,
+}
+
+/// Tables and the time column their TTL is measured on.
+const RETENTION: [(&str, &str); 9] = [
+    ("events", "wall_time"),
+    ("scenes", "wall_time"),
+    ("transcripts", "wall_time"),
+    ("ocr_text", "wall_time"),
+    ("frames", "wall_time"),
+    ("duplicates", "wall_time"),
+    ("pipeline_metrics", "ts"),
+    ("dlq", "wall_time"),
+    ("events_per_minute", "minute"),
+];
 
 impl EventRow {
     pub fn to_event(&self) -> Option<Event> {
@@ -61,6 +166,13 @@ impl EventRow {
             text: self.text.clone(),
             score: self.score,
             model: self.model.clone(),
+            frame: None,
+            duplicate: None,
+            scene: None,
+        })
+        .map(|mut e| {
+            e.set_detail_json(&self.detail);
+            e
         })
     }
 }
@@ -148,20 +260,154 @@ impl EventStore {
             tracing::info!(version, %name, "applied ClickHouse migration");
             now.push(version);
         }
+        self.apply_retention(&cfg.database, cfg.retention_days).await?;
         Ok(now)
     }
 
-    /// Inserts a batch in one INSERT. Redelivered events keep their id and sort key, so the
-    /// ReplacingMergeTree keeps one copy.
+    /// Inserts a batch: one INSERT into `events` (materialized views fan it out into the typed
+    /// tables) and one into `frames` when the batch has frames. Redelivered events keep their id
+    /// and sort key, so the ReplacingMergeTrees keep one copy; the sink also leaves out events it
+    /// finds already stored ([`EventStore::stored_ids`]).
     pub async fn insert_events(&self, events: &[Event]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
-        let mut insert = self.client.insert::<EventRow>("events").await.map_err(self.err())?;
-        for e in events {
-            insert.write(&EventRow::from(e)).await.map_err(self.err())?;
+        let frames: Vec<FrameRow> = events.iter().filter_map(FrameRow::from_event).collect();
+        // Frames first: if this fails nothing of the batch is in `events`, which the sink's
+        // redelivery check reads.
+        if !frames.is_empty() {
+            self.insert_rows("frames", &frames).await?;
+        }
+        let rows: Vec<EventRow> = events.iter().map(EventRow::from).collect();
+        self.insert_rows("events", &rows).await
+    }
+
+    /// One INSERT of `rows` into `table`.
+    pub async fn insert_rows<R: clickhouse::RowOwned + clickhouse::RowWrite>(
+        &self,
+        table: &str,
+        rows: &[R],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self.client.insert::<R>(table).await.map_err(self.err())?;
+        for r in rows {
+            insert.write(r).await.map_err(self.err())?;
         }
         insert.end().await.map_err(self.err())
+    }
+
+    /// Which of `ids` are already in `events`.
+    pub async fn stored_ids(&self, ids: &[String]) -> Result<std::collections::HashSet<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let found: Vec<String> = self
+            .client
+            .query("SELECT DISTINCT id FROM events WHERE id IN ?")
+            .bind(ids)
+            .fetch_all::<String>()
+            .await
+            .map_err(self.err())?;
+        Ok(found.into_iter().collect())
+    }
+
+    /// Sets every table's TTL to `days` (0 removes it), where it differs from what is set.
+    pub async fn apply_retention(&self, database: &str, days: u32) -> Result<(), StoreError> {
+        for (table, column) in RETENTION {
+            let engine: String = self
+                .client
+                .query("SELECT engine_full FROM system.tables WHERE database = ? AND name = ?")
+                .bind(database)
+                .bind(table)
+                .fetch_optional::<String>()
+                .await
+                .map_err(self.err())?
+                .unwrap_or_default();
+            let has_ttl = engine.contains(" TTL ");
+            let sql = if days == 0 {
+                if !has_ttl {
+                    continue;
+                }
+                format!("ALTER TABLE {table} REMOVE TTL")
+            } else {
+                if engine.contains(&format!("toIntervalDay({days})")) {
+                    continue;
+                }
+                format!("ALTER TABLE {table} MODIFY TTL toDateTime({column}) + INTERVAL {days} DAY")
+            };
+            self.client
+                .query(&sql)
+                .with_setting("materialize_ttl_after_modify", "0")
+                .execute()
+                .await
+                .map_err(self.err())?;
+            tracing::info!(table, days, "retention set");
+        }
+        Ok(())
+    }
+
+    /// Runs a user's read-only query (ClickHouse's `readonly` setting, a time limit and a row
+    /// limit) and returns the result in `format`.
+    pub async fn query_readonly(
+        &self,
+        sql: &str,
+        format: SqlFormat,
+        max_rows: u64,
+        max_seconds: u64,
+    ) -> Result<bytes::Bytes, StoreError> {
+        // `?` is the crate's bind placeholder; `??` is a literal question mark.
+        let escaped = sql.replace('?', "??");
+        let fmt = match format {
+            SqlFormat::Json => "JSON",
+            SqlFormat::Csv => "CSVWithNames",
+        };
+        self.client
+            .query(&escaped)
+            .with_setting("readonly", "1")
+            .with_setting("max_execution_time", max_seconds.to_string())
+            .with_setting("max_result_rows", max_rows.to_string())
+            .with_setting("result_overflow_mode", "break")
+            .fetch_bytes(fmt)
+            .map_err(self.err())?
+            .collect()
+            .await
+            .map_err(self.err())
+    }
+
+    /// Recent dead letters, newest first.
+    pub async fn dlq(&self, kind: Option<&str>, limit: u64) -> Result<Vec<DlqRow>, StoreError> {
+        let mut q = match kind {
+            Some(k) => self
+                .client
+                .query("SELECT ?fields FROM dlq FINAL WHERE kind = ? ORDER BY wall_time DESC LIMIT ?")
+                .bind(k),
+            None => self.client.query("SELECT ?fields FROM dlq FINAL ORDER BY wall_time DESC LIMIT ?"),
+        };
+        q = q.bind(limit);
+        q.fetch_all::<DlqRow>().await.map_err(self.err())
+    }
+
+    /// Kept frames by event id.
+    pub async fn frames_by_id(&self, ids: &[String]) -> Result<Vec<FrameRow>, StoreError> {
+        self.client
+            .query("SELECT ?fields FROM frames FINAL WHERE id IN ?")
+            .bind(ids)
+            .fetch_all::<FrameRow>()
+            .await
+            .map_err(self.err())
+    }
+
+    /// The last kept frame of a stream at or before `pts_ms`, for linking a moment to a picture.
+    pub async fn frame_at(&self, stream_id: &str, pts_ms: i64) -> Result<Option<String>, StoreError> {
+        self.client
+            .query("SELECT id FROM frames WHERE stream_id = ? AND pts_ms <= ? ORDER BY pts_ms DESC LIMIT 1")
+            .bind(stream_id)
+            .bind(pts_ms)
+            .fetch_optional::<String>()
+            .await
+            .map_err(self.err())
     }
 
     /// Events of one stream, deduplicated, in media-time order.

@@ -4,5 +4,7 @@
 pub mod clickhouse;
 pub mod vectors;
 
-pub use crate::clickhouse::{EventRow, EventStore, StoreError};
-pub use vectors::VectorStore;
+pub use crate::clickhouse::{
+    DlqRow, EventRow, EventStore, FrameRow, PipelineRow, SqlFormat, StoreError, StreamRow,
+};
+pub use vectors::{Hit, Query, VectorAttrs, VectorItem, VectorStore, filter_string};

@@ -80,6 +80,14 @@ impl Names {
     pub fn dlq_subject(&self, kind: &str) -> String {
         format!("{}.dlq.{kind}", self.root)
     }
+    /// Redis key of a vector set ("text", "frames", "image_text").
+    pub fn vector_set(&self, space: &str) -> String {
+        format!("{}:vectors:{space}", self.root)
+    }
+    /// Subjects of one kind of event, every stream.
+    pub fn events_of_kind(&self, kind: EventKind) -> String {
+        format!("{}.events.{}.*", self.root, kind.as_str())
+    }
     pub fn dlq_all(&self) -> String {
         format!("{}.dlq.>", self.root)
     }
@@ -195,15 +203,26 @@ pub fn audio_bytes(samples: &[f32]) -> Vec<u8> {
 pub enum EventKind {
     Scene,
     Transcript,
+    /// A sampled frame worth keeping: a keyframe after a cut, or one that changed visibly.
+    Frame,
+    /// A keyframe nearly identical to one seen on another stream.
+    Duplicate,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 2] = [EventKind::Scene, EventKind::Transcript];
+    pub const ALL: [EventKind; 4] =
+        [EventKind::Scene, EventKind::Transcript, EventKind::Frame, EventKind::Duplicate];
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Scene => "scene",
             EventKind::Transcript => "transcript",
+            EventKind::Frame => "frame",
+            EventKind::Duplicate => "duplicate",
         }
+    }
+    /// Kinds whose text is embedded for search.
+    pub fn is_text(self) -> bool {
+        matches!(self, EventKind::Transcript)
     }
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
@@ -231,11 +250,123 @@ pub struct Event {
     pub score: f32,
     /// Model (name@version) that produced the event.
     pub model: String,
+    /// Frame details (kind `frame`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame: Option<FrameInfo>,
+    /// What this keyframe duplicates (kind `duplicate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<DuplicateInfo>,
+    /// The keyframe of a scene (kind `scene`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scene: Option<SceneInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SceneInfo {
+    /// Event id of the scene's first sampled frame (kind `frame`).
+    pub keyframe_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameInfo {
+    /// First sampled frame after a scene cut (or of the stream).
+    pub keyframe: bool,
+    /// 64-bit perceptual hash (dHash), hex.
+    pub phash: String,
+    /// Image vector (frame signature); carried on the bus for the sinks, left out of the feed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vector: Vec<f32>,
+    /// Image labels with scores, best first, when a labelling model runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<Label>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Label {
+    pub name: String,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DuplicateInfo {
+    /// The keyframe (event id) on this stream.
+    pub frame_id: String,
+    /// The earlier keyframe it matches, on another stream.
+    pub other_frame_id: String,
+    pub other_stream_id: String,
+    pub other_pts_ms: i64,
+    /// Vector-set similarity of the two frames (1 is identical).
+    pub similarity: f32,
 }
 
 impl Event {
     pub fn make_id(stream_id: &str, kind: EventKind, pts_ms: i64) -> String {
         format!("{stream_id}.{}.{pts_ms}", kind.as_str())
+    }
+
+    /// An event with the common fields set and no kind-specific details.
+    pub fn new(kind: EventKind, stream_id: &str, pts_ms: i64, wall_ms: i64, model: &str) -> Self {
+        Event {
+            id: Event::make_id(stream_id, kind, pts_ms),
+            kind,
+            stream_id: stream_id.to_string(),
+            pts_ms,
+            end_ms: None,
+            wall_ms,
+            text: String::new(),
+            score: 0.0,
+            model: model.to_string(),
+            frame: None,
+            duplicate: None,
+            scene: None,
+        }
+    }
+
+    /// Kind-specific details as one JSON object (stored beside the common fields), without the
+    /// frame vector.
+    pub fn detail_json(&self) -> String {
+        let v = match (&self.frame, &self.duplicate, &self.scene) {
+            (Some(f), _, _) => {
+                serde_json::json!({"keyframe": f.keyframe, "phash": f.phash, "labels": f.labels})
+            }
+            (_, Some(d), _) => serde_json::to_value(d).unwrap_or_default(),
+            (_, _, Some(s)) => serde_json::to_value(s).unwrap_or_default(),
+            _ => return String::new(),
+        };
+        v.to_string()
+    }
+
+    /// Restores the details [`Event::detail_json`] stored.
+    pub fn set_detail_json(&mut self, detail: &str) {
+        if detail.is_empty() {
+            return;
+        }
+        match self.kind {
+            EventKind::Frame => {
+                #[derive(Deserialize)]
+                struct F {
+                    keyframe: bool,
+                    phash: String,
+                    #[serde(default)]
+                    labels: Vec<Label>,
+                }
+                if let Ok(f) = serde_json::from_str::<F>(detail) {
+                    self.frame =
+                        Some(FrameInfo { keyframe: f.keyframe, phash: f.phash, vector: Vec::new(), labels: f.labels });
+                }
+            }
+            EventKind::Duplicate => self.duplicate = serde_json::from_str(detail).ok(),
+            EventKind::Scene => self.scene = serde_json::from_str(detail).ok(),
+            EventKind::Transcript => {}
+        }
+    }
+
+    /// The event as clients see it: without bulky vectors.
+    pub fn for_clients(mut self) -> Self {
+        if let Some(f) = self.frame.as_mut() {
+            f.vector = Vec::new();
+        }
+        self
     }
 }
 

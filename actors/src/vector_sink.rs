@@ -1,0 +1,262 @@
+//! The Redis vector-set sink: a durable consumer on transcript and frame events. Transcript text is
+//! embedded (MiniLM) into the text set; frame signatures go into the frames set. Each keyframe is
+//! first compared with recent keyframes of *other* streams: a near-identical one makes a
+//! `duplicate` event linking the two. Everything is acked only after Redis (and, for duplicates,
+//! JetStream) confirmed it; while Redis is down events wait in JetStream and are redelivered.
+//! Writes are idempotent: the element is the event id, so a redelivery replaces itself.
+
+use crate::bus::Bus;
+use crate::inference::{WorkSpec, fetch_batch, publish_events, work_consumer};
+use crate::metrics::{Metrics, labels};
+use async_nats::jetstream::{AckKind, consumer::PullConsumer};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use sightline_models::{Runtime, TextEmbedder};
+use sightline_settings::{Config, VectorsConfig};
+use sightline_store::{Query, VectorAttrs, VectorItem, VectorStore, filter_string};
+use sightline_wire::{DuplicateInfo, Event, EventKind};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Longest text snippet kept in an element's attributes, characters.
+const SNIPPET_CHARS: usize = 200;
+/// Elements removed per retention step.
+const SWEEP_STEP: usize = 1000;
+
+#[derive(Default)]
+pub struct VectorSink;
+
+pub struct VectorSinkArgs {
+    pub bus: Bus,
+    pub cfg: Config,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct VectorSinkState {
+    bus: Bus,
+    cfg: VectorsConfig,
+    metrics: Arc<Metrics>,
+    work: WorkSpec,
+    consumer: PullConsumer,
+    store: VectorStore,
+    embedder: Arc<Mutex<TextEmbedder>>,
+    text_set: String,
+    frame_set: String,
+    failures: u32,
+    last_sweep: Instant,
+}
+
+pub enum VectorSinkMsg {
+    Poll,
+}
+
+/// Loads the text embedder named in the config.
+pub fn load_embedder(cfg: &Config) -> Result<TextEmbedder, sightline_models::ModelError> {
+    let m = &cfg.models;
+    let rt = Runtime::load(&m.onnxruntime_lib())?;
+    TextEmbedder::load(&rt, &m.path(&m.text_embedder), &m.path(&m.text_tokenizer), cfg.vectors.threads)
+}
+
+fn attrs_of(e: &Event) -> VectorAttrs {
+    VectorAttrs {
+        stream: e.stream_id.clone(),
+        kind: e.kind.as_str().to_string(),
+        pts_ms: e.pts_ms,
+        wall_ms: e.wall_ms,
+        text: e.text.chars().take(SNIPPET_CHARS).collect(),
+        keyframe: e.frame.as_ref().is_some_and(|f| f.keyframe),
+    }
+}
+
+impl Actor for VectorSink {
+    type Msg = VectorSinkMsg;
+    type State = VectorSinkState;
+    type Arguments = VectorSinkArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<VectorSinkMsg>,
+        args: VectorSinkArgs,
+    ) -> Result<VectorSinkState, ActorProcessingErr> {
+        let n = &args.bus.names;
+        let v = &args.cfg.vectors;
+        let work = WorkSpec {
+            stream: n.events_stream(),
+            filters: vec![n.events_of_kind(EventKind::Transcript), n.events_of_kind(EventKind::Frame)],
+            consumer: n.consumer("sink_vectors"),
+            batch_max: v.batch_max,
+            batch_deadline: Duration::from_millis(v.batch_deadline_ms),
+            max_ack_pending: v.max_ack_pending,
+            max_deliver: -1, // never give up on an event because Redis was down
+            ack_wait: Duration::from_secs(60),
+        };
+        let consumer = work_consumer(&args.bus, &work).await?;
+        let store = VectorStore::connect(&args.cfg.redis.url).await?;
+        let full = args.cfg.clone();
+        let embedder = tokio::task::spawn_blocking(move || load_embedder(&full)).await??;
+        myself.send_message(VectorSinkMsg::Poll)?;
+        Ok(VectorSinkState {
+            text_set: n.vector_set("text"),
+            frame_set: n.vector_set("frames"),
+            bus: args.bus,
+            cfg: v.clone(),
+            metrics: args.metrics,
+            work,
+            consumer,
+            store,
+            embedder: Arc::new(Mutex::new(embedder)),
+            failures: 0,
+            last_sweep: Instant::now(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<VectorSinkMsg>,
+        _: VectorSinkMsg,
+        st: &mut VectorSinkState,
+    ) -> Result<(), ActorProcessingErr> {
+        let l = labels(&[("sink", "redis")]);
+        if st.cfg.retention_s > 0 && st.last_sweep.elapsed() >= Duration::from_secs(st.cfg.sweep_interval_s) {
+            st.last_sweep = Instant::now();
+            if let Err(e) = sweep(st).await {
+                tracing::warn!(error = %e, "vector retention sweep failed; will retry");
+            }
+        }
+        let batch = match fetch_batch(&st.consumer, &st.work).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "vector sink fetch failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Vec::new()
+            }
+        };
+        if let Ok(info) = st.consumer.info().await {
+            st.metrics.sink_lag.get_or_create(&l).set(info.num_pending as i64 + info.num_ack_pending as i64);
+        }
+        if !batch.is_empty() {
+            let mut events = Vec::with_capacity(batch.len());
+            let mut keep = Vec::with_capacity(batch.len());
+            for m in batch {
+                match serde_json::from_slice::<Event>(&m.payload) {
+                    Ok(e) => {
+                        events.push(e);
+                        keep.push(m);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, subject = %m.subject, "undecodable event dropped by the vector sink");
+                        st.metrics.sink_errors.get_or_create(&l).inc();
+                        let _ = m.ack_with(AckKind::Term).await;
+                    }
+                }
+            }
+            let started = Instant::now();
+            match write_batch(st, &events).await {
+                Ok(()) => {
+                    st.metrics.sink_seconds.get_or_create(&l).observe(started.elapsed().as_secs_f64());
+                    st.metrics.sink_rows.get_or_create(&l).inc_by(events.len() as u64);
+                    for m in &keep {
+                        if let Err(e) = m.ack().await {
+                            tracing::warn!(error = %e, "vector sink ack failed; the element will be rewritten (idempotent)");
+                        }
+                    }
+                    st.failures = 0;
+                }
+                Err(e) => {
+                    st.failures += 1;
+                    st.metrics.sink_errors.get_or_create(&l).inc();
+                    let delay = Duration::from_millis(
+                        (st.cfg.retry_initial_ms << st.failures.min(10).saturating_sub(1)).min(30_000),
+                    );
+                    tracing::warn!(error = %e, events = events.len(), retry_in_ms = delay.as_millis() as u64, "vector write failed; events stay in JetStream");
+                    for m in &keep {
+                        let _ = m.ack_with(AckKind::Nak(Some(delay))).await;
+                    }
+                    tokio::time::sleep(delay.min(Duration::from_secs(5))).await;
+                }
+            }
+        }
+        myself.send_message(VectorSinkMsg::Poll)?;
+        Ok(())
+    }
+}
+
+async fn write_batch(st: &VectorSinkState, events: &[Event]) -> Result<(), ActorProcessingErr> {
+    // Text: one embedding batch for every transcript in the message batch.
+    let texts: Vec<&Event> = events.iter().filter(|e| e.kind.is_text() && !e.text.trim().is_empty()).collect();
+    if !texts.is_empty() {
+        let strings: Vec<String> = texts.iter().map(|e| e.text.clone()).collect();
+        let embedder = st.embedder.clone();
+        let vectors = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = strings.iter().map(String::as_str).collect();
+            embedder.lock().unwrap_or_else(|e| e.into_inner()).embed(&refs)
+        })
+        .await??;
+        let items: Vec<VectorItem> = texts
+            .iter()
+            .zip(vectors)
+            .map(|(e, vector)| VectorItem { id: e.id.clone(), vector, attrs: attrs_of(e) })
+            .collect();
+        st.store.add(&st.text_set, &items, &st.cfg.quantization).await?;
+    }
+    // Frames: keyframes one by one (each is compared with what came before it, including earlier
+    // keyframes of this batch), the rest in one round trip.
+    let mut plain = Vec::new();
+    for e in events.iter().filter(|e| e.kind == EventKind::Frame) {
+        let Some(f) = e.frame.as_ref().filter(|f| !f.vector.is_empty()) else { continue };
+        let item = VectorItem { id: e.id.clone(), vector: f.vector.clone(), attrs: attrs_of(e) };
+        if f.keyframe {
+            if let Some(dup) = find_duplicate(st, e, &f.vector).await? {
+                publish_events(&st.bus, &st.metrics, &[dup]).await?;
+            }
+            st.store.add(&st.frame_set, &[item], &st.cfg.quantization).await?;
+        } else {
+            plain.push(item);
+        }
+    }
+    st.store.add(&st.frame_set, &plain, &st.cfg.quantization).await?;
+    Ok(())
+}
+
+/// The most similar recent keyframe of another stream, as a `duplicate` event, when it reaches
+/// the threshold.
+async fn find_duplicate(st: &VectorSinkState, e: &Event, vector: &[f32]) -> Result<Option<Event>, ActorProcessingErr> {
+    let since = e.wall_ms - (st.cfg.duplicate_window_s as i64) * 1000;
+    let filter = format!(".keyframe and .stream != {} and .wall_ms >= {since}", filter_string(&e.stream_id));
+    let hits = st.store.similar(&st.frame_set, Query::Vector(vector), 1, Some(&filter)).await?;
+    let Some(best) = hits.into_iter().next().filter(|h| h.score >= st.cfg.duplicate_min_similarity) else {
+        return Ok(None);
+    };
+    let Some(other) = best.attrs else { return Ok(None) };
+    let mut dup = Event::new(EventKind::Duplicate, &e.stream_id, e.pts_ms, e.wall_ms, "frame-signature@1");
+    dup.score = best.score;
+    dup.text = format!("same picture as {} at {} ms", other.stream, other.pts_ms);
+    dup.duplicate = Some(DuplicateInfo {
+        frame_id: e.id.clone(),
+        other_frame_id: best.id,
+        other_stream_id: other.stream,
+        other_pts_ms: other.pts_ms,
+        similarity: best.score,
+    });
+    tracing::info!(stream = %e.stream_id, pts_ms = e.pts_ms, other = ?dup.duplicate, "duplicate keyframe");
+    Ok(Some(dup))
+}
+
+async fn sweep(st: &VectorSinkState) -> Result<(), ActorProcessingErr> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let cutoff = now - (st.cfg.retention_s as i64) * 1000;
+    for set in [&st.text_set, &st.frame_set] {
+        let mut removed = 0;
+        // Bounded work per sweep: at most 20 steps, the rest next time.
+        for _ in 0..20 {
+            let n = st.store.remove_older_than(set, cutoff, SWEEP_STEP).await?;
+            removed += n;
+            if n < SWEEP_STEP {
+                break;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(set = %set, removed, "vector retention removed old elements");
+        }
+    }
+    Ok(())
+}
