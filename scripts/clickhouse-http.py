@@ -30,6 +30,9 @@ INSERT_RE = re.compile(r"^\s*INSERT\s+INTO\s", re.I)
 FORMAT_RE = re.compile(r"\sFORMAT\s+(\w+)\s*;?\s*$", re.I)
 CODE_RE = re.compile(r"Code:\s*(\d+)")
 SETTING_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# `readonly` cannot be SET in the one shared session (it would lock every later query), so the
+# adapter enforces it itself: with readonly=1 only these statements run, as on a real server.
+READ_RE = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.I | re.S)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -107,6 +110,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def run(query, data, database, fmt, settings):
+    readonly = dict(settings).get("readonly", "0") not in ("0", "")
+    settings = [(k, v) for k, v in settings if k != "readonly"]
+    if readonly and (data or not READ_RE.match(query)):
+        raise RuntimeError("Code: 164. DB::Exception: Cannot execute query in readonly mode. (READONLY)")
     with LOCK:
         if database:
             try:

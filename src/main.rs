@@ -80,6 +80,7 @@ async fn run(cfg: Config, roles: Roles, demo: Option<PathBuf>) -> Result<()> {
             registry: node.registry.clone(),
             store: node.store.clone(),
             metrics: metrics.clone(),
+            search: Default::default(),
         };
         let mut rx = stop_rx.clone();
         gateway = Some(tokio::spawn(sightline_gateway::serve(listener, state, async move {
@@ -183,6 +184,8 @@ async fn check(cfg: &Config) -> bool {
         ("model stt-encoder", &m.stt_encoder),
         ("model stt-decoder", &m.stt_decoder),
         ("model stt-tokenizer", &m.stt_tokenizer),
+        ("model text-embedder", &m.text_embedder),
+        ("model text-tokenizer", &m.text_tokenizer),
     ] {
         let path = m.path(file);
         let res = match (&rt, path.exists()) {

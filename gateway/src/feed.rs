@@ -88,7 +88,7 @@ async fn run_feed(socket: WebSocket, mut messages: pull::Ordered, buffer: usize,
             let Ok(info) = m.info() else { continue };
             let seq = info.stream_sequence;
             let Ok(event) = serde_json::from_slice::<Event>(&m.payload) else { continue };
-            let text = serde_json::to_string(&FeedItem { seq, event }).expect("feed item serialises");
+            let text = serde_json::to_string(&FeedItem { seq, event: event.for_clients() }).expect("feed item serialises");
             if q_tx.try_send(text).is_err() {
                 return Some("client too slow: feed buffer full; reconnect with since=<last seq>");
             }

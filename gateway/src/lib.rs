@@ -1,9 +1,14 @@
 //! The HTTP face of Sightline (axum): stream registration, the websocket live feed, events from
-//! ClickHouse, health, Prometheus metrics and the web dashboard.
+//! ClickHouse, search and similar frames (Redis vector sets), read-only SQL, dead letters, health,
+//! Prometheus metrics and the web dashboard.
 
 mod error;
 mod feed;
 mod routes;
+mod search;
+mod sql;
 
 pub use error::ApiError;
 pub use routes::{AppState, router, serve};
+pub use search::SearchState;
+pub use sql::check_read_only;

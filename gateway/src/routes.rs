@@ -22,6 +22,8 @@ pub struct AppState {
     pub registry: Registry,
     pub store: EventStore,
     pub metrics: Arc<Metrics>,
+    /// Vector store and text embedder, connected on first use.
+    pub search: Arc<crate::search::SearchState>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -36,6 +38,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/streams/{id}", get(get_stream).delete(delete_stream))
         .route("/v1/streams/{id}/events", get(stream_events))
         .route("/v1/feed", get(feed::feed))
+        .route("/v1/search", get(crate::search::search))
+        .route("/v1/frames/{id}", get(crate::search::frame))
+        .route("/v1/frames/{id}/similar", get(crate::search::similar_frames))
+        .route("/v1/sql", axum::routing::post(crate::sql::sql))
+        .route("/v1/dlq", get(crate::sql::dlq))
         .fallback(|| async { ApiError::not_found("no such endpoint; see the README's API section") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -61,6 +68,13 @@ struct CreateStream {
     id: Option<String>,
 }
 
+/// A request body that could not be read: too large (413) or broken.
+pub(crate) fn body_error(e: BytesRejection, limit: usize) -> ApiError {
+    let status = e.status();
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "bad_body" };
+    ApiError::new(status, code, format!("{} (limit {limit} bytes)", e.body_text()))
+}
+
 /// A stable id for a name, so two creates with the same name race to the same registry key.
 fn id_for_name(name: &str) -> String {
     let h = name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
@@ -71,15 +85,7 @@ async fn create_stream(
     State(st): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<StreamView>), ApiError> {
-    let body = body.map_err(|e| {
-        let status = e.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "bad_body" };
-        ApiError::new(
-            status,
-            code,
-            format!("{} (limit {} bytes)", e.body_text(), st.cfg.gateway.max_body_bytes),
-        )
-    })?;
+    let body = body.map_err(|e| body_error(e, st.cfg.gateway.max_body_bytes))?;
     let req: CreateStream = serde_json::from_slice(&body).map_err(|e| {
         if e.is_data() {
             ApiError::bad_request(
@@ -159,7 +165,7 @@ async fn list_streams(State(st): State<AppState>) -> Result<Json<serde_json::Val
     Ok(Json(serde_json::json!({ "streams": out })))
 }
 
-fn check_id(id: &str) -> Result<(), ApiError> {
+pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
     if id.is_empty()
         || id.len() > 64
         || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -206,7 +212,8 @@ async fn stream_events(
     let kind = match &q.kind {
         None => None,
         Some(k) => Some(sightline_wire::EventKind::parse(k).ok_or_else(|| {
-            ApiError::bad_request("invalid_kind", format!("unknown kind `{k}`; kinds are scene, transcript"))
+            let kinds: Vec<_> = sightline_wire::EventKind::ALL.iter().map(|k| k.as_str()).collect();
+            ApiError::bad_request("invalid_kind", format!("unknown kind `{k}`; kinds are {}", kinds.join(", ")))
         })?),
     };
     let rows = st.store.events_of(&id, kind, limit).await?;
@@ -217,10 +224,15 @@ async fn stream_events(
 async fn readyz(State(st): State<AppState>) -> Response {
     let nats = st.bus.client.connection_state() == async_nats::connection::State::Connected;
     let clickhouse = st.store.version().await.map_err(|e| e.to_string());
-    let ok = nats && clickhouse.is_ok();
+    let redis = match st.search.vectors(&st.cfg.redis.url).await {
+        Ok(v) => v.ping().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.message),
+    };
+    let ok = nats && clickhouse.is_ok() && redis.is_ok();
     let body = serde_json::json!({
         "nats": if nats { "ok".to_string() } else { "disconnected".to_string() },
         "clickhouse": match &clickhouse { Ok(v) => format!("ok ({v})"), Err(e) => e.clone() },
+        "redis": match &redis { Ok(()) => "ok".to_string(), Err(e) => e.clone() },
     });
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()

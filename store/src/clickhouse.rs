@@ -369,6 +369,8 @@ impl EventStore {
             .with_setting("max_execution_time", max_seconds.to_string())
             .with_setting("max_result_rows", max_rows.to_string())
             .with_setting("result_overflow_mode", "break")
+            // Counts as JSON numbers, not strings.
+            .with_setting("output_format_json_quote_64bit_integers", "0")
             .fetch_bytes(fmt)
             .map_err(self.err())?
             .collect()

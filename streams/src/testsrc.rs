@@ -63,6 +63,27 @@ impl ClipSpec {
         }
     }
 
+    /// A second clip, different in every scene and sentence from [`ClipSpec::standard`] (for
+    /// tests that need two unrelated streams), with cuts at the same times.
+    pub fn alternate() -> Self {
+        Self {
+            scenes: vec![
+                Scene { source: "yuvtestsrc", seconds: 5, caption: None },
+                Scene { source: "color=c=maroon", seconds: 4, caption: Some("MARKETS CLOSE HIGHER") },
+                Scene { source: "rgbtestsrc", seconds: 5, caption: None },
+                Scene { source: "color=c=orange", seconds: 4, caption: Some("SPORTS RESULTS TONIGHT") },
+            ],
+            speech: vec![
+                Speech { at_ms: 500, text: "the orchestra played a quiet song" },
+                Speech { at_ms: 6000, text: "farmers expect rain later this week" },
+                Speech { at_ms: 11500, text: "the museum opens a new exhibit" },
+            ],
+            width: 640,
+            height: 360,
+            fps: 30,
+        }
+    }
+
     pub fn duration_ms(&self) -> i64 {
         self.scenes.iter().map(|s| s.seconds as i64 * 1000).sum()
     }

@@ -53,6 +53,7 @@ impl TestSystem {
             registry: node.registry.clone(),
             store: node.store.clone(),
             metrics,
+            search: Default::default(),
         };
         let (stop, mut rx) = tokio::sync::watch::channel(false);
         let gateway = tokio::spawn(sightline_gateway::serve(listener, state, async move {
@@ -82,6 +83,11 @@ impl TestSystem {
             let bus = node.bus.clone();
             let store = node.store.clone();
             node.shutdown().await;
+            if let Ok(v) = sightline_store::VectorStore::connect(&self.cfg.redis.url).await {
+                for space in ["text", "frames"] {
+                    let _ = v.drop_set(&bus.names.vector_set(space)).await;
+                }
+            }
             bus.destroy().await;
             let _ = store
                 .client()
@@ -144,4 +150,93 @@ pub fn words(text: &str) -> Vec<String> {
         .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect::<String>().to_lowercase())
         .filter(|w| !w.is_empty())
         .collect()
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A private service process for outage tests, killed (SIGKILL) when dropped.
+pub struct Service {
+    pub child: Option<tokio::process::Child>,
+    pub port: u16,
+    pub dir: std::path::PathBuf,
+    kind: &'static str,
+}
+
+impl Service {
+    /// The bundled ClickHouse engine (chDB over HTTP) on its own port and data folder.
+    pub async fn clickhouse(port: u16, dir: &std::path::Path) -> Self {
+        let mut s = Service { child: None, port, dir: dir.to_path_buf(), kind: "clickhouse" };
+        s.start().await;
+        s
+    }
+
+    /// Redis 8 on its own port, persisting every write (appendfsync always) so a kill loses
+    /// nothing it acknowledged.
+    pub async fn redis(port: u16, dir: &std::path::Path) -> Self {
+        let mut s = Service { child: None, port, dir: dir.to_path_buf(), kind: "redis" };
+        s.start().await;
+        s
+    }
+
+    pub async fn start(&mut self) {
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut cmd = match self.kind {
+            "clickhouse" => {
+                let py = std::env::var("SIGHTLINE_PYTHON").expect("SIGHTLINE_PYTHON (run through `make test`)");
+                let mut c = tokio::process::Command::new(py);
+                c.arg(root.join("scripts/clickhouse-http.py"))
+                    .arg("--data")
+                    .arg(&self.dir)
+                    .arg("--port")
+                    .arg(self.port.to_string());
+                c
+            }
+            _ => {
+                let mut c = tokio::process::Command::new("redis-server");
+                c.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+                    .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                    .arg(&self.dir);
+                c
+            }
+        };
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
+        self.child = Some(cmd.spawn().expect("service starts"));
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{} did not start on port {}", self.kind, self.port);
+    }
+
+    /// SIGKILL, as a crash or a pulled plug.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+}
+
+/// Reads every message of a JetStream stream from the start: (subject, payload).
+pub async fn read_stream(bus: &sightline_actors::Bus, stream: &str) -> Vec<(String, Vec<u8>)> {
+    use futures::StreamExt;
+    let s = bus.js.get_stream(stream).await.expect("stream exists");
+    let consumer = s
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .expect("ordered consumer");
+    let mut msgs = consumer.messages().await.expect("messages");
+    let mut out = Vec::new();
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(std::time::Duration::from_secs(2), msgs.next()).await {
+        out.push((m.subject.to_string(), m.payload.to_vec()));
+    }
+    out
 }

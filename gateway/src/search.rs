@@ -1,0 +1,240 @@
+//! Finding moments: semantic search over embedded text (`/v1/search`), kept frames and their
+//! nearest neighbours across streams (`/v1/frames/{id}`, `/v1/frames/{id}/similar`).
+
+use crate::error::ApiError;
+use crate::routes::AppState;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use sightline_models::TextEmbedder;
+use sightline_store::{Query as VQuery, VectorStore, filter_string};
+use sightline_wire::EventKind;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
+
+/// Longest search query accepted, characters.
+const MAX_QUERY_CHARS: usize = 1000;
+
+/// Connections the search endpoints open on first use (so the gateway starts, and reports it in
+/// `/readyz`, even while Redis is down).
+#[derive(Default)]
+pub struct SearchState {
+    vectors: OnceCell<VectorStore>,
+    embedder: OnceCell<Arc<Mutex<TextEmbedder>>>,
+}
+
+impl SearchState {
+    pub async fn vectors(&self, url: &str) -> Result<&VectorStore, ApiError> {
+        self.vectors
+            .get_or_try_init(|| VectorStore::connect(url))
+            .await
+            .map_err(|e| ApiError::unavailable(format!("the vector store is not reachable: {e}")))
+    }
+
+    async fn embedder(&self, cfg: &sightline_settings::Config) -> Result<Arc<Mutex<TextEmbedder>>, ApiError> {
+        let cfg = cfg.clone();
+        self.embedder
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || sightline_actors::vector_sink::load_embedder(&cfg))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(|e| Arc::new(Mutex::new(e)))
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .cloned()
+            .map_err(|e| ApiError::unavailable(format!("the text embedding model is not available: {e}")))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    q: Option<String>,
+    k: Option<usize>,
+    stream: Option<String>,
+    /// Wall-clock bounds: Unix milliseconds or RFC 3339.
+    from: Option<String>,
+    to: Option<String>,
+    /// Comma-separated text kinds (default: all of them).
+    kinds: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SearchHit {
+    pub id: String,
+    pub stream_id: String,
+    pub kind: String,
+    pub pts_ms: i64,
+    pub wall_ms: i64,
+    pub text: String,
+    /// Similarity, (1 + cosine) / 2.
+    pub score: f32,
+    /// The stream's last kept frame at or before the moment, when there is one.
+    pub frame_id: Option<String>,
+    pub frame_url: Option<String>,
+    /// The stream's stored events around the moment.
+    pub events_url: String,
+}
+
+fn parse_time(name: &str, raw: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = raw.parse::<i64>() {
+        return Ok(ms);
+    }
+    time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_time",
+                format!("`{name}` must be Unix milliseconds or RFC 3339 (2026-11-28T12:00:00Z), got `{raw}`"),
+            )
+        })
+}
+
+fn check_k(k: Option<usize>, max: usize) -> Result<usize, ApiError> {
+    let k = k.unwrap_or(10);
+    if k == 0 || k > max {
+        return Err(ApiError::bad_request("invalid_k", format!("k must be 1..={max}, got {k}")));
+    }
+    Ok(k)
+}
+
+/// `GET /v1/search`: embeds the query and asks the text set for the nearest transcript lines
+/// (and OCR lines and labels, once those models run), filtered by stream, time and kind.
+pub async fn search(
+    State(st): State<AppState>,
+    q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let text = q.q.as_deref().map(str::trim).unwrap_or("");
+    if text.is_empty() {
+        return Err(ApiError::bad_request("missing_query", "give the words to search for as `q`"));
+    }
+    if text.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::bad_request("query_too_long", format!("`q` is limited to {MAX_QUERY_CHARS} characters")));
+    }
+    let k = check_k(q.k, st.cfg.gateway.search_max_k)?;
+    let mut clauses = Vec::new();
+    if let Some(s) = q.stream.as_deref().filter(|s| !s.is_empty()) {
+        crate::routes::check_id(s)?;
+        clauses.push(format!(".stream == {}", filter_string(s)));
+    }
+    if let Some(f) = &q.from {
+        clauses.push(format!(".wall_ms >= {}", parse_time("from", f)?));
+    }
+    if let Some(t) = &q.to {
+        clauses.push(format!(".wall_ms <= {}", parse_time("to", t)?));
+    }
+    if let Some(kinds) = q.kinds.as_deref().filter(|k| !k.is_empty()) {
+        let mut alts = Vec::new();
+        for k in kinds.split(',').map(str::trim) {
+            match EventKind::parse(k) {
+                Some(kind) if kind.is_text() => alts.push(format!(".kind == {}", filter_string(k))),
+                _ => {
+                    let text_kinds: Vec<_> =
+                        EventKind::ALL.iter().filter(|k| k.is_text()).map(|k| k.as_str()).collect();
+                    return Err(ApiError::bad_request(
+                        "invalid_kind",
+                        format!("`{k}` is not a searchable kind; searchable kinds: {}", text_kinds.join(", ")),
+                    ));
+                }
+            }
+        }
+        clauses.push(format!("({})", alts.join(" or ")));
+    }
+    let filter = (!clauses.is_empty()).then(|| clauses.join(" and "));
+    let embedder = st.search.embedder(&st.cfg).await?;
+    let query = text.to_string();
+    let vector = tokio::task::spawn_blocking(move || {
+        embedder.lock().unwrap_or_else(|e| e.into_inner()).embed(&[query.as_str()])
+    })
+    .await
+    .map_err(|e| ApiError::unavailable(format!("embedding failed: {e}")))?
+    .map_err(|e| ApiError::unavailable(format!("embedding failed: {e}")))?
+    .pop()
+    .unwrap_or_default();
+    let vectors = st.search.vectors(&st.cfg.redis.url).await?;
+    let set = st.bus.names.vector_set("text");
+    let hits = vectors.similar(&set, VQuery::Vector(&vector), k, filter.as_deref()).await?;
+    let mut out = Vec::with_capacity(hits.len());
+    for h in hits {
+        let Some(a) = h.attrs else { continue };
+        // A missing frame link is not worth failing the search over.
+        let frame_id = st.store.frame_at(&a.stream, a.pts_ms).await.ok().flatten();
+        out.push(SearchHit {
+            frame_url: frame_id.as_ref().map(|f| format!("/v1/frames/{f}")),
+            frame_id,
+            events_url: format!("/v1/streams/{}/events", a.stream),
+            id: h.id,
+            stream_id: a.stream,
+            kind: a.kind,
+            pts_ms: a.pts_ms,
+            wall_ms: a.wall_ms,
+            text: a.text,
+            score: h.score,
+        });
+    }
+    Ok(Json(serde_json::json!({ "query": text, "k": k, "filter": filter, "hits": out })))
+}
+
+fn check_frame_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 200 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(ApiError::bad_request("invalid_id", "frame ids are event ids like `<stream>.frame.<pts_ms>`"));
+    }
+    Ok(())
+}
+
+/// `GET /v1/frames/{id}`: a kept frame (without its vector).
+pub async fn frame(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    check_frame_id(&id)?;
+    let rows = st.store.frames_by_id(std::slice::from_ref(&id)).await?;
+    let f = rows.into_iter().next().ok_or_else(|| ApiError::not_found(format!("no frame with id {id}")))?;
+    Ok(Json(serde_json::json!({
+        "id": f.id,
+        "stream_id": f.stream_id,
+        "pts_ms": f.pts_ms,
+        "wall_ms": (f.wall_time.unix_timestamp_nanos() / 1_000_000) as i64,
+        "keyframe": f.keyframe == 1,
+        "phash": format!("{:016x}", f.phash),
+        "labels": f.labels.iter().zip(&f.label_scores).map(|(n, s)| serde_json::json!({"name": n, "score": s})).collect::<Vec<_>>(),
+        "model": f.model,
+        "similar_url": format!("/v1/frames/{id}/similar"),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarQuery {
+    k: Option<usize>,
+}
+
+/// `GET /v1/frames/{id}/similar`: the nearest kept frames across all streams.
+pub async fn similar_frames(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<SimilarQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    check_frame_id(&id)?;
+    let k = check_k(q.k, st.cfg.gateway.search_max_k)?;
+    let vectors = st.search.vectors(&st.cfg.redis.url).await?;
+    let set = st.bus.names.vector_set("frames");
+    if vectors.attrs(&set, std::slice::from_ref(&id)).await?.first().cloned().flatten().is_none() {
+        return Err(ApiError::not_found(format!("no frame with id {id} in the vector set")));
+    }
+    // One more than asked: the frame itself comes back first.
+    let hits = vectors.similar(&set, VQuery::Element(&id), k + 1, None).await?;
+    let out: Vec<_> = hits
+        .into_iter()
+        .filter(|h| h.id != id)
+        .take(k)
+        .filter_map(|h| {
+            let a = h.attrs?;
+            Some(serde_json::json!({
+                "id": h.id, "stream_id": a.stream, "pts_ms": a.pts_ms, "wall_ms": a.wall_ms,
+                "keyframe": a.keyframe, "score": h.score, "frame_url": format!("/v1/frames/{}", h.id),
+            }))
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "id": id, "k": k, "similar": out })))
+}

@@ -1,0 +1,236 @@
+//! `POST /v1/sql`: read-only SQL over the event store, and `GET /v1/dlq`: dead letters.
+//!
+//! A query must be one read statement. It is checked here (first keyword, one statement, no table
+//! functions that reach files or other servers, no `SETTINGS` or `INTO OUTFILE`), then run with
+//! ClickHouse's own `readonly=1`, a time limit and a row limit, so either check alone would hold.
+
+use crate::error::ApiError;
+use crate::routes::AppState;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sightline_store::{SqlFormat, StoreError};
+
+const READ_KEYWORDS: [&str; 7] = ["SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"];
+
+/// Table functions that read files or reach other systems.
+const FORBIDDEN_FUNCTIONS: [&str; 24] = [
+    "file", "url", "urlcluster", "s3", "s3cluster", "gcs", "azureblobstorage", "hdfs", "hdfscluster",
+    "remote", "remotesecure", "cluster", "clusterallreplicas", "mysql", "postgresql", "jdbc", "odbc",
+    "executable", "input", "mongodb", "redis", "sqlite", "iceberg", "deltalake",
+];
+
+/// The query with string literals, quoted identifiers and comments blanked out, so keywords can
+/// be looked for without being fooled by text inside them.
+fn code_only(sql: &str) -> String {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '-' && chars.get(i + 1) == Some(&'-') || c == '#' {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+            out.push(' ');
+        } else if c == '/' && chars.get(i + 1) == Some(&'*') {
+            i += 2;
+            while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
+                i += 1;
+            }
+            i += 2;
+            out.push(' ');
+        } else if c == '\'' || c == '"' || c == '`' {
+            i += 1;
+            while i < chars.len() && chars[i] != c {
+                if chars[i] == '\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i += 1;
+            out.push_str(if c == '\'' { "''" } else { "x" });
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Why a query is refused, or `Ok` for a single read statement.
+pub fn check_read_only(sql: &str) -> Result<(), String> {
+    let code = code_only(sql);
+    let statements: Vec<&str> = code.split(';').filter(|s| !s.trim().is_empty()).collect();
+    match statements.len() {
+        0 => return Err("the query is empty".into()),
+        1 => {}
+        n => return Err(format!("one statement per request, found {n}")),
+    }
+    let first = statements[0].split(|c: char| !c.is_ascii_alphanumeric() && c != '_').find(|w| !w.is_empty());
+    let first = first.unwrap_or("").to_ascii_uppercase();
+    if !READ_KEYWORDS.contains(&first.as_str()) {
+        return Err(format!(
+            "only read queries are allowed ({}); `{first}` changes data or settings",
+            READ_KEYWORDS.join(", ")
+        ));
+    }
+    let words: Vec<String> = code
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '(')
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
+    let lower = code.to_ascii_lowercase();
+    for f in FORBIDDEN_FUNCTIONS {
+        let mut rest = lower.as_str();
+        while let Some(pos) = rest.find(f) {
+            let before_ok = pos == 0 || !rest.as_bytes()[pos - 1].is_ascii_alphanumeric() && rest.as_bytes()[pos - 1] != b'_';
+            let after = rest[pos + f.len()..].trim_start();
+            if before_ok && after.starts_with('(') {
+                return Err(format!("the table function `{f}` is not allowed"));
+            }
+            rest = &rest[pos + f.len()..];
+        }
+    }
+    if words.iter().any(|w| w == "settings") {
+        return Err("query-level SETTINGS are not allowed".into());
+    }
+    if words.iter().any(|w| w == "outfile") {
+        return Err("INTO OUTFILE is not allowed".into());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: String,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+pub async fn sql(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| crate::routes::body_error(e, st.cfg.gateway.max_body_bytes))?;
+    let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("request body: {e}; expected {{\"sql\": \"SELECT …\", \"format\": \"json\"|\"csv\"}}"))
+    })?;
+    let format = match req.format.as_deref().unwrap_or("json") {
+        "json" => SqlFormat::Json,
+        "csv" => SqlFormat::Csv,
+        other => {
+            return Err(ApiError::bad_request("invalid_format", format!("format `{other}` is not supported; use json or csv")));
+        }
+    };
+    check_read_only(&req.sql).map_err(|why| ApiError::bad_request("read_only", why))?;
+    let g = &st.cfg.gateway;
+    let out = st.store.query_readonly(req.sql.trim().trim_end_matches(';'), format, g.sql_max_rows, g.sql_max_seconds).await;
+    match out {
+        Ok(bytes) => {
+            let ctype = match format {
+                SqlFormat::Json => "application/json",
+                SqlFormat::Csv => "text/csv; charset=utf-8",
+            };
+            Ok(([(header::CONTENT_TYPE, ctype)], bytes).into_response())
+        }
+        // The server answered with an error: the query is at fault, say what ClickHouse said.
+        Err(StoreError::ClickHouse { source: clickhouse::error::Error::BadResponse(msg), .. }) => {
+            let msg: String = msg.lines().next().unwrap_or("").chars().take(2000).collect();
+            Err(ApiError::bad_request("sql_error", msg))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DlqQuery {
+    kind: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/dlq`: the newest dead letters, read from the JetStream DLQ stream itself.
+pub async fn dlq(
+    State(st): State<AppState>,
+    q: Result<Query<DlqQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::bad_request("invalid_limit", "limit must be 1..=1000"));
+    }
+    let name = st.bus.names.dlq_stream();
+    let mut stream = st
+        .bus
+        .js
+        .get_stream(&name)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the event bus is not reachable: {e}")))?;
+    let info = stream.info().await.map_err(|e| ApiError::unavailable(format!("the event bus is not reachable: {e}")))?;
+    let (first, last, total) = (info.state.first_sequence, info.state.last_sequence, info.state.messages);
+    let mut items = Vec::new();
+    let mut seq = last;
+    // Bounded walk back from the newest message (at most 4x the limit, for kind filtering).
+    let mut budget = limit * 4;
+    while seq >= first.max(1) && items.len() < limit && budget > 0 && total > 0 {
+        budget -= 1;
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            let kind = m.subject.rsplit('.').next().unwrap_or("").to_string();
+            if q.kind.as_deref().is_none_or(|k| k == kind) {
+                let h = |k: &str| m.headers.get(k).map(|v| v.as_str().to_string());
+                items.push(serde_json::json!({
+                    "seq": m.sequence,
+                    "kind": kind,
+                    "original_subject": h("Sl-Original-Subject"),
+                    "error": h("Sl-Error"),
+                    "delivered": h("Sl-Delivered").and_then(|d| d.parse::<u64>().ok()),
+                    "msg_id": h("Nats-Msg-Id"),
+                    "payload_bytes": m.payload.len(),
+                    "time": m.time.to_string(),
+                }));
+            }
+        }
+        seq -= 1;
+    }
+    Ok((StatusCode::OK, axum::Json(serde_json::json!({ "total": total, "dead_letters": items })))
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_pass_and_writes_do_not() {
+        for ok in [
+            "SELECT count() FROM events",
+            "  with x AS (SELECT 1) SELECT * FROM x;",
+            "-- note\nSELECT 'DROP TABLE x; INSERT' AS s",
+            "SHOW TABLES",
+            "DESCRIBE TABLE events",
+            "EXPLAIN SELECT 1",
+            "SELECT fileSize FROM t",
+        ] {
+            assert_eq!(check_read_only(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("INSERT INTO events VALUES (1)", "INSERT"),
+            ("DROP TABLE events", "DROP"),
+            ("ALTER TABLE events DELETE WHERE 1", "ALTER"),
+            ("SET readonly = 0", "SET"),
+            ("TRUNCATE TABLE events", "TRUNCATE"),
+            ("CREATE TABLE x (a UInt8) ENGINE = Memory", "CREATE"),
+            ("/* hi */ OPTIMIZE TABLE events", "OPTIMIZE"),
+            ("SELECT 1; DROP TABLE events", "one statement"),
+            ("SELECT * FROM file('/etc/passwd')", "file"),
+            ("SELECT * FROM url ('http://x', CSV)", "url"),
+            ("SELECT 1 SETTINGS readonly = 0", "SETTINGS"),
+            ("SELECT 1 INTO OUTFILE '/tmp/x'", "OUTFILE"),
+            ("", "empty"),
+        ] {
+            let err = check_read_only(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+}
