@@ -168,7 +168,7 @@ impl Actor for ClickHouseSink {
 
 /// Inserts the events not stored yet. Only redelivered messages can be stored already, so only
 /// their ids are looked up.
-async fn insert_new(
+pub async fn insert_new(
     store: &EventStore,
     events: &[Event],
     msgs: &[async_nats::jetstream::Message],
