@@ -33,13 +33,15 @@ check: services build
 test: services
 	@$(ENV) $(CARGO) test -j$(JOBS) --workspace -- --test-threads=2
 
-# Benchmarks, written to .data/reports/bench.md: ingest CPU vs bare decoding, churn soak.
+# Benchmarks, written to .data/reports/bench.md: ingest CPU vs bare decoding, churn soak, vector
+# sets (VADD, VSIM latency and recall) and ClickHouse sink throughput.
 # The dev profile builds dependencies optimised (opt-level 2); the hot paths are GStreamer's C code.
 bench: services
 	@$(ENV) $(CARGO) build -j$(JOBS) -p sightline-loadtest
 	@mkdir -p .data/reports && rm -f .data/reports/bench.md
 	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench cpu
 	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench churn
+	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench store
 	@echo "report: .data/reports/bench.md"
 
 soak: services
