@@ -191,6 +191,16 @@ async fn redelivered_batch_already_stored_is_not_written_again() {
     let (raw, distinct) =
         store.client().query("SELECT count(), uniqExact(id) FROM events").fetch_one::<(u64, u64)>().await.unwrap();
     assert_eq!((raw, distinct), (5, 5), "the redelivered batch was written again");
+    // A retried INSERT of the same batch (an ambiguous failure: it landed, the answer was lost) is
+    // dropped by ClickHouse's insert deduplication token, materialized views included.
+    store.insert_events(&events).await.unwrap();
+    let counts = store
+        .client()
+        .query("SELECT assumeNotNull((SELECT count() FROM events)), assumeNotNull((SELECT count() FROM transcripts)), assumeNotNull((SELECT sum(events) FROM events_per_minute))")
+        .fetch_one::<(u64, u64, u64)>()
+        .await
+        .unwrap();
+    assert_eq!(counts, (5, 5, 5), "(events, transcripts, per-minute rollup) after a retried insert");
     bus.destroy().await;
     let _ = store.client().query(&format!("DROP DATABASE IF EXISTS `{}`", cfg.clickhouse.database)).execute().await;
 }

@@ -275,11 +275,33 @@ impl EventStore {
         let frames: Vec<FrameRow> = events.iter().filter_map(FrameRow::from_event).collect();
         // Frames first: if this fails nothing of the batch is in `events`, which the sink's
         // redelivery check reads.
+        let token = batch_token(events);
         if !frames.is_empty() {
-            self.insert_rows("frames", &frames).await?;
+            self.insert_rows_once("frames", &frames, &token).await?;
         }
         let rows: Vec<EventRow> = events.iter().map(EventRow::from).collect();
-        self.insert_rows("events", &rows).await
+        self.insert_rows_once("events", &rows, &token).await
+    }
+
+    /// One INSERT with an insert deduplication token: ClickHouse drops a retry of the same batch
+    /// (and what its materialized views would write).
+    async fn insert_rows_once<R: clickhouse::RowOwned + clickhouse::RowWrite>(
+        &self,
+        table: &str,
+        rows: &[R],
+        token: &str,
+    ) -> Result<(), StoreError> {
+        let mut insert = self
+            .client
+            .insert::<R>(table)
+            .await
+            .map_err(self.err())?
+            .with_setting("insert_deduplication_token", format!("{table}-{token}"))
+            .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1");
+        for r in rows {
+            insert.write(r).await.map_err(self.err())?;
+        }
+        insert.end().await.map_err(self.err())
     }
 
     /// One INSERT of `rows` into `table`.
@@ -436,6 +458,17 @@ impl EventStore {
         }
         q.bind(limit).fetch_all::<EventRow>().await.map_err(self.err())
     }
+}
+
+/// A batch's identity: a hash of its event ids in order.
+fn batch_token(events: &[Event]) -> String {
+    let mut h = 0xcbf29ce484222325u64;
+    for e in events {
+        for b in e.id.bytes().chain(std::iter::once(0)) {
+            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+    }
+    format!("{h:016x}-{}", events.len())
 }
 
 fn migration_files(dir: &Path) -> Result<Vec<(u32, String, std::path::PathBuf)>, StoreError> {
