@@ -6,7 +6,6 @@ use clap::{Parser, Subcommand};
 use sightline_actors::{Metrics, Node, Roles, StreamSpec};
 use sightline_settings::Config;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(name = "sightline", version, about = "Live-stream media intelligence")]
@@ -74,14 +73,14 @@ async fn run(cfg: Config, roles: Roles, demo: Option<PathBuf>) -> Result<()> {
             format!("cannot listen on {} (port taken? set SIGHTLINE_GATEWAY__LISTEN)", cfg.gateway.listen)
         })?;
         let addr = listener.local_addr()?;
-        let state = sightline_gateway::AppState {
-            cfg: Arc::new(cfg.clone()),
-            bus: node.bus.clone(),
-            registry: node.registry.clone(),
-            store: node.store.clone(),
-            metrics: metrics.clone(),
-            search: Default::default(),
-        };
+        let state = sightline_gateway::AppState::new(
+            &cfg,
+            node.bus.clone(),
+            node.registry.clone(),
+            node.store.clone(),
+            metrics.clone(),
+        )
+        .map_err(anyhow::Error::msg)?;
         let mut rx = stop_rx.clone();
         gateway = Some(tokio::spawn(sightline_gateway::serve(listener, state, async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -123,6 +122,7 @@ async fn start_demo(node: &Node, dir: &Path) -> Result<sightline_streams::testsr
         name: "demo".into(),
         url: live.url.clone(),
         created_ms: sightline_streams::pipeline::now_ms(),
+        paused: false,
     };
     anyhow::ensure!(node.registry.create(&spec).await?, "demo stream id {} is taken", spec.id);
     println!(

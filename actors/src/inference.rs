@@ -10,7 +10,8 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, consumer::pull};
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use sightline_models::{FrameSignature, ModelError, Moonshine, Runtime, SileroVad, hamming};
+use base64::Engine;
+use sightline_models::{FrameSignature, ModelError, Moonshine, Runtime, SileroVad, hamming, thumbnail_bmp};
 use sightline_settings::{Config, SpeechConfig};
 use sightline_wire::{Event, EventKind, FrameInfo, FrameMeta, SceneInfo, decode_audio, decode_frame};
 use std::sync::{Arc, Mutex};
@@ -305,17 +306,24 @@ impl SceneProcessor {
         self.last.insert(meta.stream_id.clone(), (sig.phash, meta.pts_ms));
         let mut e = Event::new(EventKind::Frame, &meta.stream_id, meta.pts_ms, meta.wall_ms, FRAME_MODEL);
         e.score = if keyframe { 1.0 } else { 0.0 };
+        let thumbnail = thumbnail_bmp(pixels, meta.width as usize, meta.height as usize, THUMB_W, THUMB_H)
+            .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+            .unwrap_or_default();
         e.frame = Some(FrameInfo {
             keyframe,
             phash: format!("{:016x}", sig.phash),
             vector: sig.vector,
             labels: Vec::new(),
+            thumbnail,
         });
         Some(e)
     }
 }
 
 pub const FRAME_MODEL: &str = "frame-signature@1";
+/// Size of the thumbnails kept for frames.
+const THUMB_W: usize = 96;
+const THUMB_H: usize = 54;
 
 impl Processor for SceneProcessor {
     fn kind(&self) -> &'static str {

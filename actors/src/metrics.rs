@@ -107,7 +107,7 @@ impl Metrics {
         for reason in ["error", "eos", "stall", "state_change"] {
             self.reconnects.remove(&labels(&[("stream", stream), ("reason", reason)]));
         }
-        for state in ["starting", "running", "degraded", "reconnecting", "failed", "stopped"] {
+        for state in ["starting", "running", "degraded", "reconnecting", "failed", "stopped", "paused"] {
             self.stream_state.remove(&labels(&[("stream", stream), ("state", state)]));
         }
     }

@@ -14,6 +14,9 @@ pub struct StreamSpec {
     pub name: String,
     pub url: String,
     pub created_ms: i64,
+    /// Paused by a user: registered, but not ingested until resumed.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// A stream's lifecycle state.
@@ -32,6 +35,8 @@ pub enum StreamState {
     Failed,
     /// Ended (a finite source reached its end, or the stream was stopped).
     Stopped,
+    /// Paused by a user; resumes on request.
+    Paused,
 }
 
 impl StreamState {
@@ -43,6 +48,7 @@ impl StreamState {
             StreamState::Reconnecting => "reconnecting",
             StreamState::Failed => "failed",
             StreamState::Stopped => "stopped",
+            StreamState::Paused => "paused",
         }
     }
 }
@@ -165,6 +171,17 @@ impl Registry {
         Ok(out)
     }
 
+    /// Pauses or resumes a stream; returns the updated spec, or None when it does not exist.
+    pub async fn set_paused(&self, id: &str, paused: bool) -> Result<Option<StreamSpec>, BusError> {
+        let Some(mut spec) = self.get(id).await? else { return Ok(None) };
+        if spec.paused != paused {
+            spec.paused = paused;
+            let json = serde_json::to_vec(&spec).expect("spec serialises");
+            self.specs.put(id, json.into()).await.map_err(js_err(format!("update {id}")))?;
+        }
+        Ok(Some(spec))
+    }
+
     pub async fn delete(&self, id: &str) -> Result<(), BusError> {
         self.specs.delete(id).await.map_err(js_err(format!("delete {id}")))?;
         Ok(())
@@ -188,7 +205,11 @@ impl Registry {
 
     pub async fn view(&self, spec: StreamSpec) -> Result<StreamView, BusError> {
         let detail = self.status(&spec.id).await?;
-        let status = detail.as_ref().map(|d| d.state).unwrap_or(StreamState::Starting);
+        let status = if spec.paused {
+            StreamState::Paused
+        } else {
+            detail.as_ref().map(|d| d.state).unwrap_or(StreamState::Starting)
+        };
         Ok(StreamView { spec, status, detail })
     }
 

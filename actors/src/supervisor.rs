@@ -115,7 +115,12 @@ impl Actor for StreamSupervisor {
             SupervisorMsg::Registry(Change::Put(spec)) => {
                 let id = spec.id.clone();
                 st.specs.insert(id.clone(), spec.clone());
-                if !st.running.contains_key(&id) {
+                if spec.paused {
+                    if let Some(a) = st.running.remove(&id) {
+                        a.stop(Some("stream paused".into()));
+                        tracing::info!(stream = %id, "stream actor stopped (paused)");
+                    }
+                } else if !st.running.contains_key(&id) {
                     spawn_stream(&myself, st, spec).await;
                 }
             }
@@ -131,7 +136,7 @@ impl Actor for StreamSupervisor {
                 }
             }
             SupervisorMsg::Respawn(id) => {
-                if let Some(spec) = st.specs.get(&id).cloned() {
+                if let Some(spec) = st.specs.get(&id).cloned().filter(|s| !s.paused) {
                     if !st.running.contains_key(&id) {
                         spawn_stream(&myself, st, spec).await;
                     }

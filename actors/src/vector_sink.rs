@@ -9,6 +9,7 @@ use crate::bus::Bus;
 use crate::inference::{WorkSpec, fetch_batch, publish_events, work_consumer};
 use crate::metrics::{Metrics, labels};
 use async_nats::jetstream::{AckKind, consumer::PullConsumer};
+use base64::Engine;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sightline_models::{Runtime, TextEmbedder};
 use sightline_settings::{Config, VectorsConfig};
@@ -214,6 +215,23 @@ async fn write_batch(st: &VectorSinkState, events: &[Event]) -> Result<(), Actor
         }
     }
     st.store.add(&st.frame_set, &plain, &st.cfg.quantization).await?;
+    // Thumbnails, and each stream's latest frame, for the dashboard and search results.
+    let mut blobs = Vec::new();
+    let mut latest: std::collections::HashMap<&str, &Event> = Default::default();
+    for e in events.iter().filter(|e| e.kind == EventKind::Frame) {
+        let Some(f) = e.frame.as_ref() else { continue };
+        if let Ok(bmp) = base64::engine::general_purpose::STANDARD.decode(&f.thumbnail) {
+            blobs.push((st.bus.names.thumbnail_key(&e.id), bmp));
+            let cur = latest.entry(e.stream_id.as_str()).or_insert(e);
+            if e.pts_ms > cur.pts_ms {
+                *cur = e;
+            }
+        }
+    }
+    for (stream, e) in latest {
+        blobs.push((st.bus.names.latest_frame_key(stream), e.id.clone().into_bytes()));
+    }
+    st.store.put_blobs(&blobs, st.cfg.retention_s).await?;
     Ok(())
 }
 

@@ -1,6 +1,9 @@
 //! `GET /v1/feed`: events as they happen over a websocket, filtered by stream and kinds. Each
 //! message carries its JetStream sequence; `since=SEQ` replays from just after it, then goes live.
 //! A client that cannot keep up fills a bounded buffer and is then closed with a reason.
+//! `GET /v1/feed/sse` serves the same feed as server-sent events for simple clients (each event's
+//! `id` is its sequence, so `Last-Event-ID` resumes); there the client's own reading paces the
+//! consumer, so nothing piles up in the gateway.
 
 use crate::error::ApiError;
 use crate::routes::AppState;
@@ -14,20 +17,83 @@ use sightline_wire::{Event, EventKind, FeedItem};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct FeedQuery {
     stream: Option<String>,
     /// Comma-separated kinds (scene, transcript); all when absent.
     kinds: Option<String>,
     /// Resume after this JetStream sequence.
     since: Option<u64>,
+    /// API key, for clients that cannot send an Authorization header.
+    #[allow(dead_code)]
+    access_token: Option<String>,
 }
 
+/// Live feed over a websocket: one JSON message per event, with its JetStream `seq`.
+#[utoipa::path(get, path = "/v1/feed", params(FeedQuery), tag = "feed",
+    responses((status = 101, description = "websocket upgrade; then one JSON event per message"),
+              (status = 400, description = "bad filter", body = crate::error::ErrorBody)))]
 pub async fn feed(
     State(st): State<AppState>,
-    Query(q): Query<FeedQuery>,
+    q: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let messages = open(&st, &q, q.since).await?;
+    let buffer = st.cfg.gateway.feed_buffer;
+    let heartbeat = Duration::from_secs(st.cfg.gateway.feed_heartbeat_s.max(1));
+    let metrics = st.metrics.clone();
+    let closed = st.closed();
+    Ok(ws.on_upgrade(move |socket| async move {
+        metrics.feed_clients.inc();
+        run_feed(socket, messages, buffer, heartbeat, closed).await;
+        metrics.feed_clients.dec();
+    }))
+}
+
+/// The same feed as server-sent events; `Last-Event-ID` (or `since`) resumes after a sequence.
+#[utoipa::path(get, path = "/v1/feed/sse", params(FeedQuery), tag = "feed",
+    responses((status = 200, description = "text/event-stream; `id` is the sequence, `data` the event JSON", content_type = "text/event-stream"),
+              (status = 400, description = "bad filter", body = crate::error::ErrorBody)))]
+pub async fn feed_sse(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+    q: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    use axum::response::IntoResponse;
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let messages = open(&st, &q, last.or(q.since)).await?;
+    let metrics = st.metrics.clone();
+    metrics.feed_clients.inc();
+    let guard = FeedClientGuard(metrics);
+    let events = messages.filter_map(move |m| {
+        let _alive = &guard;
+        let out = m.ok().and_then(|m| {
+            let seq = m.info().ok()?.stream_sequence;
+            let event = serde_json::from_slice::<Event>(&m.payload).ok()?;
+            let json = serde_json::to_string(&FeedItem { seq, event: event.for_clients() }).ok()?;
+            Some(Ok::<_, std::convert::Infallible>(SseEvent::default().id(seq.to_string()).data(json)))
+        });
+        async move { out }
+    });
+    let heartbeat = Duration::from_secs(st.cfg.gateway.feed_heartbeat_s.max(1));
+    let events = events.take_until(st.closed());
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(heartbeat)).into_response())
+}
+
+struct FeedClientGuard(std::sync::Arc<sightline_actors::Metrics>);
+
+impl Drop for FeedClientGuard {
+    fn drop(&mut self) {
+        self.0.feed_clients.dec();
+    }
+}
+
+/// Opens an ordered consumer for the query's filters, starting after `since` or at new events.
+async fn open(st: &AppState, q: &FeedQuery, since: Option<u64>) -> Result<pull::Ordered, ApiError> {
     let kinds: Vec<EventKind> = match &q.kinds {
         None => EventKind::ALL.to_vec(),
         Some(list) => list
@@ -35,10 +101,8 @@ pub async fn feed(
             .filter(|s| !s.is_empty())
             .map(|k| {
                 EventKind::parse(k.trim()).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_kind",
-                        format!("unknown kind `{k}`; kinds are scene, transcript"),
-                    )
+                    let all: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+                    ApiError::bad_request("invalid_kind", format!("unknown kind `{k}`; kinds are {}", all.join(", ")))
                 })
             })
             .collect::<Result<_, _>>()?,
@@ -53,7 +117,7 @@ pub async fn feed(
     }
     let n = &st.bus.names;
     let filters: Vec<String> = kinds.iter().map(|k| n.events_filter(Some(*k), q.stream.as_deref())).collect();
-    let deliver = match q.since {
+    let deliver = match since {
         Some(seq) => DeliverPolicy::ByStartSequence { start_sequence: seq + 1 },
         None => DeliverPolicy::New,
     };
@@ -67,18 +131,17 @@ pub async fn feed(
         })
         .await
         .map_err(|e| ApiError::unavailable(format!("cannot open the feed: {e}")))?;
-    let messages = consumer.messages().await.map_err(|e| ApiError::unavailable(e.to_string()))?;
-    let buffer = st.cfg.gateway.feed_buffer;
-    let heartbeat = Duration::from_secs(st.cfg.gateway.feed_heartbeat_s.max(1));
-    let metrics = st.metrics.clone();
-    Ok(ws.on_upgrade(move |socket| async move {
-        metrics.feed_clients.inc();
-        run_feed(socket, messages, buffer, heartbeat).await;
-        metrics.feed_clients.dec();
-    }))
+    consumer.messages().await.map_err(|e| ApiError::unavailable(e.to_string()))
 }
 
-async fn run_feed(socket: WebSocket, mut messages: pull::Ordered, buffer: usize, heartbeat: Duration) {
+async fn run_feed(
+    socket: WebSocket,
+    mut messages: pull::Ordered,
+    buffer: usize,
+    heartbeat: Duration,
+    closed: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(closed);
     let (mut tx, mut rx) = socket.split();
     let (q_tx, mut q_rx) = mpsc::channel::<String>(buffer);
     // Reader: JetStream → bounded queue. A full queue means the client is too slow.
@@ -112,6 +175,7 @@ async fn run_feed(socket: WebSocket, mut messages: pull::Ordered, buffer: usize,
                     break None;
                 }
             }
+            _ = &mut closed => break Some("server shutting down; reconnect with since=<last seq>"),
             incoming = rx.next() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
                 _ => {}
@@ -124,6 +188,8 @@ async fn run_feed(socket: WebSocket, mut messages: pull::Ordered, buffer: usize,
         _ => close_reason,
     };
     if let Some(reason) = reason {
-        let _ = tx.send(Message::Close(Some(CloseFrame { code: 1008, reason: reason.into() }))).await;
+        // 1001 "going away" for a shutdown, 1008 "policy" for a client that fell behind.
+        let code = if reason.starts_with("server shutting down") { 1001 } else { 1008 };
+        let _ = tx.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
     }
 }

@@ -2,8 +2,10 @@
 //! ClickHouse, search and similar frames (Redis vector sets), read-only SQL, dead letters, health,
 //! Prometheus metrics and the web dashboard.
 
+mod auth;
 mod error;
 mod feed;
+mod openapi;
 mod routes;
 mod search;
 mod sql;
@@ -11,4 +13,6 @@ mod sql;
 pub use error::ApiError;
 pub use routes::{AppState, router, serve};
 pub use search::SearchState;
+pub use auth::sha256_hex;
+pub use openapi::document as openapi_document;
 pub use sql::check_read_only;

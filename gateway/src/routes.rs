@@ -24,26 +24,78 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Vector store and text embedder, connected on first use.
     pub search: Arc<crate::search::SearchState>,
+    /// API keys and rate limits.
+    pub auth: Arc<crate::auth::Auth>,
+    /// Set when the gateway shuts down: long-lived feeds end so the shutdown can complete.
+    pub closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
+
+impl AppState {
+    /// The gateway's state over a running node's bus, registry and store. Fails on bad API keys.
+    pub fn new(
+        cfg: &Config,
+        bus: Bus,
+        registry: Registry,
+        store: EventStore,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let g = &cfg.gateway;
+        let auth = crate::auth::Auth::new(&g.api_keys, g.rate_limit_per_s, g.rate_limit_burst)?;
+        if !auth.enabled() {
+            tracing::warn!("no API keys configured (gateway.api_keys): the API is open to anyone who can reach it");
+        }
+        Ok(Self {
+            cfg: Arc::new(cfg.clone()),
+            bus,
+            registry,
+            store,
+            metrics,
+            search: Default::default(),
+            auth: Arc::new(auth),
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
+        })
+    }
+
+    /// Resolves when the gateway starts shutting down.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
+    }
+}
+
+/// Longest wait for open connections once shutdown began.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub fn router(state: AppState) -> Router {
     let limit = state.cfg.gateway.max_body_bytes;
     Router::new()
         .route("/", get(dashboard_index))
         .route("/dashboard/{file}", get(dashboard_file))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/v1/streams", get(list_streams).post(create_stream))
         .route("/v1/streams/{id}", get(get_stream).delete(delete_stream))
+        .route("/v1/streams/{id}/pause", axum::routing::post(pause_stream))
+        .route("/v1/streams/{id}/resume", axum::routing::post(resume_stream))
         .route("/v1/streams/{id}/events", get(stream_events))
         .route("/v1/feed", get(feed::feed))
+        .route("/v1/feed/sse", get(feed::feed_sse))
         .route("/v1/search", get(crate::search::search))
         .route("/v1/frames/{id}", get(crate::search::frame))
         .route("/v1/frames/{id}/similar", get(crate::search::similar_frames))
+        .route("/v1/frames/{id}/image", get(crate::search::frame_image))
+        .route("/v1/streams/{id}/thumbnail", get(crate::search::stream_thumbnail))
         .route("/v1/sql", axum::routing::post(crate::sql::sql))
         .route("/v1/dlq", get(crate::sql::dlq))
-        .fallback(|| async { ApiError::not_found("no such endpoint; see the README's API section") })
+        .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed here; see /openapi.json")
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::middleware))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -54,19 +106,37 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let closing = state.closing.clone();
+    let closed = state.closed();
+    let signal = async move {
+        shutdown.await;
+        let _ = closing.send(true); // feeds end, in-flight requests finish
+    };
+    let server = axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(signal);
+    tokio::select! {
+        r = server.into_future() => r,
+        _ = async { closed.await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!("connections still open {} s after shutdown began; closing them", SHUTDOWN_GRACE.as_secs());
+            Ok(())
+        }
+    }
 }
 
-#[derive(Debug, Deserialize)]
+/// A stream to register.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateStream {
+pub struct CreateStream {
+    /// rtmp://, rtmps://, rtsp://, http(s):// (HLS); `file` when allowed by config.
     url: String,
+    /// Display name; the same name again returns the same stream.
     #[serde(default)]
     name: Option<String>,
-    /// Client-chosen id; makes creation idempotent (the name does too).
+    /// Client-chosen id (letters, digits, '-', '_'); makes creation idempotent (the name does too).
     #[serde(default)]
     id: Option<String>,
 }
+
 
 /// A request body that could not be read: too large (413) or broken.
 pub(crate) fn body_error(e: BytesRejection, limit: usize) -> ApiError {
@@ -81,6 +151,13 @@ fn id_for_name(name: &str) -> String {
     format!("n{h:016x}")
 }
 
+/// Registers a stream (idempotent by id or name).
+#[utoipa::path(post, path = "/v1/streams", tag = "streams", request_body = CreateStream,
+    responses((status = 201, description = "registered", body = Object), (status = 200, description = "already registered with the same spec", body = Object),
+        (status = 400, description = "bad body or URL", body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 409, description = "id or name taken by another spec", body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
 async fn create_stream(
     State(st): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -136,7 +213,7 @@ async fn create_stream(
         },
     };
     let name = name.unwrap_or_else(|| id.clone());
-    let spec = StreamSpec { id: id.clone(), name, url: url.url, created_ms: now_ms() };
+    let spec = StreamSpec { id: id.clone(), name, url: url.url, created_ms: now_ms(), paused: false };
     if st.registry.create(&spec).await? {
         tracing::info!(stream = %spec.id, url = %spec.url, "stream registered");
         return Ok((StatusCode::CREATED, Json(st.registry.view(spec).await?)));
@@ -157,12 +234,73 @@ async fn create_stream(
     Ok((StatusCode::OK, Json(st.registry.view(current).await?)))
 }
 
-async fn list_streams(State(st): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only streams in this state (starting, running, degraded, reconnecting, failed, stopped, paused).
+    status: Option<String>,
+    /// Only streams whose name contains this text (case-insensitive).
+    name: Option<String>,
+}
+
+/// Registered streams with their state, oldest first.
+#[utoipa::path(get, path = "/v1/streams", tag = "streams", params(ListQuery),
+    responses((status = 200, description = "`{\"streams\": [...]}`", body = Object), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_streams(
+    State(st): State<AppState>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    const STATES: [&str; 7] = ["starting", "running", "degraded", "reconnecting", "failed", "stopped", "paused"];
+    if let Some(s) = &q.status {
+        if !STATES.contains(&s.as_str()) {
+            return Err(ApiError::bad_request("invalid_status", format!("status must be one of {}", STATES.join(", "))));
+        }
+    }
+    let needle = q.name.as_deref().map(str::to_lowercase);
     let mut out = Vec::new();
     for spec in st.registry.list().await? {
-        out.push(st.registry.view(spec).await?);
+        if needle.as_ref().is_some_and(|n| !spec.name.to_lowercase().contains(n.as_str())) {
+            continue;
+        }
+        let view = st.registry.view(spec).await?;
+        if q.status.as_deref().is_some_and(|s| s != view.status.as_str()) {
+            continue;
+        }
+        out.push(view);
     }
     Ok(Json(serde_json::json!({ "streams": out })))
+}
+
+/// Stops ingesting a stream but keeps it registered.
+#[utoipa::path(post, path = "/v1/streams/{id}/pause", tag = "streams", params(("id" = String, Path, description = "stream id")),
+    responses((status = 200, description = "the stream, now paused", body = Object), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+async fn pause_stream(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<StreamView>, ApiError> {
+    set_paused(st, id, true).await
+}
+
+/// Resumes a paused stream.
+#[utoipa::path(post, path = "/v1/streams/{id}/resume", tag = "streams", params(("id" = String, Path, description = "stream id")),
+    responses((status = 200, description = "the stream, resuming", body = Object), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+async fn resume_stream(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<StreamView>, ApiError> {
+    set_paused(st, id, false).await
+}
+
+async fn set_paused(st: AppState, id: String, paused: bool) -> Result<Json<StreamView>, ApiError> {
+    check_id(&id)?;
+    let spec = st
+        .registry
+        .set_paused(&id, paused)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no stream with id {id}")))?;
+    tracing::info!(stream = %id, paused, "stream {}", if paused { "paused" } else { "resumed" });
+    Ok(Json(st.registry.view(spec).await?))
 }
 
 pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
@@ -175,6 +313,11 @@ pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// One stream with its live status.
+#[utoipa::path(get, path = "/v1/streams/{id}", tag = "streams", params(("id" = String, Path, description = "stream id")),
+    responses((status = 200, body = Object), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
 async fn get_stream(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -185,6 +328,11 @@ async fn get_stream(
     Ok(Json(st.registry.view(spec).await?))
 }
 
+/// Stops and removes a stream.
+#[utoipa::path(delete, path = "/v1/streams/{id}", tag = "streams", params(("id" = String, Path, description = "stream id")),
+    responses((status = 204, description = "deleted"), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
 async fn delete_stream(State(st): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     check_id(&id)?;
     if st.registry.get(&id).await?.is_none() {
@@ -195,18 +343,27 @@ async fn delete_stream(State(st): State<AppState>, Path(id): Path<String>) -> Re
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
-struct EventsQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// One kind: scene, transcript, frame, duplicate.
     kind: Option<String>,
+    /// At most this many (default 1000, at most 10000).
     limit: Option<u64>,
 }
 
 /// Events of a stream as stored in ClickHouse (deduplicated), in media-time order.
+/// A stream's events as stored in ClickHouse, in media-time order.
+#[utoipa::path(get, path = "/v1/streams/{id}/events", tag = "streams", params(("id" = String, Path, description = "stream id"), EventsQuery),
+    responses((status = 200, body = Object), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 503, description = "ClickHouse unreachable", body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
 async fn stream_events(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<EventsQuery>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     check_id(&id)?;
     let limit = q.limit.unwrap_or(1000).min(10_000);
     let kind = match &q.kind {
@@ -221,6 +378,15 @@ async fn stream_events(
     Ok(Json(serde_json::json!({ "stream_id": id, "events": events })))
 }
 
+/// Alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "ok", content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready: NATS connected, ClickHouse and Redis answering.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Object), (status = 503, description = "what is not reachable", body = Object)))]
 async fn readyz(State(st): State<AppState>) -> Response {
     let nats = st.bus.client.connection_state() == async_nats::connection::State::Connected;
     let clickhouse = st.store.version().await.map_err(|e| e.to_string());
@@ -238,6 +404,8 @@ async fn readyz(State(st): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Prometheus / OpenMetrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 async fn metrics(State(st): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

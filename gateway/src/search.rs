@@ -47,11 +47,14 @@ impl SearchState {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
+    /// Words to search for (what was said).
     q: Option<String>,
+    /// Hits to return (default 10).
     k: Option<usize>,
+    /// Only this stream.
     stream: Option<String>,
     /// Wall-clock bounds: Unix milliseconds or RFC 3339.
     from: Option<String>,
@@ -101,6 +104,10 @@ fn check_k(k: Option<usize>, max: usize) -> Result<usize, ApiError> {
 
 /// `GET /v1/search`: embeds the query and asks the text set for the nearest transcript lines
 /// (and OCR lines and labels, once those models run), filtered by stream, time and kind.
+#[utoipa::path(get, path = "/v1/search", tag = "search", params(SearchQuery),
+    responses((status = 200, description = "hits, best first", body = Object), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 503, description = "Redis or the model unavailable", body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn search(
     State(st): State<AppState>,
     q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
@@ -185,6 +192,9 @@ fn check_frame_id(id: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /v1/frames/{id}`: a kept frame (without its vector).
+#[utoipa::path(get, path = "/v1/frames/{id}", tag = "search", params(("id" = String, Path, description = "frame event id")),
+    responses((status = 200, body = Object), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn frame(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     check_frame_id(&id)?;
     let rows = st.store.frames_by_id(std::slice::from_ref(&id)).await?;
@@ -202,13 +212,17 @@ pub async fn frame(State(st): State<AppState>, Path(id): Path<String>) -> Result
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct SimilarQuery {
+    /// Frames to return (default 10).
     k: Option<usize>,
 }
 
 /// `GET /v1/frames/{id}/similar`: the nearest kept frames across all streams.
+#[utoipa::path(get, path = "/v1/frames/{id}/similar", tag = "search", params(("id" = String, Path, description = "frame event id"), SimilarQuery),
+    responses((status = 200, body = Object), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn similar_frames(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -237,4 +251,38 @@ pub async fn similar_frames(
         })
         .collect();
     Ok(Json(serde_json::json!({ "id": id, "k": k, "similar": out })))
+}
+
+fn bmp(bytes: Vec<u8>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(axum::http::header::CONTENT_TYPE, "image/bmp"), (axum::http::header::CACHE_CONTROL, "max-age=60")], bytes)
+        .into_response()
+}
+
+/// `GET /v1/frames/{id}/image`: the frame's thumbnail (BMP).
+#[utoipa::path(get, path = "/v1/frames/{id}/image", tag = "search", params(("id" = String, Path, description = "frame event id")),
+    responses((status = 200, description = "96x54 BMP", content_type = "image/bmp"), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn frame_image(State(st): State<AppState>, Path(id): Path<String>) -> Result<axum::response::Response, ApiError> {
+    check_frame_id(&id)?;
+    let vectors = st.search.vectors(&st.cfg.redis.url).await?;
+    let img = vectors.get_blob(&st.bus.names.thumbnail_key(&id)).await?;
+    img.map(bmp).ok_or_else(|| ApiError::not_found(format!("no picture of frame {id}")))
+}
+
+/// `GET /v1/streams/{id}/thumbnail`: the stream's latest kept frame (BMP).
+#[utoipa::path(get, path = "/v1/streams/{id}/thumbnail", tag = "streams", params(("id" = String, Path, description = "stream id")),
+    responses((status = 200, description = "96x54 BMP", content_type = "image/bmp"), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn stream_thumbnail(State(st): State<AppState>, Path(id): Path<String>) -> Result<axum::response::Response, ApiError> {
+    crate::routes::check_id(&id)?;
+    let vectors = st.search.vectors(&st.cfg.redis.url).await?;
+    let Some(frame) = vectors.get_blob(&st.bus.names.latest_frame_key(&id)).await? else {
+        return Err(ApiError::not_found(format!("no frame kept yet for stream {id}")));
+    };
+    let frame = String::from_utf8_lossy(&frame).into_owned();
+    let img = vectors.get_blob(&st.bus.names.thumbnail_key(&frame)).await?;
+    img.map(bmp).ok_or_else(|| ApiError::not_found(format!("no picture for stream {id}")))
 }

@@ -103,14 +103,22 @@ pub fn check_read_only(sql: &str) -> Result<(), String> {
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
+/// A read-only query.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SqlRequest {
+pub struct SqlRequest {
+    /// One SELECT / WITH / SHOW / DESCRIBE / EXPLAIN / EXISTS statement.
     sql: String,
+    /// "json" (default) or "csv".
     #[serde(default)]
     format: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/sql", tag = "sql", request_body = SqlRequest,
+    responses((status = 200, description = "ClickHouse JSON (meta, data, rows) or CSV with names", body = Object),
+        (status = 400, description = "not read-only, or rejected by ClickHouse", body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn sql(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let body = body.map_err(|e| crate::routes::body_error(e, st.cfg.gateway.max_body_bytes))?;
     let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
@@ -143,14 +151,20 @@ pub async fn sql(State(st): State<AppState>, body: Result<Bytes, BytesRejection>
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct DlqQuery {
+    /// Only this work kind (scenes, speech).
     kind: Option<String>,
+    /// At most this many, newest first (1..=1000, default 100).
     limit: Option<usize>,
 }
 
 /// `GET /v1/dlq`: the newest dead letters, read from the JetStream DLQ stream itself.
+#[utoipa::path(get, path = "/v1/dlq", tag = "operations", params(DlqQuery),
+    responses((status = 200, description = "`total` and the newest `dead_letters`", body = Object), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn dlq(
     State(st): State<AppState>,
     q: Result<Query<DlqQuery>, axum::extract::rejection::QueryRejection>,

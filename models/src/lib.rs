@@ -14,4 +14,4 @@ pub use stt::{Moonshine, Transcript};
 pub use tokenizer::TokenDecoder;
 pub use vad::SileroVad;
 pub use embed::{TEXT_DIM, TextEmbedder, WordPiece};
-pub use signature::{FrameSignature, SIGNATURE_DIM, hamming};
+pub use signature::{FrameSignature, SIGNATURE_DIM, hamming, thumbnail_bmp};

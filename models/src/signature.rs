@@ -62,6 +62,36 @@ impl FrameSignature {
     }
 }
 
+/// A small picture of the frame (box-filtered to `tw` x `th`) as a 24-bit BMP file, which every
+/// browser shows without an image codec on our side.
+pub fn thumbnail_bmp(rgb: &[u8], width: usize, height: usize, tw: usize, th: usize) -> Option<Vec<u8>> {
+    if rgb.len() != width * height * 3 || tw == 0 || th == 0 || tw > width || th > height {
+        return None;
+    }
+    let cells = cell_means(rgb, width, height, tw, th);
+    let row = (tw * 3).div_ceil(4) * 4;
+    let size = 54 + row * th;
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(b"BM");
+    out.extend_from_slice(&(size as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&54u32.to_le_bytes());
+    out.extend_from_slice(&40u32.to_le_bytes());
+    out.extend_from_slice(&(tw as i32).to_le_bytes());
+    out.extend_from_slice(&(th as i32).to_le_bytes()); // positive: rows bottom-up
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&24u16.to_le_bytes());
+    out.extend_from_slice(&[0; 24]); // no compression, sizes and palette left to defaults
+    for y in (0..th).rev() {
+        let start = out.len();
+        for c in &cells[y * tw..(y + 1) * tw] {
+            out.extend_from_slice(&[c[2].round() as u8, c[1].round() as u8, c[0].round() as u8]);
+        }
+        out.resize(start + row, 0);
+    }
+    Some(out)
+}
+
 /// Number of differing bits between two perceptual hashes.
 pub fn hamming(a: u64, b: u64) -> u32 {
     (a ^ b).count_ones()
@@ -98,6 +128,18 @@ mod tests {
         assert!(hamming(sa.phash, sb.phash) > 10);
         let unit: f32 = sb.vector.iter().map(|x| x * x).sum();
         assert!((unit - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn thumbnails_are_bmp_files_of_the_right_size() {
+        let f = frame(64, 36, |x, _| [if x < 32 { 255 } else { 0 }, 0, 0]);
+        let bmp = thumbnail_bmp(&f, 64, 36, 16, 9).unwrap();
+        assert_eq!(&bmp[..2], b"BM");
+        assert_eq!(bmp.len(), 54 + 48 * 9);
+        assert_eq!(u32::from_le_bytes(bmp[2..6].try_into().unwrap()) as usize, bmp.len());
+        // First pixel of the bottom row: red, stored as BGR.
+        assert_eq!(&bmp[54..57], &[0, 0, 255]);
+        assert!(thumbnail_bmp(&f, 64, 36, 100, 9).is_none());
     }
 
     #[test]

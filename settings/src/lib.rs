@@ -125,6 +125,23 @@ pub struct GatewayConfig {
     pub sql_max_seconds: u64,
     /// Largest `k` accepted by search and similar-frame lookups.
     pub search_max_k: usize,
+    /// API keys; none configured leaves the API open (the gateway warns at start).
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Requests per second per key (per client address while the API is open); 0 turns limits off.
+    pub rate_limit_per_s: f64,
+    /// Requests a key may make in a burst above that rate.
+    pub rate_limit_burst: u32,
+}
+
+/// One API key, stored as the SHA-256 of the secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    pub name: String,
+    /// Lower-case hex SHA-256 of the key (`printf %s KEY | sha256sum`).
+    pub sha256: String,
+    /// "read" (queries, search, feeds) or "admin" (also creating, deleting, pausing streams).
+    pub scope: String,
 }
 
 impl Default for GatewayConfig {
@@ -138,6 +155,9 @@ impl Default for GatewayConfig {
             sql_max_rows: 10_000,
             sql_max_seconds: 10,
             search_max_k: 100,
+            api_keys: Vec::new(),
+            rate_limit_per_s: 50.0,
+            rate_limit_burst: 100,
         }
     }
 }

@@ -210,6 +210,28 @@ impl VectorStore {
         Ok(())
     }
 
+    /// Stores small binary values (thumbnails) with an expiry (0: none), pipelined.
+    pub async fn put_blobs(&self, items: &[(String, Vec<u8>)], ttl_s: u64) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (k, v) in items {
+            let cmd = pipe.cmd("SET").arg(k).arg(v.as_slice());
+            if ttl_s > 0 {
+                cmd.arg("EX").arg(ttl_s);
+            }
+            cmd.ignore();
+        }
+        let mut c = self.conn.clone();
+        pipe.query_async::<()>(&mut c).await.map_err(self.err())
+    }
+
+    pub async fn get_blob(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("GET").arg(key).query_async(&mut c).await.map_err(self.err())
+    }
+
     /// `PING`, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut c = self.conn.clone();

@@ -6,7 +6,6 @@
 use sightline_actors::{Metrics, Node, Roles};
 use sightline_settings::Config;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub struct TestSystem {
@@ -47,14 +46,14 @@ impl TestSystem {
             .expect("node starts (are the services up? `make services`)");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = sightline_gateway::AppState {
-            cfg: Arc::new(cfg.clone()),
-            bus: node.bus.clone(),
-            registry: node.registry.clone(),
-            store: node.store.clone(),
+        let state = sightline_gateway::AppState::new(
+            &cfg,
+            node.bus.clone(),
+            node.registry.clone(),
+            node.store.clone(),
             metrics,
-            search: Default::default(),
-        };
+        )
+        .expect("gateway state");
         let (stop, mut rx) = tokio::sync::watch::channel(false);
         let gateway = tokio::spawn(sightline_gateway::serve(listener, state, async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -105,10 +104,23 @@ pub async fn http(
     path: &str,
     body: Option<&str>,
 ) -> (u16, serde_json::Value) {
+    let (status, _, json) = http_full(addr, method, path, body, None).await;
+    (status, json)
+}
+
+/// Like [`http`], with an optional API key; also returns the response head.
+pub async fn http_full(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    key: Option<&str>,
+) -> (u16, String, serde_json::Value) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect to gateway");
     let body = body.unwrap_or("");
+    let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
@@ -127,7 +139,7 @@ pub async fn http(
     } else {
         serde_json::from_str(&raw).unwrap_or(serde_json::Value::String(raw))
     };
-    (status, json)
+    (status, head.to_string(), json)
 }
 
 fn dechunk(mut raw: &str) -> String {

@@ -84,6 +84,14 @@ impl Names {
     pub fn vector_set(&self, space: &str) -> String {
         format!("{}:vectors:{space}", self.root)
     }
+    /// Redis key of a frame's thumbnail.
+    pub fn thumbnail_key(&self, frame_id: &str) -> String {
+        format!("{}:thumbs:{frame_id}", self.root)
+    }
+    /// Redis key naming a stream's latest kept frame.
+    pub fn latest_frame_key(&self, stream_id: &str) -> String {
+        format!("{}:latest_frame:{stream_id}", self.root)
+    }
     /// Subjects of one kind of event, every stream.
     pub fn events_of_kind(&self, kind: EventKind) -> String {
         format!("{}.events.{}.*", self.root, kind.as_str())
@@ -279,6 +287,9 @@ pub struct FrameInfo {
     /// Image labels with scores, best first, when a labelling model runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<Label>,
+    /// A small picture of the frame (BMP, base64); stored by the vector sink, left out of the feed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub thumbnail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -351,8 +362,13 @@ impl Event {
                     labels: Vec<Label>,
                 }
                 if let Ok(f) = serde_json::from_str::<F>(detail) {
-                    self.frame =
-                        Some(FrameInfo { keyframe: f.keyframe, phash: f.phash, vector: Vec::new(), labels: f.labels });
+                    self.frame = Some(FrameInfo {
+                        keyframe: f.keyframe,
+                        phash: f.phash,
+                        vector: Vec::new(),
+                        labels: f.labels,
+                        thumbnail: String::new(),
+                    });
                 }
             }
             EventKind::Duplicate => self.duplicate = serde_json::from_str(detail).ok(),
@@ -365,6 +381,7 @@ impl Event {
     pub fn for_clients(mut self) -> Self {
         if let Some(f) = self.frame.as_mut() {
             f.vector = Vec::new();
+            f.thumbnail = String::new();
         }
         self
     }

@@ -244,7 +244,7 @@ async fn churn(report: &Path, n: usize, rounds: usize, config: Option<&Path>) ->
         async move {
             let ids: Vec<String> = (0..n).map(|i| format!("churn-{round}-{i}")).collect();
             for id in &ids {
-                reg.create(&StreamSpec { id: id.clone(), name: id.clone(), url: url.clone(), created_ms: 0 })
+                reg.create(&StreamSpec { id: id.clone(), name: id.clone(), url: url.clone(), created_ms: 0, paused: false })
                     .await?;
             }
             // Each stream must be decoding before it is deleted.
