@@ -25,7 +25,7 @@ build: setup
 	$(CARGO) build -j$(JOBS) --workspace
 
 run: services build
-	@$(ENV) SIGHTLINE_INGEST__ALLOW_PRIVATE_HOSTS=true $(CARGO_TARGET_DIR)/debug/sightline run --demo
+	@bash scripts/run-dev.sh
 
 check: services build
 	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline check

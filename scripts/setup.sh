@@ -16,7 +16,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 APT_PKGS=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gstreamer1.0-tools ffmpeg espeak-ng fonts-dejavu-core pkg-config python3-venv curl ca-certificates
-  nginx-light libnginx-mod-rtmp gir1.2-gst-rtsp-server-1.0 python3-gi bc)
+  nginx-light libnginx-mod-rtmp gir1.2-gst-rtsp-server-1.0 python3-gi bc chromium chromium-driver)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -78,6 +78,14 @@ if [ ! -f "$stamp" ]; then
 else
   step "Python environment: present"
 fi
+# The API fuzzer (schemathesis) in a venv of its own: it needs its dependencies, the models do not.
+FUZZ=$CACHE/venv-fuzz
+if [ ! -f "$FUZZ/.sightline-schemathesis-4.32.5" ]; then
+  step "installing schemathesis 4.32.5"
+  python3 -m venv "$FUZZ"
+  "$FUZZ/bin/pip" install -q "schemathesis==4.32.5"
+  touch "$FUZZ/.sightline-schemathesis-4.32.5"
+fi
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
 # ---- 4. ONNX Runtime shared library and models, copied to stable paths -------------------------------
@@ -111,5 +119,6 @@ export SIGHTLINE_MODELS__DIR="$MODELS"
 export SIGHTLINE_MODELS__ONNXRUNTIME_LIB="$CACHE/lib/libonnxruntime.so"
 export SIGHTLINE_PYTHON="$VENV/bin/python"
 export SIGHTLINE_FIXTURES="$FIXTURES"
+export SIGHTLINE_SCHEMATHESIS="$FUZZ/bin/st"
 EOF
 step "done"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# `make run`: the whole system on loopback with the demo stream and a generated admin API key
+# (kept in .data/dev-api-key, printed at start). Test sources live on loopback, so private hosts
+# are allowed here.
+set -euo pipefail
+source "${SIGHTLINE_CACHE:-$HOME/.cache/sightline}/env"
+mkdir -p .data
+[ -s .data/dev-api-key ] || python3 -c 'import secrets; print(secrets.token_urlsafe(24))' > .data/dev-api-key
+KEY=$(cat .data/dev-api-key)
+HASH=$(printf %s "$KEY" | sha256sum | cut -c1-64)
+export SIGHTLINE_GATEWAY__API_KEYS="[{ name = \"dev\", sha256 = \"$HASH\", scope = \"admin\" }]"
+echo "dev API key (admin): $KEY"
+echo "dashboard: http://127.0.0.1:8080/?key=$KEY    API: curl -H 'Authorization: Bearer $KEY' http://127.0.0.1:8080/v1/streams"
+export MALLOC_ARENA_MAX=2 SIGHTLINE_INGEST__ALLOW_PRIVATE_HOSTS=true
+exec "${CARGO_TARGET_DIR:-$HOME/.cache/sightline/target}/debug/sightline" run --demo "$@"
