@@ -3,6 +3,7 @@
 //! the sinks that move events into the stores. Everything is started from [`node::Node`].
 
 pub mod bus;
+pub mod event_batch;
 pub mod inference;
 pub mod metrics;
 pub mod node;

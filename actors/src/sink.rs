@@ -9,9 +9,10 @@
 
 use crate::bus::Bus;
 use crate::inference::{WorkSpec, fetch_batch, work_consumer};
-use crate::metrics::{Metrics, labels};
+use crate::event_batch::{export_lag, sink_poll};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
-use async_nats::jetstream::{AckKind, consumer::PullConsumer};
+use async_nats::jetstream::consumer::PullConsumer;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sightline_settings::SinkConfig;
 use sightline_store::{DlqRow, EventStore, PipelineRow, StreamRow};
@@ -97,7 +98,6 @@ impl Actor for ClickHouseSink {
         _: SinkMsg,
         st: &mut SinkState,
     ) -> Result<(), ActorProcessingErr> {
-        let l = labels(&[("sink", "clickhouse")]);
         if st.last_status.elapsed() >= Duration::from_secs(st.args.cfg.status_interval_s.max(1)) {
             st.last_status = Instant::now();
             if let Err(e) = copy_dead_letters(st).await {
@@ -106,61 +106,19 @@ impl Actor for ClickHouseSink {
             if let Err(e) = snapshot_status(st).await {
                 tracing::warn!(error = %e, "stream status snapshot failed; will retry");
             }
-            if let Ok(info) = st.consumer.info().await {
-                st.args.metrics.sink_lag.get_or_create(&l).set(info.num_pending as i64 + info.num_ack_pending as i64);
-            }
+            export_lag(&st.consumer, &st.args.metrics, "clickhouse").await;
         }
-        let batch = match fetch_batch(&st.consumer, &st.work).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "sink fetch failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                Vec::new()
-            }
-        };
-        if !batch.is_empty() {
-            let mut events = Vec::with_capacity(batch.len());
-            let mut keep = Vec::with_capacity(batch.len());
-            for m in batch {
-                match serde_json::from_slice::<Event>(&m.payload) {
-                    Ok(e) => {
-                        events.push(e);
-                        keep.push(m);
-                    }
-                    Err(e) => {
-                        // Not an event we can store: keep it out of the way, visibly.
-                        tracing::error!(error = %e, subject = %m.subject, "undecodable event dropped by the sink");
-                        st.args.metrics.sink_errors.get_or_create(&l).inc();
-                        let _ = m.ack_with(AckKind::Term).await;
-                    }
-                }
-            }
-            let started = Instant::now();
-            match insert_new(&st.args.store, &events, &keep).await {
-                Ok(()) => {
-                    st.args.metrics.sink_seconds.get_or_create(&l).observe(started.elapsed().as_secs_f64());
-                    st.args.metrics.sink_rows.get_or_create(&l).inc_by(events.len() as u64);
-                    for m in &keep {
-                        if let Err(e) = m.ack().await {
-                            tracing::warn!(error = %e, "sink ack failed; the row will be rewritten (idempotent)");
-                        }
-                    }
-                    st.failures = 0;
-                }
-                Err(e) => {
-                    st.failures += 1;
-                    st.args.metrics.sink_errors.get_or_create(&l).inc();
-                    let delay = Duration::from_millis(
-                        (st.args.cfg.retry_initial_ms << st.failures.min(10).saturating_sub(1)).min(30_000),
-                    );
-                    tracing::warn!(error = %e, rows = events.len(), retry_in_ms = delay.as_millis() as u64, "ClickHouse insert failed; events stay in JetStream");
-                    for m in &keep {
-                        let _ = m.ack_with(AckKind::Nak(Some(delay))).await;
-                    }
-                    tokio::time::sleep(delay.min(Duration::from_secs(5))).await;
-                }
-            }
-        }
+        let store = &st.args.store;
+        st.failures = sink_poll(
+            &st.consumer,
+            &st.work,
+            &st.args.metrics,
+            "clickhouse",
+            st.args.cfg.retry_initial_ms,
+            st.failures,
+            async |events: &[Event], msgs: &[async_nats::jetstream::Message]| insert_new(store, events, msgs).await,
+        )
+        .await;
         myself.send_message(SinkMsg::Poll)?;
         Ok(())
     }

@@ -6,9 +6,10 @@
 //! Writes are idempotent: the element is the event id, so a redelivery replaces itself.
 
 use crate::bus::Bus;
-use crate::inference::{WorkSpec, fetch_batch, publish_events, work_consumer};
-use crate::metrics::{Metrics, labels};
-use async_nats::jetstream::{AckKind, consumer::PullConsumer};
+use crate::inference::{WorkSpec, publish_events, work_consumer};
+use crate::event_batch::{export_lag, sink_poll};
+use crate::metrics::Metrics;
+use async_nats::jetstream::consumer::PullConsumer;
 use base64::Engine;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sightline_models::{Runtime, TextEmbedder};
@@ -44,6 +45,7 @@ pub struct VectorSinkState {
     frame_set: String,
     failures: u32,
     last_sweep: Instant,
+    last_lag: Instant,
 }
 
 pub enum VectorSinkMsg {
@@ -107,6 +109,7 @@ impl Actor for VectorSink {
             embedder: Arc::new(Mutex::new(embedder)),
             failures: 0,
             last_sweep: Instant::now(),
+            last_lag: Instant::now(),
         })
     }
 
@@ -116,66 +119,28 @@ impl Actor for VectorSink {
         _: VectorSinkMsg,
         st: &mut VectorSinkState,
     ) -> Result<(), ActorProcessingErr> {
-        let l = labels(&[("sink", "redis")]);
         if st.cfg.retention_s > 0 && st.last_sweep.elapsed() >= Duration::from_secs(st.cfg.sweep_interval_s) {
             st.last_sweep = Instant::now();
             if let Err(e) = sweep(st).await {
                 tracing::warn!(error = %e, "vector retention sweep failed; will retry");
             }
         }
-        let batch = match fetch_batch(&st.consumer, &st.work).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "vector sink fetch failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                Vec::new()
-            }
-        };
-        if let Ok(info) = st.consumer.info().await {
-            st.metrics.sink_lag.get_or_create(&l).set(info.num_pending as i64 + info.num_ack_pending as i64);
+        if st.last_lag.elapsed() >= Duration::from_secs(5) {
+            st.last_lag = Instant::now();
+            export_lag(&st.consumer, &st.metrics, "redis").await;
         }
-        if !batch.is_empty() {
-            let mut events = Vec::with_capacity(batch.len());
-            let mut keep = Vec::with_capacity(batch.len());
-            for m in batch {
-                match serde_json::from_slice::<Event>(&m.payload) {
-                    Ok(e) => {
-                        events.push(e);
-                        keep.push(m);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, subject = %m.subject, "undecodable event dropped by the vector sink");
-                        st.metrics.sink_errors.get_or_create(&l).inc();
-                        let _ = m.ack_with(AckKind::Term).await;
-                    }
-                }
-            }
-            let started = Instant::now();
-            match write_batch(st, &events).await {
-                Ok(()) => {
-                    st.metrics.sink_seconds.get_or_create(&l).observe(started.elapsed().as_secs_f64());
-                    st.metrics.sink_rows.get_or_create(&l).inc_by(events.len() as u64);
-                    for m in &keep {
-                        if let Err(e) = m.ack().await {
-                            tracing::warn!(error = %e, "vector sink ack failed; the element will be rewritten (idempotent)");
-                        }
-                    }
-                    st.failures = 0;
-                }
-                Err(e) => {
-                    st.failures += 1;
-                    st.metrics.sink_errors.get_or_create(&l).inc();
-                    let delay = Duration::from_millis(
-                        (st.cfg.retry_initial_ms << st.failures.min(10).saturating_sub(1)).min(30_000),
-                    );
-                    tracing::warn!(error = %e, events = events.len(), retry_in_ms = delay.as_millis() as u64, "vector write failed; events stay in JetStream");
-                    for m in &keep {
-                        let _ = m.ack_with(AckKind::Nak(Some(delay))).await;
-                    }
-                    tokio::time::sleep(delay.min(Duration::from_secs(5))).await;
-                }
-            }
-        }
+        let state = &*st;
+        let failures = sink_poll(
+            &state.consumer,
+            &state.work,
+            &state.metrics,
+            "redis",
+            state.cfg.retry_initial_ms,
+            state.failures,
+            async |events: &[Event], _: &[async_nats::jetstream::Message]| write_batch(state, events).await,
+        )
+        .await;
+        st.failures = failures;
         myself.send_message(VectorSinkMsg::Poll)?;
         Ok(())
     }
