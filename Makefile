@@ -34,7 +34,8 @@ test: services
 	@$(ENV) $(CARGO) test -j$(JOBS) --workspace -- --test-threads=2
 
 # Benchmarks, written to .data/reports/bench.md: ingest CPU vs bare decoding, churn soak, vector
-# sets (VADD, VSIM latency and recall) and ClickHouse sink throughput.
+# sets (VADD, VSIM latency and recall), ClickHouse sink throughput, and inference (the OCR actor vs
+# bare ONNX Runtime; batch-size sweeps per model).
 # The dev profile builds dependencies optimised (opt-level 2); the hot paths are GStreamer's C code.
 bench: services
 	@$(ENV) $(CARGO) build -j$(JOBS) -p sightline-loadtest
@@ -42,6 +43,7 @@ bench: services
 	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench cpu
 	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench churn
 	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench store
+	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench inference
 	@echo "report: .data/reports/bench.md"
 
 soak: services

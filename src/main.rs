@@ -186,6 +186,8 @@ async fn check(cfg: &Config) -> bool {
         ("model stt-tokenizer", &m.stt_tokenizer),
         ("model text-embedder", &m.text_embedder),
         ("model text-tokenizer", &m.text_tokenizer),
+        ("model ocr-detector", &m.ocr_detector),
+        ("model ocr-recognizer", &m.ocr_recognizer),
     ] {
         let path = m.path(file);
         let res = match (&rt, path.exists()) {

@@ -25,7 +25,9 @@ fn loop_distance(pts: i64, at: i64, period: i64) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_similar_frames_duplicates_and_sql() {
-    let sys = TestSystem::start(test_config(), Roles::ALL).await;
+    let mut cfg = test_config();
+    cfg.ocr.workers = 1;
+    let sys = TestSystem::start(cfg, Roles::ALL).await;
     let clips = std::env::temp_dir().join("sightline-test-clips");
     let (same, other) = (ClipSpec::standard(), ClipSpec::alternate());
     let same_file = same.render(&clips).await.expect("clip renders");
@@ -55,6 +57,7 @@ async fn search_similar_frames_duplicates_and_sql() {
         let done = count(&feed, EventKind::Duplicate, &b) + count(&feed, EventKind::Duplicate, &a) >= 3
             && count(&feed, EventKind::Transcript, &a) >= 3
             && count(&feed, EventKind::Transcript, &c) >= 3
+            && count(&feed, EventKind::Ocr, &c) >= 2
             && count(&feed, EventKind::Scene, &b) >= 4;
         if done {
             break;
@@ -115,6 +118,30 @@ async fn search_similar_frames_duplicates_and_sql() {
     assert_eq!(first["stream_id"], c.as_str(), "{body}");
     assert!(first["text"].as_str().unwrap().to_lowercase().contains("rain"), "{body}");
     assert!(body["hits"].as_array().unwrap().iter().all(|h| h["stream_id"] == c.as_str()));
+
+    // Search: the words of a burned-in caption find its stream and moment (±2 s) in the top 5.
+    let caption_at: i64 = other.scenes.iter().take_while(|s| s.caption != Some("MARKETS CLOSE HIGHER")).map(|s| s.seconds as i64 * 1000).sum();
+    let ocr_lines: Vec<&str> = feed.iter().filter(|f| f.event.kind == EventKind::Ocr && f.event.stream_id == c).map(|f| f.event.text.as_str()).collect();
+    assert!(ocr_lines.contains(&"MARKETS CLOSE HIGHER") || ocr_lines.contains(&"SPORTS RESULTS TONIGHT"), "OCR lines of {c}: {ocr_lines:?}");
+    let mut hits = Vec::new();
+    for _ in 0..20 {
+        let (status, body) =
+            sys.http("GET", &format!("/v1/search?q={}&k=5&kinds=ocr", url_encode("markets close higher")), None).await;
+        assert_eq!(status, 200, "{body}");
+        hits = body["hits"].as_array().unwrap().clone();
+        if hits.iter().any(|h| h["stream_id"] == c.as_str()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("caption hits: {hits:?}");
+    assert!(
+        hits.iter().take(5).any(|h| h["stream_id"] == c.as_str()
+            && h["kind"] == "ocr"
+            && h["text"] == "MARKETS CLOSE HIGHER"
+            && loop_distance(h["pts_ms"].as_i64().unwrap(), caption_at, other.duration_ms()) <= 2000),
+        "no OCR hit for the caption near {caption_at} ms on {c}"
+    );
     for bad in ["/v1/search", "/v1/search?q=x&k=0", "/v1/search?q=x&kinds=scene", "/v1/search?q=x&from=yesterday"] {
         let (status, body) = sys.http("GET", bad, None).await;
         assert_eq!(status, 400, "{bad}: {body}");
@@ -151,6 +178,12 @@ async fn search_similar_frames_duplicates_and_sql() {
         .await;
     assert_eq!(status, 200, "{res}");
     assert_eq!(res["data"][0]["dim"], 432, "{res}");
+    let (status, res) = sys
+        .http("POST", "/v1/sql", Some(&sql(&format!("SELECT text, box, confidence FROM ocr_text FINAL WHERE stream_id = '{c}'"))))
+        .await;
+    assert_eq!(status, 200, "{res}");
+    assert!(res["data"].as_array().unwrap().iter().any(|r| r["text"] == "MARKETS CLOSE HIGHER"
+        && r["box"].as_array().is_some_and(|b| b.len() == 4)), "ocr_text rows: {res}");
     let (status, res) = sys
         .http("POST", "/v1/sql", Some(&sql(&format!("SELECT count() AS n FROM scene_spans WHERE stream_id = '{b}' AND end_ms IS NOT NULL"))))
         .await;

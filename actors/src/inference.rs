@@ -11,9 +11,11 @@ use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, consumer::pul
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use base64::Engine;
-use sightline_models::{FrameSignature, ModelError, Moonshine, Runtime, SileroVad, hamming, thumbnail_bmp};
-use sightline_settings::{Config, SpeechConfig};
-use sightline_wire::{Event, EventKind, FrameInfo, FrameMeta, SceneInfo, decode_audio, decode_frame};
+use sightline_models::{
+    FrameSignature, ModelError, Moonshine, Ocr, OcrParams, Runtime, SileroVad, hamming, thumbnail_bmp,
+};
+use sightline_settings::{Config, OcrConfig, SpeechConfig};
+use sightline_wire::{Event, EventKind, FrameInfo, FrameMeta, OcrInfo, SceneInfo, decode_audio, decode_frame};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,24 +44,34 @@ pub struct WorkSpec {
 
 pub async fn work_consumer(bus: &Bus, w: &WorkSpec) -> Result<PullConsumer, BusError> {
     let stream = bus.js.get_stream(&w.stream).await.map_err(js_err(format!("stream {}", w.stream)))?;
-    stream
-        .get_or_create_consumer(
-            &w.consumer,
-            pull::Config {
-                durable_name: Some(w.consumer.clone()),
-                filter_subject: if w.filters.len() == 1 { w.filters[0].clone() } else { String::new() },
-                filter_subjects: if w.filters.len() == 1 { Vec::new() } else { w.filters.clone() },
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                max_ack_pending: w.max_ack_pending,
-                // Redeliveries beyond this are stopped by the server; we move the message to the
-                // DLQ ourselves on the last try, so the server's limit is one higher.
-                max_deliver: if w.max_deliver > 0 { w.max_deliver + 1 } else { -1 },
-                ack_wait: w.ack_wait,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(js_err(format!("consumer {}", w.consumer)))
+    let config = pull::Config {
+        durable_name: Some(w.consumer.clone()),
+        filter_subject: if w.filters.len() == 1 { w.filters[0].clone() } else { String::new() },
+        filter_subjects: if w.filters.len() == 1 { Vec::new() } else { w.filters.clone() },
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        max_ack_pending: w.max_ack_pending,
+        // Redeliveries beyond this are stopped by the server; we move the message to the
+        // DLQ ourselves on the last try, so the server's limit is one higher.
+        max_deliver: if w.max_deliver > 0 { w.max_deliver + 1 } else { -1 },
+        ack_wait: w.ack_wait,
+        ..Default::default()
+    };
+    let what = format!("consumer {}", w.consumer);
+    let mut consumer: PullConsumer =
+        stream.get_or_create_consumer(&w.consumer, config.clone()).await.map_err(js_err(what.clone()))?;
+    // A consumer made by an older version keeps its old settings; bring the ones we set up to date
+    // (a new event kind to consume, a changed bound) without losing its position.
+    let have = &consumer.cached_info().config;
+    if have.filter_subject != config.filter_subject
+        || have.filter_subjects != config.filter_subjects
+        || have.max_ack_pending != config.max_ack_pending
+        || have.max_deliver != config.max_deliver
+        || have.ack_wait != config.ack_wait
+    {
+        tracing::info!(consumer = %w.consumer, "updating the consumer's settings");
+        consumer = stream.update_consumer(config).await.map_err(js_err(what))?;
+    }
+    Ok(consumer)
 }
 
 /// Pulls up to `batch_max` messages, waiting at most `batch_deadline` for the batch to fill.
@@ -170,6 +182,10 @@ async fn process_batch<P: Processor>(
 ) -> Result<(), ActorProcessingErr> {
     let l = labels(&[("model", &st.model)]);
     st.metrics.batch_size.get_or_create(&l).observe(batch.len() as f64);
+    let again = batch.iter().filter(|m| m.info().is_ok_and(|i| i.delivered > 1)).count();
+    if again > 0 {
+        st.metrics.redelivered.get_or_create(&labels(&[("kind", st.kind)])).inc_by(again as u64);
+    }
     let payloads: Vec<bytes::Bytes> = batch.iter().map(|m| m.payload.clone()).collect();
     let processor = st.processor.clone();
     let started = Instant::now();
@@ -426,6 +442,85 @@ impl Processor for SpeechProcessor {
             ev.score = t.confidence;
             events.push(ev);
         }
+        Ok(events)
+    }
+}
+
+/// On-screen text: reads sampled frames that changed visibly since the stream's last read frame
+/// (perceptual hash), and emits one `ocr` event per line not already on that previous frame.
+pub struct OcrProcessor {
+    ocr: Ocr,
+    cfg: OcrConfig,
+    metrics: Arc<Metrics>,
+    /// Per stream: hash and media time of the last read frame, and the lines read on it.
+    last: std::collections::HashMap<String, (u64, i64, Vec<String>)>,
+}
+
+pub const OCR_MODEL: &str = "pp-ocrv6-small@1";
+
+impl OcrProcessor {
+    pub fn load(cfg: &Config, metrics: Arc<Metrics>) -> Result<Self, ModelError> {
+        let m = &cfg.models;
+        let o = &cfg.ocr;
+        let rt = Runtime::load(&m.onnxruntime_lib())?;
+        let params = OcrParams {
+            det_short_side: o.det_short_side,
+            det_threshold: o.det_threshold,
+            box_threshold: o.box_threshold,
+            unclip_ratio: o.unclip_ratio,
+            min_confidence: o.min_confidence,
+            max_lines: o.max_lines,
+        };
+        let ocr = Ocr::load(&rt, &m.path(&m.ocr_detector), &m.path(&m.ocr_recognizer), o.threads, params)?;
+        Ok(Self { ocr, cfg: o.clone(), metrics, last: Default::default() })
+    }
+}
+
+impl Processor for OcrProcessor {
+    fn kind(&self) -> &'static str {
+        "ocr"
+    }
+    fn model(&self) -> &str {
+        OCR_MODEL
+    }
+    fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
+        let (meta, pixels) = decode_frame(payload).map_err(|e| e.to_string())?;
+        let (w, h) = (meta.width as usize, meta.height as usize);
+        let Some(sig) = FrameSignature::of_rgb(pixels, w, h) else { return Ok(Vec::new()) };
+        let previous = self.last.get(&meta.stream_id);
+        let due = match previous {
+            None => true,
+            // A media clock that went backwards is a restarted stream.
+            Some(&(hash, pts, _)) => {
+                meta.pts_ms < pts
+                    || hamming(hash, sig.phash) > self.cfg.change_bits
+                    || meta.pts_ms - pts >= self.cfg.max_interval_ms as i64
+            }
+        };
+        if !due {
+            self.metrics.ocr_frames_skipped.inc();
+            return Ok(Vec::new());
+        }
+        let lines = self.ocr.read(pixels, w, h).map_err(|e| e.to_string())?;
+        let before: &[String] = previous.map(|p| p.2.as_slice()).unwrap_or(&[]);
+        let events = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !before.contains(&l.text))
+            .map(|(i, l)| {
+                let mut e = Event::new(EventKind::Ocr, &meta.stream_id, meta.pts_ms, meta.wall_ms, OCR_MODEL);
+                // Several lines can be read off one frame: the line's place makes the id unique.
+                e.id = format!("{}.{i}", e.id);
+                e.text = l.text.clone();
+                e.score = l.confidence;
+                e.ocr = Some(OcrInfo { bbox: l.bbox });
+                e
+            })
+            .collect();
+        if self.last.len() >= MAX_TRACKED_STREAMS && previous.is_none() {
+            self.last.clear();
+        }
+        self.last.insert(meta.stream_id.clone(), (sig.phash, meta.pts_ms, lines.into_iter().map(|l| l.text).collect()));
         Ok(events)
     }
 }

@@ -29,11 +29,13 @@ pub struct Metrics {
     pub inference_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     pub inference_errors: Family<Labels, Counter>,
     pub dlq: Family<Labels, Counter>,
+    pub redelivered: Family<Labels, Counter>,
     pub sink_rows: Family<Labels, Counter>,
     pub sink_errors: Family<Labels, Counter>,
     pub sink_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     pub feed_clients: Gauge,
     pub frames_unchanged: Counter,
+    pub ocr_frames_skipped: Counter,
     pub sink_lag: Family<Labels, Gauge>,
 }
 
@@ -52,11 +54,13 @@ impl Metrics {
             inference_seconds: Family::new_with_constructor(histo),
             inference_errors: Family::default(),
             dlq: Family::default(),
+            redelivered: Family::default(),
             sink_rows: Family::default(),
             sink_errors: Family::default(),
             sink_seconds: Family::new_with_constructor(histo),
             feed_clients: Gauge::default(),
             frames_unchanged: Counter::default(),
+            ocr_frames_skipped: Counter::default(),
             sink_lag: Family::default(),
         };
         {
@@ -84,6 +88,11 @@ impl Metrics {
             r.register("inference_seconds", "Inference time per batch", m.inference_seconds.clone());
             r.register("inference_errors", "Failed inference items per model", m.inference_errors.clone());
             r.register("dlq", "Work moved to a dead-letter subject, per kind", m.dlq.clone());
+            r.register(
+                "redelivered",
+                "Work messages received again (after a failure, a crash or an ack timeout), per kind",
+                m.redelivered.clone(),
+            );
             r.register("sink_rows", "Rows written per sink", m.sink_rows.clone());
             r.register("sink_errors", "Failed sink writes (retried)", m.sink_errors.clone());
             r.register("sink_seconds", "Sink write time per batch", m.sink_seconds.clone());
@@ -92,6 +101,11 @@ impl Metrics {
                 "frames_unchanged",
                 "Sampled frames skipped because they match the stream's previous frame (perceptual hash)",
                 m.frames_unchanged.clone(),
+            );
+            r.register(
+                "ocr_frames_skipped",
+                "Sampled frames not read for text because they match the stream's last read frame",
+                m.ocr_frames_skipped.clone(),
             );
             r.register("sink_lag", "Events waiting for a sink (consumer pending)", m.sink_lag.clone());
         }

@@ -2,7 +2,10 @@
 //! roles it runs under one root supervisor that restarts any failed child with backoff.
 
 use crate::bus::{Bus, BusError};
-use crate::inference::{InferenceActor, InferenceArgs, SceneProcessor, SpeechProcessor, WorkSpec};
+use crate::inference::{
+    InferenceActor, InferenceArgs, OcrProcessor, Processor, SceneProcessor, SpeechProcessor, WorkSpec,
+};
+use sightline_models::ModelError;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::sink::{ClickHouseSink, SinkArgs};
@@ -10,7 +13,7 @@ use crate::vector_sink::{VectorSink, VectorSinkArgs};
 use crate::supervisor::{StreamSupervisor, SupervisorArgs};
 use futures::future::BoxFuture;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
-use sightline_settings::Config;
+use sightline_settings::{Config, WorkerConfig};
 use sightline_store::{EventStore, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +74,8 @@ struct RootSupervisor;
 
 enum RootMsg {
     Restart(usize),
+    /// Kills a running child by name, as a crash would (it is restarted like a failed one).
+    Kill(String),
 }
 
 struct RootState {
@@ -113,7 +118,20 @@ impl Actor for RootSupervisor {
         msg: RootMsg,
         st: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
-        let RootMsg::Restart(i) = msg;
+        let i = match msg {
+            RootMsg::Restart(i) => i,
+            RootMsg::Kill(name) => {
+                let cell = st.children.iter().zip(&st.running).find(|(c, _)| c.name == name);
+                match cell {
+                    Some((_, Some(cell))) => {
+                        tracing::warn!(child = %name, "killing actor on request");
+                        cell.kill();
+                    }
+                    _ => tracing::warn!(child = %name, "no running actor of that name to kill"),
+                }
+                return Ok(());
+            }
+        };
         let c = &st.children[i];
         match (c.start)(myself.get_cell()).await {
             Ok(cell) => {
@@ -136,7 +154,13 @@ impl Actor for RootSupervisor {
         evt: SupervisionEvent,
         st: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(cell, err) = evt {
+        // A failed child, or one killed outright (its work is cancelled mid-way), is restarted.
+        let failed = match evt {
+            SupervisionEvent::ActorFailed(cell, err) => Some((cell, err.to_string())),
+            SupervisionEvent::ActorTerminated(cell, _, Some(reason)) if reason == "killed" => Some((cell, reason)),
+            _ => None,
+        };
+        if let Some((cell, err)) = failed {
             if let Some(i) =
                 st.running.iter().position(|c| c.as_ref().map(|c| c.get_id()) == Some(cell.get_id()))
             {
@@ -158,6 +182,27 @@ pub struct Node {
     pub store: EventStore,
     root: ActorRef<RootMsg>,
     root_done: tokio::task::JoinHandle<()>,
+}
+
+/// `count` inference actors named `<kind>-<i>`, sharing one durable consumer.
+fn inference_workers<P: Processor>(
+    children: &mut Vec<ChildSpec>,
+    kind: &str,
+    count: usize,
+    bus: &Bus,
+    metrics: &Arc<Metrics>,
+    work: WorkSpec,
+    make: Arc<dyn Fn() -> Result<P, ModelError> + Send + Sync>,
+) {
+    for i in 0..count {
+        let (bus, metrics, work, make) = (bus.clone(), metrics.clone(), work.clone(), make.clone());
+        children.push(child::<InferenceActor<P>, _>(format!("{kind}-{i}"), move || InferenceArgs {
+            bus: bus.clone(),
+            work: work.clone(),
+            metrics: metrics.clone(),
+            make: make.clone(),
+        }));
+    }
 }
 
 fn child<A, F>(name: impl Into<String>, make: F) -> ChildSpec
@@ -210,57 +255,34 @@ impl Node {
         }
         if roles.inference {
             let n = &bus.names;
+            let work = |stream: String, filter: String, kind: &str, w: &WorkerConfig, ack_wait_s: u64| WorkSpec {
+                stream,
+                filters: vec![filter],
+                consumer: n.consumer(kind),
+                batch_max: w.batch_max,
+                batch_deadline: Duration::from_millis(w.batch_deadline_ms),
+                max_ack_pending: w.max_ack_pending,
+                max_deliver: w.max_deliver,
+                ack_wait: Duration::from_secs(ack_wait_s),
+            };
             let s = &cfg.scenes;
-            let scenes = WorkSpec {
-                stream: n.frames_stream(),
-                filters: vec![n.frames_all()],
-                consumer: n.consumer("scenes"),
-                batch_max: s.batch_max,
-                batch_deadline: Duration::from_millis(s.batch_deadline_ms),
-                max_ack_pending: s.max_ack_pending,
-                max_deliver: s.max_deliver,
-                ack_wait: Duration::from_secs(30),
-            };
-            for w in 0..s.workers {
-                let (bus, metrics, work, full) = (bus.clone(), metrics.clone(), scenes.clone(), cfg.clone());
-                children.push(child::<InferenceActor<SceneProcessor>, _>(format!("scenes-{w}"), move || {
-                    InferenceArgs {
-                        bus: bus.clone(),
-                        work: work.clone(),
-                        metrics: metrics.clone(),
-                        make: {
-                            let (full, metrics) = (full.clone(), metrics.clone());
-                            Arc::new(move || Ok(SceneProcessor::new(&full, metrics.clone())))
-                        },
-                    }
-                }));
-            }
+            let scenes = work(n.frames_stream(), n.frames_all(), "scenes", &s.worker(), 30);
+            inference_workers(&mut children, "scenes", s.workers, &bus, &metrics, scenes, {
+                let (full, metrics) = (cfg.clone(), metrics.clone());
+                Arc::new(move || Ok(SceneProcessor::new(&full, metrics.clone())))
+            });
             let sp = &cfg.speech;
-            let speech = WorkSpec {
-                stream: n.audio_stream(),
-                filters: vec![n.audio_all()],
-                consumer: n.consumer("speech"),
-                batch_max: sp.batch_max,
-                batch_deadline: Duration::from_millis(sp.batch_deadline_ms),
-                max_ack_pending: sp.max_ack_pending,
-                max_deliver: sp.max_deliver,
-                ack_wait: Duration::from_secs(120),
-            };
-            for w in 0..sp.workers {
-                let (bus, metrics, work, full) = (bus.clone(), metrics.clone(), speech.clone(), cfg.clone());
-                children.push(child::<InferenceActor<SpeechProcessor>, _>(
-                    format!("speech-{w}"),
-                    move || {
-                        let full = full.clone();
-                        InferenceArgs {
-                            bus: bus.clone(),
-                            work: work.clone(),
-                            metrics: metrics.clone(),
-                            make: Arc::new(move || SpeechProcessor::load(&full)),
-                        }
-                    },
-                ));
-            }
+            let speech = work(n.audio_stream(), n.audio_all(), "speech", &sp.worker(), 120);
+            inference_workers(&mut children, "speech", sp.workers, &bus, &metrics, speech, {
+                let full = cfg.clone();
+                Arc::new(move || SpeechProcessor::load(&full))
+            });
+            let o = &cfg.ocr;
+            let ocr = work(n.frames_stream(), n.frames_all(), "ocr", &o.worker(), 60);
+            inference_workers(&mut children, "ocr", o.workers, &bus, &metrics, ocr, {
+                let (full, metrics) = (cfg.clone(), metrics.clone());
+                Arc::new(move || OcrProcessor::load(&full, metrics.clone()))
+            });
         }
         if roles.sink {
             let (bus2, store, sink, metrics2, registry2) =
@@ -287,6 +309,13 @@ impl Node {
         .await
         .map_err(|e| NodeError::Spawn(e.to_string()))?;
         Ok(Node { bus, registry, metrics, store, root, root_done })
+    }
+
+    /// Kills the named actor (`scenes-0`, `speech-0`, `ocr-0`, `sink-clickhouse`, …) as a crash
+    /// would: its in-flight work is abandoned unacked, JetStream redelivers it, and the supervisor
+    /// restarts the actor with backoff. For failure drills and tests.
+    pub fn kill_actor(&self, name: &str) {
+        let _ = self.root.cast(RootMsg::Kill(name.to_string()));
     }
 
     /// Stops every actor (pipelines torn down, in-flight batches finished or left unacked for

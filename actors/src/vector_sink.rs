@@ -1,4 +1,4 @@
-//! The Redis vector-set sink: a durable consumer on transcript and frame events. Transcript text is
+//! The Redis vector-set sink: a durable consumer on transcript, OCR and frame events. Their text is
 //! embedded (MiniLM) into the text set; frame signatures go into the frames set. Each keyframe is
 //! first compared with recent keyframes of *other* streams: a near-identical one makes a
 //! `duplicate` event linking the two. Everything is acked only after Redis (and, for duplicates,
@@ -84,7 +84,11 @@ impl Actor for VectorSink {
         let v = &args.cfg.vectors;
         let work = WorkSpec {
             stream: n.events_stream(),
-            filters: vec![n.events_of_kind(EventKind::Transcript), n.events_of_kind(EventKind::Frame)],
+            filters: vec![
+                n.events_of_kind(EventKind::Transcript),
+                n.events_of_kind(EventKind::Ocr),
+                n.events_of_kind(EventKind::Frame),
+            ],
             consumer: n.consumer("sink_vectors"),
             batch_max: v.batch_max,
             batch_deadline: Duration::from_millis(v.batch_deadline_ms),

@@ -139,7 +139,7 @@ $("close-results").onclick = () => { $("results-box").hidden = true; };
 async function openTimeline(id, focusMs) {
   try {
     const j = await api(`/v1/streams/${encodeURIComponent(id)}/events?limit=5000`);
-    const evs = j.events.filter((e) => e.kind === "scene" || e.kind === "transcript");
+    const evs = j.events.filter((e) => e.kind === "scene" || e.kind === "transcript" || e.kind === "ocr");
     $("timeline-box").hidden = false;
     $("timeline-name").textContent = names[id] || id;
     const end = Math.max(1, ...j.events.map((e) => e.end_ms ?? e.pts_ms), focusMs ?? 0);
@@ -147,14 +147,16 @@ async function openTimeline(id, focusMs) {
     const x = (ms) => (100 * (ms - start) / Math.max(1, end - start)).toFixed(2) + "%";
     let marks = evs.map((e) => e.kind === "scene"
       ? `<div class="mark" style="left:${x(e.pts_ms)}" title="cut @${secs(e.pts_ms)}"></div>`
+      : e.kind === "ocr"
+      ? `<div class="ocr" style="left:${x(e.pts_ms)}" title="on screen: ${esc(e.text)}"></div>`
       : `<div class="speech" style="left:${x(e.pts_ms)};width:calc(${x(e.end_ms ?? e.pts_ms)} - ${x(e.pts_ms)} + 2px)" title="${esc(e.text)}"></div>`).join("");
     if (focusMs != null) marks += `<div class="focus" style="left:${x(focusMs)}"></div>`;
     $("timeline").innerHTML = marks;
-    const lines = evs.filter((e) => e.kind === "transcript");
+    const lines = evs.filter((e) => e.kind !== "scene");
     let best = null;
     if (focusMs != null) best = lines.reduce((b, e) => (b == null || Math.abs(e.pts_ms - focusMs) < Math.abs(b.pts_ms - focusMs) ? e : b), null);
     $("timeline-lines").innerHTML = lines.map((e) =>
-      `<li class="${e === best ? "focused" : ""}">@${secs(e.pts_ms)} ${esc(e.text)}</li>`).join("") || "<li>no transcript yet</li>";
+      `<li class="${e === best ? "focused" : ""} ${e.kind}">@${secs(e.pts_ms)} ${e.kind === "ocr" ? "▣ " : ""}${esc(e.text)}</li>`).join("") || "<li>no transcript or on-screen text yet</li>";
     $("timeline-lines").querySelector(".focused")?.scrollIntoView({ block: "nearest" });
   } catch (e) { showError(e); }
 }

@@ -103,7 +103,7 @@ fn check_k(k: Option<usize>, max: usize) -> Result<usize, ApiError> {
 }
 
 /// `GET /v1/search`: embeds the query and asks the text set for the nearest transcript lines
-/// (and OCR lines and labels, once those models run), filtered by stream, time and kind.
+/// and on-screen text lines (OCR), filtered by stream, time and kind.
 #[utoipa::path(get, path = "/v1/search", tag = "search", params(SearchQuery),
     responses((status = 200, description = "hits, best first", body = Object), (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody), (status = 503, description = "Redis or the model unavailable", body = crate::error::ErrorBody)),

@@ -1,8 +1,9 @@
 //! ONNX model execution with ONNX Runtime (the `ort` crate, loaded dynamically): the runtime
 //! environment, voice activity detection (Silero VAD), speech-to-text (Moonshine), text embeddings
-//! (MiniLM) and model-free frame signatures.
+//! (MiniLM), on-screen text (PP-OCR) and model-free frame signatures.
 
 pub mod embed;
+pub mod ocr;
 pub mod runtime;
 pub mod signature;
 pub mod stt;
@@ -14,4 +15,5 @@ pub use stt::{Moonshine, Transcript};
 pub use tokenizer::TokenDecoder;
 pub use vad::SileroVad;
 pub use embed::{TEXT_DIM, TextEmbedder, WordPiece};
+pub use ocr::{Ocr, OcrLine, OcrParams};
 pub use signature::{FrameSignature, SIGNATURE_DIM, hamming, thumbnail_bmp};

@@ -1,7 +1,7 @@
 //! The Rust side of each model against ONNX Runtime's Python output on the same input
 //! (fixtures written at setup by scripts/make-fixtures.py).
 
-use sightline_models::{Runtime, TEXT_DIM, TextEmbedder, WordPiece};
+use sightline_models::{Ocr, OcrParams, Runtime, TEXT_DIM, TextEmbedder, WordPiece};
 use sightline_settings::Config;
 use std::path::PathBuf;
 
@@ -46,4 +46,48 @@ fn minilm_tokens_and_embeddings_match_python_onnxruntime() {
     let v = emb.embed(&["a fast brown fox leaps over a sleepy dog", "stock markets fell sharply"]).unwrap();
     let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
     assert!(dot(&batch[0], &v[0]) > 0.7 && dot(&batch[0], &v[1]) < 0.3);
+}
+
+fn read_f32(path: PathBuf) -> Vec<f32> {
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+fn shape(v: &serde_json::Value) -> Vec<usize> {
+    v.as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect()
+}
+
+#[test]
+fn ppocr_detector_and_recogniser_match_python_onnxruntime() {
+    let cfg = Config::load(None).unwrap();
+    let m = &cfg.models;
+    let dir = fixtures();
+    let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("ocr.json")).unwrap()).unwrap();
+    let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
+    let mut ocr = Ocr::load(&rt, &m.path(&m.ocr_detector), &m.path(&m.ocr_recognizer), 2, OcrParams::default()).unwrap();
+
+    // Detector: the same input tensor gives the same probability map.
+    let s = shape(&fx["det"]["input_shape"]);
+    let want = read_f32(dir.join("ocr_det_prob.f32"));
+    let got = ocr.detect_tensor(read_f32(dir.join("ocr_det_input.f32")), s[3], s[2]).unwrap();
+    assert_eq!(got.len(), want.len());
+    let det_diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(want.iter().filter(|&&p| p > 0.3).count() > 500, "the fixture frame has text the detector sees");
+    // Stated tolerance: every probability within 1e-4 of Python's.
+    assert!(det_diff < 1e-4, "detector: largest difference {det_diff}");
+
+    // Recogniser: same probabilities, and the same text after greedy CTC decoding.
+    let s = shape(&fx["rec"]["input_shape"]);
+    let want = read_f32(dir.join("ocr_rec_probs.f32"));
+    let (steps, classes, got) = ocr.recognize_tensor(read_f32(dir.join("ocr_rec_input.f32")), s[0], s[3]).unwrap();
+    assert_eq!(vec![s[0], steps, classes], shape(&fx["rec"]["output_shape"]));
+    assert_eq!(classes, ocr.charset_len());
+    let rec_diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(rec_diff < 1e-4, "recogniser: largest difference {rec_diff}");
+    let texts: Vec<String> = (0..s[0]).map(|i| ocr.ctc_decode(&got[i * steps * classes..(i + 1) * steps * classes], classes).0).collect();
+    let want_texts: Vec<String> =
+        fx["rec"]["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    assert_eq!(texts, want_texts);
+    assert_eq!(texts[0], fx["caption"].as_str().unwrap(), "the caption crop reads as drawn");
+    eprintln!("ppocr: detector largest difference {det_diff:.2e}, recogniser {rec_diff:.2e}; read {texts:?}");
 }

@@ -27,6 +27,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub scenes: ScenesConfig,
     pub speech: SpeechConfig,
+    pub ocr: OcrConfig,
     pub sink: SinkConfig,
     pub vectors: VectorsConfig,
     pub models: ModelsConfig,
@@ -278,6 +279,31 @@ impl Default for ScenesConfig {
     }
 }
 
+/// How an inference pool pulls its work: the part its consumer is made from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkerConfig {
+    pub batch_max: usize,
+    pub batch_deadline_ms: u64,
+    pub max_ack_pending: i64,
+    pub max_deliver: i64,
+}
+
+macro_rules! worker_config {
+    ($($t:ty),*) => {$(
+        impl $t {
+            pub fn worker(&self) -> WorkerConfig {
+                WorkerConfig {
+                    batch_max: self.batch_max,
+                    batch_deadline_ms: self.batch_deadline_ms,
+                    max_ack_pending: self.max_ack_pending,
+                    max_deliver: self.max_deliver,
+                }
+            }
+        }
+    )*};
+}
+worker_config!(ScenesConfig, SpeechConfig, OcrConfig);
+
 /// The speech actor: VAD then speech-to-text on audio segments.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -305,6 +331,52 @@ impl Default for SpeechConfig {
             max_deliver: 5,
             vad_threshold: 0.5,
             min_speech_ms: 250,
+            threads: 1,
+        }
+    }
+}
+
+/// On-screen text: PP-OCR over sampled frames that changed since the stream's last read frame.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OcrConfig {
+    /// OCR workers on this node (0: none here); each loads its own copy of the models.
+    pub workers: usize,
+    pub batch_max: usize,
+    pub batch_deadline_ms: u64,
+    pub max_ack_pending: i64,
+    pub max_deliver: i64,
+    /// A frame is read when its perceptual hash differs from the stream's last read frame by more
+    /// than this many bits (out of 64), or when `max_interval_ms` has passed.
+    pub change_bits: u32,
+    pub max_interval_ms: u64,
+    /// Detector and recogniser knobs, as `sightline_models::OcrParams` documents them.
+    pub det_short_side: usize,
+    pub det_threshold: f32,
+    pub box_threshold: f32,
+    pub unclip_ratio: f32,
+    pub min_confidence: f32,
+    pub max_lines: usize,
+    /// ONNX Runtime intra-op threads per model.
+    pub threads: usize,
+}
+
+impl Default for OcrConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            batch_max: 4,
+            batch_deadline_ms: 200,
+            max_ack_pending: 16,
+            max_deliver: 5,
+            change_bits: 6,
+            max_interval_ms: 10_000,
+            det_short_side: 480,
+            det_threshold: 0.3,
+            box_threshold: 0.5,
+            unclip_ratio: 1.6,
+            min_confidence: 0.6,
+            max_lines: 32,
             threads: 1,
         }
     }
@@ -391,6 +463,9 @@ pub struct ModelsConfig {
     pub stt_tokenizer: PathBuf,
     pub text_embedder: PathBuf,
     pub text_tokenizer: PathBuf,
+    /// PP-OCR text detector (DB) and recogniser (CTC, character set in its metadata).
+    pub ocr_detector: PathBuf,
+    pub ocr_recognizer: PathBuf,
 }
 
 impl Default for ModelsConfig {
@@ -404,6 +479,8 @@ impl Default for ModelsConfig {
             stt_tokenizer: "moonshine-base-en/tokenizer.json".into(),
             text_embedder: "minilm/model.onnx".into(),
             text_tokenizer: "minilm/tokenizer.json".into(),
+            ocr_detector: "ppocr/det.onnx".into(),
+            ocr_recognizer: "ppocr/rec.onnx".into(),
         }
     }
 }

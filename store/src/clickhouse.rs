@@ -169,6 +169,7 @@ impl EventRow {
             frame: None,
             duplicate: None,
             scene: None,
+            ocr: None,
         })
         .map(|mut e| {
             e.set_detail_json(&self.detail);

@@ -17,6 +17,32 @@ pub enum TestSourceError {
     NoPlaylist(u64),
 }
 
+/// The burned-in caption style of the test clips: bold white text on a translucent black box,
+/// centred in the lower third. (No `'`, `:` or `\\` in `text`.)
+pub fn caption_filter(text: &str, font_size: u32) -> String {
+    format!(
+        "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf:text='{text}':fontsize={font_size}:\
+         fontcolor=white:box=1:boxcolor=black@0.6:boxborderw=8:x=(w-tw)/2:y=h-th-40"
+    )
+}
+
+/// One 640x360 frame of a flat `background` colour with `text` as a clip caption, scaled to
+/// `width`x`height` as ingest samples it; packed RGB.
+pub fn caption_frame(text: &str, background: &str, width: usize, height: usize) -> Result<Vec<u8>, TestSourceError> {
+    let vf = format!("{},scale={width}:{height}", caption_filter(text, 36));
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i", &format!("color=c={background}:s=640x360")])
+        .args(["-vf", &vf, "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()?;
+    if !out.status.success() || out.stdout.len() != width * height * 3 {
+        return Err(TestSourceError::Tool {
+            tool: "ffmpeg",
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out.stdout)
+}
+
 /// One scene of the clip: a lavfi source, its duration and an optional burned-in caption.
 #[derive(Debug, Clone)]
 pub struct Scene {
@@ -130,16 +156,11 @@ impl ClipSpec {
             run("espeak-ng", &["-s", "150", "-w", wav.to_str().unwrap(), sp.text]).await?;
             args.extend(["-i".into(), wav.to_string_lossy().into_owned()]);
         }
-        let font = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
         let mut graph = String::new();
         let n = self.scenes.len();
         for (i, s) in self.scenes.iter().enumerate() {
             match s.caption {
-                Some(text) => graph.push_str(&format!(
-                    "[{i}:v]drawtext=fontfile={font}:text='{text}':fontsize={fs}:fontcolor=white:\
-                     box=1:boxcolor=black@0.6:boxborderw=8:x=(w-tw)/2:y=h-th-40,format=yuv420p[v{i}];",
-                    fs = h / 10
-                )),
+                Some(text) => graph.push_str(&format!("[{i}:v]{},format=yuv420p[v{i}];", caption_filter(text, h / 10))),
                 None => graph.push_str(&format!("[{i}:v]format=yuv420p[v{i}];")),
             }
         }

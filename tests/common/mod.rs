@@ -35,11 +35,19 @@ pub fn test_config() -> Config {
     cfg.nats.events_max_bytes = 32 << 20;
     // Test sources are on loopback.
     cfg.ingest.allow_private_hosts = true;
+    // OCR runs in the tests that check it (search, browser): elsewhere its CPU would only slow the
+    // timing-sensitive tests on a small test machine.
+    cfg.ocr.workers = 0;
     cfg
 }
 
 impl TestSystem {
     pub async fn start(cfg: Config, roles: Roles) -> Self {
+        // `RUST_LOG=sightline=debug cargo test …` shows the system's logs beside a test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let metrics = Metrics::new();
         let node = Node::start(&cfg, roles, metrics.clone())
             .await

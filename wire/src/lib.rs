@@ -215,22 +215,25 @@ pub enum EventKind {
     Frame,
     /// A keyframe nearly identical to one seen on another stream.
     Duplicate,
+    /// A line of on-screen text read off a frame.
+    Ocr,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 4] =
-        [EventKind::Scene, EventKind::Transcript, EventKind::Frame, EventKind::Duplicate];
+    pub const ALL: [EventKind; 5] =
+        [EventKind::Scene, EventKind::Transcript, EventKind::Frame, EventKind::Duplicate, EventKind::Ocr];
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Scene => "scene",
             EventKind::Transcript => "transcript",
             EventKind::Frame => "frame",
             EventKind::Duplicate => "duplicate",
+            EventKind::Ocr => "ocr",
         }
     }
     /// Kinds whose text is embedded for search.
     pub fn is_text(self) -> bool {
-        matches!(self, EventKind::Transcript)
+        matches!(self, EventKind::Transcript | EventKind::Ocr)
     }
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
@@ -251,10 +254,10 @@ pub struct Event {
     pub end_ms: Option<i64>,
     /// Wall-clock time of the media it describes, Unix milliseconds.
     pub wall_ms: i64,
-    /// Text of a transcript segment; empty for scenes.
+    /// Text of a transcript segment or of an on-screen line; empty for scenes.
     #[serde(default)]
     pub text: String,
-    /// Cut score for scenes, confidence for transcripts (0..1).
+    /// Cut score for scenes, confidence for transcripts and on-screen text (0..1).
     pub score: f32,
     /// Model (name@version) that produced the event.
     pub model: String,
@@ -267,6 +270,16 @@ pub struct Event {
     /// The keyframe of a scene (kind `scene`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scene: Option<SceneInfo>,
+    /// Where on the frame a line of text was read (kind `ocr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocr: Option<OcrInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OcrInfo {
+    /// x0, y0, x1, y1 as fractions of the frame's width and height.
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -330,18 +343,20 @@ impl Event {
             frame: None,
             duplicate: None,
             scene: None,
+            ocr: None,
         }
     }
 
     /// Kind-specific details as one JSON object (stored beside the common fields), without the
     /// frame vector.
     pub fn detail_json(&self) -> String {
-        let v = match (&self.frame, &self.duplicate, &self.scene) {
-            (Some(f), _, _) => {
+        let v = match (&self.frame, &self.duplicate, &self.scene, &self.ocr) {
+            (Some(f), ..) => {
                 serde_json::json!({"keyframe": f.keyframe, "phash": f.phash, "labels": f.labels})
             }
-            (_, Some(d), _) => serde_json::to_value(d).unwrap_or_default(),
-            (_, _, Some(s)) => serde_json::to_value(s).unwrap_or_default(),
+            (_, Some(d), ..) => serde_json::to_value(d).unwrap_or_default(),
+            (_, _, Some(s), _) => serde_json::to_value(s).unwrap_or_default(),
+            (.., Some(o)) => serde_json::to_value(o).unwrap_or_default(),
             _ => return String::new(),
         };
         v.to_string()
@@ -373,6 +388,7 @@ impl Event {
             }
             EventKind::Duplicate => self.duplicate = serde_json::from_str(detail).ok(),
             EventKind::Scene => self.scene = serde_json::from_str(detail).ok(),
+            EventKind::Ocr => self.ocr = serde_json::from_str(detail).ok(),
             EventKind::Transcript => {}
         }
     }

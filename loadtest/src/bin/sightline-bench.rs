@@ -5,7 +5,10 @@
 //! - churn: register and delete N streams M times against a live source; threads and RSS before
 //!   and after;
 //! - store: Redis vector sets (VADD throughput, VSIM p50/p99 and recall@10 against brute force)
-//!   and the ClickHouse sink's rows/s from JetStream to ClickHouse.
+//!   and the ClickHouse sink's rows/s from JetStream to ClickHouse;
+//! - inference: the OCR inference actor's throughput (JetStream in, events out) ÷ bare ONNX Runtime
+//!   on the same frames, model and threads (goal ≥ 0.90), and a batch-size sweep per model
+//!   (throughput, p50, p99).
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -62,6 +65,19 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Inference actor vs bare ONNX Runtime, and batch-size sweeps; appends to the report.
+    Inference {
+        #[arg(long, default_value = ".data/reports/bench.md")]
+        report: PathBuf,
+        /// Captioned frames pushed through OCR.
+        #[arg(long, default_value_t = 48)]
+        frames: usize,
+        /// Timed runs per batch size in the sweeps.
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -74,6 +90,8 @@ fn main() -> Result<()> {
         }
         Cmd::Store { report, vectors, queries, events, config } => tokio::runtime::Runtime::new()?
             .block_on(store_bench(&report, vectors, queries, events, config.as_deref())),
+        Cmd::Inference { report, frames, runs, config } => tokio::runtime::Runtime::new()?
+            .block_on(inference_bench(&report, frames, runs, config.as_deref())),
     }
 }
 
@@ -464,4 +482,150 @@ async fn store_bench(report: &Path, n: usize, queries: usize, events: usize, con
     bus.destroy().await;
     let _ = store.client().query(&format!("DROP DATABASE IF EXISTS `{}`", cfg.clickhouse.database)).execute().await;
     append(report, &sink_text)
+}
+
+/// Throughput and latency of `f` run `runs` times (after one warm-up run) on `items` items each.
+fn sweep_row(label: &str, batch: usize, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<String> {
+    f()?;
+    let mut lat = Vec::with_capacity(runs);
+    let started = Instant::now();
+    for _ in 0..runs {
+        let t = Instant::now();
+        f()?;
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let per_s = (runs * batch) as f64 / started.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    Ok(format!("| {label} | {batch} | {per_s:.1} | {:.1} | {:.1} |\n", percentile(&lat, 0.5), percentile(&lat, 0.99)))
+}
+
+async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&Path>) -> Result<()> {
+    use futures::StreamExt;
+    use sightline_models::{Ocr, OcrParams, Runtime, TextEmbedder};
+    let mut cfg = sightline_settings::Config::load(config.or(Some(Path::new("config/sightline.toml"))))?;
+    let tag = format!("bench{}", std::process::id());
+    cfg.nats.prefix = tag.to_uppercase();
+    cfg.clickhouse.database = format!("sightline_{tag}");
+    cfg.nats.work_max_bytes = 64 << 20;
+    let threads = cfg.ocr.threads;
+    let (w, h) = (cfg.ingest.analysis_width as usize, cfg.ingest.analysis_height as usize);
+    eprintln!("inference bench: rendering {n} captioned frames");
+    let colours = ["navy", "darkgreen", "maroon", "teal", "black", "purple", "olive", "gray"];
+    let frames: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let text = format!("HEADLINE NUMBER {i} TODAY");
+            let px = sightline_streams::testsrc::caption_frame(&text, colours[i % colours.len()], w, h)?;
+            Ok((text, px))
+        })
+        .collect::<Result<_>>()?;
+    let m = &cfg.models;
+    let rt = Runtime::load(&m.onnxruntime_lib())?;
+    let params = OcrParams { det_short_side: cfg.ocr.det_short_side, min_confidence: cfg.ocr.min_confidence, ..OcrParams::default() };
+
+    // Bare: the OCR pipeline called directly, one frame after another.
+    let mut ocr = Ocr::load(&rt, &m.path(&m.ocr_detector), &m.path(&m.ocr_recognizer), threads, params.clone())?;
+    ocr.read(&frames[0].1, w, h)?;
+    let started = Instant::now();
+    let mut read_ok = 0;
+    for (text, px) in &frames {
+        read_ok += ocr.read(px, w, h)?.iter().any(|l| &l.text == text) as usize;
+    }
+    let bare_s = started.elapsed().as_secs_f64();
+    let bare = n as f64 / bare_s;
+    eprintln!("  bare: {bare:.2} frames/s ({read_ok}/{n} read exactly)");
+
+    // Through the inference actor: frames published to JetStream, events published back, acked.
+    cfg.scenes.workers = 0;
+    cfg.speech.workers = 0;
+    cfg.ocr.workers = 1;
+    cfg.ocr.max_ack_pending = 64;
+    let roles = sightline_actors::Roles::parse("inference").map_err(anyhow::Error::msg)?;
+    let node = sightline_actors::Node::start(&cfg, roles, sightline_actors::Metrics::new()).await?;
+    let bus = node.bus.clone();
+    let mut events = bus.client.subscribe(bus.names.events_of_kind(sightline_wire::EventKind::Ocr)).await?;
+    let publish = async |i: usize, px: &[u8]| -> Result<()> {
+        // One stream per frame: every frame is new to the actor's change cache, so each is read.
+        let meta = sightline_wire::FrameMeta {
+            stream_id: format!("b{i}"),
+            pts_ms: 1000,
+            wall_ms: 1_795_000_000_000,
+            width: w as u32,
+            height: h as u32,
+            cuts: Vec::new(),
+        };
+        bus.publish(bus.names.frames_subject(&meta.stream_id), &format!("b{i}.1000"), sightline_wire::encode(&meta, px)).await?;
+        Ok(())
+    };
+    // Warm-up: the worker has loaded its models once one frame has come back.
+    publish(n, &frames[0].1).await?;
+    tokio::time::timeout(Duration::from_secs(120), events.next()).await?.context("no warm-up event")?;
+    let started = Instant::now();
+    for (i, (_, px)) in frames.iter().enumerate() {
+        publish(i, px).await?;
+    }
+    // Done when the shared consumer has nothing pending and nothing unacknowledged.
+    let frames_stream = bus.js.get_stream(bus.names.frames_stream()).await?;
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        frames_stream.get_consumer(&bus.names.consumer("ocr")).await.map_err(|e| anyhow::anyhow!("ocr consumer: {e}"))?;
+    loop {
+        let info = consumer.info().await?;
+        if info.num_pending == 0 && info.num_ack_pending == 0 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("the OCR actor did not finish {n} frames in 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let actor_s = started.elapsed().as_secs_f64();
+    let mut seen = std::collections::HashSet::new();
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(200), events.next()).await {
+        let e: sightline_wire::Event = serde_json::from_slice(&msg.payload)?;
+        seen.insert(e.stream_id);
+    }
+    eprintln!("  actor: events for {} of {n} frames", seen.len());
+    let actor = n as f64 / actor_s;
+    eprintln!("  actor: {actor:.2} frames/s");
+    node.shutdown().await;
+    bus.destroy().await;
+
+    // Batch-size sweeps per model (threads as configured).
+    let mut sweep = String::new();
+    let mut emb = TextEmbedder::load(&rt, &m.path(&m.text_embedder), &m.path(&m.text_tokenizer), threads)?;
+    let sentence = "live video becomes searchable while it plays on two channels";
+    for b in [1, 4, 16, 32] {
+        let texts = vec![sentence; b];
+        sweep += &sweep_row("MiniLM text embedding (sentences)", b, runs, || {
+            emb.embed(&texts)?;
+            Ok(())
+        })?;
+    }
+    let rec_w = 320;
+    for b in [1, 4, 8, 16] {
+        sweep += &sweep_row("PP-OCR recogniser (48x320 crops)", b, runs, || {
+            ocr.recognize_tensor(vec![0.1f32; b * 3 * 48 * rec_w], b, rec_w)?;
+            Ok(())
+        })?;
+    }
+    for short in [320, 480, 736] {
+        let (dw, dh) = sightline_models::ocr::det_size(w, h, short);
+        sweep += &sweep_row(&format!("PP-OCR detector ({dw}x{dh} input)"), 1, runs.min(15), || {
+            ocr.detect_tensor(vec![0.1f32; 3 * dw * dh], dw, dh)?;
+            Ok(())
+        })?;
+    }
+    let text = format!(
+        "## Inference ({n} captioned {w}x{h} frames through OCR, {threads} ONNX Runtime thread(s), CPU; {})\n\n\
+         | path | frames/s | seconds |\n|---|---|---|\n\
+         | bare ONNX Runtime (detector + recogniser called in a loop) | {bare:.2} | {bare_s:.2} |\n\
+         | inference actor (JetStream in, events published, then acked; batch_max {}) | {actor:.2} | {actor_s:.2} |\n\n\
+         Actor ÷ bare: **{:.3}** (goal ≥ 0.90). Lines read exactly in the bare run: {read_ok}/{n}.\n\n\
+         Batch-size sweep (after one warm-up run; {runs} timed runs each, the detector 15):\n\n\
+         | model | batch | items/s | p50 ms per batch | p99 ms per batch |\n|---|---|---|---|---|\n{sweep}\n",
+        now_utc(),
+        cfg.ocr.batch_max,
+        actor / bare
+    );
+    println!("{text}");
+    append(report, &text)
 }

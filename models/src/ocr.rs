@@ -1,0 +1,357 @@
+//! On-screen text: PP-OCR's DB text detector finds text regions in a frame, its CTC recogniser
+//! reads each region. The recogniser's character set travels inside the ONNX file (metadata key
+//! `character`); index 0 is the CTC blank and a space is appended, as PaddleOCR trains it.
+//!
+//! Simplifications, chosen for broadcast captions and tickers: regions are axis-aligned boxes
+//! (the component's bounding box grown by the DB "unclip" distance), not rotated rectangles, and
+//! vertical text is not turned before reading.
+
+use crate::runtime::run_err;
+use crate::{ModelError, Runtime};
+use ort::session::Session;
+use ort::value::Tensor;
+use std::path::{Path, PathBuf};
+
+/// Knobs of the detector and recogniser (defaults follow PaddleOCR's own).
+#[derive(Debug, Clone)]
+pub struct OcrParams {
+    /// The frame is scaled so its shorter side is this many pixels (rounded to a multiple of 32)
+    /// before detection. Larger finds smaller text and costs quadratically more.
+    pub det_short_side: usize,
+    /// Pixels whose text probability exceeds this belong to a text region.
+    pub det_threshold: f32,
+    /// Regions whose mean probability is below this are dropped.
+    pub box_threshold: f32,
+    /// How far a region is grown (area × ratio ÷ perimeter), as DB's "unclip".
+    pub unclip_ratio: f32,
+    /// Lines read with a mean character confidence below this are dropped.
+    pub min_confidence: f32,
+    /// At most this many regions are read per frame (largest first).
+    pub max_lines: usize,
+}
+
+impl Default for OcrParams {
+    fn default() -> Self {
+        Self {
+            det_short_side: 480,
+            det_threshold: 0.3,
+            box_threshold: 0.5,
+            unclip_ratio: 1.6,
+            min_confidence: 0.5,
+            max_lines: 32,
+        }
+    }
+}
+
+/// One line of text read off a frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OcrLine {
+    pub text: String,
+    /// Mean probability of the characters read, 0..1.
+    pub confidence: f32,
+    /// x0, y0, x1, y1 as fractions of the frame's width and height.
+    pub bbox: [f32; 4],
+}
+
+/// Input height of the recogniser.
+pub const REC_HEIGHT: usize = 48;
+/// Widest recogniser input (a crop wider than 40 × its height is squeezed).
+const REC_MAX_WIDTH: usize = REC_HEIGHT * 40;
+
+pub struct Ocr {
+    det: Session,
+    rec: Session,
+    det_in: String,
+    rec_in: String,
+    charset: Vec<String>,
+    params: OcrParams,
+    path: PathBuf,
+}
+
+impl Ocr {
+    pub fn load(rt: &Runtime, det: &Path, rec: &Path, threads: usize, params: OcrParams) -> Result<Self, ModelError> {
+        let det_s = rt.session(det, threads)?;
+        let rec_s = rt.session(rec, threads)?;
+        let load = |reason: String| ModelError::Load { path: rec.to_path_buf(), reason };
+        let chars = rec_s
+            .metadata()
+            .map_err(|e| load(e.to_string()))?
+            .custom("character")
+            .ok_or_else(|| load("no `character` list in the model's metadata".into()))?;
+        let mut charset = vec![String::new()]; // CTC blank
+        charset.extend(chars.lines().map(str::to_string));
+        charset.push(" ".into());
+        let det_in = det_s.inputs()[0].name().to_string();
+        let rec_in = rec_s.inputs()[0].name().to_string();
+        Ok(Self { det: det_s, rec: rec_s, det_in, rec_in, charset, params, path: det.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Characters the recogniser can emit, blank first.
+    pub fn charset_len(&self) -> usize {
+        self.charset.len()
+    }
+
+    /// Reads every line of text in an RGB frame.
+    pub fn read(&mut self, rgb: &[u8], width: usize, height: usize) -> Result<Vec<OcrLine>, ModelError> {
+        if width < 8 || height < 8 || rgb.len() != width * height * 3 {
+            return Err(ModelError::Input(format!("frame {width}x{height} with {} bytes", rgb.len())));
+        }
+        let (dw, dh) = det_size(width, height, self.params.det_short_side);
+        let input = normalize_chw(&resize_bilinear(rgb, width, height, dw, dh), dw, dh);
+        let prob = self.detect_tensor(input, dw, dh)?;
+        let mut boxes = text_boxes(&prob, dw, dh, &self.params);
+        let area = |b: &(f32, f32, f32, f32)| (b.2 - b.0) * (b.3 - b.1);
+        boxes.sort_by(|a, b| area(b).total_cmp(&area(a)));
+        boxes.truncate(self.params.max_lines);
+        // Reading order: top to bottom, then left to right.
+        boxes.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.total_cmp(&b.0)));
+        let (sx, sy) = (width as f32 / dw as f32, height as f32 / dh as f32);
+        let crops: Vec<(Vec<u8>, usize, usize, [f32; 4])> = boxes
+            .iter()
+            .filter_map(|&(x0, y0, x1, y1)| {
+                let (x0, y0) = ((x0 * sx).floor().max(0.0) as usize, (y0 * sy).floor().max(0.0) as usize);
+                let x1 = ((x1 * sx).ceil() as usize).min(width);
+                let y1 = ((y1 * sy).ceil() as usize).min(height);
+                (x1 > x0 + 2 && y1 > y0 + 2).then(|| {
+                    let (cw, ch) = (x1 - x0, y1 - y0);
+                    let mut crop = Vec::with_capacity(cw * ch * 3);
+                    for y in y0..y1 {
+                        crop.extend_from_slice(&rgb[(y * width + x0) * 3..(y * width + x1) * 3]);
+                    }
+                    let b = [x0 as f32 / width as f32, y0 as f32 / height as f32, x1 as f32 / width as f32, y1 as f32 / height as f32];
+                    (crop, cw, ch, b)
+                })
+            })
+            .collect();
+        if crops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let widths: Vec<usize> = crops.iter().map(|(_, cw, ch, _)| rec_width(*cw, *ch)).collect();
+        let batch_w = *widths.iter().max().unwrap_or(&REC_HEIGHT);
+        let mut batch = vec![0f32; crops.len() * 3 * REC_HEIGHT * batch_w];
+        let plane = REC_HEIGHT * batch_w;
+        for (i, ((crop, cw, ch, _), &w)) in crops.iter().zip(&widths).enumerate() {
+            let resized = resize_bilinear(crop, *cw, *ch, w, REC_HEIGHT);
+            let dst = &mut batch[i * 3 * plane..(i + 1) * 3 * plane];
+            for y in 0..REC_HEIGHT {
+                for x in 0..w {
+                    let p = &resized[(y * w + x) * 3..];
+                    for c in 0..3 {
+                        // BGR planes, as PaddleOCR's models were trained on OpenCV images.
+                        dst[c * plane + y * batch_w + x] = p[2 - c] as f32 / 127.5 - 1.0;
+                    }
+                }
+            }
+        }
+        let (steps, classes, probs) = self.recognize_tensor(batch, crops.len(), batch_w)?;
+        Ok(crops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, _, _, bbox))| {
+                let (text, confidence) =
+                    self.ctc_decode(&probs[i * steps * classes..(i + 1) * steps * classes], classes);
+                let text = text.trim().to_string();
+                (!text.is_empty() && confidence >= self.params.min_confidence)
+                    .then(|| OcrLine { text, confidence, bbox: *bbox })
+            })
+            .collect())
+    }
+
+    /// The detector's text-probability map for one normalised CHW image (height × width values).
+    pub fn detect_tensor(&mut self, input: Vec<f32>, width: usize, height: usize) -> Result<Vec<f32>, ModelError> {
+        let err = run_err("ppocr-det");
+        let x = Tensor::from_array(([1usize, 3, height, width], input)).map_err(&err)?;
+        let out = self.det.run(ort::inputs![self.det_in.as_str() => x]).map_err(&err)?;
+        let (shape, prob) = out[0].try_extract_tensor::<f32>().map_err(&err)?;
+        if prob.len() != width * height {
+            return Err(ModelError::Run { model: "ppocr-det", reason: format!("output shape {shape:?}") });
+        }
+        Ok(prob.to_vec())
+    }
+
+    /// The recogniser's per-step character probabilities for a batch of normalised 48-high CHW
+    /// crops: (steps, classes, values).
+    pub fn recognize_tensor(
+        &mut self,
+        input: Vec<f32>,
+        batch: usize,
+        width: usize,
+    ) -> Result<(usize, usize, Vec<f32>), ModelError> {
+        let err = run_err("ppocr-rec");
+        let x = Tensor::from_array(([batch, 3, REC_HEIGHT, width], input)).map_err(&err)?;
+        let out = self.rec.run(ort::inputs![self.rec_in.as_str() => x]).map_err(&err)?;
+        let (shape, probs) = out[0].try_extract_tensor::<f32>().map_err(&err)?;
+        if shape.len() != 3 || shape[0] as usize != batch || shape[2] as usize != self.charset.len() {
+            return Err(ModelError::Run {
+                model: "ppocr-rec",
+                reason: format!("output shape {shape:?}, expected [{batch}, T, {}]", self.charset.len()),
+            });
+        }
+        Ok((shape[1] as usize, shape[2] as usize, probs.to_vec()))
+    }
+
+    /// Greedy CTC: best class per step, repeats merged, blanks dropped; confidence is the mean
+    /// probability of the characters kept.
+    pub fn ctc_decode(&self, probs: &[f32], classes: usize) -> (String, f32) {
+        let mut text = String::new();
+        let (mut sum, mut n) = (0f32, 0usize);
+        let mut prev = usize::MAX;
+        for step in probs.chunks_exact(classes) {
+            let (best, p) =
+                step.iter().copied().enumerate().fold((0, f32::MIN), |m, (i, p)| if p > m.1 { (i, p) } else { m });
+            if best != prev && best != 0 {
+                text.push_str(&self.charset[best]);
+                sum += p;
+                n += 1;
+            }
+            prev = best;
+        }
+        (text, if n == 0 { 0.0 } else { sum / n as f32 })
+    }
+}
+
+/// Detector input size: shorter side scaled to `short`, both sides rounded to multiples of 32.
+pub fn det_size(width: usize, height: usize, short: usize) -> (usize, usize) {
+    let ratio = short as f32 / width.min(height) as f32;
+    let round32 = |v: f32| (((v / 32.0).round() as usize) * 32).max(32);
+    (round32(width as f32 * ratio), round32(height as f32 * ratio))
+}
+
+/// Recogniser input width of a crop: its aspect ratio at height 48, capped.
+fn rec_width(w: usize, h: usize) -> usize {
+    ((REC_HEIGHT as f32 * w as f32 / h as f32).ceil() as usize).clamp(REC_HEIGHT / 2, REC_MAX_WIDTH)
+}
+
+/// Bilinear resize of packed RGB with pixel centres aligned (OpenCV's INTER_LINEAR).
+pub fn resize_bilinear(src: &[u8], w: usize, h: usize, nw: usize, nh: usize) -> Vec<u8> {
+    let mut out = vec![0u8; nw * nh * 3];
+    let (fx, fy) = (w as f32 / nw as f32, h as f32 / nh as f32);
+    let taps = |i: usize, f: f32, n: usize| {
+        let s = ((i as f32 + 0.5) * f - 0.5).max(0.0);
+        let i0 = (s.floor() as usize).min(n - 1);
+        (i0, (i0 + 1).min(n - 1), s - i0 as f32)
+    };
+    let xs: Vec<(usize, usize, f32)> = (0..nw).map(|x| taps(x, fx, w)).collect();
+    for y in 0..nh {
+        let (y0, y1, wy) = taps(y, fy, h);
+        for (x, &(x0, x1, wx)) in xs.iter().enumerate() {
+            for c in 0..3 {
+                let p = |yy: usize, xx: usize| src[(yy * w + xx) * 3 + c] as f32;
+                let top = p(y0, x0) * (1.0 - wx) + p(y0, x1) * wx;
+                let bottom = p(y1, x0) * (1.0 - wx) + p(y1, x1) * wx;
+                out[(y * nw + x) * 3 + c] = (top * (1.0 - wy) + bottom * wy).round() as u8;
+            }
+        }
+    }
+    out
+}
+
+/// Packed RGB to the detector's input: BGR planes scaled to -1..1.
+pub fn normalize_chw(rgb: &[u8], w: usize, h: usize) -> Vec<f32> {
+    let plane = w * h;
+    let mut out = vec![0f32; 3 * plane];
+    for (i, p) in rgb.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = p[2 - c] as f32 / 127.5 - 1.0;
+        }
+    }
+    out
+}
+
+/// Text regions in a probability map: connected components of the thresholded (and 2×2-dilated)
+/// map, scored by their mean probability, grown by the unclip distance. Boxes are in map pixels.
+pub fn text_boxes(prob: &[f32], w: usize, h: usize, p: &OcrParams) -> Vec<(f32, f32, f32, f32)> {
+    let mut mask: Vec<bool> = prob.iter().map(|&v| v > p.det_threshold).collect();
+    // 2×2 dilation, as DB's post-processing does, joins characters split by one pixel.
+    for y in (0..h).rev() {
+        for x in (0..w).rev() {
+            if !mask[y * w + x] {
+                let left = x > 0 && prob[y * w + x - 1] > p.det_threshold;
+                let up = y > 0 && prob[(y - 1) * w + x] > p.det_threshold;
+                let diag = x > 0 && y > 0 && prob[(y - 1) * w + x - 1] > p.det_threshold;
+                mask[y * w + x] = left || up || diag;
+            }
+        }
+    }
+    let mut seen = vec![false; w * h];
+    let mut boxes = Vec::new();
+    let mut stack = Vec::new();
+    for start in 0..w * h {
+        if !mask[start] || seen[start] {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % w, i / w);
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+            for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1), (-1, -1), (1, -1), (-1, 1), (1, 1)] {
+                let (nx, ny) = (x as i64 + dx, y as i64 + dy);
+                if nx >= 0 && ny >= 0 && (nx as usize) < w && (ny as usize) < h {
+                    let j = ny as usize * w + nx as usize;
+                    if mask[j] && !seen[j] {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        let (bw, bh) = ((x1 - x0 + 1) as f32, (y1 - y0 + 1) as f32);
+        if bw.min(bh) < 3.0 {
+            continue;
+        }
+        let mut sum = 0f32;
+        for y in y0..=y1 {
+            sum += prob[y * w + x0..=y * w + x1].iter().sum::<f32>();
+        }
+        if sum / (bw * bh) < p.box_threshold {
+            continue;
+        }
+        let d = bw * bh * p.unclip_ratio / (2.0 * (bw + bh));
+        boxes.push((
+            (x0 as f32 - d).max(0.0),
+            (y0 as f32 - d).max(0.0),
+            (x1 as f32 + 1.0 + d).min(w as f32),
+            (y1 as f32 + 1.0 + d).min(h as f32),
+        ));
+    }
+    boxes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boxes_are_found_scored_and_grown() {
+        let (w, h) = (64, 32);
+        let mut prob = vec![0f32; w * h];
+        // A confident 20x6 region and a faint one.
+        for y in 10..16 {
+            for x in 5..25 {
+                prob[y * w + x] = 0.9;
+            }
+            for x in 40..50 {
+                prob[y * w + x] = 0.35;
+            }
+        }
+        let boxes = text_boxes(&prob, w, h, &OcrParams::default());
+        assert_eq!(boxes.len(), 1, "{boxes:?}");
+        let (x0, y0, x1, y1) = boxes[0];
+        assert!(x0 < 5.0 && y0 < 10.0 && x1 > 26.0 && y1 > 17.0, "{:?}", boxes[0]);
+    }
+
+    #[test]
+    fn resize_keeps_flat_colour_and_sizes() {
+        let src: Vec<u8> = (0..10 * 6).flat_map(|_| [200u8, 100, 50]).collect();
+        let out = resize_bilinear(&src, 10, 6, 25, 15);
+        assert_eq!(out.len(), 25 * 15 * 3);
+        assert!(out.chunks_exact(3).all(|p| p == [200, 100, 50]));
+        assert_eq!(det_size(384, 216, 480), (864, 480));
+    }
+}
