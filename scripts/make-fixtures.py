@@ -8,6 +8,10 @@ L2-normalised last_hidden_state) of a fixed set of sentences.
 Writes FIXTURES/ocr.json and ocr_*.f32 (raw little-endian float32): the PP-OCR detector's input
 tensor for a captioned frame rendered by ffmpeg and its probability map, and the recogniser's input
 batch (two crops of that frame) with its character probabilities and greedy CTC text.
+
+Writes FIXTURES/speech.json and speech.f32: a sentence spoken by espeak-ng at 16 kHz, Silero VAD's
+speech probability per 512-sample window (64 samples of context, state carried), and Moonshine's
+greedy decoding of it (token ids, each step's probability, the decoded text).
 """
 import json
 import math
@@ -111,11 +115,92 @@ def ocr(models, out):
                            "texts": texts}}, f)
 
 
+SENTENCE = "live video becomes searchable while it plays"
+
+
+def spoken(text):
+    """espeak-ng speech resampled by ffmpeg to 16 kHz mono float32, as ingest delivers audio."""
+    wav = subprocess.run(["espeak-ng", "-s", "150", "--stdout", text], check=True, capture_output=True).stdout
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", "-", "-ar", "16000", "-ac", "1", "-f", "f32le", "-"],
+                         input=wav, check=True, capture_output=True).stdout
+    return np.frombuffer(raw, dtype="<f4").copy()
+
+
+def vad_probabilities(sess, samples):
+    state = np.zeros((2, 1, 128), dtype=np.float32)
+    context = np.zeros(64, dtype=np.float32)
+    probs = []
+    for i in range(0, len(samples), 512):
+        chunk = np.zeros(512, dtype=np.float32)
+        part = samples[i:i + 512]
+        chunk[:len(part)] = part
+        x = np.concatenate([context, chunk])[None]
+        out, state = sess.run(["output", "stateN"], {"input": x, "state": state, "sr": np.array(16000, dtype=np.int64)})
+        context = x[0, 512:]
+        probs.append(float(out[0, 0]))
+    return probs
+
+
+def moonshine_greedy(enc, dec, samples):
+    hidden = enc.run(["last_hidden_state"], {"input_values": samples[None]})[0]
+    names = [i.name for i in dec.get_inputs()]
+    layers = sum(1 for n in names if n.endswith(".decoder.key"))
+    shape = next(i.shape for i in dec.get_inputs() if i.name == "past_key_values.0.decoder.key")
+    empty = np.zeros((1, shape[1], 0, shape[3]), dtype=np.float32)
+    dec_kv = [empty] * (2 * layers)
+    enc_kv = [empty] * (2 * layers)
+    outputs = [o.name for o in dec.get_outputs()]
+    max_tokens = int(math.ceil(len(samples) / 16000 * 6.5)) + 4
+    tokens, probs, last = [], [], 1
+    for step in range(max_tokens):
+        feed = {"input_ids": np.array([[last]], dtype=np.int64), "encoder_hidden_states": hidden,
+                "use_cache_branch": np.array([step > 0])}
+        for l in range(layers):
+            feed[f"past_key_values.{l}.decoder.key"] = dec_kv[2 * l]
+            feed[f"past_key_values.{l}.decoder.value"] = dec_kv[2 * l + 1]
+            feed[f"past_key_values.{l}.encoder.key"] = enc_kv[2 * l]
+            feed[f"past_key_values.{l}.encoder.value"] = enc_kv[2 * l + 1]
+        out = dict(zip(outputs, dec.run(outputs, feed)))
+        row = out["logits"][0, -1]
+        best = int(row.argmax())
+        p = float(1.0 / np.exp(row - row[best]).sum())
+        for l in range(layers):
+            dec_kv[2 * l] = out[f"present.{l}.decoder.key"]
+            dec_kv[2 * l + 1] = out[f"present.{l}.decoder.value"]
+            if step == 0:
+                enc_kv[2 * l] = out[f"present.{l}.encoder.key"]
+                enc_kv[2 * l + 1] = out[f"present.{l}.encoder.value"]
+        if best == 2:
+            break
+        tokens.append(best)
+        probs.append(p)
+        last = best
+    return tokens, probs
+
+
+def speech(models, out):
+    samples = spoken(SENTENCE)
+    samples.astype("<f4").tofile(os.path.join(out, "speech.f32"))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    cpu = ["CPUExecutionProvider"]
+    vad = ort.InferenceSession(os.path.join(models, "silero_vad.onnx"), opts, providers=cpu)
+    ms = os.path.join(models, "moonshine-base-en")
+    enc = ort.InferenceSession(os.path.join(ms, "encoder_model.ort"), opts, providers=cpu)
+    dec = ort.InferenceSession(os.path.join(ms, "decoder_model_merged.ort"), opts, providers=cpu)
+    tokens, probs = moonshine_greedy(enc, dec, samples)
+    text = Tokenizer.from_file(os.path.join(ms, "tokenizer.json")).decode(tokens)
+    with open(os.path.join(out, "speech.json"), "w") as f:
+        json.dump({"sentence": SENTENCE, "samples": len(samples), "vad": vad_probabilities(vad, samples),
+                   "tokens": tokens, "token_probs": probs, "text": text}, f)
+
+
 def main():
     models, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
     minilm(models, out)
     ocr(models, out)
+    speech(models, out)
     print(f"fixtures written to {out}")
 
 

@@ -1,7 +1,7 @@
 //! The Rust side of each model against ONNX Runtime's Python output on the same input
 //! (fixtures written at setup by scripts/make-fixtures.py).
 
-use sightline_models::{Ocr, OcrParams, Runtime, TEXT_DIM, TextEmbedder, WordPiece};
+use sightline_models::{Moonshine, Ocr, OcrParams, Runtime, SileroVad, TEXT_DIM, TextEmbedder, WordPiece};
 use sightline_settings::Config;
 use std::path::PathBuf;
 
@@ -9,7 +9,9 @@ fn fixtures() -> PathBuf {
     let dir = std::env::var("SIGHTLINE_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sightline/fixtures"));
-    assert!(dir.join("minilm.json").exists(), "no fixtures in {} (run `make setup`)", dir.display());
+    for f in ["minilm.json", "ocr.json", "speech.json"] {
+        assert!(dir.join(f).exists(), "no {f} in {} (run `make setup`)", dir.display());
+    }
     dir
 }
 
@@ -90,4 +92,37 @@ fn ppocr_detector_and_recogniser_match_python_onnxruntime() {
     assert_eq!(texts, want_texts);
     assert_eq!(texts[0], fx["caption"].as_str().unwrap(), "the caption crop reads as drawn");
     eprintln!("ppocr: detector largest difference {det_diff:.2e}, recogniser {rec_diff:.2e}; read {texts:?}");
+}
+
+#[test]
+fn silero_vad_and_moonshine_match_python_onnxruntime() {
+    let cfg = Config::load(None).unwrap();
+    let m = &cfg.models;
+    let dir = fixtures();
+    let fx: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("speech.json")).unwrap()).unwrap();
+    let samples = read_f32(dir.join("speech.f32"));
+    assert_eq!(samples.len() as u64, fx["samples"].as_u64().unwrap());
+    let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
+
+    // VAD: every window's speech probability, state carried from window to window.
+    let mut vad = SileroVad::load(&rt, &m.path(&m.vad)).unwrap();
+    let got = vad.probabilities(&samples).unwrap();
+    let want: Vec<f32> = fx["vad"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    assert_eq!(got.len(), want.len());
+    let vad_diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(want.iter().any(|&p| p > 0.9) && want.iter().any(|&p| p < 0.1), "speech and silence in the fixture");
+    // Stated tolerance: every probability within 1e-4 of Python's.
+    assert!(vad_diff < 1e-4, "silero: largest difference {vad_diff}");
+
+    // Moonshine: the same greedy tokens, each step's probability within 1e-3, the same text.
+    let mut stt = Moonshine::load(&rt, &m.path(&m.stt_encoder), &m.path(&m.stt_decoder), &m.path(&m.stt_tokenizer), 1).unwrap();
+    let t = stt.transcribe(&samples).unwrap();
+    let want_tokens: Vec<u32> = fx["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    assert_eq!(t.tokens, want_tokens);
+    let probs: Vec<f32> = fx["token_probs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let mean = probs.iter().sum::<f32>() / probs.len() as f32;
+    assert!((t.confidence - mean).abs() < 1e-3, "confidence {} vs Python's mean token probability {mean}", t.confidence);
+    assert_eq!(t.text, fx["text"].as_str().unwrap());
+    eprintln!("silero: {} windows, largest difference {vad_diff:.2e}; moonshine: {} tokens identical, text {:?}", got.len(), t.tokens.len(), t.text);
 }

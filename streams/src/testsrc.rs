@@ -43,6 +43,33 @@ pub fn caption_frame(text: &str, background: &str, width: usize, height: usize) 
     Ok(out.stdout)
 }
 
+/// `text` spoken by espeak-ng (as the test clips speak it), resampled by ffmpeg to 16 kHz mono
+/// float samples, as ingest delivers audio.
+pub fn speech_samples(text: &str) -> Result<Vec<f32>, TestSourceError> {
+    let tool = |tool: &'static str, out: &std::process::Output| TestSourceError::Tool {
+        tool,
+        detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    };
+    let wav = std::process::Command::new("espeak-ng").args(["-s", "150", "--stdout", text]).output()?;
+    if !wav.status.success() {
+        return Err(tool("espeak-ng", &wav));
+    }
+    let mut ff = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", "-", "-ar", "16000", "-ac", "1", "-f", "f32le", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = ff.stdin.take().expect("piped stdin");
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &wav.stdout));
+    let out = ff.wait_with_output()?;
+    writer.join().expect("writer thread")?;
+    if !out.status.success() {
+        return Err(tool("ffmpeg", &out));
+    }
+    Ok(out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
 /// One scene of the clip: a lavfi source, its duration and an optional burned-in caption.
 #[derive(Debug, Clone)]
 pub struct Scene {
