@@ -10,7 +10,7 @@ JOBS ?= 2
 # freed memory (the churn soak measured 318 MB of growth with the default, 111 MB with 2).
 ENV := source $(CACHE)/env && MALLOC_ARENA_MAX=2
 
-.PHONY: setup services stop build run test check bench soak clean-data
+.PHONY: setup services stop build run test check bench soak gpu-check clean-data
 
 setup:
 	@bash scripts/setup.sh
@@ -49,6 +49,10 @@ bench: services
 soak: services
 	@$(ENV) $(CARGO) build -j$(JOBS) -p sightline-loadtest
 	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench churn
+
+# Every model on CUDA vs the CPU (needs an NVIDIA GPU; exits 2 without one).
+gpu-check:
+	@bash scripts/gpu-check
 
 clean-data: stop
 	rm -rf .data

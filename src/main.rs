@@ -172,13 +172,23 @@ async fn check(cfg: &Config) -> bool {
     );
     // ONNX Runtime and models
     let m = &cfg.models;
-    let rt = sightline_models::Runtime::load(&m.onnxruntime_lib());
+    let rt = sightline_models::Runtime::load(&m.onnxruntime_lib())
+        .and_then(|r| r.with_providers(&m.providers, m.cuda_device));
     line(
         "onnxruntime",
         rt.as_ref()
             .map(|r| format!("{} ({})", m.onnxruntime_lib().display(), r.version()))
             .map_err(|e| e.to_string()),
     );
+    // Where models run: CUDA when asked for and offered, else the CPU (not a failure).
+    if let Ok(r) = &rt {
+        let why = match (m.providers.iter().any(|p| p == "cuda"), sightline_models::cuda_available()) {
+            (false, _) => " (cuda not in models.providers)".to_string(),
+            (true, Ok(())) => String::new(),
+            (true, Err(e)) => format!(" (CUDA unavailable: {e})"),
+        };
+        line("execution provider", Ok(format!("{}{why}", r.provider().name())));
+    }
     for (name, file) in [
         ("model vad", &m.vad),
         ("model stt-encoder", &m.stt_encoder),

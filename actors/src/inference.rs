@@ -392,7 +392,7 @@ pub struct SpeechProcessor {
 impl SpeechProcessor {
     pub fn load(cfg: &Config) -> Result<Self, ModelError> {
         let m = &cfg.models;
-        let rt = Runtime::load(&m.onnxruntime_lib())?;
+        let rt = Runtime::load(&m.onnxruntime_lib())?.with_providers(&m.providers, m.cuda_device)?;
         let vad = SileroVad::load(&rt, &m.path(&m.vad))?;
         let stt = Moonshine::load(
             &rt,
@@ -462,7 +462,7 @@ impl OcrProcessor {
     pub fn load(cfg: &Config, metrics: Arc<Metrics>) -> Result<Self, ModelError> {
         let m = &cfg.models;
         let o = &cfg.ocr;
-        let rt = Runtime::load(&m.onnxruntime_lib())?;
+        let rt = Runtime::load(&m.onnxruntime_lib())?.with_providers(&m.providers, m.cuda_device)?;
         let params = OcrParams {
             det_short_side: o.det_short_side,
             det_threshold: o.det_threshold,

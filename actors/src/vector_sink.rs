@@ -55,7 +55,7 @@ pub enum VectorSinkMsg {
 /// Loads the text embedder named in the config.
 pub fn load_embedder(cfg: &Config) -> Result<TextEmbedder, sightline_models::ModelError> {
     let m = &cfg.models;
-    let rt = Runtime::load(&m.onnxruntime_lib())?;
+    let rt = Runtime::load(&m.onnxruntime_lib())?.with_providers(&m.providers, m.cuda_device)?;
     TextEmbedder::load(&rt, &m.path(&m.text_embedder), &m.path(&m.text_tokenizer), cfg.vectors.threads)
 }
 

@@ -10,7 +10,7 @@ pub mod stt;
 pub mod tokenizer;
 pub mod vad;
 
-pub use runtime::{ModelError, Runtime};
+pub use runtime::{ModelError, Provider, Runtime, cuda_available};
 pub use stt::{Moonshine, Transcript};
 pub use tokenizer::TokenDecoder;
 pub use vad::SileroVad;

@@ -1,4 +1,7 @@
-//! One ONNX Runtime environment per process, loaded from a shared library path.
+//! One ONNX Runtime environment per process, loaded from a shared library path, and the execution
+//! providers sessions run on: CUDA when it is asked for and present (detected at start), otherwise
+//! the CPU. A provider that is asked for but missing is reported once and the CPU takes over, so
+//! the same configuration runs on a GPU machine and on one without.
 
 use ort::environment::Environment;
 use ort::session::Session;
@@ -20,11 +23,30 @@ pub enum ModelError {
     Tokenizer { path: PathBuf, reason: String },
     #[error("bad input: {0}")]
     Input(String),
+    #[error("unknown execution provider `{0}`; providers are cuda and cpu")]
+    Provider(String),
+}
+
+/// Where a session's work runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Cuda { device: i32 },
+    Cpu,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Cuda { .. } => "cuda",
+            Provider::Cpu => "cpu",
+        }
+    }
 }
 
 #[derive(Clone)]
 pub struct Runtime {
     env: Environment,
+    provider: Provider,
 }
 
 static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
@@ -38,9 +60,34 @@ impl Runtime {
             }
             let builder = ort::init_from(lib).map_err(|e| e.to_string())?;
             let env = builder.with_name("sightline").build().map_err(|e| e.to_string())?;
-            Ok(Runtime { env })
+            Ok(Runtime { env, provider: Provider::Cpu })
         });
         res.clone().map_err(|reason| ModelError::Library { path: lib.to_path_buf(), reason })
+    }
+
+    /// The first provider of `preferred` (names in order, e.g. `["cuda", "cpu"]`) that this
+    /// machine and this ONNX Runtime build offer; the CPU when none does.
+    pub fn with_providers(mut self, preferred: &[String], cuda_device: i32) -> Result<Runtime, ModelError> {
+        self.provider = Provider::Cpu;
+        for name in preferred {
+            match name.as_str() {
+                "cuda" => match cuda_available() {
+                    Ok(()) => {
+                        self.provider = Provider::Cuda { device: cuda_device };
+                        break;
+                    }
+                    Err(why) => warn_once(&format!("CUDA execution provider unavailable ({why}); models run on the CPU")),
+                },
+                "cpu" => break,
+                other => return Err(ModelError::Provider(other.to_string())),
+            }
+        }
+        Ok(self)
+    }
+
+    /// The provider new sessions run on.
+    pub fn provider(&self) -> Provider {
+        self.provider
     }
 
     /// ONNX Runtime's version string, for `sightline check`.
@@ -53,8 +100,12 @@ impl Runtime {
             return Err(ModelError::Missing(path.to_path_buf()));
         }
         let load = |reason: String| ModelError::Load { path: path.to_path_buf(), reason };
-        Session::builder(&self.env)
-            .map_err(|e| load(e.to_string()))?
+        let mut builder = Session::builder(&self.env).map_err(|e| load(e.to_string()))?;
+        if let Provider::Cuda { device } = self.provider {
+            let cuda = ort::ep::CUDA::default().with_device_id(device).build().error_on_failure();
+            builder = builder.with_execution_providers([cuda]).map_err(|e| load(format!("CUDA provider: {e}")))?;
+        }
+        builder
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(|e| load(e.to_string()))?
             .with_intra_threads(threads.max(1))
@@ -62,6 +113,22 @@ impl Runtime {
             .commit_from_file(path)
             .map_err(|e| load(e.to_string()))
     }
+}
+
+/// Whether the loaded ONNX Runtime offers the CUDA provider (a GPU build, with its CUDA libraries
+/// found); the error says what is missing.
+pub fn cuda_available() -> Result<(), String> {
+    use ort::ep::ExecutionProvider;
+    match ort::ep::CUDA::is_available() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("this ONNX Runtime build has no CUDA provider".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn warn_once(msg: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| tracing::warn!("{msg}"));
 }
 
 pub(crate) fn run_err(model: &'static str) -> impl Fn(ort::Error) -> ModelError {

@@ -1,7 +1,7 @@
 //! The Rust side of each model against ONNX Runtime's Python output on the same input
 //! (fixtures written at setup by scripts/make-fixtures.py).
 
-use sightline_models::{Moonshine, Ocr, OcrParams, Runtime, SileroVad, TEXT_DIM, TextEmbedder, WordPiece};
+use sightline_models::{Moonshine, Ocr, OcrParams, Provider, Runtime, SileroVad, TEXT_DIM, TextEmbedder, WordPiece};
 use sightline_settings::Config;
 use std::path::PathBuf;
 
@@ -125,4 +125,31 @@ fn silero_vad_and_moonshine_match_python_onnxruntime() {
     assert!((t.confidence - mean).abs() < 1e-3, "confidence {} vs Python's mean token probability {mean}", t.confidence);
     assert_eq!(t.text, fx["text"].as_str().unwrap());
     eprintln!("silero: {} windows, largest difference {vad_diff:.2e}; moonshine: {} tokens identical, text {:?}", got.len(), t.tokens.len(), t.text);
+}
+
+#[test]
+fn execution_providers_are_detected_with_cpu_fallback_and_agree() {
+    let cfg = Config::load(None).unwrap();
+    let m = &cfg.models;
+    let cpu = Runtime::load(&m.onnxruntime_lib()).unwrap();
+    let preferred = vec!["cuda".to_string(), "cpu".to_string()];
+    let rt = cpu.clone().with_providers(&preferred, 0).unwrap();
+    // CUDA exactly when this ONNX Runtime build and machine offer it; otherwise the CPU.
+    match sightline_models::cuda_available() {
+        Ok(()) => assert_eq!(rt.provider(), Provider::Cuda { device: 0 }),
+        Err(why) => {
+            assert_eq!(rt.provider(), Provider::Cpu, "falls back to the CPU");
+            eprintln!("CUDA unavailable here ({why}); checked the CPU fallback");
+        }
+    }
+    let err = cpu.clone().with_providers(&["tpu".to_string()], 0).err().expect("unknown provider refused");
+    assert!(err.to_string().contains("unknown execution provider `tpu`"), "{err}");
+    assert_eq!(cpu.clone().with_providers(&["cpu".to_string()], 0).unwrap().provider(), Provider::Cpu);
+
+    // The chosen provider gives the CPU's embeddings within the stated tolerance.
+    let texts = ["BREAKING NEWS AT NOON", "live video becomes searchable while it plays"];
+    let load = |r: &Runtime| TextEmbedder::load(r, &m.path(&m.text_embedder), &m.path(&m.text_tokenizer), 1).unwrap();
+    let (a, b) = (load(&rt).embed(&texts).unwrap(), load(&cpu).embed(&texts).unwrap());
+    let diff = a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(diff < 1e-3, "{} vs cpu: largest difference {diff}", rt.provider().name());
 }

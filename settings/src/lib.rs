@@ -457,6 +457,10 @@ pub struct ModelsConfig {
     pub dir: PathBuf,
     /// ONNX Runtime shared library (libonnxruntime.so), as `make setup` places it.
     pub onnxruntime_lib: PathBuf,
+    /// Execution providers in order of preference (`cuda`, `cpu`); the first one available is used.
+    pub providers: Vec<String>,
+    /// GPU used by the CUDA provider.
+    pub cuda_device: i32,
     pub vad: PathBuf,
     pub stt_encoder: PathBuf,
     pub stt_decoder: PathBuf,
@@ -473,6 +477,8 @@ impl Default for ModelsConfig {
         Self {
             dir: "~/.cache/sightline/models".into(),
             onnxruntime_lib: "~/.cache/sightline/lib/libonnxruntime.so".into(),
+            providers: vec!["cuda".into(), "cpu".into()],
+            cuda_device: 0,
             vad: "silero_vad.onnx".into(),
             stt_encoder: "moonshine-base-en/encoder_model.ort".into(),
             stt_decoder: "moonshine-base-en/decoder_model_merged.ort".into(),

@@ -65,6 +65,19 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Each model on the configured execution provider (CUDA on a GPU machine) against the CPU
+    /// provider of the same ONNX Runtime: largest output difference and throughput of each.
+    Providers {
+        #[arg(long, default_value = ".data/reports/bench.md")]
+        report: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Fail unless the configured provider is CUDA (for the GPU check).
+        #[arg(long)]
+        require_cuda: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Inference actor vs bare ONNX Runtime, and batch-size sweeps; appends to the report.
     Inference {
         #[arg(long, default_value = ".data/reports/bench.md")]
@@ -90,6 +103,7 @@ fn main() -> Result<()> {
         }
         Cmd::Store { report, vectors, queries, events, config } => tokio::runtime::Runtime::new()?
             .block_on(store_bench(&report, vectors, queries, events, config.as_deref())),
+        Cmd::Providers { report, runs, require_cuda, config } => providers_bench(&report, runs, require_cuda, config.as_deref()),
         Cmd::Inference { report, frames, runs, config } => tokio::runtime::Runtime::new()?
             .block_on(inference_bench(&report, frames, runs, config.as_deref())),
     }
@@ -519,7 +533,7 @@ async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&P
         })
         .collect::<Result<_>>()?;
     let m = &cfg.models;
-    let rt = Runtime::load(&m.onnxruntime_lib())?;
+    let rt = Runtime::load(&m.onnxruntime_lib())?.with_providers(&m.providers, m.cuda_device)?;
     let params = OcrParams { det_short_side: cfg.ocr.det_short_side, min_confidence: cfg.ocr.min_confidence, ..OcrParams::default() };
 
     // Bare: the OCR pipeline called directly, one frame after another.
@@ -628,4 +642,100 @@ async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&P
     );
     println!("{text}");
     append(report, &text)
+}
+
+fn read_f32(path: &Path) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{} (run `make setup`)", path.display()))?;
+    Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
+fn providers_bench(report: &Path, runs: usize, require_cuda: bool, config: Option<&Path>) -> Result<()> {
+    use sightline_models::{Moonshine, Ocr, OcrParams, Provider, Runtime, SileroVad, TextEmbedder};
+    let cfg = sightline_settings::Config::load(config.or(Some(Path::new("config/sightline.toml"))))?;
+    let m = &cfg.models;
+    let cpu = Runtime::load(&m.onnxruntime_lib())?;
+    let rt = cpu.clone().with_providers(&m.providers, m.cuda_device)?;
+    let name = rt.provider().name();
+    if require_cuda && !matches!(rt.provider(), Provider::Cuda { .. }) {
+        bail!(
+            "CUDA is not available to {} ({}); models.providers = {:?}",
+            m.onnxruntime_lib().display(),
+            sightline_models::cuda_available().err().unwrap_or_default(),
+            m.providers
+        );
+    }
+    let fixtures = std::env::var("SIGHTLINE_FIXTURES").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/sightline/fixtures")
+    });
+    let timed = |f: &mut dyn FnMut() -> Result<Vec<f32>>| -> Result<(Vec<f32>, f64)> {
+        let out = f()?;
+        let t = Instant::now();
+        for _ in 0..runs {
+            f()?;
+        }
+        Ok((out, runs as f64 / t.elapsed().as_secs_f64()))
+    };
+    let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    // Stated tolerance: 1e-3 on every output value (greedy tokens: identical).
+    let (mut rows, mut failed) = (String::new(), Vec::new());
+    let mut row = |model: &str, on: (Vec<f32>, f64), base: (Vec<f32>, f64)| {
+        let d = if on.0.len() == base.0.len() { diff(&on.0, &base.0) } else { f32::INFINITY };
+        let ok = if model.contains("tokens") { d == 0.0 } else { d < 1e-3 };
+        if !ok {
+            failed.push(model.to_string());
+        }
+        rows += &format!(
+            "| {model} | {d:.2e} {} | {:.1} | {:.1} | {:.2} |\n",
+            if ok { "ok" } else { "**over tolerance**" },
+            on.1,
+            base.1,
+            on.1 / base.1
+        );
+    };
+    // MiniLM: a batch of 16 sentences.
+    let texts = vec!["live video becomes searchable while it plays on two channels"; 16];
+    let run_emb = |r: &Runtime| -> Result<(Vec<f32>, f64)> {
+        let mut e = TextEmbedder::load(r, &m.path(&m.text_embedder), &m.path(&m.text_tokenizer), 1)?;
+        timed(&mut || Ok(e.embed(&texts)?.concat()))
+    };
+    row("MiniLM, 16 sentences", run_emb(&rt)?, run_emb(&cpu)?);
+    // PP-OCR: the fixture's detector input and recogniser batch.
+    let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures.join("ocr.json"))?)?;
+    let dim = |v: &serde_json::Value, i: usize| v[i].as_u64().unwrap_or(0) as usize;
+    let (det_in, rec_in) = (read_f32(&fixtures.join("ocr_det_input.f32"))?, read_f32(&fixtures.join("ocr_rec_input.f32"))?);
+    let (ds, rs) = (&fx["det"]["input_shape"], &fx["rec"]["input_shape"]);
+    let run_ocr = |r: &Runtime, det: bool| -> Result<(Vec<f32>, f64)> {
+        let mut o = Ocr::load(r, &m.path(&m.ocr_detector), &m.path(&m.ocr_recognizer), 1, OcrParams::default())?;
+        if det {
+            timed(&mut || Ok(o.detect_tensor(det_in.clone(), dim(ds, 3), dim(ds, 2))?))
+        } else {
+            timed(&mut || Ok(o.recognize_tensor(rec_in.clone(), dim(rs, 0), dim(rs, 3))?.2))
+        }
+    };
+    row(&format!("PP-OCR detector, {}x{}", dim(ds, 3), dim(ds, 2)), run_ocr(&rt, true)?, run_ocr(&cpu, true)?);
+    row(&format!("PP-OCR recogniser, {} crops 48x{}", dim(rs, 0), dim(rs, 3)), run_ocr(&rt, false)?, run_ocr(&cpu, false)?);
+    // Speech: the fixture sentence through Silero VAD and Moonshine.
+    let speech = read_f32(&fixtures.join("speech.f32"))?;
+    let run_vad = |r: &Runtime| -> Result<(Vec<f32>, f64)> {
+        let mut v = SileroVad::load(r, &m.path(&m.vad))?;
+        timed(&mut || Ok(v.probabilities(&speech)?))
+    };
+    row("Silero VAD, per-window probabilities", run_vad(&rt)?, run_vad(&cpu)?);
+    let run_stt = |r: &Runtime| -> Result<(Vec<f32>, f64)> {
+        let mut s = Moonshine::load(r, &m.path(&m.stt_encoder), &m.path(&m.stt_decoder), &m.path(&m.stt_tokenizer), 1)?;
+        timed(&mut || Ok(s.transcribe(&speech)?.tokens.iter().map(|&t| t as f32).collect()))
+    };
+    row("Moonshine base, greedy tokens", run_stt(&rt)?, run_stt(&cpu)?);
+    let text = format!(
+        "## Execution providers ({name} vs cpu, {}; {runs} timed runs each after a warm-up)\n\n\
+         | model | largest difference (tolerance 1e-3; tokens identical) | {name} runs/s | cpu runs/s | speed-up |\n\
+         |---|---|---|---|---|\n{rows}\n",
+        now_utc()
+    );
+    println!("{text}");
+    append(report, &text)?;
+    if !failed.is_empty() {
+        bail!("{name} differs from the CPU beyond tolerance in: {}", failed.join(", "));
+    }
+    Ok(())
 }
