@@ -12,6 +12,9 @@ batch (two crops of that frame) with its character probabilities and greedy CTC 
 Writes FIXTURES/speech.json and speech.f32: a sentence spoken by espeak-ng at 16 kHz, Silero VAD's
 speech probability per 512-sample window (64 samples of context, state carried), and Moonshine's
 greedy decoding of it (token ids, each step's probability, the decoded text).
+
+Writes FIXTURES/labels.json and labels_rgb.u8: a photograph (scikit-image's cat) scaled by ffmpeg
+to 224x224 RGB, and EfficientNet-Lite0's pooled features and class logits for it.
 """
 import json
 import math
@@ -195,12 +198,31 @@ def speech(models, out):
                    "tokens": tokens, "token_probs": probs, "text": text}, f)
 
 
+def labels(models, out):
+    image = os.path.join(os.path.dirname(os.path.abspath(out)), "images", "chelsea.png")
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", image, "-vf", "scale=224:224", "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
+    rgb = np.frombuffer(raw, dtype=np.uint8).reshape(224, 224, 3)
+    with open(os.path.join(out, "labels_rgb.u8"), "wb") as f:
+        f.write(raw)
+    x = ((rgb.astype(np.float32) - 127.0) / 128.0).transpose(2, 0, 1)[None]
+    eff = os.path.join(models, "efficientnet-lite0")
+    sess = ort.InferenceSession(os.path.join(eff, "model.onnx"), providers=["CPUExecutionProvider"])
+    features, logits = sess.run(["features", "logits"], {"image": x})
+    names = open(os.path.join(eff, "labels.txt")).read().splitlines()
+    top = [names[i] for i in logits[0].argsort()[::-1][:5]]
+    with open(os.path.join(out, "labels.json"), "w") as f:
+        json.dump({"image": "chelsea.png", "features": [float(v) for v in features[0]],
+                   "logits": [float(v) for v in logits[0]], "top5": top}, f)
+
+
 def main():
     models, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
     minilm(models, out)
     ocr(models, out)
     speech(models, out)
+    labels(models, out)
     print(f"fixtures written to {out}")
 
 

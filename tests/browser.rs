@@ -124,6 +124,7 @@ async fn dashboard_shows_streams_events_and_search_in_chromium() {
     cfg.gateway.api_keys =
         vec![ApiKeyConfig { name: "browser".into(), sha256: sightline_gateway::sha256_hex(KEY), scope: "admin".into() }];
     cfg.ocr.workers = 1; // the timeline shows on-screen text too
+    cfg.scenes.labels = true;
     let sys = TestSystem::start(cfg, Roles::ALL).await;
     let clip = ClipSpec::standard().render(&std::env::temp_dir().join("sightline-test-clips")).await.unwrap();
     let live = LiveHls::start(&clip, &std::env::temp_dir().join(common::unique("sl-browser")), 0).await.unwrap();

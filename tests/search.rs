@@ -27,6 +27,7 @@ fn loop_distance(pts: i64, at: i64, period: i64) -> i64 {
 async fn search_similar_frames_duplicates_and_sql() {
     let mut cfg = test_config();
     cfg.ocr.workers = 1;
+    cfg.scenes.labels = true;
     let sys = TestSystem::start(cfg, Roles::ALL).await;
     let clips = std::env::temp_dir().join("sightline-test-clips");
     let (same, other) = (ClipSpec::standard(), ClipSpec::alternate());
@@ -178,6 +179,15 @@ async fn search_similar_frames_duplicates_and_sql() {
         .await;
     assert_eq!(status, 200, "{res}");
     assert_eq!(res["data"][0]["dim"], 432, "{res}");
+    // Kept frames carry their top-5 image labels (EfficientNet-Lite0), with probabilities.
+    let (status, res) = sys
+        .http("POST", "/v1/sql", Some(&sql("SELECT labels, label_scores, model FROM frames WHERE length(labels) = 5 LIMIT 1")))
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let row = &res["data"][0];
+    assert!(row["model"].as_str().is_some_and(|m| m.contains("efficientnet")), "labelled frames: {res}");
+    let scores: Vec<f64> = row["label_scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]) && scores.iter().all(|s| (0.0..=1.0).contains(s)), "{res}");
     let (status, res) = sys
         .http("POST", "/v1/sql", Some(&sql(&format!("SELECT text, box, confidence FROM ocr_text FINAL WHERE stream_id = '{c}'"))))
         .await;

@@ -12,10 +12,10 @@ use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use base64::Engine;
 use sightline_models::{
-    FrameSignature, ModelError, Moonshine, Ocr, OcrParams, Runtime, SileroVad, hamming, thumbnail_bmp,
+    FrameSignature, ImageLabeler, ModelError, Moonshine, Ocr, OcrParams, Runtime, SileroVad, hamming, thumbnail_bmp,
 };
 use sightline_settings::{Config, OcrConfig, SpeechConfig};
-use sightline_wire::{Event, EventKind, FrameInfo, FrameMeta, OcrInfo, SceneInfo, decode_audio, decode_frame};
+use sightline_wire::{Event, EventKind, FrameInfo, FrameMeta, Label, OcrInfo, SceneInfo, decode_audio, decode_frame};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -282,12 +282,18 @@ pub struct SceneProcessor {
     pub metrics: Arc<Metrics>,
     /// Last emitted frame per stream: perceptual hash and media time.
     pub last: std::collections::HashMap<String, (u64, i64)>,
+    /// Labels emitted frames (EfficientNet-Lite0) when `scenes.labels` is on.
+    pub labeler: Option<ImageLabeler>,
+    pub label_top_k: usize,
+    /// Labels at least this probable become the frame event's searchable text.
+    pub label_min_score: f32,
 }
 
 /// Streams whose last frame is remembered; past this the memory is cleared (bounded state).
 const MAX_TRACKED_STREAMS: usize = 4096;
 
 impl SceneProcessor {
+    /// Without the labeller (no model files needed).
     pub fn new(cfg: &Config, metrics: Arc<Metrics>) -> Self {
         Self {
             min_score: cfg.ingest.cut_threshold,
@@ -296,7 +302,21 @@ impl SceneProcessor {
             max_interval_ms: cfg.scenes.frame_max_interval_ms as i64,
             metrics,
             last: Default::default(),
+            labeler: None,
+            label_top_k: cfg.scenes.label_top_k,
+            label_min_score: cfg.scenes.label_min_score,
         }
+    }
+
+    /// With the labeller when `scenes.labels` is on.
+    pub fn load(cfg: &Config, metrics: Arc<Metrics>) -> Result<Self, ModelError> {
+        let mut p = Self::new(cfg, metrics);
+        if cfg.scenes.labels {
+            let m = &cfg.models;
+            let rt = Runtime::load(&m.onnxruntime_lib())?.with_providers(&m.providers, m.cuda_device)?;
+            p.labeler = Some(ImageLabeler::load(&rt, &m.path(&m.image_labeler), &m.path(&m.image_labels), 1)?);
+        }
+        Ok(p)
     }
 
     fn frame_event(&mut self, meta: &FrameMeta, pixels: &[u8], keyframe: bool) -> Option<Event> {
@@ -320,8 +340,27 @@ impl SceneProcessor {
             self.last.clear();
         }
         self.last.insert(meta.stream_id.clone(), (sig.phash, meta.pts_ms));
-        let mut e = Event::new(EventKind::Frame, &meta.stream_id, meta.pts_ms, meta.wall_ms, FRAME_MODEL);
+        let labeled = self.labeler.is_some();
+        let mut e = Event::new(
+            EventKind::Frame,
+            &meta.stream_id,
+            meta.pts_ms,
+            meta.wall_ms,
+            if labeled { LABELED_FRAME_MODEL } else { FRAME_MODEL },
+        );
         e.score = if keyframe { 1.0 } else { 0.0 };
+        let labels: Vec<Label> = match self.labeler.as_mut() {
+            Some(l) => l
+                .label(&[(pixels, meta.width as usize, meta.height as usize)], self.label_top_k)
+                .map_err(|err| tracing::warn!(error = %err, "labelling failed; frame kept without labels"))
+                .ok()
+                .and_then(|mut v| v.pop())
+                .map(|r| r.top.into_iter().map(|(name, score)| Label { name, score }).collect())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        // Confident labels are the frame's text, so search finds frames by what they show.
+        e.text = labels.iter().filter(|l| l.score >= self.label_min_score).map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ");
         let thumbnail = thumbnail_bmp(pixels, meta.width as usize, meta.height as usize, THUMB_W, THUMB_H)
             .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
             .unwrap_or_default();
@@ -329,7 +368,7 @@ impl SceneProcessor {
             keyframe,
             phash: format!("{:016x}", sig.phash),
             vector: sig.vector,
-            labels: Vec::new(),
+            labels,
             thumbnail,
         });
         Some(e)
@@ -337,6 +376,7 @@ impl SceneProcessor {
 }
 
 pub const FRAME_MODEL: &str = "frame-signature@1";
+pub const LABELED_FRAME_MODEL: &str = "frame-signature@1+efficientnet-lite0@1";
 /// Size of the thumbnails kept for frames.
 const THUMB_W: usize = 96;
 const THUMB_H: usize = 54;

@@ -269,7 +269,7 @@ impl Node {
             let scenes = work(n.frames_stream(), n.frames_all(), "scenes", &s.worker(), 30);
             inference_workers(&mut children, "scenes", s.workers, &bus, &metrics, scenes, {
                 let (full, metrics) = (cfg.clone(), metrics.clone());
-                Arc::new(move || Ok(SceneProcessor::new(&full, metrics.clone())))
+                Arc::new(move || SceneProcessor::load(&full, metrics.clone()))
             });
             let sp = &cfg.speech;
             let speech = work(n.audio_stream(), n.audio_all(), "speech", &sp.worker(), 120);

@@ -1,8 +1,10 @@
 //! ONNX model execution with ONNX Runtime (the `ort` crate, loaded dynamically): the runtime
 //! environment, voice activity detection (Silero VAD), speech-to-text (Moonshine), text embeddings
-//! (MiniLM), on-screen text (PP-OCR) and model-free frame signatures.
+//! (MiniLM), on-screen text (PP-OCR), image labels (EfficientNet-Lite0) and model-free frame
+//! signatures.
 
 pub mod embed;
+pub mod labels;
 pub mod ocr;
 pub mod runtime;
 pub mod signature;
@@ -15,5 +17,6 @@ pub use stt::{Moonshine, Transcript};
 pub use tokenizer::TokenDecoder;
 pub use vad::SileroVad;
 pub use embed::{TEXT_DIM, TextEmbedder, WordPiece};
+pub use labels::{IMAGE_FEATURES, ImageLabeler, ImageLabels};
 pub use ocr::{Ocr, OcrLine, OcrParams};
 pub use signature::{FrameSignature, SIGNATURE_DIM, hamming, thumbnail_bmp};

@@ -1,7 +1,9 @@
 //! The Rust side of each model against ONNX Runtime's Python output on the same input
 //! (fixtures written at setup by scripts/make-fixtures.py).
 
-use sightline_models::{Moonshine, Ocr, OcrParams, Provider, Runtime, SileroVad, TEXT_DIM, TextEmbedder, WordPiece};
+use sightline_models::{
+    IMAGE_FEATURES, ImageLabeler, Moonshine, Ocr, OcrParams, Provider, Runtime, SileroVad, TEXT_DIM, TextEmbedder, WordPiece,
+};
 use sightline_settings::Config;
 use std::path::PathBuf;
 
@@ -9,7 +11,7 @@ fn fixtures() -> PathBuf {
     let dir = std::env::var("SIGHTLINE_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sightline/fixtures"));
-    for f in ["minilm.json", "ocr.json", "speech.json"] {
+    for f in ["minilm.json", "ocr.json", "speech.json", "labels.json"] {
         assert!(dir.join(f).exists(), "no {f} in {} (run `make setup`)", dir.display());
     }
     dir
@@ -152,4 +154,37 @@ fn execution_providers_are_detected_with_cpu_fallback_and_agree() {
     let (a, b) = (load(&rt).embed(&texts).unwrap(), load(&cpu).embed(&texts).unwrap());
     let diff = a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     assert!(diff < 1e-3, "{} vs cpu: largest difference {diff}", rt.provider().name());
+}
+
+#[test]
+fn efficientnet_labels_match_python_onnxruntime_and_make_sense() {
+    let cfg = Config::load(None).unwrap();
+    let m = &cfg.models;
+    let dir = fixtures();
+    let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("labels.json")).unwrap()).unwrap();
+    let rgb = std::fs::read(dir.join("labels_rgb.u8")).unwrap();
+    let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
+    let mut labeler = ImageLabeler::load(&rt, &m.path(&m.image_labeler), &m.path(&m.image_labels), 1).unwrap();
+    let got = labeler.label(&[(&rgb, 224, 224)], 5).unwrap().remove(0);
+    let floats = |k: &str| -> Vec<f32> { fx[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect() };
+    let want = floats("features");
+    assert_eq!(got.features.len(), IMAGE_FEATURES);
+    let diff = got.features.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    // Stated tolerance: every feature within 1e-4 of Python's; the same top-5 classes.
+    assert!(diff < 1e-4, "features: largest difference {diff}");
+    let names: Vec<&str> = got.top.iter().map(|(n, _)| n.as_str()).collect();
+    let want_top: Vec<&str> = fx["top5"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(names, want_top);
+    // A photograph of a cat is labelled as a cat.
+    assert!(["Egyptian cat", "tabby", "tiger cat"].contains(&names[0]), "{:?}", got.top);
+    // A photograph of a cup of coffee, at another size (scaled to 224x224 in Rust).
+    let coffee = dir.parent().unwrap().join("images/coffee.png");
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", coffee.to_str().unwrap(), "-vf", "scale=320:240", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout.len(), 320 * 240 * 3, "{}", String::from_utf8_lossy(&out.stderr));
+    let cup = labeler.label(&[(&out.stdout, 320, 240)], 5).unwrap().remove(0);
+    assert!(["espresso", "cup", "coffee mug"].contains(&cup.top[0].0.as_str()), "{:?}", cup.top);
+    eprintln!("efficientnet: features largest difference {diff:.2e}; cat {:?}; coffee {:?}", got.top, cup.top);
 }

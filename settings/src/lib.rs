@@ -262,6 +262,11 @@ pub struct ScenesConfig {
     pub frame_change_bits: u32,
     /// A frame is emitted at least this often per stream even when nothing changes, ms (0: never).
     pub frame_max_interval_ms: u64,
+    /// Label emitted frames with EfficientNet-Lite0 (top `label_top_k` ImageNet classes).
+    pub labels: bool,
+    pub label_top_k: usize,
+    /// Labels at least this probable (0..1) become the frame's searchable text.
+    pub label_min_score: f32,
 }
 
 impl Default for ScenesConfig {
@@ -275,6 +280,9 @@ impl Default for ScenesConfig {
             throttle_ms: 0,
             frame_change_bits: 10,
             frame_max_interval_ms: 30_000,
+            labels: true,
+            label_top_k: 5,
+            label_min_score: 0.2,
         }
     }
 }
@@ -470,6 +478,9 @@ pub struct ModelsConfig {
     /// PP-OCR text detector (DB) and recogniser (CTC, character set in its metadata).
     pub ocr_detector: PathBuf,
     pub ocr_recognizer: PathBuf,
+    /// Image labels and features (EfficientNet-Lite0 as ONNX) and its 1000 class names.
+    pub image_labeler: PathBuf,
+    pub image_labels: PathBuf,
 }
 
 impl Default for ModelsConfig {
@@ -487,6 +498,8 @@ impl Default for ModelsConfig {
             text_tokenizer: "minilm/tokenizer.json".into(),
             ocr_detector: "ppocr/det.onnx".into(),
             ocr_recognizer: "ppocr/rec.onnx".into(),
+            image_labeler: "efficientnet-lite0/model.onnx".into(),
+            image_labels: "efficientnet-lite0/labels.txt".into(),
         }
     }
 }

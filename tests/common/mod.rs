@@ -35,9 +35,10 @@ pub fn test_config() -> Config {
     cfg.nats.events_max_bytes = 32 << 20;
     // Test sources are on loopback.
     cfg.ingest.allow_private_hosts = true;
-    // OCR runs in the tests that check it (search, browser): elsewhere its CPU would only slow the
-    // timing-sensitive tests on a small test machine.
+    // OCR and image labels run in the tests that check them (search, browser): elsewhere their CPU
+    // would only slow the timing-sensitive tests on a small test machine.
     cfg.ocr.workers = 0;
+    cfg.scenes.labels = false;
     cfg
 }
 

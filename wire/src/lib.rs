@@ -233,7 +233,7 @@ impl EventKind {
     }
     /// Kinds whose text is embedded for search.
     pub fn is_text(self) -> bool {
-        matches!(self, EventKind::Transcript | EventKind::Ocr)
+        matches!(self, EventKind::Transcript | EventKind::Ocr | EventKind::Frame)
     }
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
@@ -254,7 +254,8 @@ pub struct Event {
     pub end_ms: Option<i64>,
     /// Wall-clock time of the media it describes, Unix milliseconds.
     pub wall_ms: i64,
-    /// Text of a transcript segment or of an on-screen line; empty for scenes.
+    /// Text of a transcript segment or of an on-screen line; a frame's confident labels; empty for
+    /// scenes.
     #[serde(default)]
     pub text: String,
     /// Cut score for scenes, confidence for transcripts and on-screen text (0..1).
