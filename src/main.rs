@@ -189,25 +189,22 @@ async fn check(cfg: &Config) -> bool {
         };
         line("execution provider", Ok(format!("{}{why}", r.provider().name())));
     }
-    for (name, file) in [
-        ("model vad", &m.vad),
-        ("model stt-encoder", &m.stt_encoder),
-        ("model stt-decoder", &m.stt_decoder),
-        ("model stt-tokenizer", &m.stt_tokenizer),
-        ("model text-embedder", &m.text_embedder),
-        ("model text-tokenizer", &m.text_tokenizer),
-        ("model ocr-detector", &m.ocr_detector),
-        ("model ocr-recognizer", &m.ocr_recognizer),
-    ] {
-        let path = m.path(file);
-        let res = match (&rt, path.exists()) {
-            (_, false) => Err(format!("{} missing (run `make setup`)", path.display())),
-            (Ok(rt), true) if !name.ends_with("tokenizer") => {
-                rt.session(&path, 1).map(|_| path.display().to_string()).map_err(|e| e.to_string())
+    // Every model in the registry: each file present, each ONNX file loads.
+    for spec in &m.registry {
+        let res = spec.files.iter().try_for_each(|f| {
+            let path = m.path(f);
+            let onnx = matches!(path.extension().and_then(|e| e.to_str()), Some("onnx" | "ort"));
+            match (&rt, path.exists()) {
+                (_, false) => Err(format!("{} missing (run `make setup`)", path.display())),
+                (Ok(rt), true) if onnx => rt.session(&path, 1).map(|_| ()).map_err(|e| format!("{}: {e}", path.display())),
+                _ => Ok(()),
             }
-            (_, true) => Ok(path.display().to_string()),
-        };
-        line(name, res);
+        });
+        let fallback = if spec.fallback.is_empty() { String::new() } else { format!(", falls back to {}", spec.fallback) };
+        line(
+            &format!("model {}", spec.name),
+            res.map(|()| format!("{} ({}, {} file(s){fallback})", spec.id(), spec.task, spec.files.len())),
+        );
     }
     // GStreamer
     let gst = sightline_streams::pipeline::init().map_err(|e| e.to_string()).and_then(|_| {

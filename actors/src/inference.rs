@@ -14,7 +14,7 @@ use base64::Engine;
 use sightline_models::{
     FrameSignature, ImageLabeler, ModelError, Moonshine, Ocr, OcrParams, Runtime, SileroVad, hamming, thumbnail_bmp,
 };
-use sightline_settings::{Config, OcrConfig, SpeechConfig};
+use sightline_settings::{Config, ModelSpec, OcrConfig, SpeechConfig};
 use sightline_wire::{Event, EventKind, FrameInfo, FrameMeta, Label, OcrInfo, SceneInfo, decode_audio, decode_frame};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -104,12 +104,38 @@ impl<P: Processor> Default for InferenceActor<P> {
     }
 }
 
+pub type MakeProcessor<P> = Arc<dyn Fn() -> Result<P, ModelError> + Send + Sync>;
+
 pub struct InferenceArgs<P> {
     pub bus: Bus,
     pub work: WorkSpec,
     pub metrics: Arc<Metrics>,
     /// Builds the model (on a blocking thread; loading can take a while).
-    pub make: Arc<dyn Fn() -> Result<P, ModelError> + Send + Sync>,
+    pub make: MakeProcessor<P>,
+    /// The registry's fallback for the model, and when it takes over.
+    pub fallback: Option<(MakeProcessor<P>, FallbackPolicy)>,
+}
+
+/// When a pool's work goes to the fallback model (from the primary's registry entry). The
+/// fallback also takes over when the primary fails to load, and retries any item the primary
+/// failed on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FallbackPolicy {
+    /// Work waiting above this sends batches to the fallback (0: never).
+    pub queue_threshold: u64,
+    /// A primary batch running longer than this hands the pool to the fallback for `cooldown`.
+    pub timeout: Option<Duration>,
+    pub cooldown: Duration,
+}
+
+impl FallbackPolicy {
+    pub fn of(spec: &ModelSpec) -> Self {
+        Self {
+            queue_threshold: spec.queue_threshold,
+            timeout: (spec.timeout_ms > 0).then(|| Duration::from_millis(spec.timeout_ms)),
+            cooldown: Duration::from_secs(spec.fallback_cooldown_s),
+        }
+    }
 }
 
 pub struct InferenceState<P> {
@@ -117,9 +143,15 @@ pub struct InferenceState<P> {
     work: WorkSpec,
     metrics: Arc<Metrics>,
     consumer: PullConsumer,
-    processor: Arc<Mutex<P>>,
+    /// None when the primary failed to load and the fallback serves alone.
+    primary: Option<Arc<Mutex<P>>>,
+    fallback: Option<(Arc<Mutex<P>>, FallbackPolicy)>,
     kind: &'static str,
     model: String,
+    /// The fallback serves until then (after a primary timeout).
+    fallback_until: Option<Instant>,
+    /// Whether the queue was over the threshold at the last look, and when that was.
+    queue_over: (bool, Option<Instant>),
 }
 
 pub enum InferenceMsg {
@@ -137,19 +169,46 @@ impl<P: Processor> Actor for InferenceActor<P> {
         args: InferenceArgs<P>,
     ) -> Result<InferenceState<P>, ActorProcessingErr> {
         let make = args.make.clone();
-        let processor = tokio::task::spawn_blocking(move || make()).await??;
+        let primary = tokio::task::spawn_blocking(move || make()).await?;
+        let fallback = match (&args.fallback, &primary) {
+            (Some((make, policy)), _) => {
+                let (make, policy) = (make.clone(), *policy);
+                match tokio::task::spawn_blocking(move || make()).await? {
+                    Ok(p) => Some((p, policy)),
+                    Err(e) if primary.is_ok() => {
+                        tracing::warn!(error = %e, "fallback model failed to load; running without one");
+                        None
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            (None, _) => None,
+        };
+        let primary = match primary {
+            Ok(p) => Some(p),
+            Err(e) if fallback.is_some() => {
+                tracing::error!(error = %e, "model failed to load; its fallback serves instead");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
         let consumer = work_consumer(&args.bus, &args.work).await?;
-        let (kind, model) = (processor.kind(), processor.model().to_string());
-        tracing::info!(kind, %model, consumer = %args.work.consumer, "inference worker ready");
+        let first = primary.as_ref().or(fallback.as_ref().map(|f| &f.0)).expect("one model loaded");
+        let (kind, model) = (first.kind(), first.model().to_string());
+        let fallback_model = fallback.as_ref().map(|f| f.0.model().to_string());
+        tracing::info!(kind, %model, fallback = ?fallback_model, consumer = %args.work.consumer, "inference worker ready");
         myself.send_message(InferenceMsg::Poll)?;
         Ok(InferenceState {
             bus: args.bus,
             work: args.work,
             metrics: args.metrics,
             consumer,
-            processor: Arc::new(Mutex::new(processor)),
+            primary: primary.map(|p| Arc::new(Mutex::new(p))),
+            fallback: fallback.map(|(p, policy)| (Arc::new(Mutex::new(p)), policy)),
             kind,
             model,
+            fallback_until: None,
+            queue_over: (false, None),
         })
     }
 
@@ -176,6 +235,52 @@ impl<P: Processor> Actor for InferenceActor<P> {
     }
 }
 
+/// Runs `payloads` on one model on a blocking thread; None when it ran past `timeout` (the thread
+/// finishes on its own; its results are dropped). A panic surfaces as a JoinError.
+async fn run_model<P: Processor>(
+    processor: &Arc<Mutex<P>>,
+    payloads: Vec<bytes::Bytes>,
+    timeout: Option<Duration>,
+) -> Result<Option<(Vec<Result<Vec<Event>, String>>, String)>, tokio::task::JoinError> {
+    let processor = processor.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let mut p = processor.lock().unwrap_or_else(|e| e.into_inner());
+        (payloads.iter().map(|b| p.process(b)).collect::<Vec<_>>(), p.model().to_string())
+    });
+    match timeout {
+        Some(t) => match tokio::time::timeout(t, task).await {
+            Ok(r) => r.map(Some),
+            Err(_) => Ok(None),
+        },
+        None => task.await.map(Some),
+    }
+}
+
+impl<P: Processor> InferenceState<P> {
+    /// Whether this batch goes to the fallback: the primary is missing or cooling down after a
+    /// timeout, or the work waiting is over the threshold (looked up at most once a second).
+    async fn use_fallback(&mut self) -> bool {
+        let Some((_, policy)) = self.fallback.as_ref() else { return false };
+        let policy = *policy;
+        if self.primary.is_none() || self.fallback_until.is_some_and(|t| Instant::now() < t) {
+            return true;
+        }
+        if policy.queue_threshold == 0 {
+            return false;
+        }
+        if self.queue_over.1.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            let waiting = self.consumer.info().await.map(|i| i.num_pending).unwrap_or(0);
+            self.queue_over = (waiting > policy.queue_threshold, Some(Instant::now()));
+        }
+        self.queue_over.0
+    }
+
+    fn count_fallback(&self, reason: &str, n: usize) {
+        let l = labels(&[("model", &self.model), ("reason", reason)]);
+        self.metrics.model_fallbacks.get_or_create(&l).inc_by(n as u64);
+    }
+}
+
 async fn process_batch<P: Processor>(
     st: &mut InferenceState<P>,
     batch: Vec<jetstream::Message>,
@@ -187,15 +292,49 @@ async fn process_batch<P: Processor>(
         st.metrics.redelivered.get_or_create(&labels(&[("kind", st.kind)])).inc_by(again as u64);
     }
     let payloads: Vec<bytes::Bytes> = batch.iter().map(|m| m.payload.clone()).collect();
-    let processor = st.processor.clone();
     let started = Instant::now();
     // A panic here surfaces as a JoinError: the actor fails, its supervisor restarts it, and the
     // unacked batch is redelivered.
-    let results = tokio::task::spawn_blocking(move || {
-        let mut p = processor.lock().unwrap_or_else(|e| e.into_inner());
-        payloads.iter().map(|b| p.process(b)).collect::<Vec<_>>()
-    })
-    .await?;
+    let on_fallback = st.use_fallback().await;
+    let fallback = st.fallback.as_ref().map(|(p, policy)| (p.clone(), *policy));
+    let mut results = match (on_fallback, &st.primary, fallback.clone()) {
+        (true, _, Some((fb, _))) => {
+            st.count_fallback("queue_or_unavailable", batch.len());
+            run_model(&fb, payloads.clone(), None).await?.map(|r| r.0)
+        }
+        (_, Some(primary), fb) => run_model(primary, payloads.clone(), fb.and_then(|f| f.1.timeout)).await?.map(|r| r.0),
+        _ => unreachable!("a worker has a primary or a fallback"),
+    };
+    let Some(results_now) = results.take() else {
+        // The primary ran past its timeout: the fallback serves for a while, and this batch is
+        // redelivered to it.
+        let cooldown = fallback.map(|f| f.1.cooldown).unwrap_or_default();
+        st.fallback_until = Some(Instant::now() + cooldown);
+        st.count_fallback("timeout", batch.len());
+        tracing::warn!(kind = st.kind, model = %st.model, cooldown_s = cooldown.as_secs(), "model timed out; its fallback serves");
+        for msg in &batch {
+            ack(msg, AckKind::Nak(Some(Duration::from_millis(100)))).await;
+        }
+        return Ok(());
+    };
+    let mut results = results_now;
+    // Items the primary failed on are retried on the fallback at once.
+    if let (false, Some((fb, _))) = (on_fallback, fallback) {
+        let failed: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();
+        if !failed.is_empty() {
+            st.count_fallback("error", failed.len());
+            let retry: Vec<bytes::Bytes> = failed.iter().map(|&i| payloads[i].clone()).collect();
+            if let Some((again, _)) = run_model(&fb, retry, None).await? {
+                for (i, r) in failed.into_iter().zip(again) {
+                    if let (Err(first), Err(second)) = (&results[i], &r) {
+                        results[i] = Err(format!("{first}; fallback: {second}"));
+                    } else {
+                        results[i] = r;
+                    }
+                }
+            }
+        }
+    }
     st.metrics.inference_seconds.get_or_create(&l).observe(started.elapsed().as_secs_f64());
 
     for (msg, result) in batch.into_iter().zip(results) {
@@ -284,6 +423,8 @@ pub struct SceneProcessor {
     pub last: std::collections::HashMap<String, (u64, i64)>,
     /// Labels emitted frames (EfficientNet-Lite0) when `scenes.labels` is on.
     pub labeler: Option<ImageLabeler>,
+    /// Model recorded on labelled frames: the signature and the labeller.
+    pub labeled_model: String,
     pub label_top_k: usize,
     /// Labels at least this probable become the frame event's searchable text.
     pub label_min_score: f32,
@@ -303,18 +444,20 @@ impl SceneProcessor {
             metrics,
             last: Default::default(),
             labeler: None,
+            labeled_model: FRAME_MODEL.to_string(),
             label_top_k: cfg.scenes.label_top_k,
             label_min_score: cfg.scenes.label_min_score,
         }
     }
 
-    /// With the labeller when `scenes.labels` is on.
-    pub fn load(cfg: &Config, metrics: Arc<Metrics>) -> Result<Self, ModelError> {
+    /// With the labeller `labels` (a registry entry of task `labels`) when `scenes.labels` is on.
+    pub fn load(cfg: &Config, metrics: Arc<Metrics>, labels: &ModelSpec) -> Result<Self, ModelError> {
         let mut p = Self::new(cfg, metrics);
         if cfg.scenes.labels {
             let m = &cfg.models;
-            let rt = Runtime::load(&m.onnxruntime_lib())?.with_providers(&m.providers, m.cuda_device)?;
-            p.labeler = Some(ImageLabeler::load(&rt, &m.path(&m.image_labeler), &m.path(&m.image_labels), 1)?);
+            let rt = runtime_for(cfg, labels)?;
+            p.labeler = Some(ImageLabeler::load(&rt, &m.file(labels, 0), &m.file(labels, 1), 1)?);
+            p.labeled_model = format!("{FRAME_MODEL}+{}", labels.id());
         }
         Ok(p)
     }
@@ -340,14 +483,7 @@ impl SceneProcessor {
             self.last.clear();
         }
         self.last.insert(meta.stream_id.clone(), (sig.phash, meta.pts_ms));
-        let labeled = self.labeler.is_some();
-        let mut e = Event::new(
-            EventKind::Frame,
-            &meta.stream_id,
-            meta.pts_ms,
-            meta.wall_ms,
-            if labeled { LABELED_FRAME_MODEL } else { FRAME_MODEL },
-        );
+        let mut e = Event::new(EventKind::Frame, &meta.stream_id, meta.pts_ms, meta.wall_ms, &self.labeled_model);
         e.score = if keyframe { 1.0 } else { 0.0 };
         let labels: Vec<Label> = match self.labeler.as_mut() {
             Some(l) => l
@@ -376,7 +512,17 @@ impl SceneProcessor {
 }
 
 pub const FRAME_MODEL: &str = "frame-signature@1";
-pub const LABELED_FRAME_MODEL: &str = "frame-signature@1+efficientnet-lite0@1";
+
+/// ONNX Runtime on the execution providers a registry entry asks for.
+pub fn runtime_for(cfg: &Config, spec: &ModelSpec) -> Result<Runtime, ModelError> {
+    let m = &cfg.models;
+    Runtime::load(&m.onnxruntime_lib())?.with_providers(m.providers_of(spec), m.cuda_device)
+}
+
+/// A registry entry the configuration validated (it exists): a panic otherwise names it.
+pub fn registered<'a>(cfg: &'a Config, name: &str) -> &'a ModelSpec {
+    cfg.models.model(name).unwrap_or_else(|e| panic!("{e}"))
+}
 /// Size of the thumbnails kept for frames.
 const THUMB_W: usize = 96;
 const THUMB_H: usize = 54;
@@ -427,21 +573,18 @@ pub struct SpeechProcessor {
     vad: SileroVad,
     stt: Moonshine,
     cfg: SpeechConfig,
+    model: String,
 }
 
 impl SpeechProcessor {
-    pub fn load(cfg: &Config) -> Result<Self, ModelError> {
+    /// With the speech-to-text model `stt` (a registry entry of task `stt`) and `models.vad`.
+    pub fn load(cfg: &Config, stt: &ModelSpec) -> Result<Self, ModelError> {
         let m = &cfg.models;
-        let rt = Runtime::load(&m.onnxruntime_lib())?.with_providers(&m.providers, m.cuda_device)?;
-        let vad = SileroVad::load(&rt, &m.path(&m.vad))?;
-        let stt = Moonshine::load(
-            &rt,
-            &m.path(&m.stt_encoder),
-            &m.path(&m.stt_decoder),
-            &m.path(&m.stt_tokenizer),
-            cfg.speech.threads,
-        )?;
-        Ok(Self { vad, stt, cfg: cfg.speech.clone() })
+        let vad_spec = m.for_task("vad").map_err(|e| ModelError::Input(e.to_string()))?;
+        let vad = SileroVad::load(&runtime_for(cfg, vad_spec)?, &m.file(vad_spec, 0))?;
+        let rt = runtime_for(cfg, stt)?;
+        let model = Moonshine::load(&rt, &m.file(stt, 0), &m.file(stt, 1), &m.file(stt, 2), cfg.speech.threads)?;
+        Ok(Self { vad, stt: model, cfg: cfg.speech.clone(), model: stt.id() })
     }
 }
 
@@ -450,7 +593,7 @@ impl Processor for SpeechProcessor {
         "speech"
     }
     fn model(&self) -> &str {
-        "moonshine-base-en@1"
+        &self.model
     }
     fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
         let (meta, samples) = decode_audio(payload).map_err(|e| e.to_string())?;
@@ -494,15 +637,15 @@ pub struct OcrProcessor {
     metrics: Arc<Metrics>,
     /// Per stream: hash and media time of the last read frame, and the lines read on it.
     last: std::collections::HashMap<String, (u64, i64, Vec<String>)>,
+    model: String,
 }
 
-pub const OCR_MODEL: &str = "pp-ocrv6-small@1";
-
 impl OcrProcessor {
-    pub fn load(cfg: &Config, metrics: Arc<Metrics>) -> Result<Self, ModelError> {
+    /// With the OCR model `spec` (a registry entry of task `ocr`).
+    pub fn load(cfg: &Config, metrics: Arc<Metrics>, spec: &ModelSpec) -> Result<Self, ModelError> {
         let m = &cfg.models;
         let o = &cfg.ocr;
-        let rt = Runtime::load(&m.onnxruntime_lib())?.with_providers(&m.providers, m.cuda_device)?;
+        let rt = runtime_for(cfg, spec)?;
         let params = OcrParams {
             det_short_side: o.det_short_side,
             det_threshold: o.det_threshold,
@@ -511,8 +654,8 @@ impl OcrProcessor {
             min_confidence: o.min_confidence,
             max_lines: o.max_lines,
         };
-        let ocr = Ocr::load(&rt, &m.path(&m.ocr_detector), &m.path(&m.ocr_recognizer), o.threads, params)?;
-        Ok(Self { ocr, cfg: o.clone(), metrics, last: Default::default() })
+        let ocr = Ocr::load(&rt, &m.file(spec, 0), &m.file(spec, 1), o.threads, params)?;
+        Ok(Self { ocr, cfg: o.clone(), metrics, last: Default::default(), model: spec.id() })
     }
 }
 
@@ -521,7 +664,7 @@ impl Processor for OcrProcessor {
         "ocr"
     }
     fn model(&self) -> &str {
-        OCR_MODEL
+        &self.model
     }
     fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
         let (meta, pixels) = decode_frame(payload).map_err(|e| e.to_string())?;
@@ -548,7 +691,7 @@ impl Processor for OcrProcessor {
             .enumerate()
             .filter(|(_, l)| !before.contains(&l.text))
             .map(|(i, l)| {
-                let mut e = Event::new(EventKind::Ocr, &meta.stream_id, meta.pts_ms, meta.wall_ms, OCR_MODEL);
+                let mut e = Event::new(EventKind::Ocr, &meta.stream_id, meta.pts_ms, meta.wall_ms, &self.model);
                 // Several lines can be read off one frame: the line's place makes the id unique.
                 e.id = format!("{}.{i}", e.id);
                 e.text = l.text.clone();

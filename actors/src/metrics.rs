@@ -30,6 +30,7 @@ pub struct Metrics {
     pub inference_errors: Family<Labels, Counter>,
     pub dlq: Family<Labels, Counter>,
     pub redelivered: Family<Labels, Counter>,
+    pub model_fallbacks: Family<Labels, Counter>,
     pub sink_rows: Family<Labels, Counter>,
     pub sink_errors: Family<Labels, Counter>,
     pub sink_seconds: Family<Labels, Histogram, fn() -> Histogram>,
@@ -55,6 +56,7 @@ impl Metrics {
             inference_errors: Family::default(),
             dlq: Family::default(),
             redelivered: Family::default(),
+            model_fallbacks: Family::default(),
             sink_rows: Family::default(),
             sink_errors: Family::default(),
             sink_seconds: Family::new_with_constructor(histo),
@@ -106,6 +108,11 @@ impl Metrics {
                 "ocr_frames_skipped",
                 "Sampled frames not read for text because they match the stream's last read frame",
                 m.ocr_frames_skipped.clone(),
+            );
+            r.register(
+                "model_fallbacks",
+                "Work items sent to a model's fallback, per primary model and reason (error, timeout, queue_or_unavailable)",
+                m.model_fallbacks.clone(),
             );
             r.register("sink_lag", "Events waiting for a sink (consumer pending)", m.sink_lag.clone());
         }

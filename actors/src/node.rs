@@ -3,9 +3,9 @@
 
 use crate::bus::{Bus, BusError};
 use crate::inference::{
-    InferenceActor, InferenceArgs, OcrProcessor, Processor, SceneProcessor, SpeechProcessor, WorkSpec,
+    FallbackPolicy, InferenceActor, InferenceArgs, MakeProcessor, OcrProcessor, Processor, SceneProcessor,
+    SpeechProcessor, WorkSpec, registered,
 };
-use sightline_models::ModelError;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::sink::{ClickHouseSink, SinkArgs};
@@ -13,7 +13,7 @@ use crate::vector_sink::{VectorSink, VectorSinkArgs};
 use crate::supervisor::{StreamSupervisor, SupervisorArgs};
 use futures::future::BoxFuture;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
-use sightline_settings::{Config, WorkerConfig};
+use sightline_settings::{Config, ModelSpec, WorkerConfig};
 use sightline_store::{EventStore, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -184,23 +184,36 @@ pub struct Node {
     root_done: tokio::task::JoinHandle<()>,
 }
 
-/// `count` inference actors named `<kind>-<i>`, sharing one durable consumer.
+/// `count` inference actors named `<kind>-<i>`, sharing one durable consumer. `model` is the
+/// registry entry the pool runs; `make(spec)` builds a processor for an entry, so the entry's
+/// fallback (one level) is built the same way.
+#[allow(clippy::too_many_arguments)]
 fn inference_workers<P: Processor>(
     children: &mut Vec<ChildSpec>,
     kind: &str,
     count: usize,
     bus: &Bus,
     metrics: &Arc<Metrics>,
-    work: WorkSpec,
-    make: Arc<dyn Fn() -> Result<P, ModelError> + Send + Sync>,
+    mut work: WorkSpec,
+    cfg: &Config,
+    model: &ModelSpec,
+    make: impl Fn(ModelSpec) -> MakeProcessor<P>,
 ) {
+    if model.batch_max > 0 {
+        work.batch_max = model.batch_max;
+    }
+    let fallback = (!model.fallback.is_empty())
+        .then(|| (make(registered(cfg, &model.fallback).clone()), FallbackPolicy::of(model)));
+    let primary = make(model.clone());
     for i in 0..count {
-        let (bus, metrics, work, make) = (bus.clone(), metrics.clone(), work.clone(), make.clone());
+        let (bus, metrics, work, primary, fallback) =
+            (bus.clone(), metrics.clone(), work.clone(), primary.clone(), fallback.clone());
         children.push(child::<InferenceActor<P>, _>(format!("{kind}-{i}"), move || InferenceArgs {
             bus: bus.clone(),
             work: work.clone(),
             metrics: metrics.clone(),
-            make: make.clone(),
+            make: primary.clone(),
+            fallback: fallback.clone(),
         }));
     }
 }
@@ -265,23 +278,27 @@ impl Node {
                 max_deliver: w.max_deliver,
                 ack_wait: Duration::from_secs(ack_wait_s),
             };
+            let models = &cfg.models;
             let s = &cfg.scenes;
             let scenes = work(n.frames_stream(), n.frames_all(), "scenes", &s.worker(), 30);
-            inference_workers(&mut children, "scenes", s.workers, &bus, &metrics, scenes, {
+            let labels = registered(cfg, &models.labels);
+            inference_workers(&mut children, "scenes", s.workers, &bus, &metrics, scenes, cfg, labels, |spec| {
                 let (full, metrics) = (cfg.clone(), metrics.clone());
-                Arc::new(move || SceneProcessor::load(&full, metrics.clone()))
+                Arc::new(move || SceneProcessor::load(&full, metrics.clone(), &spec))
             });
             let sp = &cfg.speech;
             let speech = work(n.audio_stream(), n.audio_all(), "speech", &sp.worker(), 120);
-            inference_workers(&mut children, "speech", sp.workers, &bus, &metrics, speech, {
+            let stt = registered(cfg, &models.stt);
+            inference_workers(&mut children, "speech", sp.workers, &bus, &metrics, speech, cfg, stt, |spec| {
                 let full = cfg.clone();
-                Arc::new(move || SpeechProcessor::load(&full))
+                Arc::new(move || SpeechProcessor::load(&full, &spec))
             });
             let o = &cfg.ocr;
             let ocr = work(n.frames_stream(), n.frames_all(), "ocr", &o.worker(), 60);
-            inference_workers(&mut children, "ocr", o.workers, &bus, &metrics, ocr, {
+            let ocr_model = registered(cfg, &models.ocr);
+            inference_workers(&mut children, "ocr", o.workers, &bus, &metrics, ocr, cfg, ocr_model, |spec| {
                 let (full, metrics) = (cfg.clone(), metrics.clone());
-                Arc::new(move || OcrProcessor::load(&full, metrics.clone()))
+                Arc::new(move || OcrProcessor::load(&full, metrics.clone(), &spec))
             });
         }
         if roles.sink {

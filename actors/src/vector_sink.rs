@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use async_nats::jetstream::consumer::PullConsumer;
 use base64::Engine;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use sightline_models::{Runtime, TextEmbedder};
+use sightline_models::TextEmbedder;
 use sightline_settings::{Config, VectorsConfig};
 use sightline_store::{Query, VectorAttrs, VectorItem, VectorStore, filter_string};
 use sightline_wire::{DuplicateInfo, Event, EventKind};
@@ -55,8 +55,9 @@ pub enum VectorSinkMsg {
 /// Loads the text embedder named in the config.
 pub fn load_embedder(cfg: &Config) -> Result<TextEmbedder, sightline_models::ModelError> {
     let m = &cfg.models;
-    let rt = Runtime::load(&m.onnxruntime_lib())?.with_providers(&m.providers, m.cuda_device)?;
-    TextEmbedder::load(&rt, &m.path(&m.text_embedder), &m.path(&m.text_tokenizer), cfg.vectors.threads)
+    let spec = m.for_task("text_embedding").map_err(|e| sightline_models::ModelError::Input(e.to_string()))?;
+    let rt = crate::inference::runtime_for(cfg, spec)?;
+    TextEmbedder::load(&rt, &m.file(spec, 0), &m.file(spec, 1), cfg.vectors.threads)
 }
 
 fn attrs_of(e: &Event) -> VectorAttrs {

@@ -23,9 +23,9 @@ fn minilm_tokens_and_embeddings_match_python_onnxruntime() {
     let m = &cfg.models;
     let fx: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures().join("minilm.json")).unwrap()).unwrap();
-    let tok = WordPiece::from_file(&m.path(&m.text_tokenizer)).unwrap();
+    let tok = WordPiece::from_file(&m.file(m.for_task("text_embedding").unwrap(), 1)).unwrap();
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let mut emb = TextEmbedder::load(&rt, &m.path(&m.text_embedder), &m.path(&m.text_tokenizer), 1).unwrap();
+    let mut emb = TextEmbedder::load(&rt, &m.file(m.for_task("text_embedding").unwrap(), 0), &m.file(m.for_task("text_embedding").unwrap(), 1), 1).unwrap();
     let cases = fx["cases"].as_array().unwrap();
     assert!(cases.len() >= 5);
     let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
@@ -68,7 +68,7 @@ fn ppocr_detector_and_recogniser_match_python_onnxruntime() {
     let dir = fixtures();
     let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("ocr.json")).unwrap()).unwrap();
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let mut ocr = Ocr::load(&rt, &m.path(&m.ocr_detector), &m.path(&m.ocr_recognizer), 2, OcrParams::default()).unwrap();
+    let mut ocr = Ocr::load(&rt, &m.file(m.for_task("ocr").unwrap(), 0), &m.file(m.for_task("ocr").unwrap(), 1), 2, OcrParams::default()).unwrap();
 
     // Detector: the same input tensor gives the same probability map.
     let s = shape(&fx["det"]["input_shape"]);
@@ -108,7 +108,7 @@ fn silero_vad_and_moonshine_match_python_onnxruntime() {
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
 
     // VAD: every window's speech probability, state carried from window to window.
-    let mut vad = SileroVad::load(&rt, &m.path(&m.vad)).unwrap();
+    let mut vad = SileroVad::load(&rt, &m.file(m.for_task("vad").unwrap(), 0)).unwrap();
     let got = vad.probabilities(&samples).unwrap();
     let want: Vec<f32> = fx["vad"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     assert_eq!(got.len(), want.len());
@@ -118,7 +118,7 @@ fn silero_vad_and_moonshine_match_python_onnxruntime() {
     assert!(vad_diff < 1e-4, "silero: largest difference {vad_diff}");
 
     // Moonshine: the same greedy tokens, each step's probability within 1e-3, the same text.
-    let mut stt = Moonshine::load(&rt, &m.path(&m.stt_encoder), &m.path(&m.stt_decoder), &m.path(&m.stt_tokenizer), 1).unwrap();
+    let mut stt = Moonshine::load(&rt, &m.file(m.for_task("stt").unwrap(), 0), &m.file(m.for_task("stt").unwrap(), 1), &m.file(m.for_task("stt").unwrap(), 2), 1).unwrap();
     let t = stt.transcribe(&samples).unwrap();
     let want_tokens: Vec<u32> = fx["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     assert_eq!(t.tokens, want_tokens);
@@ -150,7 +150,7 @@ fn execution_providers_are_detected_with_cpu_fallback_and_agree() {
 
     // The chosen provider gives the CPU's embeddings within the stated tolerance.
     let texts = ["BREAKING NEWS AT NOON", "live video becomes searchable while it plays"];
-    let load = |r: &Runtime| TextEmbedder::load(r, &m.path(&m.text_embedder), &m.path(&m.text_tokenizer), 1).unwrap();
+    let load = |r: &Runtime| TextEmbedder::load(r, &m.file(m.for_task("text_embedding").unwrap(), 0), &m.file(m.for_task("text_embedding").unwrap(), 1), 1).unwrap();
     let (a, b) = (load(&rt).embed(&texts).unwrap(), load(&cpu).embed(&texts).unwrap());
     let diff = a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     assert!(diff < 1e-3, "{} vs cpu: largest difference {diff}", rt.provider().name());
@@ -164,7 +164,7 @@ fn efficientnet_labels_match_python_onnxruntime_and_make_sense() {
     let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("labels.json")).unwrap()).unwrap();
     let rgb = std::fs::read(dir.join("labels_rgb.u8")).unwrap();
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let mut labeler = ImageLabeler::load(&rt, &m.path(&m.image_labeler), &m.path(&m.image_labels), 1).unwrap();
+    let mut labeler = ImageLabeler::load(&rt, &m.file(m.for_task("labels").unwrap(), 0), &m.file(m.for_task("labels").unwrap(), 1), 1).unwrap();
     let got = labeler.label(&[(&rgb, 224, 224)], 5).unwrap().remove(0);
     let floats = |k: &str| -> Vec<f32> { fx[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect() };
     let want = floats("features");

@@ -469,42 +469,177 @@ pub struct ModelsConfig {
     pub providers: Vec<String>,
     /// GPU used by the CUDA provider.
     pub cuda_device: i32,
-    pub vad: PathBuf,
-    pub stt_encoder: PathBuf,
-    pub stt_decoder: PathBuf,
-    pub stt_tokenizer: PathBuf,
-    pub text_embedder: PathBuf,
-    pub text_tokenizer: PathBuf,
-    /// PP-OCR text detector (DB) and recogniser (CTC, character set in its metadata).
-    pub ocr_detector: PathBuf,
-    pub ocr_recognizer: PathBuf,
-    /// Image labels and features (EfficientNet-Lite0 as ONNX) and its 1000 class names.
-    pub image_labeler: PathBuf,
-    pub image_labels: PathBuf,
+    /// The registry entry (by name) serving each task.
+    pub vad: String,
+    pub stt: String,
+    pub text_embedding: String,
+    pub ocr: String,
+    pub labels: String,
+    /// Every model Sightline may run.
+    pub registry: Vec<ModelSpec>,
+}
+
+/// One model in the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSpec {
+    pub name: String,
+    pub version: String,
+    /// `vad` (1 file), `stt` (encoder, merged decoder, tokenizer), `text_embedding` (model,
+    /// tokenizer), `ocr` (detector, recogniser), `labels` (model, class names).
+    pub task: String,
+    /// Files relative to `models.dir`, in the order the task lists them.
+    pub files: Vec<PathBuf>,
+    /// Execution providers in order for this model (empty: `models.providers`).
+    pub providers: Vec<String>,
+    /// Most work items per batch (0: the pool's `batch_max`).
+    pub batch_max: usize,
+    /// A batch running longer than this sends the pool's work to the fallback for
+    /// `fallback_cooldown_s` (0: no limit).
+    pub timeout_ms: u64,
+    /// Registry name of the model that takes over when this one fails to load, errors on an item,
+    /// times out, or has more than `queue_threshold` items waiting ("": none).
+    pub fallback: String,
+    /// Work waiting for the pool above which batches go to the fallback (0: never).
+    pub queue_threshold: u64,
+    /// Seconds the fallback serves after a timeout.
+    pub fallback_cooldown_s: u64,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            version: "1".into(),
+            task: String::new(),
+            files: Vec::new(),
+            providers: Vec::new(),
+            batch_max: 0,
+            timeout_ms: 0,
+            fallback: String::new(),
+            queue_threshold: 0,
+            fallback_cooldown_s: 30,
+        }
+    }
+}
+
+impl ModelSpec {
+    /// `name@version`, as events record the model that produced them.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
+/// Files each task's models consist of.
+pub const MODEL_TASKS: [(&str, usize); 5] = [("vad", 1), ("stt", 3), ("text_embedding", 2), ("ocr", 2), ("labels", 2)];
+
+fn spec(name: &str, task: &str, files: &[&str], fallback: &str, providers: &[&str]) -> ModelSpec {
+    ModelSpec {
+        name: name.into(),
+        task: task.into(),
+        files: files.iter().map(PathBuf::from).collect(),
+        fallback: fallback.into(),
+        providers: providers.iter().map(|p| p.to_string()).collect(),
+        ..ModelSpec::default()
+    }
 }
 
 impl Default for ModelsConfig {
     fn default() -> Self {
+        let stt = ["moonshine-base-en/encoder_model.ort", "moonshine-base-en/decoder_model_merged.ort", "moonshine-base-en/tokenizer.json"];
+        let ocr = ["ppocr/det.onnx", "ppocr/rec.onnx"];
+        let labels = ["efficientnet-lite0/model.onnx", "efficientnet-lite0/labels.txt"];
         Self {
             dir: "~/.cache/sightline/models".into(),
             onnxruntime_lib: "~/.cache/sightline/lib/libonnxruntime.so".into(),
             providers: vec!["cuda".into(), "cpu".into()],
             cuda_device: 0,
-            vad: "silero_vad.onnx".into(),
-            stt_encoder: "moonshine-base-en/encoder_model.ort".into(),
-            stt_decoder: "moonshine-base-en/decoder_model_merged.ort".into(),
-            stt_tokenizer: "moonshine-base-en/tokenizer.json".into(),
-            text_embedder: "minilm/model.onnx".into(),
-            text_tokenizer: "minilm/tokenizer.json".into(),
-            ocr_detector: "ppocr/det.onnx".into(),
-            ocr_recognizer: "ppocr/rec.onnx".into(),
-            image_labeler: "efficientnet-lite0/model.onnx".into(),
-            image_labels: "efficientnet-lite0/labels.txt".into(),
+            vad: "silero-vad".into(),
+            stt: "moonshine-base-en".into(),
+            text_embedding: "minilm-l6-v2".into(),
+            ocr: "pp-ocrv6-small".into(),
+            labels: "efficientnet-lite0".into(),
+            registry: vec![
+                spec("silero-vad", "vad", &["silero_vad.onnx"], "", &[]),
+                spec("moonshine-base-en", "stt", &stt, "moonshine-base-en-cpu", &[]),
+                spec("moonshine-base-en-cpu", "stt", &stt, "", &["cpu"]),
+                spec("minilm-l6-v2", "text_embedding", &["minilm/model.onnx", "minilm/tokenizer.json"], "", &[]),
+                spec("pp-ocrv6-small", "ocr", &ocr, "pp-ocrv6-small-cpu", &[]),
+                spec("pp-ocrv6-small-cpu", "ocr", &ocr, "", &["cpu"]),
+                spec("efficientnet-lite0", "labels", &labels, "efficientnet-lite0-cpu", &[]),
+                spec("efficientnet-lite0-cpu", "labels", &labels, "", &["cpu"]),
+            ],
         }
     }
 }
 
 impl ModelsConfig {
+    /// The registry entry named `name`.
+    pub fn model(&self, name: &str) -> Result<&ModelSpec, ConfigError> {
+        self.registry
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| ConfigError::Invalid(format!("no model named `{name}` in models.registry")))
+    }
+
+    /// The registry entry serving `task` (`vad`, `stt`, `text_embedding`, `ocr`, `labels`).
+    pub fn for_task(&self, task: &str) -> Result<&ModelSpec, ConfigError> {
+        let name = match task {
+            "vad" => &self.vad,
+            "stt" => &self.stt,
+            "text_embedding" => &self.text_embedding,
+            "ocr" => &self.ocr,
+            "labels" => &self.labels,
+            other => return Err(ConfigError::Invalid(format!("unknown model task `{other}`"))),
+        };
+        self.model(name)
+    }
+
+    /// Full path of file `i` of a model (validated configurations have every file a task needs).
+    pub fn file(&self, spec: &ModelSpec, i: usize) -> PathBuf {
+        self.path(spec.files.get(i).map(PathBuf::as_path).unwrap_or(Path::new("")))
+    }
+
+    /// Execution providers of a model: its own list, else `providers`.
+    pub fn providers_of<'a>(&'a self, spec: &'a ModelSpec) -> &'a [String] {
+        if spec.providers.is_empty() { &self.providers } else { &spec.providers }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        for (i, m) in self.registry.iter().enumerate() {
+            let Some(&(_, files)) = MODEL_TASKS.iter().find(|(t, _)| *t == m.task) else {
+                return bad(format!("model `{}`: unknown task `{}`", m.name, m.task));
+            };
+            if m.name.is_empty() || self.registry[..i].iter().any(|o| o.name == m.name) {
+                return bad(format!("models.registry: empty or repeated name `{}`", m.name));
+            }
+            if m.files.len() != files {
+                return bad(format!("model `{}` ({}) needs {files} files, has {}", m.name, m.task, m.files.len()));
+            }
+            // The fallback chain: same task, ends, no loops.
+            let (mut cur, mut seen) = (m, vec![m.name.as_str()]);
+            while !cur.fallback.is_empty() {
+                let next = self.model(&cur.fallback)?;
+                if next.task != m.task {
+                    return bad(format!("model `{}` falls back to `{}`, a {} model", cur.name, next.name, next.task));
+                }
+                if seen.contains(&next.name.as_str()) {
+                    return bad(format!("models.registry: fallbacks of `{}` loop", m.name));
+                }
+                seen.push(&next.name);
+                cur = next;
+            }
+        }
+        for (task, _) in MODEL_TASKS {
+            let m = self.for_task(task)?;
+            if m.task != task {
+                return bad(format!("models.{task} names `{}`, a {} model", m.name, m.task));
+            }
+        }
+        Ok(())
+    }
+
     /// A model file's full path: relative names are under `dir`; `~/` is the home folder.
     pub fn path(&self, file: &Path) -> PathBuf {
         if file.is_absolute() { file.to_path_buf() } else { expand_home(&self.dir).join(file) }
@@ -560,6 +695,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.models.validate()?;
         let i = &self.ingest;
         if i.sample_fps == 0 || i.sample_fps > 30 {
             return Err(ConfigError::Invalid("ingest.sample_fps must be 1..=30".into()));
@@ -623,6 +759,32 @@ mod tests {
         let err =
             Config::load_with_env(None, [("SIGHTLINE_INGEST__SAMPLE_FPS".into(), "0".into())]).unwrap_err();
         assert!(err.to_string().contains("sample_fps"), "{err}");
+    }
+
+    #[test]
+    fn model_registry_is_checked() {
+        let check = |edit: &dyn Fn(&mut ModelsConfig)| {
+            let mut m = ModelsConfig::default();
+            edit(&mut m);
+            m.validate().map_err(|e| e.to_string())
+        };
+        assert_eq!(check(&|_| {}), Ok(()));
+        let err = check(&|m| m.ocr = "nope".into()).unwrap_err();
+        assert!(err.contains("no model named `nope`"), "{err}");
+        let err = check(&|m| m.stt = "pp-ocrv6-small".into()).unwrap_err();
+        assert!(err.contains("models.stt names `pp-ocrv6-small`, a ocr model"), "{err}");
+        let err = check(&|m| m.registry[0].files.push("extra.onnx".into())).unwrap_err();
+        assert!(err.contains("needs 1 files, has 2"), "{err}");
+        let err = check(&|m| m.registry[4].fallback = "moonshine-base-en".into()).unwrap_err();
+        assert!(err.contains("a stt model"), "{err}");
+        let err = check(&|m| m.registry[5].fallback = "pp-ocrv6-small".into()).unwrap_err();
+        assert!(err.contains("loop"), "{err}");
+        let err = check(&|m| m.registry[1].task = "asr".into()).unwrap_err();
+        assert!(err.contains("unknown task `asr`"), "{err}");
+        let m = ModelsConfig::default();
+        let ocr = m.for_task("ocr").unwrap();
+        assert_eq!((ocr.id().as_str(), m.providers_of(ocr)), ("pp-ocrv6-small@1", &["cuda".to_string(), "cpu".to_string()][..]));
+        assert_eq!(m.providers_of(m.model("pp-ocrv6-small-cpu").unwrap()), &["cpu".to_string()][..]);
     }
 
     #[test]

@@ -537,7 +537,7 @@ async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&P
     let params = OcrParams { det_short_side: cfg.ocr.det_short_side, min_confidence: cfg.ocr.min_confidence, ..OcrParams::default() };
 
     // Bare: the OCR pipeline called directly, one frame after another.
-    let mut ocr = Ocr::load(&rt, &m.path(&m.ocr_detector), &m.path(&m.ocr_recognizer), threads, params.clone())?;
+    let mut ocr = Ocr::load(&rt, &m.file(m.for_task("ocr").unwrap(), 0), &m.file(m.for_task("ocr").unwrap(), 1), threads, params.clone())?;
     ocr.read(&frames[0].1, w, h)?;
     let started = Instant::now();
     let mut read_ok = 0;
@@ -605,7 +605,7 @@ async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&P
 
     // Batch-size sweeps per model (threads as configured).
     let mut sweep = String::new();
-    let mut emb = TextEmbedder::load(&rt, &m.path(&m.text_embedder), &m.path(&m.text_tokenizer), threads)?;
+    let mut emb = TextEmbedder::load(&rt, &m.file(m.for_task("text_embedding").unwrap(), 0), &m.file(m.for_task("text_embedding").unwrap(), 1), threads)?;
     let sentence = "live video becomes searchable while it plays on two channels";
     for b in [1, 4, 16, 32] {
         let texts = vec![sentence; b];
@@ -695,7 +695,7 @@ fn providers_bench(report: &Path, runs: usize, require_cuda: bool, config: Optio
     // MiniLM: a batch of 16 sentences.
     let texts = vec!["live video becomes searchable while it plays on two channels"; 16];
     let run_emb = |r: &Runtime| -> Result<(Vec<f32>, f64)> {
-        let mut e = TextEmbedder::load(r, &m.path(&m.text_embedder), &m.path(&m.text_tokenizer), 1)?;
+        let mut e = TextEmbedder::load(r, &m.file(m.for_task("text_embedding").unwrap(), 0), &m.file(m.for_task("text_embedding").unwrap(), 1), 1)?;
         timed(&mut || Ok(e.embed(&texts)?.concat()))
     };
     row("MiniLM, 16 sentences", run_emb(&rt)?, run_emb(&cpu)?);
@@ -705,7 +705,7 @@ fn providers_bench(report: &Path, runs: usize, require_cuda: bool, config: Optio
     let (det_in, rec_in) = (read_f32(&fixtures.join("ocr_det_input.f32"))?, read_f32(&fixtures.join("ocr_rec_input.f32"))?);
     let (ds, rs) = (&fx["det"]["input_shape"], &fx["rec"]["input_shape"]);
     let run_ocr = |r: &Runtime, det: bool| -> Result<(Vec<f32>, f64)> {
-        let mut o = Ocr::load(r, &m.path(&m.ocr_detector), &m.path(&m.ocr_recognizer), 1, OcrParams::default())?;
+        let mut o = Ocr::load(r, &m.file(m.for_task("ocr").unwrap(), 0), &m.file(m.for_task("ocr").unwrap(), 1), 1, OcrParams::default())?;
         if det {
             timed(&mut || Ok(o.detect_tensor(det_in.clone(), dim(ds, 3), dim(ds, 2))?))
         } else {
@@ -717,12 +717,12 @@ fn providers_bench(report: &Path, runs: usize, require_cuda: bool, config: Optio
     // Speech: the fixture sentence through Silero VAD and Moonshine.
     let speech = read_f32(&fixtures.join("speech.f32"))?;
     let run_vad = |r: &Runtime| -> Result<(Vec<f32>, f64)> {
-        let mut v = SileroVad::load(r, &m.path(&m.vad))?;
+        let mut v = SileroVad::load(r, &m.file(m.for_task("vad").unwrap(), 0))?;
         timed(&mut || Ok(v.probabilities(&speech)?))
     };
     row("Silero VAD, per-window probabilities", run_vad(&rt)?, run_vad(&cpu)?);
     let run_stt = |r: &Runtime| -> Result<(Vec<f32>, f64)> {
-        let mut s = Moonshine::load(r, &m.path(&m.stt_encoder), &m.path(&m.stt_decoder), &m.path(&m.stt_tokenizer), 1)?;
+        let mut s = Moonshine::load(r, &m.file(m.for_task("stt").unwrap(), 0), &m.file(m.for_task("stt").unwrap(), 1), &m.file(m.for_task("stt").unwrap(), 2), 1)?;
         timed(&mut || Ok(s.transcribe(&speech)?.tokens.iter().map(|&t| t as f32).collect()))
     };
     row("Moonshine base, greedy tokens", run_stt(&rt)?, run_stt(&cpu)?);
