@@ -11,12 +11,12 @@ use sightline_settings::{Config, ModelSpec};
 use sightline_streams::testsrc::caption_frame;
 use std::time::Duration;
 
-/// Publishes `n` captioned frames, one stream each (so every one is read), and waits until
-/// ClickHouse has an OCR line for each; returns (model, lines) counts.
-async fn read_frames(sys: &TestSystem, n: usize) -> Vec<(String, u64)> {
-    let node = sys.node.as_ref().unwrap();
-    let (bus, store) = (node.bus.clone(), node.store.clone());
-    let (w, h) = (sys.cfg.ingest.analysis_width as usize, sys.cfg.ingest.analysis_height as usize);
+/// Publishes `n` captioned frames, one stream each (so every one is read), before the system
+/// starts, so the pool finds them all waiting.
+async fn publish_frames(cfg: &Config, n: usize) {
+    let bus = sightline_actors::Bus::connect(&cfg.nats).await.unwrap();
+    bus.ensure().await.unwrap();
+    let (w, h) = (cfg.ingest.analysis_width as usize, cfg.ingest.analysis_height as usize);
     for i in 0..n {
         let px = caption_frame(&format!("BULLETIN {i} TONIGHT"), "navy", w, h).unwrap();
         let meta = sightline_wire::FrameMeta {
@@ -31,6 +31,14 @@ async fn read_frames(sys: &TestSystem, n: usize) -> Vec<(String, u64)> {
             .await
             .unwrap();
     }
+}
+
+/// Starts the system on `n` waiting frames and waits until ClickHouse has an OCR line for each;
+/// returns (model, lines) counts.
+async fn read_frames(cfg: Config, n: usize) -> (TestSystem, Vec<(String, u64)>) {
+    publish_frames(&cfg, n).await;
+    let sys = TestSystem::start(cfg, ROLES).await;
+    let store = sys.node.as_ref().unwrap().store.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let rows: Vec<(String, u64)> = store
@@ -38,9 +46,12 @@ async fn read_frames(sys: &TestSystem, n: usize) -> Vec<(String, u64)> {
             .query("SELECT model, count() FROM events WHERE kind = 'ocr' GROUP BY model ORDER BY model")
             .fetch_all()
             .await
-            .unwrap();
+            .unwrap_or_else(|e| {
+                eprintln!("query failed, polling again: {e}");
+                Vec::new()
+            });
         if rows.iter().map(|r| r.1).sum::<u64>() >= n as u64 || tokio::time::Instant::now() > deadline {
-            return rows;
+            return (sys, rows);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -78,8 +89,7 @@ async fn a_failing_model_hands_its_work_to_the_fallback() {
         fallback: "pp-ocrv6-small-cpu".into(),
         ..ModelSpec::default()
     };
-    let sys = TestSystem::start(ocr_config(broken), ROLES).await;
-    let rows = read_frames(&sys, 4).await;
+    let (sys, rows) = read_frames(ocr_config(broken), 4).await;
     assert_eq!(rows, vec![("pp-ocrv6-small-cpu@1".to_string(), 4)], "every line read by the fallback");
     let m = metrics_text(&sys).await;
     assert_eq!(fallbacks(&m, "ocr-broken@1", "error"), 4.0, "{m}");
@@ -96,8 +106,7 @@ async fn a_model_that_cannot_load_leaves_the_pool_to_its_fallback() {
         fallback: "pp-ocrv6-small".into(),
         ..ModelSpec::default()
     };
-    let sys = TestSystem::start(ocr_config(missing), ROLES).await;
-    let rows = read_frames(&sys, 2).await;
+    let (sys, rows) = read_frames(ocr_config(missing), 2).await;
     assert_eq!(rows, vec![("pp-ocrv6-small@1".to_string(), 2)]);
     let m = metrics_text(&sys).await;
     assert!(fallbacks(&m, "pp-ocrv6-small@1", "queue_or_unavailable") >= 2.0, "{m}");
@@ -115,8 +124,7 @@ async fn a_long_queue_sends_batches_to_the_fallback() {
         batch_max: 1,
         ..ModelSpec::default()
     };
-    let sys = TestSystem::start(ocr_config(busy), ROLES).await;
-    let rows = read_frames(&sys, 10).await;
+    let (sys, rows) = read_frames(ocr_config(busy), 10).await;
     eprintln!("lines by model: {rows:?}");
     let by = |model: &str| rows.iter().find(|r| r.0 == model).map(|r| r.1).unwrap_or(0);
     assert_eq!(by("ocr-busy@1") + by("pp-ocrv6-small-cpu@1"), 10, "{rows:?}");
@@ -140,8 +148,7 @@ async fn a_model_past_its_timeout_hands_the_pool_to_the_fallback_for_a_while() {
         fallback_cooldown_s: 600,
         ..ModelSpec::default()
     };
-    let sys = TestSystem::start(ocr_config(slow), ROLES).await;
-    let rows = read_frames(&sys, 4).await;
+    let (sys, rows) = read_frames(ocr_config(slow), 4).await;
     assert_eq!(rows, vec![("pp-ocrv6-small-cpu@1".to_string(), 4)], "the timed-out batch was redone by the fallback");
     let m = metrics_text(&sys).await;
     assert!(fallbacks(&m, "ocr-slow@1", "timeout") >= 1.0, "{m}");

@@ -235,6 +235,9 @@ impl<P: Processor> Actor for InferenceActor<P> {
     }
 }
 
+/// How often a pool with a queue threshold asks JetStream how much work waits.
+const QUEUE_LOOK_EVERY: Duration = Duration::from_millis(250);
+
 /// Runs `payloads` on one model on a blocking thread; None when it ran past `timeout` (the thread
 /// finishes on its own; its results are dropped). A panic surfaces as a JoinError.
 async fn run_model<P: Processor>(
@@ -258,7 +261,7 @@ async fn run_model<P: Processor>(
 
 impl<P: Processor> InferenceState<P> {
     /// Whether this batch goes to the fallback: the primary is missing or cooling down after a
-    /// timeout, or the work waiting is over the threshold (looked up at most once a second).
+    /// timeout, or the work waiting is over the threshold (looked up at most every 250 ms).
     async fn use_fallback(&mut self) -> bool {
         let Some((_, policy)) = self.fallback.as_ref() else { return false };
         let policy = *policy;
@@ -268,7 +271,7 @@ impl<P: Processor> InferenceState<P> {
         if policy.queue_threshold == 0 {
             return false;
         }
-        if self.queue_over.1.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+        if self.queue_over.1.is_none_or(|t| t.elapsed() >= QUEUE_LOOK_EVERY) {
             let waiting = self.consumer.info().await.map(|i| i.num_pending).unwrap_or(0);
             self.queue_over = (waiting > policy.queue_threshold, Some(Instant::now()));
         }
