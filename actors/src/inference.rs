@@ -26,6 +26,11 @@ pub trait Processor: Send + 'static {
     /// Model name@version recorded in events.
     fn model(&self) -> &str;
     fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String>;
+    /// A whole batch (messages of several streams); models that can batch their inference across
+    /// the messages override this.
+    fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<Result<Vec<Event>, String>> {
+        payloads.iter().map(|p| self.process(p)).collect()
+    }
 }
 
 /// How a worker pulls its work.
@@ -248,7 +253,7 @@ async fn run_model<P: Processor>(
     let processor = processor.clone();
     let task = tokio::task::spawn_blocking(move || {
         let mut p = processor.lock().unwrap_or_else(|e| e.into_inner());
-        (payloads.iter().map(|b| p.process(b)).collect::<Vec<_>>(), p.model().to_string())
+        (p.process_batch(&payloads), p.model().to_string())
     });
     match timeout {
         Some(t) => match tokio::time::timeout(t, task).await {
@@ -488,18 +493,6 @@ impl SceneProcessor {
         self.last.insert(meta.stream_id.clone(), (sig.phash, meta.pts_ms));
         let mut e = Event::new(EventKind::Frame, &meta.stream_id, meta.pts_ms, meta.wall_ms, &self.labeled_model);
         e.score = if keyframe { 1.0 } else { 0.0 };
-        let labels: Vec<Label> = match self.labeler.as_mut() {
-            Some(l) => l
-                .label(&[(pixels, meta.width as usize, meta.height as usize)], self.label_top_k)
-                .map_err(|err| tracing::warn!(error = %err, "labelling failed; frame kept without labels"))
-                .ok()
-                .and_then(|mut v| v.pop())
-                .map(|r| r.top.into_iter().map(|(name, score)| Label { name, score }).collect())
-                .unwrap_or_default(),
-            None => Vec::new(),
-        };
-        // Confident labels are the frame's text, so search finds frames by what they show.
-        e.text = labels.iter().filter(|l| l.score >= self.label_min_score).map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ");
         let thumbnail = thumbnail_bmp(pixels, meta.width as usize, meta.height as usize, THUMB_W, THUMB_H)
             .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
             .unwrap_or_default();
@@ -507,7 +500,7 @@ impl SceneProcessor {
             keyframe,
             phash: format!("{:016x}", sig.phash),
             vector: sig.vector,
-            labels,
+            labels: Vec::new(),
             thumbnail,
         });
         Some(e)
@@ -538,6 +531,58 @@ impl Processor for SceneProcessor {
         "cut-detector@1"
     }
     fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
+        self.process_batch(&[bytes::Bytes::copy_from_slice(payload)]).pop().unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    /// Cuts and frame events message by message, then one labeller run over every frame kept in
+    /// the batch, whichever streams they come from.
+    fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<Result<Vec<Event>, String>> {
+        let mut results: Vec<Result<Vec<Event>, String>> = payloads.iter().map(|p| self.unlabelled(p)).collect();
+        let Some(labeler) = self.labeler.as_mut() else { return results };
+        // (message, event) of each kept frame, and its pixels.
+        let mut at = Vec::new();
+        let mut images = Vec::new();
+        for (i, r) in results.iter().enumerate() {
+            let Ok(events) = r else { continue };
+            if let Some(j) = events.iter().position(|e| e.kind == EventKind::Frame) {
+                if let Ok((meta, pixels)) = decode_frame(&payloads[i]) {
+                    at.push((i, j));
+                    images.push((pixels, meta.width as usize, meta.height as usize));
+                }
+            }
+        }
+        if images.is_empty() {
+            return results;
+        }
+        let labelled = match labeler.label(&images, self.label_top_k) {
+            Ok(l) => l,
+            Err(err) => {
+                tracing::warn!(error = %err, frames = images.len(), "labelling failed; frames kept without labels");
+                return results;
+            }
+        };
+        for ((i, j), found) in at.into_iter().zip(labelled) {
+            let Ok(events) = &mut results[i] else { continue };
+            let e = &mut events[j];
+            let labels: Vec<Label> = found.top.into_iter().map(|(name, score)| Label { name, score }).collect();
+            // Confident labels are the frame's text, so search finds frames by what they show.
+            e.text = labels
+                .iter()
+                .filter(|l| l.score >= self.label_min_score)
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Some(f) = e.frame.as_mut() {
+                f.labels = labels;
+            }
+        }
+        results
+    }
+}
+
+impl SceneProcessor {
+    /// One message's cut and frame events, without labels.
+    fn unlabelled(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
         let (meta, pixels) = decode_frame(payload).map_err(|e| e.to_string())?;
         if !self.throttle.is_zero() {
             std::thread::sleep(self.throttle);

@@ -614,6 +614,15 @@ async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&P
             Ok(())
         })?;
     }
+    let labels = m.for_task("labels")?;
+    let mut labeler = sightline_models::ImageLabeler::load(&rt, &m.file(labels, 0), &m.file(labels, 1), threads)?;
+    for b in [1, 4, 8, 16] {
+        let images: Vec<(&[u8], usize, usize)> = frames.iter().take(b).map(|(_, px)| (px.as_slice(), w, h)).collect();
+        sweep += &sweep_row(&format!("EfficientNet-Lite0 labels ({w}x{h} frames)"), b, runs.min(15), || {
+            labeler.label(&images, 5)?;
+            Ok(())
+        })?;
+    }
     let rec_w = 320;
     for b in [1, 4, 8, 16] {
         sweep += &sweep_row("PP-OCR recogniser (48x320 crops)", b, runs, || {
@@ -634,7 +643,7 @@ async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&P
          | bare ONNX Runtime (detector + recogniser called in a loop) | {bare:.2} | {bare_s:.2} |\n\
          | inference actor (JetStream in, events published, then acked; batch_max {}) | {actor:.2} | {actor_s:.2} |\n\n\
          Actor ÷ bare: **{:.3}** (goal ≥ 0.90). Lines read exactly in the bare run: {read_ok}/{n}.\n\n\
-         Batch-size sweep (after one warm-up run; {runs} timed runs each, the detector 15):\n\n\
+         Batch-size sweep (after one warm-up run; {runs} timed runs each, the detector and labeller 15):\n\n\
          | model | batch | items/s | p50 ms per batch | p99 ms per batch |\n|---|---|---|---|---|\n{sweep}\n",
         now_utc(),
         cfg.ocr.batch_max,
