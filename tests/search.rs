@@ -160,6 +160,16 @@ async fn search_similar_frames_duplicates_and_sql() {
         similar.iter().any(|h| h["stream_id"] == d.other_stream_id.as_str() && h["score"].as_f64().unwrap() >= 0.98),
         "{sim}"
     );
+    // By what the frames show (EfficientNet features): the duplicated keyframe's twin on the other
+    // stream is among its nearest, as it shows the same thing.
+    let (status, sim) = sys.http("GET", &format!("/v1/frames/{}/similar?k=5&space=features", d.frame_id), None).await;
+    assert_eq!(status, 200, "{sim}");
+    assert_eq!(sim["space"], "features");
+    assert!(
+        sim["similar"].as_array().unwrap().iter().any(|h| h["stream_id"] == d.other_stream_id.as_str() && h["score"].as_f64().unwrap() >= 0.95),
+        "{sim}"
+    );
+    assert_eq!(sys.http("GET", &format!("/v1/frames/{}/similar?space=colour", d.frame_id), None).await.0, 400);
     let (status, frame) = sys.http("GET", &format!("/v1/frames/{}", d.frame_id), None).await;
     assert_eq!(status, 200, "{frame}");
     assert_eq!(frame["keyframe"], true);
@@ -179,6 +189,11 @@ async fn search_similar_frames_duplicates_and_sql() {
         .await;
     assert_eq!(status, 200, "{res}");
     assert_eq!(res["data"][0]["dim"], 432, "{res}");
+    let (status, res) = sys
+        .http("POST", "/v1/sql", Some(&sql("SELECT length(image_features) AS dim FROM frames WHERE length(labels) > 0 LIMIT 1")))
+        .await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res["data"][0]["dim"], 1280, "{res}");
     // Kept frames carry their top-5 image labels (EfficientNet-Lite0), with probabilities.
     let (status, res) = sys
         .http("POST", "/v1/sql", Some(&sql("SELECT labels, label_scores, model FROM frames WHERE length(labels) = 5 LIMIT 1")))

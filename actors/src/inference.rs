@@ -501,6 +501,7 @@ impl SceneProcessor {
             phash: format!("{:016x}", sig.phash),
             vector: sig.vector,
             labels: Vec::new(),
+            features: Vec::new(),
             thumbnail,
         });
         Some(e)
@@ -574,6 +575,7 @@ impl Processor for SceneProcessor {
                 .join(", ");
             if let Some(f) = e.frame.as_mut() {
                 f.labels = labels;
+                f.features = found.features;
             }
         }
         results

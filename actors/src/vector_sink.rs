@@ -1,5 +1,6 @@
 //! The Redis vector-set sink: a durable consumer on transcript, OCR and frame events. Their text is
-//! embedded (MiniLM) into the text set; frame signatures go into the frames set. Each keyframe is
+//! embedded (MiniLM) into the text set; frame signatures go into the frames set, and the labelling
+//! model's image features (when it runs) into the features set. Each keyframe is
 //! first compared with recent keyframes of *other* streams: a near-identical one makes a
 //! `duplicate` event linking the two. Everything is acked only after Redis (and, for duplicates,
 //! JetStream) confirmed it; while Redis is down events wait in JetStream and are redelivered.
@@ -43,6 +44,8 @@ pub struct VectorSinkState {
     embedder: Arc<Mutex<TextEmbedder>>,
     text_set: String,
     frame_set: String,
+    /// Frames by their labelling model's features (what they show, not how they look).
+    features_set: String,
     failures: u32,
     last_sweep: Instant,
     last_lag: Instant,
@@ -105,6 +108,7 @@ impl Actor for VectorSink {
         Ok(VectorSinkState {
             text_set: n.vector_set("text"),
             frame_set: n.vector_set("frames"),
+            features_set: n.vector_set("features"),
             bus: args.bus,
             cfg: v.clone(),
             metrics: args.metrics,
@@ -185,6 +189,15 @@ async fn write_batch(st: &VectorSinkState, events: &[Event]) -> Result<(), Actor
         }
     }
     st.store.add(&st.frame_set, &plain, &st.cfg.quantization).await?;
+    let features: Vec<VectorItem> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Frame)
+        .filter_map(|e| {
+            let f = e.frame.as_ref().filter(|f| !f.features.is_empty())?;
+            Some(VectorItem { id: e.id.clone(), vector: f.features.clone(), attrs: attrs_of(e) })
+        })
+        .collect();
+    st.store.add(&st.features_set, &features, &st.cfg.quantization).await?;
     // Thumbnails, and each stream's latest frame, for the dashboard and search results.
     let mut blobs = Vec::new();
     let mut latest: std::collections::HashMap<&str, &Event> = Default::default();
@@ -232,7 +245,7 @@ async fn find_duplicate(st: &VectorSinkState, e: &Event, vector: &[f32]) -> Resu
 async fn sweep(st: &VectorSinkState) -> Result<(), ActorProcessingErr> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
     let cutoff = now - (st.cfg.retention_s as i64) * 1000;
-    for set in [&st.text_set, &st.frame_set] {
+    for set in [&st.text_set, &st.frame_set, &st.features_set] {
         let mut removed = 0;
         // Bounded work per sweep: at most 20 steps, the rest next time.
         for _ in 0..20 {

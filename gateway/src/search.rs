@@ -217,6 +217,9 @@ pub async fn frame(State(st): State<AppState>, Path(id): Path<String>) -> Result
 pub struct SimilarQuery {
     /// Frames to return (default 10).
     k: Option<usize>,
+    /// `signature` (default: how the frame looks; near-identical pictures) or `features` (what it
+    /// shows, by the labelling model's image features).
+    space: Option<String>,
 }
 
 /// `GET /v1/frames/{id}/similar`: the nearest kept frames across all streams.
@@ -231,10 +234,20 @@ pub async fn similar_frames(
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     check_frame_id(&id)?;
     let k = check_k(q.k, st.cfg.gateway.search_max_k)?;
+    let space = q.space.as_deref().unwrap_or("signature");
+    let set = match space {
+        "signature" => st.bus.names.vector_set("frames"),
+        "features" => st.bus.names.vector_set("features"),
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_space",
+                format!("space must be `signature` or `features`, got `{other}`"),
+            ));
+        }
+    };
     let vectors = st.search.vectors(&st.cfg.redis.url).await?;
-    let set = st.bus.names.vector_set("frames");
     if vectors.attrs(&set, std::slice::from_ref(&id)).await?.first().cloned().flatten().is_none() {
-        return Err(ApiError::not_found(format!("no frame with id {id} in the vector set")));
+        return Err(ApiError::not_found(format!("no frame with id {id} in the {space} vector set")));
     }
     // One more than asked: the frame itself comes back first.
     let hits = vectors.similar(&set, VQuery::Element(&id), k + 1, None).await?;
@@ -250,7 +263,7 @@ pub async fn similar_frames(
             }))
         })
         .collect();
-    Ok(Json(serde_json::json!({ "id": id, "k": k, "similar": out })))
+    Ok(Json(serde_json::json!({ "id": id, "k": k, "space": space, "similar": out })))
 }
 
 fn bmp(bytes: Vec<u8>) -> axum::response::Response {

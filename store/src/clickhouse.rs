@@ -69,6 +69,7 @@ pub struct FrameRow {
     pub labels: Vec<String>,
     pub label_scores: Vec<f32>,
     pub features: Vec<f32>,
+    pub image_features: Vec<f32>,
     pub model: String,
 }
 
@@ -85,6 +86,7 @@ impl FrameRow {
             labels: f.labels.iter().map(|l| l.name.clone()).collect(),
             label_scores: f.labels.iter().map(|l| l.score).collect(),
             features: f.vector.clone(),
+            image_features: f.features.clone(),
             model: e.model.clone(),
         })
     }

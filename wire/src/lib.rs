@@ -301,6 +301,10 @@ pub struct FrameInfo {
     /// Image labels with scores, best first, when a labelling model runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<Label>,
+    /// Image features of the labelling model (EfficientNet-Lite0, 1280-d); carried on the bus for
+    /// the sinks, left out of the feed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<f32>,
     /// A small picture of the frame (BMP, base64); stored by the vector sink, left out of the feed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub thumbnail: String,
@@ -383,6 +387,7 @@ impl Event {
                         phash: f.phash,
                         vector: Vec::new(),
                         labels: f.labels,
+                        features: Vec::new(),
                         thumbnail: String::new(),
                     });
                 }
@@ -398,6 +403,7 @@ impl Event {
     pub fn for_clients(mut self) -> Self {
         if let Some(f) = self.frame.as_mut() {
             f.vector = Vec::new();
+            f.features = Vec::new();
             f.thumbnail = String::new();
         }
         self
