@@ -4,9 +4,6 @@
 # Usage: scripts/time-to-events.sh [gateway address, default 127.0.0.1:8080]
 set -uo pipefail
 GW=${1:-127.0.0.1:8080}
-# `make run` protects the API with the key it generated.
-AUTH=()
-[ -s .data/dev-api-key ] && AUTH=(-H "Authorization: Bearer $(cat .data/dev-api-key)")
 LOG=${LOG:-/tmp/sightline-run.log}
 start=$(date +%s.%N)
 start_ms=$(date +%s%3N)
@@ -18,6 +15,9 @@ for _ in $(seq 1 3600); do
     echo "make run exited; see $LOG" >&2
     exit 1
   fi
+  # `make run` protects the API with a key it generates on its first run.
+  AUTH=()
+  [ -s .data/dev-api-key ] && AUTH=(-H "Authorization: Bearer $(cat .data/dev-api-key)")
   # Only the demo stream this run registered counts.
   id=$(curl -sf "${AUTH[@]}" "http://$GW/v1/streams" 2>/dev/null | python3 -c 'import json,sys; s=[x for x in json.load(sys.stdin)["streams"] if x["name"]=="demo" and x["created_ms"] >= '"$start_ms"']; print(s[-1]["id"] if s else "")' 2>/dev/null)
   if [ -n "$id" ]; then
