@@ -301,19 +301,19 @@ async fn process_batch<P: Processor>(
     }
     let payloads: Vec<bytes::Bytes> = batch.iter().map(|m| m.payload.clone()).collect();
     let started = Instant::now();
-    // A panic here surfaces as a JoinError: the actor fails, its supervisor restarts it, and the
-    // unacked batch is redelivered.
     let on_fallback = st.use_fallback().await;
     let fallback = st.fallback.as_ref().map(|(p, policy)| (p.clone(), *policy));
-    let mut results = match (on_fallback, &st.primary, fallback.clone()) {
+    // A panic in a model surfaces as a JoinError (`?`): the actor fails, its supervisor restarts
+    // it, and the unacked batch is redelivered.
+    let ran = match (on_fallback, &st.primary, &fallback) {
         (true, _, Some((fb, _))) => {
             st.count_fallback("queue_or_unavailable", batch.len());
-            run_model(&fb, payloads.clone(), None).await?.map(|r| r.0)
+            run_model(fb, payloads.clone(), None).await?
         }
-        (_, Some(primary), fb) => run_model(primary, payloads.clone(), fb.and_then(|f| f.1.timeout)).await?.map(|r| r.0),
+        (_, Some(primary), fb) => run_model(primary, payloads.clone(), fb.as_ref().and_then(|f| f.1.timeout)).await?,
         _ => unreachable!("a worker has a primary or a fallback"),
     };
-    let Some(results_now) = results.take() else {
+    let Some((mut results, model)) = ran else {
         // The primary ran past its timeout: the fallback serves for a while, and this batch is
         // redelivered to it.
         let cooldown = fallback.map(|f| f.1.cooldown).unwrap_or_default();
@@ -325,25 +325,24 @@ async fn process_batch<P: Processor>(
         }
         return Ok(());
     };
-    let mut results = results_now;
     // Items the primary failed on are retried on the fallback at once.
-    if let (false, Some((fb, _))) = (on_fallback, fallback) {
+    if let (false, Some((fb, _))) = (on_fallback, &fallback) {
         let failed: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();
         if !failed.is_empty() {
             st.count_fallback("error", failed.len());
             let retry: Vec<bytes::Bytes> = failed.iter().map(|&i| payloads[i].clone()).collect();
-            if let Some((again, _)) = run_model(&fb, retry, None).await? {
+            if let Some((again, _)) = run_model(fb, retry, None).await? {
                 for (i, r) in failed.into_iter().zip(again) {
-                    if let (Err(first), Err(second)) = (&results[i], &r) {
-                        results[i] = Err(format!("{first}; fallback: {second}"));
-                    } else {
-                        results[i] = r;
-                    }
+                    results[i] = match (&results[i], r) {
+                        (Err(first), Err(second)) => Err(format!("{first}; fallback: {second}")),
+                        (_, r) => r,
+                    };
                 }
             }
         }
     }
-    st.metrics.inference_seconds.get_or_create(&l).observe(started.elapsed().as_secs_f64());
+    // Latency is the model's that ran the batch.
+    st.metrics.inference_seconds.get_or_create(&labels(&[("model", &model)])).observe(started.elapsed().as_secs_f64());
 
     for (msg, result) in batch.into_iter().zip(results) {
         match result {
