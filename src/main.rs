@@ -196,11 +196,17 @@ async fn check(cfg: &Config) -> bool {
             let onnx = matches!(path.extension().and_then(|e| e.to_str()), Some("onnx" | "ort"));
             match (&rt, path.exists()) {
                 (_, false) => Err(format!("{} missing (run `make setup`)", path.display())),
-                (Ok(rt), true) if onnx => rt.session(&path, 1).map(|_| ()).map_err(|e| format!("{}: {e}", path.display())),
+                (Ok(rt), true) if onnx => {
+                    rt.session(&path, 1).map(|_| ()).map_err(|e| format!("{}: {e}", path.display()))
+                }
                 _ => Ok(()),
             }
         });
-        let fallback = if spec.fallback.is_empty() { String::new() } else { format!(", falls back to {}", spec.fallback) };
+        let fallback = if spec.fallback.is_empty() {
+            String::new()
+        } else {
+            format!(", falls back to {}", spec.fallback)
+        };
         line(
             &format!("model {}", spec.name),
             res.map(|()| format!("{} ({}, {} file(s){fallback})", spec.id(), spec.task, spec.files.len())),

@@ -85,8 +85,13 @@ impl Browser {
 
     async fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
         let body = body.to_string();
-        let (status, j) =
-            http(self.addr, method, &format!("/session/{}{path}", self.session), (method == "POST").then_some(body.as_str())).await;
+        let (status, j) = http(
+            self.addr,
+            method,
+            &format!("/session/{}{path}", self.session),
+            (method == "POST").then_some(body.as_str()),
+        )
+        .await;
         assert_eq!(status, 200, "{path}: {j}");
         j["value"].clone()
     }
@@ -104,7 +109,10 @@ impl Browser {
             }
             if tokio::time::Instant::now() > deadline {
                 let text = self.script("return document.body.innerText").await;
-                panic!("{what} did not happen within {secs} s; the page shows:\n{}", text.as_str().unwrap_or(""));
+                panic!(
+                    "{what} did not happen within {secs} s; the page shows:\n{}",
+                    text.as_str().unwrap_or("")
+                );
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -121,13 +129,17 @@ impl Drop for Browser {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_shows_streams_events_and_search_in_chromium() {
     let mut cfg = test_config();
-    cfg.gateway.api_keys =
-        vec![ApiKeyConfig { name: "browser".into(), sha256: sightline_gateway::sha256_hex(KEY), scope: "admin".into() }];
+    cfg.gateway.api_keys = vec![ApiKeyConfig {
+        name: "browser".into(),
+        sha256: sightline_gateway::sha256_hex(KEY),
+        scope: "admin".into(),
+    }];
     cfg.ocr.workers = 1; // the timeline shows on-screen text too
     cfg.scenes.labels = true;
     let sys = TestSystem::start(cfg, Roles::ALL).await;
     let clip = ClipSpec::standard().render(&std::env::temp_dir().join("sightline-test-clips")).await.unwrap();
-    let live = LiveHls::start(&clip, &std::env::temp_dir().join(common::unique("sl-browser")), 0).await.unwrap();
+    let live =
+        LiveHls::start(&clip, &std::env::temp_dir().join(common::unique("sl-browser")), 0).await.unwrap();
     let body = json!({ "url": live.url, "name": "newsroom" }).to_string();
     let (status, created, _) = {
         let (s, _, j) = common::http_full(sys.addr, "POST", "/v1/streams", Some(&body), Some(KEY)).await;
@@ -150,8 +162,12 @@ async fn dashboard_shows_streams_events_and_search_in_chromium() {
         "the transcript line `live video becomes searchable`",
     )
     .await;
-    b.wait_for("const i = document.querySelector('.card img'); return !!i && !i.hidden && i.naturalWidth === 96", 30, "the stream's keyframe picture")
-        .await;
+    b.wait_for(
+        "const i = document.querySelector('.card img'); return !!i && !i.hidden && i.naturalWidth === 96",
+        30,
+        "the stream's keyframe picture",
+    )
+    .await;
 
     // Search, resubmitting until the line is indexed, then jump to the moment.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

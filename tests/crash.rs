@@ -40,7 +40,9 @@ fn spawn(cfg: &sightline_settings::Config, listen: SocketAddr, log: &std::path::
 
 async fn wait_healthy(addr: SocketAddr) {
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() && common::http(addr, "GET", "/healthz", None).await.0 == 200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok()
+            && common::http(addr, "GET", "/healthz", None).await.0 == 200
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -57,14 +59,16 @@ async fn kill_9_mid_batch_loses_and_duplicates_nothing() {
     wait_healthy(addr).await;
 
     let clip = ClipSpec::standard().render(&std::env::temp_dir().join("sightline-test-clips")).await.unwrap();
-    let live = LiveHls::start(&clip, &std::env::temp_dir().join(common::unique("sl-crash")), 0).await.unwrap();
+    let live =
+        LiveHls::start(&clip, &std::env::temp_dir().join(common::unique("sl-crash")), 0).await.unwrap();
     let body = serde_json::json!({ "url": live.url, "name": "crash" }).to_string();
     let (status, created) = common::http(addr, "POST", "/v1/streams", Some(&body)).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
 
     let store = sightline_store::EventStore::new(&cfg.clickhouse);
-    let rows = async || store.client().query("SELECT count() FROM events").fetch_one::<u64>().await.unwrap_or(0);
+    let rows =
+        async || store.client().query("SELECT count() FROM events").fetch_one::<u64>().await.unwrap_or(0);
     // Wait for the first rows, then kill at different points of the sink's batch cycle.
     for _ in 0..100 {
         if rows().await >= 2 {
@@ -99,8 +103,11 @@ async fn kill_9_mid_batch_loses_and_duplicates_nothing() {
         }
         last = n;
     }
-    let published: Vec<Event> =
-        read_stream(&bus, &events_stream).await.iter().map(|(_, p)| serde_json::from_slice(p).unwrap()).collect();
+    let published: Vec<Event> = read_stream(&bus, &events_stream)
+        .await
+        .iter()
+        .map(|(_, p)| serde_json::from_slice(p).unwrap())
+        .collect();
     let published_ids: BTreeSet<String> = published.iter().map(|e| e.id.clone()).collect();
     assert_eq!(published.len(), published_ids.len(), "JetStream deduplicated republished events by id");
     for _ in 0..120 {
@@ -116,10 +123,20 @@ async fn kill_9_mid_batch_loses_and_duplicates_nothing() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (raw, distinct) =
-        store.client().query("SELECT count(), uniqExact(id) FROM events").fetch_one::<(u64, u64)>().await.unwrap();
-    let stored: BTreeSet<String> =
-        store.client().query("SELECT id FROM events").fetch_all::<String>().await.unwrap().into_iter().collect();
+    let (raw, distinct) = store
+        .client()
+        .query("SELECT count(), uniqExact(id) FROM events")
+        .fetch_one::<(u64, u64)>()
+        .await
+        .unwrap();
+    let stored: BTreeSet<String> = store
+        .client()
+        .query("SELECT id FROM events")
+        .fetch_all::<String>()
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let skipped = text.matches("already in ClickHouse are not written again").count();
     eprintln!(
@@ -139,7 +156,11 @@ async fn kill_9_mid_batch_loses_and_duplicates_nothing() {
         }
     }
     bus.destroy().await;
-    let _ = store.client().query(&format!("DROP DATABASE IF EXISTS `{}`", cfg.clickhouse.database)).execute().await;
+    let _ = store
+        .client()
+        .query(&format!("DROP DATABASE IF EXISTS `{}`", cfg.clickhouse.database))
+        .execute()
+        .await;
     let _ = std::fs::remove_file(&log);
 }
 
@@ -188,8 +209,12 @@ async fn redelivered_batch_already_stored_is_not_written_again() {
     assert_eq!(again.len(), 5);
     assert!(again.iter().all(|m| m.info().unwrap().delivered == 2));
     sightline_actors::sink::insert_new(&store, &events, &again).await.unwrap();
-    let (raw, distinct) =
-        store.client().query("SELECT count(), uniqExact(id) FROM events").fetch_one::<(u64, u64)>().await.unwrap();
+    let (raw, distinct) = store
+        .client()
+        .query("SELECT count(), uniqExact(id) FROM events")
+        .fetch_one::<(u64, u64)>()
+        .await
+        .unwrap();
     assert_eq!((raw, distinct), (5, 5), "the redelivered batch was written again");
     // A retried INSERT of the same batch (an ambiguous failure: it landed, the answer was lost) is
     // dropped by ClickHouse's insert deduplication token, materialized views included.
@@ -202,5 +227,9 @@ async fn redelivered_batch_already_stored_is_not_written_again() {
         .unwrap();
     assert_eq!(counts, (5, 5, 5), "(events, transcripts, per-minute rollup) after a retried insert");
     bus.destroy().await;
-    let _ = store.client().query(&format!("DROP DATABASE IF EXISTS `{}`", cfg.clickhouse.database)).execute().await;
+    let _ = store
+        .client()
+        .query(&format!("DROP DATABASE IF EXISTS `{}`", cfg.clickhouse.database))
+        .execute()
+        .await;
 }

@@ -13,10 +13,13 @@ async fn poison_message_ends_in_the_dead_letter_subject_with_its_error() {
     let mut cfg = test_config();
     cfg.scenes.max_deliver = 3;
     cfg.sink.status_interval_s = 1;
-    let sys = TestSystem::start(cfg, Roles { gateway: true, ingest: false, inference: true, sink: true }).await;
+    let sys =
+        TestSystem::start(cfg, Roles { gateway: true, ingest: false, inference: true, sink: true }).await;
     let bus = sys.node.as_ref().unwrap().bus.clone();
     // Not a framed work message at all.
-    bus.publish(bus.names.frames_subject("poison"), "poison.frame.1", b"garbage, not SLW1".to_vec()).await.unwrap();
+    bus.publish(bus.names.frames_subject("poison"), "poison.frame.1", b"garbage, not SLW1".to_vec())
+        .await
+        .unwrap();
     // A well-formed frame after it still gets through.
     let meta = sightline_wire::FrameMeta {
         stream_id: "healthy".into(),
@@ -45,13 +48,21 @@ async fn poison_message_ends_in_the_dead_letter_subject_with_its_error() {
     assert_eq!(item["delivered"], 3, "tried max_deliver times");
     assert_eq!(item["original_subject"], bus.names.frames_subject("poison").as_str());
     assert_eq!(item["msg_id"], "poison.frame.1", "original headers kept");
-    assert!(item["error"].as_str().unwrap().contains("not a Sightline work message"), "the error says what was wrong: {item}");
+    assert!(
+        item["error"].as_str().unwrap().contains("not a Sightline work message"),
+        "the error says what was wrong: {item}"
+    );
 
     // The good frame made its events; the poison one made none.
     let store = sys.node.as_ref().unwrap().store.clone();
     let mut kinds = Vec::new();
     for _ in 0..40 {
-        kinds = store.client().query("SELECT kind FROM events WHERE stream_id = 'healthy' ORDER BY kind").fetch_all::<String>().await.unwrap();
+        kinds = store
+            .client()
+            .query("SELECT kind FROM events WHERE stream_id = 'healthy' ORDER BY kind")
+            .fetch_all::<String>()
+            .await
+            .unwrap();
         if kinds.len() >= 2 {
             break;
         }
@@ -61,7 +72,12 @@ async fn poison_message_ends_in_the_dead_letter_subject_with_its_error() {
     // Copied into ClickHouse, and counted.
     let mut rows = 0;
     for _ in 0..40 {
-        rows = store.client().query("SELECT count() FROM dlq WHERE kind = 'scenes'").fetch_one::<u64>().await.unwrap();
+        rows = store
+            .client()
+            .query("SELECT count() FROM dlq WHERE kind = 'scenes'")
+            .fetch_one::<u64>()
+            .await
+            .unwrap();
         if rows == 1 {
             break;
         }

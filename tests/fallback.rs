@@ -27,9 +27,13 @@ async fn publish_frames(cfg: &Config, n: usize) {
             height: h as u32,
             cuts: Vec::new(),
         };
-        bus.publish(bus.names.frames_subject(&meta.stream_id), &format!("fb{i}.1000"), sightline_wire::encode(&meta, &px))
-            .await
-            .unwrap();
+        bus.publish(
+            bus.names.frames_subject(&meta.stream_id),
+            &format!("fb{i}.1000"),
+            sightline_wire::encode(&meta, &px),
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -59,7 +63,11 @@ async fn read_frames(cfg: Config, n: usize) -> (TestSystem, Vec<(String, u64)>) 
 
 fn fallbacks(metrics: &str, model: &str, reason: &str) -> f64 {
     let key = format!("sightline_model_fallbacks_total{{model=\"{model}\",reason=\"{reason}\"}}");
-    metrics.lines().find(|l| l.starts_with(&key)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&key))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn ocr_config(primary: ModelSpec) -> Config {
@@ -149,7 +157,11 @@ async fn a_model_past_its_timeout_hands_the_pool_to_the_fallback_for_a_while() {
         ..ModelSpec::default()
     };
     let (sys, rows) = read_frames(ocr_config(slow), 4).await;
-    assert_eq!(rows, vec![("pp-ocrv6-small-cpu@1".to_string(), 4)], "the timed-out batch was redone by the fallback");
+    assert_eq!(
+        rows,
+        vec![("pp-ocrv6-small-cpu@1".to_string(), 4)],
+        "the timed-out batch was redone by the fallback"
+    );
     let m = metrics_text(&sys).await;
     assert!(fallbacks(&m, "ocr-slow@1", "timeout") >= 1.0, "{m}");
     sys.shutdown().await;

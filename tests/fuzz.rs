@@ -9,13 +9,18 @@ use sightline_settings::ApiKeyConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_errors() {
-    let st = std::env::var("SIGHTLINE_SCHEMATHESIS").expect("SIGHTLINE_SCHEMATHESIS (run through `make test`)");
+    let st =
+        std::env::var("SIGHTLINE_SCHEMATHESIS").expect("SIGHTLINE_SCHEMATHESIS (run through `make test`)");
     let mut cfg = test_config();
     let key = "fuzz-admin-secret";
-    cfg.gateway.api_keys =
-        vec![ApiKeyConfig { name: "fuzz".into(), sha256: sightline_gateway::sha256_hex(key), scope: "admin".into() }];
+    cfg.gateway.api_keys = vec![ApiKeyConfig {
+        name: "fuzz".into(),
+        sha256: sightline_gateway::sha256_hex(key),
+        scope: "admin".into(),
+    }];
     cfg.gateway.rate_limit_per_s = 0.0; // fuzzing is a flood by design
-    let sys = TestSystem::start(cfg, Roles { gateway: true, ingest: false, inference: false, sink: true }).await;
+    let sys =
+        TestSystem::start(cfg, Roles { gateway: true, ingest: false, inference: false, sink: true }).await;
     // CPython 3.11's `ast` sometimes fails inside Hypothesis's lambda description ("AST
     // constructor recursion depth mismatch"), aborting schemathesis's coverage phase. That crash is
     // the fuzzer's own, not a finding: the run is repeated (twice at most); anything else fails.
@@ -34,7 +39,8 @@ async fn schemathesis_finds_no_server_errors() {
             .output()
             .await
             .expect("schemathesis runs");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         let summary: Vec<&str> = text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
         eprintln!("{}", summary.join("\n"));
         assert!(!text.contains("Server error"), "{text}");

@@ -24,7 +24,8 @@ fn keyed_config() -> sightline_settings::Config {
         sha256: sightline_gateway::sha256_hex(secret),
         scope: scope.into(),
     };
-    cfg.gateway.api_keys = vec![key("ops", ADMIN, "admin"), key("viewer", READER, "read"), key("bursty", BURSTY, "read")];
+    cfg.gateway.api_keys =
+        vec![key("ops", ADMIN, "admin"), key("viewer", READER, "read"), key("bursty", BURSTY, "read")];
     cfg.gateway.rate_limit_per_s = 1.0;
     cfg.gateway.rate_limit_burst = 30;
     cfg
@@ -32,7 +33,11 @@ fn keyed_config() -> sightline_settings::Config {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_scopes_limits_and_every_stream_endpoint() {
-    let sys = TestSystem::start(keyed_config(), Roles { gateway: true, ingest: false, inference: false, sink: true }).await;
+    let sys = TestSystem::start(
+        keyed_config(),
+        Roles { gateway: true, ingest: false, inference: false, sink: true },
+    )
+    .await;
     let a = sys.addr;
     let req = |m: &'static str, p: String, b: Option<String>, k: Option<&'static str>| async move {
         http_full(a, m, &p, b.as_deref(), k).await
@@ -119,7 +124,9 @@ async fn keys_scopes_limits_and_every_stream_endpoint() {
     assert_eq!(j["error"]["code"], "rate_limited");
     let retry = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after:").map(|v| v.trim().parse::<u64>().unwrap()))
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("retry-after:").map(|v| v.trim().parse::<u64>().unwrap())
+        })
         .expect("Retry-After header");
     assert!(retry >= 1, "{head}");
     assert_eq!(req("GET", "/v1/streams".into(), None, Some(READER)).await.0, 200);
@@ -132,10 +139,23 @@ async fn keys_scopes_limits_and_every_stream_endpoint() {
     // The OpenAPI document is generated from the code and lists every endpoint.
     let (_, _, doc) = req("GET", "/openapi.json".into(), None, None).await;
     for p in [
-        "/v1/streams", "/v1/streams/{id}", "/v1/streams/{id}/pause", "/v1/streams/{id}/resume",
-        "/v1/streams/{id}/events", "/v1/streams/{id}/thumbnail", "/v1/feed", "/v1/feed/sse", "/v1/search",
-        "/v1/frames/{id}", "/v1/frames/{id}/similar", "/v1/frames/{id}/image", "/v1/sql", "/v1/dlq", "/healthz",
-        "/readyz", "/metrics",
+        "/v1/streams",
+        "/v1/streams/{id}",
+        "/v1/streams/{id}/pause",
+        "/v1/streams/{id}/resume",
+        "/v1/streams/{id}/events",
+        "/v1/streams/{id}/thumbnail",
+        "/v1/feed",
+        "/v1/feed/sse",
+        "/v1/search",
+        "/v1/frames/{id}",
+        "/v1/frames/{id}/similar",
+        "/v1/frames/{id}/image",
+        "/v1/sql",
+        "/v1/dlq",
+        "/healthz",
+        "/readyz",
+        "/metrics",
     ] {
         assert!(doc["paths"][p].is_object(), "{p} missing from /openapi.json");
     }
@@ -148,14 +168,20 @@ async fn publish_events(bus: sightline_actors::Bus, s: &'static str, from: i64, 
     for i in from..from + n {
         let mut e = Event::new(EventKind::Transcript, s, i * 100, 1_795_000_000_000 + i, "test@1");
         e.text = format!("line {i}");
-        bus.publish(bus.names.event_subject(e.kind, s), &e.id, serde_json::to_vec(&e).unwrap()).await.unwrap();
+        bus.publish(bus.names.event_subject(e.kind, s), &e.id, serde_json::to_vec(&e).unwrap())
+            .await
+            .unwrap();
         tokio::time::sleep(every).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feed_resumes_after_a_sequence_with_no_gap_and_no_duplicate() {
-    let sys = TestSystem::start(test_config(), Roles { gateway: true, ingest: false, inference: false, sink: false }).await;
+    let sys = TestSystem::start(
+        test_config(),
+        Roles { gateway: true, ingest: false, inference: false, sink: false },
+    )
+    .await;
     let bus = sys.node.as_ref().unwrap().bus.clone();
     let url = format!("ws://{}/v1/feed?kinds=transcript", sys.addr);
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
@@ -185,7 +211,11 @@ async fn feed_resumes_after_a_sequence_with_no_gap_and_no_duplicate() {
     assert!(second.windows(2).all(|w| w[1].seq == w[0].seq + 1), "no gap, no duplicate");
     let ids: Vec<&str> = first.iter().chain(&second).map(|f| f.event.id.as_str()).collect();
     let expected: Vec<String> = (0..80).map(|i| format!("feedtest.transcript.{}", i * 100)).collect();
-    assert_eq!(ids, expected.iter().map(String::as_str).collect::<Vec<_>>(), "the events in order, once each");
+    assert_eq!(
+        ids,
+        expected.iter().map(String::as_str).collect::<Vec<_>>(),
+        "the events in order, once each"
+    );
 
     // Server-sent events resume the same way from Last-Event-ID.
     let mut s = tokio::net::TcpStream::connect(sys.addr).await.unwrap();
@@ -196,7 +226,8 @@ async fn feed_resumes_after_a_sequence_with_no_gap_and_no_duplicate() {
     let mut lines = tokio::io::BufReader::new(s).lines();
     let mut sse_ids = Vec::new();
     while sse_ids.len() < 10 {
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+        let line =
+            tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
         if let Some(id) = line.strip_prefix("id:") {
             sse_ids.push(id.trim().parse::<u64>().unwrap());
         }
@@ -220,10 +251,17 @@ async fn feed_resumes_after_a_sequence_with_no_gap_and_no_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grafana_dashboards_match_the_metrics_and_tables() {
-    let sys = TestSystem::start(test_config(), Roles { gateway: true, ingest: false, inference: false, sink: true }).await;
+    let sys = TestSystem::start(
+        test_config(),
+        Roles { gateway: true, ingest: false, inference: false, sink: true },
+    )
+    .await;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/grafana");
     // Names registered with Prometheus (empty families are not exported until first used).
-    let source = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("actors/src/metrics.rs")).unwrap();
+    let source = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("actors/src/metrics.rs"),
+    )
+    .unwrap();
     let registered: Vec<String> = source
         .split(".register(")
         .skip(1)
@@ -233,14 +271,23 @@ async fn grafana_dashboards_match_the_metrics_and_tables() {
     let store = sys.node.as_ref().unwrap().store.clone();
     let mut checked = 0;
     for file in ["sightline-prometheus.json", "sightline-clickhouse.json"] {
-        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join(file)).unwrap()).unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(root.join(file)).unwrap()).unwrap();
         for panel in doc["panels"].as_array().unwrap() {
             for t in panel["targets"].as_array().unwrap() {
                 if let Some(expr) = t["expr"].as_str() {
                     // Every sightline_* series a panel reads is one we export.
-                    for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("sightline_")) {
-                        let base = ["_bucket", "_sum", "_count", "_total"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
-                        assert!(registered.iter().any(|r| r == base), "{file}: `{name}` is not a metric we export");
+                    for name in expr
+                        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .filter(|w| w.starts_with("sightline_"))
+                    {
+                        let base = ["_bucket", "_sum", "_count", "_total"]
+                            .iter()
+                            .fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+                        assert!(
+                            registered.iter().any(|r| r == base),
+                            "{file}: `{name}` is not a metric we export"
+                        );
                         checked += 1;
                     }
                 }
@@ -248,7 +295,12 @@ async fn grafana_dashboards_match_the_metrics_and_tables() {
                     // Every query runs against the migrated schema (Grafana macros filled in).
                     let sql = sql.replace("sightline.", "");
                     let sql = regex_free_time_filter(&sql);
-                    store.client().query(&format!("SELECT count() FROM ({sql})")).fetch_one::<u64>().await.unwrap_or_else(|e| panic!("{file}: {sql}: {e}"));
+                    store
+                        .client()
+                        .query(&format!("SELECT count() FROM ({sql})"))
+                        .fetch_one::<u64>()
+                        .await
+                        .unwrap_or_else(|e| panic!("{file}: {sql}: {e}"));
                     checked += 1;
                 }
             }

@@ -15,7 +15,8 @@ async fn killing_an_inference_actor_mid_batch_loses_and_duplicates_nothing() {
     // Each frame takes 150 ms, so a batch is in flight about 600 ms of every 600.
     cfg.scenes.throttle_ms = 150;
     cfg.speech.workers = 0;
-    let sys = TestSystem::start(cfg, Roles { gateway: true, ingest: false, inference: true, sink: true }).await;
+    let sys =
+        TestSystem::start(cfg, Roles { gateway: true, ingest: false, inference: true, sink: true }).await;
     let node = sys.node.as_ref().unwrap();
     let (bus, store) = (node.bus.clone(), node.store.clone());
 
@@ -32,7 +33,9 @@ async fn killing_an_inference_actor_mid_batch_loses_and_duplicates_nothing() {
         };
         let pixels: Vec<u8> = (0..16 * 9 * 3).map(|p| ((p as i64 * 7 + i * 31) % 256) as u8).collect();
         let id = format!("killdrill.{}", meta.pts_ms);
-        bus.publish(bus.names.frames_subject("killdrill"), &id, sightline_wire::encode(&meta, &pixels)).await.unwrap();
+        bus.publish(bus.names.frames_subject("killdrill"), &id, sightline_wire::encode(&meta, &pixels))
+            .await
+            .unwrap();
     }
     let count = async || -> (u64, u64) {
         store

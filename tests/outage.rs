@@ -113,7 +113,9 @@ async fn clickhouse_outage_loses_and_duplicates_nothing() {
     let feed_ids: BTreeSet<String> = feed.iter().map(|f| f.event.id.clone()).collect();
     let mut stored = (0, 0);
     for _ in 0..120 {
-        if let Ok(c) = store.client().query("SELECT count(), uniqExact(id) FROM events").fetch_one::<(u64, u64)>().await {
+        if let Ok(c) =
+            store.client().query("SELECT count(), uniqExact(id) FROM events").fetch_one::<(u64, u64)>().await
+        {
             stored = c;
             if c.0 >= feed_ids.len() as u64 {
                 break;
@@ -122,10 +124,24 @@ async fn clickhouse_outage_loses_and_duplicates_nothing() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (rows, distinct) =
-        store.client().query("SELECT count(), uniqExact(id) FROM events").fetch_one::<(u64, u64)>().await.unwrap();
-    eprintln!("after: feed {} ids, ClickHouse {rows} rows, {distinct} distinct (settled at {stored:?})", feed_ids.len());
-    let ids: BTreeSet<String> = store.client().query("SELECT id FROM events").fetch_all::<String>().await.unwrap().into_iter().collect();
+    let (rows, distinct) = store
+        .client()
+        .query("SELECT count(), uniqExact(id) FROM events")
+        .fetch_one::<(u64, u64)>()
+        .await
+        .unwrap();
+    eprintln!(
+        "after: feed {} ids, ClickHouse {rows} rows, {distinct} distinct (settled at {stored:?})",
+        feed_ids.len()
+    );
+    let ids: BTreeSet<String> = store
+        .client()
+        .query("SELECT id FROM events")
+        .fetch_all::<String>()
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
     assert_eq!(rows, distinct, "a row was written twice");
     assert_eq!(ids, feed_ids, "ClickHouse and the feed disagree");
     // The typed tables agree too (materialized views saw each event once).
@@ -186,13 +202,20 @@ async fn redis_outage_loses_and_duplicates_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    eprintln!("after: feed {} transcripts / {} frames; Redis {} / {}", texts.len(), frames.len(), card.0, card.1);
+    eprintln!(
+        "after: feed {} transcripts / {} frames; Redis {} / {}",
+        texts.len(),
+        frames.len(),
+        card.0,
+        card.1
+    );
     assert!(texts.len() >= 3 && frames.len() >= 5);
     assert_eq!(card, (texts.len() as u64, frames.len() as u64), "element counts differ from the feed");
     for (set, ids) in [(&text_set, &texts), (&frame_set, &frames)] {
         let list: Vec<String> = ids.iter().cloned().collect();
         let attrs = vectors.attrs(set, &list).await.unwrap();
-        let missing: Vec<&String> = list.iter().zip(&attrs).filter(|(_, a)| a.is_none()).map(|(i, _)| i).collect();
+        let missing: Vec<&String> =
+            list.iter().zip(&attrs).filter(|(_, a)| a.is_none()).map(|(i, _)| i).collect();
         assert!(missing.is_empty(), "missing from {set}: {missing:?}");
     }
     let (status, body) = sys.http("GET", "/v1/search?q=news%20from%20the%20city&k=3", None).await;

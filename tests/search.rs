@@ -63,12 +63,16 @@ async fn search_similar_frames_duplicates_and_sql() {
         if done {
             break;
         }
-        if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
+        if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await
+        {
             feed.push(serde_json::from_str(&t).expect("feed item parses"));
         }
     }
     for f in feed.iter().filter(|f| f.event.kind != EventKind::Frame) {
-        eprintln!("{} {:?} {} {:.3} {}", f.event.stream_id, f.event.kind, f.event.pts_ms, f.event.score, f.event.text);
+        eprintln!(
+            "{} {:?} {} {:.3} {}",
+            f.event.stream_id, f.event.kind, f.event.pts_ms, f.event.score, f.event.text
+        );
     }
 
     // Duplicates: only between the two streams of the same clip, each linking both frames.
@@ -77,20 +81,36 @@ async fn search_similar_frames_duplicates_and_sql() {
     for d in &dups {
         let info = d.event.duplicate.as_ref().expect("duplicate details");
         let pair = [d.event.stream_id.as_str(), info.other_stream_id.as_str()];
-        assert!(pair.contains(&a.as_str()) && pair.contains(&b.as_str()), "unexpected duplicate {:?}", d.event);
+        assert!(
+            pair.contains(&a.as_str()) && pair.contains(&b.as_str()),
+            "unexpected duplicate {:?}",
+            d.event
+        );
         assert!(info.similarity >= sys.cfg.vectors.duplicate_min_similarity);
-        assert!(info.frame_id.starts_with(&d.event.stream_id) && info.other_frame_id.starts_with(&info.other_stream_id));
+        assert!(
+            info.frame_id.starts_with(&d.event.stream_id)
+                && info.other_frame_id.starts_with(&info.other_stream_id)
+        );
     }
-    assert!(feed.iter().filter(|f| f.event.kind == EventKind::Frame).all(|f| f.event.frame.as_ref().unwrap().vector.is_empty()),
-        "the feed leaves vectors out");
+    assert!(
+        feed.iter().filter(|f| f.event.kind == EventKind::Frame).all(|f| f
+            .event
+            .frame
+            .as_ref()
+            .unwrap()
+            .vector
+            .is_empty()),
+        "the feed leaves vectors out"
+    );
 
     // Search: a spoken sentence finds its stream and moment (±2 s) in the top 5.
     let period = same.duration_ms();
     let sentence = &same.speech[1];
     let mut hits = serde_json::Value::Null;
     for _ in 0..40 {
-        let (status, body) =
-            sys.http("GET", &format!("/v1/search?q={}&k=5", url_encode("live video becomes searchable")), None).await;
+        let (status, body) = sys
+            .http("GET", &format!("/v1/search?q={}&k=5", url_encode("live video becomes searchable")), None)
+            .await;
         assert_eq!(status, 200, "{body}");
         hits = body["hits"].clone();
         if !hits.as_array().unwrap().is_empty() {
@@ -112,7 +132,14 @@ async fn search_similar_frames_duplicates_and_sql() {
     assert!(top["frame_url"].as_str().is_some_and(|u| u.starts_with("/v1/frames/")), "{top}");
     // The other clip's sentence, restricted to its stream.
     let (status, body) = sys
-        .http("GET", &format!("/v1/search?q={}&k=3&stream={c}&kinds=transcript", url_encode("rain expected by farmers")), None)
+        .http(
+            "GET",
+            &format!(
+                "/v1/search?q={}&k=3&stream={c}&kinds=transcript",
+                url_encode("rain expected by farmers")
+            ),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     let first = &body["hits"][0];
@@ -121,13 +148,26 @@ async fn search_similar_frames_duplicates_and_sql() {
     assert!(body["hits"].as_array().unwrap().iter().all(|h| h["stream_id"] == c.as_str()));
 
     // Search: the words of a burned-in caption find its stream and moment (±2 s) in the top 5.
-    let caption_at: i64 = other.scenes.iter().take_while(|s| s.caption != Some("MARKETS CLOSE HIGHER")).map(|s| s.seconds as i64 * 1000).sum();
-    let ocr_lines: Vec<&str> = feed.iter().filter(|f| f.event.kind == EventKind::Ocr && f.event.stream_id == c).map(|f| f.event.text.as_str()).collect();
-    assert!(ocr_lines.contains(&"MARKETS CLOSE HIGHER") || ocr_lines.contains(&"SPORTS RESULTS TONIGHT"), "OCR lines of {c}: {ocr_lines:?}");
+    let caption_at: i64 = other
+        .scenes
+        .iter()
+        .take_while(|s| s.caption != Some("MARKETS CLOSE HIGHER"))
+        .map(|s| s.seconds as i64 * 1000)
+        .sum();
+    let ocr_lines: Vec<&str> = feed
+        .iter()
+        .filter(|f| f.event.kind == EventKind::Ocr && f.event.stream_id == c)
+        .map(|f| f.event.text.as_str())
+        .collect();
+    assert!(
+        ocr_lines.contains(&"MARKETS CLOSE HIGHER") || ocr_lines.contains(&"SPORTS RESULTS TONIGHT"),
+        "OCR lines of {c}: {ocr_lines:?}"
+    );
     let mut hits = Vec::new();
     for _ in 0..20 {
-        let (status, body) =
-            sys.http("GET", &format!("/v1/search?q={}&k=5&kinds=ocr", url_encode("markets close higher")), None).await;
+        let (status, body) = sys
+            .http("GET", &format!("/v1/search?q={}&k=5&kinds=ocr", url_encode("markets close higher")), None)
+            .await;
         assert_eq!(status, 200, "{body}");
         hits = body["hits"].as_array().unwrap().clone();
         if hits.iter().any(|h| h["stream_id"] == c.as_str()) {
@@ -143,7 +183,9 @@ async fn search_similar_frames_duplicates_and_sql() {
             && loop_distance(h["pts_ms"].as_i64().unwrap(), caption_at, other.duration_ms()) <= 2000),
         "no OCR hit for the caption near {caption_at} ms on {c}"
     );
-    for bad in ["/v1/search", "/v1/search?q=x&k=0", "/v1/search?q=x&kinds=scene", "/v1/search?q=x&from=yesterday"] {
+    for bad in
+        ["/v1/search", "/v1/search?q=x&k=0", "/v1/search?q=x&kinds=scene", "/v1/search?q=x&from=yesterday"]
+    {
         let (status, body) = sys.http("GET", bad, None).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["error"]["message"].as_str().is_some());
@@ -157,19 +199,29 @@ async fn search_similar_frames_duplicates_and_sql() {
     let similar = sim["similar"].as_array().unwrap();
     assert!(similar.iter().all(|h| h["id"] != d.frame_id.as_str()));
     assert!(
-        similar.iter().any(|h| h["stream_id"] == d.other_stream_id.as_str() && h["score"].as_f64().unwrap() >= 0.98),
+        similar
+            .iter()
+            .any(|h| h["stream_id"] == d.other_stream_id.as_str() && h["score"].as_f64().unwrap() >= 0.98),
         "{sim}"
     );
     // By what the frames show (EfficientNet features): the duplicated keyframe's twin on the other
     // stream is among its nearest, as it shows the same thing.
-    let (status, sim) = sys.http("GET", &format!("/v1/frames/{}/similar?k=5&space=features", d.frame_id), None).await;
+    let (status, sim) =
+        sys.http("GET", &format!("/v1/frames/{}/similar?k=5&space=features", d.frame_id), None).await;
     assert_eq!(status, 200, "{sim}");
     assert_eq!(sim["space"], "features");
     assert!(
-        sim["similar"].as_array().unwrap().iter().any(|h| h["stream_id"] == d.other_stream_id.as_str() && h["score"].as_f64().unwrap() >= 0.95),
+        sim["similar"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["stream_id"] == d.other_stream_id.as_str() && h["score"].as_f64().unwrap() >= 0.95),
         "{sim}"
     );
-    assert_eq!(sys.http("GET", &format!("/v1/frames/{}/similar?space=colour", d.frame_id), None).await.0, 400);
+    assert_eq!(
+        sys.http("GET", &format!("/v1/frames/{}/similar?space=colour", d.frame_id), None).await.0,
+        400
+    );
     let (status, frame) = sys.http("GET", &format!("/v1/frames/{}", d.frame_id), None).await;
     assert_eq!(status, 200, "{frame}");
     assert_eq!(frame["keyframe"], true);
@@ -179,10 +231,19 @@ async fn search_similar_frames_duplicates_and_sql() {
     // SQL over the typed tables, read-only.
     let sql = |q: &str| serde_json::json!({ "sql": q }).to_string();
     let (status, res) = sys
-        .http("POST", "/v1/sql", Some(&sql("SELECT stream_id, count() AS n FROM duplicates FINAL GROUP BY stream_id")))
+        .http(
+            "POST",
+            "/v1/sql",
+            Some(&sql("SELECT stream_id, count() AS n FROM duplicates FINAL GROUP BY stream_id")),
+        )
         .await;
     assert_eq!(status, 200, "{res}");
-    let dup_rows: u64 = res["data"].as_array().unwrap().iter().map(|r| r["n"].as_str().map(|s| s.parse().unwrap()).unwrap_or_else(|| r["n"].as_u64().unwrap())).sum();
+    let dup_rows: u64 = res["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["n"].as_str().map(|s| s.parse().unwrap()).unwrap_or_else(|| r["n"].as_u64().unwrap()))
+        .sum();
     assert!(dup_rows >= 1, "{res}");
     let (status, res) = sys
         .http("POST", "/v1/sql", Some(&sql("SELECT length(features) AS dim, keyframe FROM frames LIMIT 1")))
@@ -190,27 +251,49 @@ async fn search_similar_frames_duplicates_and_sql() {
     assert_eq!(status, 200, "{res}");
     assert_eq!(res["data"][0]["dim"], 432, "{res}");
     let (status, res) = sys
-        .http("POST", "/v1/sql", Some(&sql("SELECT length(image_features) AS dim FROM frames WHERE length(labels) > 0 LIMIT 1")))
+        .http(
+            "POST",
+            "/v1/sql",
+            Some(&sql("SELECT length(image_features) AS dim FROM frames WHERE length(labels) > 0 LIMIT 1")),
+        )
         .await;
     assert_eq!(status, 200, "{res}");
     assert_eq!(res["data"][0]["dim"], 1280, "{res}");
     // Kept frames carry their top-5 image labels (EfficientNet-Lite0), with probabilities.
     let (status, res) = sys
-        .http("POST", "/v1/sql", Some(&sql("SELECT labels, label_scores, model FROM frames WHERE length(labels) = 5 LIMIT 1")))
+        .http(
+            "POST",
+            "/v1/sql",
+            Some(&sql("SELECT labels, label_scores, model FROM frames WHERE length(labels) = 5 LIMIT 1")),
+        )
         .await;
     assert_eq!(status, 200, "{res}");
     let row = &res["data"][0];
     assert!(row["model"].as_str().is_some_and(|m| m.contains("efficientnet")), "labelled frames: {res}");
-    let scores: Vec<f64> = row["label_scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    assert!(scores.windows(2).all(|w| w[0] >= w[1]) && scores.iter().all(|s| (0.0..=1.0).contains(s)), "{res}");
+    let scores: Vec<f64> =
+        row["label_scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]) && scores.iter().all(|s| (0.0..=1.0).contains(s)),
+        "{res}"
+    );
     let (status, res) = sys
-        .http("POST", "/v1/sql", Some(&sql(&format!("SELECT text, box, confidence FROM ocr_text FINAL WHERE stream_id = '{c}'"))))
+        .http(
+            "POST",
+            "/v1/sql",
+            Some(&sql(&format!("SELECT text, box, confidence FROM ocr_text FINAL WHERE stream_id = '{c}'"))),
+        )
         .await;
     assert_eq!(status, 200, "{res}");
     assert!(res["data"].as_array().unwrap().iter().any(|r| r["text"] == "MARKETS CLOSE HIGHER"
         && r["box"].as_array().is_some_and(|b| b.len() == 4)), "ocr_text rows: {res}");
     let (status, res) = sys
-        .http("POST", "/v1/sql", Some(&sql(&format!("SELECT count() AS n FROM scene_spans WHERE stream_id = '{b}' AND end_ms IS NOT NULL"))))
+        .http(
+            "POST",
+            "/v1/sql",
+            Some(&sql(&format!(
+                "SELECT count() AS n FROM scene_spans WHERE stream_id = '{b}' AND end_ms IS NOT NULL"
+            ))),
+        )
         .await;
     assert_eq!(status, 200, "{res}");
     for (write, why) in [
@@ -227,7 +310,9 @@ async fn search_similar_frames_duplicates_and_sql() {
     }
     // ClickHouse itself refuses writes under the same settings, without the gateway's check.
     let store = sys.node.as_ref().unwrap().store.clone();
-    let direct = store.query_readonly("INSERT INTO events (id) VALUES ('x')", sightline_store::SqlFormat::Json, 10, 5).await;
+    let direct = store
+        .query_readonly("INSERT INTO events (id) VALUES ('x')", sightline_store::SqlFormat::Json, 10, 5)
+        .await;
     assert!(direct.is_err(), "readonly=1 must refuse an INSERT");
     let (status, res) = sys.http("POST", "/v1/sql", Some(&sql("SELECT no_such_column FROM events"))).await;
     assert_eq!(status, 400);

@@ -8,14 +8,17 @@ use crate::bus::{Bus, BusError, js_err};
 use crate::metrics::{Metrics, labels};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, consumer::pull};
+use base64::Engine;
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use base64::Engine;
 use sightline_models::{
-    FrameSignature, ImageLabeler, ModelError, Moonshine, Ocr, OcrParams, Runtime, SileroVad, hamming, thumbnail_bmp,
+    FrameSignature, ImageLabeler, ModelError, Moonshine, Ocr, OcrParams, Runtime, SileroVad, hamming,
+    thumbnail_bmp,
 };
 use sightline_settings::{Config, ModelSpec, OcrConfig, SpeechConfig};
-use sightline_wire::{Event, EventKind, FrameInfo, FrameMeta, Label, OcrInfo, SceneInfo, decode_audio, decode_frame};
+use sightline_wire::{
+    Event, EventKind, FrameInfo, FrameMeta, Label, OcrInfo, SceneInfo, decode_audio, decode_frame,
+};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -310,7 +313,9 @@ async fn process_batch<P: Processor>(
             st.count_fallback("queue_or_unavailable", batch.len());
             run_model(fb, payloads.clone(), None).await?
         }
-        (_, Some(primary), fb) => run_model(primary, payloads.clone(), fb.as_ref().and_then(|f| f.1.timeout)).await?,
+        (_, Some(primary), fb) => {
+            run_model(primary, payloads.clone(), fb.as_ref().and_then(|f| f.1.timeout)).await?
+        }
         _ => unreachable!("a worker has a primary or a fallback"),
     };
     let Some((mut results, model)) = ran else {
@@ -327,7 +332,8 @@ async fn process_batch<P: Processor>(
     };
     // Items the primary failed on are retried on the fallback at once.
     if let (false, Some((fb, _))) = (on_fallback, &fallback) {
-        let failed: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();
+        let failed: Vec<usize> =
+            results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();
         if !failed.is_empty() {
             st.count_fallback("error", failed.len());
             let retry: Vec<bytes::Bytes> = failed.iter().map(|&i| payloads[i].clone()).collect();
@@ -342,7 +348,10 @@ async fn process_batch<P: Processor>(
         }
     }
     // Latency is the model's that ran the batch.
-    st.metrics.inference_seconds.get_or_create(&labels(&[("model", &model)])).observe(started.elapsed().as_secs_f64());
+    st.metrics
+        .inference_seconds
+        .get_or_create(&labels(&[("model", &model)]))
+        .observe(started.elapsed().as_secs_f64());
 
     for (msg, result) in batch.into_iter().zip(results) {
         match result {
@@ -490,7 +499,8 @@ impl SceneProcessor {
             self.last.clear();
         }
         self.last.insert(meta.stream_id.clone(), (sig.phash, meta.pts_ms));
-        let mut e = Event::new(EventKind::Frame, &meta.stream_id, meta.pts_ms, meta.wall_ms, &self.labeled_model);
+        let mut e =
+            Event::new(EventKind::Frame, &meta.stream_id, meta.pts_ms, meta.wall_ms, &self.labeled_model);
         e.score = if keyframe { 1.0 } else { 0.0 };
         let thumbnail = thumbnail_bmp(pixels, meta.width as usize, meta.height as usize, THUMB_W, THUMB_H)
             .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
@@ -537,7 +547,8 @@ impl Processor for SceneProcessor {
     /// Cuts and frame events message by message, then one labeller run over every frame kept in
     /// the batch, whichever streams they come from.
     fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<Result<Vec<Event>, String>> {
-        let mut results: Vec<Result<Vec<Event>, String>> = payloads.iter().map(|p| self.unlabelled(p)).collect();
+        let mut results: Vec<Result<Vec<Event>, String>> =
+            payloads.iter().map(|p| self.unlabelled(p)).collect();
         let Some(labeler) = self.labeler.as_mut() else { return results };
         // (message, event) of each kept frame, and its pixels.
         let mut at = Vec::new();
@@ -564,7 +575,8 @@ impl Processor for SceneProcessor {
         for ((i, j), found) in at.into_iter().zip(labelled) {
             let Ok(events) = &mut results[i] else { continue };
             let e = &mut events[j];
-            let labels: Vec<Label> = found.top.into_iter().map(|(name, score)| Label { name, score }).collect();
+            let labels: Vec<Label> =
+                found.top.into_iter().map(|(name, score)| Label { name, score }).collect();
             // Confident labels are the frame's text, so search finds frames by what they show.
             e.text = labels
                 .iter()
@@ -632,7 +644,8 @@ impl SpeechProcessor {
         let vad_spec = m.for_task("vad").map_err(|e| ModelError::Input(e.to_string()))?;
         let vad = SileroVad::load(&runtime_for(cfg, vad_spec)?, &m.file(vad_spec, 0))?;
         let rt = runtime_for(cfg, stt)?;
-        let model = Moonshine::load(&rt, &m.file(stt, 0), &m.file(stt, 1), &m.file(stt, 2), cfg.speech.threads)?;
+        let model =
+            Moonshine::load(&rt, &m.file(stt, 0), &m.file(stt, 1), &m.file(stt, 2), cfg.speech.threads)?;
         Ok(Self { vad, stt: model, cfg: cfg.speech.clone(), model: stt.id() })
     }
 }
@@ -740,7 +753,8 @@ impl Processor for OcrProcessor {
             .enumerate()
             .filter(|(_, l)| !before.contains(&l.text))
             .map(|(i, l)| {
-                let mut e = Event::new(EventKind::Ocr, &meta.stream_id, meta.pts_ms, meta.wall_ms, &self.model);
+                let mut e =
+                    Event::new(EventKind::Ocr, &meta.stream_id, meta.pts_ms, meta.wall_ms, &self.model);
                 // Several lines can be read off one frame: the line's place makes the id unique.
                 e.id = format!("{}.{i}", e.id);
                 e.text = l.text.clone();
@@ -752,7 +766,10 @@ impl Processor for OcrProcessor {
         if self.last.len() >= MAX_TRACKED_STREAMS && previous.is_none() {
             self.last.clear();
         }
-        self.last.insert(meta.stream_id.clone(), (sig.phash, meta.pts_ms, lines.into_iter().map(|l| l.text).collect()));
+        self.last.insert(
+            meta.stream_id.clone(),
+            (sig.phash, meta.pts_ms, lines.into_iter().map(|l| l.text).collect()),
+        );
         Ok(events)
     }
 }

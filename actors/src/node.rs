@@ -9,8 +9,8 @@ use crate::inference::{
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::sink::{ClickHouseSink, SinkArgs};
-use crate::vector_sink::{VectorSink, VectorSinkArgs};
 use crate::supervisor::{StreamSupervisor, SupervisorArgs};
+use crate::vector_sink::{VectorSink, VectorSinkArgs};
 use futures::future::BoxFuture;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 use sightline_settings::{Config, ModelSpec, WorkerConfig};
@@ -157,7 +157,9 @@ impl Actor for RootSupervisor {
         // A failed child, or one killed outright (its work is cancelled mid-way), is restarted.
         let failed = match evt {
             SupervisionEvent::ActorFailed(cell, err) => Some((cell, err.to_string())),
-            SupervisionEvent::ActorTerminated(cell, _, Some(reason)) if reason == "killed" => Some((cell, reason)),
+            SupervisionEvent::ActorTerminated(cell, _, Some(reason)) if reason == "killed" => {
+                Some((cell, reason))
+            }
             _ => None,
         };
         if let Some((cell, err)) = failed {
@@ -268,31 +270,52 @@ impl Node {
         }
         if roles.inference {
             let n = &bus.names;
-            let work = |stream: String, filter: String, kind: &str, w: &WorkerConfig, ack_wait_s: u64| WorkSpec {
-                stream,
-                filters: vec![filter],
-                consumer: n.consumer(kind),
-                batch_max: w.batch_max,
-                batch_deadline: Duration::from_millis(w.batch_deadline_ms),
-                max_ack_pending: w.max_ack_pending,
-                max_deliver: w.max_deliver,
-                ack_wait: Duration::from_secs(ack_wait_s),
-            };
+            let work =
+                |stream: String, filter: String, kind: &str, w: &WorkerConfig, ack_wait_s: u64| WorkSpec {
+                    stream,
+                    filters: vec![filter],
+                    consumer: n.consumer(kind),
+                    batch_max: w.batch_max,
+                    batch_deadline: Duration::from_millis(w.batch_deadline_ms),
+                    max_ack_pending: w.max_ack_pending,
+                    max_deliver: w.max_deliver,
+                    ack_wait: Duration::from_secs(ack_wait_s),
+                };
             let models = &cfg.models;
             let s = &cfg.scenes;
             let scenes = work(n.frames_stream(), n.frames_all(), "scenes", &s.worker(), 30);
             let labels = registered(cfg, &models.labels);
-            inference_workers(&mut children, "scenes", s.workers, &bus, &metrics, scenes, cfg, labels, |spec| {
-                let (full, metrics) = (cfg.clone(), metrics.clone());
-                Arc::new(move || SceneProcessor::load(&full, metrics.clone(), &spec))
-            });
+            inference_workers(
+                &mut children,
+                "scenes",
+                s.workers,
+                &bus,
+                &metrics,
+                scenes,
+                cfg,
+                labels,
+                |spec| {
+                    let (full, metrics) = (cfg.clone(), metrics.clone());
+                    Arc::new(move || SceneProcessor::load(&full, metrics.clone(), &spec))
+                },
+            );
             let sp = &cfg.speech;
             let speech = work(n.audio_stream(), n.audio_all(), "speech", &sp.worker(), 120);
             let stt = registered(cfg, &models.stt);
-            inference_workers(&mut children, "speech", sp.workers, &bus, &metrics, speech, cfg, stt, |spec| {
-                let full = cfg.clone();
-                Arc::new(move || SpeechProcessor::load(&full, &spec))
-            });
+            inference_workers(
+                &mut children,
+                "speech",
+                sp.workers,
+                &bus,
+                &metrics,
+                speech,
+                cfg,
+                stt,
+                |spec| {
+                    let full = cfg.clone();
+                    Arc::new(move || SpeechProcessor::load(&full, &spec))
+                },
+            );
             let o = &cfg.ocr;
             let ocr = work(n.frames_stream(), n.frames_all(), "ocr", &o.worker(), 60);
             let ocr_model = registered(cfg, &models.ocr);

@@ -8,8 +8,8 @@
 //! registrations and health into `streams` and `pipeline_metrics`.
 
 use crate::bus::Bus;
-use crate::inference::{WorkSpec, fetch_batch, work_consumer};
 use crate::event_batch::{export_lag, sink_poll};
+use crate::inference::{WorkSpec, fetch_batch, work_consumer};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use async_nats::jetstream::consumer::PullConsumer;
@@ -116,7 +116,9 @@ impl Actor for ClickHouseSink {
             "clickhouse",
             st.args.cfg.retry_initial_ms,
             st.failures,
-            async |events: &[Event], msgs: &[async_nats::jetstream::Message]| insert_new(store, events, msgs).await,
+            async |events: &[Event], msgs: &[async_nats::jetstream::Message]| {
+                insert_new(store, events, msgs).await
+            },
         )
         .await;
         myself.send_message(SinkMsg::Poll)?;
@@ -141,17 +143,24 @@ pub async fn insert_new(
     if stored.is_empty() {
         return store.insert_events(events).await;
     }
-    tracing::info!(already_stored = stored.len(), "redelivered events already in ClickHouse are not written again");
+    tracing::info!(
+        already_stored = stored.len(),
+        "redelivered events already in ClickHouse are not written again"
+    );
     let fresh: Vec<Event> = events.iter().filter(|e| !stored.contains(&e.id)).cloned().collect();
     store.insert_events(&fresh).await
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn datetime(ms: i64) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 /// Copies new dead letters from JetStream into the `dlq` table.
@@ -165,13 +174,19 @@ async fn copy_dead_letters(st: &mut SinkState) -> Result<(), ActorProcessingErr>
             .iter()
             .map(|m| {
                 let h = |k: &str| {
-                    m.headers.as_ref().and_then(|h| h.get(k)).map(|v| v.as_str().to_string()).unwrap_or_default()
+                    m.headers
+                        .as_ref()
+                        .and_then(|h| h.get(k))
+                        .map(|v| v.as_str().to_string())
+                        .unwrap_or_default()
                 };
                 let headers: std::collections::BTreeMap<String, String> = m
                     .headers
                     .iter()
                     .flat_map(|h| h.iter())
-                    .map(|(k, v)| (k.to_string(), v.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", ")))
+                    .map(|(k, v)| {
+                        (k.to_string(), v.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
+                    })
                     .collect();
                 let info = m.info().ok();
                 DlqRow {
@@ -182,7 +197,10 @@ async fn copy_dead_letters(st: &mut SinkState) -> Result<(), ActorProcessingErr>
                     delivered: h("Sl-Delivered").parse().unwrap_or(0),
                     headers: serde_json::to_string(&headers).unwrap_or_default(),
                     payload_bytes: m.payload.len() as u32,
-                    wall_time: datetime(info.map(|i| (i.published.unix_timestamp_nanos() / 1_000_000) as i64).unwrap_or_else(now_ms)),
+                    wall_time: datetime(
+                        info.map(|i| (i.published.unix_timestamp_nanos() / 1_000_000) as i64)
+                            .unwrap_or_else(now_ms),
+                    ),
                 }
             })
             .collect();

@@ -7,8 +7,8 @@
 //! Writes are idempotent: the element is the event id, so a redelivery replaces itself.
 
 use crate::bus::Bus;
-use crate::inference::{WorkSpec, publish_events, work_consumer};
 use crate::event_batch::{export_lag, sink_poll};
+use crate::inference::{WorkSpec, publish_events, work_consumer};
 use crate::metrics::Metrics;
 use async_nats::jetstream::consumer::PullConsumer;
 use base64::Engine;
@@ -58,7 +58,8 @@ pub enum VectorSinkMsg {
 /// Loads the text embedder named in the config.
 pub fn load_embedder(cfg: &Config) -> Result<TextEmbedder, sightline_models::ModelError> {
     let m = &cfg.models;
-    let spec = m.for_task("text_embedding").map_err(|e| sightline_models::ModelError::Input(e.to_string()))?;
+    let spec =
+        m.for_task("text_embedding").map_err(|e| sightline_models::ModelError::Input(e.to_string()))?;
     let rt = crate::inference::runtime_for(cfg, spec)?;
     TextEmbedder::load(&rt, &m.file(spec, 0), &m.file(spec, 1), cfg.vectors.threads)
 }
@@ -157,7 +158,8 @@ impl Actor for VectorSink {
 
 async fn write_batch(st: &VectorSinkState, events: &[Event]) -> Result<(), ActorProcessingErr> {
     // Text: one embedding batch for every transcript in the message batch.
-    let texts: Vec<&Event> = events.iter().filter(|e| e.kind.is_text() && !e.text.trim().is_empty()).collect();
+    let texts: Vec<&Event> =
+        events.iter().filter(|e| e.kind.is_text() && !e.text.trim().is_empty()).collect();
     if !texts.is_empty() {
         let strings: Vec<String> = texts.iter().map(|e| e.text.clone()).collect();
         let embedder = st.embedder.clone();
@@ -220,7 +222,11 @@ async fn write_batch(st: &VectorSinkState, events: &[Event]) -> Result<(), Actor
 
 /// The most similar recent keyframe of another stream, as a `duplicate` event, when it reaches
 /// the threshold.
-async fn find_duplicate(st: &VectorSinkState, e: &Event, vector: &[f32]) -> Result<Option<Event>, ActorProcessingErr> {
+async fn find_duplicate(
+    st: &VectorSinkState,
+    e: &Event,
+    vector: &[f32],
+) -> Result<Option<Event>, ActorProcessingErr> {
     let since = e.wall_ms - (st.cfg.duplicate_window_s as i64) * 1000;
     let filter = format!(".keyframe and .stream != {} and .wall_ms >= {since}", filter_string(&e.stream_id));
     let hits = st.store.similar(&st.frame_set, Query::Vector(vector), 1, Some(&filter)).await?;

@@ -57,7 +57,12 @@ impl Auth {
             let scope = match k.scope.as_str() {
                 "read" => Scope::Read,
                 "admin" => Scope::Admin,
-                other => return Err(format!("gateway.api_keys `{}`: scope `{other}` is not read or admin", k.name)),
+                other => {
+                    return Err(format!(
+                        "gateway.api_keys `{}`: scope `{other}` is not read or admin",
+                        k.name
+                    ));
+                }
             };
             parsed.push((k.name.clone(), hash, scope));
         }
@@ -123,7 +128,8 @@ fn bearer(req: &Request) -> Option<String> {
         return h.strip_prefix("Bearer ").map(|k| k.trim().to_string());
     }
     req.uri().query().and_then(|q| {
-        q.split('&').find_map(|kv| kv.strip_prefix("access_token=").map(|v| v.replace("%2B", "+").to_string()))
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("access_token=").map(|v| v.replace("%2B", "+").to_string()))
     })
 }
 
@@ -141,7 +147,11 @@ pub async fn middleware(State(st): State<AppState>, req: Request, next: Next) ->
             ));
         };
         let Some((name, scope)) = auth.lookup(&key) else {
-            return with_challenge(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the API key is not valid"));
+            return with_challenge(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the API key is not valid",
+            ));
         };
         if scope < need {
             return ApiError::new(
@@ -197,7 +207,14 @@ mod tests {
         assert!(a.take("k").is_ok() && a.take("k").is_ok());
         assert_eq!(a.take("k"), Err(1));
         assert!(a.take("other").is_ok());
-        assert!(Auth::new(&[ApiKeyConfig { name: "x".into(), sha256: "zz".into(), scope: "read".into() }], 1.0, 1).is_err());
+        assert!(
+            Auth::new(
+                &[ApiKeyConfig { name: "x".into(), sha256: "zz".into(), scope: "read".into() }],
+                1.0,
+                1
+            )
+            .is_err()
+        );
         assert!(Auth::new(&[key("x", "s", "root")], 1.0, 1).is_err());
     }
 }

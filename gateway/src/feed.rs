@@ -64,7 +64,8 @@ pub async fn feed_sse(
     use axum::response::IntoResponse;
     use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let last =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     let messages = open(&st, &q, last.or(q.since)).await?;
     let metrics = st.metrics.clone();
     metrics.feed_clients.inc();
@@ -102,7 +103,10 @@ async fn open(st: &AppState, q: &FeedQuery, since: Option<u64>) -> Result<pull::
             .map(|k| {
                 EventKind::parse(k.trim()).ok_or_else(|| {
                     let all: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
-                    ApiError::bad_request("invalid_kind", format!("unknown kind `{k}`; kinds are {}", all.join(", ")))
+                    ApiError::bad_request(
+                        "invalid_kind",
+                        format!("unknown kind `{k}`; kinds are {}", all.join(", ")),
+                    )
                 })
             })
             .collect::<Result<_, _>>()?,
@@ -151,7 +155,8 @@ async fn run_feed(
             let Ok(info) = m.info() else { continue };
             let seq = info.stream_sequence;
             let Ok(event) = serde_json::from_slice::<Event>(&m.payload) else { continue };
-            let text = serde_json::to_string(&FeedItem { seq, event: event.for_clients() }).expect("feed item serialises");
+            let text = serde_json::to_string(&FeedItem { seq, event: event.for_clients() })
+                .expect("feed item serialises");
             if q_tx.try_send(text).is_err() {
                 return Some("client too slow: feed buffer full; reconnect with since=<last seq>");
             }

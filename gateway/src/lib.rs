@@ -10,9 +10,9 @@ mod routes;
 mod search;
 mod sql;
 
+pub use auth::sha256_hex;
 pub use error::ApiError;
+pub use openapi::document as openapi_document;
 pub use routes::{AppState, router, serve};
 pub use search::SearchState;
-pub use auth::sha256_hex;
-pub use openapi::document as openapi_document;
 pub use sql::check_read_only;

@@ -42,7 +42,9 @@ impl AppState {
         let g = &cfg.gateway;
         let auth = crate::auth::Auth::new(&g.api_keys, g.rate_limit_per_s, g.rate_limit_burst)?;
         if !auth.enabled() {
-            tracing::warn!("no API keys configured (gateway.api_keys): the API is open to anyone who can reach it");
+            tracing::warn!(
+                "no API keys configured (gateway.api_keys): the API is open to anyone who can reach it"
+            );
         }
         Ok(Self {
             cfg: Arc::new(cfg.clone()),
@@ -93,7 +95,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/dlq", get(crate::sql::dlq))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed here; see /openapi.json")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed here; see /openapi.json",
+            )
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::middleware))
         .layer(DefaultBodyLimit::max(limit))
@@ -112,8 +118,9 @@ pub async fn serve(
         shutdown.await;
         let _ = closing.send(true); // feeds end, in-flight requests finish
     };
-    let server = axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(signal);
+    let server =
+        axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(signal);
     tokio::select! {
         r = server.into_future() => r,
         _ = async { closed.await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
@@ -136,7 +143,6 @@ pub struct CreateStream {
     #[serde(default)]
     id: Option<String>,
 }
-
 
 /// A request body that could not be read: too large (413) or broken.
 pub(crate) fn body_error(e: BytesRejection, limit: usize) -> ApiError {
@@ -253,10 +259,14 @@ async fn list_streams(
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    const STATES: [&str; 7] = ["starting", "running", "degraded", "reconnecting", "failed", "stopped", "paused"];
+    const STATES: [&str; 7] =
+        ["starting", "running", "degraded", "reconnecting", "failed", "stopped", "paused"];
     if let Some(s) = &q.status {
         if !STATES.contains(&s.as_str()) {
-            return Err(ApiError::bad_request("invalid_status", format!("status must be one of {}", STATES.join(", "))));
+            return Err(ApiError::bad_request(
+                "invalid_status",
+                format!("status must be one of {}", STATES.join(", ")),
+            ));
         }
     }
     let needle = q.name.as_deref().map(str::to_lowercase);
@@ -279,7 +289,10 @@ async fn list_streams(
     responses((status = 200, description = "the stream, now paused", body = Object), (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
-async fn pause_stream(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<StreamView>, ApiError> {
+async fn pause_stream(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<StreamView>, ApiError> {
     set_paused(st, id, true).await
 }
 
@@ -288,7 +301,10 @@ async fn pause_stream(State(st): State<AppState>, Path(id): Path<String>) -> Res
     responses((status = 200, description = "the stream, resuming", body = Object), (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
-async fn resume_stream(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<StreamView>, ApiError> {
+async fn resume_stream(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<StreamView>, ApiError> {
     set_paused(st, id, false).await
 }
 
@@ -370,7 +386,10 @@ async fn stream_events(
         None => None,
         Some(k) => Some(sightline_wire::EventKind::parse(k).ok_or_else(|| {
             let kinds: Vec<_> = sightline_wire::EventKind::ALL.iter().map(|k| k.as_str()).collect();
-            ApiError::bad_request("invalid_kind", format!("unknown kind `{k}`; kinds are {}", kinds.join(", ")))
+            ApiError::bad_request(
+                "invalid_kind",
+                format!("unknown kind `{k}`; kinds are {}", kinds.join(", ")),
+            )
         })?),
     };
     let rows = st.store.events_of(&id, kind, limit).await?;

@@ -118,7 +118,10 @@ pub async fn search(
         return Err(ApiError::bad_request("missing_query", "give the words to search for as `q`"));
     }
     if text.chars().count() > MAX_QUERY_CHARS {
-        return Err(ApiError::bad_request("query_too_long", format!("`q` is limited to {MAX_QUERY_CHARS} characters")));
+        return Err(ApiError::bad_request(
+            "query_too_long",
+            format!("`q` is limited to {MAX_QUERY_CHARS} characters"),
+        ));
     }
     let k = check_k(q.k, st.cfg.gateway.search_max_k)?;
     let mut clauses = Vec::new();
@@ -142,7 +145,10 @@ pub async fn search(
                         EventKind::ALL.iter().filter(|k| k.is_text()).map(|k| k.as_str()).collect();
                     return Err(ApiError::bad_request(
                         "invalid_kind",
-                        format!("`{k}` is not a searchable kind; searchable kinds: {}", text_kinds.join(", ")),
+                        format!(
+                            "`{k}` is not a searchable kind; searchable kinds: {}",
+                            text_kinds.join(", ")
+                        ),
                     ));
                 }
             }
@@ -185,8 +191,12 @@ pub async fn search(
 }
 
 fn check_frame_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > 200 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err(ApiError::bad_request("invalid_id", "frame ids are event ids like `<stream>.frame.<pts_ms>`"));
+    if id.is_empty() || id.len() > 200 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_id",
+            "frame ids are event ids like `<stream>.frame.<pts_ms>`",
+        ));
     }
     Ok(())
 }
@@ -195,7 +205,10 @@ fn check_frame_id(id: &str) -> Result<(), ApiError> {
 #[utoipa::path(get, path = "/v1/frames/{id}", tag = "search", params(("id" = String, Path, description = "frame event id")),
     responses((status = 200, body = Object), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
-pub async fn frame(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn frame(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     check_frame_id(&id)?;
     let rows = st.store.frames_by_id(std::slice::from_ref(&id)).await?;
     let f = rows.into_iter().next().ok_or_else(|| ApiError::not_found(format!("no frame with id {id}")))?;
@@ -268,7 +281,10 @@ pub async fn similar_frames(
 
 fn bmp(bytes: Vec<u8>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    ([(axum::http::header::CONTENT_TYPE, "image/bmp"), (axum::http::header::CACHE_CONTROL, "max-age=60")], bytes)
+    (
+        [(axum::http::header::CONTENT_TYPE, "image/bmp"), (axum::http::header::CACHE_CONTROL, "max-age=60")],
+        bytes,
+    )
         .into_response()
 }
 
@@ -277,7 +293,10 @@ fn bmp(bytes: Vec<u8>) -> axum::response::Response {
     responses((status = 200, description = "96x54 BMP", content_type = "image/bmp"), (status = 400, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
-pub async fn frame_image(State(st): State<AppState>, Path(id): Path<String>) -> Result<axum::response::Response, ApiError> {
+pub async fn frame_image(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
     check_frame_id(&id)?;
     let vectors = st.search.vectors(&st.cfg.redis.url).await?;
     let img = vectors.get_blob(&st.bus.names.thumbnail_key(&id)).await?;
@@ -289,7 +308,10 @@ pub async fn frame_image(State(st): State<AppState>, Path(id): Path<String>) -> 
     responses((status = 200, description = "96x54 BMP", content_type = "image/bmp"), (status = 400, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
-pub async fn stream_thumbnail(State(st): State<AppState>, Path(id): Path<String>) -> Result<axum::response::Response, ApiError> {
+pub async fn stream_thumbnail(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
     crate::routes::check_id(&id)?;
     let vectors = st.search.vectors(&st.cfg.redis.url).await?;
     let Some(frame) = vectors.get_blob(&st.bus.names.latest_frame_key(&id)).await? else {

@@ -18,9 +18,30 @@ const READ_KEYWORDS: [&str; 7] = ["SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", 
 
 /// Table functions that read files or reach other systems.
 const FORBIDDEN_FUNCTIONS: [&str; 24] = [
-    "file", "url", "urlcluster", "s3", "s3cluster", "gcs", "azureblobstorage", "hdfs", "hdfscluster",
-    "remote", "remotesecure", "cluster", "clusterallreplicas", "mysql", "postgresql", "jdbc", "odbc",
-    "executable", "input", "mongodb", "redis", "sqlite", "iceberg", "deltalake",
+    "file",
+    "url",
+    "urlcluster",
+    "s3",
+    "s3cluster",
+    "gcs",
+    "azureblobstorage",
+    "hdfs",
+    "hdfscluster",
+    "remote",
+    "remotesecure",
+    "cluster",
+    "clusterallreplicas",
+    "mysql",
+    "postgresql",
+    "jdbc",
+    "odbc",
+    "executable",
+    "input",
+    "mongodb",
+    "redis",
+    "sqlite",
+    "iceberg",
+    "deltalake",
 ];
 
 /// The query with string literals, quoted identifiers and comments blanked out, so keywords can
@@ -86,7 +107,8 @@ pub fn check_read_only(sql: &str) -> Result<(), String> {
     for f in FORBIDDEN_FUNCTIONS {
         let mut rest = lower.as_str();
         while let Some(pos) = rest.find(f) {
-            let before_ok = pos == 0 || !rest.as_bytes()[pos - 1].is_ascii_alphanumeric() && rest.as_bytes()[pos - 1] != b'_';
+            let before_ok = pos == 0
+                || !rest.as_bytes()[pos - 1].is_ascii_alphanumeric() && rest.as_bytes()[pos - 1] != b'_';
             let after = rest[pos + f.len()..].trim_start();
             if before_ok && after.starts_with('(') {
                 return Err(format!("the table function `{f}` is not allowed"));
@@ -119,21 +141,33 @@ pub struct SqlRequest {
         (status = 400, description = "not read-only, or rejected by ClickHouse", body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
-pub async fn sql(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub async fn sql(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let body = body.map_err(|e| crate::routes::body_error(e, st.cfg.gateway.max_body_bytes))?;
     let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("request body: {e}; expected {{\"sql\": \"SELECT …\", \"format\": \"json\"|\"csv\"}}"))
+        ApiError::bad_request(
+            "invalid_json",
+            format!("request body: {e}; expected {{\"sql\": \"SELECT …\", \"format\": \"json\"|\"csv\"}}"),
+        )
     })?;
     let format = match req.format.as_deref().unwrap_or("json") {
         "json" => SqlFormat::Json,
         "csv" => SqlFormat::Csv,
         other => {
-            return Err(ApiError::bad_request("invalid_format", format!("format `{other}` is not supported; use json or csv")));
+            return Err(ApiError::bad_request(
+                "invalid_format",
+                format!("format `{other}` is not supported; use json or csv"),
+            ));
         }
     };
     check_read_only(&req.sql).map_err(|why| ApiError::bad_request("read_only", why))?;
     let g = &st.cfg.gateway;
-    let out = st.store.query_readonly(req.sql.trim().trim_end_matches(';'), format, g.sql_max_rows, g.sql_max_seconds).await;
+    let out = st
+        .store
+        .query_readonly(req.sql.trim().trim_end_matches(';'), format, g.sql_max_rows, g.sql_max_seconds)
+        .await;
     match out {
         Ok(bytes) => {
             let ctype = match format {
@@ -181,7 +215,10 @@ pub async fn dlq(
         .get_stream(&name)
         .await
         .map_err(|e| ApiError::unavailable(format!("the event bus is not reachable: {e}")))?;
-    let info = stream.info().await.map_err(|e| ApiError::unavailable(format!("the event bus is not reachable: {e}")))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the event bus is not reachable: {e}")))?;
     let (first, last, total) = (info.state.first_sequence, info.state.last_sequence, info.state.messages);
     let mut items = Vec::new();
     let mut seq = last;

@@ -176,7 +176,8 @@ impl TextEmbedder {
             return Ok(Vec::new());
         }
         let err = run_err("minilm");
-        let encoded: Vec<Vec<i64>> = texts.iter().map(|t| self.tokenizer.encode(t, self.max_tokens)).collect();
+        let encoded: Vec<Vec<i64>> =
+            texts.iter().map(|t| self.tokenizer.encode(t, self.max_tokens)).collect();
         let (b, t) = (encoded.len(), encoded.iter().map(Vec::len).max().unwrap_or(2));
         let mut ids = vec![0i64; b * t];
         let mut mask = vec![0i64; b * t];
@@ -197,7 +198,10 @@ impl TextEmbedder {
         let (dims, hidden) = out["last_hidden_state"].try_extract_tensor::<f32>().map_err(&err)?;
         let d = *dims.last().unwrap_or(&0) as usize;
         if d != TEXT_DIM {
-            return Err(ModelError::Run { model: "minilm", reason: format!("hidden size {d}, expected {TEXT_DIM}") });
+            return Err(ModelError::Run {
+                model: "minilm",
+                reason: format!("hidden size {d}, expected {TEXT_DIM}"),
+            });
         }
         let mut vectors = Vec::with_capacity(b);
         for i in 0..b {

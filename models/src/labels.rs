@@ -44,7 +44,11 @@ impl ImageLabeler {
     }
 
     /// Labels a batch of packed RGB images (any size; each is scaled to 224x224).
-    pub fn label(&mut self, images: &[(&[u8], usize, usize)], top_k: usize) -> Result<Vec<ImageLabels>, ModelError> {
+    pub fn label(
+        &mut self,
+        images: &[(&[u8], usize, usize)],
+        top_k: usize,
+    ) -> Result<Vec<ImageLabels>, ModelError> {
         if images.is_empty() {
             return Ok(Vec::new());
         }
@@ -84,7 +88,10 @@ impl ImageLabeler {
         let (_, features) = out["features"].try_extract_tensor::<f32>().map_err(&err)?;
         let (_, logits) = out["logits"].try_extract_tensor::<f32>().map_err(&err)?;
         if features.len() != batch * IMAGE_FEATURES || logits.len() != batch * self.names.len() {
-            return Err(ModelError::Run { model: "efficientnet-lite0", reason: "unexpected output sizes".into() });
+            return Err(ModelError::Run {
+                model: "efficientnet-lite0",
+                reason: "unexpected output sizes".into(),
+            });
         }
         Ok((features.to_vec(), logits.to_vec()))
     }

@@ -12,11 +12,11 @@ pub mod stt;
 pub mod tokenizer;
 pub mod vad;
 
-pub use runtime::{ModelError, Provider, Runtime, cuda_available};
-pub use stt::{Moonshine, Transcript};
-pub use tokenizer::TokenDecoder;
-pub use vad::SileroVad;
 pub use embed::{TEXT_DIM, TextEmbedder, WordPiece};
 pub use labels::{IMAGE_FEATURES, ImageLabeler, ImageLabels};
 pub use ocr::{Ocr, OcrLine, OcrParams};
+pub use runtime::{ModelError, Provider, Runtime, cuda_available};
 pub use signature::{FrameSignature, SIGNATURE_DIM, hamming, thumbnail_bmp};
+pub use stt::{Moonshine, Transcript};
+pub use tokenizer::TokenDecoder;
+pub use vad::SileroVad;

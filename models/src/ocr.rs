@@ -69,7 +69,13 @@ pub struct Ocr {
 }
 
 impl Ocr {
-    pub fn load(rt: &Runtime, det: &Path, rec: &Path, threads: usize, params: OcrParams) -> Result<Self, ModelError> {
+    pub fn load(
+        rt: &Runtime,
+        det: &Path,
+        rec: &Path,
+        threads: usize,
+        params: OcrParams,
+    ) -> Result<Self, ModelError> {
         let det_s = rt.session(det, threads)?;
         let rec_s = rt.session(rec, threads)?;
         let load = |reason: String| ModelError::Load { path: rec.to_path_buf(), reason };
@@ -122,7 +128,12 @@ impl Ocr {
                     for y in y0..y1 {
                         crop.extend_from_slice(&rgb[(y * width + x0) * 3..(y * width + x1) * 3]);
                     }
-                    let b = [x0 as f32 / width as f32, y0 as f32 / height as f32, x1 as f32 / width as f32, y1 as f32 / height as f32];
+                    let b = [
+                        x0 as f32 / width as f32,
+                        y0 as f32 / height as f32,
+                        x1 as f32 / width as f32,
+                        y1 as f32 / height as f32,
+                    ];
                     (crop, cw, ch, b)
                 })
             })
@@ -155,14 +166,22 @@ impl Ocr {
                 let (text, confidence) =
                     self.ctc_decode(&probs[i * steps * classes..(i + 1) * steps * classes], classes);
                 let text = text.trim().to_string();
-                (!text.is_empty() && confidence >= self.params.min_confidence)
-                    .then(|| OcrLine { text, confidence, bbox: *bbox })
+                (!text.is_empty() && confidence >= self.params.min_confidence).then(|| OcrLine {
+                    text,
+                    confidence,
+                    bbox: *bbox,
+                })
             })
             .collect())
     }
 
     /// The detector's text-probability map for one normalised CHW image (height × width values).
-    pub fn detect_tensor(&mut self, input: Vec<f32>, width: usize, height: usize) -> Result<Vec<f32>, ModelError> {
+    pub fn detect_tensor(
+        &mut self,
+        input: Vec<f32>,
+        width: usize,
+        height: usize,
+    ) -> Result<Vec<f32>, ModelError> {
         let err = run_err("ppocr-det");
         let x = Tensor::from_array(([1usize, 3, height, width], input)).map_err(&err)?;
         let out = self.det.run(ort::inputs![self.det_in.as_str() => x]).map_err(&err)?;
@@ -201,8 +220,11 @@ impl Ocr {
         let (mut sum, mut n) = (0f32, 0usize);
         let mut prev = usize::MAX;
         for step in probs.chunks_exact(classes) {
-            let (best, p) =
-                step.iter().copied().enumerate().fold((0, f32::MIN), |m, (i, p)| if p > m.1 { (i, p) } else { m });
+            let (best, p) = step
+                .iter()
+                .copied()
+                .enumerate()
+                .fold((0, f32::MIN), |m, (i, p)| if p > m.1 { (i, p) } else { m });
             if best != prev && best != 0 {
                 text.push_str(&self.charset[best]);
                 sum += p;

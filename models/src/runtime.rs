@@ -76,7 +76,9 @@ impl Runtime {
                         self.provider = Provider::Cuda { device: cuda_device };
                         break;
                     }
-                    Err(why) => warn_once(&format!("CUDA execution provider unavailable ({why}); models run on the CPU")),
+                    Err(why) => warn_once(&format!(
+                        "CUDA execution provider unavailable ({why}); models run on the CPU"
+                    )),
                 },
                 "cpu" => break,
                 other => return Err(ModelError::Provider(other.to_string())),
@@ -103,7 +105,8 @@ impl Runtime {
         let mut builder = Session::builder(&self.env).map_err(|e| load(e.to_string()))?;
         if let Provider::Cuda { device } = self.provider {
             let cuda = ort::ep::CUDA::default().with_device_id(device).build().error_on_failure();
-            builder = builder.with_execution_providers([cuda]).map_err(|e| load(format!("CUDA provider: {e}")))?;
+            builder =
+                builder.with_execution_providers([cuda]).map_err(|e| load(format!("CUDA provider: {e}")))?;
         }
         builder
             .with_optimization_level(GraphOptimizationLevel::Level3)

@@ -50,8 +50,10 @@ impl FrameSignature {
                 phash = (phash << 1) | bit as u64;
             }
         }
-        let mut vector: Vec<f32> =
-            cell_means(rgb, width, height, 16, 9).iter().flat_map(|c| c.map(|v| (v - 128.0) / 128.0)).collect();
+        let mut vector: Vec<f32> = cell_means(rgb, width, height, 16, 9)
+            .iter()
+            .flat_map(|c| c.map(|v| (v - 128.0) / 128.0))
+            .collect();
         let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
         if norm < 1e-6 {
             vector[0] = 1.0; // a flat mid-grey frame: any fixed direction, never a zero vector

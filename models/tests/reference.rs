@@ -2,7 +2,8 @@
 //! (fixtures written at setup by scripts/make-fixtures.py).
 
 use sightline_models::{
-    IMAGE_FEATURES, ImageLabeler, Moonshine, Ocr, OcrParams, Provider, Runtime, SileroVad, TEXT_DIM, TextEmbedder, WordPiece,
+    IMAGE_FEATURES, ImageLabeler, Moonshine, Ocr, OcrParams, Provider, Runtime, SileroVad, TEXT_DIM,
+    TextEmbedder, WordPiece,
 };
 use sightline_settings::Config;
 use std::path::PathBuf;
@@ -25,7 +26,13 @@ fn minilm_tokens_and_embeddings_match_python_onnxruntime() {
         serde_json::from_str(&std::fs::read_to_string(fixtures().join("minilm.json")).unwrap()).unwrap();
     let tok = WordPiece::from_file(&m.file(m.for_task("text_embedding").unwrap(), 1)).unwrap();
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let mut emb = TextEmbedder::load(&rt, &m.file(m.for_task("text_embedding").unwrap(), 0), &m.file(m.for_task("text_embedding").unwrap(), 1), 1).unwrap();
+    let mut emb = TextEmbedder::load(
+        &rt,
+        &m.file(m.for_task("text_embedding").unwrap(), 0),
+        &m.file(m.for_task("text_embedding").unwrap(), 1),
+        1,
+    )
+    .unwrap();
     let cases = fx["cases"].as_array().unwrap();
     assert!(cases.len() >= 5);
     let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
@@ -33,9 +40,11 @@ fn minilm_tokens_and_embeddings_match_python_onnxruntime() {
     let batch = emb.embed(&texts).unwrap();
     let mut worst = 0f32;
     for (case, got) in cases.iter().zip(&batch) {
-        let want_ids: Vec<i64> = case["ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        let want_ids: Vec<i64> =
+            case["ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
         assert_eq!(tok.encode(case["text"].as_str().unwrap(), 128), want_ids, "tokens of {}", case["text"]);
-        let want: Vec<f32> = case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let want: Vec<f32> =
+            case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
         assert_eq!(got.len(), TEXT_DIM);
         let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         worst = worst.max(diff);
@@ -66,9 +75,17 @@ fn ppocr_detector_and_recogniser_match_python_onnxruntime() {
     let cfg = Config::load(None).unwrap();
     let m = &cfg.models;
     let dir = fixtures();
-    let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("ocr.json")).unwrap()).unwrap();
+    let fx: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ocr.json")).unwrap()).unwrap();
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let mut ocr = Ocr::load(&rt, &m.file(m.for_task("ocr").unwrap(), 0), &m.file(m.for_task("ocr").unwrap(), 1), 2, OcrParams::default()).unwrap();
+    let mut ocr = Ocr::load(
+        &rt,
+        &m.file(m.for_task("ocr").unwrap(), 0),
+        &m.file(m.for_task("ocr").unwrap(), 1),
+        2,
+        OcrParams::default(),
+    )
+    .unwrap();
 
     // Detector: the same input tensor gives the same probability map.
     let s = shape(&fx["det"]["input_shape"]);
@@ -83,12 +100,15 @@ fn ppocr_detector_and_recogniser_match_python_onnxruntime() {
     // Recogniser: same probabilities, and the same text after greedy CTC decoding.
     let s = shape(&fx["rec"]["input_shape"]);
     let want = read_f32(dir.join("ocr_rec_probs.f32"));
-    let (steps, classes, got) = ocr.recognize_tensor(read_f32(dir.join("ocr_rec_input.f32")), s[0], s[3]).unwrap();
+    let (steps, classes, got) =
+        ocr.recognize_tensor(read_f32(dir.join("ocr_rec_input.f32")), s[0], s[3]).unwrap();
     assert_eq!(vec![s[0], steps, classes], shape(&fx["rec"]["output_shape"]));
     assert_eq!(classes, ocr.charset_len());
     let rec_diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(rec_diff < 1e-4, "recogniser: largest difference {rec_diff}");
-    let texts: Vec<String> = (0..s[0]).map(|i| ocr.ctc_decode(&got[i * steps * classes..(i + 1) * steps * classes], classes).0).collect();
+    let texts: Vec<String> = (0..s[0])
+        .map(|i| ocr.ctc_decode(&got[i * steps * classes..(i + 1) * steps * classes], classes).0)
+        .collect();
     let want_texts: Vec<String> =
         fx["rec"]["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
     assert_eq!(texts, want_texts);
@@ -113,20 +133,41 @@ fn silero_vad_and_moonshine_match_python_onnxruntime() {
     let want: Vec<f32> = fx["vad"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     assert_eq!(got.len(), want.len());
     let vad_diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    assert!(want.iter().any(|&p| p > 0.9) && want.iter().any(|&p| p < 0.1), "speech and silence in the fixture");
+    assert!(
+        want.iter().any(|&p| p > 0.9) && want.iter().any(|&p| p < 0.1),
+        "speech and silence in the fixture"
+    );
     // Stated tolerance: every probability within 1e-4 of Python's.
     assert!(vad_diff < 1e-4, "silero: largest difference {vad_diff}");
 
     // Moonshine: the same greedy tokens, each step's probability within 1e-3, the same text.
-    let mut stt = Moonshine::load(&rt, &m.file(m.for_task("stt").unwrap(), 0), &m.file(m.for_task("stt").unwrap(), 1), &m.file(m.for_task("stt").unwrap(), 2), 1).unwrap();
+    let mut stt = Moonshine::load(
+        &rt,
+        &m.file(m.for_task("stt").unwrap(), 0),
+        &m.file(m.for_task("stt").unwrap(), 1),
+        &m.file(m.for_task("stt").unwrap(), 2),
+        1,
+    )
+    .unwrap();
     let t = stt.transcribe(&samples).unwrap();
-    let want_tokens: Vec<u32> = fx["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let want_tokens: Vec<u32> =
+        fx["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     assert_eq!(t.tokens, want_tokens);
-    let probs: Vec<f32> = fx["token_probs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let probs: Vec<f32> =
+        fx["token_probs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     let mean = probs.iter().sum::<f32>() / probs.len() as f32;
-    assert!((t.confidence - mean).abs() < 1e-3, "confidence {} vs Python's mean token probability {mean}", t.confidence);
+    assert!(
+        (t.confidence - mean).abs() < 1e-3,
+        "confidence {} vs Python's mean token probability {mean}",
+        t.confidence
+    );
     assert_eq!(t.text, fx["text"].as_str().unwrap());
-    eprintln!("silero: {} windows, largest difference {vad_diff:.2e}; moonshine: {} tokens identical, text {:?}", got.len(), t.tokens.len(), t.text);
+    eprintln!(
+        "silero: {} windows, largest difference {vad_diff:.2e}; moonshine: {} tokens identical, text {:?}",
+        got.len(),
+        t.tokens.len(),
+        t.text
+    );
 }
 
 #[test]
@@ -150,7 +191,15 @@ fn execution_providers_are_detected_with_cpu_fallback_and_agree() {
 
     // The chosen provider gives the CPU's embeddings within the stated tolerance.
     let texts = ["BREAKING NEWS AT NOON", "live video becomes searchable while it plays"];
-    let load = |r: &Runtime| TextEmbedder::load(r, &m.file(m.for_task("text_embedding").unwrap(), 0), &m.file(m.for_task("text_embedding").unwrap(), 1), 1).unwrap();
+    let load = |r: &Runtime| {
+        TextEmbedder::load(
+            r,
+            &m.file(m.for_task("text_embedding").unwrap(), 0),
+            &m.file(m.for_task("text_embedding").unwrap(), 1),
+            1,
+        )
+        .unwrap()
+    };
     let (a, b) = (load(&rt).embed(&texts).unwrap(), load(&cpu).embed(&texts).unwrap());
     let diff = a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     assert!(diff < 1e-3, "{} vs cpu: largest difference {diff}", rt.provider().name());
@@ -161,12 +210,21 @@ fn efficientnet_labels_match_python_onnxruntime_and_make_sense() {
     let cfg = Config::load(None).unwrap();
     let m = &cfg.models;
     let dir = fixtures();
-    let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("labels.json")).unwrap()).unwrap();
+    let fx: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("labels.json")).unwrap()).unwrap();
     let rgb = std::fs::read(dir.join("labels_rgb.u8")).unwrap();
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let mut labeler = ImageLabeler::load(&rt, &m.file(m.for_task("labels").unwrap(), 0), &m.file(m.for_task("labels").unwrap(), 1), 1).unwrap();
+    let mut labeler = ImageLabeler::load(
+        &rt,
+        &m.file(m.for_task("labels").unwrap(), 0),
+        &m.file(m.for_task("labels").unwrap(), 1),
+        1,
+    )
+    .unwrap();
     let got = labeler.label(&[(&rgb, 224, 224)], 5).unwrap().remove(0);
-    let floats = |k: &str| -> Vec<f32> { fx[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect() };
+    let floats = |k: &str| -> Vec<f32> {
+        fx[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()
+    };
     let want = floats("features");
     assert_eq!(got.features.len(), IMAGE_FEATURES);
     let diff = got.features.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
@@ -180,11 +238,26 @@ fn efficientnet_labels_match_python_onnxruntime_and_make_sense() {
     // A photograph of a cup of coffee, at another size (scaled to 224x224 in Rust).
     let coffee = dir.parent().unwrap().join("images/coffee.png");
     let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i", coffee.to_str().unwrap(), "-vf", "scale=320:240", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .args([
+            "-v",
+            "error",
+            "-i",
+            coffee.to_str().unwrap(),
+            "-vf",
+            "scale=320:240",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.stdout.len(), 320 * 240 * 3, "{}", String::from_utf8_lossy(&out.stderr));
     let cup = labeler.label(&[(&out.stdout, 320, 240)], 5).unwrap().remove(0);
     assert!(["espresso", "cup", "coffee mug"].contains(&cup.top[0].0.as_str()), "{:?}", cup.top);
-    eprintln!("efficientnet: features largest difference {diff:.2e}; cat {:?}; coffee {:?}", got.top, cup.top);
+    eprintln!(
+        "efficientnet: features largest difference {diff:.2e}; cat {:?}; coffee {:?}",
+        got.top, cup.top
+    );
 }

@@ -54,12 +54,19 @@ fn word_error_rate_on_espeak_speech_stays_below_20_percent() {
     let m = &cfg.models;
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
     let mut vad = SileroVad::load(&rt, &m.file(m.for_task("vad").unwrap(), 0)).unwrap();
-    let mut stt =
-        Moonshine::load(&rt, &m.file(m.for_task("stt").unwrap(), 0), &m.file(m.for_task("stt").unwrap(), 1), &m.file(m.for_task("stt").unwrap(), 2), 2).unwrap();
+    let mut stt = Moonshine::load(
+        &rt,
+        &m.file(m.for_task("stt").unwrap(), 0),
+        &m.file(m.for_task("stt").unwrap(), 1),
+        &m.file(m.for_task("stt").unwrap(), 2),
+        2,
+    )
+    .unwrap();
     let (mut errors, mut total) = (0, 0);
     for sentence in SENTENCES {
         let samples = speech_samples(sentence).expect("espeak-ng and ffmpeg run (make setup installs them)");
-        let regions = vad.speech_regions(&samples, cfg.speech.vad_threshold, cfg.speech.min_speech_ms).unwrap();
+        let regions =
+            vad.speech_regions(&samples, cfg.speech.vad_threshold, cfg.speech.min_speech_ms).unwrap();
         assert!(!regions.is_empty(), "VAD found no speech in {sentence:?}");
         let heard: Vec<String> =
             regions.iter().map(|&(s, e)| stt.transcribe(&samples[s..e]).unwrap().text).collect();

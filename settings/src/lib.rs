@@ -531,7 +531,8 @@ impl ModelSpec {
 }
 
 /// Files each task's models consist of.
-pub const MODEL_TASKS: [(&str, usize); 5] = [("vad", 1), ("stt", 3), ("text_embedding", 2), ("ocr", 2), ("labels", 2)];
+pub const MODEL_TASKS: [(&str, usize); 5] =
+    [("vad", 1), ("stt", 3), ("text_embedding", 2), ("ocr", 2), ("labels", 2)];
 
 fn spec(name: &str, task: &str, files: &[&str], fallback: &str, providers: &[&str]) -> ModelSpec {
     ModelSpec {
@@ -546,7 +547,11 @@ fn spec(name: &str, task: &str, files: &[&str], fallback: &str, providers: &[&st
 
 impl Default for ModelsConfig {
     fn default() -> Self {
-        let stt = ["moonshine-base-en/encoder_model.ort", "moonshine-base-en/decoder_model_merged.ort", "moonshine-base-en/tokenizer.json"];
+        let stt = [
+            "moonshine-base-en/encoder_model.ort",
+            "moonshine-base-en/decoder_model_merged.ort",
+            "moonshine-base-en/tokenizer.json",
+        ];
         let ocr = ["ppocr/det.onnx", "ppocr/rec.onnx"];
         let labels = ["efficientnet-lite0/model.onnx", "efficientnet-lite0/labels.txt"];
         Self {
@@ -563,7 +568,13 @@ impl Default for ModelsConfig {
                 spec("silero-vad", "vad", &["silero_vad.onnx"], "", &[]),
                 spec("moonshine-base-en", "stt", &stt, "moonshine-base-en-cpu", &[]),
                 spec("moonshine-base-en-cpu", "stt", &stt, "", &["cpu"]),
-                spec("minilm-l6-v2", "text_embedding", &["minilm/model.onnx", "minilm/tokenizer.json"], "", &[]),
+                spec(
+                    "minilm-l6-v2",
+                    "text_embedding",
+                    &["minilm/model.onnx", "minilm/tokenizer.json"],
+                    "",
+                    &[],
+                ),
                 spec("pp-ocrv6-small", "ocr", &ocr, "pp-ocrv6-small-cpu", &[]),
                 spec("pp-ocrv6-small-cpu", "ocr", &ocr, "", &["cpu"]),
                 spec("efficientnet-lite0", "labels", &labels, "efficientnet-lite0-cpu", &[]),
@@ -615,14 +626,22 @@ impl ModelsConfig {
                 return bad(format!("models.registry: empty or repeated name `{}`", m.name));
             }
             if m.files.len() != files {
-                return bad(format!("model `{}` ({}) needs {files} files, has {}", m.name, m.task, m.files.len()));
+                return bad(format!(
+                    "model `{}` ({}) needs {files} files, has {}",
+                    m.name,
+                    m.task,
+                    m.files.len()
+                ));
             }
             // The fallback chain: same task, ends, no loops.
             let (mut cur, mut seen) = (m, vec![m.name.as_str()]);
             while !cur.fallback.is_empty() {
                 let next = self.model(&cur.fallback)?;
                 if next.task != m.task {
-                    return bad(format!("model `{}` falls back to `{}`, a {} model", cur.name, next.name, next.task));
+                    return bad(format!(
+                        "model `{}` falls back to `{}`, a {} model",
+                        cur.name, next.name, next.task
+                    ));
                 }
                 if seen.contains(&next.name.as_str()) {
                     return bad(format!("models.registry: fallbacks of `{}` loop", m.name));
@@ -783,7 +802,10 @@ mod tests {
         assert!(err.contains("unknown task `asr`"), "{err}");
         let m = ModelsConfig::default();
         let ocr = m.for_task("ocr").unwrap();
-        assert_eq!((ocr.id().as_str(), m.providers_of(ocr)), ("pp-ocrv6-small@1", &["cuda".to_string(), "cpu".to_string()][..]));
+        assert_eq!(
+            (ocr.id().as_str(), m.providers_of(ocr)),
+            ("pp-ocrv6-small@1", &["cuda".to_string(), "cpu".to_string()][..])
+        );
         assert_eq!(m.providers_of(m.model("pp-ocrv6-small-cpu").unwrap()), &["cpu".to_string()][..]);
     }
 

@@ -178,7 +178,12 @@ impl VectorStore {
     }
 
     /// Removes up to `limit` elements added before `cutoff_wall_ms`; returns how many.
-    pub async fn remove_older_than(&self, set: &str, cutoff_wall_ms: i64, limit: usize) -> Result<usize, StoreError> {
+    pub async fn remove_older_than(
+        &self,
+        set: &str,
+        cutoff_wall_ms: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
         let mut c = self.conn.clone();
         let old: Vec<String> = redis::cmd("ZRANGE")
             .arg(time_key(set))
@@ -281,10 +286,9 @@ fn parse_scored(v: redis::Value) -> Vec<(String, f32)> {
         _ => String::new(),
     };
     match v {
-        V::Array(items) => items
-            .chunks_exact(2)
-            .map(|p| (text(&p[0]), text(&p[1]).parse().unwrap_or(0.0)))
-            .collect(),
+        V::Array(items) => {
+            items.chunks_exact(2).map(|p| (text(&p[0]), text(&p[1]).parse().unwrap_or(0.0))).collect()
+        }
         V::Map(pairs) => pairs.iter().map(|(k, s)| (text(k), text(s).parse().unwrap_or(0.0))).collect(),
         _ => Vec::new(),
     }

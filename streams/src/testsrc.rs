@@ -28,7 +28,12 @@ pub fn caption_filter(text: &str, font_size: u32) -> String {
 
 /// One 640x360 frame of a flat `background` colour with `text` as a clip caption, scaled to
 /// `width`x`height` as ingest samples it; packed RGB.
-pub fn caption_frame(text: &str, background: &str, width: usize, height: usize) -> Result<Vec<u8>, TestSourceError> {
+pub fn caption_frame(
+    text: &str,
+    background: &str,
+    width: usize,
+    height: usize,
+) -> Result<Vec<u8>, TestSourceError> {
     let vf = format!("{},scale={width}:{height}", caption_filter(text, 36));
     let out = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-f", "lavfi", "-i", &format!("color=c={background}:s=640x360")])
@@ -187,7 +192,9 @@ impl ClipSpec {
         let n = self.scenes.len();
         for (i, s) in self.scenes.iter().enumerate() {
             match s.caption {
-                Some(text) => graph.push_str(&format!("[{i}:v]{},format=yuv420p[v{i}];", caption_filter(text, h / 10))),
+                Some(text) => {
+                    graph.push_str(&format!("[{i}:v]{},format=yuv420p[v{i}];", caption_filter(text, h / 10)))
+                }
                 None => graph.push_str(&format!("[{i}:v]format=yuv420p[v{i}];")),
             }
         }

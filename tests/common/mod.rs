@@ -207,7 +207,8 @@ impl Service {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut cmd = match self.kind {
             "clickhouse" => {
-                let py = std::env::var("SIGHTLINE_PYTHON").expect("SIGHTLINE_PYTHON (run through `make test`)");
+                let py =
+                    std::env::var("SIGHTLINE_PYTHON").expect("SIGHTLINE_PYTHON (run through `make test`)");
                 let mut c = tokio::process::Command::new(py);
                 c.arg(root.join("scripts/clickhouse-http.py"))
                     .arg("--data")

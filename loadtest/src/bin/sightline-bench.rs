@@ -103,7 +103,9 @@ fn main() -> Result<()> {
         }
         Cmd::Store { report, vectors, queries, events, config } => tokio::runtime::Runtime::new()?
             .block_on(store_bench(&report, vectors, queries, events, config.as_deref())),
-        Cmd::Providers { report, runs, require_cuda, config } => providers_bench(&report, runs, require_cuda, config.as_deref()),
+        Cmd::Providers { report, runs, require_cuda, config } => {
+            providers_bench(&report, runs, require_cuda, config.as_deref())
+        }
         Cmd::Inference { report, frames, runs, config } => tokio::runtime::Runtime::new()?
             .block_on(inference_bench(&report, frames, runs, config.as_deref())),
     }
@@ -276,8 +278,14 @@ async fn churn(report: &Path, n: usize, rounds: usize, config: Option<&Path>) ->
         async move {
             let ids: Vec<String> = (0..n).map(|i| format!("churn-{round}-{i}")).collect();
             for id in &ids {
-                reg.create(&StreamSpec { id: id.clone(), name: id.clone(), url: url.clone(), created_ms: 0, paused: false })
-                    .await?;
+                reg.create(&StreamSpec {
+                    id: id.clone(),
+                    name: id.clone(),
+                    url: url.clone(),
+                    created_ms: 0,
+                    paused: false,
+                })
+                .await?;
             }
             // Each stream must be decoding before it is deleted.
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -379,7 +387,13 @@ fn clustered_vectors(n: usize, dim: usize, centroids: usize, rng: &mut fastrand:
         .collect()
 }
 
-async fn store_bench(report: &Path, n: usize, queries: usize, events: usize, config: Option<&Path>) -> Result<()> {
+async fn store_bench(
+    report: &Path,
+    n: usize,
+    queries: usize,
+    events: usize,
+    config: Option<&Path>,
+) -> Result<()> {
     use sightline_store::{Query, VectorAttrs, VectorItem, VectorStore};
     let mut cfg = sightline_settings::Config::load(config.or(Some(Path::new("config/sightline.toml"))))?;
     let tag = format!("bench{}", std::process::id());
@@ -429,10 +443,14 @@ async fn store_bench(report: &Path, n: usize, queries: usize, events: usize, con
             vs.similar(&set, Query::Vector(q), 10, Some(".stream == \"s3\"")).await?;
             lat_f.push(t.elapsed().as_secs_f64() * 1000.0);
             // Brute force: exact top 10 by dot product (vectors are unit length).
-            let mut scored: Vec<(f32, usize)> =
-                base.iter().enumerate().map(|(i, v)| (v.iter().zip(q).map(|(a, b)| a * b).sum(), i)).collect();
+            let mut scored: Vec<(f32, usize)> = base
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.iter().zip(q).map(|(a, b)| a * b).sum(), i))
+                .collect();
             scored.select_nth_unstable_by(10, |a, b| b.0.total_cmp(&a.0));
-            let truth: std::collections::HashSet<String> = scored[..10].iter().map(|(_, i)| format!("e{i}")).collect();
+            let truth: std::collections::HashSet<String> =
+                scored[..10].iter().map(|(_, i)| format!("e{i}")).collect();
             recall += hits.iter().filter(|h| truth.contains(&h.id)).count();
             if qi % 100 == 0 {
                 eprintln!("  {quant}: query {qi} / {queries}");
@@ -465,7 +483,13 @@ async fn store_bench(report: &Path, n: usize, queries: usize, events: usize, con
     eprintln!("store bench: publishing {events} events");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
     for i in 0..events as i64 {
-        let mut e = sightline_wire::Event::new(sightline_wire::EventKind::Scene, &format!("s{}", i % 20), i * 40, now + i, "bench@1");
+        let mut e = sightline_wire::Event::new(
+            sightline_wire::EventKind::Scene,
+            &format!("s{}", i % 20),
+            i * 40,
+            now + i,
+            "bench@1",
+        );
         e.score = 0.5;
         bus.publish(bus.names.event_subject(e.kind, &e.stream_id), &e.id, serde_json::to_vec(&e)?).await?;
     }
@@ -494,7 +518,11 @@ async fn store_bench(report: &Path, n: usize, queries: usize, events: usize, con
     println!("{sink_text}");
     node.shutdown().await;
     bus.destroy().await;
-    let _ = store.client().query(&format!("DROP DATABASE IF EXISTS `{}`", cfg.clickhouse.database)).execute().await;
+    let _ = store
+        .client()
+        .query(&format!("DROP DATABASE IF EXISTS `{}`", cfg.clickhouse.database))
+        .execute()
+        .await;
     append(report, &sink_text)
 }
 
@@ -510,7 +538,11 @@ fn sweep_row(label: &str, batch: usize, runs: usize, mut f: impl FnMut() -> Resu
     }
     let per_s = (runs * batch) as f64 / started.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
-    Ok(format!("| {label} | {batch} | {per_s:.1} | {:.1} | {:.1} |\n", percentile(&lat, 0.5), percentile(&lat, 0.99)))
+    Ok(format!(
+        "| {label} | {batch} | {per_s:.1} | {:.1} | {:.1} |\n",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    ))
 }
 
 async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&Path>) -> Result<()> {
@@ -534,10 +566,20 @@ async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&P
         .collect::<Result<_>>()?;
     let m = &cfg.models;
     let rt = Runtime::load(&m.onnxruntime_lib())?.with_providers(&m.providers, m.cuda_device)?;
-    let params = OcrParams { det_short_side: cfg.ocr.det_short_side, min_confidence: cfg.ocr.min_confidence, ..OcrParams::default() };
+    let params = OcrParams {
+        det_short_side: cfg.ocr.det_short_side,
+        min_confidence: cfg.ocr.min_confidence,
+        ..OcrParams::default()
+    };
 
     // Bare: the OCR pipeline called directly, one frame after another.
-    let mut ocr = Ocr::load(&rt, &m.file(m.for_task("ocr").unwrap(), 0), &m.file(m.for_task("ocr").unwrap(), 1), threads, params.clone())?;
+    let mut ocr = Ocr::load(
+        &rt,
+        &m.file(m.for_task("ocr").unwrap(), 0),
+        &m.file(m.for_task("ocr").unwrap(), 1),
+        threads,
+        params.clone(),
+    )?;
     ocr.read(&frames[0].1, w, h)?;
     let started = Instant::now();
     let mut read_ok = 0;
@@ -567,7 +609,12 @@ async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&P
             height: h as u32,
             cuts: Vec::new(),
         };
-        bus.publish(bus.names.frames_subject(&meta.stream_id), &format!("b{i}.1000"), sightline_wire::encode(&meta, px)).await?;
+        bus.publish(
+            bus.names.frames_subject(&meta.stream_id),
+            &format!("b{i}.1000"),
+            sightline_wire::encode(&meta, px),
+        )
+        .await?;
         Ok(())
     };
     // Warm-up: the worker has loaded its models once one frame has come back.
@@ -579,8 +626,10 @@ async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&P
     }
     // Done when the shared consumer has nothing pending and nothing unacknowledged.
     let frames_stream = bus.js.get_stream(bus.names.frames_stream()).await?;
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-        frames_stream.get_consumer(&bus.names.consumer("ocr")).await.map_err(|e| anyhow::anyhow!("ocr consumer: {e}"))?;
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = frames_stream
+        .get_consumer(&bus.names.consumer("ocr"))
+        .await
+        .map_err(|e| anyhow::anyhow!("ocr consumer: {e}"))?;
     loop {
         let info = consumer.info().await?;
         if info.num_pending == 0 && info.num_ack_pending == 0 {
@@ -605,7 +654,12 @@ async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&P
 
     // Batch-size sweeps per model (threads as configured).
     let mut sweep = String::new();
-    let mut emb = TextEmbedder::load(&rt, &m.file(m.for_task("text_embedding").unwrap(), 0), &m.file(m.for_task("text_embedding").unwrap(), 1), threads)?;
+    let mut emb = TextEmbedder::load(
+        &rt,
+        &m.file(m.for_task("text_embedding").unwrap(), 0),
+        &m.file(m.for_task("text_embedding").unwrap(), 1),
+        threads,
+    )?;
     let sentence = "live video becomes searchable while it plays on two channels";
     for b in [1, 4, 16, 32] {
         let texts = vec![sentence; b];
@@ -615,9 +669,11 @@ async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&P
         })?;
     }
     let labels = m.for_task("labels")?;
-    let mut labeler = sightline_models::ImageLabeler::load(&rt, &m.file(labels, 0), &m.file(labels, 1), threads)?;
+    let mut labeler =
+        sightline_models::ImageLabeler::load(&rt, &m.file(labels, 0), &m.file(labels, 1), threads)?;
     for b in [1, 4, 8, 16] {
-        let images: Vec<(&[u8], usize, usize)> = frames.iter().take(b).map(|(_, px)| (px.as_slice(), w, h)).collect();
+        let images: Vec<(&[u8], usize, usize)> =
+            frames.iter().take(b).map(|(_, px)| (px.as_slice(), w, h)).collect();
         sweep += &sweep_row(&format!("EfficientNet-Lite0 labels ({w}x{h} frames)"), b, runs.min(15), || {
             labeler.label(&images, 5)?;
             Ok(())
@@ -704,25 +760,45 @@ fn providers_bench(report: &Path, runs: usize, require_cuda: bool, config: Optio
     // MiniLM: a batch of 16 sentences.
     let texts = vec!["live video becomes searchable while it plays on two channels"; 16];
     let run_emb = |r: &Runtime| -> Result<(Vec<f32>, f64)> {
-        let mut e = TextEmbedder::load(r, &m.file(m.for_task("text_embedding").unwrap(), 0), &m.file(m.for_task("text_embedding").unwrap(), 1), 1)?;
+        let mut e = TextEmbedder::load(
+            r,
+            &m.file(m.for_task("text_embedding").unwrap(), 0),
+            &m.file(m.for_task("text_embedding").unwrap(), 1),
+            1,
+        )?;
         timed(&mut || Ok(e.embed(&texts)?.concat()))
     };
     row("MiniLM, 16 sentences", run_emb(&rt)?, run_emb(&cpu)?);
     // PP-OCR: the fixture's detector input and recogniser batch.
     let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures.join("ocr.json"))?)?;
     let dim = |v: &serde_json::Value, i: usize| v[i].as_u64().unwrap_or(0) as usize;
-    let (det_in, rec_in) = (read_f32(&fixtures.join("ocr_det_input.f32"))?, read_f32(&fixtures.join("ocr_rec_input.f32"))?);
+    let (det_in, rec_in) =
+        (read_f32(&fixtures.join("ocr_det_input.f32"))?, read_f32(&fixtures.join("ocr_rec_input.f32"))?);
     let (ds, rs) = (&fx["det"]["input_shape"], &fx["rec"]["input_shape"]);
     let run_ocr = |r: &Runtime, det: bool| -> Result<(Vec<f32>, f64)> {
-        let mut o = Ocr::load(r, &m.file(m.for_task("ocr").unwrap(), 0), &m.file(m.for_task("ocr").unwrap(), 1), 1, OcrParams::default())?;
+        let mut o = Ocr::load(
+            r,
+            &m.file(m.for_task("ocr").unwrap(), 0),
+            &m.file(m.for_task("ocr").unwrap(), 1),
+            1,
+            OcrParams::default(),
+        )?;
         if det {
             timed(&mut || Ok(o.detect_tensor(det_in.clone(), dim(ds, 3), dim(ds, 2))?))
         } else {
             timed(&mut || Ok(o.recognize_tensor(rec_in.clone(), dim(rs, 0), dim(rs, 3))?.2))
         }
     };
-    row(&format!("PP-OCR detector, {}x{}", dim(ds, 3), dim(ds, 2)), run_ocr(&rt, true)?, run_ocr(&cpu, true)?);
-    row(&format!("PP-OCR recogniser, {} crops 48x{}", dim(rs, 0), dim(rs, 3)), run_ocr(&rt, false)?, run_ocr(&cpu, false)?);
+    row(
+        &format!("PP-OCR detector, {}x{}", dim(ds, 3), dim(ds, 2)),
+        run_ocr(&rt, true)?,
+        run_ocr(&cpu, true)?,
+    );
+    row(
+        &format!("PP-OCR recogniser, {} crops 48x{}", dim(rs, 0), dim(rs, 3)),
+        run_ocr(&rt, false)?,
+        run_ocr(&cpu, false)?,
+    );
     // Speech: the fixture sentence through Silero VAD and Moonshine.
     let speech = read_f32(&fixtures.join("speech.f32"))?;
     let run_vad = |r: &Runtime| -> Result<(Vec<f32>, f64)> {
@@ -731,7 +807,13 @@ fn providers_bench(report: &Path, runs: usize, require_cuda: bool, config: Optio
     };
     row("Silero VAD, per-window probabilities", run_vad(&rt)?, run_vad(&cpu)?);
     let run_stt = |r: &Runtime| -> Result<(Vec<f32>, f64)> {
-        let mut s = Moonshine::load(r, &m.file(m.for_task("stt").unwrap(), 0), &m.file(m.for_task("stt").unwrap(), 1), &m.file(m.for_task("stt").unwrap(), 2), 1)?;
+        let mut s = Moonshine::load(
+            r,
+            &m.file(m.for_task("stt").unwrap(), 0),
+            &m.file(m.for_task("stt").unwrap(), 1),
+            &m.file(m.for_task("stt").unwrap(), 2),
+            1,
+        )?;
         timed(&mut || Ok(s.transcribe(&speech)?.tokens.iter().map(|&t| t as f32).collect()))
     };
     row("Moonshine base, greedy tokens", run_stt(&rt)?, run_stt(&cpu)?);
