@@ -19,21 +19,9 @@ async fn publish_frames(cfg: &Config, n: usize) {
     let (w, h) = (cfg.ingest.analysis_width as usize, cfg.ingest.analysis_height as usize);
     for i in 0..n {
         let px = caption_frame(&format!("BULLETIN {i} TONIGHT"), "navy", w, h).unwrap();
-        let meta = sightline_wire::FrameMeta {
-            stream_id: format!("fb{i}"),
-            pts_ms: 1000,
-            wall_ms: 1_795_000_000_000,
-            width: w as u32,
-            height: h as u32,
-            cuts: Vec::new(),
-        };
-        bus.publish(
-            bus.names.frames_subject(&meta.stream_id),
-            &format!("fb{i}.1000"),
-            sightline_wire::encode(&meta, &px),
-        )
-        .await
-        .unwrap();
+        let meta =
+            sightline_wire::FrameMeta::still(&format!("fb{i}"), 1000, 1_795_000_000_000, w as u32, h as u32);
+        bus.publish_frame(&meta, &px).await.unwrap();
     }
 }
 

@@ -32,10 +32,7 @@ async fn killing_an_inference_actor_mid_batch_loses_and_duplicates_nothing() {
             cuts: vec![sightline_wire::CutCandidate { pts_ms: 990 + i * 500, score: 0.9 }],
         };
         let pixels: Vec<u8> = (0..16 * 9 * 3).map(|p| ((p as i64 * 7 + i * 31) % 256) as u8).collect();
-        let id = format!("killdrill.{}", meta.pts_ms);
-        bus.publish(bus.names.frames_subject("killdrill"), &id, sightline_wire::encode(&meta, &pixels))
-            .await
-            .unwrap();
+        bus.publish_frame(&meta, &pixels).await.unwrap();
     }
     let count = async || -> (u64, u64) {
         store

@@ -129,6 +129,16 @@ impl Bus {
         Ok(ack.sequence)
     }
 
+    /// Publishes a sampled frame to its stream's work subject (message id: stream and media time).
+    pub async fn publish_frame(&self, meta: &sightline_wire::FrameMeta, rgb: &[u8]) -> Result<u64, BusError> {
+        self.publish(
+            self.names.frames_subject(&meta.stream_id),
+            &meta.msg_id(),
+            sightline_wire::encode(meta, rgb),
+        )
+        .await
+    }
+
     /// Deletes every stream and bucket of this prefix (tests clean up after themselves).
     pub async fn destroy(&self) {
         let n = &self.names;

@@ -386,9 +386,7 @@ async fn pump(
                     height: f.height,
                     cuts: f.cuts,
                 };
-                let seq = bus
-                    .publish(names.frames_subject(&stream_id), &meta.msg_id(), encode(&meta, &f.rgb))
-                    .await;
+                let seq = bus.publish_frame(&meta, &f.rgb).await;
                 if let Ok(seq) = seq {
                     let mut q = published.lock().unwrap();
                     if q.len() == MAX_TRACKED {

@@ -39,14 +39,8 @@ fn reads_at_least_90_percent_of_caption_lines_exactly() {
     let cfg = Config::load(None).unwrap();
     let m = &cfg.models;
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let mut ocr = Ocr::load(
-        &rt,
-        &m.file(m.for_task("ocr").unwrap(), 0),
-        &m.file(m.for_task("ocr").unwrap(), 1),
-        2,
-        OcrParams::default(),
-    )
-    .unwrap();
+    let ocr_files = m.task_files("ocr").unwrap();
+    let mut ocr = Ocr::load(&rt, &ocr_files[0], &ocr_files[1], 2, OcrParams::default()).unwrap();
     let (w, h) = (cfg.ingest.analysis_width as usize, cfg.ingest.analysis_height as usize);
     let mut exact = 0;
     for (text, bg) in LINES {

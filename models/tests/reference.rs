@@ -24,12 +24,12 @@ fn minilm_tokens_and_embeddings_match_python_onnxruntime() {
     let m = &cfg.models;
     let fx: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures().join("minilm.json")).unwrap()).unwrap();
-    let tok = WordPiece::from_file(&m.file(m.for_task("text_embedding").unwrap(), 1)).unwrap();
+    let tok = WordPiece::from_file(&m.task_files("text_embedding").unwrap()[1]).unwrap();
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
     let mut emb = TextEmbedder::load(
         &rt,
-        &m.file(m.for_task("text_embedding").unwrap(), 0),
-        &m.file(m.for_task("text_embedding").unwrap(), 1),
+        &m.task_files("text_embedding").unwrap()[0],
+        &m.task_files("text_embedding").unwrap()[1],
         1,
     )
     .unwrap();
@@ -78,14 +78,8 @@ fn ppocr_detector_and_recogniser_match_python_onnxruntime() {
     let fx: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("ocr.json")).unwrap()).unwrap();
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let mut ocr = Ocr::load(
-        &rt,
-        &m.file(m.for_task("ocr").unwrap(), 0),
-        &m.file(m.for_task("ocr").unwrap(), 1),
-        2,
-        OcrParams::default(),
-    )
-    .unwrap();
+    let ocr_files = m.task_files("ocr").unwrap();
+    let mut ocr = Ocr::load(&rt, &ocr_files[0], &ocr_files[1], 2, OcrParams::default()).unwrap();
 
     // Detector: the same input tensor gives the same probability map.
     let s = shape(&fx["det"]["input_shape"]);
@@ -128,7 +122,7 @@ fn silero_vad_and_moonshine_match_python_onnxruntime() {
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
 
     // VAD: every window's speech probability, state carried from window to window.
-    let mut vad = SileroVad::load(&rt, &m.file(m.for_task("vad").unwrap(), 0)).unwrap();
+    let mut vad = SileroVad::load(&rt, &m.task_files("vad").unwrap()[0]).unwrap();
     let got = vad.probabilities(&samples).unwrap();
     let want: Vec<f32> = fx["vad"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     assert_eq!(got.len(), want.len());
@@ -141,14 +135,8 @@ fn silero_vad_and_moonshine_match_python_onnxruntime() {
     assert!(vad_diff < 1e-4, "silero: largest difference {vad_diff}");
 
     // Moonshine: the same greedy tokens, each step's probability within 1e-3, the same text.
-    let mut stt = Moonshine::load(
-        &rt,
-        &m.file(m.for_task("stt").unwrap(), 0),
-        &m.file(m.for_task("stt").unwrap(), 1),
-        &m.file(m.for_task("stt").unwrap(), 2),
-        1,
-    )
-    .unwrap();
+    let stt_files = m.task_files("stt").unwrap();
+    let mut stt = Moonshine::load(&rt, &stt_files[0], &stt_files[1], &stt_files[2], 1).unwrap();
     let t = stt.transcribe(&samples).unwrap();
     let want_tokens: Vec<u32> =
         fx["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
@@ -194,8 +182,8 @@ fn execution_providers_are_detected_with_cpu_fallback_and_agree() {
     let load = |r: &Runtime| {
         TextEmbedder::load(
             r,
-            &m.file(m.for_task("text_embedding").unwrap(), 0),
-            &m.file(m.for_task("text_embedding").unwrap(), 1),
+            &m.task_files("text_embedding").unwrap()[0],
+            &m.task_files("text_embedding").unwrap()[1],
             1,
         )
         .unwrap()
@@ -214,13 +202,9 @@ fn efficientnet_labels_match_python_onnxruntime_and_make_sense() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("labels.json")).unwrap()).unwrap();
     let rgb = std::fs::read(dir.join("labels_rgb.u8")).unwrap();
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let mut labeler = ImageLabeler::load(
-        &rt,
-        &m.file(m.for_task("labels").unwrap(), 0),
-        &m.file(m.for_task("labels").unwrap(), 1),
-        1,
-    )
-    .unwrap();
+    let mut labeler =
+        ImageLabeler::load(&rt, &m.task_files("labels").unwrap()[0], &m.task_files("labels").unwrap()[1], 1)
+            .unwrap();
     let got = labeler.label(&[(&rgb, 224, 224)], 5).unwrap().remove(0);
     let floats = |k: &str| -> Vec<f32> {
         fx[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()

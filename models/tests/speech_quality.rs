@@ -53,15 +53,9 @@ fn word_error_rate_on_espeak_speech_stays_below_20_percent() {
     let cfg = Config::load(None).unwrap();
     let m = &cfg.models;
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let mut vad = SileroVad::load(&rt, &m.file(m.for_task("vad").unwrap(), 0)).unwrap();
-    let mut stt = Moonshine::load(
-        &rt,
-        &m.file(m.for_task("stt").unwrap(), 0),
-        &m.file(m.for_task("stt").unwrap(), 1),
-        &m.file(m.for_task("stt").unwrap(), 2),
-        2,
-    )
-    .unwrap();
+    let mut vad = SileroVad::load(&rt, &m.task_files("vad").unwrap()[0]).unwrap();
+    let stt_files = m.task_files("stt").unwrap();
+    let mut stt = Moonshine::load(&rt, &stt_files[0], &stt_files[1], &stt_files[2], 2).unwrap();
     let (mut errors, mut total) = (0, 0);
     for sentence in SENTENCES {
         let samples = speech_samples(sentence).expect("espeak-ng and ffmpeg run (make setup installs them)");

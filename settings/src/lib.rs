@@ -606,6 +606,12 @@ impl ModelsConfig {
         self.model(name)
     }
 
+    /// Full paths of the files of the model serving `task`, in the order the task lists them.
+    pub fn task_files(&self, task: &str) -> Result<Vec<PathBuf>, ConfigError> {
+        let spec = self.for_task(task)?;
+        Ok(spec.files.iter().map(|f| self.path(f)).collect())
+    }
+
     /// Full path of file `i` of a model (validated configurations have every file a task needs).
     pub fn file(&self, spec: &ModelSpec, i: usize) -> PathBuf {
         self.path(spec.files.get(i).map(PathBuf::as_path).unwrap_or(Path::new("")))

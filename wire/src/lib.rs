@@ -123,6 +123,10 @@ pub struct FrameMeta {
 }
 
 impl FrameMeta {
+    /// A sampled frame with no cuts before it.
+    pub fn still(stream_id: &str, pts_ms: i64, wall_ms: i64, width: u32, height: u32) -> Self {
+        Self { stream_id: stream_id.to_string(), pts_ms, wall_ms, width, height, cuts: Vec::new() }
+    }
     pub fn msg_id(&self) -> String {
         format!("{}.frame.{}", self.stream_id, self.pts_ms)
     }

@@ -573,13 +573,8 @@ async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&P
     };
 
     // Bare: the OCR pipeline called directly, one frame after another.
-    let mut ocr = Ocr::load(
-        &rt,
-        &m.file(m.for_task("ocr").unwrap(), 0),
-        &m.file(m.for_task("ocr").unwrap(), 1),
-        threads,
-        params.clone(),
-    )?;
+    let ocr_files = m.task_files("ocr")?;
+    let mut ocr = Ocr::load(&rt, &ocr_files[0], &ocr_files[1], threads, params.clone())?;
     ocr.read(&frames[0].1, w, h)?;
     let started = Instant::now();
     let mut read_ok = 0;
@@ -601,20 +596,9 @@ async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&P
     let mut events = bus.client.subscribe(bus.names.events_of_kind(sightline_wire::EventKind::Ocr)).await?;
     let publish = async |i: usize, px: &[u8]| -> Result<()> {
         // One stream per frame: every frame is new to the actor's change cache, so each is read.
-        let meta = sightline_wire::FrameMeta {
-            stream_id: format!("b{i}"),
-            pts_ms: 1000,
-            wall_ms: 1_795_000_000_000,
-            width: w as u32,
-            height: h as u32,
-            cuts: Vec::new(),
-        };
-        bus.publish(
-            bus.names.frames_subject(&meta.stream_id),
-            &format!("b{i}.1000"),
-            sightline_wire::encode(&meta, px),
-        )
-        .await?;
+        let meta =
+            sightline_wire::FrameMeta::still(&format!("b{i}"), 1000, 1_795_000_000_000, w as u32, h as u32);
+        bus.publish_frame(&meta, px).await?;
         Ok(())
     };
     // Warm-up: the worker has loaded its models once one frame has come back.
@@ -656,8 +640,8 @@ async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&P
     let mut sweep = String::new();
     let mut emb = TextEmbedder::load(
         &rt,
-        &m.file(m.for_task("text_embedding").unwrap(), 0),
-        &m.file(m.for_task("text_embedding").unwrap(), 1),
+        &m.task_files("text_embedding")?[0],
+        &m.task_files("text_embedding")?[1],
         threads,
     )?;
     let sentence = "live video becomes searchable while it plays on two channels";
@@ -762,8 +746,8 @@ fn providers_bench(report: &Path, runs: usize, require_cuda: bool, config: Optio
     let run_emb = |r: &Runtime| -> Result<(Vec<f32>, f64)> {
         let mut e = TextEmbedder::load(
             r,
-            &m.file(m.for_task("text_embedding").unwrap(), 0),
-            &m.file(m.for_task("text_embedding").unwrap(), 1),
+            &m.task_files("text_embedding")?[0],
+            &m.task_files("text_embedding")?[1],
             1,
         )?;
         timed(&mut || Ok(e.embed(&texts)?.concat()))
@@ -776,13 +760,8 @@ fn providers_bench(report: &Path, runs: usize, require_cuda: bool, config: Optio
         (read_f32(&fixtures.join("ocr_det_input.f32"))?, read_f32(&fixtures.join("ocr_rec_input.f32"))?);
     let (ds, rs) = (&fx["det"]["input_shape"], &fx["rec"]["input_shape"]);
     let run_ocr = |r: &Runtime, det: bool| -> Result<(Vec<f32>, f64)> {
-        let mut o = Ocr::load(
-            r,
-            &m.file(m.for_task("ocr").unwrap(), 0),
-            &m.file(m.for_task("ocr").unwrap(), 1),
-            1,
-            OcrParams::default(),
-        )?;
+        let mut o =
+            Ocr::load(r, &m.task_files("ocr")?[0], &m.task_files("ocr")?[1], 1, OcrParams::default())?;
         if det {
             timed(&mut || Ok(o.detect_tensor(det_in.clone(), dim(ds, 3), dim(ds, 2))?))
         } else {
@@ -802,16 +781,16 @@ fn providers_bench(report: &Path, runs: usize, require_cuda: bool, config: Optio
     // Speech: the fixture sentence through Silero VAD and Moonshine.
     let speech = read_f32(&fixtures.join("speech.f32"))?;
     let run_vad = |r: &Runtime| -> Result<(Vec<f32>, f64)> {
-        let mut v = SileroVad::load(r, &m.file(m.for_task("vad").unwrap(), 0))?;
+        let mut v = SileroVad::load(r, &m.task_files("vad")?[0])?;
         timed(&mut || Ok(v.probabilities(&speech)?))
     };
     row("Silero VAD, per-window probabilities", run_vad(&rt)?, run_vad(&cpu)?);
     let run_stt = |r: &Runtime| -> Result<(Vec<f32>, f64)> {
         let mut s = Moonshine::load(
             r,
-            &m.file(m.for_task("stt").unwrap(), 0),
-            &m.file(m.for_task("stt").unwrap(), 1),
-            &m.file(m.for_task("stt").unwrap(), 2),
+            &m.task_files("stt")?[0],
+            &m.task_files("stt")?[1],
+            &m.task_files("stt")?[2],
             1,
         )?;
         timed(&mut || Ok(s.transcribe(&speech)?.tokens.iter().map(|&t| t as f32).collect()))
