@@ -68,7 +68,7 @@ impl Browser {
             .expect("chromedriver starts");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            if sightline_streams::testsrc::listening(port).await {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

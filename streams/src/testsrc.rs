@@ -380,14 +380,43 @@ impl Drop for LiveHls {
     }
 }
 
+/// A loopback port for a test server to listen on.
+///
+/// Ports come from 20000–31999, below Linux's ephemeral range (32768 and up), so between the pick
+/// and the server's bind no outgoing connection can take the port, and a readiness probe cannot
+/// connect to itself (a client whose ephemeral source port equals the port it dials gets a
+/// "simultaneous open" and a connection that looks like a server). Each call in a process gets
+/// the next port from a per-process starting point, so concurrent tests never pick the same one.
+pub fn pick_port() -> std::io::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free loopback port in 20000-31999"))
+}
+
 async fn free_port() -> Result<u16, TestSourceError> {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    Ok(l.local_addr()?.port())
+    Ok(pick_port()?)
+}
+
+/// Whether something listens on the loopback `port` (a connection that is not to itself).
+pub async fn listening(port: u16) -> bool {
+    match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+        Ok(s) => s.local_addr().map(|a| a.port() != port).unwrap_or(false),
+        Err(_) => false,
+    }
 }
 
 async fn wait_port(port: u16, what: &'static str) -> Result<(), TestSourceError> {
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if listening(port).await {
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

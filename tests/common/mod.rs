@@ -174,8 +174,9 @@ pub fn words(text: &str) -> Vec<String> {
 }
 
 /// A free loopback port (bound, then released).
+/// A loopback port for a private server (see `testsrc::pick_port` for why not port 0).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    sightline_streams::testsrc::pick_port().expect("a free loopback port")
 }
 
 /// A private service process for outage tests, killed (SIGKILL) when dropped.
@@ -226,14 +227,17 @@ impl Service {
             }
         };
         cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
-        self.child = Some(cmd.spawn().expect("service starts"));
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+        let child = self.child.insert(cmd.spawn().expect("service starts"));
+        for _ in 0..400 {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{} on port {} exited at start: {status}", self.kind, self.port);
+            }
+            if sightline_streams::testsrc::listening(self.port).await {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        panic!("{} did not start on port {}", self.kind, self.port);
+        panic!("{} did not start on port {} within 20 s", self.kind, self.port);
     }
 
     /// SIGKILL, as a crash or a pulled plug.

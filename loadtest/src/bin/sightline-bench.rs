@@ -468,6 +468,7 @@ async fn store_bench(
         );
         vs.drop_set(&set).await?;
     }
+    vs.compact_log().await?;
     let vec_table = format!(
         "## Vector sets ({n} × {dim}-d clustered unit vectors, {queries} queries, k = 10; {})\n\n\
          | quantisation | vectors | VADD/s (pipelined 500) | VSIM p50 ms | VSIM p99 ms | filtered p50 ms | filtered p99 ms | recall@10 vs brute force |\n\
