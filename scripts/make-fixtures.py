@@ -15,6 +15,9 @@ greedy decoding of it (token ids, each step's probability, the decoded text).
 
 Writes FIXTURES/labels.json and labels_rgb.u8: a photograph (scikit-image's cat) scaled by ffmpeg
 to 224x224 RGB, and EfficientNet-Lite0's pooled features and class logits for it.
+
+Writes FIXTURES/shots.json and shots_frames.u8: a TransNetV2 window of 100 frames (48x27 RGB, a
+moving test pattern cut to colour bars at frame 60) and the model's per-frame probabilities.
 """
 import json
 import math
@@ -216,6 +219,23 @@ def labels(models, out):
                    "logits": [float(v) for v in logits[0]], "top5": top}, f)
 
 
+def shots(models, out):
+    """One TransNetV2 window: 100 frames at 48x27, a moving test pattern cut to colour bars at
+    frame 60 (30 fps), and the model's per-frame probabilities."""
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=640x360:r=30:d=2", "-f", "lavfi", "-i",
+         "smptebars=s=640x360:r=30:d=2", "-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]",
+         "-frames:v", "100", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "48x27", "-"],
+        check=True, capture_output=True).stdout
+    frames = np.frombuffer(raw, dtype=np.uint8).reshape(1, 100, 27, 48, 3)
+    with open(os.path.join(out, "shots_frames.u8"), "wb") as f:
+        f.write(raw)
+    sess = ort.InferenceSession(os.path.join(models, "transnetv2", "model.onnx"), providers=["CPUExecutionProvider"])
+    cut, cut_any = sess.run(["cut", "cut_any"], {"frames": frames})
+    with open(os.path.join(out, "shots.json"), "w") as f:
+        json.dump({"cut_frame": 60, "cut": [float(v) for v in cut[0]], "cut_any": [float(v) for v in cut_any[0]]}, f)
+
+
 def main():
     models, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
@@ -223,6 +243,7 @@ def main():
     ocr(models, out)
     speech(models, out)
     labels(models, out)
+    shots(models, out)
     print(f"fixtures written to {out}")
 
 

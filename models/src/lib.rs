@@ -1,12 +1,13 @@
 //! ONNX model execution with ONNX Runtime (the `ort` crate, loaded dynamically): the runtime
 //! environment, voice activity detection (Silero VAD), speech-to-text (Moonshine), text embeddings
-//! (MiniLM), on-screen text (PP-OCR), image labels (EfficientNet-Lite0) and model-free frame
-//! signatures.
+//! (MiniLM), on-screen text (PP-OCR), image labels (EfficientNet-Lite0), shot boundaries
+//! (TransNetV2) and model-free frame signatures.
 
 pub mod embed;
 pub mod labels;
 pub mod ocr;
 pub mod runtime;
+pub mod shots;
 pub mod signature;
 pub mod stt;
 pub mod tokenizer;
@@ -16,7 +17,8 @@ pub use embed::{TEXT_DIM, TextEmbedder, WordPiece};
 pub use labels::{IMAGE_FEATURES, ImageLabeler, ImageLabels};
 pub use ocr::{Ocr, OcrLine, OcrParams};
 pub use runtime::{ModelError, Provider, Runtime, cuda_available};
+pub use shots::{SHOT_FRAME_BYTES, ShotDetector, shot_frame, shot_starts};
 pub use signature::{FrameSignature, SIGNATURE_DIM, hamming, thumbnail_bmp};
-pub use stt::{Moonshine, Transcript};
+pub use stt::{Moonshine, Transcript, word_errors};
 pub use tokenizer::TokenDecoder;
 pub use vad::SileroVad;

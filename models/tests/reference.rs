@@ -2,8 +2,8 @@
 //! (fixtures written at setup by scripts/make-fixtures.py).
 
 use sightline_models::{
-    IMAGE_FEATURES, ImageLabeler, Moonshine, Ocr, OcrParams, Provider, Runtime, SileroVad, TEXT_DIM,
-    TextEmbedder, WordPiece,
+    IMAGE_FEATURES, ImageLabeler, Moonshine, Ocr, OcrParams, Provider, Runtime, ShotDetector, SileroVad,
+    TEXT_DIM, TextEmbedder, WordPiece, shot_starts,
 };
 use sightline_settings::Config;
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ fn fixtures() -> PathBuf {
     let dir = std::env::var("SIGHTLINE_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sightline/fixtures"));
-    for f in ["minilm.json", "ocr.json", "speech.json", "labels.json"] {
+    for f in ["minilm.json", "ocr.json", "speech.json", "labels.json", "shots.json"] {
         assert!(dir.join(f).exists(), "no {f} in {} (run `make setup`)", dir.display());
     }
     dir
@@ -244,4 +244,30 @@ fn efficientnet_labels_match_python_onnxruntime_and_make_sense() {
         "efficientnet: features largest difference {diff:.2e}; cat {:?}; coffee {:?}",
         got.top, cup.top
     );
+}
+
+#[test]
+fn transnetv2_matches_python_onnxruntime_and_finds_the_cut() {
+    let cfg = Config::load(None).unwrap();
+    let m = &cfg.models;
+    let dir = fixtures();
+    let fx: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("shots.json")).unwrap()).unwrap();
+    let frames = std::fs::read(dir.join("shots_frames.u8")).unwrap();
+    let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
+    let mut det = ShotDetector::load(&rt, &m.task_files("shots").unwrap()[0], 1).unwrap();
+    let got = det.predict(&[&frames]).unwrap().remove(0);
+    let want: Vec<f32> = fx["cut"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    assert_eq!(got.len(), want.len());
+    let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    eprintln!("transnetv2: 100 frames, largest probability difference {diff:.2e}");
+    // Stated tolerance: every frame's probability within 1e-4 of Python's.
+    assert!(diff < 1e-4, "largest difference {diff}");
+    // The test pattern ends on frame 59; the colour bars start at frame 60, and nowhere else.
+    let cut = fx["cut_frame"].as_u64().unwrap() as usize;
+    let starts = shot_starts(&got, 0.5);
+    assert_eq!(starts.iter().map(|s| s.0).collect::<Vec<_>>(), vec![cut], "{starts:?}");
+    // The same window twice in one batch gives the same answer twice.
+    let two = det.predict(&[&frames, &frames]).unwrap();
+    assert!(two.iter().all(|p| p.iter().zip(&got).all(|(a, b)| (a - b).abs() < 1e-5)));
 }

@@ -327,6 +327,9 @@ pub struct SpeechConfig {
     pub min_speech_ms: u64,
     /// ONNX Runtime intra-op threads per model.
     pub threads: usize,
+    /// Beam width of Moonshine's decoder search (1: greedy). The beams share one decoder run a
+    /// step (one batch row each).
+    pub beam_width: usize,
 }
 
 impl Default for SpeechConfig {
@@ -340,6 +343,7 @@ impl Default for SpeechConfig {
             vad_threshold: 0.5,
             min_speech_ms: 250,
             threads: 1,
+            beam_width: 4,
         }
     }
 }
@@ -475,6 +479,8 @@ pub struct ModelsConfig {
     pub text_embedding: String,
     pub ocr: String,
     pub labels: String,
+    /// Shot boundaries (used when `scenes.detector` is `transnetv2`).
+    pub shots: String,
     /// Every model Sightline may run.
     pub registry: Vec<ModelSpec>,
 }
@@ -486,7 +492,7 @@ pub struct ModelSpec {
     pub name: String,
     pub version: String,
     /// `vad` (1 file), `stt` (encoder, merged decoder, tokenizer), `text_embedding` (model,
-    /// tokenizer), `ocr` (detector, recogniser), `labels` (model, class names).
+    /// tokenizer), `ocr` (detector, recogniser), `labels` (model, class names), `shots` (1 file).
     pub task: String,
     /// Files relative to `models.dir`, in the order the task lists them.
     pub files: Vec<PathBuf>,
@@ -531,8 +537,8 @@ impl ModelSpec {
 }
 
 /// Files each task's models consist of.
-pub const MODEL_TASKS: [(&str, usize); 5] =
-    [("vad", 1), ("stt", 3), ("text_embedding", 2), ("ocr", 2), ("labels", 2)];
+pub const MODEL_TASKS: [(&str, usize); 6] =
+    [("vad", 1), ("stt", 3), ("text_embedding", 2), ("ocr", 2), ("labels", 2), ("shots", 1)];
 
 fn spec(name: &str, task: &str, files: &[&str], fallback: &str, providers: &[&str]) -> ModelSpec {
     ModelSpec {
@@ -564,6 +570,7 @@ impl Default for ModelsConfig {
             text_embedding: "minilm-l6-v2".into(),
             ocr: "pp-ocrv6-small".into(),
             labels: "efficientnet-lite0".into(),
+            shots: "transnetv2".into(),
             registry: vec![
                 spec("silero-vad", "vad", &["silero_vad.onnx"], "", &[]),
                 spec("moonshine-base-en", "stt", &stt, "moonshine-base-en-cpu", &[]),
@@ -579,6 +586,8 @@ impl Default for ModelsConfig {
                 spec("pp-ocrv6-small-cpu", "ocr", &ocr, "", &["cpu"]),
                 spec("efficientnet-lite0", "labels", &labels, "efficientnet-lite0-cpu", &[]),
                 spec("efficientnet-lite0-cpu", "labels", &labels, "", &["cpu"]),
+                spec("transnetv2", "shots", &["transnetv2/model.onnx"], "transnetv2-cpu", &[]),
+                spec("transnetv2-cpu", "shots", &["transnetv2/model.onnx"], "", &["cpu"]),
             ],
         }
     }
@@ -593,7 +602,7 @@ impl ModelsConfig {
             .ok_or_else(|| ConfigError::Invalid(format!("no model named `{name}` in models.registry")))
     }
 
-    /// The registry entry serving `task` (`vad`, `stt`, `text_embedding`, `ocr`, `labels`).
+    /// The registry entry serving `task` (`vad`, `stt`, `text_embedding`, `ocr`, `labels`, `shots`).
     pub fn for_task(&self, task: &str) -> Result<&ModelSpec, ConfigError> {
         let name = match task {
             "vad" => &self.vad,
@@ -601,6 +610,7 @@ impl ModelsConfig {
             "text_embedding" => &self.text_embedding,
             "ocr" => &self.ocr,
             "labels" => &self.labels,
+            "shots" => &self.shots,
             other => return Err(ConfigError::Invalid(format!("unknown model task `{other}`"))),
         };
         self.model(name)
@@ -733,6 +743,9 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.vectors.duplicate_min_similarity) {
             return Err(ConfigError::Invalid("vectors.duplicate_min_similarity must be within 0..=1".into()));
+        }
+        if !(1..=16).contains(&self.speech.beam_width) {
+            return Err(ConfigError::Invalid("speech.beam_width must be 1..=16".into()));
         }
         if i.queue_capacity == 0 || self.gateway.feed_buffer == 0 {
             return Err(ConfigError::Invalid("queue sizes must be ≥ 1".into()));

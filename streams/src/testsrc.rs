@@ -48,6 +48,21 @@ pub fn caption_frame(
     Ok(out.stdout)
 }
 
+/// Ten sentences spoken by espeak-ng for speech-to-text quality checks (the word error rate in
+/// the speech quality test and the beam-width sweep of the inference bench).
+pub const SPEECH_SENTENCES: [&str; 10] = [
+    "the quick brown fox jumps over the lazy dog",
+    "live video becomes searchable while it plays",
+    "we report the news from the city",
+    "the orchestra played a quiet song",
+    "farmers expect rain later this week",
+    "the museum opens a new exhibit",
+    "the council will vote on the new budget tomorrow",
+    "heavy traffic is slowing the morning commute",
+    "our reporter is standing outside the stadium",
+    "scientists discovered water on a distant planet",
+];
+
 /// `text` spoken by espeak-ng (as the test clips speak it), resampled by ffmpeg to 16 kHz mono
 /// float samples, as ingest delivers audio.
 pub fn speech_samples(text: &str) -> Result<Vec<f32>, TestSourceError> {

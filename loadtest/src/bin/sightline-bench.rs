@@ -548,7 +548,7 @@ fn sweep_row(label: &str, batch: usize, runs: usize, mut f: impl FnMut() -> Resu
 
 async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&Path>) -> Result<()> {
     use futures::StreamExt;
-    use sightline_models::{Ocr, OcrParams, Runtime, TextEmbedder};
+    use sightline_models::{Moonshine, Ocr, OcrParams, Runtime, SileroVad, TextEmbedder, word_errors};
     let mut cfg = sightline_settings::Config::load(config.or(Some(Path::new("config/sightline.toml"))))?;
     let tag = format!("bench{}", std::process::id());
     cfg.nats.prefix = tag.to_uppercase();
@@ -678,6 +678,45 @@ async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&P
             Ok(())
         })?;
     }
+    let shot_window = vec![90u8; sightline_models::shots::SHOT_WINDOW * sightline_models::SHOT_FRAME_BYTES];
+    let mut shots = sightline_models::ShotDetector::load(&rt, &m.task_files("shots")?[0], threads)?;
+    for b in [1, 2, 4] {
+        let windows = vec![shot_window.as_slice(); b];
+        sweep += &sweep_row("TransNetV2 shot boundaries (windows of 100 frames)", b, runs.min(15), || {
+            shots.predict(&windows)?;
+            Ok(())
+        })?;
+    }
+    // Moonshine's beam width: word error rate over the espeak sentences and decode time.
+    let mut vad = SileroVad::load(&rt, &m.task_files("vad")?[0])?;
+    let stt_files = m.task_files("stt")?;
+    let mut stt = Moonshine::load(&rt, &stt_files[0], &stt_files[1], &stt_files[2], cfg.speech.threads)?;
+    let mut utterances = Vec::new();
+    for sentence in sightline_streams::testsrc::SPEECH_SENTENCES {
+        let samples = sightline_streams::testsrc::speech_samples(sentence)?;
+        let regions = vad.speech_regions(&samples, cfg.speech.vad_threshold, cfg.speech.min_speech_ms)?;
+        utterances.push((sentence, regions.iter().map(|&(s, e)| samples[s..e].to_vec()).collect::<Vec<_>>()));
+    }
+    let mut beams = String::new();
+    for width in [1, 2, 4, 8] {
+        stt.set_beam_width(width);
+        let (mut errors, mut words, mut secs) = (0, 0, 0.0);
+        for (sentence, segments) in &utterances {
+            let started = Instant::now();
+            let heard =
+                segments.iter().map(|seg| Ok(stt.transcribe(seg)?.text)).collect::<Result<Vec<_>>>()?;
+            secs += started.elapsed().as_secs_f64();
+            let (e, n) = word_errors(sentence, &heard.join(" "));
+            errors += e;
+            words += n;
+        }
+        eprintln!("  moonshine beam {width}: {errors} word errors in {words}");
+        beams += &format!(
+            "| {width} | {:.1} % ({errors}/{words}) | {:.0} |\n",
+            errors as f64 * 100.0 / words as f64,
+            secs * 1000.0 / utterances.len() as f64
+        );
+    }
     let text = format!(
         "## Inference ({n} captioned {w}x{h} frames through OCR, {threads} ONNX Runtime thread(s), CPU; {})\n\n\
          | path | frames/s | seconds |\n|---|---|---|\n\
@@ -685,10 +724,15 @@ async fn inference_bench(report: &Path, n: usize, runs: usize, config: Option<&P
          | inference actor (JetStream in, events published, then acked; batch_max {}) | {actor:.2} | {actor_s:.2} |\n\n\
          Actor ÷ bare: **{:.3}** (goal ≥ 0.90). Lines read exactly in the bare run: {read_ok}/{n}.\n\n\
          Batch-size sweep (after one warm-up run; {runs} timed runs each, the detector and labeller 15):\n\n\
-         | model | batch | items/s | p50 ms per batch | p99 ms per batch |\n|---|---|---|---|---|\n{sweep}\n",
+         | model | batch | items/s | p50 ms per batch | p99 ms per batch |\n|---|---|---|---|---|\n{sweep}\n\
+         Moonshine base, beam width over the ten espeak-ng sentences of the speech quality test \
+         ({} thread(s); the default is {}):\n\n\
+         | beam width | word error rate | decode ms per sentence |\n|---|---|---|\n{beams}\n",
         now_utc(),
         cfg.ocr.batch_max,
-        actor / bare
+        actor / bare,
+        cfg.speech.threads,
+        cfg.speech.beam_width
     );
     println!("{text}");
     append(report, &text)
@@ -700,7 +744,9 @@ fn read_f32(path: &Path) -> Result<Vec<f32>> {
 }
 
 fn providers_bench(report: &Path, runs: usize, require_cuda: bool, config: Option<&Path>) -> Result<()> {
-    use sightline_models::{Moonshine, Ocr, OcrParams, Provider, Runtime, SileroVad, TextEmbedder};
+    use sightline_models::{
+        Moonshine, Ocr, OcrParams, Provider, Runtime, ShotDetector, SileroVad, TextEmbedder,
+    };
     let cfg = sightline_settings::Config::load(config.or(Some(Path::new("config/sightline.toml"))))?;
     let m = &cfg.models;
     let cpu = Runtime::load(&m.onnxruntime_lib())?;
@@ -797,6 +843,14 @@ fn providers_bench(report: &Path, runs: usize, require_cuda: bool, config: Optio
         timed(&mut || Ok(s.transcribe(&speech)?.tokens.iter().map(|&t| t as f32).collect()))
     };
     row("Moonshine base, greedy tokens", run_stt(&rt)?, run_stt(&cpu)?);
+    // TransNetV2: the fixture's window of 100 frames.
+    let window =
+        std::fs::read(fixtures.join("shots_frames.u8")).context("shots fixture (run `make setup`)")?;
+    let run_shots = |r: &Runtime| -> Result<(Vec<f32>, f64)> {
+        let mut d = ShotDetector::load(r, &m.task_files("shots")?[0], 1)?;
+        timed(&mut || Ok(d.predict(&[&window])?.concat()))
+    };
+    row("TransNetV2, one window of 100 frames", run_shots(&rt)?, run_shots(&cpu)?);
     let text = format!(
         "## Execution providers ({name} vs cpu, {}; {runs} timed runs each after a warm-up)\n\n\
          | model | largest difference (tolerance 1e-3; tokens identical) | {name} runs/s | cpu runs/s | speed-up |\n\
