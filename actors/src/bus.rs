@@ -74,6 +74,7 @@ impl Bus {
         for cfg in [
             work(n.frames_stream(), n.frames_all()),
             work(n.audio_stream(), n.audio_all()),
+            work(n.shots_stream(), n.shots_all()),
             stream::Config {
                 name: n.events_stream(),
                 subjects: vec![n.events_all()],
@@ -142,7 +143,7 @@ impl Bus {
     /// Deletes every stream and bucket of this prefix (tests clean up after themselves).
     pub async fn destroy(&self) {
         let n = &self.names;
-        for s in [n.frames_stream(), n.audio_stream(), n.events_stream(), n.dlq_stream()] {
+        for s in [n.frames_stream(), n.audio_stream(), n.shots_stream(), n.events_stream(), n.dlq_stream()] {
             let _ = self.js.delete_stream(&s).await;
         }
         for b in [n.registry_bucket(), n.status_bucket()] {

@@ -12,12 +12,13 @@ use base64::Engine;
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sightline_models::{
-    FrameSignature, ImageLabeler, ModelError, Moonshine, Ocr, OcrParams, Runtime, SileroVad, hamming,
-    thumbnail_bmp,
+    FrameSignature, ImageLabeler, ModelError, Moonshine, Ocr, OcrParams, Runtime, SHOT_FRAME_BYTES,
+    ShotDetector, SileroVad, hamming, shot_starts, thumbnail_bmp,
 };
 use sightline_settings::{Config, ModelSpec, OcrConfig, SpeechConfig};
 use sightline_wire::{
-    Event, EventKind, FrameInfo, FrameMeta, Label, OcrInfo, SceneInfo, decode_audio, decode_frame,
+    Event, EventKind, FrameInfo, FrameMeta, Label, OcrInfo, SceneInfo, ShotWindowMeta, decode_audio,
+    decode_frame, decode_shot_window,
 };
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -444,6 +445,9 @@ pub struct SceneProcessor {
     pub label_top_k: usize,
     /// Labels at least this probable become the frame event's searchable text.
     pub label_min_score: f32,
+    /// Emit `scene` events for the fast detector's cuts (`ingest.cut_detector = "fast"`); with
+    /// TransNetV2 the shots pool emits them and the fast cuts only mark keyframes.
+    pub emit_cuts: bool,
 }
 
 /// Streams whose last frame is remembered; past this the memory is cleared (bounded state).
@@ -463,6 +467,7 @@ impl SceneProcessor {
             labeled_model: FRAME_MODEL.to_string(),
             label_top_k: cfg.scenes.label_top_k,
             label_min_score: cfg.scenes.label_min_score,
+            emit_cuts: cfg.ingest.cut_detector == "fast",
         }
     }
 
@@ -617,6 +622,9 @@ impl SceneProcessor {
             })
             .collect();
         let keyframe = !events.is_empty();
+        if !self.emit_cuts {
+            events.clear();
+        }
         if let Some(frame) = self.frame_event(&meta, pixels, keyframe) {
             if frame.frame.as_ref().is_some_and(|f| f.keyframe) {
                 for scene in &mut events {
@@ -626,6 +634,97 @@ impl SceneProcessor {
             events.push(frame);
         }
         Ok(events)
+    }
+}
+
+/// Shot boundaries: TransNetV2 over windows of every decoded frame at 48x27, batched across
+/// streams (`ingest.cut_detector = "transnetv2"`). Each window gives the `scene` events of the
+/// frames it is read for.
+pub struct ShotProcessor {
+    detector: ShotDetector,
+    threshold: f32,
+    model: String,
+}
+
+impl ShotProcessor {
+    /// With the shot model `spec` (a registry entry of task `shots`).
+    pub fn load(cfg: &Config, spec: &ModelSpec) -> Result<Self, ModelError> {
+        let rt = runtime_for(cfg, spec)?;
+        let detector = ShotDetector::load(&rt, &cfg.models.file(spec, 0), cfg.shots.threads)?;
+        Ok(Self { detector, threshold: cfg.shots.threshold, model: spec.id() })
+    }
+
+    /// A window's metadata and frames, checked against the model's input.
+    fn window(payload: &[u8]) -> Result<(ShotWindowMeta, &[u8]), String> {
+        let (meta, frames) = decode_shot_window(payload).map_err(|e| e.to_string())?;
+        let n = meta.pts_ms.len();
+        if n != sightline_models::shots::SHOT_WINDOW || frames.len() != n * SHOT_FRAME_BYTES {
+            return Err(format!(
+                "a shot window must hold {} frames of 48x27; this one has {n} of {}x{}",
+                sightline_models::shots::SHOT_WINDOW,
+                meta.width,
+                meta.height
+            ));
+        }
+        if meta.read_from >= meta.read_to || meta.read_to > n {
+            return Err(format!("read range {}..{} is not within the window", meta.read_from, meta.read_to));
+        }
+        Ok((meta, frames))
+    }
+
+    /// `scene` events of the frames a window is read for: where each new shot starts.
+    fn scenes(&self, meta: &ShotWindowMeta, probs: &[f32]) -> Vec<Event> {
+        let last = meta.pts_ms.last().copied().unwrap_or_default();
+        shot_starts(probs, self.threshold)
+            .into_iter()
+            .filter(|(i, _)| (meta.read_from..meta.read_to).contains(i))
+            .map(|(i, p)| {
+                let pts = meta.pts_ms[i];
+                let mut e = Event::new(
+                    EventKind::Scene,
+                    &meta.stream_id,
+                    pts,
+                    meta.wall_ms - (last - pts),
+                    &self.model,
+                );
+                e.score = p;
+                e
+            })
+            .collect()
+    }
+}
+
+impl Processor for ShotProcessor {
+    fn kind(&self) -> &'static str {
+        "shots"
+    }
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
+        self.process_batch(&[bytes::Bytes::copy_from_slice(payload)]).pop().unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    /// One model run over every valid window of the batch, whichever streams they come from.
+    fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<Result<Vec<Event>, String>> {
+        let windows: Vec<Result<(ShotWindowMeta, &[u8]), String>> =
+            payloads.iter().map(|p| Self::window(p)).collect();
+        let frames: Vec<&[u8]> = windows.iter().filter_map(|w| w.as_ref().ok().map(|(_, f)| *f)).collect();
+        let mut probs = match self.detector.predict(&frames) {
+            Ok(p) => p.into_iter(),
+            Err(e) => {
+                let e = e.to_string();
+                return windows.into_iter().map(|w| w.and(Err(e.clone()))).collect();
+            }
+        };
+        windows
+            .into_iter()
+            .map(|w| {
+                let (meta, _) = w?;
+                let p = probs.next().ok_or("the model returned fewer windows than it was given")?;
+                Ok(self.scenes(&meta, &p))
+            })
+            .collect()
     }
 }
 

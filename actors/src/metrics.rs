@@ -22,6 +22,7 @@ pub struct Metrics {
     pub sampled_frames: Family<Labels, Counter>,
     pub dropped_frames: Family<Labels, Counter>,
     pub audio_segments: Family<Labels, Counter>,
+    pub dropped_shot_windows: Family<Labels, Counter>,
     pub reconnects: Family<Labels, Counter>,
     pub stream_state: Family<Labels, Gauge>,
     pub events: Family<Labels, Counter>,
@@ -48,6 +49,7 @@ impl Metrics {
             sampled_frames: Family::default(),
             dropped_frames: Family::default(),
             audio_segments: Family::default(),
+            dropped_shot_windows: Family::default(),
             reconnects: Family::default(),
             stream_state: Family::default(),
             events: Family::default(),
@@ -82,6 +84,11 @@ impl Metrics {
                 "ingest_audio_segments",
                 "Audio segments published per stream",
                 m.audio_segments.clone(),
+            );
+            r.register(
+                "ingest_dropped_shot_windows",
+                "Windows of 50 decoded frames for the shot model dropped because the media queue was full",
+                m.dropped_shot_windows.clone(),
             );
             r.register("ingest_reconnects", "Pipeline restarts per stream and reason", m.reconnects.clone());
             r.register("stream_state", "1 for the state each stream is in", m.stream_state.clone());

@@ -4,7 +4,7 @@
 use crate::bus::{Bus, BusError};
 use crate::inference::{
     FallbackPolicy, InferenceActor, InferenceArgs, MakeProcessor, OcrProcessor, Processor, SceneProcessor,
-    SpeechProcessor, WorkSpec, registered,
+    ShotProcessor, SpeechProcessor, WorkSpec, registered,
 };
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -316,6 +316,25 @@ impl Node {
                     Arc::new(move || SpeechProcessor::load(&full, &spec))
                 },
             );
+            if cfg.ingest.cut_detector == "transnetv2" {
+                let sh = &cfg.shots;
+                let shots = work(n.shots_stream(), n.shots_all(), "shots", &sh.worker(), 60);
+                let model = registered(cfg, &models.shots);
+                inference_workers(
+                    &mut children,
+                    "shots",
+                    sh.workers,
+                    &bus,
+                    &metrics,
+                    shots,
+                    cfg,
+                    model,
+                    |spec| {
+                        let full = cfg.clone();
+                        Arc::new(move || ShotProcessor::load(&full, &spec))
+                    },
+                );
+            }
             let o = &cfg.ocr;
             let ocr = work(n.frames_stream(), n.frames_all(), "ocr", &o.worker(), 60);
             let ocr_model = registered(cfg, &models.ocr);

@@ -11,7 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sightline_settings::IngestConfig;
 use sightline_streams::pipeline::now_ms;
 use sightline_streams::{Backpressure, IngestStats, MediaItem, MediaPipeline, PipelineSpec};
-use sightline_wire::{AudioMeta, FrameMeta, audio_bytes, encode};
+use sightline_wire::{AudioMeta, FrameMeta, ShotWindowMeta, audio_bytes, encode};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -47,7 +47,7 @@ pub struct StreamActorState {
     /// Consecutive failed attempts (reset once media flows).
     attempt: u32,
     /// Counter values at the previous tick, for rates and metric deltas.
-    prev: [u64; 4],
+    prev: [u64; 5],
     prev_tick_ms: i64,
     /// Ticks since the last dropped frame (leaves `degraded` after a quiet spell).
     quiet_ticks: u32,
@@ -139,7 +139,7 @@ impl Actor for StreamActor {
             stats: Arc::new(IngestStats::default()),
             status,
             attempt: 0,
-            prev: [0; 4],
+            prev: [0; 5],
             prev_tick_ms: now_ms(),
             quiet_ticks: 0,
             ticker: Some(ticker),
@@ -173,7 +173,7 @@ impl Actor for StreamActor {
             StreamMsg::Start => {
                 st.teardown(false);
                 st.stats = Arc::new(IngestStats::default());
-                st.prev = [0; 4];
+                st.prev = [0; 5];
                 // A restart continues the media clock one second past the last media seen.
                 let base_ms = if st.status.media_ms > 0 { st.status.media_ms + 1000 } else { 0 };
                 st.status.media_ms = base_ms;
@@ -308,6 +308,7 @@ fn tick(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState, backlog: Option
         s.sampled_frames.load(Ordering::Relaxed),
         s.dropped_frames.load(Ordering::Relaxed),
         s.audio_segments.load(Ordering::Relaxed),
+        s.dropped_shot_windows.load(Ordering::Relaxed),
     ];
     let delta: Vec<u64> = counters.iter().zip(st.prev).map(|(c, p)| c.saturating_sub(p)).collect();
     let secs = ((now - st.prev_tick_ms).max(1) as f32) / 1000.0;
@@ -320,6 +321,7 @@ fn tick(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState, backlog: Option
     m.sampled_frames.get_or_create(&l).inc_by(delta[1]);
     m.dropped_frames.get_or_create(&l).inc_by(delta[2]);
     m.audio_segments.get_or_create(&l).inc_by(delta[3]);
+    m.dropped_shot_windows.get_or_create(&l).inc_by(delta[4]);
     let status = &mut st.status;
     status.decoded_fps = delta[0] as f32 / secs;
     status.sampled_fps = delta[1] as f32 / secs;
@@ -410,6 +412,24 @@ async fn pump(
                     encode(&meta, &audio_bytes(&seg.samples)),
                 )
                 .await
+            }
+            MediaItem::Shots(w) => {
+                let meta = ShotWindowMeta {
+                    stream_id: stream_id.clone(),
+                    pts_ms: w.pts_ms,
+                    wall_ms: now_ms(),
+                    width: sightline_streams::shots::SHOT_WIDTH,
+                    height: sightline_streams::shots::SHOT_HEIGHT,
+                    read_from: w.read_from,
+                    read_to: w.read_to,
+                };
+                let sent =
+                    bus.publish(names.shots_subject(&stream_id), &meta.msg_id(), encode(&meta, &w.rgb)).await;
+                if let Err(e) = sent {
+                    stats.dropped_shot_windows.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(stream = %stream_id, error = %e, "publish failed; shot window dropped");
+                }
+                continue;
             }
             MediaItem::Error(detail) => {
                 let _ = actor.send_message(StreamMsg::Ended { reason: RetryReason::Error, detail });

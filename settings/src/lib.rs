@@ -28,6 +28,7 @@ pub struct Config {
     pub scenes: ScenesConfig,
     pub speech: SpeechConfig,
     pub ocr: OcrConfig,
+    pub shots: ShotsConfig,
     pub sink: SinkConfig,
     pub vectors: VectorsConfig,
     pub models: ModelsConfig,
@@ -179,6 +180,10 @@ pub struct IngestConfig {
     /// Size of sampled frames (RGB), pixels.
     pub analysis_width: u32,
     pub analysis_height: u32,
+    /// Which model finds scene cuts: `fast` (a colour-histogram and pixel-difference score on
+    /// every decoded frame, in ingest) or `transnetv2` (ingest publishes windows of every decoded
+    /// frame at 48x27 and the `shots` pool runs TransNetV2 on them).
+    pub cut_detector: String,
     /// Size at which every decoded frame is scored for cuts.
     pub cut_width: u32,
     pub cut_height: u32,
@@ -224,6 +229,7 @@ impl Default for IngestConfig {
             sample_fps: 2,
             analysis_width: 384,
             analysis_height: 216,
+            cut_detector: "fast".into(),
             cut_width: 64,
             cut_height: 36,
             cut_threshold: 0.35,
@@ -310,7 +316,40 @@ macro_rules! worker_config {
         }
     )*};
 }
-worker_config!(ScenesConfig, SpeechConfig, OcrConfig);
+worker_config!(ScenesConfig, SpeechConfig, OcrConfig, ShotsConfig);
+
+/// The shot-boundary pool: TransNetV2 over windows of 100 decoded frames, used when
+/// `ingest.cut_detector` is `transnetv2`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShotsConfig {
+    /// Workers on this node (0: none here); each loads its own copy of the model.
+    pub workers: usize,
+    /// Windows per model run, across streams.
+    pub batch_max: usize,
+    pub batch_deadline_ms: u64,
+    pub max_ack_pending: i64,
+    pub max_deliver: i64,
+    /// A run of frames whose shot-end probability reaches this is a transition; the next shot
+    /// starts on the frame after it.
+    pub threshold: f32,
+    /// ONNX Runtime intra-op threads per model.
+    pub threads: usize,
+}
+
+impl Default for ShotsConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            batch_max: 4,
+            batch_deadline_ms: 200,
+            max_ack_pending: 16,
+            max_deliver: 5,
+            threshold: 0.5,
+            threads: 1,
+        }
+    }
+}
 
 /// The speech actor: VAD then speech-to-text on audio segments.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -743,6 +782,9 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.vectors.duplicate_min_similarity) {
             return Err(ConfigError::Invalid("vectors.duplicate_min_similarity must be within 0..=1".into()));
+        }
+        if !["fast", "transnetv2"].contains(&i.cut_detector.as_str()) {
+            return Err(ConfigError::Invalid("ingest.cut_detector must be fast or transnetv2".into()));
         }
         if !(1..=16).contains(&self.speech.beam_width) {
             return Err(ConfigError::Invalid("speech.beam_width must be 1..=16".into()));

@@ -7,6 +7,7 @@ pub mod backpressure;
 pub mod cut;
 pub mod pipeline;
 pub mod playlist;
+pub mod shots;
 pub mod source;
 pub mod testsrc;
 
@@ -14,4 +15,5 @@ pub use audio::{AudioSegment, AudioSegmenter};
 pub use backpressure::{Backpressure, Rate};
 pub use cut::CutDetector;
 pub use pipeline::{IngestError, IngestStats, MediaItem, MediaPipeline, PipelineSpec, SampledFrame};
+pub use shots::{ShotWindow, ShotWindower};
 pub use source::{SourceError, SourceUrl, check_host, validate_url};

@@ -47,6 +47,9 @@ pub struct SampledFrame {
 pub enum MediaItem {
     Frame(SampledFrame),
     Audio(crate::AudioSegment),
+    /// A window of every decoded frame at 48x27 for the shot-boundary model
+    /// (`ingest.cut_detector = "transnetv2"`).
+    Shots(crate::ShotWindow),
     /// The pipeline posted an error.
     Error(String),
     /// End of stream.
@@ -61,6 +64,8 @@ pub struct IngestStats {
     pub dropped_frames: AtomicU64,
     pub audio_segments: AtomicU64,
     pub dropped_audio: AtomicU64,
+    /// Shot windows (50 decoded frames each) not published because the media queue was full.
+    pub dropped_shot_windows: AtomicU64,
     pub cuts: AtomicU64,
     /// Last media time seen on any branch, milliseconds on the stream's media clock.
     pub last_media_ms: AtomicI64,
@@ -170,14 +175,26 @@ impl MediaPipeline {
         let mut detector = CutDetector::new(cfg.cut_threshold, cfg.cut_ratio, cfg.min_scene_ms);
         let (st, cuts, tiny_clock) = (stats.clone(), pending_cuts.clone(), clock.clone());
         let (cw, ch) = (cfg.cut_width, cfg.cut_height);
+        let mut windows = (cfg.cut_detector == "transnetv2").then(crate::ShotWindower::new);
+        let stx = tx.clone();
         tiny.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                     let Some(pts_ms) = tiny_clock.media_ms(&sample) else { return Ok(gst::FlowSuccess::Ok) };
-                    let rgb = grid_rgb(&sample, cw, ch).ok_or(gst::FlowError::Error)?;
+                    let rgb = grid_rgb(&sample, cw, ch, 1).ok_or(gst::FlowError::Error)?;
                     st.decoded_frames.fetch_add(1, Ordering::Relaxed);
                     touch(&st, pts_ms);
+                    if let Some(w) = windows.as_mut() {
+                        let (sw, sh) = (crate::shots::SHOT_WIDTH, crate::shots::SHOT_HEIGHT);
+                        let tiny = grid_rgb(&sample, sw, sh, crate::shots::SHOT_TAPS)
+                            .ok_or(gst::FlowError::Error)?;
+                        if let Some(window) = w.push(pts_ms, tiny) {
+                            if stx.try_send(MediaItem::Shots(window)).is_err() {
+                                st.dropped_shot_windows.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
                     if let Some(score) = detector.push(&rgb, pts_ms) {
                         st.cuts.fetch_add(1, Ordering::Relaxed);
                         cuts.lock().unwrap().push(CutCandidate { pts_ms, score });
@@ -402,18 +419,17 @@ impl MediaClock {
 /// Every decoded frame reaches the cut scorer as it left the decoder (I420, no copy, no scaling
 /// pass): a `cw` x `ch` grid of pixels is read straight from its planes and converted to RGB.
 /// Scaling each full frame in GStreamer instead cost about a fifth of the decode itself.
-fn grid_rgb(sample: &gst::Sample, cw: u32, ch: u32) -> Option<Vec<u8>> {
+fn grid_rgb(sample: &gst::Sample, cw: u32, ch: u32, taps: usize) -> Option<Vec<u8>> {
     let info = gstreamer_video::VideoInfo::from_caps(sample.caps()?).ok()?;
     let frame = gstreamer_video::VideoFrameRef::from_buffer_ref_readable(sample.buffer()?, &info).ok()?;
     let strides = frame.plane_stride();
     let planes = [frame.plane_data(0).ok()?, frame.plane_data(1).ok()?, frame.plane_data(2).ok()?];
-    Some(sample_i420_grid(
+    Some(average_i420_grid(
         planes,
         [strides[0] as usize, strides[1] as usize, strides[2] as usize],
-        info.width() as usize,
-        info.height() as usize,
-        cw as usize,
-        ch as usize,
+        [info.width() as usize, info.height() as usize],
+        [cw as usize, ch as usize],
+        taps,
     ))
 }
 
@@ -426,20 +442,42 @@ pub fn sample_i420_grid(
     cw: usize,
     ch: usize,
 ) -> Vec<u8> {
+    average_i420_grid(planes, strides, [w, h], [cw, ch], 1)
+}
+
+/// A `cw` x `ch` grid of an I420 image as packed RGB (BT.601), each cell the mean of `taps` x
+/// `taps` points spread evenly over it (1: its centre): a cheap area filter for tiny frames.
+pub fn average_i420_grid(
+    planes: [&[u8]; 3],
+    strides: [usize; 3],
+    [w, h]: [usize; 2],
+    [cw, ch]: [usize; 2],
+    taps: usize,
+) -> Vec<u8> {
+    let taps = taps.max(1);
+    let px = |p: usize, x: usize, y: usize| planes[p].get(y * strides[p] + x).copied().unwrap_or(0) as i32;
+    let at = |g: usize, t: usize, size: usize, cells: usize| {
+        ((2 * (g * taps + t) + 1) * size / (2 * cells * taps)).min(size.saturating_sub(1))
+    };
     let mut out = Vec::with_capacity(cw * ch * 3);
     for gy in 0..ch {
-        let sy = ((2 * gy + 1) * h / (2 * ch)).min(h.saturating_sub(1));
         for gx in 0..cw {
-            let sx = ((2 * gx + 1) * w / (2 * cw)).min(w.saturating_sub(1));
-            let px =
-                |p: usize, x: usize, y: usize| planes[p].get(y * strides[p] + x).copied().unwrap_or(0) as i32;
-            let c = px(0, sx, sy) - 16;
-            let d = px(1, sx / 2, sy / 2) - 128;
-            let e = px(2, sx / 2, sy / 2) - 128;
-            let clamp = |v: i32| (v >> 8).clamp(0, 255) as u8;
-            out.push(clamp(298 * c + 409 * e + 128));
-            out.push(clamp(298 * c - 100 * d - 208 * e + 128));
-            out.push(clamp(298 * c + 516 * d + 128));
+            let mut sum = [0i32; 3];
+            for ty in 0..taps {
+                let sy = at(gy, ty, h, ch);
+                for tx in 0..taps {
+                    let sx = at(gx, tx, w, cw);
+                    let c = px(0, sx, sy) - 16;
+                    let d = px(1, sx / 2, sy / 2) - 128;
+                    let e = px(2, sx / 2, sy / 2) - 128;
+                    let clamp = |v: i32| (v >> 8).clamp(0, 255);
+                    sum[0] += clamp(298 * c + 409 * e + 128);
+                    sum[1] += clamp(298 * c - 100 * d - 208 * e + 128);
+                    sum[2] += clamp(298 * c + 516 * d + 128);
+                }
+            }
+            let n = (taps * taps) as i32;
+            out.extend(sum.map(|v| ((v + n / 2) / n) as u8));
         }
     }
     out

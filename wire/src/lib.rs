@@ -42,6 +42,16 @@ impl Names {
     pub fn dlq_stream(&self) -> String {
         format!("{}_DLQ", self.prefix)
     }
+    /// Windows of tiny frames for the shot-boundary model (`ingest.cut_detector = "transnetv2"`).
+    pub fn shots_stream(&self) -> String {
+        format!("{}_SHOTS", self.prefix)
+    }
+    pub fn shots_subject(&self, stream_id: &str) -> String {
+        format!("{}.shots.{stream_id}", self.root)
+    }
+    pub fn shots_all(&self) -> String {
+        format!("{}.shots.*", self.root)
+    }
     /// KV bucket holding stream specs (the registry).
     pub fn registry_bucket(&self) -> String {
         format!("{}_streams", self.prefix)
@@ -166,6 +176,39 @@ impl PayloadLen for AudioMeta {
     fn expected_len(&self) -> usize {
         self.payload_len()
     }
+}
+impl PayloadLen for ShotWindowMeta {
+    fn expected_len(&self) -> usize {
+        self.pts_ms.len() * self.width as usize * self.height as usize * 3
+    }
+}
+
+/// Metadata of a window of consecutive decoded frames at the shot model's size (every frame, not
+/// sampled ones); the frames' RGB24 pixels follow it, one after another. The model reads the
+/// frames `read_from..read_to` of it; the others are context.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShotWindowMeta {
+    pub stream_id: String,
+    /// Media time of each frame, milliseconds.
+    pub pts_ms: Vec<i64>,
+    /// Wall-clock time the last frame was decoded, Unix milliseconds.
+    pub wall_ms: i64,
+    pub width: u32,
+    pub height: u32,
+    pub read_from: usize,
+    pub read_to: usize,
+}
+
+impl ShotWindowMeta {
+    /// Named by the first frame it is read for, so each window is published once.
+    pub fn msg_id(&self) -> String {
+        format!("{}.shots.{}", self.stream_id, self.pts_ms.get(self.read_from).copied().unwrap_or_default())
+    }
+}
+
+/// Decodes a shot window into its metadata and frames.
+pub fn decode_shot_window(msg: &[u8]) -> Result<(ShotWindowMeta, &[u8]), WireError> {
+    decode(msg)
 }
 
 /// Work message layout: `SLW1`, u32 LE metadata length, metadata JSON, raw payload.
