@@ -52,6 +52,7 @@ async fn ingest(url: &str, secs: u64, after_start: impl FnOnce()) -> Seen {
             }
             MediaItem::Audio(a) => seen.audio.push((a.start_ms, a.end_ms)),
             MediaItem::Error(e) => panic!("pipeline error: {e}"),
+            MediaItem::Shots(_) => panic!("shot windows without ingest.cut_detector = \"transnetv2\""),
             MediaItem::Eos => break,
         }
     }
