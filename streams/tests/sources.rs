@@ -68,8 +68,10 @@ async fn ingest(url: &str, secs: u64, after_start: impl FnOnce()) -> Seen {
 fn check(seen: &Seen, clip: &ClipSpec) {
     // 2 fps sampling: sampled frames 500 ms apart. A machine that falls behind may skip a slot
     // (counted as dropped), never more than one in a row, and at least 90 % of slots are filled.
+    // When the sampled branch sheds decoded frames under load, a slot's frame can come up to a
+    // few frames late (the next gap is then as much shorter: 633 then 367 ms was seen on RTSP).
     let gaps: Vec<i64> = seen.frames.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(gaps.iter().all(|g| (400..=1100).contains(g)), "sampling gaps {gaps:?}");
+    assert!(gaps.iter().all(|g| (300..=1100).contains(g)), "sampling gaps {gaps:?}");
     let span = seen.frames.last().unwrap() - seen.frames[0];
     let slots = span / 500 + 1;
     assert!(seen.frames.len() as i64 * 10 >= slots * 9, "{} frames for {slots} slots", seen.frames.len());
