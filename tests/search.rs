@@ -183,9 +183,14 @@ async fn search_similar_frames_duplicates_and_sql() {
             && loop_distance(h["pts_ms"].as_i64().unwrap(), caption_at, other.duration_ms()) <= 2000),
         "no OCR hit for the caption near {caption_at} ms on {c}"
     );
-    for bad in
-        ["/v1/search", "/v1/search?q=x&k=0", "/v1/search?q=x&kinds=scene", "/v1/search?q=x&from=yesterday"]
-    {
+    for bad in [
+        "/v1/search",
+        "/v1/search?q=x&k=0",
+        "/v1/search?q=x&kinds=scene",
+        "/v1/search?q=x&from=yesterday",
+        // No image-text model is configured here.
+        "/v1/search?q=x&space=image_text",
+    ] {
         let (status, body) = sys.http("GET", bad, None).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["error"]["message"].as_str().is_some());

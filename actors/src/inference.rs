@@ -12,8 +12,8 @@ use base64::Engine;
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sightline_models::{
-    FrameSignature, ImageLabeler, ModelError, Moonshine, Ocr, OcrParams, Runtime, SHOT_FRAME_BYTES,
-    ShotDetector, SileroVad, hamming, shot_starts, thumbnail_bmp,
+    FrameSignature, ImageLabeler, ImageTextModel, ModelError, Moonshine, Ocr, OcrParams, Runtime,
+    SHOT_FRAME_BYTES, ShotDetector, SileroVad, hamming, shot_starts, thumbnail_bmp,
 };
 use sightline_settings::{Config, ModelSpec, OcrConfig, SpeechConfig};
 use sightline_wire::{
@@ -448,6 +448,8 @@ pub struct SceneProcessor {
     /// Emit `scene` events for the fast detector's cuts (`ingest.cut_detector = "fast"`); with
     /// TransNetV2 the shots pool emits them and the fast cuts only mark keyframes.
     pub emit_cuts: bool,
+    /// Embeds kept frames in the image-text space when `models.image_text` names a model.
+    pub image_text: Option<ImageTextModel>,
 }
 
 /// Streams whose last frame is remembered; past this the memory is cleared (bounded state).
@@ -468,6 +470,7 @@ impl SceneProcessor {
             label_top_k: cfg.scenes.label_top_k,
             label_min_score: cfg.scenes.label_min_score,
             emit_cuts: cfg.ingest.cut_detector == "fast",
+            image_text: None,
         }
     }
 
@@ -479,6 +482,10 @@ impl SceneProcessor {
             let rt = runtime_for(cfg, labels)?;
             p.labeler = Some(ImageLabeler::load(&rt, &m.file(labels, 0), &m.file(labels, 1), 1)?);
             p.labeled_model = format!("{FRAME_MODEL}+{}", labels.id());
+        }
+        if let Ok(spec) = cfg.models.for_task("image_text") {
+            p.image_text = Some(load_image_text(cfg, spec)?);
+            p.labeled_model = format!("{}+{}", p.labeled_model, spec.id());
         }
         Ok(p)
     }
@@ -516,6 +523,7 @@ impl SceneProcessor {
             vector: sig.vector,
             labels: Vec::new(),
             features: Vec::new(),
+            image_text: Vec::new(),
             thumbnail,
         });
         Some(e)
@@ -523,6 +531,12 @@ impl SceneProcessor {
 }
 
 pub const FRAME_MODEL: &str = "frame-signature@1";
+
+/// The image-text model of registry entry `spec` (task `image_text`), one thread.
+pub fn load_image_text(cfg: &Config, spec: &ModelSpec) -> Result<ImageTextModel, ModelError> {
+    let m = &cfg.models;
+    ImageTextModel::load(&runtime_for(cfg, spec)?, &m.file(spec, 0), &m.file(spec, 1), &m.file(spec, 2), 1)
+}
 
 /// ONNX Runtime on the execution providers a registry entry asks for.
 pub fn runtime_for(cfg: &Config, spec: &ModelSpec) -> Result<Runtime, ModelError> {
@@ -549,12 +563,14 @@ impl Processor for SceneProcessor {
         self.process_batch(&[bytes::Bytes::copy_from_slice(payload)]).pop().unwrap_or_else(|| Ok(Vec::new()))
     }
 
-    /// Cuts and frame events message by message, then one labeller run over every frame kept in
-    /// the batch, whichever streams they come from.
+    /// Cuts and frame events message by message, then one labeller run (and one image-text run)
+    /// over every frame kept in the batch, whichever streams they come from.
     fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<Result<Vec<Event>, String>> {
         let mut results: Vec<Result<Vec<Event>, String>> =
             payloads.iter().map(|p| self.unlabelled(p)).collect();
-        let Some(labeler) = self.labeler.as_mut() else { return results };
+        if self.labeler.is_none() && self.image_text.is_none() {
+            return results;
+        }
         // (message, event) of each kept frame, and its pixels.
         let mut at = Vec::new();
         let mut images = Vec::new();
@@ -570,6 +586,22 @@ impl Processor for SceneProcessor {
         if images.is_empty() {
             return results;
         }
+        let frame = kept_frame;
+        if let Some(model) = self.image_text.as_mut() {
+            match model.embed_images(&images) {
+                Ok(vectors) => {
+                    for (&ij, v) in at.iter().zip(vectors) {
+                        if let Some(f) = frame(&mut results, ij).and_then(|e| e.frame.as_mut()) {
+                            f.image_text = v;
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, frames = images.len(), "image-text embedding failed; frames kept without it")
+                }
+            }
+        }
+        let Some(labeler) = self.labeler.as_mut() else { return results };
         let labelled = match labeler.label(&images, self.label_top_k) {
             Ok(l) => l,
             Err(err) => {
@@ -577,9 +609,8 @@ impl Processor for SceneProcessor {
                 return results;
             }
         };
-        for ((i, j), found) in at.into_iter().zip(labelled) {
-            let Ok(events) = &mut results[i] else { continue };
-            let e = &mut events[j];
+        for (ij, found) in at.into_iter().zip(labelled) {
+            let Some(e) = frame(&mut results, ij) else { continue };
             let labels: Vec<Label> =
                 found.top.into_iter().map(|(name, score)| Label { name, score }).collect();
             // Confident labels are the frame's text, so search finds frames by what they show.
@@ -635,6 +666,11 @@ impl SceneProcessor {
         }
         Ok(events)
     }
+}
+
+/// The event `j` of message `i`'s results, when that message succeeded.
+fn kept_frame(results: &mut [Result<Vec<Event>, String>], (i, j): (usize, usize)) -> Option<&mut Event> {
+    results[i].as_mut().ok().map(|events| &mut events[j])
 }
 
 /// Shot boundaries: TransNetV2 over windows of every decoded frame at 48x27, batched across

@@ -1,6 +1,7 @@
 //! The Redis vector-set sink: a durable consumer on transcript, OCR and frame events. Their text is
 //! embedded (MiniLM) into the text set; frame signatures go into the frames set, and the labelling
-//! model's image features (when it runs) into the features set. Each keyframe is
+//! model's image features (when it runs) into the features set, and image-text embeddings (when a
+//! CLIP-like model is configured) into the image_text set. Each keyframe is
 //! first compared with recent keyframes of *other* streams: a near-identical one makes a
 //! `duplicate` event linking the two. Everything is acked only after Redis (and, for duplicates,
 //! JetStream) confirmed it; while Redis is down events wait in JetStream and are redelivered.
@@ -16,7 +17,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sightline_models::TextEmbedder;
 use sightline_settings::{Config, VectorsConfig};
 use sightline_store::{Query, VectorAttrs, VectorItem, VectorStore, filter_string};
-use sightline_wire::{DuplicateInfo, Event, EventKind};
+use sightline_wire::{DuplicateInfo, Event, EventKind, FrameInfo};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,8 @@ pub struct VectorSinkState {
     frame_set: String,
     /// Frames by their labelling model's features (what they show, not how they look).
     features_set: String,
+    /// Frames by their image-text embedding (found by a description of what they show).
+    image_text_set: String,
     failures: u32,
     last_sweep: Instant,
     last_lag: Instant,
@@ -110,6 +113,7 @@ impl Actor for VectorSink {
             text_set: n.vector_set("text"),
             frame_set: n.vector_set("frames"),
             features_set: n.vector_set("features"),
+            image_text_set: n.vector_set("image_text"),
             bus: args.bus,
             cfg: v.clone(),
             metrics: args.metrics,
@@ -191,15 +195,20 @@ async fn write_batch(st: &VectorSinkState, events: &[Event]) -> Result<(), Actor
         }
     }
     st.store.add(&st.frame_set, &plain, &st.cfg.quantization).await?;
-    let features: Vec<VectorItem> = events
-        .iter()
-        .filter(|e| e.kind == EventKind::Frame)
-        .filter_map(|e| {
-            let f = e.frame.as_ref().filter(|f| !f.features.is_empty())?;
-            Some(VectorItem { id: e.id.clone(), vector: f.features.clone(), attrs: attrs_of(e) })
-        })
-        .collect();
-    st.store.add(&st.features_set, &features, &st.cfg.quantization).await?;
+    for (set, vector) in [
+        (&st.features_set, (|f: &FrameInfo| &f.features) as fn(&FrameInfo) -> &Vec<f32>),
+        (&st.image_text_set, |f: &FrameInfo| &f.image_text),
+    ] {
+        let items: Vec<VectorItem> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Frame)
+            .filter_map(|e| {
+                let f = e.frame.as_ref().filter(|f| !vector(f).is_empty())?;
+                Some(VectorItem { id: e.id.clone(), vector: vector(f).clone(), attrs: attrs_of(e) })
+            })
+            .collect();
+        st.store.add(set, &items, &st.cfg.quantization).await?;
+    }
     // Thumbnails, and each stream's latest frame, for the dashboard and search results.
     let mut blobs = Vec::new();
     let mut latest: std::collections::HashMap<&str, &Event> = Default::default();
@@ -251,7 +260,7 @@ async fn find_duplicate(
 async fn sweep(st: &VectorSinkState) -> Result<(), ActorProcessingErr> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
     let cutoff = now - (st.cfg.retention_s as i64) * 1000;
-    for set in [&st.text_set, &st.frame_set, &st.features_set] {
+    for set in [&st.text_set, &st.frame_set, &st.features_set, &st.image_text_set] {
         let mut removed = 0;
         // Bounded work per sweep: at most 20 steps, the rest next time.
         for _ in 0..20 {

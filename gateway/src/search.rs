@@ -6,7 +6,7 @@ use crate::routes::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
-use sightline_models::TextEmbedder;
+use sightline_models::{ImageTextModel, TextEmbedder};
 use sightline_store::{Query as VQuery, VectorStore, filter_string};
 use sightline_wire::EventKind;
 use std::sync::{Arc, Mutex};
@@ -21,6 +21,7 @@ const MAX_QUERY_CHARS: usize = 1000;
 pub struct SearchState {
     vectors: OnceCell<VectorStore>,
     embedder: OnceCell<Arc<Mutex<TextEmbedder>>>,
+    image_text: OnceCell<Arc<Mutex<ImageTextModel>>>,
 }
 
 impl SearchState {
@@ -45,6 +46,31 @@ impl SearchState {
             .cloned()
             .map_err(|e| ApiError::unavailable(format!("the text embedding model is not available: {e}")))
     }
+
+    /// The configured image-text model (its text side embeds queries for `space=image_text`).
+    async fn image_text(
+        &self,
+        cfg: &sightline_settings::Config,
+    ) -> Result<Arc<Mutex<ImageTextModel>>, ApiError> {
+        let spec = cfg.models.for_task("image_text").map_err(|_| {
+            ApiError::bad_request(
+                "no_image_text_model",
+                "space=image_text needs an image-text (CLIP-like) model: set models.image_text",
+            )
+        })?;
+        let (cfg, spec) = (cfg.clone(), spec.clone());
+        self.image_text
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || sightline_actors::inference::load_image_text(&cfg, &spec))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(|m| Arc::new(Mutex::new(m)))
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .cloned()
+            .map_err(|e| ApiError::unavailable(format!("the image-text model is not available: {e}")))
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -59,8 +85,11 @@ pub struct SearchQuery {
     /// Wall-clock bounds: Unix milliseconds or RFC 3339.
     from: Option<String>,
     to: Option<String>,
-    /// Comma-separated text kinds (default: all of them).
+    /// Comma-separated text kinds (default: all of them; `space=text` only).
     kinds: Option<String>,
+    /// `text` (default: what was said, shown as text, or labelled) or `image_text` (kept frames
+    /// by what they show, with the configured CLIP-like model).
+    space: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,8 +131,9 @@ fn check_k(k: Option<usize>, max: usize) -> Result<usize, ApiError> {
     Ok(k)
 }
 
-/// `GET /v1/search`: embeds the query and asks the text set for the nearest transcript lines
-/// and on-screen text lines (OCR), filtered by stream, time and kind.
+/// `GET /v1/search`: embeds the query and asks the text set for the nearest transcript lines,
+/// on-screen text lines (OCR) and frame labels, filtered by stream, time and kind; or, with
+/// `space=image_text`, the image-text set for the kept frames that best match the description.
 #[utoipa::path(get, path = "/v1/search", tag = "search", params(SearchQuery),
     responses((status = 200, description = "hits, best first", body = Object), (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody), (status = 503, description = "Redis or the model unavailable", body = crate::error::ErrorBody)),
@@ -156,24 +186,52 @@ pub async fn search(
         clauses.push(format!("({})", alts.join(" or ")));
     }
     let filter = (!clauses.is_empty()).then(|| clauses.join(" and "));
-    let embedder = st.search.embedder(&st.cfg).await?;
     let query = text.to_string();
-    let vector = tokio::task::spawn_blocking(move || {
-        embedder.lock().unwrap_or_else(|e| e.into_inner()).embed(&[query.as_str()])
-    })
-    .await
+    let space = q.space.as_deref().unwrap_or("text");
+    let vector = match space {
+        "text" => {
+            let embedder = st.search.embedder(&st.cfg).await?;
+            tokio::task::spawn_blocking(move || {
+                embedder.lock().unwrap_or_else(|e| e.into_inner()).embed(&[query.as_str()])
+            })
+            .await
+        }
+        "image_text" => {
+            if q.kinds.is_some() {
+                return Err(ApiError::bad_request(
+                    "invalid_kind",
+                    "`kinds` applies to space=text; image_text finds frames",
+                ));
+            }
+            let model = st.search.image_text(&st.cfg).await?;
+            tokio::task::spawn_blocking(move || {
+                model.lock().unwrap_or_else(|e| e.into_inner()).embed_texts(&[query.as_str()])
+            })
+            .await
+        }
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_space",
+                format!("space must be `text` or `image_text`, got `{other}`"),
+            ));
+        }
+    }
     .map_err(|e| ApiError::unavailable(format!("embedding failed: {e}")))?
     .map_err(|e| ApiError::unavailable(format!("embedding failed: {e}")))?
     .pop()
     .unwrap_or_default();
     let vectors = st.search.vectors(&st.cfg.redis.url).await?;
-    let set = st.bus.names.vector_set("text");
+    let set = st.bus.names.vector_set(space);
     let hits = vectors.similar(&set, VQuery::Vector(&vector), k, filter.as_deref()).await?;
     let mut out = Vec::with_capacity(hits.len());
     for h in hits {
         let Some(a) = h.attrs else { continue };
         // A missing frame link is not worth failing the search over.
-        let frame_id = st.store.frame_at(&a.stream, a.pts_ms).await.ok().flatten();
+        let frame_id = if space == "image_text" {
+            Some(h.id.clone())
+        } else {
+            st.store.frame_at(&a.stream, a.pts_ms).await.ok().flatten()
+        };
         out.push(SearchHit {
             frame_url: frame_id.as_ref().map(|f| format!("/v1/frames/{f}")),
             frame_id,
@@ -187,7 +245,7 @@ pub async fn search(
             score: h.score,
         });
     }
-    Ok(Json(serde_json::json!({ "query": text, "k": k, "filter": filter, "hits": out })))
+    Ok(Json(serde_json::json!({ "query": text, "k": k, "space": space, "filter": filter, "hits": out })))
 }
 
 fn check_frame_id(id: &str) -> Result<(), ApiError> {

@@ -3,6 +3,7 @@
 //! (MiniLM), on-screen text (PP-OCR), image labels (EfficientNet-Lite0), shot boundaries
 //! (TransNetV2) and model-free frame signatures.
 
+pub mod clip;
 pub mod embed;
 pub mod labels;
 pub mod ocr;
@@ -13,6 +14,7 @@ pub mod stt;
 pub mod tokenizer;
 pub mod vad;
 
+pub use clip::{ClipTokenizer, ImageTextModel};
 pub use embed::{TEXT_DIM, TextEmbedder, WordPiece};
 pub use labels::{IMAGE_FEATURES, ImageLabeler, ImageLabels};
 pub use ocr::{Ocr, OcrLine, OcrParams};

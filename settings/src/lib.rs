@@ -518,8 +518,10 @@ pub struct ModelsConfig {
     pub text_embedding: String,
     pub ocr: String,
     pub labels: String,
-    /// Shot boundaries (used when `scenes.detector` is `transnetv2`).
+    /// Shot boundaries (used when `ingest.cut_detector` is `transnetv2`).
     pub shots: String,
+    /// Image-text embeddings (a CLIP-like model the user supplies; "" = none).
+    pub image_text: String,
     /// Every model Sightline may run.
     pub registry: Vec<ModelSpec>,
 }
@@ -531,7 +533,8 @@ pub struct ModelSpec {
     pub name: String,
     pub version: String,
     /// `vad` (1 file), `stt` (encoder, merged decoder, tokenizer), `text_embedding` (model,
-    /// tokenizer), `ocr` (detector, recogniser), `labels` (model, class names), `shots` (1 file).
+    /// tokenizer), `ocr` (detector, recogniser), `labels` (model, class names), `shots` (1 file),
+    /// `image_text` (image model, text model, CLIP BPE `tokenizer.json`).
     pub task: String,
     /// Files relative to `models.dir`, in the order the task lists them.
     pub files: Vec<PathBuf>,
@@ -576,8 +579,15 @@ impl ModelSpec {
 }
 
 /// Files each task's models consist of.
-pub const MODEL_TASKS: [(&str, usize); 6] =
-    [("vad", 1), ("stt", 3), ("text_embedding", 2), ("ocr", 2), ("labels", 2), ("shots", 1)];
+pub const MODEL_TASKS: [(&str, usize); 7] = [
+    ("vad", 1),
+    ("stt", 3),
+    ("text_embedding", 2),
+    ("ocr", 2),
+    ("labels", 2),
+    ("shots", 1),
+    ("image_text", 3),
+];
 
 fn spec(name: &str, task: &str, files: &[&str], fallback: &str, providers: &[&str]) -> ModelSpec {
     ModelSpec {
@@ -610,6 +620,7 @@ impl Default for ModelsConfig {
             ocr: "pp-ocrv6-small".into(),
             labels: "efficientnet-lite0".into(),
             shots: "transnetv2".into(),
+            image_text: String::new(),
             registry: vec![
                 spec("silero-vad", "vad", &["silero_vad.onnx"], "", &[]),
                 spec("moonshine-base-en", "stt", &stt, "moonshine-base-en-cpu", &[]),
@@ -641,7 +652,8 @@ impl ModelsConfig {
             .ok_or_else(|| ConfigError::Invalid(format!("no model named `{name}` in models.registry")))
     }
 
-    /// The registry entry serving `task` (`vad`, `stt`, `text_embedding`, `ocr`, `labels`, `shots`).
+    /// The registry entry serving `task` (`vad`, `stt`, `text_embedding`, `ocr`, `labels`, `shots`,
+    /// `image_text`).
     pub fn for_task(&self, task: &str) -> Result<&ModelSpec, ConfigError> {
         let name = match task {
             "vad" => &self.vad,
@@ -650,6 +662,12 @@ impl ModelsConfig {
             "ocr" => &self.ocr,
             "labels" => &self.labels,
             "shots" => &self.shots,
+            "image_text" if self.image_text.is_empty() => {
+                return Err(ConfigError::Invalid(
+                    "no image-text model is configured (models.image_text)".into(),
+                ));
+            }
+            "image_text" => &self.image_text,
             other => return Err(ConfigError::Invalid(format!("unknown model task `{other}`"))),
         };
         self.model(name)
@@ -706,6 +724,9 @@ impl ModelsConfig {
             }
         }
         for (task, _) in MODEL_TASKS {
+            if task == "image_text" && self.image_text.is_empty() {
+                continue; // optional: only when the user supplies one
+            }
             let m = self.for_task(task)?;
             if m.task != task {
                 return bad(format!("models.{task} names `{}`, a {} model", m.name, m.task));
@@ -868,6 +889,15 @@ mod tests {
             ("pp-ocrv6-small@1", &["cuda".to_string(), "cpu".to_string()][..])
         );
         assert_eq!(m.providers_of(m.model("pp-ocrv6-small-cpu").unwrap()), &["cpu".to_string()][..]);
+        // The image-text model is optional; when named, it must be an image_text entry.
+        assert!(m.for_task("image_text").unwrap_err().to_string().contains("models.image_text"));
+        let err = check(&|m| m.image_text = "transnetv2".into()).unwrap_err();
+        assert!(err.contains("models.image_text names `transnetv2`, a shots model"), "{err}");
+        let clip = |m: &mut ModelsConfig| {
+            m.registry.push(spec("clip", "image_text", &["i.onnx", "t.onnx", "tokenizer.json"], "", &[]));
+            m.image_text = "clip".into();
+        };
+        assert_eq!(check(&clip), Ok(()));
     }
 
     #[test]

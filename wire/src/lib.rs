@@ -352,6 +352,10 @@ pub struct FrameInfo {
     /// the sinks, left out of the feed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<f32>,
+    /// Image-text embedding (a CLIP-like model, when one is configured): in the space of
+    /// sentences, so a description finds the frame. Carried for the sinks, left out of the feed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_text: Vec<f32>,
     /// A small picture of the frame (BMP, base64); stored by the vector sink, left out of the feed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub thumbnail: String,
@@ -435,6 +439,7 @@ impl Event {
                         vector: Vec::new(),
                         labels: f.labels,
                         features: Vec::new(),
+                        image_text: Vec::new(),
                         thumbnail: String::new(),
                     });
                 }
@@ -451,6 +456,7 @@ impl Event {
         if let Some(f) = self.frame.as_mut() {
             f.vector = Vec::new();
             f.features = Vec::new();
+            f.image_text = Vec::new();
             f.thumbnail = String::new();
         }
         self
