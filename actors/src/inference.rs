@@ -12,8 +12,8 @@ use base64::Engine;
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sightline_models::{
-    FrameSignature, ImageLabeler, ImageTextModel, ModelError, Moonshine, Ocr, OcrParams, Runtime,
-    SHOT_FRAME_BYTES, ShotDetector, SileroVad, hamming, shot_starts, thumbnail_bmp,
+    FrameSignature, GpuPreprocessor, ImageLabeler, ImageTextModel, ModelError, Moonshine, Ocr, OcrParams,
+    Runtime, SHOT_FRAME_BYTES, ShotDetector, SileroVad, hamming, shot_starts, thumbnail_bmp,
 };
 use sightline_settings::{Config, ModelSpec, OcrConfig, SpeechConfig};
 use sightline_wire::{
@@ -480,7 +480,11 @@ impl SceneProcessor {
         if cfg.scenes.labels {
             let m = &cfg.models;
             let rt = runtime_for(cfg, labels)?;
-            p.labeler = Some(ImageLabeler::load(&rt, &m.file(labels, 0), &m.file(labels, 1), 1)?);
+            let mut labeler = ImageLabeler::load(&rt, &m.file(labels, 0), &m.file(labels, 1), 1)?;
+            if let Some(gpu) = gpu_preprocessor(cfg, &rt) {
+                labeler = labeler.with_gpu(gpu);
+            }
+            p.labeler = Some(labeler);
             p.labeled_model = format!("{FRAME_MODEL}+{}", labels.id());
         }
         if let Ok(spec) = cfg.models.for_task("image_text") {
@@ -531,6 +535,25 @@ impl SceneProcessor {
 }
 
 pub const FRAME_MODEL: &str = "frame-signature@1";
+
+/// The GPU preprocessing kernel, when `rt` runs models on CUDA and `models.gpu_preprocess` is on;
+/// otherwise (or when the kernel cannot load, which is logged with the reason) the CPU does it.
+pub fn gpu_preprocessor(cfg: &Config, rt: &Runtime) -> Option<GpuPreprocessor> {
+    let sightline_models::Provider::Cuda { device } = rt.provider() else { return None };
+    if !cfg.models.gpu_preprocess {
+        return None;
+    }
+    match GpuPreprocessor::new(device.max(0) as usize) {
+        Ok(g) => {
+            tracing::info!(device = g.device(), "frames are preprocessed on the GPU");
+            Some(g)
+        }
+        Err(why) => {
+            tracing::warn!(%why, "GPU preprocessing unavailable; frames are preprocessed on the CPU");
+            None
+        }
+    }
+}
 
 /// The image-text model of registry entry `spec` (task `image_text`), one thread.
 pub fn load_image_text(cfg: &Config, spec: &ModelSpec) -> Result<ImageTextModel, ModelError> {

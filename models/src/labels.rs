@@ -4,7 +4,7 @@
 
 use crate::ocr::resize_bilinear;
 use crate::runtime::run_err;
-use crate::{ModelError, Runtime};
+use crate::{GpuPreprocessor, InputLayout, ModelError, Runtime};
 use ort::session::Session;
 use ort::value::Tensor;
 use std::path::Path;
@@ -24,7 +24,18 @@ pub struct ImageLabels {
 pub struct ImageLabeler {
     session: Session,
     names: Vec<String>,
+    /// Resizes and normalises frames on the GPU (when the model runs there).
+    gpu: Option<GpuPreprocessor>,
 }
+
+/// EfficientNet-Lite0's input: RGB 224x224, (x − 127) / 128.
+pub const LABEL_LAYOUT: InputLayout = InputLayout {
+    width: LABEL_INPUT,
+    height: LABEL_INPUT,
+    scale: [1.0 / 128.0; 3],
+    offset: [-127.0 / 128.0; 3],
+    bgr: false,
+};
 
 impl ImageLabeler {
     pub fn load(rt: &Runtime, model: &Path, labels: &Path, threads: usize) -> Result<Self, ModelError> {
@@ -40,7 +51,13 @@ impl ImageLabeler {
                 reason: format!("{} class names, expected 1000", names.len()),
             });
         }
-        Ok(Self { session, names })
+        Ok(Self { session, names, gpu: None })
+    }
+
+    /// Preprocesses frames with `gpu` from now on (falling back to the CPU if a launch fails).
+    pub fn with_gpu(mut self, gpu: GpuPreprocessor) -> Self {
+        self.gpu = Some(gpu);
+        self
     }
 
     /// Labels a batch of packed RGB images (any size; each is scaled to 224x224).
@@ -51,6 +68,17 @@ impl ImageLabeler {
     ) -> Result<Vec<ImageLabels>, ModelError> {
         if images.is_empty() {
             return Ok(Vec::new());
+        }
+        let gpu_input = self.gpu.as_ref().and_then(|g| match g.preprocess(images, &LABEL_LAYOUT) {
+            Ok(input) => Some(input),
+            Err(e) => {
+                tracing::warn!(error = %e, "GPU preprocessing failed; this batch is preprocessed on the CPU");
+                None
+            }
+        });
+        if let Some(input) = gpu_input {
+            let (features, logits) = self.run(input, images.len())?;
+            return Ok(self.labels_of(&features, &logits, top_k));
         }
         let plane = LABEL_INPUT * LABEL_INPUT;
         let mut input = vec![0f32; images.len() * 3 * plane];
@@ -73,11 +101,15 @@ impl ImageLabeler {
             }
         }
         let (features, logits) = self.run(input, images.len())?;
-        Ok(features
+        Ok(self.labels_of(&features, &logits, top_k))
+    }
+
+    fn labels_of(&self, features: &[f32], logits: &[f32], top_k: usize) -> Vec<ImageLabels> {
+        features
             .chunks_exact(IMAGE_FEATURES)
             .zip(logits.chunks_exact(self.names.len()))
             .map(|(f, l)| ImageLabels { features: f.to_vec(), top: self.top(l, top_k) })
-            .collect())
+            .collect()
     }
 
     /// Features and logits for a normalised NCHW batch of 224x224 images.

@@ -5,6 +5,7 @@
 
 pub mod clip;
 pub mod embed;
+pub mod gpu;
 pub mod labels;
 pub mod ocr;
 pub mod runtime;
@@ -16,6 +17,7 @@ pub mod vad;
 
 pub use clip::{ClipTokenizer, ImageTextModel};
 pub use embed::{TEXT_DIM, TextEmbedder, WordPiece};
+pub use gpu::{GpuPreprocessor, InputLayout, preprocess_cpu};
 pub use labels::{IMAGE_FEATURES, ImageLabeler, ImageLabels};
 pub use ocr::{Ocr, OcrLine, OcrParams};
 pub use runtime::{ModelError, Provider, Runtime, cuda_available};

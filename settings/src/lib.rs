@@ -512,6 +512,9 @@ pub struct ModelsConfig {
     pub providers: Vec<String>,
     /// GPU used by the CUDA provider.
     pub cuda_device: i32,
+    /// When a model runs on the CUDA provider, resize and normalise its frames on the same GPU
+    /// (cudarc/NVRTC kernel) instead of the CPU.
+    pub gpu_preprocess: bool,
     /// The registry entry (by name) serving each task.
     pub vad: String,
     pub stt: String,
@@ -614,6 +617,7 @@ impl Default for ModelsConfig {
             onnxruntime_lib: "~/.cache/sightline/lib/libonnxruntime.so".into(),
             providers: vec!["cuda".into(), "cpu".into()],
             cuda_device: 0,
+            gpu_preprocess: true,
             vad: "silero-vad".into(),
             stt: "moonshine-base-en".into(),
             text_embedding: "minilm-l6-v2".into(),

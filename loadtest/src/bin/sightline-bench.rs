@@ -745,7 +745,8 @@ fn read_f32(path: &Path) -> Result<Vec<f32>> {
 
 fn providers_bench(report: &Path, runs: usize, require_cuda: bool, config: Option<&Path>) -> Result<()> {
     use sightline_models::{
-        Moonshine, Ocr, OcrParams, Provider, Runtime, ShotDetector, SileroVad, TextEmbedder,
+        GpuPreprocessor, Moonshine, Ocr, OcrParams, Provider, Runtime, ShotDetector, SileroVad, TextEmbedder,
+        preprocess_cpu,
     };
     let cfg = sightline_settings::Config::load(config.or(Some(Path::new("config/sightline.toml"))))?;
     let m = &cfg.models;
@@ -851,6 +852,29 @@ fn providers_bench(report: &Path, runs: usize, require_cuda: bool, config: Optio
         timed(&mut || Ok(d.predict(&[&window])?.concat()))
     };
     row("TransNetV2, one window of 100 frames", run_shots(&rt)?, run_shots(&cpu)?);
+    // The GPU preprocessing kernel against the same computation on the CPU: 16 frames of the
+    // sampled size (and one of another size) to EfficientNet-Lite0's 224x224 input.
+    let frames: Vec<Vec<u8>> =
+        (0..16u32).map(|i| (0..384 * 216 * 3u32).map(|j| ((j * 7 + i * 13) % 251) as u8).collect()).collect();
+    let mut images: Vec<(&[u8], usize, usize)> = frames.iter().map(|f| (f.as_slice(), 384, 216)).collect();
+    images.push((&frames[0][..200 * 100 * 3], 200, 100));
+    let layout = sightline_models::labels::LABEL_LAYOUT;
+    let kernel = match rt.provider() {
+        Provider::Cuda { device } => Some(GpuPreprocessor::new(device.max(0) as usize)),
+        Provider::Cpu => None,
+    };
+    match kernel {
+        Some(Ok(gpu)) => {
+            let on = timed(&mut || gpu.preprocess(&images, &layout).map_err(anyhow::Error::msg))?;
+            let base = timed(&mut || Ok(preprocess_cpu(&images, &layout)))?;
+            row(&format!("preprocessing kernel on {}, 17 frames to 224x224", gpu.device()), on, base);
+        }
+        Some(Err(why)) => {
+            failed.push(format!("preprocessing kernel ({why})"));
+            rows += &format!("| preprocessing kernel | not available: {why} | | | |\n");
+        }
+        None => rows += "| preprocessing kernel | not run (no CUDA provider) | | | |\n",
+    }
     let text = format!(
         "## Execution providers ({name} vs cpu, {}; {runs} timed runs each after a warm-up)\n\n\
          | model | largest difference (tolerance 1e-3; tokens identical) | {name} runs/s | cpu runs/s | speed-up |\n\
