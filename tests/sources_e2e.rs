@@ -11,11 +11,14 @@ use sightline_wire::FeedItem;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
+/// The stream's scene cut times; the stream is deleted afterwards, so it does not go on
+/// reconnecting to a server the test is about to stop.
 async fn scene_times(sys: &TestSystem, url: &str, before_media: impl FnOnce()) -> Vec<i64> {
     let (mut ws, _) =
         tokio_tungstenite::connect_async(format!("ws://{}/v1/feed?kinds=scene", sys.addr)).await.unwrap();
     let (s, v) = sys.http("POST", "/v1/streams", Some(&format!(r#"{{"url": "{url}"}}"#))).await;
     assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
     before_media();
     let mut cuts = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -27,6 +30,7 @@ async fn scene_times(sys: &TestSystem, url: &str, before_media: impl FnOnce()) -
         }
     }
     eprintln!("{url}: cuts {cuts:?}");
+    assert_eq!(sys.http("DELETE", &format!("/v1/streams/{id}"), None).await.0, 204);
     cuts
 }
 

@@ -94,8 +94,13 @@ impl StreamActorState {
             if stuck || never_flowed {
                 p.quarantine();
             }
-            // Dropping sets the pipeline to NULL; do it off the actor's thread, it can block.
-            tokio::task::spawn_blocking(move || drop(p));
+            // Dropping sets the pipeline to NULL; do it off the actor's thread, it can block, on
+            // a detached thread, so that a teardown stuck inside GStreamer never holds up the
+            // runtime's shutdown (tokio waits for its blocking tasks).
+            let spawned = std::thread::Builder::new().name("pipeline-teardown".into()).spawn(move || drop(p));
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "no thread for the pipeline's teardown; the pipeline is leaked");
+            }
         }
     }
 }

@@ -365,8 +365,14 @@ impl MediaPipeline {
 }
 
 /// Pipelines are shut down one at a time: GStreamer 1.22's HTTP sources (libsoup 3) crashed the
-/// process when many were finalised at once (seen in the churn soak).
+/// process when many were finalised at once (seen in the churn soak). A teardown that has not
+/// finished within [`TEARDOWN_WAIT`] (GStreamer 1.22's rtmp2src can deadlock going to NULL while
+/// it reconnects) no longer holds the others back: they go ahead without the lock.
 static TEARDOWN: Mutex<()> = Mutex::new(());
+const TEARDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Pipelines whose teardown waited [`TEARDOWN_WAIT`] for another one and went ahead alone.
+pub static TEARDOWNS_NOT_SERIALISED: AtomicU64 = AtomicU64::new(0);
 
 /// Demuxers kept alive by [`MediaPipeline::quarantine`] (reported in status and metrics).
 pub static QUARANTINED_DEMUXERS: AtomicU64 = AtomicU64::new(0);
@@ -383,7 +389,21 @@ impl Drop for MediaPipeline {
             );
             std::mem::forget(demuxers);
         }
-        let _one_at_a_time = TEARDOWN.lock().unwrap_or_else(|e| e.into_inner());
+        let started = std::time::Instant::now();
+        let _one_at_a_time = loop {
+            match TEARDOWN.try_lock() {
+                Ok(guard) => break Some(guard),
+                Err(std::sync::TryLockError::Poisoned(e)) => break Some(e.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) if started.elapsed() >= TEARDOWN_WAIT => {
+                    TEARDOWNS_NOT_SERIALISED.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("another pipeline's teardown is stuck; tearing this one down beside it");
+                    break None;
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+            }
+        };
         let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
