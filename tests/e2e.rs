@@ -132,6 +132,19 @@ async fn live_hls_to_feed_and_clickhouse() {
 
     // The stream ran and was healthy; deleting it tears it down.
     assert!(view["detail"]["decoded_frames"].as_u64().unwrap() > 300, "{view}");
+    // Its ingest counters are exported, drops included (none here), beside the teardown gauges.
+    let (_, metrics) = sys.http("GET", "/metrics", None).await;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    for name in ["ingest_decoded_frames", "ingest_dropped_frames", "ingest_dropped_audio"] {
+        let line = format!("sightline_{name}_total{{stream=\"{id}\"}}");
+        assert!(metrics.lines().any(|l| l.starts_with(&line)), "no {line} in /metrics");
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "sightline_ingest_dropped_audio_total{stream=\"".to_string() + &id + "\"} 0")
+    );
+    assert!(metrics.lines().any(|l| l.starts_with("sightline_ingest_teardowns_not_serialised ")));
     let (status, _) = sys.http("DELETE", &format!("/v1/streams/{id}"), None).await;
     assert_eq!(status, 204);
     let (status, _) = sys.http("GET", &format!("/v1/streams/{id}"), None).await;

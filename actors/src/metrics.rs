@@ -23,6 +23,11 @@ pub struct Metrics {
     pub dropped_frames: Family<Labels, Counter>,
     pub audio_segments: Family<Labels, Counter>,
     pub dropped_shot_windows: Family<Labels, Counter>,
+    pub dropped_audio: Family<Labels, Counter>,
+    /// GStreamer teardown workarounds (process-wide): demuxers kept alive, teardowns that went
+    /// ahead beside a stuck one.
+    pub quarantined_demuxers: Gauge,
+    pub teardowns_not_serialised: Gauge,
     pub reconnects: Family<Labels, Counter>,
     pub stream_state: Family<Labels, Gauge>,
     pub events: Family<Labels, Counter>,
@@ -50,6 +55,9 @@ impl Metrics {
             dropped_frames: Family::default(),
             audio_segments: Family::default(),
             dropped_shot_windows: Family::default(),
+            dropped_audio: Family::default(),
+            quarantined_demuxers: Gauge::default(),
+            teardowns_not_serialised: Gauge::default(),
             reconnects: Family::default(),
             stream_state: Family::default(),
             events: Family::default(),
@@ -89,6 +97,21 @@ impl Metrics {
                 "ingest_dropped_shot_windows",
                 "Windows of 50 decoded frames for the shot model dropped because the media queue was full",
                 m.dropped_shot_windows.clone(),
+            );
+            r.register(
+                "ingest_dropped_audio",
+                "Audio segments dropped because the media queue was full",
+                m.dropped_audio.clone(),
+            );
+            r.register(
+                "ingest_quarantined_demuxers",
+                "Adaptive demuxers of stuck pipelines kept alive instead of finalised (GStreamer 1.22 workaround)",
+                m.quarantined_demuxers.clone(),
+            );
+            r.register(
+                "ingest_teardowns_not_serialised",
+                "Pipeline teardowns that went ahead beside another one stuck in GStreamer for 10 s",
+                m.teardowns_not_serialised.clone(),
             );
             r.register("ingest_reconnects", "Pipeline restarts per stream and reason", m.reconnects.clone());
             r.register("stream_state", "1 for the state each stream is in", m.stream_state.clone());

@@ -47,7 +47,7 @@ pub struct StreamActorState {
     /// Consecutive failed attempts (reset once media flows).
     attempt: u32,
     /// Counter values at the previous tick, for rates and metric deltas.
-    prev: [u64; 5],
+    prev: [u64; 6],
     prev_tick_ms: i64,
     /// Ticks since the last dropped frame (leaves `degraded` after a quiet spell).
     quiet_ticks: u32,
@@ -144,7 +144,7 @@ impl Actor for StreamActor {
             stats: Arc::new(IngestStats::default()),
             status,
             attempt: 0,
-            prev: [0; 5],
+            prev: [0; 6],
             prev_tick_ms: now_ms(),
             quiet_ticks: 0,
             ticker: Some(ticker),
@@ -178,7 +178,7 @@ impl Actor for StreamActor {
             StreamMsg::Start => {
                 st.teardown(false);
                 st.stats = Arc::new(IngestStats::default());
-                st.prev = [0; 5];
+                st.prev = [0; 6];
                 // A restart continues the media clock one second past the last media seen.
                 let base_ms = if st.status.media_ms > 0 { st.status.media_ms + 1000 } else { 0 };
                 st.status.media_ms = base_ms;
@@ -314,6 +314,7 @@ fn tick(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState, backlog: Option
         s.dropped_frames.load(Ordering::Relaxed),
         s.audio_segments.load(Ordering::Relaxed),
         s.dropped_shot_windows.load(Ordering::Relaxed),
+        s.dropped_audio.load(Ordering::Relaxed),
     ];
     let delta: Vec<u64> = counters.iter().zip(st.prev).map(|(c, p)| c.saturating_sub(p)).collect();
     let secs = ((now - st.prev_tick_ms).max(1) as f32) / 1000.0;
@@ -327,6 +328,11 @@ fn tick(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState, backlog: Option
     m.dropped_frames.get_or_create(&l).inc_by(delta[2]);
     m.audio_segments.get_or_create(&l).inc_by(delta[3]);
     m.dropped_shot_windows.get_or_create(&l).inc_by(delta[4]);
+    m.dropped_audio.get_or_create(&l).inc_by(delta[5]);
+    let p = &sightline_streams::pipeline::QUARANTINED_DEMUXERS;
+    m.quarantined_demuxers.set(p.load(Ordering::Relaxed) as i64);
+    let t = &sightline_streams::pipeline::TEARDOWNS_NOT_SERIALISED;
+    m.teardowns_not_serialised.set(t.load(Ordering::Relaxed) as i64);
     let status = &mut st.status;
     status.decoded_fps = delta[0] as f32 / secs;
     status.sampled_fps = delta[1] as f32 / secs;
