@@ -110,33 +110,7 @@ async fn kill_9_mid_batch_loses_and_duplicates_nothing() {
         .collect();
     let published_ids: BTreeSet<String> = published.iter().map(|e| e.id.clone()).collect();
     assert_eq!(published.len(), published_ids.len(), "JetStream deduplicated republished events by id");
-    for _ in 0..120 {
-        let counts = store
-            .client()
-            .query("SELECT count(), uniqExact(id) FROM events")
-            .fetch_one::<(u64, u64)>()
-            .await
-            .unwrap_or((0, 0));
-        if counts.0 >= published_ids.len() as u64 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (raw, distinct) = store
-        .client()
-        .query("SELECT count(), uniqExact(id) FROM events")
-        .fetch_one::<(u64, u64)>()
-        .await
-        .unwrap();
-    let stored: BTreeSet<String> = store
-        .client()
-        .query("SELECT id FROM events")
-        .fetch_all::<String>()
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let (raw, distinct, stored) = common::settled_events(&store, published_ids.len()).await;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let skipped = text.matches("already in ClickHouse are not written again").count();
     eprintln!(

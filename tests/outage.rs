@@ -111,37 +111,8 @@ async fn clickhouse_outage_loses_and_duplicates_nothing() {
     ch.start().await;
     let feed = stop_and_settle(&sys, &id, &feed).await;
     let feed_ids: BTreeSet<String> = feed.iter().map(|f| f.event.id.clone()).collect();
-    let mut stored = (0, 0);
-    for _ in 0..120 {
-        if let Ok(c) =
-            store.client().query("SELECT count(), uniqExact(id) FROM events").fetch_one::<(u64, u64)>().await
-        {
-            stored = c;
-            if c.0 >= feed_ids.len() as u64 {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (rows, distinct) = store
-        .client()
-        .query("SELECT count(), uniqExact(id) FROM events")
-        .fetch_one::<(u64, u64)>()
-        .await
-        .unwrap();
-    eprintln!(
-        "after: feed {} ids, ClickHouse {rows} rows, {distinct} distinct (settled at {stored:?})",
-        feed_ids.len()
-    );
-    let ids: BTreeSet<String> = store
-        .client()
-        .query("SELECT id FROM events")
-        .fetch_all::<String>()
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let (rows, distinct, ids) = common::settled_events(&store, feed_ids.len()).await;
+    eprintln!("after: feed {} ids, ClickHouse {rows} rows, {distinct} distinct", feed_ids.len());
     assert_eq!(rows, distinct, "a row was written twice");
     assert_eq!(ids, feed_ids, "ClickHouse and the feed disagree");
     // The typed tables agree too (materialized views saw each event once).

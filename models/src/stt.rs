@@ -78,7 +78,7 @@ impl Moonshine {
         let width = self.beam_width;
         let max_tokens = (samples.len() as f32 / 16_000.0 * 6.5).ceil() as usize + 4;
         let empty = Cache { rows: 1, dims: [self.heads, 0, self.head_dim], data: Vec::new() };
-        let first = self.decode(&[BOS], &hidden, &vec![empty; 2 * self.layers], None)?;
+        let first = self.decode(&[BOS], &hidden, vec![empty; 2 * self.layers], None)?;
         let enc_kv = first.encoder.ok_or_else(|| ModelError::Run {
             model: "moonshine",
             reason: "decoder returned no encoder keys/values".into(),
@@ -121,7 +121,7 @@ impl Moonshine {
             }
             let last: Vec<i64> = beams.iter().map(|h| *h.tokens.last().unwrap() as i64).collect();
             let past: Vec<Cache> = kv.iter().map(|c| c.gather(&parents)).collect();
-            let step = self.decode(&last, &hidden, &past, Some(&enc_kv))?;
+            let step = self.decode(&last, &hidden, past, Some(&enc_kv))?;
             (rows, kv) = (step.log_probs, step.decoder);
         }
         // No hypothesis ended within the token budget: take the best unfinished one.
@@ -142,15 +142,17 @@ impl Moonshine {
         &mut self,
         last: &[i64],
         hidden: &Hidden,
-        past: &[Cache],
+        past: Vec<Cache>,
         enc_kv: Option<&[Cache]>,
     ) -> Result<DecoderStep, ModelError> {
         let err = run_err("moonshine");
         let rows = last.len();
         let name = |l: usize, k: &str| format!("past_key_values.{l}.{k}");
-        let tensor = |c: &Cache, rows: usize| -> Result<DynValue, ModelError> {
+        // Self-attention caches are handed over (gathered for this step already); the shared
+        // cross-attention ones are repeated for each row.
+        let tensor = |c: Cache| -> Result<DynValue, ModelError> {
             let [a, b, d] = c.dims;
-            let data = if c.rows == rows { c.data.clone() } else { c.data.repeat(rows) };
+            let data = if c.rows == rows { c.data } else { c.data.repeat(rows) };
             Ok(Tensor::from_array(([rows, a, b, d], data)).map_err(&err)?.into_dyn())
         };
         let ids = Tensor::from_array(([rows, 1usize], last.to_vec())).map_err(&err)?;
@@ -163,12 +165,17 @@ impl Moonshine {
             ("use_cache_branch".into(), use_cache.into()),
         ];
         let empty = Cache { rows: 1, dims: [self.heads, 0, self.head_dim], data: Vec::new() };
+        let mut past = past.into_iter();
         for l in 0..self.layers {
-            inputs.push((name(l, "decoder.key").into(), tensor(&past[2 * l], rows)?.into()));
-            inputs.push((name(l, "decoder.value").into(), tensor(&past[2 * l + 1], rows)?.into()));
+            for k in ["key", "value"] {
+                let c = past
+                    .next()
+                    .ok_or_else(|| ModelError::Run { model: "moonshine", reason: "short cache".into() })?;
+                inputs.push((name(l, &format!("decoder.{k}")).into(), tensor(c)?.into()));
+            }
             let (k, v) = enc_kv.map_or((&empty, &empty), |e| (&e[2 * l], &e[2 * l + 1]));
-            inputs.push((name(l, "encoder.key").into(), tensor(k, rows)?.into()));
-            inputs.push((name(l, "encoder.value").into(), tensor(v, rows)?.into()));
+            inputs.push((name(l, "encoder.key").into(), tensor(k.clone())?.into()));
+            inputs.push((name(l, "encoder.value").into(), tensor(v.clone())?.into()));
         }
         let out = self.decoder.run(inputs).map_err(&err)?;
         let (shape, logits) = out["logits"].try_extract_tensor::<f32>().map_err(&err)?;

@@ -368,7 +368,8 @@ impl MediaPipeline {
 /// process when many were finalised at once (seen in the churn soak). A teardown that has not
 /// finished within [`TEARDOWN_WAIT`] (GStreamer 1.22's rtmp2src can deadlock going to NULL while
 /// it reconnects) no longer holds the others back: they go ahead without the lock.
-static TEARDOWN: Mutex<()> = Mutex::new(());
+static TEARDOWN: Mutex<bool> = Mutex::new(false);
+static TEARDOWN_DONE: std::sync::Condvar = std::sync::Condvar::new();
 const TEARDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Pipelines whose teardown waited [`TEARDOWN_WAIT`] for another one and went ahead alone.
@@ -389,22 +390,24 @@ impl Drop for MediaPipeline {
             );
             std::mem::forget(demuxers);
         }
-        let started = std::time::Instant::now();
-        let _one_at_a_time = loop {
-            match TEARDOWN.try_lock() {
-                Ok(guard) => break Some(guard),
-                Err(std::sync::TryLockError::Poisoned(e)) => break Some(e.into_inner()),
-                Err(std::sync::TryLockError::WouldBlock) if started.elapsed() >= TEARDOWN_WAIT => {
-                    TEARDOWNS_NOT_SERIALISED.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("another pipeline's teardown is stuck; tearing this one down beside it");
-                    break None;
-                }
-                Err(std::sync::TryLockError::WouldBlock) => {
-                    std::thread::sleep(std::time::Duration::from_millis(20))
-                }
-            }
-        };
+        // Wait (until TEARDOWN_WAIT at most) for the teardown in progress to signal it is done.
+        let busy = TEARDOWN.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut busy, _) = TEARDOWN_DONE
+            .wait_timeout_while(busy, TEARDOWN_WAIT, |busy| *busy)
+            .unwrap_or_else(|e| e.into_inner());
+        let mine = !*busy;
+        if mine {
+            *busy = true;
+        } else {
+            TEARDOWNS_NOT_SERIALISED.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("another pipeline's teardown is stuck; tearing this one down beside it");
+        }
+        drop(busy);
         let _ = self.pipeline.set_state(gst::State::Null);
+        if mine {
+            *TEARDOWN.lock().unwrap_or_else(|e| e.into_inner()) = false;
+            TEARDOWN_DONE.notify_one();
+        }
     }
 }
 

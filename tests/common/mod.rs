@@ -259,10 +259,45 @@ pub async fn read_stream(bus: &sightline_actors::Bus, stream: &str) -> Vec<(Stri
         })
         .await
         .expect("ordered consumer");
+    // Every message the stream holds now: read until that many have come (an ordered consumer
+    // may report a transient error and carry on), with a deadline.
+    let want = s.cached_info().state.messages as usize;
     let mut msgs = consumer.messages().await.expect("messages");
     let mut out = Vec::new();
-    while let Ok(Some(Ok(m))) = tokio::time::timeout(std::time::Duration::from_secs(2), msgs.next()).await {
-        out.push((m.subject.to_string(), m.payload.to_vec()));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while out.len() < want {
+        match tokio::time::timeout_at(deadline, msgs.next()).await {
+            Ok(Some(Ok(m))) => out.push((m.subject.to_string(), m.payload.to_vec())),
+            Ok(Some(Err(e))) => eprintln!("read_stream: {e}; carrying on"),
+            Ok(None) | Err(_) => break,
+        }
     }
+    assert_eq!(out.len(), want, "read {} of the {want} messages of {stream}", out.len());
     out
+}
+
+/// Waits (up to 60 s) until ClickHouse's `events` table holds at least `expected` rows, then 2 s
+/// more so that a late duplicate would show: (rows, distinct ids, the ids).
+pub async fn settled_events(
+    store: &sightline_store::EventStore,
+    expected: usize,
+) -> (u64, u64, std::collections::BTreeSet<String>) {
+    let counts = async || {
+        store.client().query("SELECT count(), uniqExact(id) FROM events").fetch_one::<(u64, u64)>().await
+    };
+    for _ in 0..120 {
+        if counts().await.is_ok_and(|c| c.0 >= expected as u64) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (rows, distinct) = counts().await.expect("ClickHouse answers");
+    let ids = store
+        .client()
+        .query("SELECT id FROM events")
+        .fetch_all::<String>()
+        .await
+        .expect("ClickHouse answers");
+    (rows, distinct, ids.into_iter().collect())
 }
