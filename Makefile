@@ -38,7 +38,7 @@ test: services
 # bare ONNX Runtime; batch-size sweeps per model).
 # The dev profile builds dependencies optimised (opt-level 2); the hot paths are GStreamer's C code.
 bench: services
-	@$(ENV) $(CARGO) build -j$(JOBS) -p sightline-loadtest
+	@$(ENV) $(CARGO) build -j$(JOBS) -p sightline-bench
 	@mkdir -p .data/reports && rm -f .data/reports/bench.md
 	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench cpu
 	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench churn
@@ -47,7 +47,7 @@ bench: services
 	@echo "report: .data/reports/bench.md"
 
 soak: services
-	@$(ENV) $(CARGO) build -j$(JOBS) -p sightline-loadtest
+	@$(ENV) $(CARGO) build -j$(JOBS) -p sightline-bench
 	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench churn
 
 # Every model on CUDA vs the CPU (needs an NVIDIA GPU; exits 2 without one).

@@ -108,8 +108,8 @@ async fn run(cfg: Config, roles: Roles, demo: Option<PathBuf>) -> Result<()> {
 
 /// Renders the demo clip, plays it as live HLS on loopback and registers it (replacing an earlier
 /// demo registration, whose URL pointed at a previous run's port).
-async fn start_demo(node: &Node, dir: &Path) -> Result<sightline_streams::testsrc::LiveHls> {
-    use sightline_streams::testsrc::{ClipSpec, LiveHls};
+async fn start_demo(node: &Node, dir: &Path) -> Result<sightline_testkit::LiveHls> {
+    use sightline_testkit::{ClipSpec, LiveHls};
     let clip = ClipSpec::standard().render(&dir.join("clips")).await?;
     let live = LiveHls::start(&clip, &dir.join("hls"), 0).await?;
     for s in node.registry.list().await? {

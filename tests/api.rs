@@ -119,8 +119,9 @@ async fn create_is_idempotent_by_id_and_name() {
 async fn oversized_playlists_are_refused() {
     let mut cfg = test_config();
     cfg.ingest.max_playlist_segments = 50;
+    // Ingest fetches and checks playlists for the gateway (request/reply).
     let sys =
-        TestSystem::start(cfg, Roles { gateway: true, ingest: false, inference: false, sink: false }).await;
+        TestSystem::start(cfg, Roles { gateway: true, ingest: true, inference: false, sink: false }).await;
     // A one-file HTTP server on loopback answering with a playlist of 200 segments.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -6,7 +6,7 @@ mod common;
 
 use common::{TestSystem, test_config};
 use sightline_actors::{Metrics, Node, Roles};
-use sightline_streams::testsrc::{ClipSpec, LiveHls};
+use sightline_testkit::{ClipSpec, LiveHls};
 use std::time::Duration;
 use tokio::time::Instant;
 

@@ -10,7 +10,7 @@ use common::{TestSystem, free_port, test_config};
 use serde_json::{Value, json};
 use sightline_actors::Roles;
 use sightline_settings::ApiKeyConfig;
-use sightline_streams::testsrc::{ClipSpec, LiveHls};
+use sightline_testkit::{ClipSpec, LiveHls};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -68,7 +68,7 @@ impl Browser {
             .expect("chromedriver starts");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         for _ in 0..100 {
-            if sightline_streams::testsrc::listening(port).await {
+            if sightline_testkit::listening(port).await {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{free_port, read_stream, test_config};
-use sightline_streams::testsrc::{ClipSpec, LiveHls};
+use sightline_testkit::{ClipSpec, LiveHls};
 use sightline_wire::Event;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -162,7 +162,7 @@ async fn redelivered_batch_already_stored_is_not_written_again() {
             .await
             .unwrap();
     }
-    let work = sightline_actors::inference::WorkSpec {
+    let work = sightline_bus::WorkSpec {
         stream: bus.names.events_stream(),
         filters: vec![bus.names.events_all()],
         consumer: bus.names.consumer("crash_window"),
@@ -172,17 +172,17 @@ async fn redelivered_batch_already_stored_is_not_written_again() {
         max_deliver: -1,
         ack_wait: Duration::from_secs(1),
     };
-    let consumer = sightline_actors::inference::work_consumer(&bus, &work).await.unwrap();
-    let first = sightline_actors::inference::fetch_batch(&consumer, &work).await.unwrap();
+    let consumer = sightline_bus::work_consumer(&bus, &work).await.unwrap();
+    let first = sightline_bus::fetch_batch(&consumer, &work).await.unwrap();
     assert_eq!(first.len(), 5);
-    sightline_actors::sink::insert_new(&store, &events, &first).await.unwrap();
+    sightline_sinks::insert_new(&store, &events, &first).await.unwrap();
     // "Killed" here: no acks. After ack_wait the same messages come back as redeliveries.
     drop(first);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let again = sightline_actors::inference::fetch_batch(&consumer, &work).await.unwrap();
+    let again = sightline_bus::fetch_batch(&consumer, &work).await.unwrap();
     assert_eq!(again.len(), 5);
     assert!(again.iter().all(|m| m.info().unwrap().delivered == 2));
-    sightline_actors::sink::insert_new(&store, &events, &again).await.unwrap();
+    sightline_sinks::insert_new(&store, &events, &again).await.unwrap();
     let (raw, distinct) = store
         .client()
         .query("SELECT count(), uniqExact(id) FROM events")

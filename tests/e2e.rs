@@ -7,7 +7,7 @@ mod common;
 use common::{TestSystem, test_config, words};
 use futures::StreamExt;
 use sightline_actors::Roles;
-use sightline_streams::testsrc::{ClipSpec, LiveHls};
+use sightline_testkit::{ClipSpec, LiveHls};
 use sightline_wire::FeedItem;
 use std::collections::BTreeSet;
 use std::time::Duration;

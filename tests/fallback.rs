@@ -8,7 +8,7 @@ mod common;
 use common::{TestSystem, test_config};
 use sightline_actors::Roles;
 use sightline_settings::{Config, ModelSpec};
-use sightline_streams::testsrc::caption_frame;
+use sightline_testkit::caption_frame;
 use std::time::Duration;
 
 /// Publishes `n` captioned frames, one stream each (so every one is read), before the system

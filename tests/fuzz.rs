@@ -21,6 +21,11 @@ async fn schemathesis_finds_no_server_errors() {
     cfg.gateway.rate_limit_per_s = 0.0; // fuzzing is a flood by design
     let sys =
         TestSystem::start(cfg, Roles { gateway: true, ingest: false, inference: false, sink: true }).await;
+    // Search queries are embedded by an inference node; run its query service alone (no pools).
+    let queries = tokio::spawn(sightline_inference::query::serve_queries(
+        sys.node.as_ref().expect("node").bus.clone(),
+        sys.cfg.clone(),
+    ));
     // CPython 3.11's `ast` sometimes fails inside Hypothesis's lambda description ("AST
     // constructor recursion depth mismatch"), aborting schemathesis's coverage phase. That crash is
     // the fuzzer's own, not a finding: the run is repeated (twice at most); anything else fails.
@@ -53,5 +58,6 @@ async fn schemathesis_finds_no_server_errors() {
         assert!(tool_crash && attempt < 3, "schemathesis found failures:\n{text}");
         eprintln!("schemathesis crashed inside Python's ast module (attempt {attempt}); running it again");
     }
+    queries.abort();
     sys.shutdown().await;
 }

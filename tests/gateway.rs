@@ -259,7 +259,7 @@ async fn grafana_dashboards_match_the_metrics_and_tables() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/grafana");
     // Names registered with Prometheus (empty families are not exported until first used).
     let source = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("actors/src/metrics.rs"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("telemetry/src/lib.rs"),
     )
     .unwrap();
     let registered: Vec<String> = source

@@ -8,7 +8,7 @@ mod common;
 use common::{TestSystem, test_config};
 use sightline_actors::Roles;
 use sightline_settings::ModelSpec;
-use sightline_streams::testsrc::{ClipSpec, LiveHls};
+use sightline_testkit::{ClipSpec, LiveHls};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ mod common;
 use common::{Service, TestSystem, free_port, test_config};
 use futures::StreamExt;
 use sightline_actors::Roles;
-use sightline_streams::testsrc::{ClipSpec, LiveHls};
+use sightline_testkit::{ClipSpec, LiveHls};
 use sightline_wire::{EventKind, FeedItem};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

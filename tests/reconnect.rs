@@ -6,7 +6,7 @@ mod common;
 use common::{TestSystem, test_config};
 use futures::StreamExt;
 use sightline_actors::Roles;
-use sightline_streams::testsrc::{ClipSpec, LiveHls};
+use sightline_testkit::{ClipSpec, LiveHls};
 use sightline_wire::FeedItem;
 use std::time::Duration;
 use tokio::time::Instant;

@@ -8,7 +8,7 @@ mod common;
 use common::{TestSystem, test_config};
 use futures::StreamExt;
 use sightline_actors::Roles;
-use sightline_streams::testsrc::{ClipSpec, LiveHls};
+use sightline_testkit::{ClipSpec, LiveHls};
 use sightline_wire::{EventKind, FeedItem};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transnetv2_cuts_come_out_as_scene_events() {
     let mut cfg = test_config();
-    cfg.ingest.cut_detector = "transnetv2".into();
+    cfg.ingest.cut_detector = sightline_settings::CutDetector::Transnetv2;
     let sys = TestSystem::start(cfg, Roles::ALL).await;
     let clip = ClipSpec::standard();
     let file = clip.render(&std::env::temp_dir().join("sightline-test-clips")).await.expect("clip renders");

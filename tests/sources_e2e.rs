@@ -6,7 +6,7 @@ mod common;
 use common::{TestSystem, test_config};
 use futures::StreamExt;
 use sightline_actors::Roles;
-use sightline_streams::testsrc::{ClipSpec, RtmpServer, RtspServer};
+use sightline_testkit::{ClipSpec, RtmpServer, RtspServer};
 use sightline_wire::FeedItem;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;

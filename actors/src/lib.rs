@@ -1,19 +1,11 @@
-//! Sightline's actor tree (ractor): a `StreamSupervisor` per ingest node that owns one
-//! `StreamActor` per registered stream, shared inference actors on JetStream pull consumers, and
-//! the sinks that move events into the stores. Everything is started from [`node::Node`].
+//! The actor tree of a Sightline node. The stages' actors live in their own crates beside this
+//! one (`ingest/`, `inference/`, `sinks/`, all on the worker runtime in `runtime/`); this crate
+//! only wires the roles a node runs under one root supervisor ([`node::Node`]).
 
-pub mod bus;
-pub mod event_batch;
-pub mod inference;
-pub mod metrics;
 pub mod node;
-pub mod registry;
-pub mod sink;
-pub mod stream_actor;
-pub mod supervisor;
-pub mod vector_sink;
 
-pub use bus::{Bus, BusError};
-pub use metrics::Metrics;
-pub use node::{Node, Roles};
-pub use registry::{Registry, RetryReason, StreamSpec, StreamState, StreamStatus, StreamView};
+pub use node::{Node, NodeError, Roles};
+pub use sightline_bus::{
+    Bus, BusError, Registry, RetryReason, StreamSpec, StreamState, StreamStatus, StreamView,
+};
+pub use sightline_telemetry::Metrics;

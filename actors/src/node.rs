@@ -1,22 +1,27 @@
 //! A Sightline node: connects to the bus, creates the wire contract, and starts the actors of the
 //! roles it runs under one root supervisor that restarts any failed child with backoff.
 
-use crate::bus::{Bus, BusError};
-use crate::inference::{
-    FallbackPolicy, InferenceActor, InferenceArgs, MakeProcessor, OcrProcessor, Processor, SceneProcessor,
-    ShotProcessor, SpeechProcessor, WorkSpec, registered,
-};
-use crate::metrics::Metrics;
-use crate::registry::Registry;
-use crate::sink::{ClickHouseSink, SinkArgs};
-use crate::supervisor::{StreamSupervisor, SupervisorArgs};
-use crate::vector_sink::{VectorSink, VectorSinkArgs};
 use futures::future::BoxFuture;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
-use sightline_settings::{Config, ModelSpec, WorkerConfig};
+use sightline_bus::{Bus, BusError, Registry, WorkSpec};
+use sightline_inference::{
+    InferencePool, MakeProcessor, OcrProcessor, Processor, SceneProcessor, ShotProcessor, SpeechProcessor,
+    registered,
+};
+use sightline_ingest::{StreamSupervisor, SupervisorArgs};
+use sightline_runtime::worker::MakeBatches;
+use sightline_runtime::{Backoff, Batches, FallbackPolicy, WorkerActor, WorkerArgs};
+use sightline_settings::{Config, CutDetector, ModelSpec, WorkerConfig};
+use sightline_sinks::{ClickHouseSink, VectorSink};
 use sightline_store::{EventStore, StoreError};
+use sightline_telemetry::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Delay before a child that failed to start is tried again, by failures in a row.
+const START_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+/// Delay before a failed child is restarted, by failures in a row.
+const RESTART: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -140,7 +145,7 @@ impl Actor for RootSupervisor {
             }
             Err(e) => {
                 st.restarts[i] += 1;
-                let delay = Duration::from_millis((500u64 << st.restarts[i].min(6)).min(30_000));
+                let delay = START_RETRY.base(st.restarts[i]);
                 tracing::error!(child = %c.name, error = %e, retry_in_ms = delay.as_millis() as u64, "restart failed");
                 myself.send_after(delay, move || RootMsg::Restart(i));
             }
@@ -168,7 +173,7 @@ impl Actor for RootSupervisor {
             {
                 st.running[i] = None;
                 st.restarts[i] += 1;
-                let delay = Duration::from_millis((250u64 << st.restarts[i].min(7)).min(30_000));
+                let delay = RESTART.base(st.restarts[i]);
                 tracing::error!(child = %st.children[i].name, error = %err, restart_in_ms = delay.as_millis() as u64, "actor failed; restarting");
                 myself.send_after(delay, move || RootMsg::Restart(i));
             }
@@ -184,6 +189,8 @@ pub struct Node {
     pub store: EventStore,
     root: ActorRef<RootMsg>,
     root_done: tokio::task::JoinHandle<()>,
+    /// Request/reply services this node answers (query embedding, playlist checks).
+    services: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// `count` inference actors named `<kind>-<i>`, sharing one durable consumer. `model` is the
@@ -207,17 +214,27 @@ fn inference_workers<P: Processor>(
     let fallback = (!model.fallback.is_empty())
         .then(|| (make(registered(cfg, &model.fallback).clone()), FallbackPolicy::of(model)));
     let primary = make(model.clone());
+    let make_bus = bus.clone();
     for i in 0..count {
-        let (bus, metrics, work, primary, fallback) =
-            (bus.clone(), metrics.clone(), work.clone(), primary.clone(), fallback.clone());
-        children.push(child::<InferenceActor<P>, _>(format!("{kind}-{i}"), move || InferenceArgs {
-            bus: bus.clone(),
-            work: work.clone(),
-            metrics: metrics.clone(),
-            make: primary.clone(),
-            fallback: fallback.clone(),
-        }));
+        let (bus, metrics, primary, fallback) =
+            (bus.clone(), metrics.clone(), primary.clone(), fallback.clone());
+        let pool_work = work.clone();
+        let make: MakeBatches<InferencePool<P>> = Arc::new(move || {
+            let (bus, metrics, work, primary, fallback) =
+                (bus.clone(), metrics.clone(), pool_work.clone(), primary.clone(), fallback.clone());
+            Box::pin(async move { InferencePool::load(bus, &work, metrics, primary, fallback).await })
+        });
+        children.push(worker(format!("{kind}-{i}"), make_bus.clone(), work.clone(), make));
     }
+}
+
+/// A worker on the runtime, supervised like any other child.
+fn worker<B: Batches>(name: String, bus: Bus, work: WorkSpec, make: MakeBatches<B>) -> ChildSpec {
+    child::<WorkerActor<B>, _>(name, move || WorkerArgs {
+        bus: bus.clone(),
+        work: work.clone(),
+        make: make.clone(),
+    })
 }
 
 fn child<A, F>(name: impl Into<String>, make: F) -> ChildSpec
@@ -234,17 +251,6 @@ where
                 Actor::spawn_linked(None, A::default(), args, sup).await.map(|(a, _)| a.get_cell())
             })
         }),
-    }
-}
-
-impl Default for StreamSupervisor {
-    fn default() -> Self {
-        StreamSupervisor
-    }
-}
-impl Default for ClickHouseSink {
-    fn default() -> Self {
-        ClickHouseSink
     }
 }
 
@@ -316,7 +322,7 @@ impl Node {
                     Arc::new(move || SpeechProcessor::load(&full, &spec))
                 },
             );
-            if cfg.ingest.cut_detector == "transnetv2" {
+            if cfg.ingest.cut_detector == CutDetector::Transnetv2 {
                 let sh = &cfg.shots;
                 let shots = work(n.shots_stream(), n.shots_all(), "shots", &sh.worker(), 60);
                 let model = registered(cfg, &models.shots);
@@ -346,19 +352,36 @@ impl Node {
         if roles.sink {
             let (bus2, store, sink, metrics2, registry2) =
                 (bus.clone(), store.clone(), cfg.sink.clone(), metrics.clone(), registry.clone());
-            children.push(child::<ClickHouseSink, _>("sink-clickhouse", move || SinkArgs {
-                bus: bus2.clone(),
-                store: store.clone(),
-                registry: registry2.clone(),
-                cfg: sink.clone(),
-                metrics: metrics2.clone(),
-            }));
-            let (bus, full, metrics) = (bus.clone(), cfg.clone(), metrics.clone());
-            children.push(child::<VectorSink, _>("sink-vectors", move || VectorSinkArgs {
-                bus: bus.clone(),
-                cfg: full.clone(),
-                metrics: metrics.clone(),
-            }));
+            let make: MakeBatches<ClickHouseSink> = Arc::new(move || {
+                let (bus, store, sink, metrics, registry) =
+                    (bus2.clone(), store.clone(), sink.clone(), metrics2.clone(), registry2.clone());
+                Box::pin(async move { ClickHouseSink::new(&bus, store, registry, sink, metrics).await })
+            });
+            children.push(worker(
+                "sink-clickhouse".into(),
+                bus.clone(),
+                ClickHouseSink::work(&bus, &cfg.sink),
+                make,
+            ));
+            let (bus2, full, metrics2) = (bus.clone(), cfg.clone(), metrics.clone());
+            let make: MakeBatches<VectorSink> = Arc::new(move || {
+                let (bus, full, metrics) = (bus2.clone(), full.clone(), metrics2.clone());
+                Box::pin(async move { VectorSink::new(&bus, &full, metrics).await })
+            });
+            children.push(worker(
+                "sink-vectors".into(),
+                bus.clone(),
+                VectorSink::work(&bus, &cfg.vectors),
+                make,
+            ));
+        }
+        let mut services = Vec::new();
+        if roles.inference {
+            services.push(tokio::spawn(sightline_inference::query::serve_queries(bus.clone(), cfg.clone())));
+        }
+        if roles.ingest {
+            services
+                .push(tokio::spawn(sightline_ingest::checks::serve_checks(bus.clone(), cfg.ingest.clone())));
         }
         let (root, root_done) = Actor::spawn(
             Some(format!("sightline-root-{}", uuid::Uuid::new_v4().simple())),
@@ -367,7 +390,7 @@ impl Node {
         )
         .await
         .map_err(|e| NodeError::Spawn(e.to_string()))?;
-        Ok(Node { bus, registry, metrics, store, root, root_done })
+        Ok(Node { bus, registry, metrics, store, root, root_done, services })
     }
 
     /// Kills the named actor (`scenes-0`, `speech-0`, `ocr-0`, `sink-clickhouse`, …) as a crash
@@ -380,6 +403,9 @@ impl Node {
     /// Stops every actor (pipelines torn down, in-flight batches finished or left unacked for
     /// redelivery) and waits for them.
     pub async fn shutdown(self) {
+        for s in &self.services {
+            s.abort();
+        }
         self.root.stop(Some("shutdown".into()));
         let _ = tokio::time::timeout(Duration::from_secs(15), self.root_done).await;
     }

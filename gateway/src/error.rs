@@ -47,8 +47,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<sightline_actors::BusError> for ApiError {
-    fn from(e: sightline_actors::BusError) -> Self {
+impl From<sightline_bus::BusError> for ApiError {
+    fn from(e: sightline_bus::BusError) -> Self {
         tracing::warn!(error = %e, "bus error in request");
         ApiError::unavailable(format!("the event bus is not reachable: {e}"))
     }

@@ -85,7 +85,7 @@ pub async fn feed_sse(
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(heartbeat)).into_response())
 }
 
-struct FeedClientGuard(std::sync::Arc<sightline_actors::Metrics>);
+struct FeedClientGuard(std::sync::Arc<sightline_telemetry::Metrics>);
 
 impl Drop for FeedClientGuard {
     fn drop(&mut self) {

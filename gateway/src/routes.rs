@@ -10,9 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use sightline_actors::{Bus, Metrics, Registry, StreamSpec, StreamView};
+use sightline_bus::{Bus, Registry, StreamSpec, StreamView};
 use sightline_settings::Config;
 use sightline_store::EventStore;
+use sightline_telemetry::Metrics;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -153,8 +154,26 @@ pub(crate) fn body_error(e: BytesRejection, limit: usize) -> ApiError {
 
 /// A stable id for a name, so two creates with the same name race to the same registry key.
 fn id_for_name(name: &str) -> String {
-    let h = name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    let h = sightline_wire::stable_hash([name.as_bytes()]);
     format!("n{h:016x}")
+}
+
+/// Asks an ingest node to fetch and check an HLS playlist against the configured limits. As when
+/// the playlist cannot be fetched, a check that no ingest node answers does not refuse the stream:
+/// it is registered and shows `reconnecting` with the reason once an ingest node tries it.
+async fn check_playlist(st: &AppState, url: &str) -> Result<(), ApiError> {
+    let request = sightline_wire::CheckSourceRequest { url: url.to_string() };
+    let timeout = std::time::Duration::from_secs(8);
+    match sightline_bus::rpc::call(&st.bus, sightline_wire::Service::CheckSource, &request, timeout).await {
+        Ok(sightline_wire::CheckSourceReply::Accepted) => Ok(()),
+        Ok(sightline_wire::CheckSourceReply::Refused(why)) => {
+            Err(ApiError::bad_request("invalid_playlist", why))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "playlist not checked at registration");
+            Ok(())
+        }
+    }
 }
 
 /// Registers a stream (idempotent by id or name).
@@ -179,19 +198,12 @@ async fn create_stream(
             ApiError::bad_request("invalid_json", format!("request body is not valid JSON: {e}"))
         }
     })?;
-    let url = sightline_streams::validate_url(&req.url, &st.cfg.ingest.allowed_schemes)
+    let url = sightline_policy::validate_url(&req.url, &st.cfg.ingest.allowed_schemes)
         .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
-    sightline_streams::check_host(&url, st.cfg.ingest.allow_private_hosts)
+    sightline_policy::check_host(&url, st.cfg.ingest.allow_private_hosts)
         .await
         .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
-    let limits = sightline_streams::playlist::PlaylistLimits {
-        max_bytes: st.cfg.ingest.max_playlist_bytes,
-        max_segments: st.cfg.ingest.max_playlist_segments,
-        max_variants: st.cfg.ingest.max_playlist_variants,
-    };
-    sightline_streams::playlist::check_playlist(&url.url, &limits)
-        .await
-        .map_err(|e| ApiError::bad_request("invalid_playlist", e.to_string()))?;
+    check_playlist(&st, &url.url).await?;
     if let Some(id) = &req.id {
         check_id(id)?;
     }
@@ -455,9 +467,4 @@ async fn dashboard_file(State(st): State<AppState>, Path(file): Path<String>) ->
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use sightline_wire::now_ms;

@@ -6,22 +6,19 @@ use crate::routes::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
-use sightline_models::{ImageTextModel, TextEmbedder};
+use sightline_bus::rpc;
 use sightline_store::{Query as VQuery, VectorStore, filter_string};
-use sightline_wire::EventKind;
-use std::sync::{Arc, Mutex};
+use sightline_wire::{EmbedReply, EmbedRequest, EventKind, QueryModel, Service};
 use tokio::sync::OnceCell;
 
 /// Longest search query accepted, characters.
 const MAX_QUERY_CHARS: usize = 1000;
 
-/// Connections the search endpoints open on first use (so the gateway starts, and reports it in
+/// The vector store connection, opened on first use (so the gateway starts, and reports it in
 /// `/readyz`, even while Redis is down).
 #[derive(Default)]
 pub struct SearchState {
     vectors: OnceCell<VectorStore>,
-    embedder: OnceCell<Arc<Mutex<TextEmbedder>>>,
-    image_text: OnceCell<Arc<Mutex<ImageTextModel>>>,
 }
 
 impl SearchState {
@@ -31,45 +28,21 @@ impl SearchState {
             .await
             .map_err(|e| ApiError::unavailable(format!("the vector store is not reachable: {e}")))
     }
+}
 
-    async fn embedder(&self, cfg: &sightline_settings::Config) -> Result<Arc<Mutex<TextEmbedder>>, ApiError> {
-        let cfg = cfg.clone();
-        self.embedder
-            .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || sightline_actors::vector_sink::load_embedder(&cfg))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map(|e| Arc::new(Mutex::new(e)))
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .cloned()
-            .map_err(|e| ApiError::unavailable(format!("the text embedding model is not available: {e}")))
-    }
+/// How long a query waits for an inference node to embed it.
+const EMBED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-    /// The configured image-text model (its text side embeds queries for `space=image_text`).
-    async fn image_text(
-        &self,
-        cfg: &sightline_settings::Config,
-    ) -> Result<Arc<Mutex<ImageTextModel>>, ApiError> {
-        let spec = cfg.models.for_task("image_text").map_err(|_| {
-            ApiError::bad_request(
-                "no_image_text_model",
-                "space=image_text needs an image-text (CLIP-like) model: set models.image_text",
-            )
-        })?;
-        let (cfg, spec) = (cfg.clone(), spec.clone());
-        self.image_text
-            .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || sightline_actors::inference::load_image_text(&cfg, &spec))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map(|m| Arc::new(Mutex::new(m)))
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .cloned()
-            .map_err(|e| ApiError::unavailable(format!("the image-text model is not available: {e}")))
+/// The query's vector, embedded by an inference node over request/reply: 503 when none answers.
+async fn embed_query(st: &AppState, model: QueryModel, text: String) -> Result<Vec<f32>, ApiError> {
+    let request = EmbedRequest { model, text };
+    let reply = rpc::call(&st.bus, Service::Embed, &request, EMBED_TIMEOUT)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the query could not be embedded: {e}")))?;
+    match reply {
+        EmbedReply::Vector(v) => Ok(v),
+        EmbedReply::NoModel(why) => Err(ApiError::bad_request("no_image_text_model", why)),
+        EmbedReply::Failed(why) => Err(ApiError::unavailable(why)),
     }
 }
 
@@ -189,13 +162,7 @@ pub async fn search(
     let query = text.to_string();
     let space = q.space.as_deref().unwrap_or("text");
     let vector = match space {
-        "text" => {
-            let embedder = st.search.embedder(&st.cfg).await?;
-            tokio::task::spawn_blocking(move || {
-                embedder.lock().unwrap_or_else(|e| e.into_inner()).embed(&[query.as_str()])
-            })
-            .await
-        }
+        "text" => embed_query(&st, QueryModel::Text, query).await?,
         "image_text" => {
             if q.kinds.is_some() {
                 return Err(ApiError::bad_request(
@@ -203,11 +170,13 @@ pub async fn search(
                     "`kinds` applies to space=text; image_text finds frames",
                 ));
             }
-            let model = st.search.image_text(&st.cfg).await?;
-            tokio::task::spawn_blocking(move || {
-                model.lock().unwrap_or_else(|e| e.into_inner()).embed_texts(&[query.as_str()])
-            })
-            .await
+            if st.cfg.models.for_task("image_text").is_err() {
+                return Err(ApiError::bad_request(
+                    "no_image_text_model",
+                    "space=image_text needs an image-text (CLIP-like) model: set models.image_text",
+                ));
+            }
+            embed_query(&st, QueryModel::ImageText, query).await?
         }
         other => {
             return Err(ApiError::bad_request(
@@ -215,11 +184,7 @@ pub async fn search(
                 format!("space must be `text` or `image_text`, got `{other}`"),
             ));
         }
-    }
-    .map_err(|e| ApiError::unavailable(format!("embedding failed: {e}")))?
-    .map_err(|e| ApiError::unavailable(format!("embedding failed: {e}")))?
-    .pop()
-    .unwrap_or_default();
+    };
     let vectors = st.search.vectors(&st.cfg.redis.url).await?;
     let set = st.bus.names.vector_set(space);
     let hits = vectors.similar(&set, VQuery::Vector(&vector), k, filter.as_deref()).await?;

@@ -5,7 +5,7 @@
 
 use sightline_models::{Ocr, OcrParams, Runtime};
 use sightline_settings::Config;
-use sightline_streams::testsrc::caption_frame;
+use sightline_testkit::caption_frame;
 
 const LINES: [(&str, &str); 20] = [
     ("BREAKING NEWS AT NOON", "navy"),

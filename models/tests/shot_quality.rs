@@ -4,7 +4,7 @@
 
 use sightline_models::{Runtime, SHOT_FRAME_BYTES, ShotDetector, shot_starts};
 use sightline_settings::Config;
-use sightline_streams::testsrc::ClipSpec;
+use sightline_testkit::ClipSpec;
 
 fn tiny_frames(clip: &std::path::Path) -> Vec<u8> {
     let out = std::process::Command::new("ffmpeg")

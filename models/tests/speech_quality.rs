@@ -10,7 +10,7 @@
 
 use sightline_models::{Moonshine, Runtime, SileroVad, word_errors};
 use sightline_settings::Config;
-use sightline_streams::testsrc::{SPEECH_SENTENCES, speech_samples};
+use sightline_testkit::{SPEECH_SENTENCES, speech_samples};
 
 #[test]
 fn word_error_rate_on_espeak_speech_is_at_most_15_percent() {

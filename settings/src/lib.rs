@@ -164,6 +164,16 @@ impl Default for GatewayConfig {
     }
 }
 
+/// Which model finds scene cuts (`ingest.cut_detector`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CutDetector {
+    /// A colour-histogram and pixel-difference score on every decoded frame, in ingest.
+    Fast,
+    /// Ingest publishes windows of every decoded frame at 48x27; the `shots` pool runs TransNetV2.
+    Transnetv2,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
@@ -183,7 +193,7 @@ pub struct IngestConfig {
     /// Which model finds scene cuts: `fast` (a colour-histogram and pixel-difference score on
     /// every decoded frame, in ingest) or `transnetv2` (ingest publishes windows of every decoded
     /// frame at 48x27 and the `shots` pool runs TransNetV2 on them).
-    pub cut_detector: String,
+    pub cut_detector: CutDetector,
     /// Size at which every decoded frame is scored for cuts.
     pub cut_width: u32,
     pub cut_height: u32,
@@ -229,7 +239,7 @@ impl Default for IngestConfig {
             sample_fps: 2,
             analysis_width: 384,
             analysis_height: 216,
-            cut_detector: "fast".into(),
+            cut_detector: CutDetector::Fast,
             cut_width: 64,
             cut_height: 36,
             cut_threshold: 0.35,
@@ -807,9 +817,6 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.vectors.duplicate_min_similarity) {
             return Err(ConfigError::Invalid("vectors.duplicate_min_similarity must be within 0..=1".into()));
-        }
-        if !["fast", "transnetv2"].contains(&i.cut_detector.as_str()) {
-            return Err(ConfigError::Invalid("ingest.cut_detector must be fast or transnetv2".into()));
         }
         if !(1..=16).contains(&self.speech.beam_width) {
             return Err(ConfigError::Invalid("speech.beam_width must be 1..=16".into()));

@@ -465,12 +465,7 @@ impl EventStore {
 
 /// A batch's identity: a hash of its event ids in order.
 fn batch_token(events: &[Event]) -> String {
-    let mut h = 0xcbf29ce484222325u64;
-    for e in events {
-        for b in e.id.bytes().chain(std::iter::once(0)) {
-            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-        }
-    }
+    let h = sightline_wire::stable_hash(events.iter().flat_map(|e| [e.id.as_bytes(), &[0u8][..]]));
     format!("{h:016x}-{}", events.len())
 }
 

@@ -84,12 +84,7 @@ pub struct MediaPipeline {
     quarantined: bool,
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use sightline_wire::now_ms;
 
 pub fn init() -> Result<(), IngestError> {
     gst::init().map_err(|e| IngestError::Init(e.to_string()))
@@ -175,7 +170,8 @@ impl MediaPipeline {
         let mut detector = CutDetector::new(cfg.cut_threshold, cfg.cut_ratio, cfg.min_scene_ms);
         let (st, cuts, tiny_clock) = (stats.clone(), pending_cuts.clone(), clock.clone());
         let (cw, ch) = (cfg.cut_width, cfg.cut_height);
-        let mut windows = (cfg.cut_detector == "transnetv2").then(crate::ShotWindower::new);
+        let mut windows =
+            (cfg.cut_detector == sightline_settings::CutDetector::Transnetv2).then(crate::ShotWindower::new);
         let stx = tx.clone();
         tiny.set_callbacks(
             gst_app::AppSinkCallbacks::builder()

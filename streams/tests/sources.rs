@@ -4,8 +4,8 @@
 //! as audio segments near where it was spoken.
 
 use sightline_settings::IngestConfig;
-use sightline_streams::testsrc::{ClipSpec, LiveHls, RtmpServer, RtspServer};
 use sightline_streams::{IngestStats, MediaItem, MediaPipeline, PipelineSpec};
+use sightline_testkit::{ClipSpec, LiveHls, RtmpServer, RtspServer};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

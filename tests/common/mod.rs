@@ -174,9 +174,9 @@ pub fn words(text: &str) -> Vec<String> {
 }
 
 /// A free loopback port (bound, then released).
-/// A loopback port for a private server (see `testsrc::pick_port` for why not port 0).
+/// A loopback port for a private server (see `sightline_testkit::pick_port` for why not port 0).
 pub fn free_port() -> u16 {
-    sightline_streams::testsrc::pick_port().expect("a free loopback port")
+    sightline_testkit::pick_port().expect("a free loopback port")
 }
 
 /// A private service process for outage tests, killed (SIGKILL) when dropped.
@@ -232,7 +232,7 @@ impl Service {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("{} on port {} exited at start: {status}", self.kind, self.port);
             }
-            if sightline_streams::testsrc::listening(self.port).await {
+            if sightline_testkit::listening(self.port).await {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;

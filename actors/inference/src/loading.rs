@@ -1,0 +1,48 @@
+//! Loading a registry entry's model on the execution providers it asks for.
+
+use sightline_models::{GpuPreprocessor, ImageTextModel, ModelError, Runtime, TextEmbedder};
+use sightline_settings::{Config, ModelSpec};
+
+/// The GPU preprocessing kernel, when `rt` runs models on CUDA and `models.gpu_preprocess` is on;
+/// otherwise (or when the kernel cannot load, which is logged with the reason) the CPU does it.
+pub fn gpu_preprocessor(cfg: &Config, rt: &Runtime) -> Option<GpuPreprocessor> {
+    let sightline_models::Provider::Cuda { device } = rt.provider() else { return None };
+    if !cfg.models.gpu_preprocess {
+        return None;
+    }
+    match GpuPreprocessor::new(device.max(0) as usize) {
+        Ok(g) => {
+            tracing::info!(device = g.device(), "frames are preprocessed on the GPU");
+            Some(g)
+        }
+        Err(why) => {
+            tracing::warn!(%why, "GPU preprocessing unavailable; frames are preprocessed on the CPU");
+            None
+        }
+    }
+}
+
+/// The image-text model of registry entry `spec` (task `image_text`), one thread.
+pub fn load_image_text(cfg: &Config, spec: &ModelSpec) -> Result<ImageTextModel, ModelError> {
+    let m = &cfg.models;
+    ImageTextModel::load(&runtime_for(cfg, spec)?, &m.file(spec, 0), &m.file(spec, 1), &m.file(spec, 2), 1)
+}
+
+/// ONNX Runtime on the execution providers a registry entry asks for.
+pub fn runtime_for(cfg: &Config, spec: &ModelSpec) -> Result<Runtime, ModelError> {
+    let m = &cfg.models;
+    Runtime::load(&m.onnxruntime_lib())?.with_providers(m.providers_of(spec), m.cuda_device)
+}
+
+/// A registry entry the configuration validated (it exists): a panic otherwise names it.
+pub fn registered<'a>(cfg: &'a Config, name: &str) -> &'a ModelSpec {
+    cfg.models.model(name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The text embedder (task `text_embedding`) named in the config.
+pub fn load_embedder(cfg: &Config) -> Result<TextEmbedder, ModelError> {
+    let m = &cfg.models;
+    let spec = m.for_task("text_embedding").map_err(|e| ModelError::Input(e.to_string()))?;
+    let rt = runtime_for(cfg, spec)?;
+    TextEmbedder::load(&rt, &m.file(spec, 0), &m.file(spec, 1), cfg.vectors.threads)
+}

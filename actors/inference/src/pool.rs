@@ -1,0 +1,247 @@
+//! An inference pool: workers sharing one durable consumer, each running a [`Processor`] (a
+//! registry entry's model) and, when the entry names one, its fallback. A batch runs on a blocking
+//! thread; its events are published before its messages are acked. What happens to each message
+//! is the runtime's pure decision ([`sightline_runtime::decide`]), and which model runs a batch is
+//! [`FallbackPolicy::route`].
+
+use async_nats::jetstream::Message;
+use sightline_bus::work::delivered;
+use sightline_bus::{Bus, WorkSpec, publish_events};
+use sightline_models::ModelError;
+use sightline_runtime::worker::settle;
+use sightline_runtime::{
+    Batches, FallbackPolicy, FallbackReason, Outcome, RetryPolicy, Route, WorkerError, decide,
+};
+use sightline_telemetry::{Metrics, labels};
+use sightline_wire::Event;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Streams whose last frame a processor remembers; past this the memory is cleared (bounded state).
+pub(crate) const MAX_TRACKED_STREAMS: usize = 4096;
+
+/// A model behind an inference pool: turns work messages into events.
+pub trait Processor: Send + 'static {
+    /// Work kind, used for consumer, DLQ subject and metric names ("scenes", "speech").
+    fn kind(&self) -> &'static str;
+    /// Model name@version recorded in events.
+    fn model(&self) -> &str;
+    fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String>;
+    /// A whole batch (messages of several streams); models that can batch their inference across
+    /// the messages override this.
+    fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<Result<Vec<Event>, String>> {
+        payloads.iter().map(|p| self.process(p)).collect()
+    }
+}
+
+pub type MakeProcessor<P> = Arc<dyn Fn() -> Result<P, ModelError> + Send + Sync>;
+
+/// How often a pool with a queue threshold asks JetStream how much work waits.
+const QUEUE_LOOK_EVERY: Duration = Duration::from_millis(250);
+
+/// One pool worker's state: its models and the fallback's bookkeeping.
+pub struct InferencePool<P> {
+    bus: Bus,
+    consumer: async_nats::jetstream::consumer::PullConsumer,
+    metrics: Arc<Metrics>,
+    retry: RetryPolicy,
+    /// None when the primary failed to load and the fallback serves alone.
+    primary: Option<Arc<Mutex<P>>>,
+    fallback: Option<(Arc<Mutex<P>>, FallbackPolicy)>,
+    kind: &'static str,
+    model: String,
+    /// The fallback serves until then (after a primary timeout).
+    fallback_until: Option<Instant>,
+    /// Work waiting at the last look, and when that was.
+    waiting: (Option<u64>, Option<Instant>),
+}
+
+impl<P: Processor> InferencePool<P> {
+    /// Loads the primary and the fallback (on blocking threads). The pool starts when at least one
+    /// of them loads.
+    pub async fn load(
+        bus: Bus,
+        work: &WorkSpec,
+        metrics: Arc<Metrics>,
+        make: MakeProcessor<P>,
+        fallback: Option<(MakeProcessor<P>, FallbackPolicy)>,
+    ) -> Result<Self, WorkerError> {
+        let start_err = |e: Box<dyn std::error::Error + Send + Sync>| WorkerError::Start {
+            worker: work.consumer.clone(),
+            source: e,
+        };
+        let load = |make: MakeProcessor<P>| async move {
+            tokio::task::spawn_blocking(move || make()).await.map_err(|e| start_err(e.into()))
+        };
+        let primary = load(make).await?;
+        let fallback = match fallback {
+            Some((make, policy)) => match load(make).await? {
+                Ok(p) => Some((p, policy)),
+                Err(e) if primary.is_ok() => {
+                    tracing::warn!(error = %e, "fallback model failed to load; running without one");
+                    None
+                }
+                Err(e) => return Err(start_err(e.into())),
+            },
+            None => None,
+        };
+        let primary = match primary {
+            Ok(p) => Some(p),
+            Err(e) if fallback.is_some() => {
+                tracing::error!(error = %e, "model failed to load; its fallback serves instead");
+                None
+            }
+            Err(e) => return Err(start_err(e.into())),
+        };
+        let consumer = sightline_bus::work_consumer(&bus, work).await?;
+        let first = primary.as_ref().or(fallback.as_ref().map(|f| &f.0)).expect("one model loaded");
+        let (kind, model) = (first.kind(), first.model().to_string());
+        let fallback_model = fallback.as_ref().map(|f| f.0.model().to_string());
+        tracing::info!(kind, %model, fallback = ?fallback_model, consumer = %work.consumer, "inference worker ready");
+        Ok(Self {
+            bus,
+            consumer,
+            metrics,
+            retry: RetryPolicy::inference(work.max_deliver),
+            primary: primary.map(|p| Arc::new(Mutex::new(p))),
+            fallback: fallback.map(|(p, policy)| (Arc::new(Mutex::new(p)), policy)),
+            kind,
+            model,
+            fallback_until: None,
+            waiting: (None, None),
+        })
+    }
+
+    /// The model for this batch ([`FallbackPolicy::route`]); the queue is looked up at most every
+    /// 250 ms, and only when the policy watches it.
+    async fn route(&mut self) -> Route {
+        let Some((_, policy)) = self.fallback.as_ref() else { return Route::Primary };
+        let policy = *policy;
+        if policy.watches_queue() && self.waiting.1.is_none_or(|t| t.elapsed() >= QUEUE_LOOK_EVERY) {
+            let waiting = self.consumer.info().await.ok().map(|i| i.num_pending);
+            self.waiting = (waiting, Some(Instant::now()));
+        }
+        let cooling = self.fallback_until.is_some_and(|t| Instant::now() < t);
+        policy.route(self.primary.is_some(), cooling, self.waiting.0)
+    }
+
+    fn count_fallback(&self, reason: FallbackReason, n: usize) {
+        let l = labels(&[("model", &self.model), ("reason", reason.as_str())]);
+        self.metrics.model_fallbacks.get_or_create(&l).inc_by(n as u64);
+    }
+}
+
+type BatchResults = Vec<Result<Vec<Event>, String>>;
+
+/// Runs `payloads` on one model on a blocking thread; None when it ran past `timeout` (the thread
+/// finishes on its own; its results are dropped). A panic surfaces as a JoinError.
+async fn run_model<P: Processor>(
+    processor: &Arc<Mutex<P>>,
+    payloads: Vec<bytes::Bytes>,
+    timeout: Option<Duration>,
+) -> Result<Option<(BatchResults, String)>, tokio::task::JoinError> {
+    let processor = processor.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let mut p = processor.lock().unwrap_or_else(|e| e.into_inner());
+        (p.process_batch(&payloads), p.model().to_string())
+    });
+    match timeout {
+        Some(t) => match tokio::time::timeout(t, task).await {
+            Ok(r) => r.map(Some),
+            Err(_) => Ok(None),
+        },
+        None => task.await.map(Some),
+    }
+}
+
+impl<P: Processor> Batches for InferencePool<P> {
+    fn name(&self) -> &str {
+        self.kind
+    }
+
+    async fn batch(&mut self, batch: Vec<Message>) -> Result<Option<Duration>, WorkerError> {
+        let l = labels(&[("model", &self.model)]);
+        self.metrics.batch_size.get_or_create(&l).observe(batch.len() as f64);
+        let again = batch.iter().filter(|m| delivered(m) > 1).count();
+        if again > 0 {
+            self.metrics.redelivered.get_or_create(&labels(&[("kind", self.kind)])).inc_by(again as u64);
+        }
+        let payloads: Vec<bytes::Bytes> = batch.iter().map(|m| m.payload.clone()).collect();
+        let started = Instant::now();
+        let route = self.route().await;
+        let fallback = self.fallback.as_ref().map(|(p, policy)| (p.clone(), *policy));
+        // A panic in a model fails the worker; its supervisor restarts it and the unacked batch is
+        // redelivered.
+        let failed =
+            |e: tokio::task::JoinError| WorkerError::Failed { worker: self.kind.into(), source: e.into() };
+        let ran = match (route, &self.primary, &fallback) {
+            (Route::Fallback(reason), _, Some((fb, _))) => {
+                self.count_fallback(reason, batch.len());
+                run_model(fb, payloads.clone(), None).await.map_err(failed)?
+            }
+            (_, Some(primary), fb) => {
+                run_model(primary, payloads.clone(), fb.as_ref().and_then(|f| f.1.timeout))
+                    .await
+                    .map_err(failed)?
+            }
+            _ => unreachable!("a worker has a primary or a fallback"),
+        };
+        let Some((mut results, model)) = ran else {
+            // The primary ran past its timeout: the fallback serves for a while, and this batch is
+            // redelivered to it.
+            let cooldown = fallback.map(|f| f.1.cooldown).unwrap_or_default();
+            self.fallback_until = Some(Instant::now() + cooldown);
+            self.count_fallback(FallbackReason::Timeout, batch.len());
+            tracing::warn!(kind = self.kind, model = %self.model, cooldown_s = cooldown.as_secs(), "model timed out; its fallback serves");
+            for msg in &batch {
+                let action = decide(Outcome::TimedOut, delivered(msg), &self.retry);
+                settle(&self.bus, self.kind, msg, action, &self.retry).await;
+            }
+            return Ok(None);
+        };
+        // Items the primary failed on are retried on the fallback at once.
+        if let (Route::Primary, Some((fb, _))) = (route, &fallback) {
+            let failed_at: Vec<usize> =
+                results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();
+            if !failed_at.is_empty() {
+                self.count_fallback(FallbackReason::Error, failed_at.len());
+                let retry: Vec<bytes::Bytes> = failed_at.iter().map(|&i| payloads[i].clone()).collect();
+                if let Some((again, _)) = run_model(fb, retry, None).await.map_err(failed)? {
+                    for (i, r) in failed_at.into_iter().zip(again) {
+                        results[i] = match (&results[i], r) {
+                            (Err(first), Err(second)) => Err(format!("{first}; fallback: {second}")),
+                            (_, r) => r,
+                        };
+                    }
+                }
+            }
+        }
+        // Latency is the model's that ran the batch.
+        self.metrics
+            .inference_seconds
+            .get_or_create(&labels(&[("model", &model)]))
+            .observe(started.elapsed().as_secs_f64());
+
+        for (msg, result) in batch.into_iter().zip(results) {
+            let outcome = match &result {
+                Ok(events) => match publish_events(&self.bus, &self.metrics, events).await {
+                    Ok(()) => Outcome::Done,
+                    Err(e) => {
+                        tracing::warn!(kind = self.kind, error = %e, "cannot publish events; will retry");
+                        Outcome::PublishFailed
+                    }
+                },
+                Err(error) => {
+                    self.metrics.inference_errors.get_or_create(&l).inc();
+                    tracing::debug!(kind = self.kind, %error, delivered = delivered(&msg), "item failed");
+                    Outcome::Failed(error)
+                }
+            };
+            let action = decide(outcome, delivered(&msg), &self.retry);
+            if settle(&self.bus, self.kind, &msg, action, &self.retry).await {
+                self.metrics.dlq.get_or_create(&labels(&[("kind", self.kind)])).inc();
+            }
+        }
+        Ok(None)
+    }
+}

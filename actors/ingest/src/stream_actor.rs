@@ -1,0 +1,435 @@
+//! `StreamActor`: one per live stream. Owns the GStreamer pipeline, publishes what it produces
+//! to JetStream, watches for stalls, and restarts the pipeline with capped, jittered backoff.
+//! Once a second it reads its backlog on the shared scene consumer and adapts its sampling rate
+//! (see `sightline_streams::Backpressure`), and writes its status to the status bucket.
+
+use crate::lifecycle::{AfterEnd, Lifecycle, Second};
+use async_nats::jetstream::consumer::{PullConsumer, pull};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use sightline_bus::Bus;
+use sightline_bus::{Registry, RetryReason, StreamSpec, StreamState, StreamStatus};
+use sightline_runtime::Backoff;
+use sightline_settings::IngestConfig;
+use sightline_streams::pipeline::now_ms;
+use sightline_streams::{Backpressure, IngestStats, MediaItem, MediaPipeline, PipelineSpec};
+use sightline_telemetry::{Metrics, labels};
+use sightline_wire::{AudioMeta, FrameMeta, ShotWindowMeta, audio_bytes, encode};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+pub struct StreamActor;
+
+pub struct StreamActorArgs {
+    pub spec: StreamSpec,
+    pub live: bool,
+    pub bus: Bus,
+    pub registry: Registry,
+    pub ingest: IngestConfig,
+    pub metrics: Arc<Metrics>,
+}
+
+pub enum StreamMsg {
+    /// (Re)start the pipeline.
+    Start,
+    /// The pipeline ended (error, end of stream) and needs a decision.
+    Ended { reason: RetryReason, detail: String },
+    /// Once a second: counters, fps, stall watchdog, status.
+    Tick,
+}
+
+pub struct StreamActorState {
+    args: StreamActorArgs,
+    pipeline: Option<MediaPipeline>,
+    pump: Option<tokio::task::JoinHandle<()>>,
+    stats: Arc<IngestStats>,
+    status: StreamStatus,
+    life: Lifecycle,
+    /// Counter values at the previous tick, for rates and metric deltas.
+    prev: [u64; 6],
+    prev_tick_ms: i64,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+    retry_timer: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<StreamMsg>>>>,
+    /// Stream sequences of this stream's published frames not yet known to be processed.
+    published: Arc<Mutex<VecDeque<u64>>>,
+    backpressure: Backpressure,
+    /// Fractional frames shed by a reduced rate, carried to the next tick.
+    shed_carry: f32,
+    lag_consumer: Option<PullConsumer>,
+}
+
+/// Frame sequences remembered for the backlog count (beyond this, the oldest are forgotten).
+const MAX_TRACKED: usize = 4096;
+
+fn new_backpressure(cfg: &IngestConfig) -> Backpressure {
+    Backpressure::new(
+        cfg.sample_fps,
+        cfg.max_rate_halvings,
+        cfg.lag_high_frames,
+        cfg.lag_low_frames,
+        cfg.lag_recover_s,
+    )
+}
+
+impl StreamActorState {
+    /// Stops the pump and the pipeline. `stuck`: the pipeline stalled or never produced media.
+    fn teardown(&mut self, stuck: bool) {
+        if let Some(p) = self.pump.take() {
+            p.abort();
+        }
+        if let Some(mut p) = self.pipeline.take() {
+            let never_flowed = self.stats.decoded_frames.load(Ordering::Relaxed) == 0
+                && self.stats.audio_segments.load(Ordering::Relaxed) == 0;
+            if stuck || never_flowed {
+                p.quarantine();
+            }
+            // Dropping sets the pipeline to NULL; do it off the actor's thread, it can block, on
+            // a detached thread, so that a teardown stuck inside GStreamer never holds up the
+            // runtime's shutdown (tokio waits for its blocking tasks).
+            let spawned = std::thread::Builder::new().name("pipeline-teardown".into()).spawn(move || drop(p));
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "no thread for the pipeline's teardown; the pipeline is leaked");
+            }
+        }
+    }
+}
+
+/// Exponential backoff with ±20 % jitter, capped.
+pub fn backoff(cfg: &IngestConfig, attempt: u32) -> Duration {
+    let ms = Duration::from_millis;
+    Backoff::new(ms(cfg.backoff_initial_ms), ms(cfg.backoff_max_ms)).with_jitter(0.2).delay(attempt)
+}
+
+impl Actor for StreamActor {
+    type Msg = StreamMsg;
+    type State = StreamActorState;
+    type Arguments = StreamActorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<StreamMsg>,
+        args: StreamActorArgs,
+    ) -> Result<StreamActorState, ActorProcessingErr> {
+        // Continue the media clock where a previous run of this stream left it, so event ids of a
+        // restarted stream never collide with earlier ones.
+        let mut status = StreamStatus::new(now_ms());
+        if let Ok(Some(prev)) = args.registry.status(&args.spec.id).await {
+            status.media_ms = prev.media_ms;
+            status.reconnects = prev.reconnects;
+        }
+        let ticker = myself.send_interval(Duration::from_secs(1), || StreamMsg::Tick);
+        myself.send_message(StreamMsg::Start)?;
+        let backpressure = new_backpressure(&args.ingest);
+        let life = Lifecycle::new(&args.spec.id, &args.ingest, args.live);
+        Ok(StreamActorState {
+            life,
+            backpressure,
+            published: Arc::new(Mutex::new(VecDeque::new())),
+            shed_carry: 0.0,
+            lag_consumer: None,
+            args,
+            pipeline: None,
+            pump: None,
+            stats: Arc::new(IngestStats::default()),
+            status,
+            prev: [0; 6],
+            prev_tick_ms: now_ms(),
+            ticker: Some(ticker),
+            retry_timer: None,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<StreamMsg>,
+        st: &mut StreamActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        st.teardown(false);
+        st.args.metrics.forget_stream(&st.args.spec.id);
+        if let Some(t) = st.ticker.take() {
+            t.abort();
+        }
+        if let Some(t) = st.retry_timer.take() {
+            t.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<StreamMsg>,
+        msg: StreamMsg,
+        st: &mut StreamActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            StreamMsg::Start => {
+                st.teardown(false);
+                st.stats = Arc::new(IngestStats::default());
+                st.prev = [0; 6];
+                // A restart continues the media clock one second past the last media seen.
+                let base_ms = if st.status.media_ms > 0 { st.status.media_ms + 1000 } else { 0 };
+                st.status.media_ms = base_ms;
+                st.stats.last_media_ms.store(base_ms, Ordering::Relaxed);
+                st.stats.last_media_wall_ms.store(now_ms(), Ordering::Relaxed);
+                st.life.starting(&mut st.status, now_ms());
+                st.backpressure = new_backpressure(&st.args.ingest);
+                st.published.lock().unwrap().clear();
+                let spec =
+                    PipelineSpec { url: st.args.spec.url.clone(), base_ms, ingest: st.args.ingest.clone() };
+                match MediaPipeline::start(&spec, st.stats.clone(), st.args.ingest.queue_capacity) {
+                    Ok((pipeline, rx)) => {
+                        st.pipeline = Some(pipeline);
+                        st.pump = Some(tokio::spawn(pump(
+                            rx,
+                            st.args.bus.clone(),
+                            st.args.spec.id.clone(),
+                            myself.clone(),
+                            st.stats.clone(),
+                            st.published.clone(),
+                        )));
+                    }
+                    Err(e) => {
+                        myself.send_message(StreamMsg::Ended {
+                            reason: RetryReason::StateChange,
+                            detail: e.to_string(),
+                        })?;
+                    }
+                }
+            }
+            StreamMsg::Ended { reason, detail } => {
+                if st.pipeline.is_none() && st.pump.is_none() && reason != RetryReason::StateChange {
+                    return Ok(()); // a late report from a pipeline already torn down
+                }
+                st.teardown(reason == RetryReason::Stall);
+                let id = st.args.spec.id.clone();
+                match st.life.ended(&mut st.status, reason, &detail, now_ms()) {
+                    AfterEnd::Stopped => tracing::info!(stream = %id, "stream ended"),
+                    AfterEnd::Failed { retries } => {
+                        tracing::warn!(stream = %id, %detail, "stream failed after {retries} retries")
+                    }
+                    AfterEnd::Retry { attempt } => {
+                        st.args
+                            .metrics
+                            .reconnects
+                            .get_or_create(&labels(&[("stream", &id), ("reason", reason.as_str())]))
+                            .inc();
+                        let delay = backoff(&st.args.ingest, attempt);
+                        tracing::warn!(stream = %id, ?reason, %detail, retry_in_ms = delay.as_millis() as u64, "stream reconnecting");
+                        st.retry_timer = Some(myself.send_after(delay, || StreamMsg::Start));
+                    }
+                }
+                publish_status(st).await;
+            }
+            StreamMsg::Tick => {
+                let backlog = if st.pipeline.is_some() { frame_backlog(st).await } else { None };
+                tick(&myself, st, backlog);
+                publish_status(st).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How many of this stream's sampled frames wait for the scene workers: its published frames
+/// above the shared consumer's ack floor. `None` while no scene consumer exists yet.
+async fn frame_backlog(st: &mut StreamActorState) -> Option<u64> {
+    if st.lag_consumer.is_none() {
+        let names = &st.args.bus.names;
+        let stream = st.args.bus.js.get_stream(names.frames_stream()).await.ok()?;
+        st.lag_consumer = stream.get_consumer::<pull::Config>(&names.consumer("scenes")).await.ok();
+    }
+    let consumer = st.lag_consumer.as_mut()?;
+    let floor = match consumer.info().await {
+        Ok(info) => info.ack_floor.stream_sequence,
+        Err(_) => {
+            st.lag_consumer = None;
+            return None;
+        }
+    };
+    let mut q = st.published.lock().unwrap();
+    while q.front().is_some_and(|s| *s <= floor) {
+        q.pop_front();
+    }
+    Some(q.len() as u64)
+}
+
+fn tick(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState, backlog: Option<u64>) {
+    // Backpressure first: it decides the rate and how many frames this second did not sample.
+    if let Some(b) = backlog {
+        if let Some(rate) = st.backpressure.observe(b) {
+            tracing::info!(stream = %st.args.spec.id, backlog = b, fps = rate.fps(), "sampling rate changed");
+            if let Some(p) = &st.pipeline {
+                p.set_sample_rate(rate);
+            }
+        }
+    }
+    st.status.backlog_frames = backlog;
+    st.status.sample_fps_target = st.backpressure.rate().fps();
+    st.shed_carry += st.backpressure.shed_fps();
+    let shed = st.shed_carry.floor();
+    st.shed_carry -= shed;
+    if shed > 0.0 {
+        st.stats.dropped_frames.fetch_add(shed as u64, Ordering::Relaxed);
+    }
+
+    let s = &st.stats;
+    let now = now_ms();
+    let counters = [
+        s.decoded_frames.load(Ordering::Relaxed),
+        s.sampled_frames.load(Ordering::Relaxed),
+        s.dropped_frames.load(Ordering::Relaxed),
+        s.audio_segments.load(Ordering::Relaxed),
+        s.dropped_shot_windows.load(Ordering::Relaxed),
+        s.dropped_audio.load(Ordering::Relaxed),
+    ];
+    let delta: Vec<u64> = counters.iter().zip(st.prev).map(|(c, p)| c.saturating_sub(p)).collect();
+    let secs = ((now - st.prev_tick_ms).max(1) as f32) / 1000.0;
+    st.prev = counters;
+    st.prev_tick_ms = now;
+    let id = st.args.spec.id.clone();
+    let l = labels(&[("stream", &id)]);
+    let m = st.args.metrics.clone();
+    m.decoded_frames.get_or_create(&l).inc_by(delta[0]);
+    m.sampled_frames.get_or_create(&l).inc_by(delta[1]);
+    m.dropped_frames.get_or_create(&l).inc_by(delta[2]);
+    m.audio_segments.get_or_create(&l).inc_by(delta[3]);
+    m.dropped_shot_windows.get_or_create(&l).inc_by(delta[4]);
+    m.dropped_audio.get_or_create(&l).inc_by(delta[5]);
+    let p = &sightline_streams::pipeline::QUARANTINED_DEMUXERS;
+    m.quarantined_demuxers.set(p.load(Ordering::Relaxed) as i64);
+    let t = &sightline_streams::pipeline::TEARDOWNS_NOT_SERIALISED;
+    m.teardowns_not_serialised.set(t.load(Ordering::Relaxed) as i64);
+    let status = &mut st.status;
+    status.decoded_fps = delta[0] as f32 / secs;
+    status.sampled_fps = delta[1] as f32 / secs;
+    status.decoded_frames += delta[0];
+    status.sampled_frames += delta[1];
+    status.dropped_frames += delta[2];
+    status.audio_segments += delta[3];
+    status.cuts = s.cuts.load(Ordering::Relaxed);
+    status.media_ms = status.media_ms.max(s.last_media_ms.load(Ordering::Relaxed));
+    status.updated_ms = now;
+
+    if st.pipeline.is_some() {
+        let second = Second {
+            flowing: delta[0] > 0 || delta[3] > 0,
+            dropped: delta[2] > 0,
+            reduced: st.backpressure.reduced(),
+            idle_ms: now - s.last_media_wall_ms.load(Ordering::Relaxed),
+        };
+        if let Some(detail) = st.life.tick(&mut st.status, second, now) {
+            let _ = myself.send_message(StreamMsg::Ended { reason: RetryReason::Stall, detail });
+        }
+    }
+    for state in StreamState::ALL {
+        let on = st.status.state == state;
+        m.stream_state.get_or_create(&labels(&[("stream", &id), ("state", state.as_str())])).set(on as i64);
+    }
+}
+
+async fn publish_status(st: &StreamActorState) {
+    if let Err(e) = st.args.registry.put_status(&st.args.spec.id, &st.status).await {
+        tracing::warn!(stream = %st.args.spec.id, error = %e, "cannot write stream status");
+    }
+}
+
+/// Moves media from the pipeline's bounded channel to JetStream, and reports how it ended.
+async fn pump(
+    mut rx: tokio::sync::mpsc::Receiver<MediaItem>,
+    bus: Bus,
+    stream_id: String,
+    actor: ActorRef<StreamMsg>,
+    stats: Arc<IngestStats>,
+    published: Arc<Mutex<VecDeque<u64>>>,
+) {
+    let names = bus.names.clone();
+    while let Some(item) = rx.recv().await {
+        let sent = match item {
+            MediaItem::Frame(f) => {
+                let meta = FrameMeta {
+                    stream_id: stream_id.clone(),
+                    pts_ms: f.pts_ms,
+                    wall_ms: f.wall_ms,
+                    width: f.width,
+                    height: f.height,
+                    cuts: f.cuts,
+                };
+                let seq = bus.publish_frame(&meta, &f.rgb).await;
+                if let Ok(seq) = seq {
+                    let mut q = published.lock().unwrap();
+                    if q.len() == MAX_TRACKED {
+                        q.pop_front();
+                    }
+                    q.push_back(seq);
+                }
+                seq
+            }
+            MediaItem::Audio(seg) => {
+                let meta = AudioMeta {
+                    stream_id: stream_id.clone(),
+                    start_ms: seg.start_ms,
+                    end_ms: seg.end_ms,
+                    wall_ms: now_ms() - (seg.end_ms - seg.start_ms),
+                    samples: seg.samples.len(),
+                };
+                bus.publish(
+                    names.audio_subject(&stream_id),
+                    &meta.msg_id(),
+                    encode(&meta, &audio_bytes(&seg.samples)),
+                )
+                .await
+            }
+            MediaItem::Shots(w) => {
+                let meta = ShotWindowMeta {
+                    stream_id: stream_id.clone(),
+                    pts_ms: w.pts_ms,
+                    wall_ms: now_ms(),
+                    width: sightline_streams::shots::SHOT_WIDTH,
+                    height: sightline_streams::shots::SHOT_HEIGHT,
+                    read_from: w.read_from,
+                    read_to: w.read_to,
+                };
+                let sent =
+                    bus.publish(names.shots_subject(&stream_id), &meta.msg_id(), encode(&meta, &w.rgb)).await;
+                if let Err(e) = sent {
+                    stats.dropped_shot_windows.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(stream = %stream_id, error = %e, "publish failed; shot window dropped");
+                }
+                continue;
+            }
+            MediaItem::Error(detail) => {
+                let _ = actor.send_message(StreamMsg::Ended { reason: RetryReason::Error, detail });
+                return;
+            }
+            MediaItem::Eos => {
+                let _ = actor.send_message(StreamMsg::Ended {
+                    reason: RetryReason::Eos,
+                    detail: "end of stream".into(),
+                });
+                return;
+            }
+        };
+        if let Err(e) = sent {
+            stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(stream = %stream_id, error = %e, "publish failed; media dropped");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let cfg = IngestConfig { backoff_initial_ms: 100, backoff_max_ms: 1000, ..Default::default() };
+        let d1 = backoff(&cfg, 1).as_millis();
+        let d3 = backoff(&cfg, 3).as_millis();
+        let d30 = backoff(&cfg, 30).as_millis();
+        assert!((80..=120).contains(&d1), "{d1}");
+        assert!((320..=480).contains(&d3), "{d3}");
+        assert!((800..=1200).contains(&d30), "{d30}");
+    }
+}

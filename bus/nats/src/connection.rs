@@ -1,0 +1,153 @@
+//! The connection to NATS JetStream and the streams and buckets of the wire contract, created
+//! idempotently with their bounds (per-subject limits, discard-old, ages, byte caps).
+
+use async_nats::jetstream::{self, kv, stream};
+use sightline_settings::NatsConfig;
+use sightline_wire::Names;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("JetStream {what}: {reason}")]
+    JetStream { what: String, reason: String },
+}
+
+pub fn js_err<E: std::fmt::Display>(what: impl Into<String>) -> impl FnOnce(E) -> BusError {
+    let what = what.into();
+    move |e| BusError::JetStream { what, reason: e.to_string() }
+}
+
+#[derive(Clone)]
+pub struct Bus {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub names: Names,
+    pub cfg: NatsConfig,
+}
+
+impl Bus {
+    pub async fn connect(cfg: &NatsConfig) -> Result<Self, BusError> {
+        let err = |reason: String| BusError::Connect { url: cfg.url.clone(), reason };
+        let client = tokio::time::timeout(
+            Duration::from_secs(5),
+            async_nats::ConnectOptions::new()
+                .name("sightline")
+                .retry_on_initial_connect()
+                .max_reconnects(None)
+                .connect(&cfg.url),
+        )
+        .await
+        .map_err(|_| err("no answer within 5 s (is nats-server running? `make services`)".into()))?
+        .map_err(|e| err(e.to_string()))?;
+        // Wait until the connection is really up (retry_on_initial_connect returns at once).
+        for _ in 0..50 {
+            if client.connection_state() == async_nats::connection::State::Connected {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if client.connection_state() != async_nats::connection::State::Connected {
+            return Err(err("not connected after 5 s (is nats-server running? `make services`)".into()));
+        }
+        let js = jetstream::new(client.clone());
+        Ok(Self { client, js, names: Names::new(&cfg.prefix), cfg: cfg.clone() })
+    }
+
+    /// Creates (or finds) every stream and bucket Sightline uses.
+    pub async fn ensure(&self) -> Result<(), BusError> {
+        let c = &self.cfg;
+        let n = &self.names;
+        let work = |name: String, subject: String| stream::Config {
+            name,
+            subjects: vec![subject],
+            max_messages_per_subject: c.work_max_msgs_per_subject,
+            max_age: Duration::from_secs(c.work_max_age_s),
+            max_bytes: c.work_max_bytes,
+            discard: stream::DiscardPolicy::Old,
+            storage: stream::StorageType::File,
+            num_replicas: c.replicas,
+            duplicate_window: Duration::from_secs(60),
+            ..Default::default()
+        };
+        for cfg in [
+            work(n.frames_stream(), n.frames_all()),
+            work(n.audio_stream(), n.audio_all()),
+            work(n.shots_stream(), n.shots_all()),
+            stream::Config {
+                name: n.events_stream(),
+                subjects: vec![n.events_all()],
+                max_age: Duration::from_secs(c.events_max_age_s),
+                max_bytes: c.events_max_bytes,
+                discard: stream::DiscardPolicy::Old,
+                storage: stream::StorageType::File,
+                num_replicas: c.replicas,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            },
+            stream::Config {
+                name: n.dlq_stream(),
+                subjects: vec![n.dlq_all()],
+                max_age: Duration::from_secs(c.events_max_age_s),
+                max_bytes: (c.work_max_bytes / 4).max(1 << 20),
+                discard: stream::DiscardPolicy::Old,
+                storage: stream::StorageType::File,
+                num_replicas: c.replicas,
+                ..Default::default()
+            },
+        ] {
+            let name = cfg.name.clone();
+            self.js.get_or_create_stream(cfg).await.map_err(js_err(format!("stream {name}")))?;
+        }
+        for bucket in [n.registry_bucket(), n.status_bucket()] {
+            self.js
+                .create_or_update_key_value(kv::Config {
+                    bucket: bucket.clone(),
+                    history: 1,
+                    storage: stream::StorageType::File,
+                    num_replicas: c.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(js_err(format!("bucket {bucket}")))?;
+        }
+        Ok(())
+    }
+
+    pub async fn kv(&self, bucket: &str) -> Result<kv::Store, BusError> {
+        self.js.get_key_value(bucket).await.map_err(js_err(format!("bucket {bucket}")))
+    }
+
+    /// Publishes with a message id (JetStream drops duplicates within its window) and waits for
+    /// the server's acknowledgement.
+    /// Returns the message's sequence in its stream.
+    pub async fn publish(&self, subject: String, id: &str, payload: Vec<u8>) -> Result<u64, BusError> {
+        let msg = jetstream::message::PublishMessage::build().payload(payload.into()).message_id(id);
+        let ack =
+            self.js.send_publish(subject.clone(), msg).await.map_err(js_err(format!("publish {subject}")))?;
+        let ack = ack.await.map_err(js_err(format!("publish ack {subject}")))?;
+        Ok(ack.sequence)
+    }
+
+    /// Publishes a sampled frame to its stream's work subject (message id: stream and media time).
+    pub async fn publish_frame(&self, meta: &sightline_wire::FrameMeta, rgb: &[u8]) -> Result<u64, BusError> {
+        self.publish(
+            self.names.frames_subject(&meta.stream_id),
+            &meta.msg_id(),
+            sightline_wire::encode(meta, rgb),
+        )
+        .await
+    }
+
+    /// Deletes every stream and bucket of this prefix (tests clean up after themselves).
+    pub async fn destroy(&self) {
+        let n = &self.names;
+        for s in [n.frames_stream(), n.audio_stream(), n.shots_stream(), n.events_stream(), n.dlq_stream()] {
+            let _ = self.js.delete_stream(&s).await;
+        }
+        for b in [n.registry_bucket(), n.status_bucket()] {
+            let _ = self.js.delete_key_value(&b).await;
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Durable pull consumers for work: how a pool or a sink names its consumer and bounds it, how it
+//! pulls a batch, and how results and dead letters go back onto the bus.
+
+use crate::connection::{Bus, BusError, js_err};
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer::PullConsumer, consumer::pull};
+use futures::StreamExt;
+use sightline_telemetry::{Metrics, labels};
+use sightline_wire::Event;
+use std::time::Duration;
+
+/// How a worker pulls its work.
+#[derive(Debug, Clone)]
+pub struct WorkSpec {
+    pub stream: String,
+    /// Subjects to consume (one or several).
+    pub filters: Vec<String>,
+    pub consumer: String,
+    pub batch_max: usize,
+    pub batch_deadline: Duration,
+    pub max_ack_pending: i64,
+    /// Tries before a failed item is dead-lettered; -1: never give up.
+    pub max_deliver: i64,
+    pub ack_wait: Duration,
+}
+
+impl WorkSpec {
+    /// A consumer of one stream's subjects, with the bounds every worker sets.
+    pub fn new(stream: String, filter: String, consumer: String) -> Self {
+        Self {
+            stream,
+            filters: vec![filter],
+            consumer,
+            batch_max: 1,
+            batch_deadline: Duration::from_millis(100),
+            max_ack_pending: 1000,
+            max_deliver: -1,
+            ack_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+pub async fn work_consumer(bus: &Bus, w: &WorkSpec) -> Result<PullConsumer, BusError> {
+    let stream = bus.js.get_stream(&w.stream).await.map_err(js_err(format!("stream {}", w.stream)))?;
+    let config = pull::Config {
+        durable_name: Some(w.consumer.clone()),
+        filter_subject: if w.filters.len() == 1 { w.filters[0].clone() } else { String::new() },
+        filter_subjects: if w.filters.len() == 1 { Vec::new() } else { w.filters.clone() },
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        max_ack_pending: w.max_ack_pending,
+        // Redeliveries beyond this are stopped by the server; we move the message to the
+        // DLQ ourselves on the last try, so the server's limit is one higher.
+        max_deliver: if w.max_deliver > 0 { w.max_deliver + 1 } else { -1 },
+        ack_wait: w.ack_wait,
+        ..Default::default()
+    };
+    let what = format!("consumer {}", w.consumer);
+    let mut consumer: PullConsumer =
+        stream.get_or_create_consumer(&w.consumer, config.clone()).await.map_err(js_err(what.clone()))?;
+    // A consumer made by an older version keeps its old settings; bring the ones we set up to date
+    // (a new event kind to consume, a changed bound) without losing its position.
+    let have = &consumer.cached_info().config;
+    if have.filter_subject != config.filter_subject
+        || have.filter_subjects != config.filter_subjects
+        || have.max_ack_pending != config.max_ack_pending
+        || have.max_deliver != config.max_deliver
+        || have.ack_wait != config.ack_wait
+    {
+        tracing::info!(consumer = %w.consumer, "updating the consumer's settings");
+        consumer = stream.update_consumer(config).await.map_err(js_err(what))?;
+    }
+    Ok(consumer)
+}
+
+/// Pulls up to `batch_max` messages, waiting at most `batch_deadline` for the batch to fill.
+pub async fn fetch_batch(consumer: &PullConsumer, w: &WorkSpec) -> Result<Vec<jetstream::Message>, BusError> {
+    let mut batch = consumer
+        .fetch()
+        .max_messages(w.batch_max)
+        .expires(w.batch_deadline)
+        .messages()
+        .await
+        .map_err(js_err("fetch"))?;
+    let mut out = Vec::with_capacity(w.batch_max);
+    while let Some(m) = batch.next().await {
+        match m {
+            Ok(m) => out.push(m),
+            Err(e) => {
+                tracing::debug!(error = %e, "fetch ended early");
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Publishes events to their subjects (message id: the event id, so a repeat is dropped).
+pub async fn publish_events(bus: &Bus, metrics: &Metrics, events: &[Event]) -> Result<(), BusError> {
+    for e in events {
+        let payload = serde_json::to_vec(e).expect("event serialises");
+        bus.publish(bus.names.event_subject(e.kind, &e.stream_id), &e.id, payload).await?;
+        metrics.events.get_or_create(&labels(&[("kind", e.kind.as_str())])).inc();
+    }
+    Ok(())
+}
+
+/// Copies a failed message to `dlq.<kind>` with the error, the subject it came from and how often
+/// it was delivered (headers `Sl-Error`, `Sl-Original-Subject`, `Sl-Delivered`).
+pub async fn dead_letter(
+    bus: &Bus,
+    kind: &str,
+    msg: &jetstream::Message,
+    error: &str,
+    delivered: i64,
+) -> Result<(), BusError> {
+    let mut headers = msg.headers.clone().unwrap_or_else(HeaderMap::new);
+    let one_line: String = error.chars().filter(|c| !c.is_control()).take(1000).collect();
+    headers.insert("Sl-Error", one_line.as_str());
+    headers.insert("Sl-Original-Subject", msg.subject.as_str());
+    headers.insert("Sl-Delivered", delivered.to_string().as_str());
+    let publish = jetstream::message::PublishMessage::build().payload(msg.payload.clone()).headers(headers);
+    let subject = bus.names.dlq_subject(kind);
+    let ack =
+        bus.js.send_publish(subject.clone(), publish).await.map_err(js_err(format!("publish {subject}")))?;
+    ack.await.map_err(js_err(format!("publish ack {subject}")))?;
+    Ok(())
+}
+
+/// How often a message was delivered (1 on the first try).
+pub fn delivered(msg: &jetstream::Message) -> i64 {
+    msg.info().map(|i| i.delivered).unwrap_or(1)
+}
