@@ -1,6 +1,8 @@
 //! The `sightline` binary: wires the roles together from config (`run`), and checks that every
 //! dependency is in place (`check`).
 
+mod check;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sightline_actors::{Metrics, Node, Roles, StreamSpec};
@@ -53,11 +55,11 @@ async fn main() -> Result<()> {
     let cfg = load_config(cli.config.as_deref())?;
     match cli.cmd {
         Command::Run { roles, demo, demo_dir } => {
-            let roles = Roles::parse(&roles).map_err(anyhow::Error::msg)?;
+            let roles = Roles::parse(&roles)?;
             run(cfg, roles, demo.then_some(demo_dir)).await
         }
         Command::Check => {
-            let ok = check(&cfg).await;
+            let ok = check::check(&cfg).await;
             std::process::exit(if ok { 0 } else { 1 });
         }
     }
@@ -130,108 +132,4 @@ async fn start_demo(node: &Node, dir: &Path) -> Result<sightline_testkit::LiveHl
         spec.id, live.url
     );
     Ok(live)
-}
-
-/// One line per dependency: OK or FAIL with the reason. Returns whether all passed.
-async fn check(cfg: &Config) -> bool {
-    let mut all = true;
-    let mut line = |name: &str, res: Result<String, String>| match &res {
-        Ok(d) => println!("OK    {name:<22} {d}"),
-        Err(e) => {
-            all = false;
-            println!("FAIL  {name:<22} {e}")
-        }
-    };
-    // NATS + JetStream
-    let bus = sightline_actors::Bus::connect(&cfg.nats).await;
-    match &bus {
-        Ok(b) => match b.js.query_account().await {
-            Ok(acc) => line(
-                "nats+jetstream",
-                Ok(format!("{} (JetStream storage {} bytes used)", cfg.nats.url, acc.storage)),
-            ),
-            Err(e) => line("nats+jetstream", Err(format!("{}: JetStream not available: {e}", cfg.nats.url))),
-        },
-        Err(e) => line("nats+jetstream", Err(e.to_string())),
-    }
-    // Redis vector sets
-    let redis = async {
-        let v = sightline_store::VectorStore::connect(&cfg.redis.url).await.map_err(|e| e.to_string())?;
-        v.probe().await.map_err(|e| e.to_string())
-    };
-    line("redis+vector-sets", redis.await.map(|v| format!("{} (Redis {v}, VADD/VSIM work)", cfg.redis.url)));
-    // ClickHouse
-    let store = sightline_store::EventStore::new(&cfg.clickhouse);
-    line(
-        "clickhouse",
-        store
-            .version()
-            .await
-            .map(|v| format!("{} (version {v})", cfg.clickhouse.url))
-            .map_err(|e| e.to_string()),
-    );
-    // ONNX Runtime and models
-    let m = &cfg.models;
-    let rt = sightline_models::Runtime::load(&m.onnxruntime_lib())
-        .and_then(|r| r.with_providers(&m.providers, m.cuda_device));
-    line(
-        "onnxruntime",
-        rt.as_ref()
-            .map(|r| format!("{} ({})", m.onnxruntime_lib().display(), r.version()))
-            .map_err(|e| e.to_string()),
-    );
-    // Where models run: CUDA when asked for and offered, else the CPU (not a failure).
-    if let Ok(r) = &rt {
-        let why = match (m.providers.iter().any(|p| p == "cuda"), sightline_models::cuda_available()) {
-            (false, _) => " (cuda not in models.providers)".to_string(),
-            (true, Ok(())) => String::new(),
-            (true, Err(e)) => format!(" (CUDA unavailable: {e})"),
-        };
-        line("execution provider", Ok(format!("{}{why}", r.provider().name())));
-    }
-    // Every model in the registry: each file present, each ONNX file loads.
-    for spec in &m.registry {
-        let res = spec.files.iter().try_for_each(|f| {
-            let path = m.path(f);
-            let onnx = matches!(path.extension().and_then(|e| e.to_str()), Some("onnx" | "ort"));
-            match (&rt, path.exists()) {
-                (_, false) => Err(format!("{} missing (run `make setup`)", path.display())),
-                (Ok(rt), true) if onnx => {
-                    rt.session(&path, 1).map(|_| ()).map_err(|e| format!("{}: {e}", path.display()))
-                }
-                _ => Ok(()),
-            }
-        });
-        let fallback = if spec.fallback.is_empty() {
-            String::new()
-        } else {
-            format!(", falls back to {}", spec.fallback)
-        };
-        line(
-            &format!("model {}", spec.name),
-            res.map(|()| format!("{} ({}, {} file(s){fallback})", spec.id(), spec.task, spec.files.len())),
-        );
-    }
-    // GStreamer
-    let gst = sightline_streams::pipeline::init().map_err(|e| e.to_string()).and_then(|_| {
-        let missing = sightline_streams::pipeline::missing_elements();
-        if missing.is_empty() {
-            Ok(format!("{} elements present", sightline_streams::pipeline::REQUIRED_ELEMENTS.len()))
-        } else {
-            Err(format!(
-                "missing elements: {} (install the GStreamer plugin packages: `make setup`)",
-                missing.join(", ")
-            ))
-        }
-    });
-    line("gstreamer", gst);
-    // GPU: informational; the CPU path always works.
-    let gpu = Path::new("/proc/driver/nvidia/version").exists() || Path::new("/dev/nvidia0").exists();
-    println!(
-        "{}  {:<22} {}",
-        if gpu { "OK  " } else { "INFO" },
-        "gpu",
-        if gpu { "NVIDIA driver present" } else { "no GPU found; inference runs on CPU" }
-    );
-    all
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestSystem, test_config};
+use common::{TestSystem, status_until, test_config};
 use sightline_actors::{Metrics, Node, Roles};
 use sightline_testkit::{ClipSpec, LiveHls};
 use std::time::Duration;
@@ -19,23 +19,6 @@ fn rss_mb() -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap();
     kb / 1024.0
-}
-
-async fn status_until(
-    sys: &TestSystem,
-    id: &str,
-    within: Duration,
-    ok: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let (_, v) = sys.http("GET", &format!("/v1/streams/{id}"), None).await;
-        if ok(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "condition not reached: {v}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

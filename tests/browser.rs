@@ -16,35 +16,16 @@ use std::time::Duration;
 
 const KEY: &str = "browser-admin-secret";
 
-/// One WebDriver call. chromedriver keeps connections open whatever the request says, so the
-/// answer is read by its Content-Length rather than to the end of the stream.
+/// One WebDriver call.
 async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect to chromedriver");
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut r = tokio::io::BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).await.unwrap();
-    let status = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let mut len = 0usize;
-    loop {
-        line.clear();
-        r.read_line(&mut line).await.unwrap();
-        if line.trim().is_empty() {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+    let mut req = reqwest::Client::new().request(method, format!("http://{addr}{path}"));
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b.to_string());
     }
-    let mut buf = vec![0; len];
-    r.read_exact(&mut buf).await.unwrap();
-    (status, serde_json::from_slice(&buf).unwrap_or(Value::Null))
+    let resp = req.send().await.expect("chromedriver answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 struct Browser {
@@ -132,7 +113,7 @@ async fn dashboard_shows_streams_events_and_search_in_chromium() {
     cfg.gateway.api_keys = vec![ApiKeyConfig {
         name: "browser".into(),
         sha256: sightline_gateway::sha256_hex(KEY),
-        scope: "admin".into(),
+        scope: sightline_settings::Scope::Admin,
     }];
     cfg.ocr.workers = 1; // the timeline shows on-screen text too
     cfg.scenes.labels = true;

@@ -110,7 +110,7 @@ async fn kill_9_mid_batch_loses_and_duplicates_nothing() {
         .collect();
     let published_ids: BTreeSet<String> = published.iter().map(|e| e.id.clone()).collect();
     assert_eq!(published.len(), published_ids.len(), "JetStream deduplicated republished events by id");
-    let (raw, distinct, stored) = common::settled_events(&store, published_ids.len()).await;
+    let (raw, distinct, stored) = common::settled_events(&bus, &store, published_ids.len()).await;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let skipped = text.matches("already in ClickHouse are not written again").count();
     eprintln!(
@@ -125,7 +125,7 @@ async fn kill_9_mid_batch_loses_and_duplicates_nothing() {
     proc.child.wait().unwrap();
     drop(live);
     if let Ok(v) = sightline_store::VectorStore::connect(&cfg.redis.url).await {
-        for space in ["text", "frames"] {
+        for space in [sightline_wire::VectorSpace::Text, sightline_wire::VectorSpace::Frames] {
             let _ = v.drop_set(&bus.names.vector_set(space)).await;
         }
     }

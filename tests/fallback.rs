@@ -7,6 +7,7 @@ mod common;
 
 use common::{TestSystem, test_config};
 use sightline_actors::Roles;
+use sightline_settings::Task;
 use sightline_settings::{Config, ModelSpec};
 use sightline_testkit::caption_frame;
 use std::time::Duration;
@@ -79,11 +80,9 @@ const ROLES: Roles = Roles { gateway: true, ingest: false, inference: true, sink
 async fn a_failing_model_hands_its_work_to_the_fallback() {
     // The recogniser in the detector's place: it loads, and fails on every frame.
     let broken = ModelSpec {
-        name: "ocr-broken".into(),
-        task: "ocr".into(),
         files: vec!["ppocr/rec.onnx".into(), "ppocr/rec.onnx".into()],
         fallback: "pp-ocrv6-small-cpu".into(),
-        ..ModelSpec::default()
+        ..ModelSpec::new("ocr-broken", Task::Ocr)
     };
     let (sys, rows) = read_frames(ocr_config(broken), 4).await;
     assert_eq!(rows, vec![("pp-ocrv6-small-cpu@1".to_string(), 4)], "every line read by the fallback");
@@ -96,29 +95,25 @@ async fn a_failing_model_hands_its_work_to_the_fallback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_that_cannot_load_leaves_the_pool_to_its_fallback() {
     let missing = ModelSpec {
-        name: "ocr-missing".into(),
-        task: "ocr".into(),
         files: vec!["nowhere/det.onnx".into(), "nowhere/rec.onnx".into()],
         fallback: "pp-ocrv6-small".into(),
-        ..ModelSpec::default()
+        ..ModelSpec::new("ocr-missing", Task::Ocr)
     };
     let (sys, rows) = read_frames(ocr_config(missing), 2).await;
     assert_eq!(rows, vec![("pp-ocrv6-small@1".to_string(), 2)]);
     let m = metrics_text(&sys).await;
-    assert!(fallbacks(&m, "pp-ocrv6-small@1", "queue_or_unavailable") >= 2.0, "{m}");
+    assert!(fallbacks(&m, "pp-ocrv6-small@1", "unavailable") >= 2.0, "{m}");
     sys.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_queue_sends_batches_to_the_fallback() {
     let busy = ModelSpec {
-        name: "ocr-busy".into(),
-        task: "ocr".into(),
         files: vec!["ppocr/det.onnx".into(), "ppocr/rec.onnx".into()],
         fallback: "pp-ocrv6-small-cpu".into(),
         queue_threshold: 3,
         batch_max: 1,
-        ..ModelSpec::default()
+        ..ModelSpec::new("ocr-busy", Task::Ocr)
     };
     let (sys, rows) = read_frames(ocr_config(busy), 10).await;
     eprintln!("lines by model: {rows:?}");
@@ -127,7 +122,7 @@ async fn a_long_queue_sends_batches_to_the_fallback() {
     assert!(by("pp-ocrv6-small-cpu@1") >= 1, "the backlog went to the fallback: {rows:?}");
     assert!(by("ocr-busy@1") >= 1, "the primary served once the queue was short: {rows:?}");
     let m = metrics_text(&sys).await;
-    assert!(fallbacks(&m, "ocr-busy@1", "queue_or_unavailable") >= 1.0, "{m}");
+    assert!(fallbacks(&m, "ocr-busy@1", "queue") >= 1.0, "{m}");
     sys.shutdown().await;
 }
 
@@ -136,13 +131,11 @@ async fn a_model_past_its_timeout_hands_the_pool_to_the_fallback_for_a_while() {
     // Reading a frame takes far longer than 1 ms: the first batch times out, is redelivered,
     // and the fallback serves for the cooldown.
     let slow = ModelSpec {
-        name: "ocr-slow".into(),
-        task: "ocr".into(),
         files: vec!["ppocr/det.onnx".into(), "ppocr/rec.onnx".into()],
         fallback: "pp-ocrv6-small-cpu".into(),
         timeout_ms: 1,
         fallback_cooldown_s: 600,
-        ..ModelSpec::default()
+        ..ModelSpec::new("ocr-slow", Task::Ocr)
     };
     let (sys, rows) = read_frames(ocr_config(slow), 4).await;
     assert_eq!(

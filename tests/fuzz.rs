@@ -16,7 +16,7 @@ async fn schemathesis_finds_no_server_errors() {
     cfg.gateway.api_keys = vec![ApiKeyConfig {
         name: "fuzz".into(),
         sha256: sightline_gateway::sha256_hex(key),
-        scope: "admin".into(),
+        scope: sightline_settings::Scope::Admin,
     }];
     cfg.gateway.rate_limit_per_s = 0.0; // fuzzing is a flood by design
     let sys =

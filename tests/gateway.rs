@@ -19,13 +19,17 @@ const BURSTY: &str = "bursty-secret-1";
 
 fn keyed_config() -> sightline_settings::Config {
     let mut cfg = test_config();
-    let key = |name: &str, secret: &str, scope: &str| ApiKeyConfig {
+    use sightline_settings::Scope;
+    let key = |name: &str, secret: &str, scope: Scope| ApiKeyConfig {
         name: name.into(),
         sha256: sightline_gateway::sha256_hex(secret),
-        scope: scope.into(),
+        scope,
     };
-    cfg.gateway.api_keys =
-        vec![key("ops", ADMIN, "admin"), key("viewer", READER, "read"), key("bursty", BURSTY, "read")];
+    cfg.gateway.api_keys = vec![
+        key("ops", ADMIN, Scope::Admin),
+        key("viewer", READER, Scope::Read),
+        key("bursty", BURSTY, Scope::Read),
+    ];
     cfg.gateway.rate_limit_per_s = 1.0;
     cfg.gateway.rate_limit_burst = 30;
     cfg
@@ -197,7 +201,13 @@ async fn feed_resumes_after_a_sequence_with_no_gap_and_no_duplicate() {
     }
     let n = first.last().unwrap().seq;
     drop(ws); // disconnect after sequence N
-    tokio::time::sleep(Duration::from_millis(700)).await; // events published meanwhile are missed live
+    // Events published meanwhile are missed live: wait until ten more are in the stream.
+    let events = bus_of(&sys).js.get_stream(bus_of(&sys).names.events_stream()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while events.get_info().await.unwrap().state.last_sequence < n + 10 {
+        assert!(tokio::time::Instant::now() < deadline, "no events published after the disconnect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("{url}&since={n}")).await.unwrap();
     let mut second: Vec<FeedItem> = Vec::new();
     while second.len() < 60 {
@@ -323,4 +333,8 @@ fn regex_free_time_filter(sql: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+fn bus_of(sys: &TestSystem) -> &sightline_actors::Bus {
+    &sys.node.as_ref().expect("node").bus
 }

@@ -8,6 +8,7 @@ mod common;
 use common::{TestSystem, test_config};
 use sightline_actors::Roles;
 use sightline_settings::ModelSpec;
+use sightline_settings::Task;
 use sightline_testkit::{ClipSpec, LiveHls};
 use std::time::Duration;
 
@@ -15,16 +16,14 @@ use std::time::Duration;
 async fn a_description_finds_the_frames_that_show_it() {
     let mut cfg = test_config();
     cfg.models.registry.push(ModelSpec {
-        name: "clip-toy".into(),
-        task: "image_text".into(),
         files: ["clip-toy/image.onnx", "clip-toy/text.onnx", "clip-toy/tokenizer.json"]
             .map(Into::into)
             .to_vec(),
-        ..ModelSpec::default()
+        ..ModelSpec::new("clip-toy", Task::ImageText)
     });
     cfg.models.image_text = "clip-toy".into();
     // Exact vectors: three-dimensional toy embeddings would tie under 8-bit quantisation.
-    cfg.vectors.quantization = "noquant".into();
+    cfg.vectors.quantization = sightline_settings::Quantization::Noquant;
     let sys = TestSystem::start(cfg, Roles::ALL).await;
     // The standard clip: a test pattern, then navy (5-9 s), colour bars, dark green (14-18 s).
     let clip = ClipSpec::standard();

@@ -57,8 +57,9 @@ async fn killing_an_inference_actor_mid_batch_loses_and_duplicates_nothing() {
     while tokio::time::Instant::now() < deadline && count().await.0 < 2 * n as u64 {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    // Let any late duplicate land before judging.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Any late duplicate has landed once the scene pool and the sink have nothing left in flight.
+    common::consumer_drained(&bus, &bus.names.frames_stream(), "scenes").await;
+    common::sink_drained(&bus, "sink_clickhouse").await;
     let last = count().await;
     eprintln!("after the kill: count {} distinct {}", last.0, last.1);
     assert_eq!(last, (2 * n as u64, 2 * n as u64), "every event once: (count, distinct)");

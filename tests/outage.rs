@@ -111,7 +111,8 @@ async fn clickhouse_outage_loses_and_duplicates_nothing() {
     ch.start().await;
     let feed = stop_and_settle(&sys, &id, &feed).await;
     let feed_ids: BTreeSet<String> = feed.iter().map(|f| f.event.id.clone()).collect();
-    let (rows, distinct, ids) = common::settled_events(&store, feed_ids.len()).await;
+    let (rows, distinct, ids) =
+        common::settled_events(&sys.node.as_ref().unwrap().bus, &store, feed_ids.len()).await;
     eprintln!("after: feed {} ids, ClickHouse {rows} rows, {distinct} distinct", feed_ids.len());
     assert_eq!(rows, distinct, "a row was written twice");
     assert_eq!(ids, feed_ids, "ClickHouse and the feed disagree");
@@ -136,7 +137,10 @@ async fn redis_outage_loses_and_duplicates_nothing() {
     let (feed, feed_task) = collect_feed(&sys).await;
     let (_live, id) = play(&sys, "redis-outage").await;
     let names = sys.node.as_ref().unwrap().bus.names.clone();
-    let (text_set, frame_set) = (names.vector_set("text"), names.vector_set("frames"));
+    let (text_set, frame_set) = (
+        names.vector_set(sightline_wire::VectorSpace::Text),
+        names.vector_set(sightline_wire::VectorSpace::Frames),
+    );
     let vectors = sightline_store::VectorStore::connect(&sys.cfg.redis.url).await.unwrap();
     let mut before = 0;
     for _ in 0..60 {

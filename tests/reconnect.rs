@@ -95,19 +95,22 @@ async fn registered_streams_resume_after_a_restart() {
         sys.http("POST", "/v1/streams", Some(&format!(r#"{{"url": "{}", "name": "kept"}}"#, live.url))).await;
     assert_eq!(s, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
-    let (before, _) = wait_for_status(&sys, &id, "running", Duration::from_secs(15)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (_, before) = {
-        let r = sys.http("GET", &format!("/v1/streams/{id}"), None).await;
-        (before, r.1)
-    };
+    wait_for_status(&sys, &id, "running", Duration::from_secs(15)).await;
+    // Two seconds of media into the stream.
+    let before = common::status_until(&sys, &id, Duration::from_secs(15), |v| {
+        v["detail"]["media_ms"].as_i64() >= Some(2000)
+    })
+    .await;
     let media_before = before["detail"]["media_ms"].as_i64().unwrap();
 
     // Sightline stops and starts again; nobody registers anything.
     let sys = sys.restart(roles).await;
     let (after, _) = wait_for_status(&sys, &id, "running", Duration::from_secs(20)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (_, after2) = sys.http("GET", &format!("/v1/streams/{id}"), None).await;
+    // Frames decoded by the new run (and reported in its status).
+    let after2 = common::status_until(&sys, &id, Duration::from_secs(15), |v| {
+        v["detail"]["decoded_frames"].as_u64() > Some(0)
+    })
+    .await;
     eprintln!("before: {before}\nafter: {after2}");
     assert_eq!(after["name"], "kept");
     // The media clock continues past where the previous run left it: no event id can repeat.

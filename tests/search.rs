@@ -45,7 +45,12 @@ async fn search_similar_frames_duplicates_and_sql() {
     };
     let (_a_live, a) = register(&same_file, "channel-a").await;
     let (_c_live, c) = register(&other_file, "channel-c").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Channel A's keyframes are in the frames set before B starts: B's are the duplicates.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while sys.http("GET", &format!("/v1/streams/{a}/thumbnail"), None).await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "channel A kept no frame in 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (_b_live, b) = register(&same_file, "channel-b").await;
 
     // Until the shared clip has played through on both streams and a duplicate was seen.

@@ -3,8 +3,10 @@
 //! only wires the roles a node runs under one root supervisor ([`node::Node`]).
 
 pub mod node;
+mod supervisor;
+mod wiring;
 
-pub use node::{Node, NodeError, Roles};
+pub use node::{Node, NodeError, Roles, RolesError};
 pub use sightline_bus::{
     Bus, BusError, Registry, RetryReason, StreamSpec, StreamState, StreamStatus, StreamView,
 };

@@ -39,7 +39,7 @@ impl AppState {
         registry: Registry,
         store: EventStore,
         metrics: Arc<Metrics>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::auth::KeyError> {
         let g = &cfg.gateway;
         let auth = crate::auth::Auth::new(&g.api_keys, g.rate_limit_per_s, g.rate_limit_burst)?;
         if !auth.enabled() {

@@ -7,8 +7,9 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use sightline_bus::rpc;
+use sightline_settings::Task;
 use sightline_store::{Query as VQuery, VectorStore, filter_string};
-use sightline_wire::{EmbedReply, EmbedRequest, EventKind, QueryModel, Service};
+use sightline_wire::{EmbedReply, EmbedRequest, EventKind, QueryModel, Service, VectorSpace};
 use tokio::sync::OnceCell;
 
 /// Longest search query accepted, characters.
@@ -104,29 +105,8 @@ fn check_k(k: Option<usize>, max: usize) -> Result<usize, ApiError> {
     Ok(k)
 }
 
-/// `GET /v1/search`: embeds the query and asks the text set for the nearest transcript lines,
-/// on-screen text lines (OCR) and frame labels, filtered by stream, time and kind; or, with
-/// `space=image_text`, the image-text set for the kept frames that best match the description.
-#[utoipa::path(get, path = "/v1/search", tag = "search", params(SearchQuery),
-    responses((status = 200, description = "hits, best first", body = Object), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody), (status = 503, description = "Redis or the model unavailable", body = crate::error::ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn search(
-    State(st): State<AppState>,
-    q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let text = q.q.as_deref().map(str::trim).unwrap_or("");
-    if text.is_empty() {
-        return Err(ApiError::bad_request("missing_query", "give the words to search for as `q`"));
-    }
-    if text.chars().count() > MAX_QUERY_CHARS {
-        return Err(ApiError::bad_request(
-            "query_too_long",
-            format!("`q` is limited to {MAX_QUERY_CHARS} characters"),
-        ));
-    }
-    let k = check_k(q.k, st.cfg.gateway.search_max_k)?;
+/// The vector-set filter for a search's stream, time bounds and kinds.
+fn search_filter(q: &SearchQuery) -> Result<Option<String>, ApiError> {
     let mut clauses = Vec::new();
     if let Some(s) = q.stream.as_deref().filter(|s| !s.is_empty()) {
         crate::routes::check_id(s)?;
@@ -158,11 +138,37 @@ pub async fn search(
         }
         clauses.push(format!("({})", alts.join(" or ")));
     }
-    let filter = (!clauses.is_empty()).then(|| clauses.join(" and "));
+    Ok((!clauses.is_empty()).then(|| clauses.join(" and ")))
+}
+
+/// `GET /v1/search`: embeds the query and asks the text set for the nearest transcript lines,
+/// on-screen text lines (OCR) and frame labels, filtered by stream, time and kind; or, with
+/// `space=image_text`, the image-text set for the kept frames that best match the description.
+#[utoipa::path(get, path = "/v1/search", tag = "search", params(SearchQuery),
+    responses((status = 200, description = "hits, best first", body = Object), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 503, description = "Redis or the model unavailable", body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn search(
+    State(st): State<AppState>,
+    q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let text = q.q.as_deref().map(str::trim).unwrap_or("");
+    if text.is_empty() {
+        return Err(ApiError::bad_request("missing_query", "give the words to search for as `q`"));
+    }
+    if text.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::bad_request(
+            "query_too_long",
+            format!("`q` is limited to {MAX_QUERY_CHARS} characters"),
+        ));
+    }
+    let k = check_k(q.k, st.cfg.gateway.search_max_k)?;
+    let filter = search_filter(&q)?;
     let query = text.to_string();
     let space = q.space.as_deref().unwrap_or("text");
-    let vector = match space {
-        "text" => embed_query(&st, QueryModel::Text, query).await?,
+    let (space, vector) = match space {
+        "text" => (VectorSpace::Text, embed_query(&st, QueryModel::Text, query).await?),
         "image_text" => {
             if q.kinds.is_some() {
                 return Err(ApiError::bad_request(
@@ -170,13 +176,13 @@ pub async fn search(
                     "`kinds` applies to space=text; image_text finds frames",
                 ));
             }
-            if st.cfg.models.for_task("image_text").is_err() {
+            if st.cfg.models.for_task(Task::ImageText).is_err() {
                 return Err(ApiError::bad_request(
                     "no_image_text_model",
                     "space=image_text needs an image-text (CLIP-like) model: set models.image_text",
                 ));
             }
-            embed_query(&st, QueryModel::ImageText, query).await?
+            (VectorSpace::ImageText, embed_query(&st, QueryModel::ImageText, query).await?)
         }
         other => {
             return Err(ApiError::bad_request(
@@ -192,7 +198,7 @@ pub async fn search(
     for h in hits {
         let Some(a) = h.attrs else { continue };
         // A missing frame link is not worth failing the search over.
-        let frame_id = if space == "image_text" {
+        let frame_id = if space == VectorSpace::ImageText {
             Some(h.id.clone())
         } else {
             st.store.frame_at(&a.stream, a.pts_ms).await.ok().flatten()
@@ -210,7 +216,9 @@ pub async fn search(
             score: h.score,
         });
     }
-    Ok(Json(serde_json::json!({ "query": text, "k": k, "space": space, "filter": filter, "hits": out })))
+    Ok(Json(
+        serde_json::json!({ "query": text, "k": k, "space": space.as_str(), "filter": filter, "hits": out }),
+    ))
 }
 
 fn check_frame_id(id: &str) -> Result<(), ApiError> {
@@ -272,8 +280,8 @@ pub async fn similar_frames(
     let k = check_k(q.k, st.cfg.gateway.search_max_k)?;
     let space = q.space.as_deref().unwrap_or("signature");
     let set = match space {
-        "signature" => st.bus.names.vector_set("frames"),
-        "features" => st.bus.names.vector_set("features"),
+        "signature" => st.bus.names.vector_set(VectorSpace::Frames),
+        "features" => st.bus.names.vector_set(VectorSpace::Features),
         other => {
             return Err(ApiError::bad_request(
                 "invalid_space",

@@ -23,23 +23,23 @@ struct Args {
     /// Seconds to run.
     #[arg(long, default_value_t = 30)]
     seconds: u64,
+    /// API key (admin scope, to register streams).
+    #[arg(long, env = "SIGHTLINE_API_KEY")]
+    api_key: Option<String>,
 }
 
-async fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((status, body))
+/// One API call: status and body.
+async fn http(a: &Args, method: reqwest::Method, path: &str, body: Option<String>) -> Result<(u16, String)> {
+    let mut req = reqwest::Client::new().request(method, format!("http://{}{path}", a.gateway));
+    if let Some(key) = &a.api_key {
+        req = req.bearer_auth(key);
+    }
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b);
+    }
+    let resp = req.send().await.with_context(|| format!("gateway at {}", a.gateway))?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await?))
 }
 
 #[tokio::main]
@@ -52,7 +52,7 @@ async fn main() -> Result<()> {
     let mut ids = Vec::new();
     for i in 0..a.streams {
         let body = serde_json::json!({ "url": a.url, "name": format!("load-{i}") }).to_string();
-        let (status, resp) = http(&a.gateway, "POST", "/v1/streams", Some(&body)).await?;
+        let (status, resp) = http(&a, reqwest::Method::POST, "/v1/streams", Some(body)).await?;
         if status != 201 {
             bail!("registering stream {i}: HTTP {status}: {resp}");
         }
@@ -60,7 +60,8 @@ async fn main() -> Result<()> {
         ids.push(v["id"].as_str().unwrap_or_default().to_string());
     }
     tracing::info!(streams = ids.len(), "registered; watching the feed for {} s", a.seconds);
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/feed", a.gateway)).await?;
+    let token = a.api_key.as_ref().map(|k| format!("?access_token={k}")).unwrap_or_default();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/feed{token}", a.gateway)).await?;
     let started = Instant::now();
     let mut kinds: HashMap<String, u64> = HashMap::new();
     let mut lag_ms: Vec<i64> = Vec::new();
@@ -89,11 +90,11 @@ async fn main() -> Result<()> {
     let mut decoded = 0.0;
     let mut dropped = 0u64;
     for id in &ids {
-        let (_, resp) = http(&a.gateway, "GET", &format!("/v1/streams/{id}"), None).await?;
+        let (_, resp) = http(&a, reqwest::Method::GET, &format!("/v1/streams/{id}"), None).await?;
         let v: serde_json::Value = serde_json::from_str(&resp).unwrap_or_default();
         decoded += v["detail"]["decoded_fps"].as_f64().unwrap_or(0.0);
         dropped += v["detail"]["dropped_frames"].as_u64().unwrap_or(0);
-        http(&a.gateway, "DELETE", &format!("/v1/streams/{id}"), None).await?;
+        http(&a, reqwest::Method::DELETE, &format!("/v1/streams/{id}"), None).await?;
     }
     lag_ms.sort_unstable();
     let pct = |p: f64| {

@@ -5,6 +5,7 @@
 //! order, scale and offset, planar NCHW f32. [`preprocess_cpu`] is the same computation on the
 //! CPU: the fallback, and the reference the GPU check compares the kernel with.
 
+use crate::runtime::GpuUnavailable;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 use std::sync::Arc;
 
@@ -78,7 +79,7 @@ pub struct GpuPreprocessor {
 impl GpuPreprocessor {
     /// Opens GPU `ordinal` and compiles the kernel; an error says why not (no driver, no NVRTC,
     /// no such device, a compile failure), and the caller preprocesses on the CPU instead.
-    pub fn new(ordinal: usize) -> Result<Self, String> {
+    pub fn new(ordinal: usize) -> Result<Self, GpuUnavailable> {
         // SAFETY: these only try to dlopen the libraries and report whether they were found.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err("no CUDA driver library (libcuda.so) on this machine".into());
@@ -110,7 +111,7 @@ impl GpuPreprocessor {
         &self,
         images: &[(&[u8], usize, usize)],
         layout: &InputLayout,
-    ) -> Result<Vec<f32>, String> {
+    ) -> Result<Vec<f32>, GpuUnavailable> {
         let n = images.len();
         let plane = layout.width * layout.height;
         if n == 0 || plane == 0 {
@@ -120,14 +121,14 @@ impl GpuPreprocessor {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for &(rgb, w, h) in images {
             if w == 0 || h == 0 || rgb.len() != w * h * 3 {
-                return Err(format!("image {w}x{h} with {} bytes", rgb.len()));
+                return Err(format!("image {w}x{h} with {} bytes", rgb.len()).into());
             }
             offsets.push(pixels.len() as u64);
             widths.push(w as i32);
             heights.push(h as i32);
             pixels.extend_from_slice(rgb);
         }
-        let gpu = |e: cudarc::driver::DriverError| format!("GPU preprocessing: {e}");
+        let gpu = |e: cudarc::driver::DriverError| GpuUnavailable(format!("GPU preprocessing: {e}"));
         let s = &self.stream;
         let (src, offs, ws, hs) = (
             s.clone_htod(&pixels).map_err(gpu)?,
@@ -170,7 +171,7 @@ mod tests {
         // On a machine with a GPU this opens it instead; both are fine, a panic is not.
         match GpuPreprocessor::new(0) {
             Ok(g) => assert!(!g.device().is_empty()),
-            Err(why) => assert!(!why.is_empty()),
+            Err(why) => assert!(!why.0.is_empty()),
         }
     }
 }

@@ -20,7 +20,7 @@ pub use embed::{TEXT_DIM, TextEmbedder, WordPiece};
 pub use gpu::{GpuPreprocessor, InputLayout, preprocess_cpu};
 pub use labels::{IMAGE_FEATURES, ImageLabeler, ImageLabels};
 pub use ocr::{Ocr, OcrLine, OcrParams};
-pub use runtime::{ModelError, Provider, Runtime, cuda_available};
+pub use runtime::{GpuUnavailable, ModelError, Provider, Runtime, cuda_available};
 pub use shots::{SHOT_FRAME_BYTES, ShotDetector, shot_frame, shot_starts};
 pub use signature::{FrameSignature, SIGNATURE_DIM, hamming, thumbnail_bmp};
 pub use stt::{Moonshine, Transcript, word_errors};

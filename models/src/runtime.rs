@@ -6,6 +6,7 @@
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
+use sightline_settings::ExecutionProvider;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -23,8 +24,6 @@ pub enum ModelError {
     Tokenizer { path: PathBuf, reason: String },
     #[error("bad input: {0}")]
     Input(String),
-    #[error("unknown execution provider `{0}`; providers are cuda and cpu")]
-    Provider(String),
 }
 
 /// Where a session's work runs.
@@ -65,13 +64,17 @@ impl Runtime {
         res.clone().map_err(|reason| ModelError::Library { path: lib.to_path_buf(), reason })
     }
 
-    /// The first provider of `preferred` (names in order, e.g. `["cuda", "cpu"]`) that this
-    /// machine and this ONNX Runtime build offer; the CPU when none does.
-    pub fn with_providers(mut self, preferred: &[String], cuda_device: i32) -> Result<Runtime, ModelError> {
+    /// The first provider of `preferred` (in order, e.g. CUDA then CPU) that this machine and
+    /// this ONNX Runtime build offer; the CPU when none does.
+    pub fn with_providers(
+        mut self,
+        preferred: &[ExecutionProvider],
+        cuda_device: i32,
+    ) -> Result<Runtime, ModelError> {
         self.provider = Provider::Cpu;
-        for name in preferred {
-            match name.as_str() {
-                "cuda" => match cuda_available() {
+        for choice in preferred {
+            match choice {
+                ExecutionProvider::Cuda => match cuda_available() {
                     Ok(()) => {
                         self.provider = Provider::Cuda { device: cuda_device };
                         break;
@@ -80,8 +83,7 @@ impl Runtime {
                         "CUDA execution provider unavailable ({why}); models run on the CPU"
                     )),
                 },
-                "cpu" => break,
-                other => return Err(ModelError::Provider(other.to_string())),
+                ExecutionProvider::Cpu => break,
             }
         }
         Ok(self)
@@ -118,14 +120,32 @@ impl Runtime {
     }
 }
 
+/// Why the GPU path is not available (no driver, no CUDA provider, a kernel that did not compile):
+/// the caller runs on the CPU instead and logs this.
+#[derive(Debug, Clone, Default, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct GpuUnavailable(pub String);
+
+impl From<String> for GpuUnavailable {
+    fn from(why: String) -> Self {
+        Self(why)
+    }
+}
+
+impl From<&str> for GpuUnavailable {
+    fn from(why: &str) -> Self {
+        Self(why.to_string())
+    }
+}
+
 /// Whether the loaded ONNX Runtime offers the CUDA provider (a GPU build, with its CUDA libraries
 /// found); the error says what is missing.
-pub fn cuda_available() -> Result<(), String> {
+pub fn cuda_available() -> Result<(), GpuUnavailable> {
     use ort::ep::ExecutionProvider;
     match ort::ep::CUDA::is_available() {
         Ok(true) => Ok(()),
         Ok(false) => Err("this ONNX Runtime build has no CUDA provider".into()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.to_string().into()),
     }
 }
 

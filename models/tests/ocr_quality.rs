@@ -5,6 +5,7 @@
 
 use sightline_models::{Ocr, OcrParams, Runtime};
 use sightline_settings::Config;
+use sightline_settings::Task;
 use sightline_testkit::caption_frame;
 
 const LINES: [(&str, &str); 20] = [
@@ -39,7 +40,7 @@ fn reads_at_least_90_percent_of_caption_lines_exactly() {
     let cfg = Config::load(None).unwrap();
     let m = &cfg.models;
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let ocr_files = m.task_files("ocr").unwrap();
+    let ocr_files = m.task_files(Task::Ocr).unwrap();
     let mut ocr = Ocr::load(&rt, &ocr_files[0], &ocr_files[1], 2, OcrParams::default()).unwrap();
     let (w, h) = (cfg.ingest.analysis_width as usize, cfg.ingest.analysis_height as usize);
     let mut exact = 0;

@@ -6,6 +6,7 @@ use sightline_models::{
     TEXT_DIM, TextEmbedder, WordPiece, shot_starts,
 };
 use sightline_settings::Config;
+use sightline_settings::{ExecutionProvider, Task};
 use std::path::PathBuf;
 
 fn fixtures() -> PathBuf {
@@ -24,12 +25,12 @@ fn minilm_tokens_and_embeddings_match_python_onnxruntime() {
     let m = &cfg.models;
     let fx: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures().join("minilm.json")).unwrap()).unwrap();
-    let tok = WordPiece::from_file(&m.task_files("text_embedding").unwrap()[1]).unwrap();
+    let tok = WordPiece::from_file(&m.task_files(Task::TextEmbedding).unwrap()[1]).unwrap();
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
     let mut emb = TextEmbedder::load(
         &rt,
-        &m.task_files("text_embedding").unwrap()[0],
-        &m.task_files("text_embedding").unwrap()[1],
+        &m.task_files(Task::TextEmbedding).unwrap()[0],
+        &m.task_files(Task::TextEmbedding).unwrap()[1],
         1,
     )
     .unwrap();
@@ -78,7 +79,7 @@ fn ppocr_detector_and_recogniser_match_python_onnxruntime() {
     let fx: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("ocr.json")).unwrap()).unwrap();
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let ocr_files = m.task_files("ocr").unwrap();
+    let ocr_files = m.task_files(Task::Ocr).unwrap();
     let mut ocr = Ocr::load(&rt, &ocr_files[0], &ocr_files[1], 2, OcrParams::default()).unwrap();
 
     // Detector: the same input tensor gives the same probability map.
@@ -122,7 +123,7 @@ fn silero_vad_and_moonshine_match_python_onnxruntime() {
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
 
     // VAD: every window's speech probability, state carried from window to window.
-    let mut vad = SileroVad::load(&rt, &m.task_files("vad").unwrap()[0]).unwrap();
+    let mut vad = SileroVad::load(&rt, &m.task_files(Task::Vad).unwrap()[0]).unwrap();
     let got = vad.probabilities(&samples).unwrap();
     let want: Vec<f32> = fx["vad"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     assert_eq!(got.len(), want.len());
@@ -135,7 +136,7 @@ fn silero_vad_and_moonshine_match_python_onnxruntime() {
     assert!(vad_diff < 1e-4, "silero: largest difference {vad_diff}");
 
     // Moonshine: the same greedy tokens, each step's probability within 1e-3, the same text.
-    let stt_files = m.task_files("stt").unwrap();
+    let stt_files = m.task_files(Task::Stt).unwrap();
     let mut stt = Moonshine::load(&rt, &stt_files[0], &stt_files[1], &stt_files[2], 1).unwrap();
     let t = stt.transcribe(&samples).unwrap();
     let want_tokens: Vec<u32> =
@@ -163,7 +164,7 @@ fn execution_providers_are_detected_with_cpu_fallback_and_agree() {
     let cfg = Config::load(None).unwrap();
     let m = &cfg.models;
     let cpu = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let preferred = vec!["cuda".to_string(), "cpu".to_string()];
+    let preferred = [ExecutionProvider::Cuda, ExecutionProvider::Cpu];
     let rt = cpu.clone().with_providers(&preferred, 0).unwrap();
     // CUDA exactly when this ONNX Runtime build and machine offer it; otherwise the CPU.
     match sightline_models::cuda_available() {
@@ -173,17 +174,18 @@ fn execution_providers_are_detected_with_cpu_fallback_and_agree() {
             eprintln!("CUDA unavailable here ({why}); checked the CPU fallback");
         }
     }
-    let err = cpu.clone().with_providers(&["tpu".to_string()], 0).err().expect("unknown provider refused");
-    assert!(err.to_string().contains("unknown execution provider `tpu`"), "{err}");
-    assert_eq!(cpu.clone().with_providers(&["cpu".to_string()], 0).unwrap().provider(), Provider::Cpu);
+    // An unknown provider is refused where the configuration is read.
+    let tpu = toml::from_str::<Config>("[models]\nproviders = [\"tpu\"]\n").unwrap_err().to_string();
+    assert!(tpu.contains("unknown variant `tpu`"), "{tpu}");
+    assert_eq!(cpu.clone().with_providers(&[ExecutionProvider::Cpu], 0).unwrap().provider(), Provider::Cpu);
 
     // The chosen provider gives the CPU's embeddings within the stated tolerance.
     let texts = ["BREAKING NEWS AT NOON", "live video becomes searchable while it plays"];
     let load = |r: &Runtime| {
         TextEmbedder::load(
             r,
-            &m.task_files("text_embedding").unwrap()[0],
-            &m.task_files("text_embedding").unwrap()[1],
+            &m.task_files(Task::TextEmbedding).unwrap()[0],
+            &m.task_files(Task::TextEmbedding).unwrap()[1],
             1,
         )
         .unwrap()
@@ -202,9 +204,13 @@ fn efficientnet_labels_match_python_onnxruntime_and_make_sense() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("labels.json")).unwrap()).unwrap();
     let rgb = std::fs::read(dir.join("labels_rgb.u8")).unwrap();
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let mut labeler =
-        ImageLabeler::load(&rt, &m.task_files("labels").unwrap()[0], &m.task_files("labels").unwrap()[1], 1)
-            .unwrap();
+    let mut labeler = ImageLabeler::load(
+        &rt,
+        &m.task_files(Task::Labels).unwrap()[0],
+        &m.task_files(Task::Labels).unwrap()[1],
+        1,
+    )
+    .unwrap();
     let got = labeler.label(&[(&rgb, 224, 224)], 5).unwrap().remove(0);
     let floats = |k: &str| -> Vec<f32> {
         fx[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()
@@ -255,7 +261,7 @@ fn transnetv2_matches_python_onnxruntime_and_finds_the_cut() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("shots.json")).unwrap()).unwrap();
     let frames = std::fs::read(dir.join("shots_frames.u8")).unwrap();
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let mut det = ShotDetector::load(&rt, &m.task_files("shots").unwrap()[0], 1).unwrap();
+    let mut det = ShotDetector::load(&rt, &m.task_files(Task::Shots).unwrap()[0], 1).unwrap();
     let got = det.predict(&[&frames]).unwrap().remove(0);
     let want: Vec<f32> = fx["cut"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     assert_eq!(got.len(), want.len());

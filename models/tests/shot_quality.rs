@@ -4,6 +4,7 @@
 
 use sightline_models::{Runtime, SHOT_FRAME_BYTES, ShotDetector, shot_starts};
 use sightline_settings::Config;
+use sightline_settings::Task;
 use sightline_testkit::ClipSpec;
 
 fn tiny_frames(clip: &std::path::Path) -> Vec<u8> {
@@ -22,7 +23,7 @@ fn transnetv2_finds_every_cut_of_the_generated_clips_and_no_other() {
     let cfg = Config::load(None).unwrap();
     let m = &cfg.models;
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let mut det = ShotDetector::load(&rt, &m.task_files("shots").unwrap()[0], 2).unwrap();
+    let mut det = ShotDetector::load(&rt, &m.task_files(Task::Shots).unwrap()[0], 2).unwrap();
     let tokio = tokio::runtime::Runtime::new().unwrap();
     let dir = std::env::temp_dir().join("sightline-test-clips");
     for spec in [ClipSpec::standard(), ClipSpec::alternate()] {

@@ -10,6 +10,7 @@
 
 use sightline_models::{Moonshine, Runtime, SileroVad, word_errors};
 use sightline_settings::Config;
+use sightline_settings::Task;
 use sightline_testkit::{SPEECH_SENTENCES, speech_samples};
 
 #[test]
@@ -17,8 +18,8 @@ fn word_error_rate_on_espeak_speech_is_at_most_15_percent() {
     let cfg = Config::load(None).unwrap();
     let m = &cfg.models;
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let mut vad = SileroVad::load(&rt, &m.task_files("vad").unwrap()[0]).unwrap();
-    let stt_files = m.task_files("stt").unwrap();
+    let mut vad = SileroVad::load(&rt, &m.task_files(Task::Vad).unwrap()[0]).unwrap();
+    let stt_files = m.task_files(Task::Stt).unwrap();
     let mut stt = Moonshine::load(&rt, &stt_files[0], &stt_files[1], &stt_files[2], 2).unwrap();
     stt.set_beam_width(cfg.speech.beam_width);
     let (mut errors, mut total) = (0, 0);

@@ -2,9 +2,10 @@
 //! Redis 8 vector sets for similarity search.
 
 pub mod clickhouse;
+mod migrations;
+pub mod rows;
 pub mod vectors;
 
-pub use crate::clickhouse::{
-    DlqRow, EventRow, EventStore, FrameRow, PipelineRow, SqlFormat, StoreError, StreamRow,
-};
+pub use crate::clickhouse::{EventStore, StoreError};
+pub use rows::{DlqRow, EventRow, FrameRow, PipelineRow, SqlFormat, StreamRow};
 pub use vectors::{Hit, Query, VectorAttrs, VectorItem, VectorStore, filter_string};

@@ -5,6 +5,7 @@
 use crate::StoreError;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use sightline_settings::Quantization;
 
 #[derive(Clone)]
 pub struct VectorStore {
@@ -88,14 +89,14 @@ impl VectorStore {
 
     /// Adds (or replaces: same id, same element) each item with its attributes, and indexes it by
     /// time, in one pipelined round trip.
-    pub async fn add(&self, set: &str, items: &[VectorItem], quant: &str) -> Result<(), StoreError> {
+    pub async fn add(&self, set: &str, items: &[VectorItem], quant: Quantization) -> Result<(), StoreError> {
         if items.is_empty() {
             return Ok(());
         }
         let quant = match quant {
-            "noquant" => "NOQUANT",
-            "bin" => "BIN",
-            _ => "Q8",
+            Quantization::Noquant => "NOQUANT",
+            Quantization::Bin => "BIN",
+            Quantization::Q8 => "Q8",
         };
         let mut pipe = redis::pipe();
         for it in items {
@@ -272,7 +273,8 @@ impl VectorStore {
                 keyframe: false,
             },
         };
-        self.add(&key, &[item("a", vec![1.0, 0.0, 0.0]), item("b", vec![0.0, 1.0, 0.0])], "q8").await?;
+        self.add(&key, &[item("a", vec![1.0, 0.0, 0.0]), item("b", vec![0.0, 1.0, 0.0])], Quantization::Q8)
+            .await?;
         let nearest = self.similar(&key, Query::Vector(&[0.9, 0.1, 0.0]), 1, None).await?;
         self.drop_set(&key).await?;
         if nearest.first().map(|h| h.id.as_str()) != Some("a") {

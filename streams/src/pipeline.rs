@@ -3,7 +3,6 @@
 //! streaming threads through one bounded channel; when it is full, frames are dropped and counted,
 //! so a slow consumer never makes memory grow.
 
-use crate::{AudioSegmenter, CutDetector};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -13,6 +12,8 @@ use sightline_wire::CutCandidate;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
+
+mod branches;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -125,29 +126,7 @@ impl MediaPipeline {
         let build = |e: gst::glib::BoolError| IngestError::Build(e.to_string());
         let src =
             gst::ElementFactory::make("uridecodebin3").property("uri", &spec.url).build().map_err(build)?;
-        let video = gst::parse::bin_from_description(
-            &format!(
-                "tee name=t \
-                 t. ! queue max-size-buffers=8 ! videoconvert ! video/x-raw,format=I420 ! \
-                   appsink name=tiny sync=false \
-                 t. ! queue name=sampleq leaky=downstream max-size-buffers=4 ! videorate drop-only=true ! \
-                   capsfilter name=ratecaps caps=video/x-raw,framerate={fps}/1 ! videoscale ! videoconvert ! \
-                   video/x-raw,format=RGB,width={w},height={h} ! \
-                   appsink name=sampled sync=false max-buffers=2 drop=true",
-                fps = cfg.sample_fps,
-                w = cfg.analysis_width,
-                h = cfg.analysis_height,
-            ),
-            true,
-        )
-        .map_err(|e| IngestError::Build(e.to_string()))?;
-        let audio = gst::parse::bin_from_description(
-            "queue max-size-time=2000000000 ! audioconvert ! audioresample ! \
-             audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved ! \
-             appsink name=audio sync=false",
-            true,
-        )
-        .map_err(|e| IngestError::Build(e.to_string()))?;
+        let (video, audio) = branches::bins(cfg)?;
         pipeline.add_many([&src, video.upcast_ref(), audio.upcast_ref()]).map_err(build)?;
         let rtsp_latency = cfg.rtsp_latency_ms;
         src.connect("source-setup", false, move |args| {
@@ -164,171 +143,13 @@ impl MediaPipeline {
         // The media clock starts at the first decoded sample of either branch: transport streams
         // begin their presentation timeline a few frames in (PTS vs DTS), which is not media time.
         let clock = MediaClock { base_ms: spec.base_ms, origin_ms: Arc::new(AtomicI64::new(i64::MIN)) };
-
-        // Every decoded frame, tiny: cut scoring.
-        let tiny = appsink(&video, "tiny")?;
-        let mut detector = CutDetector::new(cfg.cut_threshold, cfg.cut_ratio, cfg.min_scene_ms);
-        let (st, cuts, tiny_clock) = (stats.clone(), pending_cuts.clone(), clock.clone());
-        let (cw, ch) = (cfg.cut_width, cfg.cut_height);
-        let mut windows =
-            (cfg.cut_detector == sightline_settings::CutDetector::Transnetv2).then(crate::ShotWindower::new);
-        let stx = tx.clone();
-        tiny.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let Some(pts_ms) = tiny_clock.media_ms(&sample) else { return Ok(gst::FlowSuccess::Ok) };
-                    let rgb = grid_rgb(&sample, cw, ch, 1).ok_or(gst::FlowError::Error)?;
-                    st.decoded_frames.fetch_add(1, Ordering::Relaxed);
-                    touch(&st, pts_ms);
-                    if let Some(w) = windows.as_mut() {
-                        let (sw, sh) = (crate::shots::SHOT_WIDTH, crate::shots::SHOT_HEIGHT);
-                        let tiny = grid_rgb(&sample, sw, sh, crate::shots::SHOT_TAPS)
-                            .ok_or(gst::FlowError::Error)?;
-                        if let Some(window) = w.push(pts_ms, tiny) {
-                            if stx.try_send(MediaItem::Shots(window)).is_err() {
-                                st.dropped_shot_windows.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                    if let Some(score) = detector.push(&rgb, pts_ms) {
-                        st.cuts.fetch_add(1, Ordering::Relaxed);
-                        cuts.lock().unwrap().push(CutCandidate { pts_ms, score });
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-
-        // Sampled frames at the analysis size, carrying the cuts found up to them.
-        let sampled = appsink(&video, "sampled")?;
-        let (st, cuts, ftx, frame_clock) = (stats.clone(), pending_cuts.clone(), tx.clone(), clock.clone());
-        // The sampled branch sheds load by leaking decoded frames when it falls behind; a sample
-        // slot that then stays empty is a dropped frame.
-        let interval = Arc::new(AtomicI64::new(1000 / cfg.sample_fps.max(1) as i64));
-        let slot = interval.clone();
-        let mut last_pts: Option<i64> = None;
-        let (w, h) = (cfg.analysis_width, cfg.analysis_height);
-        sampled.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let Some(pts_ms) = frame_clock.media_ms(&sample) else { return Ok(gst::FlowSuccess::Ok) };
-                    let rgb = packed_rgb(&sample, w, h).ok_or(gst::FlowError::Error)?;
-                    let every = slot.load(Ordering::Relaxed).max(1);
-                    if let Some(prev) = last_pts.replace(pts_ms) {
-                        let missed = ((pts_ms - prev) as f64 / every as f64).round() as i64 - 1;
-                        if missed > 0 {
-                            st.dropped_frames.fetch_add(missed as u64, Ordering::Relaxed);
-                        }
-                    }
-                    let mine: Vec<CutCandidate> = {
-                        let mut all = cuts.lock().unwrap();
-                        let (mine, later) = all.drain(..).partition(|c| c.pts_ms <= pts_ms);
-                        *all = later;
-                        mine
-                    };
-                    let frame =
-                        SampledFrame { pts_ms, wall_ms: now_ms(), width: w, height: h, rgb, cuts: mine };
-                    match ftx.try_send(MediaItem::Frame(frame)) {
-                        Ok(()) => {
-                            st.sampled_frames.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            st.dropped_frames.fetch_add(1, Ordering::Relaxed);
-                            // The frame goes, its cuts stay for the next one.
-                            if let MediaItem::Frame(f) = e.into_inner() {
-                                cuts.lock().unwrap().splice(0..0, f.cuts);
-                            }
-                        }
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-
-        // Audio: gated into segments of sound.
-        let audio_sink = appsink(&audio, "audio")?;
-        let mut gate =
-            AudioSegmenter::new(cfg.audio_gate_level, cfg.audio_gate_hangover_ms, cfg.audio_max_segment_ms);
-        let (st, atx, audio_clock) = (stats.clone(), tx.clone(), clock.clone());
-        audio_sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let Some(pts_ms) = audio_clock.media_ms(&sample) else { return Ok(gst::FlowSuccess::Ok) };
-                    let buf = sample.buffer().ok_or(gst::FlowError::Error)?;
-                    let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    let samples: Vec<f32> =
-                        map.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-                    touch(&st, pts_ms);
-                    for seg in gate.push(pts_ms, &samples) {
-                        if atx.try_send(MediaItem::Audio(seg)).is_ok() {
-                            st.audio_segments.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            st.dropped_audio.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-
-        // Link decoded pads to the branch for their media type; extra pads of a type are ignored.
-        let (vbin, abin) = (video.clone(), audio.clone());
-        src.connect_pad_added(move |_, pad| {
-            let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-            let Some(name) = caps.structure(0).map(|s| s.name().to_string()) else { return };
-            let target = if name.starts_with("video/") {
-                &vbin
-            } else if name.starts_with("audio/") {
-                &abin
-            } else {
-                return;
-            };
-            if let Some(sink) = target.static_pad("sink") {
-                if !sink.is_linked() {
-                    if let Err(e) = pad.link(&sink) {
-                        tracing::warn!(error = ?e, media = %name, "cannot link decoded pad");
-                    }
-                }
-            }
-        });
-
-        let demuxers = Arc::new(Mutex::new(Vec::new()));
-        let seen = demuxers.clone();
-        pipeline.connect_deep_element_added(move |_, _, element| {
-            let factory = element.factory().map(|f| f.name().to_string()).unwrap_or_default();
-            if factory.ends_with("demux2") {
-                seen.lock().unwrap().push(element.clone());
-            }
-        });
-
-        let bus = pipeline.bus().ok_or_else(|| IngestError::Build("pipeline has no bus".into()))?;
-        let mut messages = bus.stream();
-        let btx = tx;
-        let url = spec.url.clone();
-        let bus_task = tokio::spawn(async move {
-            use futures::StreamExt;
-            while let Some(msg) = messages.next().await {
-                let item = match msg.view() {
-                    gst::MessageView::Error(e) => {
-                        let src = e.src().map(|s| s.name().to_string()).unwrap_or_default();
-                        let text = format!("{src}: {}", e.error());
-                        // GStreamer says "Internal data stream error" for a refused connection;
-                        // find out whether the source is reachable at all and say so.
-                        match crate::source::probe_tcp(&url).await {
-                            Some(reason) => MediaItem::Error(format!("{reason} ({text})")),
-                            None => MediaItem::Error(text),
-                        }
-                    }
-                    gst::MessageView::Eos(_) => MediaItem::Eos,
-                    _ => continue,
-                };
-                let _ = btx.send(item).await;
-                break;
-            }
-        });
+        let branch = branches::Branch { cfg, stats: &stats, clock: &clock, tx: &tx };
+        branches::score_decoded_frames(&video, &branch, &pending_cuts)?;
+        let interval = branches::sample_frames(&video, &branch, &pending_cuts)?;
+        branches::segment_audio(&audio, &branch)?;
+        branches::link_decoded_pads(&src, &video, &audio);
+        let demuxers = branches::track_demuxers(&pipeline);
+        let bus_task = branches::watch_bus(&pipeline, tx, spec.url.clone())?;
 
         pipeline
             .set_state(gst::State::Playing)

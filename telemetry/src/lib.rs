@@ -78,76 +78,90 @@ impl Metrics {
         };
         {
             let mut r = m.registry.lock().unwrap();
-            r.register("ingest_decoded_frames", "Frames decoded per stream", m.decoded_frames.clone());
-            r.register(
-                "ingest_sampled_frames",
-                "Frames sampled for analysis per stream",
-                m.sampled_frames.clone(),
-            );
-            r.register(
-                "ingest_dropped_frames",
-                "Sampled frames dropped to keep lag bounded",
-                m.dropped_frames.clone(),
-            );
-            r.register(
-                "ingest_audio_segments",
-                "Audio segments published per stream",
-                m.audio_segments.clone(),
-            );
-            r.register(
-                "ingest_dropped_shot_windows",
-                "Windows of 50 decoded frames for the shot model dropped because the media queue was full",
-                m.dropped_shot_windows.clone(),
-            );
-            r.register(
-                "ingest_dropped_audio",
-                "Audio segments dropped because the media queue was full",
-                m.dropped_audio.clone(),
-            );
-            r.register(
-                "ingest_quarantined_demuxers",
-                "Adaptive demuxers of stuck pipelines kept alive instead of finalised (GStreamer 1.22 workaround)",
-                m.quarantined_demuxers.clone(),
-            );
-            r.register(
-                "ingest_teardowns_not_serialised",
-                "Pipeline teardowns that went ahead beside another one stuck in GStreamer for 10 s",
-                m.teardowns_not_serialised.clone(),
-            );
-            r.register("ingest_reconnects", "Pipeline restarts per stream and reason", m.reconnects.clone());
-            r.register("stream_state", "1 for the state each stream is in", m.stream_state.clone());
-            r.register("events", "Events published per kind", m.events.clone());
-            r.register("inference_batch_size", "Messages per inference batch", m.batch_size.clone());
-            r.register("inference_seconds", "Inference time per batch", m.inference_seconds.clone());
-            r.register("inference_errors", "Failed inference items per model", m.inference_errors.clone());
-            r.register("dlq", "Work moved to a dead-letter subject, per kind", m.dlq.clone());
-            r.register(
-                "redelivered",
-                "Work messages received again (after a failure, a crash or an ack timeout), per kind",
-                m.redelivered.clone(),
-            );
-            r.register("sink_rows", "Rows written per sink", m.sink_rows.clone());
-            r.register("sink_errors", "Failed sink writes (retried)", m.sink_errors.clone());
-            r.register("sink_seconds", "Sink write time per batch", m.sink_seconds.clone());
-            r.register("feed_clients", "Connected live-feed clients", m.feed_clients.clone());
-            r.register(
-                "frames_unchanged",
-                "Sampled frames skipped because they match the stream's previous frame (perceptual hash)",
-                m.frames_unchanged.clone(),
-            );
-            r.register(
-                "ocr_frames_skipped",
-                "Sampled frames not read for text because they match the stream's last read frame",
-                m.ocr_frames_skipped.clone(),
-            );
-            r.register(
-                "model_fallbacks",
-                "Work items sent to a model's fallback, per primary model and reason (unavailable, cooling_down, queue, timeout, error)",
-                m.model_fallbacks.clone(),
-            );
-            r.register("sink_lag", "Events waiting for a sink (consumer pending)", m.sink_lag.clone());
+            m.register_ingest(&mut r);
+            m.register_inference(&mut r);
+            m.register_sinks(&mut r);
         }
         Arc::new(m)
+    }
+
+    /// Ingest: decoding, sampling, drops, reconnects, GStreamer workarounds.
+    fn register_ingest(&self, r: &mut Registry) {
+        let m = self;
+        r.register("ingest_decoded_frames", "Frames decoded per stream", m.decoded_frames.clone());
+        r.register(
+            "ingest_sampled_frames",
+            "Frames sampled for analysis per stream",
+            m.sampled_frames.clone(),
+        );
+        r.register(
+            "ingest_dropped_frames",
+            "Sampled frames dropped to keep lag bounded",
+            m.dropped_frames.clone(),
+        );
+        r.register("ingest_audio_segments", "Audio segments published per stream", m.audio_segments.clone());
+        r.register(
+            "ingest_dropped_shot_windows",
+            "Windows of 50 decoded frames for the shot model dropped because the media queue was full",
+            m.dropped_shot_windows.clone(),
+        );
+        r.register(
+            "ingest_dropped_audio",
+            "Audio segments dropped because the media queue was full",
+            m.dropped_audio.clone(),
+        );
+        r.register(
+            "ingest_quarantined_demuxers",
+            "Adaptive demuxers of stuck pipelines kept alive instead of finalised (GStreamer 1.22 workaround)",
+            m.quarantined_demuxers.clone(),
+        );
+        r.register(
+            "ingest_teardowns_not_serialised",
+            "Pipeline teardowns that went ahead beside another one stuck in GStreamer for 10 s",
+            m.teardowns_not_serialised.clone(),
+        );
+        r.register("ingest_reconnects", "Pipeline restarts per stream and reason", m.reconnects.clone());
+    }
+
+    /// Streams and inference: states, events, batches, latency, errors, dead letters, fallbacks.
+    fn register_inference(&self, r: &mut Registry) {
+        let m = self;
+        r.register("stream_state", "1 for the state each stream is in", m.stream_state.clone());
+        r.register("events", "Events published per kind", m.events.clone());
+        r.register("inference_batch_size", "Messages per inference batch", m.batch_size.clone());
+        r.register("inference_seconds", "Inference time per batch", m.inference_seconds.clone());
+        r.register("inference_errors", "Failed inference items per model", m.inference_errors.clone());
+        r.register("dlq", "Work moved to a dead-letter subject, per kind", m.dlq.clone());
+        r.register(
+            "redelivered",
+            "Work messages received again (after a failure, a crash or an ack timeout), per kind",
+            m.redelivered.clone(),
+        );
+    }
+
+    /// Sinks and the feed: rows, errors, latency, lag, clients.
+    fn register_sinks(&self, r: &mut Registry) {
+        let m = self;
+        r.register("sink_rows", "Rows written per sink", m.sink_rows.clone());
+        r.register("sink_errors", "Failed sink writes (retried)", m.sink_errors.clone());
+        r.register("sink_seconds", "Sink write time per batch", m.sink_seconds.clone());
+        r.register("feed_clients", "Connected live-feed clients", m.feed_clients.clone());
+        r.register(
+            "frames_unchanged",
+            "Sampled frames skipped because they match the stream's previous frame (perceptual hash)",
+            m.frames_unchanged.clone(),
+        );
+        r.register(
+            "ocr_frames_skipped",
+            "Sampled frames not read for text because they match the stream's last read frame",
+            m.ocr_frames_skipped.clone(),
+        );
+        r.register(
+            "model_fallbacks",
+            "Work items sent to a model's fallback, per primary model and reason (unavailable, cooling_down, queue, timeout, error)",
+            m.model_fallbacks.clone(),
+        );
+        r.register("sink_lag", "Events waiting for a sink (consumer pending)", m.sink_lag.clone());
     }
 
     /// Drops a deleted stream's series, so churn does not grow the registry.

@@ -6,7 +6,6 @@
 use sightline_actors::{Metrics, Node, Roles};
 use sightline_settings::Config;
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub struct TestSystem {
     pub node: Option<Node>,
@@ -92,7 +91,7 @@ impl TestSystem {
             let store = node.store.clone();
             node.shutdown().await;
             if let Ok(v) = sightline_store::VectorStore::connect(&self.cfg.redis.url).await {
-                for space in ["text", "frames"] {
+                for space in [sightline_wire::VectorSpace::Text, sightline_wire::VectorSpace::Frames] {
                     let _ = v.drop_set(&bus.names.vector_set(space)).await;
                 }
             }
@@ -117,7 +116,8 @@ pub async fn http(
     (status, json)
 }
 
-/// Like [`http`], with an optional API key; also returns the response head.
+/// Like [`http`], with an optional API key; also returns the response head (status line and
+/// headers, one per line).
 pub async fn http_full(
     addr: SocketAddr,
     method: &str,
@@ -125,44 +125,28 @@ pub async fn http_full(
     body: Option<&str>,
     key: Option<&str>,
 ) -> (u16, String, serde_json::Value) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect to gateway");
-    let body = body.unwrap_or("");
-    let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let (head, raw) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let raw = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        dechunk(raw)
-    } else {
-        raw.to_string()
-    };
-    let json = if raw.trim().is_empty() {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+    let mut req = reqwest::Client::new()
+        .request(method, format!("http://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(body.unwrap_or("").to_string());
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req.send().await.expect("the gateway answers");
+    let status = resp.status().as_u16();
+    let mut head = format!("HTTP/1.1 {status}\r\n");
+    for (name, value) in resp.headers() {
+        head += &format!("{name}: {}\r\n", value.to_str().unwrap_or(""));
+    }
+    let raw = resp.bytes().await.expect("the body");
+    let json = if raw.iter().all(u8::is_ascii_whitespace) {
         serde_json::Value::Null
     } else {
-        serde_json::from_str(&raw).unwrap_or(serde_json::Value::String(raw))
+        serde_json::from_slice(&raw)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&raw).into_owned()))
     };
-    (status, head.to_string(), json)
-}
-
-fn dechunk(mut raw: &str) -> String {
-    let mut out = String::new();
-    loop {
-        let Some((size, rest)) = raw.split_once("\r\n") else { break };
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        raw = rest[n..].trim_start_matches("\r\n");
-    }
-    out
+    (status, head, json)
 }
 
 /// Lower-case words of a text, punctuation stripped.
@@ -276,9 +260,11 @@ pub async fn read_stream(bus: &sightline_actors::Bus, stream: &str) -> Vec<(Stri
     out
 }
 
-/// Waits (up to 60 s) until ClickHouse's `events` table holds at least `expected` rows, then 2 s
-/// more so that a late duplicate would show: (rows, distinct ids, the ids).
+/// Waits (up to 60 s) until ClickHouse's `events` table holds at least `expected` rows, then until
+/// the ClickHouse sink has nothing left to deliver or acknowledge (so that a late duplicate would
+/// already be written): (rows, distinct ids, the ids).
 pub async fn settled_events(
+    bus: &sightline_actors::Bus,
     store: &sightline_store::EventStore,
     expected: usize,
 ) -> (u64, u64, std::collections::BTreeSet<String>) {
@@ -291,7 +277,7 @@ pub async fn settled_events(
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    sink_drained(bus, "sink_clickhouse").await;
     let (rows, distinct) = counts().await.expect("ClickHouse answers");
     let ids = store
         .client()
@@ -300,4 +286,45 @@ pub async fn settled_events(
         .await
         .expect("ClickHouse answers");
     (rows, distinct, ids.into_iter().collect())
+}
+
+/// Waits (up to 90 s: a message a killed worker held comes back after a 60 s ack wait) until
+/// the ClickHouse sink's consumer has no message pending and none delivered but unacknowledged.
+pub async fn sink_drained(bus: &sightline_actors::Bus, role: &str) {
+    consumer_drained(bus, &bus.names.events_stream(), role).await
+}
+
+/// Waits (up to 90 s) until the durable consumer `role` of JetStream `stream` has no message
+/// pending and none delivered but unacknowledged.
+pub async fn consumer_drained(bus: &sightline_actors::Bus, stream: &str, role: &str) {
+    let stream = bus.js.get_stream(stream).await.expect("stream");
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer(&bus.names.consumer(role)).await.expect("consumer");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let info = consumer.info().await.expect("consumer info");
+        if info.num_pending == 0 && info.num_ack_pending == 0 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{role} still has work after 90 s: {info:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The stream's view (`GET /v1/streams/{id}`) once it satisfies `ok`, polled until `within`.
+pub async fn status_until(
+    sys: &TestSystem,
+    id: &str,
+    within: std::time::Duration,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (_, v) = sys.http("GET", &format!("/v1/streams/{id}"), None).await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "condition not reached: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -13,7 +13,7 @@ pub mod speech;
 
 pub use loading::{gpu_preprocessor, load_embedder, load_image_text, registered, runtime_for};
 pub use ocr::OcrProcessor;
-pub use pool::{InferencePool, MakeProcessor, Processor};
+pub use pool::{InferencePool, ItemError, ItemResult, MakeProcessor, Processor};
 pub use scenes::{FRAME_MODEL, SceneProcessor};
 pub use shots::ShotProcessor;
 pub use speech::SpeechProcessor;

@@ -1,6 +1,7 @@
 //! Loading a registry entry's model on the execution providers it asks for.
 
 use sightline_models::{GpuPreprocessor, ImageTextModel, ModelError, Runtime, TextEmbedder};
+use sightline_settings::Task;
 use sightline_settings::{Config, ModelSpec};
 
 /// The GPU preprocessing kernel, when `rt` runs models on CUDA and `models.gpu_preprocess` is on;
@@ -42,7 +43,7 @@ pub fn registered<'a>(cfg: &'a Config, name: &str) -> &'a ModelSpec {
 /// The text embedder (task `text_embedding`) named in the config.
 pub fn load_embedder(cfg: &Config) -> Result<TextEmbedder, ModelError> {
     let m = &cfg.models;
-    let spec = m.for_task("text_embedding").map_err(|e| ModelError::Input(e.to_string()))?;
+    let spec = m.for_task(Task::TextEmbedding).map_err(|e| ModelError::Input(e.to_string()))?;
     let rt = runtime_for(cfg, spec)?;
     TextEmbedder::load(&rt, &m.file(spec, 0), &m.file(spec, 1), cfg.vectors.threads)
 }

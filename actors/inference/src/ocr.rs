@@ -1,7 +1,7 @@
 //! The OCR pool's model: on-screen text of frames that changed.
 
 use crate::loading::runtime_for;
-use crate::pool::{MAX_TRACKED_STREAMS, Processor};
+use crate::pool::{ItemResult, MAX_TRACKED_STREAMS, Processor};
 use sightline_models::{FrameSignature, ModelError, Ocr, OcrParams, hamming};
 use sightline_settings::{Config, ModelSpec, OcrConfig};
 use sightline_telemetry::Metrics;
@@ -45,8 +45,8 @@ impl Processor for OcrProcessor {
     fn model(&self) -> &str {
         &self.model
     }
-    fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
-        let (meta, pixels) = decode_frame(payload).map_err(|e| e.to_string())?;
+    fn process(&mut self, payload: &[u8]) -> ItemResult {
+        let (meta, pixels) = decode_frame(payload)?;
         let (w, h) = (meta.width as usize, meta.height as usize);
         let Some(sig) = FrameSignature::of_rgb(pixels, w, h) else { return Ok(Vec::new()) };
         let previous = self.last.get(&meta.stream_id);
@@ -63,7 +63,7 @@ impl Processor for OcrProcessor {
             self.metrics.ocr_frames_skipped.inc();
             return Ok(Vec::new());
         }
-        let lines = self.ocr.read(pixels, w, h).map_err(|e| e.to_string())?;
+        let lines = self.ocr.read(pixels, w, h)?;
         let before: &[String] = previous.map(|p| p.2.as_slice()).unwrap_or(&[]);
         let events = lines
             .iter()

@@ -20,16 +20,43 @@ use std::time::{Duration, Instant};
 /// Streams whose last frame a processor remembers; past this the memory is cleared (bounded state).
 pub(crate) const MAX_TRACKED_STREAMS: usize = 4096;
 
+/// Why a model could not turn a work item into events. The item is retried and, after
+/// `max_deliver` tries, dead-lettered with this text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ItemError(pub String);
+
+impl From<ModelError> for ItemError {
+    fn from(e: ModelError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<sightline_wire::WireError> for ItemError {
+    fn from(e: sightline_wire::WireError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<&str> for ItemError {
+    fn from(e: &str) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// One work item's events, or why there are none.
+pub type ItemResult = Result<Vec<Event>, ItemError>;
+
 /// A model behind an inference pool: turns work messages into events.
 pub trait Processor: Send + 'static {
     /// Work kind, used for consumer, DLQ subject and metric names ("scenes", "speech").
     fn kind(&self) -> &'static str;
     /// Model name@version recorded in events.
     fn model(&self) -> &str;
-    fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String>;
+    fn process(&mut self, payload: &[u8]) -> ItemResult;
     /// A whole batch (messages of several streams); models that can batch their inference across
     /// the messages override this.
-    fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<Result<Vec<Event>, String>> {
+    fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<ItemResult> {
         payloads.iter().map(|p| self.process(p)).collect()
     }
 }
@@ -131,7 +158,7 @@ impl<P: Processor> InferencePool<P> {
     }
 }
 
-type BatchResults = Vec<Result<Vec<Event>, String>>;
+type BatchResults = Vec<ItemResult>;
 
 /// Runs `payloads` on one model on a blocking thread; None when it ran past `timeout` (the thread
 /// finishes on its own; its results are dropped). A panic surfaces as a JoinError.
@@ -201,20 +228,7 @@ impl<P: Processor> Batches for InferencePool<P> {
         };
         // Items the primary failed on are retried on the fallback at once.
         if let (Route::Primary, Some((fb, _))) = (route, &fallback) {
-            let failed_at: Vec<usize> =
-                results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();
-            if !failed_at.is_empty() {
-                self.count_fallback(FallbackReason::Error, failed_at.len());
-                let retry: Vec<bytes::Bytes> = failed_at.iter().map(|&i| payloads[i].clone()).collect();
-                if let Some((again, _)) = run_model(fb, retry, None).await.map_err(failed)? {
-                    for (i, r) in failed_at.into_iter().zip(again) {
-                        results[i] = match (&results[i], r) {
-                            (Err(first), Err(second)) => Err(format!("{first}; fallback: {second}")),
-                            (_, r) => r,
-                        };
-                    }
-                }
-            }
+            self.retry_on_fallback(fb, &payloads, &mut results).await?;
         }
         // Latency is the model's that ran the batch.
         self.metrics
@@ -222,6 +236,45 @@ impl<P: Processor> Batches for InferencePool<P> {
             .get_or_create(&labels(&[("model", &model)]))
             .observe(started.elapsed().as_secs_f64());
 
+        self.settle_all(batch, results).await;
+        Ok(None)
+    }
+}
+
+impl<P: Processor> InferencePool<P> {
+    /// Runs the items the primary failed on through the fallback, keeping both errors when the
+    /// fallback fails too.
+    async fn retry_on_fallback(
+        &self,
+        fallback: &Arc<Mutex<P>>,
+        payloads: &[bytes::Bytes],
+        results: &mut BatchResults,
+    ) -> Result<(), WorkerError> {
+        let failed_at: Vec<usize> =
+            results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();
+        if failed_at.is_empty() {
+            return Ok(());
+        }
+        self.count_fallback(FallbackReason::Error, failed_at.len());
+        let retry: Vec<bytes::Bytes> = failed_at.iter().map(|&i| payloads[i].clone()).collect();
+        let ran = run_model(fallback, retry, None)
+            .await
+            .map_err(|e| WorkerError::Failed { worker: self.kind.into(), source: e.into() })?;
+        if let Some((again, _)) = ran {
+            for (i, r) in failed_at.into_iter().zip(again) {
+                results[i] = match (&results[i], r) {
+                    (Err(first), Err(second)) => Err(ItemError(format!("{first}; fallback: {second}"))),
+                    (_, r) => r,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes each item's events, then acks, naks or dead-letters its message as
+    /// [`decide`] says.
+    async fn settle_all(&self, batch: Vec<Message>, results: BatchResults) {
+        let l = labels(&[("model", &self.model)]);
         for (msg, result) in batch.into_iter().zip(results) {
             let outcome = match &result {
                 Ok(events) => match publish_events(&self.bus, &self.metrics, events).await {
@@ -234,7 +287,7 @@ impl<P: Processor> Batches for InferencePool<P> {
                 Err(error) => {
                     self.metrics.inference_errors.get_or_create(&l).inc();
                     tracing::debug!(kind = self.kind, %error, delivered = delivered(&msg), "item failed");
-                    Outcome::Failed(error)
+                    Outcome::Failed(&error.0)
                 }
             };
             let action = decide(outcome, delivered(&msg), &self.retry);
@@ -242,6 +295,5 @@ impl<P: Processor> Batches for InferencePool<P> {
                 self.metrics.dlq.get_or_create(&labels(&[("kind", self.kind)])).inc();
             }
         }
-        Ok(None)
     }
 }

@@ -6,6 +6,7 @@ use sightline_bus::{Bus, rpc};
 use sightline_models::{ImageTextModel, ModelError, TextEmbedder};
 use sightline_runtime::Backoff;
 use sightline_settings::Config;
+use sightline_settings::Task;
 use sightline_wire::{EmbedReply, EmbedRequest, QueryModel, Service};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,7 +56,7 @@ async fn embed(models: &Models, cfg: &Arc<Config>, q: EmbedRequest) -> EmbedRepl
             run(&models.text, "text embedding", load, move |m| m.embed(&[text.as_str()])).await
         }
         QueryModel::ImageText => {
-            let Ok(spec) = cfg.models.for_task("image_text").cloned() else {
+            let Ok(spec) = cfg.models.for_task(Task::ImageText).cloned() else {
                 return EmbedReply::NoModel("no image-text model is configured (models.image_text)".into());
             };
             let cfg = cfg.clone();

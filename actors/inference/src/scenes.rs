@@ -2,9 +2,10 @@
 //! keeping (keyframes and visibly changed frames), labelled and embedded in one run per batch.
 
 use crate::loading::{gpu_preprocessor, load_image_text, runtime_for};
-use crate::pool::Processor;
+use crate::pool::{ItemResult, Processor};
 use base64::Engine;
 use sightline_models::{FrameSignature, ImageLabeler, ImageTextModel, ModelError, hamming, thumbnail_bmp};
+use sightline_settings::Task;
 use sightline_settings::{Config, CutDetector, ModelSpec};
 use sightline_telemetry::Metrics;
 use sightline_wire::{Event, EventKind, FrameInfo, FrameMeta, Label, SceneInfo, decode_frame};
@@ -74,7 +75,7 @@ impl SceneProcessor {
             p.labeler = Some(labeler);
             p.labeled_model = format!("{FRAME_MODEL}+{}", labels.id());
         }
-        if let Ok(spec) = cfg.models.for_task("image_text") {
+        if let Ok(spec) = cfg.models.for_task(Task::ImageText) {
             p.image_text = Some(load_image_text(cfg, spec)?);
             p.labeled_model = format!("{}+{}", p.labeled_model, spec.id());
         }
@@ -134,15 +135,14 @@ impl Processor for SceneProcessor {
     fn model(&self) -> &str {
         "cut-detector@1"
     }
-    fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
+    fn process(&mut self, payload: &[u8]) -> ItemResult {
         self.process_batch(&[bytes::Bytes::copy_from_slice(payload)]).pop().unwrap_or_else(|| Ok(Vec::new()))
     }
 
     /// Cuts and frame events message by message, then one labeller run (and one image-text run)
     /// over every frame kept in the batch, whichever streams they come from.
-    fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<Result<Vec<Event>, String>> {
-        let mut results: Vec<Result<Vec<Event>, String>> =
-            payloads.iter().map(|p| self.unlabelled(p)).collect();
+    fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<ItemResult> {
+        let mut results: Vec<ItemResult> = payloads.iter().map(|p| self.unlabelled(p)).collect();
         if self.labeler.is_none() && self.image_text.is_none() {
             return results;
         }
@@ -206,8 +206,8 @@ impl Processor for SceneProcessor {
 
 impl SceneProcessor {
     /// One message's cut and frame events, without labels.
-    fn unlabelled(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
-        let (meta, pixels) = decode_frame(payload).map_err(|e| e.to_string())?;
+    fn unlabelled(&mut self, payload: &[u8]) -> ItemResult {
+        let (meta, pixels) = decode_frame(payload)?;
         if !self.throttle.is_zero() {
             std::thread::sleep(self.throttle);
         }
@@ -244,6 +244,6 @@ impl SceneProcessor {
 }
 
 /// The event `j` of message `i`'s results, when that message succeeded.
-fn kept_frame(results: &mut [Result<Vec<Event>, String>], (i, j): (usize, usize)) -> Option<&mut Event> {
+fn kept_frame(results: &mut [ItemResult], (i, j): (usize, usize)) -> Option<&mut Event> {
     results[i].as_mut().ok().map(|events| &mut events[j])
 }

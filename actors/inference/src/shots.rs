@@ -1,7 +1,7 @@
 //! The shots pool's model: TransNetV2 shot boundaries over windows of every decoded frame.
 
 use crate::loading::runtime_for;
-use crate::pool::Processor;
+use crate::pool::{ItemError, ItemResult, Processor};
 use sightline_models::{ModelError, SHOT_FRAME_BYTES, ShotDetector, shot_starts};
 use sightline_settings::{Config, ModelSpec};
 use sightline_wire::{Event, EventKind, ShotWindowMeta, decode_shot_window};
@@ -24,19 +24,22 @@ impl ShotProcessor {
     }
 
     /// A window's metadata and frames, checked against the model's input.
-    fn window(payload: &[u8]) -> Result<(ShotWindowMeta, &[u8]), String> {
-        let (meta, frames) = decode_shot_window(payload).map_err(|e| e.to_string())?;
+    fn window(payload: &[u8]) -> Result<(ShotWindowMeta, &[u8]), ItemError> {
+        let (meta, frames) = decode_shot_window(payload)?;
         let n = meta.pts_ms.len();
         if n != sightline_models::shots::SHOT_WINDOW || frames.len() != n * SHOT_FRAME_BYTES {
-            return Err(format!(
+            return Err(ItemError(format!(
                 "a shot window must hold {} frames of 48x27; this one has {n} of {}x{}",
                 sightline_models::shots::SHOT_WINDOW,
                 meta.width,
                 meta.height
-            ));
+            )));
         }
         if meta.read_from >= meta.read_to || meta.read_to > n {
-            return Err(format!("read range {}..{} is not within the window", meta.read_from, meta.read_to));
+            return Err(ItemError(format!(
+                "read range {}..{} is not within the window",
+                meta.read_from, meta.read_to
+            )));
         }
         Ok((meta, frames))
     }
@@ -70,19 +73,19 @@ impl Processor for ShotProcessor {
     fn model(&self) -> &str {
         &self.model
     }
-    fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
+    fn process(&mut self, payload: &[u8]) -> ItemResult {
         self.process_batch(&[bytes::Bytes::copy_from_slice(payload)]).pop().unwrap_or_else(|| Ok(Vec::new()))
     }
 
     /// One model run over every valid window of the batch, whichever streams they come from.
-    fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<Result<Vec<Event>, String>> {
-        let windows: Vec<Result<(ShotWindowMeta, &[u8]), String>> =
+    fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<ItemResult> {
+        let windows: Vec<Result<(ShotWindowMeta, &[u8]), ItemError>> =
             payloads.iter().map(|p| Self::window(p)).collect();
         let frames: Vec<&[u8]> = windows.iter().filter_map(|w| w.as_ref().ok().map(|(_, f)| *f)).collect();
         let mut probs = match self.detector.predict(&frames) {
             Ok(p) => p.into_iter(),
             Err(e) => {
-                let e = e.to_string();
+                let e = ItemError::from(e);
                 return windows.into_iter().map(|w| w.and(Err(e.clone()))).collect();
             }
         };

@@ -1,8 +1,9 @@
 //! The speech pool's model: voice activity, then speech-to-text.
 
 use crate::loading::runtime_for;
-use crate::pool::Processor;
+use crate::pool::{ItemResult, Processor};
 use sightline_models::{ModelError, Moonshine, SileroVad};
+use sightline_settings::Task;
 use sightline_settings::{Config, ModelSpec, SpeechConfig};
 use sightline_wire::{Event, EventKind, decode_audio};
 
@@ -18,7 +19,7 @@ impl SpeechProcessor {
     /// With the speech-to-text model `stt` (a registry entry of task `stt`) and `models.vad`.
     pub fn load(cfg: &Config, stt: &ModelSpec) -> Result<Self, ModelError> {
         let m = &cfg.models;
-        let vad_spec = m.for_task("vad").map_err(|e| ModelError::Input(e.to_string()))?;
+        let vad_spec = m.for_task(Task::Vad).map_err(|e| ModelError::Input(e.to_string()))?;
         let vad = SileroVad::load(&runtime_for(cfg, vad_spec)?, &m.file(vad_spec, 0))?;
         let rt = runtime_for(cfg, stt)?;
         let mut model =
@@ -35,18 +36,15 @@ impl Processor for SpeechProcessor {
     fn model(&self) -> &str {
         &self.model
     }
-    fn process(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
-        let (meta, samples) = decode_audio(payload).map_err(|e| e.to_string())?;
-        let regions = self
-            .vad
-            .speech_regions(&samples, self.cfg.vad_threshold, self.cfg.min_speech_ms)
-            .map_err(|e| e.to_string())?;
+    fn process(&mut self, payload: &[u8]) -> ItemResult {
+        let (meta, samples) = decode_audio(payload)?;
+        let regions = self.vad.speech_regions(&samples, self.cfg.vad_threshold, self.cfg.min_speech_ms)?;
         let mut events = Vec::new();
         for (s, e) in regions {
             let t = match self.stt.transcribe(&samples[s..e]) {
                 Ok(t) => t,
                 Err(ModelError::Input(_)) => continue, // too short to say anything
-                Err(err) => return Err(err.to_string()),
+                Err(err) => return Err(err.into()),
             };
             if t.text.is_empty() {
                 continue;

@@ -6,12 +6,14 @@
 use crate::lifecycle::{AfterEnd, Lifecycle, Second};
 use async_nats::jetstream::consumer::{PullConsumer, pull};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use sightline_bus::Bus;
+use sightline_bus::{Bus, BusError};
 use sightline_bus::{Registry, RetryReason, StreamSpec, StreamState, StreamStatus};
 use sightline_runtime::Backoff;
 use sightline_settings::IngestConfig;
 use sightline_streams::pipeline::now_ms;
-use sightline_streams::{Backpressure, IngestStats, MediaItem, MediaPipeline, PipelineSpec};
+use sightline_streams::{
+    AudioSegment, Backpressure, IngestStats, MediaItem, MediaPipeline, PipelineSpec, SampledFrame, ShotWindow,
+};
 use sightline_telemetry::{Metrics, labels};
 use sightline_wire::{AudioMeta, FrameMeta, ShotWindowMeta, audio_bytes, encode};
 use std::collections::VecDeque;
@@ -344,56 +346,12 @@ async fn pump(
     stats: Arc<IngestStats>,
     published: Arc<Mutex<VecDeque<u64>>>,
 ) {
-    let names = bus.names.clone();
     while let Some(item) = rx.recv().await {
         let sent = match item {
-            MediaItem::Frame(f) => {
-                let meta = FrameMeta {
-                    stream_id: stream_id.clone(),
-                    pts_ms: f.pts_ms,
-                    wall_ms: f.wall_ms,
-                    width: f.width,
-                    height: f.height,
-                    cuts: f.cuts,
-                };
-                let seq = bus.publish_frame(&meta, &f.rgb).await;
-                if let Ok(seq) = seq {
-                    let mut q = published.lock().unwrap();
-                    if q.len() == MAX_TRACKED {
-                        q.pop_front();
-                    }
-                    q.push_back(seq);
-                }
-                seq
-            }
-            MediaItem::Audio(seg) => {
-                let meta = AudioMeta {
-                    stream_id: stream_id.clone(),
-                    start_ms: seg.start_ms,
-                    end_ms: seg.end_ms,
-                    wall_ms: now_ms() - (seg.end_ms - seg.start_ms),
-                    samples: seg.samples.len(),
-                };
-                bus.publish(
-                    names.audio_subject(&stream_id),
-                    &meta.msg_id(),
-                    encode(&meta, &audio_bytes(&seg.samples)),
-                )
-                .await
-            }
+            MediaItem::Frame(f) => publish_frame(&bus, &stream_id, f, &published).await,
+            MediaItem::Audio(seg) => publish_audio(&bus, &stream_id, seg).await,
             MediaItem::Shots(w) => {
-                let meta = ShotWindowMeta {
-                    stream_id: stream_id.clone(),
-                    pts_ms: w.pts_ms,
-                    wall_ms: now_ms(),
-                    width: sightline_streams::shots::SHOT_WIDTH,
-                    height: sightline_streams::shots::SHOT_HEIGHT,
-                    read_from: w.read_from,
-                    read_to: w.read_to,
-                };
-                let sent =
-                    bus.publish(names.shots_subject(&stream_id), &meta.msg_id(), encode(&meta, &w.rgb)).await;
-                if let Err(e) = sent {
+                if let Err(e) = publish_shots(&bus, &stream_id, w).await {
                     stats.dropped_shot_windows.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(stream = %stream_id, error = %e, "publish failed; shot window dropped");
                 }
@@ -416,6 +374,55 @@ async fn pump(
             tracing::warn!(stream = %stream_id, error = %e, "publish failed; media dropped");
         }
     }
+}
+
+/// A sampled frame, remembering its sequence for the backlog count.
+async fn publish_frame(
+    bus: &Bus,
+    stream_id: &str,
+    f: SampledFrame,
+    published: &Mutex<VecDeque<u64>>,
+) -> Result<u64, BusError> {
+    let meta = FrameMeta {
+        stream_id: stream_id.to_string(),
+        pts_ms: f.pts_ms,
+        wall_ms: f.wall_ms,
+        width: f.width,
+        height: f.height,
+        cuts: f.cuts,
+    };
+    let seq = bus.publish_frame(&meta, &f.rgb).await?;
+    let mut q = published.lock().unwrap();
+    if q.len() == MAX_TRACKED {
+        q.pop_front();
+    }
+    q.push_back(seq);
+    Ok(seq)
+}
+
+async fn publish_audio(bus: &Bus, stream_id: &str, seg: AudioSegment) -> Result<u64, BusError> {
+    let meta = AudioMeta {
+        stream_id: stream_id.to_string(),
+        start_ms: seg.start_ms,
+        end_ms: seg.end_ms,
+        wall_ms: now_ms() - (seg.end_ms - seg.start_ms),
+        samples: seg.samples.len(),
+    };
+    let payload = encode(&meta, &audio_bytes(&seg.samples));
+    bus.publish(bus.names.audio_subject(stream_id), &meta.msg_id(), payload).await
+}
+
+async fn publish_shots(bus: &Bus, stream_id: &str, w: ShotWindow) -> Result<u64, BusError> {
+    let meta = ShotWindowMeta {
+        stream_id: stream_id.to_string(),
+        pts_ms: w.pts_ms,
+        wall_ms: now_ms(),
+        width: sightline_streams::shots::SHOT_WIDTH,
+        height: sightline_streams::shots::SHOT_HEIGHT,
+        read_from: w.read_from,
+        read_to: w.read_to,
+    };
+    bus.publish(bus.names.shots_subject(stream_id), &meta.msg_id(), encode(&meta, &w.rgb)).await
 }
 
 #[cfg(test)]

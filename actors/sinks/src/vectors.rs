@@ -16,7 +16,7 @@ use sightline_runtime::{Batches, RetryPolicy, WorkerError};
 use sightline_settings::{Config, VectorsConfig};
 use sightline_store::{Query, VectorAttrs, VectorItem, VectorStore, filter_string};
 use sightline_telemetry::Metrics;
-use sightline_wire::{DuplicateInfo, Event, EventKind, FrameInfo};
+use sightline_wire::{DuplicateInfo, Event, EventKind, FrameInfo, VectorSpace};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,10 +85,10 @@ impl VectorSink {
             .map_err(|e| start(e.into()))?
             .map_err(|e| start(e.into()))?;
         Ok(Self {
-            text_set: n.vector_set("text"),
-            frame_set: n.vector_set("frames"),
-            features_set: n.vector_set("features"),
-            image_text_set: n.vector_set("image_text"),
+            text_set: n.vector_set(VectorSpace::Text),
+            frame_set: n.vector_set(VectorSpace::Frames),
+            features_set: n.vector_set(VectorSpace::Features),
+            image_text_set: n.vector_set(VectorSpace::ImageText),
             bus: bus.clone(),
             cfg: v.clone(),
             retry: RetryPolicy::sink(Duration::from_millis(v.retry_initial_ms)),
@@ -158,7 +158,7 @@ async fn write_batch(st: &VectorSink, events: &[Event]) -> Result<(), SinkError>
             .zip(vectors)
             .map(|(e, vector)| VectorItem { id: e.id.clone(), vector, attrs: attrs_of(e) })
             .collect();
-        st.store.add(&st.text_set, &items, &st.cfg.quantization).await?;
+        st.store.add(&st.text_set, &items, st.cfg.quantization).await?;
     }
     // Frames: keyframes one by one (each is compared with what came before it, including earlier
     // keyframes of this batch), the rest in one round trip.
@@ -170,12 +170,12 @@ async fn write_batch(st: &VectorSink, events: &[Event]) -> Result<(), SinkError>
             if let Some(dup) = find_duplicate(st, e, &f.vector).await? {
                 publish_events(&st.bus, &st.metrics, &[dup]).await?;
             }
-            st.store.add(&st.frame_set, &[item], &st.cfg.quantization).await?;
+            st.store.add(&st.frame_set, &[item], st.cfg.quantization).await?;
         } else {
             plain.push(item);
         }
     }
-    st.store.add(&st.frame_set, &plain, &st.cfg.quantization).await?;
+    st.store.add(&st.frame_set, &plain, st.cfg.quantization).await?;
     for (set, vector) in [
         (&st.features_set, (|f: &FrameInfo| &f.features) as fn(&FrameInfo) -> &Vec<f32>),
         (&st.image_text_set, |f: &FrameInfo| &f.image_text),
@@ -188,7 +188,7 @@ async fn write_batch(st: &VectorSink, events: &[Event]) -> Result<(), SinkError>
                 Some(VectorItem { id: e.id.clone(), vector: vector(f).clone(), attrs: attrs_of(e) })
             })
             .collect();
-        st.store.add(set, &items, &st.cfg.quantization).await?;
+        st.store.add(set, &items, st.cfg.quantization).await?;
     }
     // Thumbnails, and each stream's latest frame, for the dashboard and search results.
     let mut blobs = Vec::new();

@@ -6,17 +6,32 @@ use sightline_settings::NatsConfig;
 use sightline_wire::Names;
 use std::time::Duration;
 
+/// The error NATS or JetStream gave, kept as the source.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("cannot connect to NATS at {url}: {reason}")]
-    Connect { url: String, reason: String },
-    #[error("JetStream {what}: {reason}")]
-    JetStream { what: String, reason: String },
+    Connect {
+        url: String,
+        reason: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    #[error("JetStream {what}: {source}")]
+    JetStream {
+        what: String,
+        #[source]
+        source: Cause,
+    },
 }
 
-pub fn js_err<E: std::fmt::Display>(what: impl Into<String>) -> impl FnOnce(E) -> BusError {
+/// Wraps a JetStream error with what was being done.
+pub fn js_err<E: std::error::Error + Send + Sync + 'static>(
+    what: impl Into<String>,
+) -> impl FnOnce(E) -> BusError {
     let what = what.into();
-    move |e| BusError::JetStream { what, reason: e.to_string() }
+    move |e| BusError::JetStream { what, source: Box::new(e) }
 }
 
 #[derive(Clone)]
@@ -29,7 +44,7 @@ pub struct Bus {
 
 impl Bus {
     pub async fn connect(cfg: &NatsConfig) -> Result<Self, BusError> {
-        let err = |reason: String| BusError::Connect { url: cfg.url.clone(), reason };
+        let err = |reason: String| BusError::Connect { url: cfg.url.clone(), reason, source: None };
         let client = tokio::time::timeout(
             Duration::from_secs(5),
             async_nats::ConnectOptions::new()
@@ -40,7 +55,11 @@ impl Bus {
         )
         .await
         .map_err(|_| err("no answer within 5 s (is nats-server running? `make services`)".into()))?
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| BusError::Connect {
+            url: cfg.url.clone(),
+            reason: e.to_string(),
+            source: Some(Box::new(e)),
+        })?;
         // Wait until the connection is really up (retry_on_initial_connect returns at once).
         for _ in 0..50 {
             if client.connection_state() == async_nats::connection::State::Connected {

@@ -1,0 +1,418 @@
+//! Inference pools against bare ONNX Runtime, batch sweeps, and providers (CUDA vs CPU).
+
+use super::*;
+use sightline_models::{
+    GpuPreprocessor, Moonshine, Ocr, OcrParams, Provider, Runtime, ShotDetector, SileroVad, TextEmbedder,
+    preprocess_cpu, word_errors,
+};
+use sightline_settings::Task;
+use sightline_settings::{Config, ModelsConfig};
+
+/// Throughput and latency of `f` run `runs` times (after one warm-up run) on `items` items each.
+fn sweep_row(label: &str, batch: usize, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<String> {
+    f()?;
+    let mut lat = Vec::with_capacity(runs);
+    let started = Instant::now();
+    for _ in 0..runs {
+        let t = Instant::now();
+        f()?;
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let per_s = (runs * batch) as f64 / started.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    Ok(format!(
+        "| {label} | {batch} | {per_s:.1} | {:.1} | {:.1} |\n",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    ))
+}
+
+pub(crate) async fn inference_bench(
+    report: &Path,
+    n: usize,
+    runs: usize,
+    config: Option<&Path>,
+) -> Result<()> {
+    let (mut cfg, _) = isolated_config(config)?;
+    cfg.nats.work_max_bytes = 64 << 20;
+    let threads = cfg.ocr.threads;
+    let (w, h) = (cfg.ingest.analysis_width as usize, cfg.ingest.analysis_height as usize);
+    eprintln!("inference bench: rendering {n} captioned frames");
+    let colours = ["navy", "darkgreen", "maroon", "teal", "black", "purple", "olive", "gray"];
+    let frames: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let text = format!("HEADLINE NUMBER {i} TODAY");
+            let px = sightline_testkit::caption_frame(&text, colours[i % colours.len()], w, h)?;
+            Ok((text, px))
+        })
+        .collect::<Result<_>>()?;
+    let m = &cfg.models.clone();
+    let rt = Runtime::load(&m.onnxruntime_lib())?.with_providers(&m.providers, m.cuda_device)?;
+    let params = OcrParams {
+        det_short_side: cfg.ocr.det_short_side,
+        min_confidence: cfg.ocr.min_confidence,
+        ..OcrParams::default()
+    };
+
+    // Bare: the OCR pipeline called directly, one frame after another.
+    let ocr_files = m.task_files(Task::Ocr)?;
+    let mut ocr = Ocr::load(&rt, &ocr_files[0], &ocr_files[1], threads, params.clone())?;
+    ocr.read(&frames[0].1, w, h)?;
+    let started = Instant::now();
+    let mut read_ok = 0;
+    for (text, px) in &frames {
+        read_ok += ocr.read(px, w, h)?.iter().any(|l| &l.text == text) as usize;
+    }
+    let bare_s = started.elapsed().as_secs_f64();
+    let bare = n as f64 / bare_s;
+    eprintln!("  bare: {bare:.2} frames/s ({read_ok}/{n} read exactly)");
+
+    let (actor, actor_s) = ocr_actor(&mut cfg, &frames, w, h).await?;
+    let sweep = batch_sweeps(&rt, m, &frames, &mut ocr, (w, h), threads, runs)?;
+    let beams = beam_sweep(&rt, &cfg)?;
+    let text = format!(
+        "## Inference ({n} captioned {w}x{h} frames through OCR, {threads} ONNX Runtime thread(s), CPU; {})\n\n\
+         | path | frames/s | seconds |\n|---|---|---|\n\
+         | bare ONNX Runtime (detector + recogniser called in a loop) | {bare:.2} | {bare_s:.2} |\n\
+         | inference actor (JetStream in, events published, then acked; batch_max {}) | {actor:.2} | {actor_s:.2} |\n\n\
+         Actor ÷ bare: **{:.3}** (goal ≥ 0.90). Lines read exactly in the bare run: {read_ok}/{n}.\n\n\
+         Batch-size sweep (after one warm-up run; {runs} timed runs each, the detector and labeller 15):\n\n\
+         | model | batch | items/s | p50 ms per batch | p99 ms per batch |\n|---|---|---|---|---|\n{sweep}\n\
+         Moonshine base, beam width over the ten espeak-ng sentences of the speech quality test \
+         ({} thread(s); the default is {}):\n\n\
+         | beam width | word error rate | decode ms per sentence |\n|---|---|---|\n{beams}\n",
+        now_utc(),
+        cfg.ocr.batch_max,
+        actor / bare,
+        cfg.speech.threads,
+        cfg.speech.beam_width
+    );
+    println!("{text}");
+    append(report, &text)
+}
+
+fn read_f32(path: &Path) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{} (run `make setup`)", path.display()))?;
+    Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
+/// Every model on the configured provider against the CPU: the largest difference and the speed.
+struct Comparison {
+    runs: usize,
+    rows: String,
+    failed: Vec<String>,
+}
+
+impl Comparison {
+    /// The first output, and runs per second over `runs` more.
+    fn timed(&self, f: &mut dyn FnMut() -> Result<Vec<f32>>) -> Result<(Vec<f32>, f64)> {
+        let out = f()?;
+        let t = Instant::now();
+        for _ in 0..self.runs {
+            f()?;
+        }
+        Ok((out, self.runs as f64 / t.elapsed().as_secs_f64()))
+    }
+
+    /// A row: stated tolerance 1e-3 on every output value (greedy tokens: identical).
+    fn row(&mut self, model: &str, on: (Vec<f32>, f64), base: (Vec<f32>, f64)) {
+        let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let d = if on.0.len() == base.0.len() { diff(&on.0, &base.0) } else { f32::INFINITY };
+        let ok = if model.contains("tokens") { d == 0.0 } else { d < 1e-3 };
+        if !ok {
+            self.failed.push(model.to_string());
+        }
+        self.rows += &format!(
+            "| {model} | {d:.2e} {} | {:.1} | {:.1} | {:.2} |\n",
+            if ok { "ok" } else { "**over tolerance**" },
+            on.1,
+            base.1,
+            on.1 / base.1
+        );
+    }
+
+    /// Runs `f` on the provider and on the CPU and adds the row.
+    fn compare(
+        &mut self,
+        model: &str,
+        (rt, cpu): (&Runtime, &Runtime),
+        f: impl Fn(&Comparison, &Runtime) -> Result<(Vec<f32>, f64)>,
+    ) -> Result<()> {
+        let (on, base) = (f(self, rt)?, f(self, cpu)?);
+        self.row(model, on, base);
+        Ok(())
+    }
+}
+
+pub(crate) fn providers_bench(
+    report: &Path,
+    runs: usize,
+    require_cuda: bool,
+    config: Option<&Path>,
+) -> Result<()> {
+    let cfg = sightline_settings::Config::load(config.or(Some(Path::new("config/sightline.toml"))))?;
+    let m = &cfg.models;
+    let cpu = Runtime::load(&m.onnxruntime_lib())?;
+    let rt = cpu.clone().with_providers(&m.providers, m.cuda_device)?;
+    let name = rt.provider().name();
+    if require_cuda && !matches!(rt.provider(), Provider::Cuda { .. }) {
+        bail!(
+            "CUDA is not available to {} ({}); models.providers = {:?}",
+            m.onnxruntime_lib().display(),
+            sightline_models::cuda_available().err().unwrap_or_default(),
+            m.providers
+        );
+    }
+    let fixtures = std::env::var("SIGHTLINE_FIXTURES").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/sightline/fixtures")
+    });
+    let mut c = Comparison { runs, rows: String::new(), failed: Vec::new() };
+    compare_models(&mut c, m, (&rt, &cpu), &fixtures)?;
+    compare_preprocessing(&mut c, &rt)?;
+    let text = format!(
+        "## Execution providers ({name} vs cpu, {}; {runs} timed runs each after a warm-up)\n\n\
+         | model | largest difference (tolerance 1e-3; tokens identical) | {name} runs/s | cpu runs/s | speed-up |\n\
+         |---|---|---|---|---|\n{}\n",
+        now_utc(),
+        c.rows
+    );
+    println!("{text}");
+    append(report, &text)?;
+    if !c.failed.is_empty() {
+        bail!("{name} differs from the CPU beyond tolerance in: {}", c.failed.join(", "));
+    }
+    Ok(())
+}
+
+/// MiniLM, PP-OCR, Silero VAD, Moonshine and TransNetV2 on their reference fixtures.
+fn compare_models(
+    c: &mut Comparison,
+    m: &ModelsConfig,
+    rts: (&Runtime, &Runtime),
+    fixtures: &Path,
+) -> Result<()> {
+    let texts = vec!["live video becomes searchable while it plays on two channels"; 16];
+    c.compare("MiniLM, 16 sentences", rts, |c, r| {
+        let files = m.task_files(Task::TextEmbedding)?;
+        let mut e = TextEmbedder::load(r, &files[0], &files[1], 1)?;
+        c.timed(&mut || Ok(e.embed(&texts)?.concat()))
+    })?;
+    // PP-OCR: the fixture's detector input and recogniser batch.
+    let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures.join("ocr.json"))?)?;
+    let dim = |v: &serde_json::Value, i: usize| v[i].as_u64().unwrap_or(0) as usize;
+    let (det_in, rec_in) =
+        (read_f32(&fixtures.join("ocr_det_input.f32"))?, read_f32(&fixtures.join("ocr_rec_input.f32"))?);
+    let (ds, rs) = (&fx["det"]["input_shape"], &fx["rec"]["input_shape"]);
+    let load_ocr = |r: &Runtime| -> Result<Ocr> {
+        let files = m.task_files(Task::Ocr)?;
+        Ok(Ocr::load(r, &files[0], &files[1], 1, OcrParams::default())?)
+    };
+    c.compare(&format!("PP-OCR detector, {}x{}", dim(ds, 3), dim(ds, 2)), rts, |c, r| {
+        let mut o = load_ocr(r)?;
+        c.timed(&mut || Ok(o.detect_tensor(det_in.clone(), dim(ds, 3), dim(ds, 2))?))
+    })?;
+    c.compare(&format!("PP-OCR recogniser, {} crops 48x{}", dim(rs, 0), dim(rs, 3)), rts, |c, r| {
+        let mut o = load_ocr(r)?;
+        c.timed(&mut || Ok(o.recognize_tensor(rec_in.clone(), dim(rs, 0), dim(rs, 3))?.2))
+    })?;
+    // Speech: the fixture sentence through Silero VAD and Moonshine.
+    let speech = read_f32(&fixtures.join("speech.f32"))?;
+    c.compare("Silero VAD, per-window probabilities", rts, |c, r| {
+        let mut v = SileroVad::load(r, &m.task_files(Task::Vad)?[0])?;
+        c.timed(&mut || Ok(v.probabilities(&speech)?))
+    })?;
+    c.compare("Moonshine base, greedy tokens", rts, |c, r| {
+        let files = m.task_files(Task::Stt)?;
+        let mut s = Moonshine::load(r, &files[0], &files[1], &files[2], 1)?;
+        c.timed(&mut || Ok(s.transcribe(&speech)?.tokens.iter().map(|&t| t as f32).collect()))
+    })?;
+    // TransNetV2: the fixture's window of 100 frames.
+    let window =
+        std::fs::read(fixtures.join("shots_frames.u8")).context("shots fixture (run `make setup`)")?;
+    c.compare("TransNetV2, one window of 100 frames", rts, |c, r| {
+        let mut d = ShotDetector::load(r, &m.task_files(Task::Shots)?[0], 1)?;
+        c.timed(&mut || Ok(d.predict(&[&window])?.concat()))
+    })
+}
+
+/// The GPU preprocessing kernel against the same computation on the CPU: 16 frames of the
+/// sampled size (and one of another size) to EfficientNet-Lite0's 224x224 input.
+fn compare_preprocessing(c: &mut Comparison, rt: &Runtime) -> Result<()> {
+    let frames: Vec<Vec<u8>> =
+        (0..16u32).map(|i| (0..384 * 216 * 3u32).map(|j| ((j * 7 + i * 13) % 251) as u8).collect()).collect();
+    let mut images: Vec<(&[u8], usize, usize)> = frames.iter().map(|f| (f.as_slice(), 384, 216)).collect();
+    images.push((&frames[0][..200 * 100 * 3], 200, 100));
+    let layout = sightline_models::labels::LABEL_LAYOUT;
+    let kernel = match rt.provider() {
+        Provider::Cuda { device } => Some(GpuPreprocessor::new(device.max(0) as usize)),
+        Provider::Cpu => None,
+    };
+    match kernel {
+        Some(Ok(gpu)) => {
+            let on = c.timed(&mut || gpu.preprocess(&images, &layout).map_err(anyhow::Error::msg))?;
+            let base = c.timed(&mut || Ok(preprocess_cpu(&images, &layout)))?;
+            c.row(&format!("preprocessing kernel on {}, 17 frames to 224x224", gpu.device()), on, base);
+        }
+        Some(Err(why)) => {
+            c.failed.push(format!("preprocessing kernel ({why})"));
+            c.rows += &format!("| preprocessing kernel | not available: {why} | | | |\n");
+        }
+        None => c.rows += "| preprocessing kernel | not run (no CUDA provider) | | | |\n",
+    }
+    Ok(())
+}
+
+/// Frames through the OCR inference actor (published to JetStream, events published back,
+/// acked): frames/s and seconds.
+async fn ocr_actor(cfg: &mut Config, frames: &[(String, Vec<u8>)], w: usize, h: usize) -> Result<(f64, f64)> {
+    use futures::StreamExt;
+    let n = frames.len();
+    cfg.scenes.workers = 0;
+    cfg.speech.workers = 0;
+    cfg.ocr.workers = 1;
+    cfg.ocr.max_ack_pending = 64;
+    let roles = sightline_actors::Roles::parse("inference")?;
+    let node = sightline_actors::Node::start(cfg, roles, sightline_actors::Metrics::new()).await?;
+    let bus = node.bus.clone();
+    let mut events = bus.client.subscribe(bus.names.events_of_kind(sightline_wire::EventKind::Ocr)).await?;
+    let publish = async |i: usize, px: &[u8]| -> Result<()> {
+        // One stream per frame: every frame is new to the actor's change cache, so each is read.
+        let meta =
+            sightline_wire::FrameMeta::still(&format!("b{i}"), 1000, 1_795_000_000_000, w as u32, h as u32);
+        bus.publish_frame(&meta, px).await?;
+        Ok(())
+    };
+    // Warm-up: the worker has loaded its models once one frame has come back.
+    publish(n, &frames[0].1).await?;
+    tokio::time::timeout(Duration::from_secs(120), events.next()).await?.context("no warm-up event")?;
+    let started = Instant::now();
+    for (i, (_, px)) in frames.iter().enumerate() {
+        publish(i, px).await?;
+    }
+    // Done when the shared consumer has nothing pending and nothing unacknowledged.
+    let frames_stream = bus.js.get_stream(bus.names.frames_stream()).await?;
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = frames_stream
+        .get_consumer(&bus.names.consumer("ocr"))
+        .await
+        .map_err(|e| anyhow::anyhow!("ocr consumer: {e}"))?;
+    loop {
+        let info = consumer.info().await?;
+        if info.num_pending == 0 && info.num_ack_pending == 0 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("the OCR actor did not finish {n} frames in 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let actor_s = started.elapsed().as_secs_f64();
+    let mut seen = std::collections::HashSet::new();
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(200), events.next()).await {
+        let e: sightline_wire::Event = serde_json::from_slice(&msg.payload)?;
+        seen.insert(e.stream_id);
+    }
+    eprintln!("  actor: events for {} of {n} frames", seen.len());
+    let actor = n as f64 / actor_s;
+    eprintln!("  actor: {actor:.2} frames/s");
+    node.shutdown().await;
+    bus.destroy().await;
+
+    Ok((actor, actor_s))
+}
+
+/// Batch-size sweeps per model (threads as configured): report rows.
+fn batch_sweeps(
+    rt: &Runtime,
+    m: &ModelsConfig,
+    frames: &[(String, Vec<u8>)],
+    ocr: &mut Ocr,
+    (w, h): (usize, usize),
+    threads: usize,
+    runs: usize,
+) -> Result<String> {
+    let mut sweep = String::new();
+    let mut emb = TextEmbedder::load(
+        rt,
+        &m.task_files(Task::TextEmbedding)?[0],
+        &m.task_files(Task::TextEmbedding)?[1],
+        threads,
+    )?;
+    let sentence = "live video becomes searchable while it plays on two channels";
+    for b in [1, 4, 16, 32] {
+        let texts = vec![sentence; b];
+        sweep += &sweep_row("MiniLM text embedding (sentences)", b, runs, || {
+            emb.embed(&texts)?;
+            Ok(())
+        })?;
+    }
+    let labels = m.for_task(Task::Labels)?;
+    let mut labeler =
+        sightline_models::ImageLabeler::load(rt, &m.file(labels, 0), &m.file(labels, 1), threads)?;
+    for b in [1, 4, 8, 16] {
+        let images: Vec<(&[u8], usize, usize)> =
+            frames.iter().take(b).map(|(_, px)| (px.as_slice(), w, h)).collect();
+        sweep += &sweep_row(&format!("EfficientNet-Lite0 labels ({w}x{h} frames)"), b, runs.min(15), || {
+            labeler.label(&images, 5)?;
+            Ok(())
+        })?;
+    }
+    let rec_w = 320;
+    for b in [1, 4, 8, 16] {
+        sweep += &sweep_row("PP-OCR recogniser (48x320 crops)", b, runs, || {
+            ocr.recognize_tensor(vec![0.1f32; b * 3 * 48 * rec_w], b, rec_w)?;
+            Ok(())
+        })?;
+    }
+    for short in [320, 480, 736] {
+        let (dw, dh) = sightline_models::ocr::det_size(w, h, short);
+        sweep += &sweep_row(&format!("PP-OCR detector ({dw}x{dh} input)"), 1, runs.min(15), || {
+            ocr.detect_tensor(vec![0.1f32; 3 * dw * dh], dw, dh)?;
+            Ok(())
+        })?;
+    }
+    let shot_window = vec![90u8; sightline_models::shots::SHOT_WINDOW * sightline_models::SHOT_FRAME_BYTES];
+    let mut shots = sightline_models::ShotDetector::load(rt, &m.task_files(Task::Shots)?[0], threads)?;
+    for b in [1, 2, 4] {
+        let windows = vec![shot_window.as_slice(); b];
+        sweep += &sweep_row("TransNetV2 shot boundaries (windows of 100 frames)", b, runs.min(15), || {
+            shots.predict(&windows)?;
+            Ok(())
+        })?;
+    }
+    Ok(sweep)
+}
+
+/// Moonshine's beam width: word error rate over the espeak sentences and decode time, as rows.
+fn beam_sweep(rt: &Runtime, cfg: &Config) -> Result<String> {
+    let m = &cfg.models;
+    let mut vad = SileroVad::load(rt, &m.task_files(Task::Vad)?[0])?;
+    let stt_files = m.task_files(Task::Stt)?;
+    let mut stt = Moonshine::load(rt, &stt_files[0], &stt_files[1], &stt_files[2], cfg.speech.threads)?;
+    let mut utterances = Vec::new();
+    for sentence in sightline_testkit::SPEECH_SENTENCES {
+        let samples = sightline_testkit::speech_samples(sentence)?;
+        let regions = vad.speech_regions(&samples, cfg.speech.vad_threshold, cfg.speech.min_speech_ms)?;
+        utterances.push((sentence, regions.iter().map(|&(s, e)| samples[s..e].to_vec()).collect::<Vec<_>>()));
+    }
+    let mut beams = String::new();
+    for width in [1, 2, 4, 8] {
+        stt.set_beam_width(width);
+        let (mut errors, mut words, mut secs) = (0, 0, 0.0);
+        for (sentence, segments) in &utterances {
+            let started = Instant::now();
+            let heard =
+                segments.iter().map(|seg| Ok(stt.transcribe(seg)?.text)).collect::<Result<Vec<_>>>()?;
+            secs += started.elapsed().as_secs_f64();
+            let (e, n) = word_errors(sentence, &heard.join(" "));
+            errors += e;
+            words += n;
+        }
+        eprintln!("  moonshine beam {width}: {errors} word errors in {words}");
+        beams += &format!(
+            "| {width} | {:.1} % ({errors}/{words}) | {:.0} |\n",
+            errors as f64 * 100.0 / words as f64,
+            secs * 1000.0 / utterances.len() as f64
+        );
+    }
+    Ok(beams)
+}

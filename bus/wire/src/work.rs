@@ -1,0 +1,160 @@
+//! Work messages: what ingest publishes for the inference pools (sampled frames, audio segments,
+//! shot windows), framed as `SLW1`, metadata length, metadata JSON, raw payload.
+
+use serde::{Deserialize, Serialize};
+
+pub const MAGIC: &[u8; 4] = b"SLW1";
+/// Audio sample rate on the wire (mono f32 little-endian).
+pub const AUDIO_RATE: u32 = 16_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("message is not a Sightline work message (bad magic or too short)")]
+    BadFrame,
+    #[error("message metadata is not valid: {0}")]
+    BadMeta(#[from] serde_json::Error),
+    #[error("payload is {got} bytes, metadata says {want}")]
+    PayloadSize { got: usize, want: usize },
+}
+
+/// A cut found by ingest on the full-rate, tiny-size scoring path.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CutCandidate {
+    pub pts_ms: i64,
+    pub score: f32,
+}
+
+/// Metadata of one sampled frame; the RGB24 pixels follow it in the message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameMeta {
+    pub stream_id: String,
+    /// Position on the stream's media clock (monotonic across reconnects), milliseconds.
+    pub pts_ms: i64,
+    /// Wall-clock time the frame was decoded, Unix milliseconds.
+    pub wall_ms: i64,
+    pub width: u32,
+    pub height: u32,
+    /// Cuts detected since the previous sampled frame, exact to the decoded frame.
+    pub cuts: Vec<CutCandidate>,
+}
+
+impl FrameMeta {
+    /// A sampled frame with no cuts before it.
+    pub fn still(stream_id: &str, pts_ms: i64, wall_ms: i64, width: u32, height: u32) -> Self {
+        Self { stream_id: stream_id.to_string(), pts_ms, wall_ms, width, height, cuts: Vec::new() }
+    }
+    pub fn msg_id(&self) -> String {
+        format!("{}.frame.{}", self.stream_id, self.pts_ms)
+    }
+    pub fn payload_len(&self) -> usize {
+        self.width as usize * self.height as usize * 3
+    }
+}
+
+/// Metadata of one audio segment (sound between silences); mono f32 LE at 16 kHz follows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioMeta {
+    pub stream_id: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub wall_ms: i64,
+    pub samples: usize,
+}
+
+impl AudioMeta {
+    pub fn msg_id(&self) -> String {
+        format!("{}.audio.{}", self.stream_id, self.start_ms)
+    }
+    pub fn payload_len(&self) -> usize {
+        self.samples * 4
+    }
+}
+
+trait PayloadLen {
+    fn expected_len(&self) -> usize;
+}
+impl PayloadLen for FrameMeta {
+    fn expected_len(&self) -> usize {
+        self.payload_len()
+    }
+}
+impl PayloadLen for AudioMeta {
+    fn expected_len(&self) -> usize {
+        self.payload_len()
+    }
+}
+impl PayloadLen for ShotWindowMeta {
+    fn expected_len(&self) -> usize {
+        self.pts_ms.len() * self.width as usize * self.height as usize * 3
+    }
+}
+
+/// Metadata of a window of consecutive decoded frames at the shot model's size (every frame, not
+/// sampled ones); the frames' RGB24 pixels follow it, one after another. The model reads the
+/// frames `read_from..read_to` of it; the others are context.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShotWindowMeta {
+    pub stream_id: String,
+    /// Media time of each frame, milliseconds.
+    pub pts_ms: Vec<i64>,
+    /// Wall-clock time the last frame was decoded, Unix milliseconds.
+    pub wall_ms: i64,
+    pub width: u32,
+    pub height: u32,
+    pub read_from: usize,
+    pub read_to: usize,
+}
+
+impl ShotWindowMeta {
+    /// Named by the first frame it is read for, so each window is published once.
+    pub fn msg_id(&self) -> String {
+        format!("{}.shots.{}", self.stream_id, self.pts_ms.get(self.read_from).copied().unwrap_or_default())
+    }
+}
+
+/// Decodes a shot window into its metadata and frames.
+pub fn decode_shot_window(msg: &[u8]) -> Result<(ShotWindowMeta, &[u8]), WireError> {
+    decode(msg)
+}
+
+/// Work message layout: `SLW1`, u32 LE metadata length, metadata JSON, raw payload.
+pub fn encode<M: Serialize>(meta: &M, payload: &[u8]) -> Vec<u8> {
+    let json = serde_json::to_vec(meta).expect("metadata serialises");
+    let mut out = Vec::with_capacity(8 + json.len() + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn decode<'a, M: serde::de::DeserializeOwned + PayloadLen>(
+    msg: &'a [u8],
+) -> Result<(M, &'a [u8]), WireError> {
+    if msg.len() < 8 || &msg[..4] != MAGIC {
+        return Err(WireError::BadFrame);
+    }
+    let n = u32::from_le_bytes(msg[4..8].try_into().unwrap()) as usize;
+    let body = msg.get(8..8 + n).ok_or(WireError::BadFrame)?;
+    let meta: M = serde_json::from_slice(body)?;
+    let payload = &msg[8 + n..];
+    if payload.len() != meta.expected_len() {
+        return Err(WireError::PayloadSize { got: payload.len(), want: meta.expected_len() });
+    }
+    Ok((meta, payload))
+}
+
+pub fn decode_frame(msg: &[u8]) -> Result<(FrameMeta, &[u8]), WireError> {
+    decode(msg)
+}
+
+/// Decodes an audio message into its metadata and samples.
+pub fn decode_audio(msg: &[u8]) -> Result<(AudioMeta, Vec<f32>), WireError> {
+    let (meta, raw): (AudioMeta, &[u8]) = decode(msg)?;
+    let samples = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    Ok((meta, samples))
+}
+
+pub fn audio_bytes(samples: &[f32]) -> Vec<u8> {
+    samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+}

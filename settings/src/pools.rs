@@ -1,0 +1,274 @@
+//! The inference pools and the sinks: workers, batches, thresholds.
+
+use serde::{Deserialize, Serialize};
+
+/// The scene actor: confirms cut candidates from ingest and emits `scene` events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScenesConfig {
+    pub workers: usize,
+    pub batch_max: usize,
+    pub batch_deadline_ms: u64,
+    pub max_ack_pending: i64,
+    pub max_deliver: i64,
+    /// Artificial delay per message, milliseconds: for load and backpressure tests; 0 otherwise.
+    pub throttle_ms: u64,
+    /// A sampled frame is emitted as a `frame` event when it is a keyframe or differs from the
+    /// stream's last emitted frame by more than this many of its 64 perceptual-hash bits.
+    pub frame_change_bits: u32,
+    /// A frame is emitted at least this often per stream even when nothing changes, ms (0: never).
+    pub frame_max_interval_ms: u64,
+    /// Label emitted frames with EfficientNet-Lite0 (top `label_top_k` ImageNet classes).
+    pub labels: bool,
+    pub label_top_k: usize,
+    /// Labels at least this probable (0..1) become the frame's searchable text.
+    pub label_min_score: f32,
+}
+
+impl Default for ScenesConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            batch_max: 32,
+            batch_deadline_ms: 100,
+            max_ack_pending: 256,
+            max_deliver: 5,
+            throttle_ms: 0,
+            frame_change_bits: 10,
+            frame_max_interval_ms: 30_000,
+            labels: true,
+            label_top_k: 5,
+            label_min_score: 0.2,
+        }
+    }
+}
+
+/// How an inference pool pulls its work: the part its consumer is made from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkerConfig {
+    pub batch_max: usize,
+    pub batch_deadline_ms: u64,
+    pub max_ack_pending: i64,
+    pub max_deliver: i64,
+}
+
+macro_rules! worker_config {
+    ($($t:ty),*) => {$(
+        impl $t {
+            pub fn worker(&self) -> WorkerConfig {
+                WorkerConfig {
+                    batch_max: self.batch_max,
+                    batch_deadline_ms: self.batch_deadline_ms,
+                    max_ack_pending: self.max_ack_pending,
+                    max_deliver: self.max_deliver,
+                }
+            }
+        }
+    )*};
+}
+worker_config!(ScenesConfig, SpeechConfig, OcrConfig, ShotsConfig);
+
+/// The shot-boundary pool: TransNetV2 over windows of 100 decoded frames, used when
+/// `ingest.cut_detector` is `transnetv2`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShotsConfig {
+    /// Workers on this node (0: none here); each loads its own copy of the model.
+    pub workers: usize,
+    /// Windows per model run, across streams.
+    pub batch_max: usize,
+    pub batch_deadline_ms: u64,
+    pub max_ack_pending: i64,
+    pub max_deliver: i64,
+    /// A run of frames whose shot-end probability reaches this is a transition; the next shot
+    /// starts on the frame after it.
+    pub threshold: f32,
+    /// ONNX Runtime intra-op threads per model.
+    pub threads: usize,
+}
+
+impl Default for ShotsConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            batch_max: 4,
+            batch_deadline_ms: 200,
+            max_ack_pending: 16,
+            max_deliver: 5,
+            threshold: 0.5,
+            threads: 1,
+        }
+    }
+}
+
+/// The speech actor: VAD then speech-to-text on audio segments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpeechConfig {
+    pub workers: usize,
+    pub batch_max: usize,
+    pub batch_deadline_ms: u64,
+    pub max_ack_pending: i64,
+    pub max_deliver: i64,
+    /// Silero speech probability above which a 32 ms window is speech.
+    pub vad_threshold: f32,
+    /// A segment with less speech than this is skipped, milliseconds.
+    pub min_speech_ms: u64,
+    /// ONNX Runtime intra-op threads per model.
+    pub threads: usize,
+    /// Beam width of Moonshine's decoder search (1: greedy). The beams share one decoder run a
+    /// step (one batch row each).
+    pub beam_width: usize,
+}
+
+impl Default for SpeechConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            batch_max: 4,
+            batch_deadline_ms: 200,
+            max_ack_pending: 16,
+            max_deliver: 5,
+            vad_threshold: 0.5,
+            min_speech_ms: 250,
+            threads: 1,
+            beam_width: 4,
+        }
+    }
+}
+
+/// On-screen text: PP-OCR over sampled frames that changed since the stream's last read frame.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OcrConfig {
+    /// OCR workers on this node (0: none here); each loads its own copy of the models.
+    pub workers: usize,
+    pub batch_max: usize,
+    pub batch_deadline_ms: u64,
+    pub max_ack_pending: i64,
+    pub max_deliver: i64,
+    /// A frame is read when its perceptual hash differs from the stream's last read frame by more
+    /// than this many bits (out of 64), or when `max_interval_ms` has passed.
+    pub change_bits: u32,
+    pub max_interval_ms: u64,
+    /// Detector and recogniser knobs, as `sightline_models::OcrParams` documents them.
+    pub det_short_side: usize,
+    pub det_threshold: f32,
+    pub box_threshold: f32,
+    pub unclip_ratio: f32,
+    pub min_confidence: f32,
+    pub max_lines: usize,
+    /// ONNX Runtime intra-op threads per model.
+    pub threads: usize,
+}
+
+impl Default for OcrConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            batch_max: 4,
+            batch_deadline_ms: 200,
+            max_ack_pending: 16,
+            max_deliver: 5,
+            change_bits: 6,
+            max_interval_ms: 10_000,
+            det_short_side: 480,
+            det_threshold: 0.3,
+            box_threshold: 0.5,
+            unclip_ratio: 1.6,
+            min_confidence: 0.6,
+            max_lines: 32,
+            threads: 1,
+        }
+    }
+}
+
+/// The ClickHouse sink: events from JetStream into ClickHouse, in batches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkConfig {
+    pub batch_max: usize,
+    pub batch_deadline_ms: u64,
+    pub max_ack_pending: i64,
+    /// Delay before retrying a failed insert (doubles up to 30 s).
+    pub retry_initial_ms: u64,
+    /// Seconds between snapshots of stream registrations and status into `streams` and
+    /// `pipeline_metrics`.
+    pub status_interval_s: u64,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self {
+            batch_max: 1000,
+            batch_deadline_ms: 500,
+            max_ack_pending: 5000,
+            retry_initial_ms: 500,
+            status_interval_s: 10,
+        }
+    }
+}
+
+/// The Redis vector-set sink, search and duplicate detection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VectorsConfig {
+    pub batch_max: usize,
+    pub batch_deadline_ms: u64,
+    pub max_ack_pending: i64,
+    /// Delay before retrying a failed Redis write (doubles up to 30 s).
+    pub retry_initial_ms: u64,
+    /// Element quantisation: "q8" (default: 4x smaller than fp32, recall close to it), "bin"
+    /// (1 bit per dimension) or "noquant".
+    pub quantization: Quantization,
+    /// Elements older than this many seconds are removed from the sets (0 keeps them forever).
+    pub retention_s: u64,
+    /// Seconds between retention sweeps.
+    pub sweep_interval_s: u64,
+    /// A keyframe at least this similar (vector-set score, 1 = identical) to a keyframe of another
+    /// stream is reported as a duplicate.
+    pub duplicate_min_similarity: f32,
+    /// Only keyframes seen within this many seconds (wall clock) are compared for duplicates.
+    pub duplicate_window_s: u64,
+    /// ONNX Runtime threads of the text embedder.
+    pub threads: usize,
+}
+
+impl Default for VectorsConfig {
+    fn default() -> Self {
+        Self {
+            batch_max: 256,
+            batch_deadline_ms: 200,
+            max_ack_pending: 2000,
+            retry_initial_ms: 500,
+            quantization: Quantization::Q8,
+            retention_s: 7 * 24 * 3600,
+            sweep_interval_s: 60,
+            duplicate_min_similarity: 0.98,
+            duplicate_window_s: 3600,
+            threads: 1,
+        }
+    }
+}
+
+/// How a vector set stores its elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantization {
+    /// 8 bits per dimension: 4x smaller than fp32, recall close to it.
+    Q8,
+    /// 1 bit per dimension.
+    Bin,
+    /// fp32.
+    Noquant,
+}
+
+impl Quantization {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quantization::Q8 => "q8",
+            Quantization::Bin => "bin",
+            Quantization::Noquant => "noquant",
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The pipeline's branches, each wired to its appsink: every decoded frame scored for cuts (and cut
+//! into shot windows), frames sampled at the analysis size, audio gated into segments; and the
+//! plumbing around them (decoded pads, demuxers, the bus).
+
+use super::{
+    IngestError, IngestStats, MediaClock, MediaItem, SampledFrame, appsink, grid_rgb, now_ms, packed_rgb,
+    touch,
+};
+use crate::{AudioSegmenter, CutDetector};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use sightline_settings::IngestConfig;
+use sightline_wire::CutCandidate;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// What every branch shares: settings, counters, the media clock and the channel to the actor.
+pub(super) struct Branch<'a> {
+    pub cfg: &'a IngestConfig,
+    pub stats: &'a Arc<IngestStats>,
+    pub clock: &'a MediaClock,
+    pub tx: &'a mpsc::Sender<MediaItem>,
+}
+
+/// The video bin (a tee into the tiny and the sampled branch) and the audio bin.
+pub(super) fn bins(cfg: &IngestConfig) -> Result<(gst::Bin, gst::Bin), IngestError> {
+    let video = gst::parse::bin_from_description(
+        &format!(
+            "tee name=t \
+         t. ! queue max-size-buffers=8 ! videoconvert ! video/x-raw,format=I420 ! \
+           appsink name=tiny sync=false \
+         t. ! queue name=sampleq leaky=downstream max-size-buffers=4 ! videorate drop-only=true ! \
+           capsfilter name=ratecaps caps=video/x-raw,framerate={fps}/1 ! videoscale ! videoconvert ! \
+           video/x-raw,format=RGB,width={w},height={h} ! \
+           appsink name=sampled sync=false max-buffers=2 drop=true",
+            fps = cfg.sample_fps,
+            w = cfg.analysis_width,
+            h = cfg.analysis_height,
+        ),
+        true,
+    )
+    .map_err(|e| IngestError::Build(e.to_string()))?;
+    let audio = gst::parse::bin_from_description(
+        "queue max-size-time=2000000000 ! audioconvert ! audioresample ! \
+         audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved ! \
+         appsink name=audio sync=false",
+        true,
+    )
+    .map_err(|e| IngestError::Build(e.to_string()))?;
+    Ok((video, audio))
+}
+
+/// Every decoded frame, tiny: cut scoring (and shot windows for TransNetV2).
+pub(super) fn score_decoded_frames(
+    video: &gst::Bin,
+    b: &Branch,
+    pending_cuts: &Arc<Mutex<Vec<CutCandidate>>>,
+) -> Result<(), IngestError> {
+    let cfg = b.cfg;
+    let tiny = appsink(video, "tiny")?;
+    let mut detector = CutDetector::new(cfg.cut_threshold, cfg.cut_ratio, cfg.min_scene_ms);
+    let (st, cuts, tiny_clock) = (b.stats.clone(), pending_cuts.clone(), b.clock.clone());
+    let (cw, ch) = (cfg.cut_width, cfg.cut_height);
+    let mut windows =
+        (cfg.cut_detector == sightline_settings::CutDetector::Transnetv2).then(crate::ShotWindower::new);
+    let stx = b.tx.clone();
+    tiny.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(pts_ms) = tiny_clock.media_ms(&sample) else { return Ok(gst::FlowSuccess::Ok) };
+                let rgb = grid_rgb(&sample, cw, ch, 1).ok_or(gst::FlowError::Error)?;
+                st.decoded_frames.fetch_add(1, Ordering::Relaxed);
+                touch(&st, pts_ms);
+                if let Some(w) = windows.as_mut() {
+                    let (sw, sh) = (crate::shots::SHOT_WIDTH, crate::shots::SHOT_HEIGHT);
+                    let tiny =
+                        grid_rgb(&sample, sw, sh, crate::shots::SHOT_TAPS).ok_or(gst::FlowError::Error)?;
+                    if let Some(window) = w.push(pts_ms, tiny) {
+                        if stx.try_send(MediaItem::Shots(window)).is_err() {
+                            st.dropped_shot_windows.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                if let Some(score) = detector.push(&rgb, pts_ms) {
+                    st.cuts.fetch_add(1, Ordering::Relaxed);
+                    cuts.lock().unwrap().push(CutCandidate { pts_ms, score });
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    Ok(())
+}
+
+/// Sampled frames at the analysis size, carrying the cuts found up to them. Returns the sampling
+/// interval (ms), which backpressure changes in place.
+pub(super) fn sample_frames(
+    video: &gst::Bin,
+    b: &Branch,
+    pending_cuts: &Arc<Mutex<Vec<CutCandidate>>>,
+) -> Result<Arc<AtomicI64>, IngestError> {
+    let cfg = b.cfg;
+    let sampled = appsink(video, "sampled")?;
+    let (st, cuts, ftx, frame_clock) = (b.stats.clone(), pending_cuts.clone(), b.tx.clone(), b.clock.clone());
+    // The sampled branch sheds load by leaking decoded frames when it falls behind; a sample
+    // slot that then stays empty is a dropped frame.
+    let interval = Arc::new(AtomicI64::new(1000 / cfg.sample_fps.max(1) as i64));
+    let slot = interval.clone();
+    let mut last_pts: Option<i64> = None;
+    let (w, h) = (cfg.analysis_width, cfg.analysis_height);
+    sampled.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(pts_ms) = frame_clock.media_ms(&sample) else { return Ok(gst::FlowSuccess::Ok) };
+                let rgb = packed_rgb(&sample, w, h).ok_or(gst::FlowError::Error)?;
+                let every = slot.load(Ordering::Relaxed).max(1);
+                if let Some(prev) = last_pts.replace(pts_ms) {
+                    let missed = ((pts_ms - prev) as f64 / every as f64).round() as i64 - 1;
+                    if missed > 0 {
+                        st.dropped_frames.fetch_add(missed as u64, Ordering::Relaxed);
+                    }
+                }
+                let mine: Vec<CutCandidate> = {
+                    let mut all = cuts.lock().unwrap();
+                    let (mine, later) = all.drain(..).partition(|c| c.pts_ms <= pts_ms);
+                    *all = later;
+                    mine
+                };
+                let frame = SampledFrame { pts_ms, wall_ms: now_ms(), width: w, height: h, rgb, cuts: mine };
+                match ftx.try_send(MediaItem::Frame(frame)) {
+                    Ok(()) => {
+                        st.sampled_frames.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        st.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                        // The frame goes, its cuts stay for the next one.
+                        if let MediaItem::Frame(f) = e.into_inner() {
+                            cuts.lock().unwrap().splice(0..0, f.cuts);
+                        }
+                    }
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    Ok(interval)
+}
+
+/// Audio: gated into segments of sound.
+pub(super) fn segment_audio(audio: &gst::Bin, b: &Branch) -> Result<(), IngestError> {
+    let cfg = b.cfg;
+    let audio_sink = appsink(audio, "audio")?;
+    let mut gate =
+        AudioSegmenter::new(cfg.audio_gate_level, cfg.audio_gate_hangover_ms, cfg.audio_max_segment_ms);
+    let (st, atx, audio_clock) = (b.stats.clone(), b.tx.clone(), b.clock.clone());
+    audio_sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(pts_ms) = audio_clock.media_ms(&sample) else { return Ok(gst::FlowSuccess::Ok) };
+                let buf = sample.buffer().ok_or(gst::FlowError::Error)?;
+                let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
+                let samples: Vec<f32> =
+                    map.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+                touch(&st, pts_ms);
+                for seg in gate.push(pts_ms, &samples) {
+                    if atx.try_send(MediaItem::Audio(seg)).is_ok() {
+                        st.audio_segments.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        st.dropped_audio.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    Ok(())
+}
+
+/// Links decoded pads to the branch for their media type; extra pads of a type are ignored.
+pub(super) fn link_decoded_pads(src: &gst::Element, video: &gst::Bin, audio: &gst::Bin) {
+    let (vbin, abin) = (video.clone(), audio.clone());
+    src.connect_pad_added(move |_, pad| {
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        let Some(name) = caps.structure(0).map(|s| s.name().to_string()) else { return };
+        let target = if name.starts_with("video/") {
+            &vbin
+        } else if name.starts_with("audio/") {
+            &abin
+        } else {
+            return;
+        };
+        if let Some(sink) = target.static_pad("sink") {
+            if !sink.is_linked() {
+                if let Err(e) = pad.link(&sink) {
+                    tracing::warn!(error = ?e, media = %name, "cannot link decoded pad");
+                }
+            }
+        }
+    });
+}
+
+/// The adaptive demuxers the pipeline creates (kept alive when a stuck pipeline is torn down).
+pub(super) fn track_demuxers(pipeline: &gst::Pipeline) -> Arc<Mutex<Vec<gst::Element>>> {
+    let demuxers = Arc::new(Mutex::new(Vec::new()));
+    let seen = demuxers.clone();
+    pipeline.connect_deep_element_added(move |_, _, element| {
+        let factory = element.factory().map(|f| f.name().to_string()).unwrap_or_default();
+        if factory.ends_with("demux2") {
+            seen.lock().unwrap().push(element.clone());
+        }
+    });
+    demuxers
+}
+
+/// Reports the pipeline's first error (with a reachability probe of the source) or its end.
+pub(super) fn watch_bus(
+    pipeline: &gst::Pipeline,
+    tx: mpsc::Sender<MediaItem>,
+    url: String,
+) -> Result<tokio::task::JoinHandle<()>, IngestError> {
+    let bus = pipeline.bus().ok_or_else(|| IngestError::Build("pipeline has no bus".into()))?;
+    let mut messages = bus.stream();
+    let btx = tx;
+
+    let bus_task = tokio::spawn(async move {
+        use futures::StreamExt;
+        while let Some(msg) = messages.next().await {
+            let item = match msg.view() {
+                gst::MessageView::Error(e) => {
+                    let src = e.src().map(|s| s.name().to_string()).unwrap_or_default();
+                    let text = format!("{src}: {}", e.error());
+                    // GStreamer says "Internal data stream error" for a refused connection;
+                    // find out whether the source is reachable at all and say so.
+                    match crate::source::probe_tcp(&url).await {
+                        Some(reason) => MediaItem::Error(format!("{reason} ({text})")),
+                        None => MediaItem::Error(text),
+                    }
+                }
+                gst::MessageView::Eos(_) => MediaItem::Eos,
+                _ => continue,
+            };
+            let _ = btx.send(item).await;
+            break;
+        }
+    });
+    Ok(bus_task)
+}

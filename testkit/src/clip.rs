@@ -1,0 +1,275 @@
+//! The test clip: scenes with hard cuts at known times, burned-in captions, espeak-ng speech.
+
+use crate::{TestSourceError, fxhash, run};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// The burned-in caption style of the test clips: bold white text on a translucent black box,
+/// centred in the lower third. (No `'`, `:` or `\\` in `text`.)
+pub fn caption_filter(text: &str, font_size: u32) -> String {
+    format!(
+        "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf:text='{text}':fontsize={font_size}:\
+         fontcolor=white:box=1:boxcolor=black@0.6:boxborderw=8:x=(w-tw)/2:y=h-th-40"
+    )
+}
+
+/// One 640x360 frame of a flat `background` colour with `text` as a clip caption, scaled to
+/// `width`x`height` as ingest samples it; packed RGB.
+pub fn caption_frame(
+    text: &str,
+    background: &str,
+    width: usize,
+    height: usize,
+) -> Result<Vec<u8>, TestSourceError> {
+    let vf = format!("{},scale={width}:{height}", caption_filter(text, 36));
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i", &format!("color=c={background}:s=640x360")])
+        .args(["-vf", &vf, "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()?;
+    if !out.status.success() || out.stdout.len() != width * height * 3 {
+        return Err(TestSourceError::Tool {
+            tool: "ffmpeg",
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+/// Ten sentences spoken by espeak-ng for speech-to-text quality checks (the word error rate in
+/// the speech quality test and the beam-width sweep of the inference bench).
+pub const SPEECH_SENTENCES: [&str; 10] = [
+    "the quick brown fox jumps over the lazy dog",
+    "live video becomes searchable while it plays",
+    "we report the news from the city",
+    "the orchestra played a quiet song",
+    "farmers expect rain later this week",
+    "the museum opens a new exhibit",
+    "the council will vote on the new budget tomorrow",
+    "heavy traffic is slowing the morning commute",
+    "our reporter is standing outside the stadium",
+    "scientists discovered water on a distant planet",
+];
+
+/// `text` spoken by espeak-ng (as the test clips speak it), resampled by ffmpeg to 16 kHz mono
+/// float samples, as ingest delivers audio.
+pub fn speech_samples(text: &str) -> Result<Vec<f32>, TestSourceError> {
+    let tool = |tool: &'static str, out: &std::process::Output| TestSourceError::Tool {
+        tool,
+        detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    };
+    let wav = std::process::Command::new("espeak-ng").args(["-s", "150", "--stdout", text]).output()?;
+    if !wav.status.success() {
+        return Err(tool("espeak-ng", &wav));
+    }
+    let mut ff = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", "-", "-ar", "16000", "-ac", "1", "-f", "f32le", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = ff.stdin.take().expect("piped stdin");
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &wav.stdout));
+    let out = ff.wait_with_output()?;
+    writer.join().expect("writer thread")?;
+    if !out.status.success() {
+        return Err(tool("ffmpeg", &out));
+    }
+    Ok(out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
+/// One scene of the clip: a lavfi source, its duration and an optional burned-in caption.
+#[derive(Debug, Clone)]
+pub struct Scene {
+    pub source: &'static str,
+    pub seconds: u32,
+    pub caption: Option<&'static str>,
+}
+
+/// A spoken sentence and when it starts.
+#[derive(Debug, Clone)]
+pub struct Speech {
+    pub at_ms: i64,
+    pub text: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClipSpec {
+    pub scenes: Vec<Scene>,
+    pub speech: Vec<Speech>,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+impl ClipSpec {
+    /// The standard clip: four scenes (moving test pattern, captioned colour, bars, captioned
+    /// colour), 18 s, with three sentences that never straddle the loop point.
+    pub fn standard() -> Self {
+        Self {
+            scenes: vec![
+                Scene { source: "testsrc2", seconds: 5, caption: None },
+                Scene { source: "color=c=navy", seconds: 4, caption: Some("BREAKING NEWS AT NOON") },
+                Scene { source: "smptebars", seconds: 5, caption: None },
+                Scene { source: "color=c=darkgreen", seconds: 4, caption: Some("WEATHER UPDATE TODAY") },
+            ],
+            speech: vec![
+                Speech { at_ms: 500, text: "the quick brown fox jumps over the lazy dog" },
+                Speech { at_ms: 6000, text: "live video becomes searchable while it plays" },
+                Speech { at_ms: 11500, text: "we report the news from the city" },
+            ],
+            width: 640,
+            height: 360,
+            fps: 30,
+        }
+    }
+
+    /// A second clip, different in every scene and sentence from [`ClipSpec::standard`] (for
+    /// tests that need two unrelated streams), with cuts at the same times.
+    pub fn alternate() -> Self {
+        Self {
+            scenes: vec![
+                Scene { source: "yuvtestsrc", seconds: 5, caption: None },
+                Scene { source: "color=c=maroon", seconds: 4, caption: Some("MARKETS CLOSE HIGHER") },
+                Scene { source: "rgbtestsrc", seconds: 5, caption: None },
+                Scene { source: "color=c=orange", seconds: 4, caption: Some("SPORTS RESULTS TONIGHT") },
+            ],
+            speech: vec![
+                Speech { at_ms: 500, text: "the orchestra played a quiet song" },
+                Speech { at_ms: 6000, text: "farmers expect rain later this week" },
+                Speech { at_ms: 11500, text: "the museum opens a new exhibit" },
+            ],
+            width: 640,
+            height: 360,
+            fps: 30,
+        }
+    }
+
+    pub fn duration_ms(&self) -> i64 {
+        self.scenes.iter().map(|s| s.seconds as i64 * 1000).sum()
+    }
+
+    /// Cut times within one pass of the clip (the loop point is a cut too when it loops).
+    pub fn cuts_ms(&self) -> Vec<i64> {
+        let mut t = 0;
+        let mut cuts = Vec::new();
+        for s in &self.scenes[..self.scenes.len() - 1] {
+            t += s.seconds as i64 * 1000;
+            cuts.push(t);
+        }
+        cuts
+    }
+
+    /// Cut times over `loops` passes of the clip.
+    pub fn cuts_over(&self, loops: u32) -> Vec<i64> {
+        let d = self.duration_ms();
+        (0..loops as i64)
+            .flat_map(|l| {
+                let first = if l > 0 { vec![l * d] } else { vec![] };
+                first.into_iter().chain(self.cuts_ms().into_iter().map(move |c| l * d + c))
+            })
+            .collect()
+    }
+
+    /// The ffmpeg filter graph: captioned scenes concatenated, speech delayed to its time and mixed.
+    fn filter_graph(&self, h: u32, total_s: f64) -> String {
+        let mut graph = String::new();
+        let n = self.scenes.len();
+        for (i, s) in self.scenes.iter().enumerate() {
+            match s.caption {
+                Some(text) => {
+                    graph.push_str(&format!("[{i}:v]{},format=yuv420p[v{i}];", caption_filter(text, h / 10)))
+                }
+                None => graph.push_str(&format!("[{i}:v]format=yuv420p[v{i}];")),
+            }
+        }
+        for i in 0..n {
+            graph.push_str(&format!("[v{i}]"));
+        }
+        graph.push_str(&format!("concat=n={n}:v=1:a=0[v];"));
+        for (i, sp) in self.speech.iter().enumerate() {
+            graph.push_str(&format!("[{}:a]aresample=16000,adelay={}:all=1[a{i}];", n + i, sp.at_ms));
+        }
+        for i in 0..self.speech.len() {
+            graph.push_str(&format!("[a{i}]"));
+        }
+        graph.push_str(&format!(
+            "amix=inputs={}:normalize=0:duration=longest,apad=whole_dur={total_s},\
+             atrim=0:{total_s},aresample=44100,asetnsamples=n=1024[a]",
+            self.speech.len()
+        ));
+        graph
+    }
+
+    /// Renders the clip to `dir/clip.mp4` (cached: an existing file with the same spec is kept).
+    pub async fn render(&self, dir: &Path) -> Result<PathBuf, TestSourceError> {
+        tokio::fs::create_dir_all(dir).await?;
+        let key = format!("{:x}", fxhash(&format!("{self:?}")));
+        let out = dir.join(format!("clip-{key}.mp4"));
+        if tokio::fs::metadata(&out).await.is_ok() {
+            return Ok(out);
+        }
+        let mut args: Vec<String> = vec!["-y".into(), "-loglevel".into(), "error".into()];
+        let (w, h, fps) = (self.width, self.height, self.fps);
+        for s in &self.scenes {
+            args.extend(["-f".into(), "lavfi".into(), "-i".into()]);
+            let sep = if s.source.contains('=') { ':' } else { '=' };
+            args.push(format!("{}{sep}s={w}x{h}:r={fps}:d={}", s.source, s.seconds));
+        }
+        for (i, sp) in self.speech.iter().enumerate() {
+            let wav = dir.join(format!("speech-{key}-{i}.wav"));
+            run("espeak-ng", &["-s", "150", "-w", wav.to_str().unwrap(), sp.text]).await?;
+            args.extend(["-i".into(), wav.to_string_lossy().into_owned()]);
+        }
+        let total_s = self.duration_ms() as f64 / 1000.0;
+        let graph = self.filter_graph(h, total_s);
+        args.extend(["-filter_complex".into(), graph]);
+        args.extend(
+            [
+                "-map",
+                "[v]",
+                "-map",
+                "[a]",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-g",
+                &fps.to_string(),
+                "-keyint_min",
+                &fps.to_string(),
+                "-sc_threshold",
+                "0",
+                "-b:v",
+                "800k",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "64k",
+                "-ac",
+                "1",
+                "-t",
+                &total_s.to_string(),
+            ]
+            .map(String::from),
+        );
+        let tmp = dir.join(format!("clip-{key}.tmp.mp4"));
+        args.push(tmp.to_string_lossy().into_owned());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("ffmpeg", &refs).await?;
+        tokio::fs::rename(&tmp, &out).await?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_schedule_follows_scenes() {
+        let c = ClipSpec::standard();
+        assert_eq!(c.duration_ms(), 18_000);
+        assert_eq!(c.cuts_ms(), vec![5000, 9000, 14000]);
+        assert_eq!(c.cuts_over(2), vec![5000, 9000, 14000, 18000, 23000, 27000, 32000]);
+    }
+}
