@@ -105,12 +105,16 @@ async fn registered_streams_resume_after_a_restart() {
 
     // Sightline stops and starts again; nobody registers anything.
     let sys = sys.restart(roles).await;
-    let (after, _) = wait_for_status(&sys, &id, "running", Duration::from_secs(20)).await;
-    // Frames decoded by the new run (and reported in its status).
-    let after2 = common::status_until(&sys, &id, Duration::from_secs(15), |v| {
-        v["detail"]["decoded_frames"].as_u64() > Some(0)
+    let restarted_ms = sightline_wire::now_ms();
+    // The new run's own status (the bucket still holds the old run's until it reports): running,
+    // with frames decoded.
+    let after2 = common::status_until(&sys, &id, Duration::from_secs(20), |v| {
+        v["status"] == "running"
+            && v["detail"]["updated_ms"].as_i64() > Some(restarted_ms)
+            && v["detail"]["decoded_frames"].as_u64() > Some(0)
     })
     .await;
+    let after = &after2;
     eprintln!("before: {before}\nafter: {after2}");
     assert_eq!(after["name"], "kept");
     // The media clock continues past where the previous run left it: no event id can repeat.

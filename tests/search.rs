@@ -84,7 +84,7 @@ async fn search_similar_frames_duplicates_and_sql() {
     let dups: Vec<&FeedItem> = feed.iter().filter(|f| f.event.kind == EventKind::Duplicate).collect();
     assert!(dups.len() >= 3, "expected duplicates between {a} and {b}; got {}", dups.len());
     for d in &dups {
-        let info = d.event.duplicate.as_ref().expect("duplicate details");
+        let info = d.event.duplicate().expect("duplicate details");
         let pair = [d.event.stream_id.as_str(), info.other_stream_id.as_str()];
         assert!(
             pair.contains(&a.as_str()) && pair.contains(&b.as_str()),
@@ -100,8 +100,7 @@ async fn search_similar_frames_duplicates_and_sql() {
     assert!(
         feed.iter().filter(|f| f.event.kind == EventKind::Frame).all(|f| f
             .event
-            .frame
-            .as_ref()
+            .frame()
             .unwrap()
             .vector
             .is_empty()),
@@ -202,7 +201,7 @@ async fn search_similar_frames_duplicates_and_sql() {
     }
 
     // Similar frames: a duplicated keyframe's nearest frames include the other stream's.
-    let d = dups[0].event.duplicate.as_ref().unwrap();
+    let d = dups[0].event.duplicate().unwrap();
     let (status, sim) = sys.http("GET", &format!("/v1/frames/{}/similar?k=5", d.frame_id), None).await;
     assert_eq!(status, 200, "{sim}");
     eprintln!("similar: {sim:#}");

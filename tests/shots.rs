@@ -64,7 +64,7 @@ async fn transnetv2_cuts_come_out_as_scene_events() {
     // The fast score still marks a keyframe right after each cut.
     let keyframes: Vec<i64> = feed
         .iter()
-        .filter(|f| f.event.frame.as_ref().is_some_and(|fr| fr.keyframe))
+        .filter(|f| f.event.frame().is_some_and(|fr| fr.keyframe))
         .map(|f| f.event.pts_ms)
         .collect();
     for c in &expected {

@@ -4,8 +4,8 @@
 use crate::supervisor::{ChildSpec, child, worker};
 use sightline_bus::{Bus, Registry, WorkSpec};
 use sightline_inference::{
-    InferencePool, MakeProcessor, OcrProcessor, Processor, SceneProcessor, ShotProcessor, SpeechProcessor,
-    registered,
+    Enrich, InferencePool, MakeProcessor, OcrProcessor, Processor, SceneProcessor, ShotProcessor,
+    SpeechProcessor, registered,
 };
 use sightline_ingest::{StreamSupervisor, SupervisorArgs};
 use sightline_runtime::FallbackPolicy;
@@ -46,27 +46,46 @@ impl Wiring<'_> {
         let mut children = Vec::new();
         let (s, metrics) = (&cfg.scenes, self.metrics.clone());
         let work = self.work(n.frames_stream(), n.frames_all(), "scenes", &s.worker(), 30);
-        children.extend(self.pool("scenes", s.workers, work, registered(cfg, &models.labels), |spec| {
-            let (full, metrics) = (cfg.clone(), metrics.clone());
-            Arc::new(move || SceneProcessor::load(&full, metrics.clone(), &spec))
-        }));
+        // Frames' label text is embedded, and keyframes are checked for duplicates, in this pool.
+        let enrich = Enrich::new(cfg, true, true);
+        children.extend(self.pool(
+            "scenes",
+            s.workers,
+            work,
+            registered(cfg, &models.labels),
+            enrich,
+            |spec| {
+                let (full, metrics) = (cfg.clone(), metrics.clone());
+                Arc::new(move || SceneProcessor::load(&full, metrics.clone(), &spec))
+            },
+        ));
         let sp = &cfg.speech;
         let work = self.work(n.audio_stream(), n.audio_all(), "speech", &sp.worker(), 120);
-        children.extend(self.pool("speech", sp.workers, work, registered(cfg, &models.stt), |spec| {
-            let full = cfg.clone();
-            Arc::new(move || SpeechProcessor::load(&full, &spec))
-        }));
+        let enrich = Enrich::new(cfg, true, false);
+        children.extend(self.pool(
+            "speech",
+            sp.workers,
+            work,
+            registered(cfg, &models.stt),
+            enrich,
+            |spec| {
+                let full = cfg.clone();
+                Arc::new(move || SpeechProcessor::load(&full, &spec))
+            },
+        ));
         if cfg.ingest.cut_detector == CutDetector::Transnetv2 {
             let sh = &cfg.shots;
             let work = self.work(n.shots_stream(), n.shots_all(), "shots", &sh.worker(), 60);
-            children.extend(self.pool("shots", sh.workers, work, registered(cfg, &models.shots), |spec| {
+            let model = registered(cfg, &models.shots);
+            children.extend(self.pool("shots", sh.workers, work, model, Enrich::none(), |spec| {
                 let full = cfg.clone();
                 Arc::new(move || ShotProcessor::load(&full, &spec))
             }));
         }
         let (o, metrics) = (&cfg.ocr, self.metrics.clone());
         let work = self.work(n.frames_stream(), n.frames_all(), "ocr", &o.worker(), 60);
-        children.extend(self.pool("ocr", o.workers, work, registered(cfg, &models.ocr), |spec| {
+        let enrich = Enrich::new(cfg, true, false);
+        children.extend(self.pool("ocr", o.workers, work, registered(cfg, &models.ocr), enrich, |spec| {
             let (full, metrics) = (cfg.clone(), metrics.clone());
             Arc::new(move || OcrProcessor::load(&full, metrics.clone(), &spec))
         }));
@@ -122,6 +141,7 @@ impl Wiring<'_> {
         count: usize,
         mut work: WorkSpec,
         model: &ModelSpec,
+        enrich: Enrich,
         make: impl Fn(ModelSpec) -> MakeProcessor<P>,
     ) -> Vec<ChildSpec> {
         if model.batch_max > 0 {
@@ -132,13 +152,26 @@ impl Wiring<'_> {
         let primary = make(model.clone());
         (0..count)
             .map(|i| {
-                let (bus, metrics, primary, fallback) =
-                    (self.bus.clone(), self.metrics.clone(), primary.clone(), fallback.clone());
+                let (bus, metrics, primary, fallback, enrich) = (
+                    self.bus.clone(),
+                    self.metrics.clone(),
+                    primary.clone(),
+                    fallback.clone(),
+                    enrich.clone(),
+                );
                 let pool_work = work.clone();
                 let make: MakeBatches<InferencePool<P>> = Arc::new(move || {
-                    let (bus, metrics, work, primary, fallback) =
-                        (bus.clone(), metrics.clone(), pool_work.clone(), primary.clone(), fallback.clone());
-                    Box::pin(async move { InferencePool::load(bus, &work, metrics, primary, fallback).await })
+                    let (bus, metrics, work, primary, fallback, enrich) = (
+                        bus.clone(),
+                        metrics.clone(),
+                        pool_work.clone(),
+                        primary.clone(),
+                        fallback.clone(),
+                        enrich.clone(),
+                    );
+                    Box::pin(async move {
+                        InferencePool::load(bus, &work, metrics, primary, fallback, enrich).await
+                    })
                 });
                 worker(format!("{kind}-{i}"), self.bus.clone(), work.clone(), make)
             })

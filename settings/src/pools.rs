@@ -230,7 +230,8 @@ pub struct VectorsConfig {
     pub duplicate_min_similarity: f32,
     /// Only keyframes seen within this many seconds (wall clock) are compared for duplicates.
     pub duplicate_window_s: u64,
-    /// ONNX Runtime threads of the text embedder.
+    /// ONNX Runtime threads of the text embedder (run by the scenes, speech and OCR pools and the
+    /// query service).
     pub threads: usize,
 }
 

@@ -63,7 +63,7 @@ pub struct FrameRow {
 
 impl FrameRow {
     pub fn from_event(e: &Event) -> Option<Self> {
-        let f = e.frame.as_ref()?;
+        let f = e.frame()?;
         Some(Self {
             id: e.id.clone(),
             stream_id: e.stream_id.clone(),
@@ -143,10 +143,8 @@ impl EventRow {
             text: self.text.clone(),
             score: self.score,
             model: self.model.clone(),
-            frame: None,
-            duplicate: None,
-            scene: None,
-            ocr: None,
+            detail: None,
+            text_vector: Vec::new(),
         })
         .map(|mut e| {
             e.set_detail_json(&self.detail);

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub sink_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     pub feed_clients: Gauge,
     pub frames_unchanged: Counter,
+    /// Keyframes not compared with the frames set because Redis did not answer.
+    pub duplicate_checks_skipped: Counter,
     pub ocr_frames_skipped: Counter,
     pub sink_lag: Family<Labels, Gauge>,
 }
@@ -73,6 +75,7 @@ impl Metrics {
             sink_seconds: Family::new_with_constructor(histo),
             feed_clients: Gauge::default(),
             frames_unchanged: Counter::default(),
+            duplicate_checks_skipped: Counter::default(),
             ocr_frames_skipped: Counter::default(),
             sink_lag: Family::default(),
         };
@@ -132,6 +135,11 @@ impl Metrics {
         r.register("inference_seconds", "Inference time per batch", m.inference_seconds.clone());
         r.register("inference_errors", "Failed inference items per model", m.inference_errors.clone());
         r.register("dlq", "Work moved to a dead-letter subject, per kind", m.dlq.clone());
+        r.register(
+            "duplicate_checks_skipped",
+            "Keyframes not compared with the frames vector set because Redis did not answer",
+            m.duplicate_checks_skipped.clone(),
+        );
         r.register(
             "redelivered",
             "Work messages received again (after a failure, a crash or an ack timeout), per kind",

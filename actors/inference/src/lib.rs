@@ -3,6 +3,7 @@
 //! runtime: scenes (cuts, kept frames, labels), shots (TransNetV2), speech (VAD + speech-to-text),
 //! OCR. It also answers the gateway's query-embedding requests ([`query`]).
 
+pub mod enrich;
 pub mod loading;
 pub mod ocr;
 pub mod pool;
@@ -11,6 +12,7 @@ pub mod scenes;
 pub mod shots;
 pub mod speech;
 
+pub use enrich::Enrich;
 pub use loading::{gpu_preprocessor, load_embedder, load_image_text, registered, runtime_for};
 pub use ocr::OcrProcessor;
 pub use pool::{InferencePool, ItemError, ItemResult, MakeProcessor, Processor};

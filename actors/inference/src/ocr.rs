@@ -5,7 +5,7 @@ use crate::pool::{ItemResult, MAX_TRACKED_STREAMS, Processor};
 use sightline_models::{FrameSignature, ModelError, Ocr, OcrParams, hamming};
 use sightline_settings::{Config, ModelSpec, OcrConfig};
 use sightline_telemetry::Metrics;
-use sightline_wire::{Event, EventKind, OcrInfo, decode_frame};
+use sightline_wire::{Detail, Event, EventKind, OcrInfo, decode_frame};
 use std::sync::Arc;
 
 /// On-screen text: reads sampled frames that changed visibly since the stream's last read frame
@@ -76,7 +76,7 @@ impl Processor for OcrProcessor {
                 e.id = format!("{}.{i}", e.id);
                 e.text = l.text.clone();
                 e.score = l.confidence;
-                e.ocr = Some(OcrInfo { bbox: l.bbox });
+                e.detail = Some(Detail::Ocr(OcrInfo { bbox: l.bbox }));
                 e
             })
             .collect();

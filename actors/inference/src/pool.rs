@@ -4,6 +4,7 @@
 //! is the runtime's pure decision ([`sightline_runtime::decide`]), and which model runs a batch is
 //! [`FallbackPolicy::route`].
 
+use crate::enrich::{Enrich, Enrichment};
 use async_nats::jetstream::Message;
 use sightline_bus::work::delivered;
 use sightline_bus::{Bus, WorkSpec, publish_events};
@@ -81,6 +82,8 @@ pub struct InferencePool<P> {
     fallback_until: Option<Instant>,
     /// Work waiting at the last look, and when that was.
     waiting: (Option<u64>, Option<Instant>),
+    /// Added to the events before they are published (text vectors, duplicates).
+    enrich: Vec<Enrichment>,
 }
 
 impl<P: Processor> InferencePool<P> {
@@ -92,6 +95,7 @@ impl<P: Processor> InferencePool<P> {
         metrics: Arc<Metrics>,
         make: MakeProcessor<P>,
         fallback: Option<(MakeProcessor<P>, FallbackPolicy)>,
+        enrich: Enrich,
     ) -> Result<Self, WorkerError> {
         let start_err = |e: Box<dyn std::error::Error + Send + Sync>| WorkerError::Start {
             worker: work.consumer.clone(),
@@ -120,6 +124,7 @@ impl<P: Processor> InferencePool<P> {
             }
             Err(e) => return Err(start_err(e.into())),
         };
+        let enrich = enrich.load(&bus.names, &metrics).await.map_err(|e| start_err(e.into()))?;
         let consumer = sightline_bus::work_consumer(&bus, work).await?;
         let first = primary.as_ref().or(fallback.as_ref().map(|f| &f.0)).expect("one model loaded");
         let (kind, model) = (first.kind(), first.model().to_string());
@@ -136,6 +141,7 @@ impl<P: Processor> InferencePool<P> {
             model,
             fallback_until: None,
             waiting: (None, None),
+            enrich,
         })
     }
 
@@ -236,6 +242,9 @@ impl<P: Processor> Batches for InferencePool<P> {
             .get_or_create(&labels(&[("model", &model)]))
             .observe(started.elapsed().as_secs_f64());
 
+        for step in &mut self.enrich {
+            step.apply(&mut results).await;
+        }
         self.settle_all(batch, results).await;
         Ok(None)
     }

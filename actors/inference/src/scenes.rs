@@ -8,7 +8,7 @@ use sightline_models::{FrameSignature, ImageLabeler, ImageTextModel, ModelError,
 use sightline_settings::Task;
 use sightline_settings::{Config, CutDetector, ModelSpec};
 use sightline_telemetry::Metrics;
-use sightline_wire::{Event, EventKind, FrameInfo, FrameMeta, Label, SceneInfo, decode_frame};
+use sightline_wire::{Detail, Event, EventKind, FrameInfo, FrameMeta, Label, SceneInfo, decode_frame};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,7 +109,7 @@ impl SceneProcessor {
         let thumbnail = thumbnail_bmp(pixels, meta.width as usize, meta.height as usize, THUMB_W, THUMB_H)
             .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
             .unwrap_or_default();
-        e.frame = Some(FrameInfo {
+        e.detail = Some(Detail::Frame(FrameInfo {
             keyframe,
             phash: format!("{:016x}", sig.phash),
             vector: sig.vector,
@@ -117,7 +117,7 @@ impl SceneProcessor {
             features: Vec::new(),
             image_text: Vec::new(),
             thumbnail,
-        });
+        }));
         Some(e)
     }
 }
@@ -166,7 +166,7 @@ impl Processor for SceneProcessor {
             match model.embed_images(&images) {
                 Ok(vectors) => {
                     for (&ij, v) in at.iter().zip(vectors) {
-                        if let Some(f) = frame(&mut results, ij).and_then(|e| e.frame.as_mut()) {
+                        if let Some(f) = frame(&mut results, ij).and_then(|e| e.frame_mut()) {
                             f.image_text = v;
                         }
                     }
@@ -195,7 +195,7 @@ impl Processor for SceneProcessor {
                 .map(|l| l.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", ");
-            if let Some(f) = e.frame.as_mut() {
+            if let Some(f) = e.frame_mut() {
                 f.labels = labels;
                 f.features = found.features;
             }
@@ -232,9 +232,9 @@ impl SceneProcessor {
             events.clear();
         }
         if let Some(frame) = self.frame_event(&meta, pixels, keyframe) {
-            if frame.frame.as_ref().is_some_and(|f| f.keyframe) {
+            if frame.frame().is_some_and(|f| f.keyframe) {
                 for scene in &mut events {
-                    scene.scene = Some(SceneInfo { keyframe_id: frame.id.clone() });
+                    scene.detail = Some(Detail::Scene(SceneInfo { keyframe_id: frame.id.clone() }));
                 }
             }
             events.push(frame);

@@ -1,23 +1,21 @@
-//! The Redis vector-set sink: a durable consumer on transcript, OCR and frame events. Their text is
-//! embedded (MiniLM) into the text set; frame signatures go into the frames set, and the labelling
-//! model's image features (when it runs) into the features set, and image-text embeddings (when a
-//! CLIP-like model is configured) into the image_text set. Each keyframe is
-//! first compared with recent keyframes of *other* streams: a near-identical one makes a
-//! `duplicate` event linking the two. Everything is acked only after Redis (and, for duplicates,
-//! JetStream) confirmed it; while Redis is down events wait in JetStream and are redelivered.
-//! Writes are idempotent: the element is the event id, so a redelivery replaces itself.
+//! The Redis vector-set sink, write only: a durable consumer on transcript, OCR and frame events.
+//! Each event brings its vectors, computed in the inference stage: the text
+//! embedding into the text set, frame signatures into the frames set, the labelling model's image
+//! features into the features set, image-text embeddings into the image_text set; with thumbnails
+//! and each stream's latest frame beside them. Everything is acked only after Redis confirmed it;
+//! while Redis is down events wait in JetStream and are redelivered. Writes are idempotent: the
+//! element is the event id, so a redelivery replaces itself.
 
 use crate::event_batch::{export_lag, write_events};
 use async_nats::jetstream::{Message, consumer::PullConsumer};
 use base64::Engine;
-use sightline_bus::{Bus, WorkSpec, publish_events, work_consumer};
-use sightline_models::TextEmbedder;
+use sightline_bus::{Bus, WorkSpec, work_consumer};
 use sightline_runtime::{Batches, RetryPolicy, WorkerError};
 use sightline_settings::{Config, VectorsConfig};
-use sightline_store::{Query, VectorAttrs, VectorItem, VectorStore, filter_string};
+use sightline_store::{VectorAttrs, VectorItem, VectorStore};
 use sightline_telemetry::Metrics;
-use sightline_wire::{DuplicateInfo, Event, EventKind, FrameInfo, VectorSpace};
-use std::sync::{Arc, Mutex};
+use sightline_wire::{Event, EventKind, FrameInfo, VectorSpace};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Longest text snippet kept in an element's attributes, characters.
@@ -28,13 +26,12 @@ const SWEEP_STEP: usize = 1000;
 type SinkError = Box<dyn std::error::Error + Send + Sync>;
 
 pub struct VectorSink {
-    bus: Bus,
+    names: sightline_wire::Names,
     cfg: VectorsConfig,
     metrics: Arc<Metrics>,
     retry: RetryPolicy,
     consumer: PullConsumer,
     store: VectorStore,
-    embedder: Arc<Mutex<TextEmbedder>>,
     text_set: String,
     frame_set: String,
     /// Frames by their labelling model's features (what they show, not how they look).
@@ -52,7 +49,7 @@ fn attrs_of(e: &Event) -> VectorAttrs {
         pts_ms: e.pts_ms,
         wall_ms: e.wall_ms,
         text: e.text.chars().take(SNIPPET_CHARS).collect(),
-        keyframe: e.frame.as_ref().is_some_and(|f| f.keyframe),
+        keyframe: e.frame().is_some_and(|f| f.keyframe),
     }
 }
 
@@ -79,23 +76,17 @@ impl VectorSink {
         let v = &cfg.vectors;
         let consumer = work_consumer(bus, &Self::work(bus, v)).await?;
         let store = VectorStore::connect(&cfg.redis.url).await.map_err(|e| start(e.into()))?;
-        let full = cfg.clone();
-        let embedder = tokio::task::spawn_blocking(move || sightline_inference::load_embedder(&full))
-            .await
-            .map_err(|e| start(e.into()))?
-            .map_err(|e| start(e.into()))?;
         Ok(Self {
             text_set: n.vector_set(VectorSpace::Text),
             frame_set: n.vector_set(VectorSpace::Frames),
             features_set: n.vector_set(VectorSpace::Features),
             image_text_set: n.vector_set(VectorSpace::ImageText),
-            bus: bus.clone(),
+            names: bus.names.clone(),
             cfg: v.clone(),
             retry: RetryPolicy::sink(Duration::from_millis(v.retry_initial_ms)),
             metrics,
             consumer,
             store,
-            embedder: Arc::new(Mutex::new(embedder)),
             failures: 0,
             last_sweep: Instant::now(),
         })
@@ -142,40 +133,23 @@ impl Batches for VectorSink {
 }
 
 async fn write_batch(st: &VectorSink, events: &[Event]) -> Result<(), SinkError> {
-    // Text: one embedding batch for every transcript in the message batch.
-    let texts: Vec<&Event> =
-        events.iter().filter(|e| e.kind.is_text() && !e.text.trim().is_empty()).collect();
-    if !texts.is_empty() {
-        let strings: Vec<String> = texts.iter().map(|e| e.text.clone()).collect();
-        let embedder = st.embedder.clone();
-        let vectors = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&str> = strings.iter().map(String::as_str).collect();
-            embedder.lock().unwrap_or_else(|e| e.into_inner()).embed(&refs)
+    // Text: the embeddings the inference pools attached.
+    let items: Vec<VectorItem> = events
+        .iter()
+        .filter(|e| e.kind.is_text() && !e.text_vector.is_empty())
+        .map(|e| VectorItem { id: e.id.clone(), vector: e.text_vector.clone(), attrs: attrs_of(e) })
+        .collect();
+    st.store.add(&st.text_set, &items, st.cfg.quantization).await?;
+    // Frames: their signatures (duplicates were decided in the inference stage).
+    let frames: Vec<VectorItem> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Frame)
+        .filter_map(|e| {
+            let f = e.frame().filter(|f| !f.vector.is_empty())?;
+            Some(VectorItem { id: e.id.clone(), vector: f.vector.clone(), attrs: attrs_of(e) })
         })
-        .await??;
-        let items: Vec<VectorItem> = texts
-            .iter()
-            .zip(vectors)
-            .map(|(e, vector)| VectorItem { id: e.id.clone(), vector, attrs: attrs_of(e) })
-            .collect();
-        st.store.add(&st.text_set, &items, st.cfg.quantization).await?;
-    }
-    // Frames: keyframes one by one (each is compared with what came before it, including earlier
-    // keyframes of this batch), the rest in one round trip.
-    let mut plain = Vec::new();
-    for e in events.iter().filter(|e| e.kind == EventKind::Frame) {
-        let Some(f) = e.frame.as_ref().filter(|f| !f.vector.is_empty()) else { continue };
-        let item = VectorItem { id: e.id.clone(), vector: f.vector.clone(), attrs: attrs_of(e) };
-        if f.keyframe {
-            if let Some(dup) = find_duplicate(st, e, &f.vector).await? {
-                publish_events(&st.bus, &st.metrics, &[dup]).await?;
-            }
-            st.store.add(&st.frame_set, &[item], st.cfg.quantization).await?;
-        } else {
-            plain.push(item);
-        }
-    }
-    st.store.add(&st.frame_set, &plain, st.cfg.quantization).await?;
+        .collect();
+    st.store.add(&st.frame_set, &frames, st.cfg.quantization).await?;
     for (set, vector) in [
         (&st.features_set, (|f: &FrameInfo| &f.features) as fn(&FrameInfo) -> &Vec<f32>),
         (&st.image_text_set, |f: &FrameInfo| &f.image_text),
@@ -184,7 +158,7 @@ async fn write_batch(st: &VectorSink, events: &[Event]) -> Result<(), SinkError>
             .iter()
             .filter(|e| e.kind == EventKind::Frame)
             .filter_map(|e| {
-                let f = e.frame.as_ref().filter(|f| !vector(f).is_empty())?;
+                let f = e.frame().filter(|f| !vector(f).is_empty())?;
                 Some(VectorItem { id: e.id.clone(), vector: vector(f).clone(), attrs: attrs_of(e) })
             })
             .collect();
@@ -194,9 +168,9 @@ async fn write_batch(st: &VectorSink, events: &[Event]) -> Result<(), SinkError>
     let mut blobs = Vec::new();
     let mut latest: std::collections::HashMap<&str, &Event> = Default::default();
     for e in events.iter().filter(|e| e.kind == EventKind::Frame) {
-        let Some(f) = e.frame.as_ref() else { continue };
+        let Some(f) = e.frame() else { continue };
         if let Ok(bmp) = base64::engine::general_purpose::STANDARD.decode(&f.thumbnail) {
-            blobs.push((st.bus.names.thumbnail_key(&e.id), bmp));
+            blobs.push((st.names.thumbnail_key(&e.id), bmp));
             let cur = latest.entry(e.stream_id.as_str()).or_insert(e);
             if e.pts_ms > cur.pts_ms {
                 *cur = e;
@@ -204,35 +178,10 @@ async fn write_batch(st: &VectorSink, events: &[Event]) -> Result<(), SinkError>
         }
     }
     for (stream, e) in latest {
-        blobs.push((st.bus.names.latest_frame_key(stream), e.id.clone().into_bytes()));
+        blobs.push((st.names.latest_frame_key(stream), e.id.clone().into_bytes()));
     }
     st.store.put_blobs(&blobs, st.cfg.retention_s).await?;
     Ok(())
-}
-
-/// The most similar recent keyframe of another stream, as a `duplicate` event, when it reaches
-/// the threshold.
-async fn find_duplicate(st: &VectorSink, e: &Event, vector: &[f32]) -> Result<Option<Event>, SinkError> {
-    let since = e.wall_ms - (st.cfg.duplicate_window_s as i64) * 1000;
-    let filter = format!(".keyframe and .stream != {} and .wall_ms >= {since}", filter_string(&e.stream_id));
-    let hits = st.store.similar(&st.frame_set, Query::Vector(vector), 1, Some(&filter)).await?;
-    let Some(best) = hits.into_iter().next().filter(|h| h.score >= st.cfg.duplicate_min_similarity) else {
-        return Ok(None);
-    };
-    let Some(other) = best.attrs else { return Ok(None) };
-    let mut dup =
-        Event::new(EventKind::Duplicate, &e.stream_id, e.pts_ms, e.wall_ms, sightline_inference::FRAME_MODEL);
-    dup.score = best.score;
-    dup.text = format!("same picture as {} at {} ms", other.stream, other.pts_ms);
-    dup.duplicate = Some(DuplicateInfo {
-        frame_id: e.id.clone(),
-        other_frame_id: best.id,
-        other_stream_id: other.stream,
-        other_pts_ms: other.pts_ms,
-        similarity: best.score,
-    });
-    tracing::info!(stream = %e.stream_id, pts_ms = e.pts_ms, other = ?dup.duplicate, "duplicate keyframe");
-    Ok(Some(dup))
 }
 
 async fn sweep(st: &VectorSink) -> Result<(), SinkError> {

@@ -58,18 +58,28 @@ pub struct Event {
     pub score: f32,
     /// Model (name@version) that produced the event.
     pub model: String,
-    /// Frame details (kind `frame`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frame: Option<FrameInfo>,
+    /// What only this kind of event carries; on the wire a field named after the kind
+    /// (`"frame": {…}`, `"duplicate": {…}`, `"scene": {…}`, `"ocr": {…}`).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Detail>,
+    /// The text's embedding (MiniLM, 384-d), computed by the inference pool that made the event,
+    /// for the vector sink's `text` set. Not stored in ClickHouse, not sent to feed clients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub text_vector: Vec<f32>,
+}
+
+/// Kind-specific details of an event, tagged by kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Detail {
+    /// A kept frame (kind `frame`).
+    Frame(FrameInfo),
     /// What this keyframe duplicates (kind `duplicate`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duplicate: Option<DuplicateInfo>,
+    Duplicate(DuplicateInfo),
     /// The keyframe of a scene (kind `scene`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scene: Option<SceneInfo>,
+    Scene(SceneInfo),
     /// Where on the frame a line of text was read (kind `ocr`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ocr: Option<OcrInfo>,
+    Ocr(OcrInfo),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,6 +120,19 @@ pub struct FrameInfo {
     pub thumbnail: String,
 }
 
+impl FrameInfo {
+    /// Without the vectors and the thumbnail (what clients and ClickHouse's `detail` get).
+    pub fn stripped(self) -> Self {
+        Self {
+            vector: Vec::new(),
+            features: Vec::new(),
+            image_text: Vec::new(),
+            thumbnail: String::new(),
+            ..self
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Label {
     pub name: String,
@@ -145,26 +168,57 @@ impl Event {
             text: String::new(),
             score: 0.0,
             model: model.to_string(),
-            frame: None,
-            duplicate: None,
-            scene: None,
-            ocr: None,
+            detail: None,
+            text_vector: Vec::new(),
+        }
+    }
+
+    pub fn frame(&self) -> Option<&FrameInfo> {
+        match &self.detail {
+            Some(Detail::Frame(f)) => Some(f),
+            _ => None,
+        }
+    }
+
+    pub fn frame_mut(&mut self) -> Option<&mut FrameInfo> {
+        match &mut self.detail {
+            Some(Detail::Frame(f)) => Some(f),
+            _ => None,
+        }
+    }
+
+    pub fn duplicate(&self) -> Option<&DuplicateInfo> {
+        match &self.detail {
+            Some(Detail::Duplicate(d)) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn scene(&self) -> Option<&SceneInfo> {
+        match &self.detail {
+            Some(Detail::Scene(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn ocr(&self) -> Option<&OcrInfo> {
+        match &self.detail {
+            Some(Detail::Ocr(o)) => Some(o),
+            _ => None,
         }
     }
 
     /// Kind-specific details as one JSON object (stored beside the common fields), without the
-    /// frame vector.
+    /// frame's vectors and thumbnail.
     pub fn detail_json(&self) -> String {
-        let v = match (&self.frame, &self.duplicate, &self.scene, &self.ocr) {
-            (Some(f), ..) => {
-                serde_json::json!({"keyframe": f.keyframe, "phash": f.phash, "labels": f.labels})
-            }
-            (_, Some(d), ..) => serde_json::to_value(d).unwrap_or_default(),
-            (_, _, Some(s), _) => serde_json::to_value(s).unwrap_or_default(),
-            (.., Some(o)) => serde_json::to_value(o).unwrap_or_default(),
-            _ => return String::new(),
+        let stored = match self.detail.clone() {
+            Some(Detail::Frame(f)) => serde_json::to_value(f.stripped()),
+            Some(Detail::Duplicate(d)) => serde_json::to_value(d),
+            Some(Detail::Scene(s)) => serde_json::to_value(s),
+            Some(Detail::Ocr(o)) => serde_json::to_value(o),
+            None => return String::new(),
         };
-        v.to_string()
+        stored.map(|v| v.to_string()).unwrap_or_default()
     }
 
     /// Restores the details [`Event::detail_json`] stored.
@@ -172,41 +226,21 @@ impl Event {
         if detail.is_empty() {
             return;
         }
-        match self.kind {
-            EventKind::Frame => {
-                #[derive(Deserialize)]
-                struct F {
-                    keyframe: bool,
-                    phash: String,
-                    #[serde(default)]
-                    labels: Vec<Label>,
-                }
-                if let Ok(f) = serde_json::from_str::<F>(detail) {
-                    self.frame = Some(FrameInfo {
-                        keyframe: f.keyframe,
-                        phash: f.phash,
-                        vector: Vec::new(),
-                        labels: f.labels,
-                        features: Vec::new(),
-                        image_text: Vec::new(),
-                        thumbnail: String::new(),
-                    });
-                }
-            }
-            EventKind::Duplicate => self.duplicate = serde_json::from_str(detail).ok(),
-            EventKind::Scene => self.scene = serde_json::from_str(detail).ok(),
-            EventKind::Ocr => self.ocr = serde_json::from_str(detail).ok(),
-            EventKind::Transcript => {}
-        }
+        let parsed = match self.kind {
+            EventKind::Frame => serde_json::from_str(detail).map(Detail::Frame),
+            EventKind::Duplicate => serde_json::from_str(detail).map(Detail::Duplicate),
+            EventKind::Scene => serde_json::from_str(detail).map(Detail::Scene),
+            EventKind::Ocr => serde_json::from_str(detail).map(Detail::Ocr),
+            EventKind::Transcript => return,
+        };
+        self.detail = parsed.ok();
     }
 
     /// The event as clients see it: without bulky vectors.
     pub fn for_clients(mut self) -> Self {
-        if let Some(f) = self.frame.as_mut() {
-            f.vector = Vec::new();
-            f.features = Vec::new();
-            f.image_text = Vec::new();
-            f.thumbnail = String::new();
+        self.text_vector = Vec::new();
+        if let Some(Detail::Frame(f)) = self.detail.take() {
+            self.detail = Some(Detail::Frame(f.stripped()));
         }
         self
     }

@@ -77,4 +77,41 @@ mod tests {
         assert_eq!(EventKind::parse("scene"), Some(EventKind::Scene));
         assert_eq!(EventKind::parse("bogus"), None);
     }
+
+    #[test]
+    fn event_details_keep_their_wire_shape_and_round_trip() {
+        let mut e = Event::new(EventKind::Frame, "s1", 1500, 9, "m@1");
+        e.detail = Some(Detail::Frame(FrameInfo {
+            keyframe: true,
+            phash: "00ff".into(),
+            vector: vec![0.5, 0.25],
+            labels: vec![Label { name: "cat".into(), score: 0.5 }],
+            features: vec![1.0],
+            image_text: Vec::new(),
+            thumbnail: "Qk0=".into(),
+        }));
+        e.text_vector = vec![0.1; 3];
+        let json: serde_json::Value = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["frame"]["phash"], "00ff", "the detail is a field named after the kind: {json}");
+        assert_eq!(json["frame"]["vector"][1], 0.25);
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, e);
+        // ClickHouse's `detail` and the feed leave the vectors and the thumbnail out.
+        let stored = e.detail_json();
+        assert_eq!(stored, r#"{"keyframe":true,"labels":[{"name":"cat","score":0.5}],"phash":"00ff"}"#);
+        let mut restored = Event::new(EventKind::Frame, "s1", 1500, 9, "m@1");
+        restored.set_detail_json(&stored);
+        assert_eq!(restored.frame().map(|f| (f.keyframe, f.labels.len())), Some((true, 1)));
+        let client = e.clone().for_clients();
+        assert!(client.text_vector.is_empty());
+        let f = client.frame().unwrap();
+        assert!(
+            f.vector.is_empty() && f.features.is_empty() && f.thumbnail.is_empty() && f.labels.len() == 1
+        );
+        // Events without details have none on the wire.
+        let t = Event::new(EventKind::Transcript, "s1", 0, 0, "m@1");
+        let v = serde_json::to_value(&t).unwrap();
+        assert!(v.get("frame").is_none() && v.get("ocr").is_none(), "{v}");
+        assert_eq!(serde_json::from_value::<Event>(v).unwrap().detail, None);
+    }
 }
