@@ -5,7 +5,8 @@
 set -euo pipefail
 source "${SIGHTLINE_CACHE:-$HOME/.cache/sightline}/env"
 mkdir -p .data
-[ -s .data/dev-api-key ] || python3 -c 'import secrets; print(secrets.token_urlsafe(24))' > .data/dev-api-key
+[ -s .data/dev-api-key ] || (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(24))' > .data/dev-api-key)
+chmod 600 .data/dev-api-key  # readable by its owner only, also when an older run made it
 KEY=$(cat .data/dev-api-key)
 HASH=$(printf %s "$KEY" | sha256sum | cut -c1-64)
 export SIGHTLINE_GATEWAY__API_KEYS="[{ name = \"dev\", sha256 = \"$HASH\", scope = \"admin\" }]"

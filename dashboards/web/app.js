@@ -7,12 +7,27 @@ const secs = (ms) => (ms / 1000).toFixed(1) + " s";
 
 // The API key: from ?key= once (then remembered), or typed into the header.
 const params = new URLSearchParams(location.search);
-if (params.get("key")) localStorage.setItem("sightline-key", params.get("key"));
+if (params.get("key")) {
+  localStorage.setItem("sightline-key", params.get("key"));
+  // Out of the address bar and the history: the key stays in this browser's storage only.
+  history.replaceState(null, "", location.pathname);
+}
 let key = localStorage.getItem("sightline-key") || "";
 $("key").value = key;
 $("key").onchange = () => { key = $("key").value.trim(); localStorage.setItem("sightline-key", key); refresh(); reconnect(); };
+// Only the live feed takes the key in its URL (a browser cannot set headers on a websocket);
+// every other request sends it as a header, pictures included.
 const token = () => (key ? `access_token=${encodeURIComponent(key)}` : "");
-const withToken = (url) => (key ? url + (url.includes("?") ? "&" : "?") + token() : url);
+async function loadImage(img, url) {
+  try {
+    const r = await fetch(url, { headers: key ? { authorization: "Bearer " + key } : {} });
+    if (!r.ok) { img.onerror && img.onerror(); return; }
+    const blob = URL.createObjectURL(await r.blob());
+    if (img.dataset.blob) URL.revokeObjectURL(img.dataset.blob);
+    img.dataset.blob = blob;
+    img.src = blob;
+  } catch (_) { img.onerror && img.onerror(); }
+}
 
 async function api(path, opts = {}) {
   const headers = Object.assign({ "content-type": "application/json" }, opts.headers || {});
@@ -52,7 +67,7 @@ async function refresh() {
       }
       if (newPictures || !card.dataset.pic) {
         card.dataset.pic = "1";
-        card.querySelector("img").src = withToken(`/v1/streams/${encodeURIComponent(s.id)}/thumbnail?t=${now}`);
+        loadImage(card.querySelector("img"), `/v1/streams/${encodeURIComponent(s.id)}/thumbnail?t=${now}`);
       }
       const d = s.detail || {};
       const paused = s.status === "paused";
@@ -124,9 +139,10 @@ $("search").onsubmit = async (e) => {
     const j = await api(`/v1/search?q=${encodeURIComponent(q)}&k=10`);
     $("results-box").hidden = false;
     $("results").innerHTML = j.hits.length ? j.hits.map((h, i) =>
-      `<li class="hit" data-i="${i}">${h.frame_id ? `<img src="${esc(withToken(`/v1/frames/${encodeURIComponent(h.frame_id)}/image`))}" alt="">` : ""}` +
+      `<li class="hit" data-i="${i}">${h.frame_id ? `<img data-src="${esc(`/v1/frames/${encodeURIComponent(h.frame_id)}/image`)}" alt="">` : ""}` +
       `<b>${esc(names[h.stream_id] || h.stream_id)}</b> @${secs(h.pts_ms)} — ${esc(h.text)} <span class="score">${h.score.toFixed(3)}</span></li>`).join("")
       : "<li>nothing found</li>";
+    for (const img of $("results").querySelectorAll("img[data-src]")) loadImage(img, img.dataset.src);
     for (const li of $("results").querySelectorAll(".hit")) {
       const h = j.hits[+li.dataset.i];
       li.onclick = () => openTimeline(h.stream_id, h.pts_ms);

@@ -44,11 +44,25 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// An API key the configuration cannot use.
+/// API keys the gateway cannot start with.
 #[derive(Debug, PartialEq, thiserror::Error)]
-#[error("gateway.api_keys `{name}`: sha256 must be 64 hex digits")]
-pub struct KeyError {
-    pub name: String,
+pub enum KeyError {
+    #[error("gateway.api_keys `{name}`: sha256 must be 64 hex digits")]
+    BadHash { name: String },
+    #[error(
+        "no API keys are configured (gateway.api_keys) and gateway.listen is `{listen}`, reachable from \
+         other machines: add a key, or listen on 127.0.0.1 only"
+    )]
+    Open { listen: String },
+}
+
+/// Whether a listen address (`host:port`) only accepts connections from this machine.
+pub fn is_loopback(listen: &str) -> bool {
+    if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or(listen);
+    host.eq_ignore_ascii_case("localhost")
 }
 
 impl Auth {
@@ -56,7 +70,7 @@ impl Auth {
         let mut parsed = Vec::new();
         for k in keys {
             let hash = parse_hex32(&k.sha256.to_ascii_lowercase())
-                .ok_or_else(|| KeyError { name: k.name.clone() })?;
+                .ok_or_else(|| KeyError::BadHash { name: k.name.clone() })?;
             parsed.push((k.name.clone(), hash, k.scope));
         }
         Ok(Self { keys: parsed, rate_per_s, burst: burst.max(1) as f64, buckets: Mutex::new(HashMap::new()) })
@@ -112,13 +126,20 @@ fn required(method: &Method, path: &str) -> Option<Scope> {
         return None; // health, metrics, dashboard, OpenAPI document
     }
     let admin = (path == "/v1/streams" && method == Method::POST)
-        || (path.starts_with("/v1/streams/") && (method == Method::DELETE || method == Method::POST));
+        || (path.starts_with("/v1/streams/") && (method == Method::DELETE || method == Method::POST))
+        // The stream's URL whole, credentials included.
+        || (path.starts_with("/v1/streams/") && path.ends_with("/source"));
     Some(if admin { Scope::Admin } else { Scope::Read })
 }
 
 fn bearer(req: &Request) -> Option<String> {
     if let Some(h) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         return h.strip_prefix("Bearer ").map(|k| k.trim().to_string());
+    }
+    // Only the feeds take the key in the URL (browsers cannot set headers on websockets or
+    // EventSource); anywhere else a key in a URL would end up in logs and histories.
+    if !req.uri().path().starts_with("/v1/feed") {
+        return None;
     }
     // Decoded as any query string is (percent escapes, `+`), by axum's own parser.
     let query = axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(req.uri());
@@ -197,6 +218,8 @@ mod tests {
         assert_eq!(required(&Method::POST, "/v1/streams/x/pause"), Some(Scope::Admin));
         assert_eq!(required(&Method::POST, "/v1/sql"), Some(Scope::Read));
         assert_eq!(required(&Method::GET, "/v1/streams"), Some(Scope::Read));
+        assert_eq!(required(&Method::GET, "/v1/streams/x"), Some(Scope::Read));
+        assert_eq!(required(&Method::GET, "/v1/streams/x/source"), Some(Scope::Admin));
         assert_eq!(required(&Method::GET, "/healthz"), None);
         assert!(a.take("k").is_ok() && a.take("k").is_ok());
         assert_eq!(a.take("k"), Err(1));
@@ -205,6 +228,17 @@ mod tests {
             Auth::new(&[ApiKeyConfig { name: "x".into(), sha256: "zz".into(), scope: Scope::Read }], 1.0, 1)
                 .is_err()
         );
+        for (listen, loopback) in [
+            ("127.0.0.1:8080", true),
+            ("[::1]:80", true),
+            ("localhost:8080", true),
+            ("0.0.0.0:8080", false),
+            ("[::]:8080", false),
+            ("10.0.0.5:8080", false),
+            ("gateway.internal:8080", false),
+        ] {
+            assert_eq!(is_loopback(listen), loopback, "{listen}");
+        }
         // An unknown scope never gets this far: the configuration refuses it.
         let bad = "[gateway]\napi_keys = [{ name = \"x\", sha256 = \"00\", scope = \"root\" }]\n";
         let err = toml::from_str::<sightline_settings::Config>(bad).unwrap_err().to_string();

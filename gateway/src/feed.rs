@@ -122,7 +122,12 @@ async fn open(st: &AppState, q: &FeedQuery, since: Option<u64>) -> Result<pull::
     let n = &st.bus.names;
     let filters: Vec<String> = kinds.iter().map(|k| n.events_filter(Some(*k), q.stream.as_deref())).collect();
     let deliver = match since {
-        Some(seq) => DeliverPolicy::ByStartSequence { start_sequence: seq + 1 },
+        Some(seq) => {
+            let start_sequence = seq.checked_add(1).ok_or_else(|| {
+                ApiError::bad_request("invalid_since", format!("since must be below {}", u64::MAX))
+            })?;
+            DeliverPolicy::ByStartSequence { start_sequence }
+        }
         None => DeliverPolicy::New,
     };
     let stream =

@@ -8,7 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 #[openapi(
     info(title = "Sightline", description = "Live-stream media intelligence: streams, live feed, search, SQL."),
     paths(
-        crate::routes::create_stream, crate::routes::list_streams, crate::routes::get_stream,
+        crate::routes::create_stream, crate::routes::list_streams, crate::routes::get_stream, crate::routes::stream_source,
         crate::routes::delete_stream, crate::routes::pause_stream, crate::routes::resume_stream,
         crate::routes::stream_events, crate::routes::healthz, crate::routes::readyz, crate::routes::metrics,
         crate::feed::feed, crate::feed::feed_sse, crate::search::search, crate::search::frame,

@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use sightline_bus::{Bus, Registry, StreamSpec, StreamView};
+use sightline_bus::{Bus, Registry, StreamSpec, StreamState, StreamView};
+use sightline_policy::{redact_secrets, redact_url};
 use sightline_settings::Config;
 use sightline_store::EventStore;
 use sightline_telemetry::Metrics;
@@ -32,7 +33,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The gateway's state over a running node's bus, registry and store. Fails on bad API keys.
+    /// The gateway's state over a running node's bus, registry and store. Fails on bad API keys,
+    /// and refuses an open API (no keys) on anything but a loopback address.
     pub fn new(
         cfg: &Config,
         bus: Bus,
@@ -43,9 +45,10 @@ impl AppState {
         let g = &cfg.gateway;
         let auth = crate::auth::Auth::new(&g.api_keys, g.rate_limit_per_s, g.rate_limit_burst)?;
         if !auth.enabled() {
-            tracing::warn!(
-                "no API keys configured (gateway.api_keys): the API is open to anyone who can reach it"
-            );
+            if !crate::auth::is_loopback(&g.listen) {
+                return Err(crate::auth::KeyError::Open { listen: g.listen.clone() });
+            }
+            tracing::warn!("no API keys configured (gateway.api_keys): the API is open to this machine");
         }
         Ok(Self {
             cfg: Arc::new(cfg.clone()),
@@ -85,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/streams/{id}/pause", axum::routing::post(pause_stream))
         .route("/v1/streams/{id}/resume", axum::routing::post(resume_stream))
         .route("/v1/streams/{id}/events", get(stream_events))
+        .route("/v1/streams/{id}/source", get(stream_source))
         .route("/v1/feed", get(feed::feed))
         .route("/v1/feed/sse", get(feed::feed_sse))
         .route("/v1/search", get(crate::search::search))
@@ -181,12 +185,14 @@ async fn check_playlist(st: &AppState, url: &str) -> Result<(), ApiError> {
     responses((status = 201, description = "registered", body = Object), (status = 200, description = "already registered with the same spec", body = Object),
         (status = 400, description = "bad body or URL", body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 409, description = "id or name taken by another spec", body = crate::error::ErrorBody),
-        (status = 413, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)),
+        (status = 413, body = crate::error::ErrorBody), (status = 415, description = "not sent as application/json", body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 async fn create_stream(
     State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<StreamView>), ApiError> {
+    require_json(&headers)?;
     let body = body.map_err(|e| body_error(e, st.cfg.gateway.max_body_bytes))?;
     let req: CreateStream = serde_json::from_slice(&body).map_err(|e| {
         if e.is_data() {
@@ -218,10 +224,8 @@ async fn create_stream(
     }
     // Same id, or same name, means the same stream: answer with it (200) when the spec agrees,
     // 409 when it does not. Ids derived from names make concurrent creates race to one key.
-    let existing_by_name = match &name {
-        Some(n) => st.registry.list().await?.into_iter().find(|s| &s.name == n),
-        None => None,
-    };
+    let registered = st.registry.list().await?;
+    let existing_by_name = name.as_ref().and_then(|n| registered.iter().find(|s| &s.name == n).cloned());
     let id = match (&req.id, &existing_by_name) {
         (Some(id), _) => id.clone(),
         (None, Some(s)) => s.id.clone(),
@@ -231,10 +235,19 @@ async fn create_stream(
         },
     };
     let name = name.unwrap_or_else(|| id.clone());
+    // The cap holds for new streams; asking again for an existing one still answers with it.
+    let max = st.cfg.ingest.max_streams;
+    if registered.len() >= max && !registered.iter().any(|s| s.id == id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "too_many_streams",
+            format!("{max} streams are registered, the most allowed (ingest.max_streams); delete one first"),
+        ));
+    }
     let spec = StreamSpec { id: id.clone(), name, url: url.url, created_ms: now_ms(), paused: false };
     if st.registry.create(&spec).await? {
-        tracing::info!(stream = %spec.id, url = %spec.url, "stream registered");
-        return Ok((StatusCode::CREATED, Json(st.registry.view(spec).await?)));
+        tracing::info!(stream = %spec.id, url = %redact_url(&spec.url), "stream registered");
+        return Ok((StatusCode::CREATED, Json(shown(st.registry.view(spec).await?))));
     }
     let current = st.registry.get(&id).await?.ok_or_else(|| {
         ApiError::new(StatusCode::CONFLICT, "conflict", format!("stream {id} is being deleted; retry"))
@@ -245,7 +258,8 @@ async fn create_stream(
             "conflict",
             format!(
                 "stream {id} already exists with name `{}` and url {}; delete it first or use another id/name",
-                current.name, current.url
+                current.name,
+                redact_url(&current.url)
             ),
         ));
     }
@@ -271,13 +285,12 @@ async fn list_streams(
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    const STATES: [&str; 7] =
-        ["starting", "running", "degraded", "reconnecting", "failed", "stopped", "paused"];
     if let Some(s) = &q.status {
-        if !STATES.contains(&s.as_str()) {
+        if !StreamState::ALL.iter().any(|state| state.as_str() == s) {
+            let names: Vec<&str> = StreamState::ALL.iter().map(|s| s.as_str()).collect();
             return Err(ApiError::bad_request(
                 "invalid_status",
-                format!("status must be one of {}", STATES.join(", ")),
+                format!("status must be one of {}", names.join(", ")),
             ));
         }
     }
@@ -291,7 +304,7 @@ async fn list_streams(
         if q.status.as_deref().is_some_and(|s| s != view.status.as_str()) {
             continue;
         }
-        out.push(view);
+        out.push(shown(view));
     }
     Ok(Json(serde_json::json!({ "streams": out })))
 }
@@ -328,7 +341,22 @@ async fn set_paused(st: AppState, id: String, paused: bool) -> Result<Json<Strea
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no stream with id {id}")))?;
     tracing::info!(stream = %id, paused, "stream {}", if paused { "paused" } else { "resumed" });
-    Ok(Json(st.registry.view(spec).await?))
+    Ok(Json(shown(st.registry.view(spec).await?)))
+}
+
+/// A JSON body must say so: a form or `text/plain` POST (what a page on another site can send
+/// without asking) is refused with 415.
+pub(crate) fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = ctype.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("the body must be JSON, sent with `Content-Type: application/json` (got `{ctype}`)"),
+    ))
 }
 
 pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
@@ -339,6 +367,33 @@ pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
         return Err(ApiError::bad_request("invalid_id", "stream ids are letters, digits, '-' and '_'"));
     }
     Ok(())
+}
+
+/// A stream as every API caller sees it: its URL with credentials and query values masked, and
+/// its last error without them. The whole URL is for admin keys, at `/v1/streams/{id}/source`.
+fn shown(mut view: StreamView) -> StreamView {
+    let url = std::mem::take(&mut view.spec.url);
+    if let Some(d) = view.detail.as_mut() {
+        d.last_error = d.last_error.take().map(|e| redact_secrets(&e, &url));
+    }
+    view.spec.url = redact_url(&url);
+    view
+}
+
+/// The stream's URL as registered, credentials included (admin keys only).
+#[utoipa::path(get, path = "/v1/streams/{id}/source", tag = "streams", params(("id" = String, Path, description = "stream id")),
+    responses((status = 200, description = "`{\"id\": …, \"url\": …}`, the URL whole", body = Object), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, description = "not an admin key", body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+async fn stream_source(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    check_id(&id)?;
+    let spec =
+        st.registry.get(&id).await?.ok_or_else(|| ApiError::not_found(format!("no stream with id {id}")))?;
+    Ok(Json(serde_json::json!({ "id": spec.id, "url": spec.url })))
 }
 
 /// One stream with its live status.
@@ -353,7 +408,7 @@ async fn get_stream(
     check_id(&id)?;
     let spec =
         st.registry.get(&id).await?.ok_or_else(|| ApiError::not_found(format!("no stream with id {id}")))?;
-    Ok(Json(st.registry.view(spec).await?))
+    Ok(Json(shown(st.registry.view(spec).await?)))
 }
 
 /// Stops and removes a stream.
@@ -420,10 +475,12 @@ async fn healthz() -> &'static str {
     responses((status = 200, body = Object), (status = 503, description = "what is not reachable", body = Object)))]
 async fn readyz(State(st): State<AppState>) -> Response {
     let nats = st.bus.client.connection_state() == async_nats::connection::State::Connected;
-    let clickhouse = st.store.version().await.map_err(|e| e.to_string());
+    // No answer here carries a credential: service URLs are shown redacted.
+    let hide = |e: String| redact_secrets(&redact_secrets(&e, &st.cfg.redis.url), &st.cfg.clickhouse.url);
+    let clickhouse = st.store.version().await.map_err(|e| hide(e.to_string()));
     let redis = match st.search.vectors(&st.cfg.redis.url).await {
-        Ok(v) => v.ping().await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.message),
+        Ok(v) => v.ping().await.map_err(|e| hide(e.to_string())),
+        Err(e) => Err(hide(e.message)),
     };
     let ok = nats && clickhouse.is_ok() && redis.is_ok();
     let body = serde_json::json!({

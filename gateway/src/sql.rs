@@ -139,12 +139,14 @@ pub struct SqlRequest {
 #[utoipa::path(post, path = "/v1/sql", tag = "sql", request_body = SqlRequest,
     responses((status = 200, description = "ClickHouse JSON (meta, data, rows) or CSV with names", body = Object),
         (status = 400, description = "not read-only, or rejected by ClickHouse", body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)),
+        (status = 401, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody), (status = 415, description = "not sent as application/json", body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn sql(
     State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    crate::routes::require_json(&headers)?;
     let body = body.map_err(|e| crate::routes::body_error(e, st.cfg.gateway.max_body_bytes))?;
     let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(

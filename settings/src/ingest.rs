@@ -23,6 +23,8 @@ pub struct IngestConfig {
     pub max_playlist_bytes: usize,
     pub max_playlist_segments: usize,
     pub max_playlist_variants: usize,
+    /// Streams that may be registered at once; a registration beyond it is refused (409).
+    pub max_streams: usize,
     /// Frames per second sampled for analysis.
     pub sample_fps: u32,
     /// Size of sampled frames (RGB), pixels.
@@ -74,6 +76,7 @@ impl Default for IngestConfig {
             max_playlist_bytes: 1 << 20,
             max_playlist_segments: 10_000,
             max_playlist_variants: 32,
+            max_streams: 1000,
             sample_fps: 2,
             analysis_width: 384,
             analysis_height: 216,

@@ -206,6 +206,8 @@ impl Actor for StreamActor {
                 }
                 st.teardown(reason == RetryReason::Stall);
                 let id = st.args.spec.id.clone();
+                // GStreamer's messages can quote the URL: its credentials never reach the status.
+                let detail = sightline_policy::redact_secrets(&detail, &st.args.spec.url);
                 match st.life.ended(&mut st.status, reason, &detail, now_ms()) {
                     AfterEnd::Stopped => tracing::info!(stream = %id, "stream ended"),
                     AfterEnd::Failed { retries } => {

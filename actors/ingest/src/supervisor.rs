@@ -59,7 +59,7 @@ async fn spawn_stream(myself: &ActorRef<SupervisorMsg>, st: &mut SupervisorState
     };
     match Actor::spawn_linked(None, StreamActor, args, myself.get_cell()).await {
         Ok((actor, _)) => {
-            tracing::info!(stream = %spec.id, url = %spec.url, "stream actor started");
+            tracing::info!(stream = %spec.id, url = %sightline_policy::redact_url(&spec.url), "stream actor started");
             st.running.insert(spec.id.clone(), actor);
         }
         Err(e) => {

@@ -203,7 +203,8 @@ async fn snapshot_status(st: &mut ClickHouseSink) -> Result<(), TickError> {
         streams.push(StreamRow {
             id: spec.id.clone(),
             name: spec.name.clone(),
-            url: spec.url.clone(),
+            // Shown to every SQL reader: credentials masked.
+            url: sightline_policy::redact_url(&spec.url),
             state: state.clone(),
             created_at: datetime(spec.created_ms),
             updated_at: now,

@@ -121,15 +121,18 @@ pub struct FrameInfo {
 }
 
 impl FrameInfo {
-    /// Without the vectors and the thumbnail (what clients and ClickHouse's `detail` get).
-    pub fn stripped(self) -> Self {
-        Self {
-            vector: Vec::new(),
-            features: Vec::new(),
-            image_text: Vec::new(),
-            thumbnail: String::new(),
-            ..self
-        }
+    /// Drops the vectors and the thumbnail (what clients and ClickHouse's `detail` do without).
+    pub fn strip(&mut self) {
+        self.vector = Vec::new();
+        self.features = Vec::new();
+        self.image_text = Vec::new();
+        self.thumbnail = String::new();
+    }
+
+    /// Without the vectors and the thumbnail.
+    pub fn stripped(mut self) -> Self {
+        self.strip();
+        self
     }
 }
 
@@ -239,8 +242,8 @@ impl Event {
     /// The event as clients see it: without bulky vectors.
     pub fn for_clients(mut self) -> Self {
         self.text_vector = Vec::new();
-        if let Some(Detail::Frame(f)) = self.detail.take() {
-            self.detail = Some(Detail::Frame(f.stripped()));
+        if let Some(Detail::Frame(f)) = self.detail.as_mut() {
+            f.strip();
         }
         self
     }

@@ -114,4 +114,21 @@ mod tests {
         assert!(v.get("frame").is_none() && v.get("ocr").is_none(), "{v}");
         assert_eq!(serde_json::from_value::<Event>(v).unwrap().detail, None);
     }
+
+    #[test]
+    fn feed_items_keep_event_details() {
+        let mut e = Event::new(EventKind::Scene, "s1", 5023, 9, "m@1");
+        e.detail = Some(Detail::Scene(SceneInfo { keyframe_id: "s1.frame.5457".into() }));
+        assert_eq!(e.clone().for_clients(), e, "clients get every detail but a frame's vectors");
+        let item = FeedItem { seq: 7, event: e.clone() };
+        let text = serde_json::to_string(&item).unwrap();
+        let back: FeedItem = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.event, e, "{text}");
+        let real = r#"{"seq":12,"id":"n1.scene.5023","kind":"scene","stream_id":"n1","pts_ms":5023,"wall_ms":1796169943762,"text":"","score":0.8647443,"model":"cut-detector@1","scene":{"keyframe_id":"n1.frame.5457"}}"#;
+        let parsed: FeedItem = serde_json::from_str(real).unwrap();
+        assert!(parsed.event.scene().is_some(), "{parsed:?}");
+        let published = serde_json::to_vec(&e).unwrap();
+        let ev: Event = serde_json::from_slice(&published).unwrap();
+        assert_eq!(ev, e);
+    }
 }
