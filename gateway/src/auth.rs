@@ -146,7 +146,7 @@ fn bearer(req: &Request) -> Option<String> {
     query.ok().and_then(|q| q.0.get("access_token").cloned())
 }
 
-pub async fn middleware(State(st): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn middleware(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(need) = required(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
@@ -189,6 +189,7 @@ pub async fn middleware(State(st): State<AppState>, req: Request, next: Next) ->
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
         return r;
     }
+    req.extensions_mut().insert(crate::feed_guard::Caller(who));
     next.run(req).await
 }
 

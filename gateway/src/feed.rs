@@ -6,10 +6,11 @@
 //! consumer, so nothing piles up in the gateway.
 
 use crate::error::ApiError;
+use crate::feed_guard::{Caller, FeedSlot, check_origin};
 use crate::routes::AppState;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -36,20 +37,54 @@ pub struct FeedQuery {
               (status = 400, description = "bad filter", body = crate::error::ErrorBody)))]
 pub async fn feed(
     State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+    caller: Option<Extension<Caller>>,
     q: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let slot = admit(&st, &headers, caller)?;
     let messages = open(&st, &q, q.since).await?;
-    let buffer = st.cfg.gateway.feed_buffer;
-    let heartbeat = Duration::from_secs(st.cfg.gateway.feed_heartbeat_s.max(1));
+    let g = &st.cfg.gateway;
+    let limits = Limits {
+        buffer: g.feed_buffer,
+        heartbeat: Duration::from_secs(g.feed_heartbeat_s.max(1)),
+        send_timeout: Duration::from_secs(g.feed_send_timeout_s.max(1)),
+    };
     let metrics = st.metrics.clone();
     let closed = st.closed();
+    // A feed only sends: what a client sends is at most a close or a pong, so frames are small.
+    let ws = ws.max_message_size(MAX_INCOMING).max_frame_size(MAX_INCOMING);
     Ok(ws.on_upgrade(move |socket| async move {
+        let _slot = slot;
         metrics.feed_clients.inc();
-        run_feed(socket, messages, buffer, heartbeat, closed).await;
+        run_feed(socket, messages, limits, closed).await;
         metrics.feed_clients.dec();
     }))
+}
+
+/// Largest message a feed client may send, bytes.
+const MAX_INCOMING: usize = 4096;
+
+/// The origin check and a feed slot for the caller.
+fn admit(
+    st: &AppState,
+    headers: &axum::http::HeaderMap,
+    caller: Option<Extension<Caller>>,
+) -> Result<FeedSlot, ApiError> {
+    let g = &st.cfg.gateway;
+    check_origin(headers, &g.allowed_origins)?;
+    let who = caller.map(|c| c.0.0).unwrap_or_default();
+    st.feeds.take(&who, g.max_feeds, g.max_feeds_per_key)
+}
+
+/// What bounds one websocket feed.
+struct Limits {
+    /// Events queued for the client before it is closed as too slow.
+    buffer: usize,
+    heartbeat: Duration,
+    /// Longest a send (or the answer to a ping) may take before the client is closed as stalled.
+    send_timeout: Duration,
 }
 
 /// The same feed as server-sent events; `Last-Event-ID` (or `since`) resumes after a sequence.
@@ -59,17 +94,19 @@ pub async fn feed(
 pub async fn feed_sse(
     State(st): State<AppState>,
     headers: axum::http::HeaderMap,
+    caller: Option<Extension<Caller>>,
     q: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     use axum::response::IntoResponse;
     use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let slot = admit(&st, &headers, caller)?;
     let last =
         headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     let messages = open(&st, &q, last.or(q.since)).await?;
     let metrics = st.metrics.clone();
     metrics.feed_clients.inc();
-    let guard = FeedClientGuard(metrics);
+    let guard = (FeedClientGuard(metrics), slot);
     let events = messages.filter_map(move |m| {
         let _alive = &guard;
         let out = m.ok().and_then(|m| {
@@ -146,13 +183,12 @@ async fn open(st: &AppState, q: &FeedQuery, since: Option<u64>) -> Result<pull::
 async fn run_feed(
     socket: WebSocket,
     mut messages: pull::Ordered,
-    buffer: usize,
-    heartbeat: Duration,
+    limits: Limits,
     closed: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(closed);
     let (mut tx, mut rx) = socket.split();
-    let (q_tx, mut q_rx) = mpsc::channel::<String>(buffer);
+    let (q_tx, mut q_rx) = mpsc::channel::<String>(limits.buffer);
     // Reader: JetStream → bounded queue. A full queue means the client is too slow.
     let reader = tokio::spawn(async move {
         while let Some(m) = messages.next().await {
@@ -168,27 +204,38 @@ async fn run_feed(
         }
         None
     });
-    let mut ping = tokio::time::interval(heartbeat);
+    let mut ping = tokio::time::interval(limits.heartbeat);
     ping.tick().await;
+    // The client's last sign of life (any frame, a pong above all).
+    let mut heard = tokio::time::Instant::now();
+    let silent = "client silent: no answer to pings; reconnect with since=<last seq>";
+    let stalled = "client stalled: a send did not complete; reconnect with since=<last seq>";
     let close_reason = loop {
         tokio::select! {
             item = q_rx.recv() => match item {
                 Some(text) => {
-                    if tx.send(Message::Text(text.into())).await.is_err() {
-                        break None;
+                    match tokio::time::timeout(limits.send_timeout, tx.send(Message::Text(text.into()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break None,
+                        Err(_) => break Some(stalled),
                     }
                 }
                 None => break Some("feed ended"),
             },
             _ = ping.tick() => {
-                if tx.send(Message::Ping(Vec::new().into())).await.is_err() {
-                    break None;
+                if heard.elapsed() > limits.heartbeat + limits.send_timeout {
+                    break Some(silent);
+                }
+                match tokio::time::timeout(limits.send_timeout, tx.send(Message::Ping(Vec::new().into()))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break None,
+                    Err(_) => break Some(stalled),
                 }
             }
             _ = &mut closed => break Some("server shutting down; reconnect with since=<last seq>"),
             incoming = rx.next() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
-                _ => {}
+                Some(Ok(_)) => heard = tokio::time::Instant::now(),
             },
         }
     };
@@ -200,6 +247,7 @@ async fn run_feed(
     if let Some(reason) = reason {
         // 1001 "going away" for a shutdown, 1008 "policy" for a client that fell behind.
         let code = if reason.starts_with("server shutting down") { 1001 } else { 1008 };
-        let _ = tx.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+        let close = tx.send(Message::Close(Some(CloseFrame { code, reason: reason.into() })));
+        let _ = tokio::time::timeout(limits.send_timeout, close).await;
     }
 }

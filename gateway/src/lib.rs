@@ -5,6 +5,7 @@
 mod auth;
 mod error;
 mod feed;
+mod feed_guard;
 mod openapi;
 mod routes;
 mod search;

@@ -30,6 +30,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// Set when the gateway shuts down: long-lived feeds end so the shutdown can complete.
     pub closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Open feeds per caller, bounded.
+    pub feeds: Arc<crate::feed_guard::FeedSlots>,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
             search: Default::default(),
             auth: Arc::new(auth),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
+            feeds: Default::default(),
         })
     }
 

@@ -15,6 +15,15 @@ pub struct GatewayConfig {
     pub feed_buffer: usize,
     /// Seconds between websocket heartbeats.
     pub feed_heartbeat_s: u64,
+    /// Seconds a send to a feed client (or its answer to a ping) may take before the client is
+    /// closed as stalled.
+    pub feed_send_timeout_s: u64,
+    /// Feeds (websocket and server-sent events) open at once: in all, and per key (per client
+    /// address while the API is open).
+    pub max_feeds: usize,
+    pub max_feeds_per_key: usize,
+    /// Origins of pages, besides the gateway's own, that may open feeds (`https://ops.example`).
+    pub allowed_origins: Vec<String>,
     /// `POST /v1/sql`: rows returned at most, and seconds a query may run.
     pub sql_max_rows: u64,
     pub sql_max_seconds: u64,
@@ -57,6 +66,10 @@ impl Default for GatewayConfig {
             max_body_bytes: 64 * 1024,
             feed_buffer: 1024,
             feed_heartbeat_s: 15,
+            feed_send_timeout_s: 10,
+            max_feeds: 256,
+            max_feeds_per_key: 32,
+            allowed_origins: Vec::new(),
             sql_max_rows: 10_000,
             sql_max_seconds: 10,
             search_max_k: 100,
