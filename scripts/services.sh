@@ -85,8 +85,22 @@ case ${1:-start} in
     start_one nats nats-server -js -sd "$DATA/nats" -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MONITOR_PORT"
     start_one redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DATA/redis" \
       --save "" --appendonly yes --protected-mode yes
+    # The users and the read-only user's limits, as config/sightline.toml (or the environment) says.
+    mapfile -t CH < <("$SIGHTLINE_PYTHON" - "$ROOT/config/sightline.toml" <<'PY'
+import os, sys, tomllib
+c = tomllib.load(open(sys.argv[1], "rb"))
+ch, g = c.get("clickhouse", {}), c.get("gateway", {})
+env = lambda k, d: os.environ.get("SIGHTLINE_" + k, d)
+print(env("CLICKHOUSE__USER", ch.get("user", "default")) + ":" + env("CLICKHOUSE__PASSWORD", ch.get("password", "")))
+print(env("CLICKHOUSE__READER_USER", ch.get("reader_user", "sightline_reader")) + ":"
+      + env("CLICKHOUSE__READER_PASSWORD", ch.get("reader_password", "")))
+print(env("GATEWAY__SQL_MAX_ROWS", g.get("sql_max_rows", 10000)))
+print(env("GATEWAY__SQL_MAX_SECONDS", g.get("sql_max_seconds", 10)))
+PY
+)
     start_one clickhouse "$SIGHTLINE_PYTHON" "$ROOT/scripts/clickhouse-http.py" \
-      --data "$DATA/clickhouse" --port "$CLICKHOUSE_PORT"
+      --data "$DATA/clickhouse" --port "$CLICKHOUSE_PORT" --writer "${CH[0]}" --reader "${CH[1]}" \
+      --max-result-rows "${CH[2]}" --max-execution-time "${CH[3]}"
     ;;
   stop)
     for s in clickhouse redis nats; do stop_one "$s"; done

@@ -317,10 +317,10 @@ async fn search_similar_frames_duplicates_and_sql() {
         assert_eq!(res["error"]["code"], "read_only");
         assert!(res["error"]["message"].as_str().unwrap().contains(why), "{res}");
     }
-    // ClickHouse itself refuses writes under the same settings, without the gateway's check.
+    // ClickHouse itself refuses writes from the read-only user, without the gateway's check.
     let store = sys.node.as_ref().unwrap().store.clone();
     let direct = store
-        .query_readonly("INSERT INTO events (id) VALUES ('x')", sightline_store::SqlFormat::Json, 10, 5)
+        .query_readonly("INSERT INTO events (id) VALUES ('x')", sightline_store::SqlFormat::Json, 1 << 20)
         .await;
     assert!(direct.is_err(), "readonly=1 must refuse an INSERT");
     let (status, res) = sys.http("POST", "/v1/sql", Some(&sql("SELECT no_such_column FROM events"))).await;

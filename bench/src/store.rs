@@ -58,30 +58,7 @@ async fn vector_sets(
     for quant in [Quantization::Q8, Quantization::Noquant] {
         let quant_name = quant.as_str();
         let set = format!("{tag}:bench:{quant_name}");
-        let started = Instant::now();
-        for (i, chunk) in base.chunks(500).enumerate() {
-            let items: Vec<VectorItem> = chunk
-                .iter()
-                .enumerate()
-                .map(|(j, v)| VectorItem {
-                    id: format!("e{}", i * 500 + j),
-                    vector: v.clone(),
-                    attrs: VectorAttrs {
-                        stream: format!("s{}", (i * 500 + j) % 10),
-                        kind: "transcript".into(),
-                        pts_ms: (i * 500 + j) as i64,
-                        wall_ms: 0,
-                        text: String::new(),
-                        keyframe: false,
-                    },
-                })
-                .collect();
-            vs.add(&set, &items, quant).await?;
-            if i % 40 == 0 {
-                eprintln!("  {quant_name}: {} / {n} added", (i + 1) * 500);
-            }
-        }
-        let add_rate = n as f64 / started.elapsed().as_secs_f64();
+        let add_rate = fill(&vs, &set, base, quant).await?;
         let (mut lat, mut lat_f, mut recall) = (Vec::new(), Vec::new(), 0usize);
         for (qi, q) in probes.iter().enumerate() {
             let t = Instant::now();
@@ -177,4 +154,33 @@ async fn clickhouse_sink(report: &Path, cfg: &Config, events: usize) -> Result<(
         .execute()
         .await;
     append(report, &sink_text)
+}
+
+/// Adds `base` to `set` in pipelined chunks of 500; VADDs per second.
+async fn fill(vs: &VectorStore, set: &str, base: &[Vec<f32>], quant: Quantization) -> Result<f64> {
+    let (n, quant_name) = (base.len(), quant.as_str());
+    let started = Instant::now();
+    for (i, chunk) in base.chunks(500).enumerate() {
+        let items: Vec<VectorItem> = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, v)| VectorItem {
+                id: format!("e{}", i * 500 + j),
+                vector: v.clone(),
+                attrs: VectorAttrs {
+                    stream: format!("s{}", (i * 500 + j) % 10),
+                    kind: "transcript".into(),
+                    pts_ms: (i * 500 + j) as i64,
+                    wall_ms: 0,
+                    text: String::new(),
+                    keyframe: false,
+                },
+            })
+            .collect();
+        vs.add(set, &items, quant).await?;
+        if i % 40 == 0 {
+            eprintln!("  {quant_name}: {} / {n} added", (i + 1) * 500);
+        }
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
 }

@@ -10,6 +10,7 @@ mod openapi;
 mod routes;
 mod search;
 mod sql;
+mod streams;
 
 pub use auth::sha256_hex;
 pub use error::ApiError;

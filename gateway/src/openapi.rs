@@ -8,14 +8,14 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 #[openapi(
     info(title = "Sightline", description = "Live-stream media intelligence: streams, live feed, search, SQL."),
     paths(
-        crate::routes::create_stream, crate::routes::list_streams, crate::routes::get_stream, crate::routes::stream_source,
-        crate::routes::delete_stream, crate::routes::pause_stream, crate::routes::resume_stream,
-        crate::routes::stream_events, crate::routes::healthz, crate::routes::readyz, crate::routes::metrics,
+        crate::streams::create_stream, crate::streams::list_streams, crate::streams::get_stream, crate::streams::stream_source,
+        crate::streams::delete_stream, crate::streams::pause_stream, crate::streams::resume_stream,
+        crate::streams::stream_events, crate::routes::healthz, crate::routes::readyz, crate::routes::metrics,
         crate::feed::feed, crate::feed::feed_sse, crate::search::search, crate::search::frame,
         crate::search::similar_frames, crate::search::frame_image, crate::search::stream_thumbnail,
         crate::sql::sql, crate::sql::dlq,
     ),
-    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::routes::CreateStream, crate::sql::SqlRequest)),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::streams::CreateStream, crate::sql::SqlRequest)),
     modifiers(&Bearer),
 )]
 struct ApiDoc;

@@ -109,7 +109,7 @@ fn check_k(k: Option<usize>, max: usize) -> Result<usize, ApiError> {
 fn search_filter(q: &SearchQuery) -> Result<Option<String>, ApiError> {
     let mut clauses = Vec::new();
     if let Some(s) = q.stream.as_deref().filter(|s| !s.is_empty()) {
-        crate::routes::check_id(s)?;
+        crate::streams::check_id(s)?;
         clauses.push(format!(".stream == {}", filter_string(s)));
     }
     if let Some(f) = &q.from {
@@ -343,7 +343,7 @@ pub async fn stream_thumbnail(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::response::Response, ApiError> {
-    crate::routes::check_id(&id)?;
+    crate::streams::check_id(&id)?;
     let vectors = st.search.vectors(&st.cfg.redis.url).await?;
     let Some(frame) = vectors.get_blob(&st.bus.names.latest_frame_key(&id)).await? else {
         return Err(ApiError::not_found(format!("no frame kept yet for stream {id}")));

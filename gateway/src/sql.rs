@@ -1,8 +1,10 @@
 //! `POST /v1/sql`: read-only SQL over the event store, and `GET /v1/dlq`: dead letters.
 //!
-//! A query must be one read statement. It is checked here (first keyword, one statement, no table
-//! functions that reach files or other servers, no `SETTINGS` or `INTO OUTFILE`), then run with
-//! ClickHouse's own `readonly=1`, a time limit and a row limit, so either check alone would hold.
+//! What keeps a query read-only is the database: it runs as the read-only user, whose profile has
+//! `readonly = 1` and the limits, and which may only read Sightline's database. Before that, two
+//! checks give clear refusals: a quick look at the text (one statement, a read keyword, no
+//! `SETTINGS` or `INTO OUTFILE`), then ClickHouse's own parse (`EXPLAIN AST`): no table function at
+//! all, and no table outside Sightline's database.
 
 use crate::error::ApiError;
 use crate::routes::AppState;
@@ -125,6 +127,42 @@ pub fn check_read_only(sql: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Why ClickHouse's parse of a query (`EXPLAIN AST` text, one node a line, indented by depth) is
+/// refused: a table function anywhere (a `Function` directly under a `TableExpression`), or a
+/// table of another database than `database`.
+pub fn check_ast(ast: &str, database: &str) -> Result<(), String> {
+    // The node names on the path from the root to the current line.
+    let mut path: Vec<String> = Vec::new();
+    for line in ast.lines() {
+        let depth = line.len() - line.trim_start().len();
+        let node = line.trim();
+        path.truncate(depth);
+        let parent = path.last().map(String::as_str).unwrap_or("");
+        let mut words = node.split_whitespace();
+        // A literal right under the statement is an `INTO OUTFILE` target.
+        if depth == 1 && node.starts_with("Literal ") {
+            return Err("INTO OUTFILE is not allowed".into());
+        }
+        match (words.next(), words.next()) {
+            (Some("Function"), Some(name)) if parent.starts_with("TableExpression") => {
+                return Err(format!("table functions are not allowed (`{name}`); query Sightline's tables"));
+            }
+            (Some("TableIdentifier"), Some(table)) => {
+                if let Some((db, _)) = table.split_once('.') {
+                    if db.trim_matches('`') != database {
+                        return Err(format!(
+                            "only the tables of the `{database}` database can be read, not `{table}`"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        path.push(node.to_string());
+    }
+    Ok(())
+}
+
 /// A read-only query.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -146,8 +184,8 @@ pub async fn sql(
     headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    crate::routes::require_json(&headers)?;
-    let body = body.map_err(|e| crate::routes::body_error(e, st.cfg.gateway.max_body_bytes))?;
+    crate::streams::require_json(&headers)?;
+    let body = body.map_err(|e| crate::streams::body_error(e, st.cfg.gateway.max_body_bytes))?;
     let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             "invalid_json",
@@ -165,11 +203,18 @@ pub async fn sql(
         }
     };
     check_read_only(&req.sql).map_err(|why| ApiError::bad_request("read_only", why))?;
+    let sql = req.sql.trim().trim_end_matches(';');
+    match st.store.explain_ast(sql).await {
+        Ok(ast) => check_ast(&ast, &st.cfg.clickhouse.database)
+            .map_err(|why| ApiError::bad_request("read_only", why))?,
+        Err(StoreError::ClickHouse { source: clickhouse::error::Error::BadResponse(msg), .. }) => {
+            let msg: String = msg.lines().next().unwrap_or("").chars().take(2000).collect();
+            return Err(ApiError::bad_request("sql_error", msg));
+        }
+        Err(e) => return Err(e.into()),
+    }
     let g = &st.cfg.gateway;
-    let out = st
-        .store
-        .query_readonly(req.sql.trim().trim_end_matches(';'), format, g.sql_max_rows, g.sql_max_seconds)
-        .await;
+    let out = st.store.query_readonly(sql, format, g.sql_max_bytes).await;
     match out {
         Ok(bytes) => {
             let ctype = match format {
@@ -183,6 +228,13 @@ pub async fn sql(
             let msg: String = msg.lines().next().unwrap_or("").chars().take(2000).collect();
             Err(ApiError::bad_request("sql_error", msg))
         }
+        Err(StoreError::TooLarge { max_bytes }) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "result_too_large",
+            format!(
+                "the answer is larger than {max_bytes} bytes (gateway.sql_max_bytes); narrow the query or add a LIMIT"
+            ),
+        )),
         Err(e) => Err(e.into()),
     }
 }
@@ -253,6 +305,49 @@ pub async fn dlq(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SUBQUERY: &str = "SelectWithUnionQuery (children 1)
+ ExpressionList (children 1)
+  SelectQuery (children 3)
+   TablesInSelectQuery (children 1)
+    TablesInSelectQueryElement (children 1)
+     TableExpression (children 1)
+      TableIdentifier events
+   Function in (children 1)
+    ExpressionList (children 2)
+     Identifier kind
+     Subquery (children 1)
+      SelectWithUnionQuery (children 1)
+       ExpressionList (children 1)
+        SelectQuery (children 2)
+         TablesInSelectQuery (children 1)
+          TablesInSelectQueryElement (children 1)
+           TableExpression (children 1)
+            TableIdentifier DB.scenes";
+
+    #[test]
+    fn the_parse_refuses_table_functions_and_other_databases() {
+        assert_eq!(check_ast(&SUBQUERY.replace("DB", "sightline"), "sightline"), Ok(()));
+        let other = check_ast(&SUBQUERY.replace("DB", "system"), "sightline").unwrap_err();
+        assert!(other.contains("`system.scenes`"), "{other}");
+        let file = "SelectWithUnionQuery (children 1)
+ ExpressionList (children 1)
+  SelectQuery (children 2)
+   ExpressionList (children 1)
+    Function count (children 1)
+   TablesInSelectQuery (children 1)
+    TablesInSelectQueryElement (children 1)
+     TableExpression (children 1)
+      Function file (children 1)
+       ExpressionList (children 1)
+        Literal '/etc/passwd'";
+        let err = check_ast(file, "sightline").unwrap_err();
+        assert!(err.contains("`file`"), "{err}");
+        let outfile = "SelectWithUnionQuery (children 2)\n ExpressionList (children 1)\n Literal '/tmp/x'";
+        assert_eq!(check_ast(outfile, "sightline"), Err("INTO OUTFILE is not allowed".into()));
+        // An ordinary function (count) is not a table function.
+        assert_eq!(check_ast(&file.replace("Function file", "TableIdentifier events"), "sightline"), Ok(()));
+    }
 
     #[test]
     fn reads_pass_and_writes_do_not() {

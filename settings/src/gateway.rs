@@ -24,9 +24,13 @@ pub struct GatewayConfig {
     pub max_feeds_per_key: usize,
     /// Origins of pages, besides the gateway's own, that may open feeds (`https://ops.example`).
     pub allowed_origins: Vec<String>,
-    /// `POST /v1/sql`: rows returned at most, and seconds a query may run.
+    /// `POST /v1/sql`: rows returned at most, and seconds a query may run. The server enforces
+    /// them, in the read-only user's profile: `make services` starts the bundled adapter with
+    /// these values, and `config/clickhouse/reader.sql` sets them on a real server.
     pub sql_max_rows: u64,
     pub sql_max_seconds: u64,
+    /// Largest answer the gateway passes on, bytes (read as it streams in; more is a 413).
+    pub sql_max_bytes: usize,
     /// Largest `k` accepted by search and similar-frame lookups.
     pub search_max_k: usize,
     /// API keys; none configured leaves the API open (the gateway warns at start).
@@ -72,6 +76,7 @@ impl Default for GatewayConfig {
             allowed_origins: Vec::new(),
             sql_max_rows: 10_000,
             sql_max_seconds: 10,
+            sql_max_bytes: 32 << 20,
             search_max_k: 100,
             api_keys: Vec::new(),
             rate_limit_per_s: 50.0,

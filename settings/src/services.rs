@@ -58,8 +58,14 @@ pub struct ClickHouseConfig {
     /// HTTP interface of ClickHouse (a real server or the bundled chDB adapter).
     pub url: String,
     pub database: String,
+    /// The user that writes: migrations and the sinks.
     pub user: String,
     pub password: String,
+    /// The user `/v1/sql` runs as: read-only by its profile on the server (`readonly = 1`, limits,
+    /// `SELECT` on this database only; `config/clickhouse/reader.sql` creates it on a real server,
+    /// the bundled adapter is started with it).
+    pub reader_user: String,
+    pub reader_password: String,
     /// Folder holding the numbered `*.sql` migrations applied at start.
     pub migrations_dir: PathBuf,
     /// Rows older than this many days are deleted by ClickHouse (TTL); 0 keeps them forever.
@@ -73,6 +79,8 @@ impl Default for ClickHouseConfig {
             database: "sightline".into(),
             user: "default".into(),
             password: String::new(),
+            reader_user: "sightline_reader".into(),
+            reader_password: "sightline-reader-dev".into(),
             migrations_dir: "config/migrations".into(),
             retention_days: 90,
         }

@@ -11,6 +11,8 @@ pub enum StoreError {
     ClickHouse { url: String, source: clickhouse::error::Error },
     #[error("migration {file}: {reason}")]
     Migration { file: String, reason: String },
+    #[error("the answer is larger than {max_bytes} bytes; narrow the query or add a LIMIT")]
+    TooLarge { max_bytes: usize },
     #[error("Redis at {url}: {reason}")]
     Redis { url: String, reason: String },
 }
@@ -18,6 +20,8 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct EventStore {
     pub(crate) client: Client,
+    /// The read-only user, for users' SQL.
+    reader: Client,
     url: String,
 }
 
@@ -28,7 +32,12 @@ impl EventStore {
             .with_user(&cfg.user)
             .with_password(&cfg.password)
             .with_database(&cfg.database);
-        Self { client, url: cfg.url.clone() }
+        let reader = Client::default()
+            .with_url(&cfg.url)
+            .with_user(&cfg.reader_user)
+            .with_password(&cfg.reader_password)
+            .with_database(&cfg.database);
+        Self { client, reader, url: cfg.url.clone() }
     }
 
     pub fn client(&self) -> &Client {
@@ -115,14 +124,29 @@ impl EventStore {
         Ok(found.into_iter().collect())
     }
 
-    /// Runs a user's read-only query (ClickHouse's `readonly` setting, a time limit and a row
-    /// limit) and returns the result in `format`.
+    /// Runs a user's query as the read-only user and returns the result in `format`. The server
+    /// holds that user to `readonly = 1` and its limits (time, rows, bytes, memory), so no setting
+    /// is sent: a read-only profile would refuse any.
+    /// ClickHouse's own parse of a query (`EXPLAIN AST`, as the read-only user): one node a line.
+    pub async fn explain_ast(&self, sql: &str) -> Result<String, StoreError> {
+        let escaped = format!("EXPLAIN AST {}", sql.replace('?', "??"));
+        let bytes: bytes::Bytes = self
+            .reader
+            .query(&escaped)
+            .fetch_bytes("TSVRaw")
+            .map_err(self.err())?
+            .collect()
+            .await
+            .map_err(self.err())?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The answer is read as it streams in and refused past `max_bytes`.
     pub async fn query_readonly(
         &self,
         sql: &str,
         format: SqlFormat,
-        max_rows: u64,
-        max_seconds: u64,
+        max_bytes: usize,
     ) -> Result<bytes::Bytes, StoreError> {
         // `?` is the crate's bind placeholder; `??` is a literal question mark.
         let escaped = sql.replace('?', "??");
@@ -130,19 +154,15 @@ impl EventStore {
             SqlFormat::Json => "JSON",
             SqlFormat::Csv => "CSVWithNames",
         };
-        self.client
-            .query(&escaped)
-            .with_setting("readonly", "1")
-            .with_setting("max_execution_time", max_seconds.to_string())
-            .with_setting("max_result_rows", max_rows.to_string())
-            .with_setting("result_overflow_mode", "break")
-            // Counts as JSON numbers, not strings.
-            .with_setting("output_format_json_quote_64bit_integers", "0")
-            .fetch_bytes(fmt)
-            .map_err(self.err())?
-            .collect()
-            .await
-            .map_err(self.err())
+        let mut cursor = self.reader.query(&escaped).fetch_bytes(fmt).map_err(self.err())?;
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = cursor.next().await.map_err(self.err())? {
+            if out.len() + chunk.len() > max_bytes {
+                return Err(StoreError::TooLarge { max_bytes });
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
     }
 
     /// Recent dead letters, newest first.
