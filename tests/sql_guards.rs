@@ -112,3 +112,25 @@ fn urlencode(s: &str) -> String {
         .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_runs_a_bounded_number_of_queries_at_once() {
+    let mut cfg = test_config();
+    cfg.gateway.sql_max_concurrent_per_key = 1;
+    let sys = TestSystem::start(cfg, GATEWAY).await;
+    let slow = serde_json::json!({ "sql": "SELECT sleep(3) AS s" }).to_string();
+    let addr = sys.addr;
+    let running = tokio::spawn(async move { common::http(addr, "POST", "/v1/sql", Some(&slow)).await });
+    // Once the slow query holds the caller's slot (it sleeps 3 s), a second one is refused.
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let quick = serde_json::json!({ "sql": "SELECT 1 AS one" }).to_string();
+    let (status, refused) = sys.http("POST", "/v1/sql", Some(&quick)).await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(refused["error"]["code"], "too_many_queries", "{refused}");
+    let (status, answer) = running.await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    // The slot is free again.
+    let (status, answer) = sys.http("POST", "/v1/sql", Some(&quick)).await;
+    assert_eq!((status, answer["data"][0]["one"].as_u64()), (200, Some(1)), "{answer}");
+    sys.shutdown().await;
+}

@@ -6,7 +6,7 @@
 //! consumer, so nothing piles up in the gateway.
 
 use crate::error::ApiError;
-use crate::feed_guard::{Caller, FeedSlot, check_origin};
+use crate::feed_guard::{Caller, Slot, check_origin};
 use crate::routes::AppState;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -71,7 +71,7 @@ fn admit(
     st: &AppState,
     headers: &axum::http::HeaderMap,
     caller: Option<Extension<Caller>>,
-) -> Result<FeedSlot, ApiError> {
+) -> Result<Slot, ApiError> {
     let g = &st.cfg.gateway;
     check_origin(headers, &g.allowed_origins)?;
     let who = caller.map(|c| c.0.0).unwrap_or_default();

@@ -1,6 +1,7 @@
 //! Who may hold a live feed open, and how many: a browser page from another site may not (its
 //! `Origin` must be this gateway's own or a configured one), and each caller, and everyone
-//! together, has a bounded number of feeds. Both checks run before a feed opens.
+//! together, has a bounded number of feeds (and of SQL queries running). The checks run before
+//! the work starts.
 
 use crate::error::ApiError;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -27,45 +28,55 @@ pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiEr
     ))
 }
 
-/// Open feeds, per caller and in all.
-#[derive(Debug, Default)]
-pub struct FeedSlots {
+/// Long-lived or costly requests open at once (feeds, SQL queries), per caller and in all.
+#[derive(Debug)]
+pub struct Slots {
+    /// What is counted, and the settings that bound it, for the 429's message.
+    what: &'static str,
+    code: &'static str,
+    total_key: &'static str,
+    per_caller_key: &'static str,
     open: Mutex<(usize, HashMap<String, usize>)>,
 }
 
-impl FeedSlots {
+impl Slots {
+    pub fn new(
+        what: &'static str,
+        code: &'static str,
+        total_key: &'static str,
+        per_caller_key: &'static str,
+    ) -> Self {
+        Self { what, code, total_key, per_caller_key, open: Mutex::default() }
+    }
+
     /// A slot for `caller`, held until the returned guard drops; 429 when a cap is reached.
-    pub fn take(
-        self: &Arc<Self>,
-        caller: &str,
-        total: usize,
-        per_caller: usize,
-    ) -> Result<FeedSlot, ApiError> {
+    pub fn take(self: &Arc<Self>, caller: &str, total: usize, per_caller: usize) -> Result<Slot, ApiError> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let mine = open.1.get(caller).copied().unwrap_or(0);
         if open.0 >= total || mine >= per_caller {
             let why = if open.0 >= total {
-                format!("{total} feeds are open, the most this gateway serves (gateway.max_feeds)")
+                format!("{total} {} are open, the most this gateway serves ({})", self.what, self.total_key)
             } else {
                 format!(
-                    "{per_caller} feeds are open for this key, the most allowed (gateway.max_feeds_per_key)"
+                    "{per_caller} {} are open for this key, the most allowed ({})",
+                    self.what, self.per_caller_key
                 )
             };
-            return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_feeds", why));
+            return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, self.code, why));
         }
         open.0 += 1;
         *open.1.entry(caller.to_string()).or_default() += 1;
-        Ok(FeedSlot { slots: self.clone(), caller: caller.to_string() })
+        Ok(Slot { slots: self.clone(), caller: caller.to_string() })
     }
 }
 
-/// An open feed's slot; dropping it frees the slot.
-pub struct FeedSlot {
-    slots: Arc<FeedSlots>,
+/// A held slot; dropping it frees the slot.
+pub struct Slot {
+    slots: Arc<Slots>,
     caller: String,
 }
 
-impl Drop for FeedSlot {
+impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
         open.0 = open.0.saturating_sub(1);
@@ -105,7 +116,7 @@ mod tests {
 
     #[test]
     fn slots_are_capped_per_caller_and_in_all_and_freed_on_drop() {
-        let slots = Arc::new(FeedSlots::default());
+        let slots = Arc::new(Slots::new("feeds", "too_many_feeds", "max", "max_per_key"));
         let a1 = slots.take("key:a", 3, 2).unwrap();
         let _a2 = slots.take("key:a", 3, 2).unwrap();
         assert!(slots.take("key:a", 3, 2).is_err(), "per caller");

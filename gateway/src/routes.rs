@@ -27,8 +27,9 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// Set when the gateway shuts down: long-lived feeds end so the shutdown can complete.
     pub closing: Arc<tokio::sync::watch::Sender<bool>>,
-    /// Open feeds per caller, bounded.
-    pub feeds: Arc<crate::feed_guard::FeedSlots>,
+    /// Open feeds and running SQL queries per caller, bounded.
+    pub feeds: Arc<crate::feed_guard::Slots>,
+    pub queries: Arc<crate::feed_guard::Slots>,
 }
 
 impl AppState {
@@ -58,7 +59,18 @@ impl AppState {
             search: Default::default(),
             auth: Arc::new(auth),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
-            feeds: Default::default(),
+            feeds: Arc::new(crate::feed_guard::Slots::new(
+                "feeds",
+                "too_many_feeds",
+                "gateway.max_feeds",
+                "gateway.max_feeds_per_key",
+            )),
+            queries: Arc::new(crate::feed_guard::Slots::new(
+                "SQL queries",
+                "too_many_queries",
+                "gateway.sql_max_concurrent",
+                "gateway.sql_max_concurrent_per_key",
+            )),
         })
     }
 

@@ -182,9 +182,13 @@ pub struct SqlRequest {
 pub async fn sql(
     State(st): State<AppState>,
     headers: axum::http::HeaderMap,
+    caller: Option<axum::Extension<crate::feed_guard::Caller>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     crate::streams::require_json(&headers)?;
+    let who = caller.map(|c| c.0.0).unwrap_or_default();
+    let g = &st.cfg.gateway;
+    let _slot = st.queries.take(&who, g.sql_max_concurrent, g.sql_max_concurrent_per_key)?;
     let body = body.map_err(|e| crate::streams::body_error(e, st.cfg.gateway.max_body_bytes))?;
     let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
@@ -213,7 +217,6 @@ pub async fn sql(
         }
         Err(e) => return Err(e.into()),
     }
-    let g = &st.cfg.gateway;
     let out = st.store.query_readonly(sql, format, g.sql_max_bytes).await;
     match out {
         Ok(bytes) => {

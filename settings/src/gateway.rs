@@ -31,6 +31,10 @@ pub struct GatewayConfig {
     pub sql_max_seconds: u64,
     /// Largest answer the gateway passes on, bytes (read as it streams in; more is a 413).
     pub sql_max_bytes: usize,
+    /// SQL queries running at once, in all and per key (per client address while the API is
+    /// open); one more answers 429.
+    pub sql_max_concurrent: usize,
+    pub sql_max_concurrent_per_key: usize,
     /// Largest `k` accepted by search and similar-frame lookups.
     pub search_max_k: usize,
     /// API keys; none configured leaves the API open (the gateway warns at start).
@@ -77,6 +81,8 @@ impl Default for GatewayConfig {
             sql_max_rows: 10_000,
             sql_max_seconds: 10,
             sql_max_bytes: 32 << 20,
+            sql_max_concurrent: 8,
+            sql_max_concurrent_per_key: 2,
             search_max_k: 100,
             api_keys: Vec::new(),
             rate_limit_per_s: 50.0,
