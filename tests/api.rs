@@ -161,11 +161,19 @@ async fn internal_hosts_are_refused_by_default() {
         "rtmp://localhost/live/a",
         "rtsp://10.0.0.8/cam",
         "http://[::1]/x.m3u8",
+        // Special-purpose ranges: benchmarking, NAT64 of a private address, 6to4 of loopback.
+        "http://198.18.0.1/x.m3u8",
+        "http://[64:ff9b::a00:1]/x.m3u8",
+        "http://[2002:7f00:1::1]/x.m3u8",
     ] {
         let (s, j) = sys.http("POST", "/v1/streams", Some(&format!(r#"{{"url": "{url}"}}"#))).await;
         assert_eq!(s, 400, "{url} → {j}");
         assert!(j["error"]["message"].as_str().unwrap().contains("private"), "{j}");
     }
+    // A URL parsers could read as naming different hosts is refused whatever it names.
+    let (s, j) = sys.http("POST", "/v1/streams", Some(r#"{"url": "http://a@b@127.0.0.1/x.m3u8"}"#)).await;
+    assert_eq!((s, j["error"]["code"].as_str()), (400, Some("invalid_url")), "{j}");
+    assert!(j["error"]["message"].as_str().unwrap().contains("different hosts"), "{j}");
     let (_, list) = sys.http("GET", "/v1/streams", None).await;
     assert!(list["streams"].as_array().unwrap().is_empty());
     sys.shutdown().await;

@@ -18,7 +18,11 @@ pub enum SourceError {
     #[error("url contains whitespace or control characters")]
     BadChars,
     #[error(
-        "host `{host}` resolves to {addr}, a private, loopback or link-local address; refused (set ingest.allow_private_hosts to allow)"
+        "url `{0}` could be read as naming different hosts (a backslash, several `@`, or `#` before the host); write it plainly"
+    )]
+    Ambiguous(String),
+    #[error(
+        "host `{host}` resolves to {addr}, a private or special-purpose address (private, loopback, link-local, CGNAT, NAT64, 6to4, documentation, benchmarking, reserved, multicast); refused (set ingest.allow_private_hosts to allow)"
     )]
     PrivateHost { host: String, addr: std::net::IpAddr },
     #[error("host `{0}` does not resolve")]
@@ -55,8 +59,13 @@ pub fn validate_url(raw: &str, allowed_schemes: &[String]) -> Result<SourceUrl, 
     }
     let live = scheme != "file";
     if live {
-        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let host = host.rsplit('@').next().unwrap_or("");
+        // Where parsers disagree (ours, GStreamer's, an HTTP library's), a URL could name one host
+        // to this check and another to the source that fetches it: such URLs are refused.
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if rest.contains('\\') || authority.matches('@').count() > 1 || rest.starts_with('#') {
+            return Err(SourceError::Ambiguous(url.into()));
+        }
+        let host = authority.rsplit('@').next().unwrap_or("");
         if host.is_empty() || host.starts_with(':') {
             return Err(SourceError::NoHost(url.into()));
         }
@@ -90,32 +99,68 @@ pub fn host_port(url: &str) -> Option<(String, u16)> {
     }
 }
 
-/// Whether an address is one a user-supplied URL must not reach by default: private, loopback,
-/// link-local, shared (CGNAT), unspecified, broadcast, multicast, or unique-local IPv6.
+/// IPv4 ranges of the IANA special-purpose registry (RFC 6890 and updates) that a user's URL must
+/// not reach: this network, private, shared (CGNAT), loopback, link-local, IETF protocol
+/// assignments, documentation, 6to4 relay anycast, benchmarking, multicast, reserved, broadcast.
+const SPECIAL_V4: [([u8; 4], u8); 16] = [
+    ([0, 0, 0, 0], 8),
+    ([10, 0, 0, 0], 8),
+    ([100, 64, 0, 0], 10),
+    ([127, 0, 0, 0], 8),
+    ([169, 254, 0, 0], 16),
+    ([172, 16, 0, 0], 12),
+    ([192, 0, 0, 0], 24),
+    ([192, 0, 2, 0], 24),
+    ([192, 88, 99, 0], 24),
+    ([192, 168, 0, 0], 16),
+    ([198, 18, 0, 0], 15),
+    ([198, 51, 100, 0], 24),
+    ([203, 0, 113, 0], 24),
+    ([224, 0, 0, 0], 4),
+    ([240, 0, 0, 0], 4),
+    ([255, 255, 255, 255], 32),
+];
+
+/// IPv6 ranges of the IANA special-purpose registry: unspecified, loopback, IPv4-mapped and
+/// -translated, NAT64 (well-known and local-use), discard-only, IETF protocol assignments (TEREDO,
+/// ORCHIDv2 and benchmarking inside it), documentation, 6to4, segment routing, unique-local,
+/// link-local, site-local and multicast.
+const SPECIAL_V6: [([u16; 8], u8); 13] = [
+    ([0, 0, 0, 0, 0, 0, 0, 0], 128),
+    ([0, 0, 0, 0, 0, 0, 0, 1], 128),
+    ([0, 0, 0, 0, 0, 0xffff, 0, 0], 96),
+    ([0, 0, 0, 0, 0xffff, 0, 0, 0], 96),
+    ([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96),
+    ([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),
+    ([0x100, 0, 0, 0, 0, 0, 0, 0], 64),
+    ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),
+    ([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32),
+    ([0x2002, 0, 0, 0, 0, 0, 0, 0], 16),
+    ([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16),
+    ([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),
+    ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 9),
+];
+
+/// Whether an address is one a user-supplied URL must not reach by default: any special-purpose
+/// range (private, loopback, link-local, CGNAT, documentation, benchmarking, reserved, NAT64, 6to4,
+/// …) or multicast. IPv6 addresses that embed an IPv4 one (mapped, translated, NAT64, 6to4) fall
+/// in those ranges whatever the IPv4 address is.
 pub fn is_internal(ip: std::net::IpAddr) -> bool {
     use std::net::IpAddr;
     match ip {
         IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || (o[0] == 100 && (64..128).contains(&o[1]))
-                || o[0] == 0
+            let a = u32::from(v4);
+            SPECIAL_V4
+                .iter()
+                .any(|&(net, len)| a >> (32 - len as u32) == u32::from_be_bytes(net) >> (32 - len as u32))
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
+            let a = u128::from(v6);
+            let in_range = |net: [u16; 8], len: u8| {
+                let n = u128::from(std::net::Ipv6Addr::from(net));
+                len == 0 || a >> (128 - len as u32) == n >> (128 - len as u32)
+            };
+            v6.is_multicast() || SPECIAL_V6.iter().any(|&(net, len)| in_range(net, len))
         }
     }
 }
@@ -192,6 +237,15 @@ mod tests {
         assert!(matches!(validate_url(&long, &allowed()), Err(SourceError::TooLong(_))));
         let err = validate_url("ftp://h/x", &allowed()).unwrap_err().to_string();
         assert!(err.contains("ftp") && err.contains("rtmp"), "{err}");
+        // URLs that parsers read differently are refused outright.
+        for tricky in [
+            "http://a@b@127.0.0.1/x.m3u8",
+            "http://public.example\\@127.0.0.1/x.m3u8",
+            "rtsp://#@127.0.0.1/stream",
+            "http://127.0.0.1\\.public.example/x",
+        ] {
+            assert!(matches!(validate_url(tricky, &allowed()), Err(SourceError::Ambiguous(_))), "{tricky}");
+        }
     }
 
     #[test]
@@ -216,11 +270,31 @@ mod tests {
             "fc00::1",
             "fe80::1",
             "::ffff:10.0.0.1",
+            "::ffff:8.8.8.8",
             "224.0.0.1",
+            // Special-purpose ranges beyond the private ones.
+            "198.18.0.1",
+            "198.19.255.254",
+            "192.0.0.8",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "192.88.99.1",
+            "240.0.0.1",
+            "255.255.255.255",
+            "64:ff9b::a00:1",
+            "64:ff9b::808:808",
+            "64:ff9b:1::1",
+            "2002:a00:1::1",
+            "2001:db8::1",
+            "2001::1",
+            "100::1",
+            "ff02::1",
+            "::",
         ] {
             assert!(is_internal(a.parse().unwrap()), "{a}");
         }
-        for a in ["8.8.8.8", "93.184.216.34", "2606:4700::1111"] {
+        for a in ["8.8.8.8", "93.184.216.34", "2606:4700::1111", "198.20.0.1", "192.0.3.1", "2a00:1450::1"] {
             assert!(!is_internal(a.parse().unwrap()), "{a}");
         }
     }
