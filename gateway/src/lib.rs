@@ -17,4 +17,4 @@ pub use error::ApiError;
 pub use openapi::document as openapi_document;
 pub use routes::{AppState, router, serve};
 pub use search::SearchState;
-pub use sql::check_read_only;
+pub use sql::{Refusal, check_read_only};

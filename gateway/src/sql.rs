@@ -84,22 +84,39 @@ fn code_only(sql: &str) -> String {
     out
 }
 
+/// Why a query is refused before it reaches ClickHouse.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
+impl From<&str> for Refusal {
+    fn from(why: &str) -> Self {
+        Self(why.to_string())
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(why: String) -> Self {
+        Self(why)
+    }
+}
+
 /// Why a query is refused, or `Ok` for a single read statement.
-pub fn check_read_only(sql: &str) -> Result<(), String> {
+pub fn check_read_only(sql: &str) -> Result<(), Refusal> {
     let code = code_only(sql);
     let statements: Vec<&str> = code.split(';').filter(|s| !s.trim().is_empty()).collect();
     match statements.len() {
         0 => return Err("the query is empty".into()),
         1 => {}
-        n => return Err(format!("one statement per request, found {n}")),
+        n => return Err(Refusal(format!("one statement per request, found {n}"))),
     }
     let first = statements[0].split(|c: char| !c.is_ascii_alphanumeric() && c != '_').find(|w| !w.is_empty());
     let first = first.unwrap_or("").to_ascii_uppercase();
     if !READ_KEYWORDS.contains(&first.as_str()) {
-        return Err(format!(
+        return Err(Refusal(format!(
             "only read queries are allowed ({}); `{first}` changes data or settings",
             READ_KEYWORDS.join(", ")
-        ));
+        )));
     }
     let words: Vec<String> = code
         .split(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '(')
@@ -113,7 +130,7 @@ pub fn check_read_only(sql: &str) -> Result<(), String> {
                 || !rest.as_bytes()[pos - 1].is_ascii_alphanumeric() && rest.as_bytes()[pos - 1] != b'_';
             let after = rest[pos + f.len()..].trim_start();
             if before_ok && after.starts_with('(') {
-                return Err(format!("the table function `{f}` is not allowed"));
+                return Err(Refusal(format!("the table function `{f}` is not allowed")));
             }
             rest = &rest[pos + f.len()..];
         }
@@ -130,7 +147,7 @@ pub fn check_read_only(sql: &str) -> Result<(), String> {
 /// Why ClickHouse's parse of a query (`EXPLAIN AST` text, one node a line, indented by depth) is
 /// refused: a table function anywhere (a `Function` directly under a `TableExpression`), or a
 /// table of another database than `database`.
-pub fn check_ast(ast: &str, database: &str) -> Result<(), String> {
+pub fn check_ast(ast: &str, database: &str) -> Result<(), Refusal> {
     // The node names on the path from the root to the current line.
     let mut path: Vec<String> = Vec::new();
     for line in ast.lines() {
@@ -145,14 +162,16 @@ pub fn check_ast(ast: &str, database: &str) -> Result<(), String> {
         }
         match (words.next(), words.next()) {
             (Some("Function"), Some(name)) if parent.starts_with("TableExpression") => {
-                return Err(format!("table functions are not allowed (`{name}`); query Sightline's tables"));
+                return Err(Refusal(format!(
+                    "table functions are not allowed (`{name}`); query Sightline's tables"
+                )));
             }
             (Some("TableIdentifier"), Some(table)) => {
                 if let Some((db, _)) = table.split_once('.') {
                     if db.trim_matches('`') != database {
-                        return Err(format!(
+                        return Err(Refusal(format!(
                             "only the tables of the `{database}` database can be read, not `{table}`"
-                        ));
+                        )));
                     }
                 }
             }
@@ -206,11 +225,11 @@ pub async fn sql(
             ));
         }
     };
-    check_read_only(&req.sql).map_err(|why| ApiError::bad_request("read_only", why))?;
+    check_read_only(&req.sql).map_err(|why| ApiError::bad_request("read_only", why.0))?;
     let sql = req.sql.trim().trim_end_matches(';');
     match st.store.explain_ast(sql).await {
         Ok(ast) => check_ast(&ast, &st.cfg.clickhouse.database)
-            .map_err(|why| ApiError::bad_request("read_only", why))?,
+            .map_err(|why| ApiError::bad_request("read_only", why.0))?,
         Err(StoreError::ClickHouse { source: clickhouse::error::Error::BadResponse(msg), .. }) => {
             let msg: String = msg.lines().next().unwrap_or("").chars().take(2000).collect();
             return Err(ApiError::bad_request("sql_error", msg));
@@ -332,7 +351,7 @@ mod tests {
     fn the_parse_refuses_table_functions_and_other_databases() {
         assert_eq!(check_ast(&SUBQUERY.replace("DB", "sightline"), "sightline"), Ok(()));
         let other = check_ast(&SUBQUERY.replace("DB", "system"), "sightline").unwrap_err();
-        assert!(other.contains("`system.scenes`"), "{other}");
+        assert!(other.0.contains("`system.scenes`"), "{other}");
         let file = "SelectWithUnionQuery (children 1)
  ExpressionList (children 1)
   SelectQuery (children 2)
@@ -345,9 +364,9 @@ mod tests {
        ExpressionList (children 1)
         Literal '/etc/passwd'";
         let err = check_ast(file, "sightline").unwrap_err();
-        assert!(err.contains("`file`"), "{err}");
+        assert!(err.0.contains("`file`"), "{err}");
         let outfile = "SelectWithUnionQuery (children 2)\n ExpressionList (children 1)\n Literal '/tmp/x'";
-        assert_eq!(check_ast(outfile, "sightline"), Err("INTO OUTFILE is not allowed".into()));
+        assert_eq!(check_ast(outfile, "sightline"), Err(Refusal::from("INTO OUTFILE is not allowed")));
         // An ordinary function (count) is not a table function.
         assert_eq!(check_ast(&file.replace("Function file", "TableIdentifier events"), "sightline"), Ok(()));
     }
@@ -381,7 +400,7 @@ mod tests {
             ("", "empty"),
         ] {
             let err = check_read_only(bad).unwrap_err();
-            assert!(err.contains(why), "{bad}: {err}");
+            assert!(err.0.contains(why), "{bad}: {err}");
         }
     }
 }

@@ -164,8 +164,8 @@ impl<B> Default for WorkerActor<B> {
 }
 
 pub enum WorkerMsg {
-    /// The loop ended: cleanly, or with the reason it failed.
-    Exited(Result<(), String>),
+    /// The loop ended: cleanly, or with why it failed.
+    Exited(Result<(), WorkerExit>),
 }
 
 pub struct WorkerState {
@@ -202,8 +202,8 @@ impl<B: Batches> Actor for WorkerActor<B> {
                 std::panic::AssertUnwindSafe(run(batches, consumer, args.work, stop)).catch_unwind().await;
             let ended = match ended {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(error_chain(&e)),
-                Err(panic) => Err(panic_message(&panic)),
+                Ok(Err(e)) => Err(WorkerExit(error_chain(&e))),
+                Err(panic) => Err(WorkerExit(panic_message(&panic))),
             };
             let _ = myself.send_message(WorkerMsg::Exited(ended));
         });
@@ -238,6 +238,11 @@ impl<B: Batches> Actor for WorkerActor<B> {
         Ok(())
     }
 }
+
+/// Why a worker's loop ended: its error with every cause, or its panic.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WorkerExit(String);
 
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
