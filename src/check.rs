@@ -9,12 +9,12 @@ struct Report {
 }
 
 impl Report {
-    fn line(&mut self, name: &str, res: Result<String, String>) {
+    fn line(&mut self, name: &str, res: anyhow::Result<String>) {
         match &res {
             Ok(d) => println!("OK    {name:<22} {d}"),
             Err(e) => {
                 self.all = false;
-                println!("FAIL  {name:<22} {e}")
+                println!("FAIL  {name:<22} {e:#}")
             }
         }
     }
@@ -37,15 +37,16 @@ async fn services(cfg: &Config, r: &mut Report) {
                 "nats+jetstream",
                 Ok(format!("{} (JetStream storage {} bytes used)", cfg.nats.url, acc.storage)),
             ),
-            Err(e) => {
-                r.line("nats+jetstream", Err(format!("{}: JetStream not available: {e}", cfg.nats.url)))
-            }
+            Err(e) => r.line(
+                "nats+jetstream",
+                Err(anyhow::anyhow!("{}: JetStream not available: {e}", cfg.nats.url)),
+            ),
         },
-        Err(e) => r.line("nats+jetstream", Err(e.to_string())),
+        Err(e) => r.line("nats+jetstream", Err(e.into())),
     }
     let redis = async {
-        let v = sightline_store::VectorStore::connect(&cfg.redis.url).await.map_err(|e| e.to_string())?;
-        v.probe().await.map_err(|e| e.to_string())
+        let v = sightline_store::VectorStore::connect(&cfg.redis.url).await.map_err(anyhow::Error::from)?;
+        v.probe().await.map_err(anyhow::Error::from)
     };
     r.line(
         "redis+vector-sets",
@@ -55,7 +56,7 @@ async fn services(cfg: &Config, r: &mut Report) {
     let version = store.version().await;
     r.line(
         "clickhouse",
-        version.map(|v| format!("{} (version {v})", cfg.clickhouse.url)).map_err(|e| e.to_string()),
+        version.map(|v| format!("{} (version {v})", cfg.clickhouse.url)).map_err(anyhow::Error::from),
     );
 }
 
@@ -69,7 +70,7 @@ fn models(cfg: &Config, r: &mut Report) {
         "onnxruntime",
         rt.as_ref()
             .map(|rt| format!("{} ({})", m.onnxruntime_lib().display(), rt.version()))
-            .map_err(|e| e.to_string()),
+            .map_err(|e| anyhow::anyhow!("{e}")),
     );
     // CUDA when asked for and offered, else the CPU (not a failure).
     if let Ok(rt) = &rt {
@@ -88,9 +89,9 @@ fn models(cfg: &Config, r: &mut Report) {
             let path = m.path(f);
             let onnx = matches!(path.extension().and_then(|e| e.to_str()), Some("onnx" | "ort"));
             match (&rt, path.exists()) {
-                (_, false) => Err(format!("{} missing (run `make setup`)", path.display())),
+                (_, false) => Err(anyhow::anyhow!("{} missing (run `make setup`)", path.display())),
                 (Ok(rt), true) if onnx => {
-                    rt.session(&path, 1).map(|_| ()).map_err(|e| format!("{}: {e}", path.display()))
+                    rt.session(&path, 1).map(|_| ()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
                 }
                 _ => Ok(()),
             }
@@ -110,12 +111,12 @@ fn models(cfg: &Config, r: &mut Report) {
 /// GStreamer's elements, and whether a GPU is there (informational: the CPU path always works).
 fn media(r: &mut Report) {
     use sightline_streams::pipeline;
-    let gst = pipeline::init().map_err(|e| e.to_string()).and_then(|_| {
+    let gst = pipeline::init().map_err(anyhow::Error::from).and_then(|_| {
         let missing = pipeline::missing_elements();
         if missing.is_empty() {
             Ok(format!("{} elements present", pipeline::REQUIRED_ELEMENTS.len()))
         } else {
-            Err(format!(
+            Err(anyhow::anyhow!(
                 "missing elements: {} (install the GStreamer plugin packages: `make setup`)",
                 missing.join(", ")
             ))

@@ -90,7 +90,6 @@ async fn a_client_that_stops_answering_pings_is_closed() {
             Err(other) => panic!("{other}"),
         }
     };
-    assert!(started.elapsed() >= Duration::from_secs(1), "closed before it could have answered a ping");
     // What the silent client finds when it reads at last: pings, then the close with the reason,
     // unless the server's reset overtook it.
     loop {
