@@ -3,8 +3,10 @@
 //! leave in an answer, a log line or a table ([`secrets`]). Shared by the gateway and ingest, and
 //! free of the media stack.
 
+pub mod allow;
 pub mod secrets;
 pub mod source;
 
+pub use allow::AllowList;
 pub use secrets::{redact_secrets, redact_url};
 pub use source::*;

@@ -22,11 +22,13 @@ pub enum SourceError {
     )]
     Ambiguous(String),
     #[error(
-        "host `{host}` resolves to {addr}, a private or special-purpose address (private, loopback, link-local, CGNAT, NAT64, 6to4, documentation, benchmarking, reserved, multicast); refused (set ingest.allow_private_hosts to allow)"
+        "host `{host}` resolves to {addr}, a private or special-purpose address (private, loopback, link-local, CGNAT, NAT64, 6to4, documentation, benchmarking, reserved, multicast) and not in ingest.allow_hosts; refused"
     )]
     PrivateHost { host: String, addr: std::net::IpAddr },
     #[error("host `{0}` does not resolve")]
     Unresolvable(String),
+    #[error("ingest.allow_hosts entry `{0}` is not an address, CIDR or host name with an optional port (e.g. `127.0.0.1:8080`, `10.0.0.0/8`, `[::1]:1935`, `cameras.lan:554`)")]
+    BadAllowEntry(String),
 }
 
 /// A stream URL that passed validation.
@@ -165,32 +167,15 @@ pub fn is_internal(ip: std::net::IpAddr) -> bool {
     }
 }
 
-/// Resolves the URL's host and refuses internal addresses unless `allow_internal`. Every address
-/// the name resolves to must be public (a name with one public and one private address is refused).
-pub async fn check_host(src: &SourceUrl, allow_internal: bool) -> Result<(), SourceError> {
-    if allow_internal || !src.live {
-        return Ok(());
+/// Resolves the URL's host and checks every address against the policy ([`crate::AllowList`]);
+/// returns the addresses to connect to, so that what was checked is what is reached (a second
+/// resolution could answer differently). A file URL has none.
+pub async fn check_host(src: &SourceUrl, allow: &crate::AllowList) -> Result<Vec<std::net::SocketAddr>, SourceError> {
+    if !src.live {
+        return Ok(Vec::new());
     }
     let (host, port) = host_port(&src.url).ok_or_else(|| SourceError::NoHost(src.url.clone()))?;
-    let addrs: Vec<std::net::IpAddr> = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => tokio::time::timeout(
-            std::time::Duration::from_secs(3),
-            tokio::net::lookup_host((host.as_str(), port)),
-        )
-        .await
-        .map_err(|_| SourceError::Unresolvable(host.clone()))?
-        .map_err(|_| SourceError::Unresolvable(host.clone()))?
-        .map(|a| a.ip())
-        .collect(),
-    };
-    if addrs.is_empty() {
-        return Err(SourceError::Unresolvable(host));
-    }
-    if let Some(addr) = addrs.into_iter().find(|a| is_internal(*a)) {
-        return Err(SourceError::PrivateHost { host, addr });
-    }
-    Ok(())
+    allow.resolve(&host, port).await
 }
 
 /// Tries a TCP connection to the URL's host and port (1 s); returns why it failed, if it did.
@@ -302,17 +287,25 @@ mod tests {
     #[tokio::test]
     async fn internal_hosts_refused_unless_allowed() {
         let a = allowed();
+        let none = crate::AllowList::default();
         let u = validate_url("http://127.0.0.1:8080/x.m3u8", &a).unwrap();
-        let err = check_host(&u, false).await.unwrap_err();
+        let err = check_host(&u, &none).await.unwrap_err();
         assert!(matches!(err, SourceError::PrivateHost { .. }), "{err}");
-        assert!(err.to_string().contains("allow_private_hosts"));
+        assert!(err.to_string().contains("allow_hosts"));
         let u = validate_url("http://localhost:8080/x.m3u8", &a).unwrap();
-        assert!(matches!(check_host(&u, false).await, Err(SourceError::PrivateHost { .. })));
-        assert!(check_host(&u, true).await.is_ok());
+        assert!(matches!(check_host(&u, &none).await, Err(SourceError::PrivateHost { .. })));
+        let port_only = crate::AllowList::parse(&["127.0.0.1:8080".into(), "[::1]:8080".into()]).unwrap();
+        let pinned = check_host(&u, &port_only).await.unwrap();
+        assert!(!pinned.is_empty() && pinned.iter().all(|a| a.port() == 8080 && a.ip().is_loopback()));
+        let other_port = validate_url("http://localhost:8081/x.m3u8", &a).unwrap();
+        assert!(check_host(&other_port, &port_only).await.is_err());
         let u = validate_url("rtmp://[fe80::1]/live", &a).unwrap();
-        assert!(check_host(&u, false).await.is_err());
+        assert!(check_host(&u, &none).await.is_err());
         let u = validate_url("http://8.8.8.8/x.m3u8", &a).unwrap();
-        assert!(check_host(&u, false).await.is_ok());
+        assert_eq!(check_host(&u, &none).await.unwrap(), vec!["8.8.8.8:80".parse().unwrap()]);
+        // A decimal IPv4 literal resolves to the address it spells, and is checked as such.
+        let u = validate_url("http://2130706433:8080/x.m3u8", &a).unwrap();
+        assert!(check_host(&u, &none).await.is_err());
     }
 
     #[tokio::test]
