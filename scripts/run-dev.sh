@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: the whole system on loopback with the demo stream and a generated admin API key
-# (kept in .data/dev-api-key, printed at start). Test sources live on loopback, so private hosts
-# are allowed here.
+# (kept in .data/dev-api-key, printed at start). The demo source plays on 127.0.0.1:8089, the one
+# internal address this run allows (ingest.allow_hosts); every other one stays refused.
 set -euo pipefail
 source "${SIGHTLINE_CACHE:-$HOME/.cache/sightline}/env"
 mkdir -p .data
@@ -12,5 +12,5 @@ HASH=$(printf %s "$KEY" | sha256sum | cut -c1-64)
 export SIGHTLINE_GATEWAY__API_KEYS="[{ name = \"dev\", sha256 = \"$HASH\", scope = \"admin\" }]"
 echo "dev API key (admin): $KEY"
 echo "dashboard: http://127.0.0.1:8080/?key=$KEY    API: curl -H 'Authorization: Bearer $KEY' http://127.0.0.1:8080/v1/streams"
-export MALLOC_ARENA_MAX=2 SIGHTLINE_INGEST__ALLOW_PRIVATE_HOSTS=true
+export MALLOC_ARENA_MAX=2 SIGHTLINE_INGEST__ALLOW_HOSTS='["127.0.0.1:8089"]'
 exec "${CARGO_TARGET_DIR:-$HOME/.cache/sightline/target}/debug/sightline" run --demo "$@"

@@ -32,6 +32,10 @@ enum Command {
         /// Folder for the demo's media.
         #[arg(long, default_value = ".data/demo")]
         demo_dir: PathBuf,
+        /// Port of the demo's HLS server on 127.0.0.1 (0: any free port). The source policy must
+        /// allow it (`ingest.allow_hosts`; `make run` allows exactly 127.0.0.1:8089).
+        #[arg(long, default_value_t = 8089)]
+        demo_port: u16,
     },
     /// Check NATS, Redis, ClickHouse, ONNX Runtime, models, GStreamer and GPU; one line each.
     Check,
@@ -54,9 +58,9 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     let cfg = load_config(cli.config.as_deref())?;
     match cli.cmd {
-        Command::Run { roles, demo, demo_dir } => {
+        Command::Run { roles, demo, demo_dir, demo_port } => {
             let roles = Roles::parse(&roles)?;
-            run(cfg, roles, demo.then_some(demo_dir)).await
+            run(cfg, roles, demo.then_some((demo_dir, demo_port))).await
         }
         Command::Check => {
             let ok = check::check(&cfg).await;
@@ -65,7 +69,7 @@ async fn main() -> Result<()> {
     }
 }
 
-async fn run(cfg: Config, roles: Roles, demo: Option<PathBuf>) -> Result<()> {
+async fn run(cfg: Config, roles: Roles, demo: Option<(PathBuf, u16)>) -> Result<()> {
     let metrics = Metrics::new();
     let node = Node::start(&cfg, roles, metrics.clone()).await.context("starting Sightline")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -95,7 +99,7 @@ async fn run(cfg: Config, roles: Roles, demo: Option<PathBuf>) -> Result<()> {
         println!("  ClickHouse: {} (database {})\n", cfg.clickhouse.url, cfg.clickhouse.database);
     }
     let _demo = match demo {
-        Some(dir) => Some(start_demo(&node, &dir).await.context("starting the demo stream")?),
+        Some((dir, port)) => Some(start_demo(&node, &dir, port).await.context("starting the demo stream")?),
         None => None,
     };
     tokio::signal::ctrl_c().await?;
@@ -110,10 +114,10 @@ async fn run(cfg: Config, roles: Roles, demo: Option<PathBuf>) -> Result<()> {
 
 /// Renders the demo clip, plays it as live HLS on loopback and registers it (replacing an earlier
 /// demo registration, whose URL pointed at a previous run's port).
-async fn start_demo(node: &Node, dir: &Path) -> Result<sightline_testkit::LiveHls> {
+async fn start_demo(node: &Node, dir: &Path, port: u16) -> Result<sightline_testkit::LiveHls> {
     use sightline_testkit::{ClipSpec, LiveHls};
     let clip = ClipSpec::standard().render(&dir.join("clips")).await?;
-    let live = LiveHls::start(&clip, &dir.join("hls"), 0).await?;
+    let live = LiveHls::start_on(port, &clip, &dir.join("hls"), 0).await?;
     for s in node.registry.list().await? {
         if s.name == "demo" {
             node.registry.delete(&s.id).await?;

@@ -153,7 +153,7 @@ async fn oversized_playlists_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_hosts_are_refused_by_default() {
     let mut cfg = test_config();
-    cfg.ingest.allow_private_hosts = false;
+    cfg.ingest.allow_hosts = Vec::new();
     let sys =
         TestSystem::start(cfg, Roles { gateway: true, ingest: false, inference: false, sink: false }).await;
     for url in [

@@ -27,7 +27,7 @@ fn spawn(cfg: &sightline_settings::Config, listen: SocketAddr, log: &std::path::
         .env("SIGHTLINE_NATS__EVENTS_MAX_BYTES", cfg.nats.events_max_bytes.to_string())
         .env("SIGHTLINE_CLICKHOUSE__DATABASE", &cfg.clickhouse.database)
         .env("SIGHTLINE_GATEWAY__LISTEN", listen.to_string())
-        .env("SIGHTLINE_INGEST__ALLOW_PRIVATE_HOSTS", "true")
+        .env("SIGHTLINE_INGEST__ALLOW_HOSTS", r#"["127.0.0.1"]"#)
         // Larger, slower batches: a kill lands inside one more often.
         .env("SIGHTLINE_SINK__BATCH_DEADLINE_MS", "1500")
         .env("RUST_LOG", "info")

@@ -152,7 +152,7 @@ pub(crate) async fn churn(report: &Path, n: usize, rounds: usize, config: Option
     cfg.nats.prefix = format!("CHURN{}", std::process::id());
     cfg.nats.work_max_bytes = 64 << 20;
     cfg.nats.events_max_bytes = 64 << 20;
-    cfg.ingest.allow_private_hosts = true;
+    cfg.ingest.allow_hosts = vec!["127.0.0.1".into()];
     let node = Node::start(
         &cfg,
         Roles { gateway: false, ingest: true, inference: false, sink: false },

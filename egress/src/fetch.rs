@@ -62,9 +62,8 @@ impl Fetched {
     /// Reads the whole body, refusing more than `max` bytes.
     pub async fn read_capped(mut self, max: u64, idle: Duration) -> Result<Bytes, FetchError> {
         let mut out = bytes::BytesMut::new();
-        while let Some(frame) = tokio::time::timeout(idle, self.body.frame())
-            .await
-            .map_err(|_| FetchError::Timeout(idle))?
+        while let Some(frame) =
+            tokio::time::timeout(idle, self.body.frame()).await.map_err(|_| FetchError::Timeout(idle))?
         {
             let frame = frame.map_err(|e| FetchError::Http(e.to_string()))?;
             if let Some(data) = frame.data_ref() {
@@ -190,7 +189,8 @@ impl Fetcher {
         let addrs = self.allow.resolve(&url.host, url.port).await?;
         let mut last = None;
         for addr in addrs {
-            let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+            let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     last = Some(FetchError::Connect { addr, reason: e.to_string() });

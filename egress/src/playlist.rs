@@ -57,10 +57,8 @@ pub fn check_text(text: &str, limits: &PlaylistLimits) -> Result<(), PlaylistErr
     if segments > limits.max_segments {
         return Err(PlaylistError::TooManySegments { got: segments, max: limits.max_segments });
     }
-    let variants = text
-        .lines()
-        .filter(|l| l.starts_with("#EXT-X-STREAM-INF") || l.starts_with("#EXT-X-MEDIA:"))
-        .count();
+    let variants =
+        text.lines().filter(|l| l.starts_with("#EXT-X-STREAM-INF") || l.starts_with("#EXT-X-MEDIA:")).count();
     if variants > limits.max_variants {
         return Err(PlaylistError::TooManyVariants { got: variants, max: limits.max_variants });
     }
@@ -88,9 +86,10 @@ fn rewrite_attributes(
     let mut rest = line;
     while let Some(i) = rest.find("URI=\"") {
         let value_start = i + 5;
-        let len = rest[value_start..]
-            .find('"')
-            .ok_or_else(|| PlaylistError::BadUri { uri: String::new(), reason: "unterminated URI attribute".into() })?;
+        let len = rest[value_start..].find('"').ok_or_else(|| PlaylistError::BadUri {
+            uri: String::new(),
+            reason: "unterminated URI attribute".into(),
+        })?;
         let uri = &rest[value_start..value_start + len];
         out.push_str(&rest[..value_start]);
         out.push_str(&map(kind, &resolve(base, uri)?));

@@ -56,7 +56,9 @@ impl Session {
         tracing::debug!(error = %text, "source fetch failed");
         *self.last_error.lock().unwrap() = Some(text.clone());
         let status = match e {
-            FetchError::Status { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
+            FetchError::Status { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
             _ => StatusCode::BAD_GATEWAY,
         };
         (status, text).into_response()
@@ -268,7 +270,9 @@ async fn serve_playlist(
     let rest = limits.max_bytes.saturating_sub(prefix.len() as u64);
     let body = match fetched.read_capped(rest, IDLE).await {
         Ok(b) => b,
-        Err(FetchError::TooLarge(_)) => return s.refuse(PlaylistError::TooLarge(limits.max_bytes).to_string()),
+        Err(FetchError::TooLarge(_)) => {
+            return s.refuse(PlaylistError::TooLarge(limits.max_bytes).to_string());
+        }
         Err(e) => return s.answer(&e),
     };
     let mut all = prefix.to_vec();
@@ -286,7 +290,9 @@ async fn serve_playlist(
         })
     });
     match checked {
-        Ok(rewritten) => ([(header::CONTENT_TYPE, "application/vnd.apple.mpegurl")], rewritten).into_response(),
+        Ok(rewritten) => {
+            ([(header::CONTENT_TYPE, "application/vnd.apple.mpegurl")], rewritten).into_response()
+        }
         Err(e) => s.refuse(e.to_string()),
     }
 }

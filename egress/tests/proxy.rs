@@ -47,7 +47,10 @@ impl Server {
     }
 }
 
-async fn answer(State((routes, hits)): State<(Routes, Arc<AtomicU64>)>, Path(path): Path<String>) -> impl IntoResponse {
+async fn answer(
+    State((routes, hits)): State<(Routes, Arc<AtomicU64>)>,
+    Path(path): Path<String>,
+) -> impl IntoResponse {
     hits.fetch_add(1, Ordering::SeqCst);
     let Some((status, headers, body)) = routes.lock().unwrap().get(&path).cloned() else {
         return (StatusCode::NOT_FOUND, HeaderMap::new(), Vec::new());
@@ -90,7 +93,10 @@ async fn serves_a_checked_master_variant_and_segment() {
     assert_eq!(status, 200, "{master}");
     let variant = proxied_uris(&master);
     assert_eq!(variant.len(), 1);
-    assert!(variant[0].starts_with(&lease.url()[..lease.url().find("/e/").unwrap()]) && !master.contains("index.m3u8\n"));
+    assert!(
+        variant[0].starts_with(&lease.url()[..lease.url().find("/e/").unwrap()])
+            && !master.contains("index.m3u8\n")
+    );
     let (status, media) = get(&variant[0]).await;
     assert_eq!(status, 200, "{media}");
     let seg = proxied_uris(&media);
@@ -109,7 +115,13 @@ async fn never_reaches_an_internal_address_named_by_a_playlist_or_a_redirect() {
     inside.set("secret", 200, &[], "internal");
     let cases = [
         ("segment.m3u8", format!("#EXTM3U\n#EXTINF:1,\n{}\n", inside.url("secret"))),
-        ("key.m3u8", format!("#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"{}\"\n#EXTINF:1,\ns.ts\n", inside.url("secret"))),
+        (
+            "key.m3u8",
+            format!(
+                "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"{}\"\n#EXTINF:1,\ns.ts\n",
+                inside.url("secret")
+            ),
+        ),
         ("map.m3u8", format!("#EXTM3U\n#EXT-X-MAP:URI=\"{}\"\n#EXTINF:1,\ns.ts\n", inside.url("secret"))),
         ("meta.m3u8", "#EXTM3U\n#EXTINF:1,\nhttp://169.254.169.254/latest/meta-data\n".to_string()),
         ("nat64.m3u8", "#EXTM3U\n#EXTINF:1,\nhttp://[64:ff9b::7f00:2]/x.ts\n".to_string()),

@@ -84,7 +84,7 @@ pub(crate) async fn create_stream(
     })?;
     let url = sightline_policy::validate_url(&req.url, &st.cfg.ingest.allowed_schemes)
         .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
-    sightline_policy::check_host(&url, st.cfg.ingest.allow_private_hosts)
+    sightline_policy::check_host(&url, &st.cfg.ingest.allow_list())
         .await
         .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
     check_playlist(&st, &url.url).await?;

@@ -149,7 +149,8 @@ mod tests {
 
     #[test]
     fn parses_every_form_and_refuses_malformed_entries() {
-        let l = list(&["127.0.0.1:8080", "10.0.0.0/8", "[::1]:1935", "fd00::/8", "cam.lan:554", "192.168.1.7"]);
+        let l =
+            list(&["127.0.0.1:8080", "10.0.0.0/8", "[::1]:1935", "fd00::/8", "cam.lan:554", "192.168.1.7"]);
         let at = |s: &str| s.parse::<SocketAddr>().unwrap();
         assert!(l.permits("x", at("127.0.0.1:8080")));
         assert!(!l.permits("x", at("127.0.0.1:8081")));

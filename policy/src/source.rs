@@ -27,7 +27,9 @@ pub enum SourceError {
     PrivateHost { host: String, addr: std::net::IpAddr },
     #[error("host `{0}` does not resolve")]
     Unresolvable(String),
-    #[error("ingest.allow_hosts entry `{0}` is not an address, CIDR or host name with an optional port (e.g. `127.0.0.1:8080`, `10.0.0.0/8`, `[::1]:1935`, `cameras.lan:554`)")]
+    #[error(
+        "ingest.allow_hosts entry `{0}` is not an address, CIDR or host name with an optional port (e.g. `127.0.0.1:8080`, `10.0.0.0/8`, `[::1]:1935`, `cameras.lan:554`)"
+    )]
     BadAllowEntry(String),
 }
 
@@ -101,6 +103,16 @@ pub fn host_port(url: &str) -> Option<(String, u16)> {
     }
 }
 
+/// The URL with its host replaced by an address already checked, so that the media stack
+/// connects where the policy looked and does not resolve the name again (DNS rebinding). Userinfo,
+/// path and query are kept; the port is written out.
+pub fn pin(url: &str, addr: std::net::SocketAddr) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let userinfo = rest[..end].rsplit_once('@').map(|(u, _)| format!("{u}@")).unwrap_or_default();
+    format!("{scheme}://{userinfo}{addr}{}", &rest[end..])
+}
+
 /// IPv4 ranges of the IANA special-purpose registry (RFC 6890 and updates) that a user's URL must
 /// not reach: this network, private, shared (CGNAT), loopback, link-local, IETF protocol
 /// assignments, documentation, 6to4 relay anycast, benchmarking, multicast, reserved, broadcast.
@@ -170,7 +182,10 @@ pub fn is_internal(ip: std::net::IpAddr) -> bool {
 /// Resolves the URL's host and checks every address against the policy ([`crate::AllowList`]);
 /// returns the addresses to connect to, so that what was checked is what is reached (a second
 /// resolution could answer differently). A file URL has none.
-pub async fn check_host(src: &SourceUrl, allow: &crate::AllowList) -> Result<Vec<std::net::SocketAddr>, SourceError> {
+pub async fn check_host(
+    src: &SourceUrl,
+    allow: &crate::AllowList,
+) -> Result<Vec<std::net::SocketAddr>, SourceError> {
     if !src.live {
         return Ok(Vec::new());
     }
@@ -231,6 +246,17 @@ mod tests {
         ] {
             assert!(matches!(validate_url(tricky, &allowed()), Err(SourceError::Ambiguous(_))), "{tricky}");
         }
+    }
+
+    #[test]
+    fn pins_the_checked_address() {
+        let v4: std::net::SocketAddr = "93.184.216.34:1935".parse().unwrap();
+        assert_eq!(
+            pin("rtmp://u:p@cdn.example/live/key?x=1", v4),
+            "rtmp://u:p@93.184.216.34:1935/live/key?x=1"
+        );
+        let v6: std::net::SocketAddr = "[2606:4700::1]:8554".parse().unwrap();
+        assert_eq!(pin("rtsp://cam.example:8554", v6), "rtsp://[2606:4700::1]:8554");
     }
 
     #[test]

@@ -17,9 +17,16 @@ pub enum CutDetector {
 pub struct IngestConfig {
     /// URL schemes a stream may use.
     pub allowed_schemes: Vec<String>,
-    /// Allow URLs whose host is (or resolves to) a private, loopback or link-local address.
-    pub allow_private_hosts: bool,
-    /// HLS playlists checked at registration: at most this many bytes, segments and variants.
+    /// Internal addresses a source may reach after all: each an address, CIDR block or host name
+    /// with an optional port (`127.0.0.1:8080`, `10.0.0.0/8`, `[::1]:1935`, `cams.lan:554`).
+    /// Every other private or special-purpose address is refused.
+    pub allow_hosts: Vec<String>,
+    /// HTTP redirects followed for a source, each checked like the source itself.
+    pub max_redirects: u32,
+    /// Largest HLS segment, key or init section fetched, bytes.
+    pub max_media_bytes: u64,
+    /// HLS playlists, checked at registration and on every refresh: at most this many bytes,
+    /// segments and variants.
     pub max_playlist_bytes: usize,
     pub max_playlist_segments: usize,
     pub max_playlist_variants: usize,
@@ -68,11 +75,21 @@ pub struct IngestConfig {
     pub max_retries: u32,
 }
 
+impl IngestConfig {
+    /// `allow_hosts`, parsed (a loaded configuration has been checked; a malformed entry in a
+    /// hand-built one allows nothing).
+    pub fn allow_list(&self) -> sightline_policy::AllowList {
+        sightline_policy::AllowList::parse(&self.allow_hosts).unwrap_or_default()
+    }
+}
+
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             allowed_schemes: ["rtmp", "rtmps", "rtsp", "http", "https"].map(String::from).to_vec(),
-            allow_private_hosts: false,
+            allow_hosts: Vec::new(),
+            max_redirects: 3,
+            max_media_bytes: 64 << 20,
             max_playlist_bytes: 1 << 20,
             max_playlist_segments: 10_000,
             max_playlist_variants: 32,

@@ -105,6 +105,8 @@ impl Config {
         if !(1..=16).contains(&self.speech.beam_width) {
             return Err(ConfigError::Invalid("speech.beam_width must be 1..=16".into()));
         }
+        sightline_policy::AllowList::parse(&i.allow_hosts)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if i.queue_capacity == 0 || self.gateway.feed_buffer == 0 {
             return Err(ConfigError::Invalid("queue sizes must be ≥ 1".into()));
         }

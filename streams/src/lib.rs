@@ -5,7 +5,6 @@ pub mod audio;
 pub mod backpressure;
 pub mod cut;
 pub mod pipeline;
-pub mod playlist;
 pub mod shots;
 
 pub use audio::{AudioSegment, AudioSegmenter};

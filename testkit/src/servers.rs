@@ -23,7 +23,12 @@ pub struct LiveHls {
 impl LiveHls {
     /// Plays `clip` in real time `loops` times (0 = forever) into `dir` and serves it.
     pub async fn start(clip: &Path, dir: &Path, loops: u32) -> Result<Self, TestSourceError> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(0, clip, dir, loops).await
+    }
+
+    /// As [`Self::start`], on a given port of 127.0.0.1 (0: any free one).
+    pub async fn start_on(port: u16, clip: &Path, dir: &Path, loops: u32) -> Result<Self, TestSourceError> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let port = listener.local_addr()?.port();
         let mut live = Self {
             url: format!("http://127.0.0.1:{port}/live.m3u8"),

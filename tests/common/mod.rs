@@ -32,8 +32,9 @@ pub fn test_config() -> Config {
     // Small byte bounds: JetStream reserves them against its storage limit for every test prefix.
     cfg.nats.work_max_bytes = 32 << 20;
     cfg.nats.events_max_bytes = 32 << 20;
-    // Test sources are on loopback.
-    cfg.ingest.allow_private_hosts = true;
+    // Test sources are on 127.0.0.1 (ephemeral ports); every other internal address stays
+    // refused, and the hostile-source tests use 127.0.0.2 and the special ranges to show it.
+    cfg.ingest.allow_hosts = vec!["127.0.0.1".into()];
     // OCR and image labels run in the tests that check them (search, browser): elsewhere their CPU
     // would only slow the timing-sensitive tests on a small test machine.
     cfg.ocr.workers = 0;

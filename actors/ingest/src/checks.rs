@@ -1,22 +1,28 @@
-//! The playlist check the gateway asks for when a stream is registered ([`Service::CheckSource`]):
-//! ingest fetches the playlist with the media stack it uses anyway (GStreamer's HTTP source, byte
-//! capped) and refuses one over the configured limits.
+//! The source check the gateway asks for when a stream is registered ([`Service::CheckSource`]):
+//! ingest fetches the source once through the egress policy (pinned address, checked redirects)
+//! and refuses a playlist over the configured limits or naming URIs that are not plain http(s).
 
 use sightline_bus::{Bus, rpc};
+use sightline_egress::{EgressConfig, PlaylistLimits};
 use sightline_runtime::Backoff;
 use sightline_settings::IngestConfig;
-use sightline_streams::playlist::{PlaylistLimits, check_playlist};
 use sightline_wire::{CheckSourceReply, CheckSourceRequest, Service};
 use std::time::Duration;
 
 /// Playlists checked at once by one node.
 const CONCURRENCY: usize = 8;
 
-pub fn limits(cfg: &IngestConfig) -> PlaylistLimits {
-    PlaylistLimits {
-        max_bytes: cfg.max_playlist_bytes,
-        max_segments: cfg.max_playlist_segments,
-        max_variants: cfg.max_playlist_variants,
+/// The egress policy and limits from the ingest configuration.
+pub fn egress_config(cfg: &IngestConfig) -> EgressConfig {
+    EgressConfig {
+        allow: cfg.allow_list(),
+        limits: PlaylistLimits {
+            max_bytes: cfg.max_playlist_bytes as u64,
+            max_segments: cfg.max_playlist_segments,
+            max_variants: cfg.max_playlist_variants,
+        },
+        max_media_bytes: cfg.max_media_bytes,
+        max_redirects: cfg.max_redirects,
     }
 }
 
@@ -27,12 +33,15 @@ async fn check(cfg: &IngestConfig, url: &str) -> CheckSourceReply {
         Ok(u) => u,
         Err(e) => return CheckSourceReply::Refused(e.to_string()),
     };
-    if let Err(e) = sightline_policy::check_host(&url, cfg.allow_private_hosts).await {
+    if let Err(e) = sightline_policy::check_host(&url, &cfg.allow_list()).await {
         return CheckSourceReply::Refused(e.to_string());
     }
-    match check_playlist(&url.url, &limits(cfg)).await {
+    if !matches!(url.scheme.as_str(), "http" | "https") {
+        return CheckSourceReply::Accepted;
+    }
+    match sightline_egress::check_source(&egress_config(cfg), &url.url).await {
         Ok(()) => CheckSourceReply::Accepted,
-        Err(e) => CheckSourceReply::Refused(e.to_string()),
+        Err(reason) => CheckSourceReply::Refused(reason),
     }
 }
 

@@ -93,6 +93,10 @@ impl Lifecycle {
         self.attempt += 1;
         status.last_error = Some(detail.to_string());
         status.last_retry_reason = Some(reason);
+        if reason == RetryReason::Refused {
+            self.set_state(status, StreamState::Failed, now_ms);
+            return AfterEnd::Failed { retries: self.attempt - 1 };
+        }
         if self.max_retries > 0 && self.attempt > self.max_retries {
             self.set_state(status, StreamState::Failed, now_ms);
             return AfterEnd::Failed { retries: self.max_retries };
@@ -208,6 +212,16 @@ mod tests {
         assert_eq!(life.ended(&mut st, RetryReason::Error, "bad", 2), AfterEnd::Retry { attempt: 2 });
         assert_eq!(life.ended(&mut st, RetryReason::Error, "worse", 3), AfterEnd::Failed { retries: 2 });
         assert_eq!((st.state, st.last_error.as_deref()), (StreamState::Failed, Some("worse")));
+    }
+
+    #[test]
+    fn a_refused_source_fails_at_once_even_with_retries_left() {
+        let mut life = Lifecycle::new("s", &cfg(0), true);
+        let mut st = StreamStatus::new(0);
+        let why = "segment host resolves to 127.0.0.2";
+        assert_eq!(life.ended(&mut st, RetryReason::Refused, why, 1), AfterEnd::Failed { retries: 0 });
+        assert_eq!((st.state, st.last_error.as_deref()), (StreamState::Failed, Some(why)));
+        assert_eq!(st.last_retry_reason, Some(RetryReason::Refused));
     }
 
     #[test]

@@ -8,6 +8,8 @@ use async_nats::jetstream::consumer::{PullConsumer, pull};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sightline_bus::{Bus, BusError};
 use sightline_bus::{Registry, RetryReason, StreamSpec, StreamState, StreamStatus};
+use sightline_egress::{EgressProxy, Lease};
+use sightline_policy::SourceError;
 use sightline_runtime::Backoff;
 use sightline_settings::IngestConfig;
 use sightline_streams::pipeline::now_ms;
@@ -31,6 +33,8 @@ pub struct StreamActorArgs {
     pub registry: Registry,
     pub ingest: IngestConfig,
     pub metrics: Arc<Metrics>,
+    /// The node's loopback proxy, which HTTP sources are read through.
+    pub egress: Arc<EgressProxy>,
 }
 
 pub enum StreamMsg {
@@ -60,6 +64,8 @@ pub struct StreamActorState {
     /// Fractional frames shed by a reduced rate, carried to the next tick.
     shed_carry: f32,
     lag_consumer: Option<PullConsumer>,
+    /// The current HTTP pipeline's session on the egress proxy.
+    lease: Option<Lease>,
 }
 
 /// Frame sequences remembered for the backlog count (beyond this, the oldest are forgotten).
@@ -93,6 +99,42 @@ impl StreamActorState {
             let spawned = std::thread::Builder::new().name("pipeline-teardown".into()).spawn(move || drop(p));
             if let Err(e) = spawned {
                 tracing::warn!(error = %e, "no thread for the pipeline's teardown; the pipeline is leaked");
+            }
+        }
+        self.lease = None;
+    }
+
+    /// Checks the stored URL again, as at registration (the policy may have changed since, and a
+    /// name may resolve elsewhere now), and says what the pipeline reads: an HTTP source through
+    /// the egress proxy, an RTMP or RTSP source at the address just checked. `Err` carries why the
+    /// pipeline is not started: [`RetryReason::Refused`] for the policy, else an error worth
+    /// retrying (a name that does not resolve now).
+    async fn source_for_pipeline(&mut self) -> Result<String, (RetryReason, String)> {
+        let cfg = &self.args.ingest;
+        let refused = |e: SourceError| {
+            let reason = if matches!(e, SourceError::Unresolvable(_)) {
+                RetryReason::Error
+            } else {
+                RetryReason::Refused
+            };
+            (reason, e.to_string())
+        };
+        let url =
+            sightline_policy::validate_url(&self.args.spec.url, &cfg.allowed_schemes).map_err(refused)?;
+        match url.scheme.as_str() {
+            "http" | "https" => {
+                let lease = self.args.egress.open(&url.url);
+                let proxied = lease.url().to_string();
+                self.lease = Some(lease);
+                Ok(proxied)
+            }
+            scheme => {
+                let addrs = sightline_policy::check_host(&url, &cfg.allow_list()).await.map_err(refused)?;
+                // TLS (rtmps) verifies the name, so it keeps it; the others connect to the address.
+                match addrs.first() {
+                    Some(a) if scheme != "rtmps" => Ok(sightline_policy::pin(&url.url, *a)),
+                    _ => Ok(url.url),
+                }
             }
         }
     }
@@ -131,6 +173,7 @@ impl Actor for StreamActor {
             published: Arc::new(Mutex::new(VecDeque::new())),
             shed_carry: 0.0,
             lag_consumer: None,
+            lease: None,
             args,
             pipeline: None,
             pump: None,
@@ -178,8 +221,14 @@ impl Actor for StreamActor {
                 st.life.starting(&mut st.status, now_ms());
                 st.backpressure = new_backpressure(&st.args.ingest);
                 st.published.lock().unwrap().clear();
-                let spec =
-                    PipelineSpec { url: st.args.spec.url.clone(), base_ms, ingest: st.args.ingest.clone() };
+                let url = match st.source_for_pipeline().await {
+                    Ok(url) => url,
+                    Err((reason, detail)) => {
+                        ended(&myself, st, reason, detail).await;
+                        return Ok(());
+                    }
+                };
+                let spec = PipelineSpec { url, base_ms, ingest: st.args.ingest.clone() };
                 match MediaPipeline::start(&spec, st.stats.clone(), st.args.ingest.queue_capacity) {
                     Ok((pipeline, rx)) => {
                         st.pipeline = Some(pipeline);
@@ -204,27 +253,7 @@ impl Actor for StreamActor {
                 if st.pipeline.is_none() && st.pump.is_none() && reason != RetryReason::StateChange {
                     return Ok(()); // a late report from a pipeline already torn down
                 }
-                st.teardown(reason == RetryReason::Stall);
-                let id = st.args.spec.id.clone();
-                // GStreamer's messages can quote the URL: its credentials never reach the status.
-                let detail = sightline_policy::redact_secrets(&detail, &st.args.spec.url);
-                match st.life.ended(&mut st.status, reason, &detail, now_ms()) {
-                    AfterEnd::Stopped => tracing::info!(stream = %id, "stream ended"),
-                    AfterEnd::Failed { retries } => {
-                        tracing::warn!(stream = %id, %detail, "stream failed after {retries} retries")
-                    }
-                    AfterEnd::Retry { attempt } => {
-                        st.args
-                            .metrics
-                            .reconnects
-                            .get_or_create(&labels(&[("stream", &id), ("reason", reason.as_str())]))
-                            .inc();
-                        let delay = backoff(&st.args.ingest, attempt);
-                        tracing::warn!(stream = %id, ?reason, %detail, retry_in_ms = delay.as_millis() as u64, "stream reconnecting");
-                        st.retry_timer = Some(myself.send_after(delay, || StreamMsg::Start));
-                    }
-                }
-                publish_status(st).await;
+                ended(&myself, st, reason, detail).await;
             }
             StreamMsg::Tick => {
                 let backlog = if st.pipeline.is_some() { frame_backlog(st).await } else { None };
@@ -234,6 +263,39 @@ impl Actor for StreamActor {
         }
         Ok(())
     }
+}
+
+/// The pipeline ended, or could not start: restart it with backoff, or give up.
+async fn ended(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState, reason: RetryReason, detail: String) {
+    // What the egress proxy saw says more than GStreamer's download error.
+    let (reason, detail) = match st.lease.as_ref() {
+        Some(l) if l.refusal().is_some() => (RetryReason::Refused, l.refusal().unwrap_or_default()),
+        Some(l) if reason == RetryReason::Error && l.last_error().is_some() => {
+            (reason, format!("{} ({detail})", l.last_error().unwrap_or_default()))
+        }
+        _ => (reason, detail),
+    };
+    st.teardown(reason == RetryReason::Stall);
+    let id = st.args.spec.id.clone();
+    // GStreamer's messages can quote the URL: its credentials never reach the status.
+    let detail = sightline_policy::redact_secrets(&detail, &st.args.spec.url);
+    match st.life.ended(&mut st.status, reason, &detail, now_ms()) {
+        AfterEnd::Stopped => tracing::info!(stream = %id, "stream ended"),
+        AfterEnd::Failed { retries } => {
+            tracing::warn!(stream = %id, %detail, ?reason, "stream failed after {retries} retries")
+        }
+        AfterEnd::Retry { attempt } => {
+            st.args
+                .metrics
+                .reconnects
+                .get_or_create(&labels(&[("stream", &id), ("reason", reason.as_str())]))
+                .inc();
+            let delay = backoff(&st.args.ingest, attempt);
+            tracing::warn!(stream = %id, ?reason, %detail, retry_in_ms = delay.as_millis() as u64, "stream reconnecting");
+            st.retry_timer = Some(myself.send_after(delay, || StreamMsg::Start));
+        }
+    }
+    publish_status(st).await;
 }
 
 /// How many of this stream's sampled frames wait for the scene workers: its published frames

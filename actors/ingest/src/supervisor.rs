@@ -37,6 +37,8 @@ pub struct SupervisorState {
     running: HashMap<String, ActorRef<StreamMsg>>,
     crashes: HashMap<String, u32>,
     watcher: tokio::task::JoinHandle<()>,
+    /// The loopback proxy every HTTP source of this node is read through.
+    egress: Arc<sightline_egress::EgressProxy>,
 }
 
 impl SupervisorState {
@@ -56,6 +58,7 @@ async fn spawn_stream(myself: &ActorRef<SupervisorMsg>, st: &mut SupervisorState
         registry: st.args.registry.clone(),
         ingest: st.args.ingest.clone(),
         metrics: st.args.metrics.clone(),
+        egress: st.egress.clone(),
     };
     match Actor::spawn_linked(None, StreamActor, args, myself.get_cell()).await {
         Ok((actor, _)) => {
@@ -80,6 +83,8 @@ impl Actor for StreamSupervisor {
         myself: ActorRef<SupervisorMsg>,
         args: SupervisorArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
+        let egress =
+            Arc::new(sightline_egress::EgressProxy::start(crate::checks::egress_config(&args.ingest)).await?);
         let mut changes = args.registry.watch().await?;
         let me = myself.clone();
         let watcher = tokio::spawn(async move {
@@ -95,6 +100,7 @@ impl Actor for StreamSupervisor {
             running: HashMap::new(),
             crashes: HashMap::new(),
             watcher,
+            egress,
         })
     }
 

@@ -56,11 +56,19 @@ pub enum RetryReason {
     Eos,
     Stall,
     StateChange,
+    /// The source broke the source policy or a limit (an internal address, a playlist over its
+    /// bounds, a resolution over the maximum): the stream fails with the reason, no retry.
+    Refused,
 }
 
 impl RetryReason {
-    pub const ALL: [RetryReason; 4] =
-        [RetryReason::Error, RetryReason::Eos, RetryReason::Stall, RetryReason::StateChange];
+    pub const ALL: [RetryReason; 5] = [
+        RetryReason::Error,
+        RetryReason::Eos,
+        RetryReason::Stall,
+        RetryReason::StateChange,
+        RetryReason::Refused,
+    ];
 
     /// The metric label and API value.
     pub fn as_str(self) -> &'static str {
@@ -69,6 +77,7 @@ impl RetryReason {
             RetryReason::Eos => "eos",
             RetryReason::Stall => "stall",
             RetryReason::StateChange => "state_change",
+            RetryReason::Refused => "refused",
         }
     }
 }
