@@ -45,7 +45,7 @@ impl Wiring<'_> {
         let models = &cfg.models;
         let mut children = Vec::new();
         let (s, metrics) = (&cfg.scenes, self.metrics.clone());
-        let work = self.work(n.frames_stream(), n.frames_all(), "scenes", &s.worker(), 30);
+        let work = self.work(n.frames_stream(), n.frames_all(), "scenes", &s.worker());
         // Frames' label text is embedded, and keyframes are checked for duplicates, in this pool.
         let enrich = Enrich::new(cfg, true, true);
         children.extend(self.pool(
@@ -60,7 +60,7 @@ impl Wiring<'_> {
             },
         ));
         let sp = &cfg.speech;
-        let work = self.work(n.audio_stream(), n.audio_all(), "speech", &sp.worker(), 120);
+        let work = self.work(n.audio_stream(), n.audio_all(), "speech", &sp.worker());
         let enrich = Enrich::new(cfg, true, false);
         children.extend(self.pool(
             "speech",
@@ -75,7 +75,7 @@ impl Wiring<'_> {
         ));
         if cfg.ingest.cut_detector == CutDetector::Transnetv2 {
             let sh = &cfg.shots;
-            let work = self.work(n.shots_stream(), n.shots_all(), "shots", &sh.worker(), 60);
+            let work = self.work(n.shots_stream(), n.shots_all(), "shots", &sh.worker());
             let model = registered(cfg, &models.shots);
             children.extend(self.pool("shots", sh.workers, work, model, Enrich::none(), |spec| {
                 let full = cfg.clone();
@@ -83,7 +83,7 @@ impl Wiring<'_> {
             }));
         }
         let (o, metrics) = (&cfg.ocr, self.metrics.clone());
-        let work = self.work(n.frames_stream(), n.frames_all(), "ocr", &o.worker(), 60);
+        let work = self.work(n.frames_stream(), n.frames_all(), "ocr", &o.worker());
         let enrich = Enrich::new(cfg, true, false);
         children.extend(self.pool("ocr", o.workers, work, registered(cfg, &models.ocr), enrich, |spec| {
             let (full, metrics) = (cfg.clone(), metrics.clone());
@@ -114,20 +114,13 @@ impl Wiring<'_> {
     }
 
     /// A pool's consumer: `kind` on `stream`, bounded by the pool's settings.
-    fn work(
-        &self,
-        stream: String,
-        filter: String,
-        kind: &str,
-        w: &WorkerConfig,
-        ack_wait_s: u64,
-    ) -> WorkSpec {
+    fn work(&self, stream: String, filter: String, kind: &str, w: &WorkerConfig) -> WorkSpec {
         WorkSpec {
             batch_max: w.batch_max,
             batch_deadline: Duration::from_millis(w.batch_deadline_ms),
             max_ack_pending: w.max_ack_pending,
             max_deliver: w.max_deliver,
-            ack_wait: Duration::from_secs(ack_wait_s),
+            ack_wait: Duration::from_secs(sightline_settings::ack_wait_s(kind)),
             ..WorkSpec::new(stream, filter, self.bus.names.consumer(kind))
         }
     }

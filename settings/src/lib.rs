@@ -90,7 +90,38 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The longest an item can take from its first delivery to its last in any pool:
+    /// `max_deliver + 1` deliveries (the server's one extra, for the dead-letter decision), each
+    /// ending by its ack wait or a nak of at most [`pools::MAX_RETRY_DELAY_S`]. Pools that retry
+    /// forever (`max_deliver` ≤ 0) are left out: no window covers them.
+    pub fn retry_horizon_s(&self) -> u64 {
+        [
+            ("scenes", self.scenes.max_deliver),
+            ("speech", self.speech.max_deliver),
+            ("shots", self.shots.max_deliver),
+            ("ocr", self.ocr.max_deliver),
+        ]
+        .iter()
+        .filter(|(_, d)| *d > 0)
+        .map(|(k, d)| (*d as u64 + 1) * (pools::ack_wait_s(k) + pools::MAX_RETRY_DELAY_S))
+        .max()
+        .unwrap_or(0)
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        let horizon = self.retry_horizon_s();
+        if self.nats.events_duplicate_window_s < horizon {
+            return Err(ConfigError::Invalid(format!(
+                "nats.events_duplicate_window_s ({}) is shorter than the pools' retries take ({horizon} s: (max_deliver + 1) × (ack wait + {} s)); raise it, or lower max_deliver",
+                self.nats.events_duplicate_window_s,
+                pools::MAX_RETRY_DELAY_S
+            )));
+        }
+        if self.nats.events_duplicate_window_s > self.nats.events_max_age_s {
+            return Err(ConfigError::Invalid(
+                "nats.events_duplicate_window_s cannot exceed nats.events_max_age_s".into(),
+            ));
+        }
         self.models.validate()?;
         let i = &self.ingest;
         if i.sample_fps == 0 || i.sample_fps > 30 {
@@ -129,6 +160,37 @@ fn parse_env_value(raw: &str) -> toml::Value {
 mod tests {
     use super::*;
     use crate::models::spec;
+
+    #[test]
+    fn the_duplicate_window_outlasts_every_pools_retries() {
+        let cfg = Config::default();
+        // Speech: 6 deliveries of at most 120 s ack wait + 26 s nak delay.
+        assert_eq!(cfg.retry_horizon_s(), 6 * 146);
+        assert!(cfg.validate().is_ok());
+        let mut more = Config::default();
+        more.speech.max_deliver = 10;
+        let err = more.validate().unwrap_err().to_string();
+        assert!(err.contains("events_duplicate_window_s") && err.contains("1606"), "{err}");
+        more.nats.events_duplicate_window_s = 1606;
+        assert!(more.validate().is_ok());
+        // Retrying forever cannot be covered, and is not counted.
+        more.speech.max_deliver = -1;
+        assert_eq!(more.retry_horizon_s(), 6 * 86);
+        let mut short = Config::default();
+        short.nats.events_max_age_s = 600;
+        assert!(short.validate().unwrap_err().to_string().contains("events_max_age_s"));
+    }
+
+    #[test]
+    fn malformed_allow_list_entries_are_config_errors() {
+        let err = Config::load_with_env(
+            None,
+            [("SIGHTLINE_INGEST__ALLOW_HOSTS".into(), r#"["10.0.0.0/40"]"#.into())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("10.0.0.0/40"), "{err}");
+    }
 
     #[test]
     fn env_overrides_file_and_keeps_types() {

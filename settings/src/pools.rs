@@ -43,6 +43,18 @@ impl Default for ScenesConfig {
     }
 }
 
+/// How long a pool's worker may hold a message without a word before JetStream redelivers it,
+/// seconds (progress acks extend it while a batch runs): scenes, speech, shots, OCR.
+pub const ACK_WAIT_S: [(&str, u64); 4] = [("scenes", 30), ("speech", 120), ("shots", 60), ("ocr", 60)];
+
+/// A pool's ack wait, seconds (60 for a kind not listed).
+pub fn ack_wait_s(kind: &str) -> u64 {
+    ACK_WAIT_S.iter().find(|(k, _)| *k == kind).map(|(_, s)| *s).unwrap_or(60)
+}
+
+/// Longest delay between two tries of a failed item (the inference retry backoff's cap, rounded up).
+pub const MAX_RETRY_DELAY_S: u64 = 26;
+
 /// How an inference pool pulls its work: the part its consumer is made from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WorkerConfig {

@@ -23,6 +23,11 @@ pub struct NatsConfig {
     pub events_max_age_s: u64,
     /// Byte bound on the events stream.
     pub events_max_bytes: i64,
+    /// JetStream drops a second event with the same id within this window, seconds. It must
+    /// outlast every pool's retries (see [`crate::Config::retry_horizon_s`]), so a redelivered
+    /// item's events are never published twice; work streams use the same window, up to their
+    /// `work_max_age_s`.
+    pub events_duplicate_window_s: u64,
 }
 
 impl Default for NatsConfig {
@@ -36,6 +41,7 @@ impl Default for NatsConfig {
             work_max_bytes: 256 << 20,
             events_max_age_s: 7 * 24 * 3600,
             events_max_bytes: 1 << 30,
+            events_duplicate_window_s: 900,
         }
     }
 }

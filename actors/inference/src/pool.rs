@@ -167,16 +167,30 @@ impl<P: Processor> InferencePool<P> {
 type BatchResults = Vec<ItemResult>;
 
 /// Runs `payloads` on one model on a blocking thread; None when it ran past `timeout` (the thread
-/// finishes on its own; its results are dropped). A panic surfaces as a JoinError.
+/// finishes on its own; its results are dropped). A panic in the model fails every item of the
+/// batch with the panic's message, so the items are retried and, past `max_deliver`,
+/// dead-lettered like any other failure (never dropped by a crash loop).
 async fn run_model<P: Processor>(
     processor: &Arc<Mutex<P>>,
     payloads: Vec<bytes::Bytes>,
     timeout: Option<Duration>,
 ) -> Result<Option<(BatchResults, String)>, tokio::task::JoinError> {
+    let n = payloads.len();
     let processor = processor.clone();
     let task = tokio::task::spawn_blocking(move || {
         let mut p = processor.lock().unwrap_or_else(|e| e.into_inner());
-        (p.process_batch(&payloads), p.model().to_string())
+        let model = p.model().to_string();
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.process_batch(&payloads)));
+        let results = ran.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(%model, panic = %what, "the model panicked; its batch is failed and retried");
+            (0..n).map(|_| Err(ItemError(format!("the model panicked: {what}")))).collect()
+        });
+        (results, model)
     });
     match timeout {
         Some(t) => match tokio::time::timeout(t, task).await {
@@ -203,8 +217,8 @@ impl<P: Processor> Batches for InferencePool<P> {
         let started = Instant::now();
         let route = self.route().await;
         let fallback = self.fallback.as_ref().map(|(p, policy)| (p.clone(), *policy));
-        // A panic in a model fails the worker; its supervisor restarts it and the unacked batch is
-        // redelivered.
+        // A model's panic is an item failure (see `run_model`); a task that cannot be joined
+        // otherwise fails the worker, and its supervisor restarts it.
         let failed =
             |e: tokio::task::JoinError| WorkerError::Failed { worker: self.kind.into(), source: e.into() };
         let ran = match (route, &self.primary, &fallback) {
@@ -304,5 +318,46 @@ impl<P: Processor> InferencePool<P> {
                 self.metrics.dlq.get_or_create(&labels(&[("kind", self.kind)])).inc();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fails on payloads that say so, panics on the ones that say "boom".
+    struct Fragile;
+
+    impl Processor for Fragile {
+        fn kind(&self) -> &'static str {
+            "fragile"
+        }
+        fn model(&self) -> &str {
+            "fragile@1"
+        }
+        fn process(&mut self, payload: &[u8]) -> ItemResult {
+            match payload {
+                b"boom" => panic!("index out of range in postprocessing"),
+                b"bad" => Err(ItemError("bad input".into())),
+                _ => Ok(Vec::new()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_model_fails_its_batch_items_and_stays_usable() {
+        let p = Arc::new(Mutex::new(Fragile));
+        let batch = ["ok", "boom", "ok"].map(|s| bytes::Bytes::from_static(s.as_bytes())).to_vec();
+        let (results, model) = run_model(&p, batch, None).await.unwrap().unwrap();
+        assert_eq!(model, "fragile@1");
+        assert_eq!(results.len(), 3);
+        for r in &results {
+            let e = r.as_ref().unwrap_err();
+            assert!(e.0.contains("panicked") && e.0.contains("index out of range"), "{}", e.0);
+        }
+        // The same processor serves the next batch.
+        let again = vec![bytes::Bytes::from_static(b"ok"), bytes::Bytes::from_static(b"bad")];
+        let (results, _) = run_model(&p, again, None).await.unwrap().unwrap();
+        assert!(results[0].is_ok() && results[1].as_ref().unwrap_err().0 == "bad input");
     }
 }

@@ -75,6 +75,9 @@ pub fn decide(outcome: Outcome<'_>, delivered: i64, policy: &RetryPolicy) -> Act
     match outcome {
         Outcome::Done => Action::Ack,
         Outcome::PublishFailed => Action::Nak(policy.publish_retry),
+        Outcome::TimedOut if policy.max_deliver > 0 && delivered >= policy.max_deliver => {
+            Action::DeadLetter(format!("ran past the model's time limit on each of {delivered} tries"))
+        }
         Outcome::TimedOut => Action::Nak(policy.timeout_retry),
         Outcome::DeadLetterFailed => Action::Nak(policy.dead_letter_retry),
         Outcome::Undecodable => Action::Term,
@@ -129,8 +132,17 @@ mod tests {
     fn publish_timeout_and_dead_letter_failures_retry_at_fixed_delays() {
         let p = RetryPolicy::inference(3);
         assert_eq!(decide(Outcome::PublishFailed, 3, &p), Action::Nak(Duration::from_secs(1)));
-        assert_eq!(decide(Outcome::TimedOut, 3, &p), Action::Nak(ms(100)));
+        assert_eq!(decide(Outcome::TimedOut, 2, &p), Action::Nak(ms(100)));
         assert_eq!(decide(Outcome::DeadLetterFailed, 3, &p), Action::Nak(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn timeouts_go_to_the_dead_letter_subject_on_the_last_try() {
+        let p = RetryPolicy::inference(3);
+        assert_eq!(decide(Outcome::TimedOut, 2, &p), Action::Nak(ms(100)));
+        let Action::DeadLetter(why) = decide(Outcome::TimedOut, 3, &p) else { panic!("not dead-lettered") };
+        assert!(why.contains("time limit") && why.contains('3'), "{why}");
+        assert_eq!(decide(Outcome::TimedOut, 99, &RetryPolicy::inference(-1)), Action::Nak(ms(100)));
     }
 
     #[test]

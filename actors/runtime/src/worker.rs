@@ -58,10 +58,45 @@ pub trait Batches: Send + 'static {
     }
 }
 
+/// Messages whose every earlier delivery ended without an answer (the worker crashed or was
+/// killed mid-batch, each time): JetStream has one delivery left past `max_deliver`, and the
+/// message would be dropped silently after it, so it goes to the dead-letter subject instead of
+/// into a batch. Returns the rest.
+async fn dead_letter_exhausted(bus: &Bus, kind: &str, work: &WorkSpec, batch: Vec<Message>) -> Vec<Message> {
+    if work.max_deliver <= 0 {
+        return batch;
+    }
+    let (exhausted, rest): (Vec<Message>, Vec<Message>) =
+        batch.into_iter().partition(|m| delivered(m) > work.max_deliver);
+    let policy = RetryPolicy::inference(work.max_deliver);
+    for m in &exhausted {
+        let why = format!(
+            "none of its {} deliveries was answered (the worker crashed, was killed, or ran past ack_wait each time)",
+            delivered(m) - 1
+        );
+        settle(bus, kind, m, Action::DeadLetter(why), &policy).await;
+    }
+    rest
+}
+
+/// Tells JetStream, every third of `ack_wait`, that the messages in hand are still being worked
+/// on, so a long batch is not redelivered to another worker mid-work. Never returns.
+async fn keep_in_progress(batch: Vec<Message>, ack_wait: Duration) {
+    let every = (ack_wait / 3).max(Duration::from_millis(100));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        ticker.tick().await;
+        for m in &batch {
+            let _ = m.ack_with(AckKind::Progress).await;
+        }
+    }
+}
+
 /// The loop: until `shutdown` turns true (or its sender is dropped), tick when due, fetch a batch
 /// and hand it over. A failed fetch backs off (500 ms doubling to 5 s) without failing the worker.
 pub async fn run<B: Batches>(
     mut batches: B,
+    bus: Bus,
     consumer: PullConsumer,
     work: WorkSpec,
     mut shutdown: watch::Receiver<bool>,
@@ -83,7 +118,16 @@ pub async fn run<B: Batches>(
                 Ok(batch) if batch.is_empty() => None,
                 Ok(batch) => {
                     fetch_failures = 0;
-                    batches.batch(batch).await?
+                    let batch = dead_letter_exhausted(&bus, batches.name(), &work, batch).await;
+                    if batch.is_empty() {
+                        None
+                    } else {
+                        let progress = keep_in_progress(batch.clone(), work.ack_wait);
+                        tokio::select! {
+                            done = batches.batch(batch) => done?,
+                            _ = progress => unreachable!("progress acks never end"),
+                        }
+                    }
                 }
                 Err(e) => {
                     fetch_failures += 1;
@@ -198,8 +242,9 @@ impl<B: Batches> Actor for WorkerActor<B> {
         tracing::info!(worker = batches.name(), consumer = %args.work.consumer, "worker ready");
         let (shutdown, stop) = watch::channel(false);
         let task = tokio::spawn(async move {
-            let ended =
-                std::panic::AssertUnwindSafe(run(batches, consumer, args.work, stop)).catch_unwind().await;
+            let ended = std::panic::AssertUnwindSafe(run(batches, args.bus, consumer, args.work, stop))
+                .catch_unwind()
+                .await;
             let ended = match ended {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(WorkerExit(error_chain(&e))),

@@ -87,7 +87,7 @@ impl Bus {
             discard: stream::DiscardPolicy::Old,
             storage: stream::StorageType::File,
             num_replicas: c.replicas,
-            duplicate_window: Duration::from_secs(60),
+            duplicate_window: Duration::from_secs(c.events_duplicate_window_s.min(c.work_max_age_s)),
             ..Default::default()
         };
         for cfg in [
@@ -102,7 +102,7 @@ impl Bus {
                 discard: stream::DiscardPolicy::Old,
                 storage: stream::StorageType::File,
                 num_replicas: c.replicas,
-                duplicate_window: Duration::from_secs(120),
+                duplicate_window: Duration::from_secs(c.events_duplicate_window_s),
                 ..Default::default()
             },
             stream::Config {
@@ -117,7 +117,15 @@ impl Bus {
             },
         ] {
             let name = cfg.name.clone();
-            self.js.get_or_create_stream(cfg).await.map_err(js_err(format!("stream {name}")))?;
+            let what = format!("stream {name}");
+            let mut stream = self.js.get_or_create_stream(cfg.clone()).await.map_err(js_err(&what))?;
+            // A stream made by an older version keeps its settings; bring the duplicate window up
+            // to date (what no-loss-no-duplicates rests on) without touching its messages.
+            let have = stream.info().await.map_err(js_err(&what))?.config.duplicate_window;
+            if have != cfg.duplicate_window {
+                tracing::info!(stream = %name, from_s = have.as_secs(), to_s = cfg.duplicate_window.as_secs(), "updating the duplicate window");
+                self.js.update_stream(cfg).await.map_err(js_err(&what))?;
+            }
         }
         for bucket in [n.registry_bucket(), n.status_bucket()] {
             self.js
