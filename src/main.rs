@@ -129,6 +129,7 @@ async fn start_demo(node: &Node, dir: &Path, port: u16) -> Result<sightline_test
         url: live.url.clone(),
         created_ms: sightline_streams::pipeline::now_ms(),
         paused: false,
+        incarnation: sightline_bus::new_incarnation(),
     };
     anyhow::ensure!(node.registry.create(&spec).await?, "demo stream id {} is taken", spec.id);
     println!(

@@ -210,8 +210,14 @@ async fn churn_round(reg: sightline_actors::Registry, url: String, n: usize, rou
     use sightline_actors::{StreamSpec, StreamState};
     let ids: Vec<String> = (0..n).map(|i| format!("churn-{round}-{i}")).collect();
     for id in &ids {
-        let spec =
-            StreamSpec { id: id.clone(), name: id.clone(), url: url.clone(), created_ms: 0, paused: false };
+        let spec = StreamSpec {
+            id: id.clone(),
+            name: id.clone(),
+            url: url.clone(),
+            created_ms: 0,
+            paused: false,
+            incarnation: 1,
+        };
         reg.create(&spec).await?;
     }
     // Each stream must be decoding before it is deleted.

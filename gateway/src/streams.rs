@@ -122,7 +122,14 @@ pub(crate) async fn create_stream(
             format!("{max} streams are registered, the most allowed (ingest.max_streams); delete one first"),
         ));
     }
-    let spec = StreamSpec { id: id.clone(), name, url: url.url, created_ms: now_ms(), paused: false };
+    let spec = StreamSpec {
+        id: id.clone(),
+        name,
+        url: url.url,
+        created_ms: now_ms(),
+        paused: false,
+        incarnation: sightline_bus::new_incarnation(),
+    };
     if st.registry.create(&spec).await? {
         tracing::info!(stream = %spec.id, url = %redact_url(&spec.url), "stream registered");
         return Ok((StatusCode::CREATED, Json(shown(st.registry.view(spec).await?))));

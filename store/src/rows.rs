@@ -137,6 +137,7 @@ impl EventRow {
             id: self.id.clone(),
             kind: EventKind::parse(&self.kind)?,
             stream_id: self.stream_id.clone(),
+            incarnation: sightline_wire::StreamRef::incarnation_of(&self.id),
             pts_ms: self.pts_ms,
             end_ms: self.end_ms,
             wall_ms: (self.wall_time.unix_timestamp_nanos() / 1_000_000) as i64,

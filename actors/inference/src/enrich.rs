@@ -9,7 +9,7 @@ use sightline_models::{ModelError, TextEmbedder};
 use sightline_settings::Config;
 use sightline_store::{Query, VectorStore, filter_string};
 use sightline_telemetry::Metrics;
-use sightline_wire::{Detail, DuplicateInfo, Event, EventKind, Names, VectorSpace};
+use sightline_wire::{Detail, DuplicateInfo, Event, EventKind, Names, StreamRef, VectorSpace};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -197,7 +197,13 @@ impl DuplicateFinder {
         if score < self.min_similarity {
             return None;
         }
-        let mut dup = Event::new(EventKind::Duplicate, &e.stream_id, e.pts_ms, e.wall_ms, FRAME_MODEL);
+        let mut dup = Event::new(
+            EventKind::Duplicate,
+            StreamRef::new(&e.stream_id, e.incarnation),
+            e.pts_ms,
+            e.wall_ms,
+            FRAME_MODEL,
+        );
         dup.score = score;
         dup.text = format!("same picture as {other_stream} at {other_pts} ms");
         let info = DuplicateInfo {

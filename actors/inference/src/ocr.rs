@@ -70,8 +70,7 @@ impl Processor for OcrProcessor {
             .enumerate()
             .filter(|(_, l)| !before.contains(&l.text))
             .map(|(i, l)| {
-                let mut e =
-                    Event::new(EventKind::Ocr, &meta.stream_id, meta.pts_ms, meta.wall_ms, &self.model);
+                let mut e = Event::new(EventKind::Ocr, meta.stream(), meta.pts_ms, meta.wall_ms, &self.model);
                 // Several lines can be read off one frame: the line's place makes the id unique.
                 e.id = format!("{}.{i}", e.id);
                 e.text = l.text.clone();

@@ -104,7 +104,7 @@ impl SceneProcessor {
         }
         self.last.insert(meta.stream_id.clone(), (sig.phash, meta.pts_ms));
         let mut e =
-            Event::new(EventKind::Frame, &meta.stream_id, meta.pts_ms, meta.wall_ms, &self.labeled_model);
+            Event::new(EventKind::Frame, meta.stream(), meta.pts_ms, meta.wall_ms, &self.labeled_model);
         e.score = if keyframe { 1.0 } else { 0.0 };
         let thumbnail = thumbnail_bmp(pixels, meta.width as usize, meta.height as usize, THUMB_W, THUMB_H)
             .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
@@ -218,7 +218,7 @@ impl SceneProcessor {
             .map(|c| {
                 let mut e = Event::new(
                     EventKind::Scene,
-                    &meta.stream_id,
+                    meta.stream(),
                     c.pts_ms,
                     meta.wall_ms - (meta.pts_ms - c.pts_ms),
                     self.model(),

@@ -54,7 +54,7 @@ impl ShotProcessor {
                 let pts = meta.pts_ms[i];
                 let mut e = Event::new(
                     EventKind::Scene,
-                    &meta.stream_id,
+                    meta.stream(),
                     pts,
                     meta.wall_ms - (last - pts),
                     &self.model,

@@ -53,7 +53,7 @@ impl Processor for SpeechProcessor {
             let end = meta.start_ms + (e as i64 * 1000 / 16_000);
             let mut ev = Event::new(
                 EventKind::Transcript,
-                &meta.stream_id,
+                meta.stream(),
                 start,
                 meta.wall_ms + (start - meta.start_ms),
                 self.model(),

@@ -235,7 +235,7 @@ impl Actor for StreamActor {
                         st.pump = Some(tokio::spawn(pump(
                             rx,
                             st.args.bus.clone(),
-                            st.args.spec.id.clone(),
+                            (st.args.spec.id.clone(), st.args.spec.incarnation),
                             myself.clone(),
                             st.stats.clone(),
                             st.published.clone(),
@@ -405,17 +405,17 @@ async fn publish_status(st: &StreamActorState) {
 async fn pump(
     mut rx: tokio::sync::mpsc::Receiver<MediaItem>,
     bus: Bus,
-    stream_id: String,
+    (stream_id, incarnation): (String, u32),
     actor: ActorRef<StreamMsg>,
     stats: Arc<IngestStats>,
     published: Arc<Mutex<VecDeque<u64>>>,
 ) {
     while let Some(item) = rx.recv().await {
         let sent = match item {
-            MediaItem::Frame(f) => publish_frame(&bus, &stream_id, f, &published).await,
-            MediaItem::Audio(seg) => publish_audio(&bus, &stream_id, seg).await,
+            MediaItem::Frame(f) => publish_frame(&bus, (&stream_id, incarnation), f, &published).await,
+            MediaItem::Audio(seg) => publish_audio(&bus, (&stream_id, incarnation), seg).await,
             MediaItem::Shots(w) => {
-                if let Err(e) = publish_shots(&bus, &stream_id, w).await {
+                if let Err(e) = publish_shots(&bus, (&stream_id, incarnation), w).await {
                     stats.dropped_shot_windows.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(stream = %stream_id, error = %e, "publish failed; shot window dropped");
                 }
@@ -443,7 +443,7 @@ async fn pump(
 /// A sampled frame, remembering its sequence for the backlog count.
 async fn publish_frame(
     bus: &Bus,
-    stream_id: &str,
+    (stream_id, incarnation): (&str, u32),
     f: SampledFrame,
     published: &Mutex<VecDeque<u64>>,
 ) -> Result<u64, BusError> {
@@ -454,6 +454,7 @@ async fn publish_frame(
         width: f.width,
         height: f.height,
         cuts: f.cuts,
+        incarnation,
     };
     let seq = bus.publish_frame(&meta, &f.rgb).await?;
     let mut q = published.lock().unwrap();
@@ -464,19 +465,28 @@ async fn publish_frame(
     Ok(seq)
 }
 
-async fn publish_audio(bus: &Bus, stream_id: &str, seg: AudioSegment) -> Result<u64, BusError> {
+async fn publish_audio(
+    bus: &Bus,
+    (stream_id, incarnation): (&str, u32),
+    seg: AudioSegment,
+) -> Result<u64, BusError> {
     let meta = AudioMeta {
         stream_id: stream_id.to_string(),
         start_ms: seg.start_ms,
         end_ms: seg.end_ms,
         wall_ms: now_ms() - (seg.end_ms - seg.start_ms),
         samples: seg.samples.len(),
+        incarnation,
     };
     let payload = encode(&meta, &audio_bytes(&seg.samples));
     bus.publish(bus.names.audio_subject(stream_id), &meta.msg_id(), payload).await
 }
 
-async fn publish_shots(bus: &Bus, stream_id: &str, w: ShotWindow) -> Result<u64, BusError> {
+async fn publish_shots(
+    bus: &Bus,
+    (stream_id, incarnation): (&str, u32),
+    w: ShotWindow,
+) -> Result<u64, BusError> {
     let meta = ShotWindowMeta {
         stream_id: stream_id.to_string(),
         pts_ms: w.pts_ms,
@@ -485,6 +495,7 @@ async fn publish_shots(bus: &Bus, stream_id: &str, w: ShotWindow) -> Result<u64,
         height: sightline_streams::shots::SHOT_HEIGHT,
         read_from: w.read_from,
         read_to: w.read_to,
+        incarnation,
     };
     bus.publish(bus.names.shots_subject(stream_id), &meta.msg_id(), encode(&meta, &w.rgb)).await
 }

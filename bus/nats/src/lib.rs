@@ -8,5 +8,7 @@ pub mod rpc;
 pub mod work;
 
 pub use connection::{Bus, BusError};
-pub use registry::{Change, Registry, RetryReason, StreamSpec, StreamState, StreamStatus, StreamView};
+pub use registry::{
+    Change, Registry, RetryReason, StreamSpec, StreamState, StreamStatus, StreamView, new_incarnation,
+};
 pub use work::{WorkSpec, fetch_batch, publish_events, work_consumer};

@@ -18,6 +18,27 @@ pub struct StreamSpec {
     /// Paused by a user: registered, but not ingested until resumed.
     #[serde(default)]
     pub paused: bool,
+    /// Drawn anew at every registration and part of every message and event id of the stream
+    /// ([`sightline_wire::StreamRef`]): a stream deleted and registered again under the same id
+    /// starts its media clock at 0 without colliding with its earlier life. 0 for streams
+    /// registered before incarnations existed (their ids keep the old form).
+    #[serde(default)]
+    pub incarnation: u32,
+}
+
+/// A fresh, non-zero incarnation for a new registration.
+pub fn new_incarnation() -> u32 {
+    loop {
+        let n = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u32)
+            .rotate_left(13)
+            ^ std::process::id().wrapping_mul(0x9e37_79b9);
+        if n != 0 {
+            return n;
+        }
+    }
 }
 
 /// What the owning ingest node reports, refreshed every second.

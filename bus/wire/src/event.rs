@@ -43,6 +43,9 @@ pub struct Event {
     pub id: String,
     pub kind: EventKind,
     pub stream_id: String,
+    /// The stream registration's incarnation, part of the id ([`crate::StreamRef`]).
+    #[serde(default, skip_serializing_if = "crate::work::is_zero")]
+    pub incarnation: u32,
     /// Media time the event starts at, milliseconds on the stream's media clock.
     pub pts_ms: i64,
     /// Media time it ends at (transcript segments), when it has a duration.
@@ -155,16 +158,25 @@ pub struct DuplicateInfo {
 }
 
 impl Event {
-    pub fn make_id(stream_id: &str, kind: EventKind, pts_ms: i64) -> String {
-        format!("{stream_id}.{}.{pts_ms}", kind.as_str())
+    pub fn make_id<'a>(stream: impl Into<crate::StreamRef<'a>>, kind: EventKind, pts_ms: i64) -> String {
+        stream.into().id_for(kind.as_str(), pts_ms)
     }
 
-    /// An event with the common fields set and no kind-specific details.
-    pub fn new(kind: EventKind, stream_id: &str, pts_ms: i64, wall_ms: i64, model: &str) -> Self {
+    /// An event with the common fields set and no kind-specific details. `stream` is the work's
+    /// [`crate::StreamRef`] (a plain id means incarnation 0).
+    pub fn new<'a>(
+        kind: EventKind,
+        stream: impl Into<crate::StreamRef<'a>>,
+        pts_ms: i64,
+        wall_ms: i64,
+        model: &str,
+    ) -> Self {
+        let stream = stream.into();
         Event {
-            id: Event::make_id(stream_id, kind, pts_ms),
+            id: stream.id_for(kind.as_str(), pts_ms),
             kind,
-            stream_id: stream_id.to_string(),
+            stream_id: stream.id.to_string(),
+            incarnation: stream.incarnation,
             pts_ms,
             end_ms: None,
             wall_ms,

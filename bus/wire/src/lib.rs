@@ -44,6 +44,7 @@ mod tests {
             width: 4,
             height: 2,
             cuts: vec![CutCandidate { pts_ms: 1466, score: 0.8 }],
+            incarnation: 0,
         };
         let pixels: Vec<u8> = (0..24).collect();
         let msg = encode(&meta, &pixels);
@@ -60,7 +61,14 @@ mod tests {
     #[test]
     fn audio_round_trip() {
         let samples = vec![0.5f32, -0.25, 1.0];
-        let meta = AudioMeta { stream_id: "s".into(), start_ms: 0, end_ms: 1, wall_ms: 0, samples: 3 };
+        let meta = AudioMeta {
+            stream_id: "s".into(),
+            start_ms: 0,
+            end_ms: 1,
+            wall_ms: 0,
+            samples: 3,
+            incarnation: 0,
+        };
         let (m, s) = decode_audio(&encode(&meta, &audio_bytes(&samples))).unwrap();
         assert_eq!(m, meta);
         assert_eq!(s, samples);
@@ -74,6 +82,29 @@ mod tests {
         assert_eq!(n.events_filter(None, Some("abc")), "t1.events.*.abc");
         assert_eq!(n.events_stream(), "T1_EVENTS");
         assert_eq!(Event::make_id("abc", EventKind::Transcript, 42), "abc.transcript.42");
+        // A registration's incarnation keeps a re-registered id's events apart from the old ones.
+        let again = StreamRef::new("abc", 0xbeef);
+        assert_eq!(Event::make_id(again, EventKind::Transcript, 42), "abc.transcript.42.rbeef");
+        let e = Event::new(EventKind::Scene, again, 7, 0, "m@1");
+        assert_eq!(
+            (e.id.as_str(), e.stream_id.as_str(), e.incarnation),
+            ("abc.scene.7.rbeef", "abc", 0xbeef)
+        );
+        let meta = AudioMeta {
+            stream_id: "abc".into(),
+            start_ms: 5,
+            end_ms: 9,
+            wall_ms: 0,
+            samples: 1,
+            incarnation: 3,
+        };
+        assert_eq!(meta.msg_id(), "abc.audio.5.r3");
+        assert_eq!(StreamRef::incarnation_of("abc.ocr.1000.rbeef.2"), 0xbeef);
+        assert_eq!(StreamRef::incarnation_of("abc.scene.7.rbeef"), 0xbeef);
+        assert_eq!(StreamRef::incarnation_of("abc.scene.7"), 0);
+        // Old messages (no incarnation field) still read, as incarnation 0.
+        let old: Event = serde_json::from_str(r#"{"id":"a.scene.1","kind":"scene","stream_id":"a","pts_ms":1,"wall_ms":0,"score":0,"model":"m"}"#).unwrap();
+        assert_eq!(old.incarnation, 0);
         assert_eq!(EventKind::parse("scene"), Some(EventKind::Scene));
         assert_eq!(EventKind::parse("bogus"), None);
     }

@@ -17,6 +17,55 @@ pub enum WireError {
     PayloadSize { got: usize, want: usize },
 }
 
+/// A stream as ids name it: its id and its registration's incarnation. A stream deleted and
+/// registered again under the same id gets a new incarnation, so its media clock restarting at 0
+/// never reuses an earlier registration's message and event ids (JetStream would drop the new
+/// messages as duplicates; ClickHouse would replace the old history). Incarnation 0 (streams
+/// registered before incarnations existed) keeps the original id format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamRef<'a> {
+    pub id: &'a str,
+    pub incarnation: u32,
+}
+
+impl<'a> StreamRef<'a> {
+    pub fn new(id: &'a str, incarnation: u32) -> Self {
+        Self { id, incarnation }
+    }
+
+    /// The incarnation an id names (0 when it names none): the `r<hex>` part after the media time.
+    pub fn incarnation_of(id: &str) -> u32 {
+        id.rsplit('.')
+            .take(2)
+            .find_map(|part| part.strip_prefix('r').and_then(|h| u32::from_str_radix(h, 16).ok()))
+            .unwrap_or(0)
+    }
+
+    /// `<stream>.<what>.<ms>`, with `.r<incarnation in hex>` after it when the incarnation is set.
+    pub fn id_for(&self, what: &str, ms: i64) -> String {
+        match self.incarnation {
+            0 => format!("{}.{what}.{ms}", self.id),
+            n => format!("{}.{what}.{ms}.r{n:x}", self.id),
+        }
+    }
+}
+
+impl<'a> From<&'a str> for StreamRef<'a> {
+    fn from(id: &'a str) -> Self {
+        Self { id, incarnation: 0 }
+    }
+}
+
+impl<'a> From<&'a String> for StreamRef<'a> {
+    fn from(id: &'a String) -> Self {
+        Self { id, incarnation: 0 }
+    }
+}
+
+pub(crate) fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// A cut found by ingest on the full-rate, tiny-size scoring path.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CutCandidate {
@@ -36,15 +85,29 @@ pub struct FrameMeta {
     pub height: u32,
     /// Cuts detected since the previous sampled frame, exact to the decoded frame.
     pub cuts: Vec<CutCandidate>,
+    /// The registration's incarnation ([`StreamRef`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub incarnation: u32,
 }
 
 impl FrameMeta {
     /// A sampled frame with no cuts before it.
     pub fn still(stream_id: &str, pts_ms: i64, wall_ms: i64, width: u32, height: u32) -> Self {
-        Self { stream_id: stream_id.to_string(), pts_ms, wall_ms, width, height, cuts: Vec::new() }
+        Self {
+            stream_id: stream_id.to_string(),
+            pts_ms,
+            wall_ms,
+            width,
+            height,
+            cuts: Vec::new(),
+            incarnation: 0,
+        }
+    }
+    pub fn stream(&self) -> StreamRef<'_> {
+        StreamRef::new(&self.stream_id, self.incarnation)
     }
     pub fn msg_id(&self) -> String {
-        format!("{}.frame.{}", self.stream_id, self.pts_ms)
+        self.stream().id_for("frame", self.pts_ms)
     }
     pub fn payload_len(&self) -> usize {
         self.width as usize * self.height as usize * 3
@@ -59,11 +122,16 @@ pub struct AudioMeta {
     pub end_ms: i64,
     pub wall_ms: i64,
     pub samples: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub incarnation: u32,
 }
 
 impl AudioMeta {
+    pub fn stream(&self) -> StreamRef<'_> {
+        StreamRef::new(&self.stream_id, self.incarnation)
+    }
     pub fn msg_id(&self) -> String {
-        format!("{}.audio.{}", self.stream_id, self.start_ms)
+        self.stream().id_for("audio", self.start_ms)
     }
     pub fn payload_len(&self) -> usize {
         self.samples * 4
@@ -103,12 +171,17 @@ pub struct ShotWindowMeta {
     pub height: u32,
     pub read_from: usize,
     pub read_to: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub incarnation: u32,
 }
 
 impl ShotWindowMeta {
+    pub fn stream(&self) -> StreamRef<'_> {
+        StreamRef::new(&self.stream_id, self.incarnation)
+    }
     /// Named by the first frame it is read for, so each window is published once.
     pub fn msg_id(&self) -> String {
-        format!("{}.shots.{}", self.stream_id, self.pts_ms.get(self.read_from).copied().unwrap_or_default())
+        self.stream().id_for("shots", self.pts_ms.get(self.read_from).copied().unwrap_or_default())
     }
 }
 
