@@ -317,6 +317,20 @@ async fn grafana_dashboards_match_the_metrics_and_tables() {
         }
     }
     assert!(checked > 15);
+    // The alerting rules read exported series too.
+    let alerts = std::fs::read_to_string(root.join("../prometheus/alerts.yml")).unwrap();
+    let mut alert_series = 0;
+    for line in alerts.lines().filter(|l| l.trim_start().starts_with("expr:")) {
+        for name in line
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("sightline_"))
+        {
+            let base = name.strip_suffix("_total").unwrap_or(name);
+            assert!(registered.iter().any(|r| r == base), "alerts.yml: `{name}` is not a metric we export");
+            alert_series += 1;
+        }
+    }
+    assert!(alert_series >= 3, "{alerts}");
     sys.shutdown().await;
 }
 

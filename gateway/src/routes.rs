@@ -153,7 +153,43 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready: NATS connected, ClickHouse and Redis answering.
+/// How close each sink is to losing events to the events stream's limits: `ok`, or `degraded`
+/// with the reason (unsunk events above 80 % of the byte or age limit, or some already discarded).
+async fn events_retention(st: &AppState) -> (bool, serde_json::Value) {
+    use sightline_bus::retention::{WARN_FILL, events_retention};
+    let mut degraded = false;
+    let mut out = serde_json::Map::new();
+    for (sink, role) in [("clickhouse", "sink_clickhouse"), ("redis", "sink_vectors")] {
+        let consumer = st.bus.names.consumer(role);
+        let v = match events_retention(&st.bus, &consumer).await {
+            Ok(r) => {
+                let state = if r.discarded_unsunk > 0 {
+                    degraded = true;
+                    format!(
+                        "degraded: {} events were discarded by the events stream before this sink had them",
+                        r.discarded_unsunk
+                    )
+                } else if r.fill >= WARN_FILL {
+                    degraded = true;
+                    format!(
+                        "degraded: {} unsunk events take {:.0} % of the events stream's limit; at 100 % the oldest are discarded",
+                        r.unsunk,
+                        r.fill * 100.0
+                    )
+                } else {
+                    "ok".to_string()
+                };
+                serde_json::json!({ "state": state, "unsunk": r.unsunk, "fill": r.fill, "discarded_unsunk": r.discarded_unsunk })
+            }
+            Err(_) => serde_json::json!({ "state": "no sink consumer yet" }),
+        };
+        out.insert(sink.to_string(), v);
+    }
+    (degraded, serde_json::Value::Object(out))
+}
+
+/// Ready: NATS connected, ClickHouse and Redis answering. `status` is `degraded` (still 200) when
+/// the events stream is close to discarding, or has discarded, events a sink has not written.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Object), (status = 503, description = "what is not reachable", body = Object)))]
 async fn readyz(State(st): State<AppState>) -> Response {
@@ -166,7 +202,16 @@ async fn readyz(State(st): State<AppState>) -> Response {
         Err(e) => Err(hide(e.message)),
     };
     let ok = nats && clickhouse.is_ok() && redis.is_ok();
+    let (degraded, events) =
+        if nats { events_retention(&st).await } else { (false, serde_json::Value::Null) };
+    let overall = match (ok, degraded) {
+        (false, _) => "unavailable",
+        (true, true) => "degraded",
+        (true, false) => "ok",
+    };
     let body = serde_json::json!({
+        "status": overall,
+        "events": events,
         "nats": if nats { "ok".to_string() } else { "disconnected".to_string() },
         "clickhouse": match &clickhouse { Ok(v) => format!("ok ({v})"), Err(e) => e.clone() },
         "redis": match &redis { Ok(()) => "ok".to_string(), Err(e) => e.clone() },

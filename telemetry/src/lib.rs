@@ -47,6 +47,10 @@ pub struct Metrics {
     pub duplicate_checks_skipped: Counter,
     pub ocr_frames_skipped: Counter,
     pub sink_lag: Family<Labels, Gauge>,
+    /// How full the events stream is with a sink's unsunk events (1.0: JetStream discards them).
+    pub events_retention_fill: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Events the events stream discarded before a sink had them.
+    pub events_discarded_unsunk: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -78,6 +82,8 @@ impl Metrics {
             duplicate_checks_skipped: Counter::default(),
             ocr_frames_skipped: Counter::default(),
             sink_lag: Family::default(),
+            events_retention_fill: Family::default(),
+            events_discarded_unsunk: Family::default(),
         };
         {
             let mut r = m.registry.lock().unwrap();
@@ -170,6 +176,16 @@ impl Metrics {
             m.model_fallbacks.clone(),
         );
         r.register("sink_lag", "Events waiting for a sink (consumer pending)", m.sink_lag.clone());
+        r.register(
+            "events_retention_fill",
+            "Share of the events stream's byte or age limit taken by a sink's unsunk events (at 1 they are discarded)",
+            m.events_retention_fill.clone(),
+        );
+        r.register(
+            "events_discarded_unsunk",
+            "Events discarded by the events stream's limits before a sink had them",
+            m.events_discarded_unsunk.clone(),
+        );
     }
 
     /// Drops a deleted stream's series, so churn does not grow the registry.

@@ -9,6 +9,7 @@
 
 use crate::event_batch::{export_lag, write_events};
 use async_nats::jetstream::{Message, consumer::PullConsumer};
+use sightline_bus::retention::LossCounter;
 use sightline_bus::{Bus, BusError, Registry, WorkSpec, fetch_batch, work_consumer};
 use sightline_runtime::{Batches, RetryPolicy, WorkerError};
 use sightline_settings::SinkConfig;
@@ -24,12 +25,15 @@ pub struct ClickHouseSink {
     cfg: SinkConfig,
     metrics: Arc<Metrics>,
     retry: RetryPolicy,
-    consumer: PullConsumer,
+    /// The durable consumer this sink reads (made at start; the lag is measured on it).
+    consumer: String,
     dlq_work: WorkSpec,
     dlq: PullConsumer,
     failures: u32,
     /// Streams present at the last snapshot, to mark deleted ones.
     known_streams: std::collections::HashSet<String>,
+    bus: Bus,
+    losses: LossCounter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +64,8 @@ impl ClickHouseSink {
         metrics: Arc<Metrics>,
     ) -> Result<Self, WorkerError> {
         let n = &bus.names;
-        let consumer = work_consumer(bus, &Self::work(bus, &cfg)).await?;
+        let work = Self::work(bus, &cfg);
+        work_consumer(bus, &work).await?;
         let dlq_work = WorkSpec {
             batch_max: 200,
             batch_deadline: Duration::from_millis(20),
@@ -73,11 +78,13 @@ impl ClickHouseSink {
             registry,
             cfg,
             metrics,
-            consumer,
+            consumer: work.consumer,
             dlq_work,
             dlq,
             failures: 0,
             known_streams: Default::default(),
+            bus: bus.clone(),
+            losses: LossCounter::default(),
         })
     }
 }
@@ -98,7 +105,7 @@ impl Batches for ClickHouseSink {
         if let Err(e) = snapshot_status(self).await {
             tracing::warn!(error = %e, "stream status snapshot failed; will retry");
         }
-        export_lag(&self.consumer, &self.metrics, "clickhouse").await;
+        export_lag(&self.bus, &self.consumer, &self.metrics, "clickhouse", &mut self.losses).await;
     }
 
     async fn batch(&mut self, batch: Vec<Message>) -> Result<Option<Duration>, WorkerError> {

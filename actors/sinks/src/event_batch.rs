@@ -2,7 +2,9 @@
 //! failed write nak them all with a doubling delay, so the events wait in JetStream until the
 //! store is back. Undecodable messages are terminated and counted, never retried forever.
 
-use async_nats::jetstream::{AckKind, Message, consumer::PullConsumer};
+use async_nats::jetstream::{AckKind, Message};
+use sightline_bus::Bus;
+use sightline_bus::retention::{LossCounter, WARN_FILL, events_retention};
 use sightline_runtime::worker::ack;
 use sightline_runtime::{Action, Outcome, RetryPolicy, decide};
 use sightline_telemetry::{Metrics, labels};
@@ -71,13 +73,39 @@ pub async fn write_events<E: std::fmt::Display>(
     }
 }
 
-/// Exports a consumer's backlog (pending + unacknowledged) as `sightline_sink_lag{sink}`.
-pub async fn export_lag(consumer: &PullConsumer, metrics: &Metrics, sink: &'static str) {
-    let mut c = consumer.clone();
-    if let Ok(info) = c.info().await {
-        metrics
-            .sink_lag
-            .get_or_create(&labels(&[("sink", sink)]))
-            .set(info.num_pending as i64 + info.num_ack_pending as i64);
+/// Exports a sink's backlog (pending + unacknowledged) as `sightline_sink_lag{sink}`, how full
+/// the events stream is with it (`sightline_events_retention_fill{sink}`), and the events the
+/// stream discarded before the sink had them (`sightline_events_discarded_unsunk_total{sink}`,
+/// logged as an error: that is data lost).
+pub async fn export_lag(
+    bus: &Bus,
+    consumer: &str,
+    metrics: &Metrics,
+    sink: &'static str,
+    losses: &mut LossCounter,
+) {
+    let l = labels(&[("sink", sink)]);
+    match events_retention(bus, consumer).await {
+        Ok(r) => {
+            metrics.sink_lag.get_or_create(&l).set(r.unsunk as i64);
+            metrics.events_retention_fill.get_or_create(&l).set(r.fill);
+            let lost = losses.observe(&r);
+            if lost > 0 {
+                metrics.events_discarded_unsunk.get_or_create(&l).inc_by(lost);
+                tracing::error!(
+                    sink,
+                    lost,
+                    "the events stream discarded events this sink never wrote (its byte or age limit was reached during an outage)"
+                );
+            } else if r.fill >= WARN_FILL {
+                tracing::warn!(
+                    sink,
+                    fill = r.fill,
+                    unsunk = r.unsunk,
+                    "unsunk events near the events stream's limit; the oldest will be discarded at 100 %"
+                );
+            }
+        }
+        Err(e) => tracing::debug!(sink, error = %e, "cannot read the events stream's retention"),
     }
 }

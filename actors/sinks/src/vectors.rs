@@ -7,7 +7,7 @@
 //! element is the event id, so a redelivery replaces itself.
 
 use crate::event_batch::{export_lag, write_events};
-use async_nats::jetstream::{Message, consumer::PullConsumer};
+use async_nats::jetstream::Message;
 use base64::Engine;
 use sightline_bus::{Bus, WorkSpec, work_consumer};
 use sightline_runtime::{Batches, RetryPolicy, WorkerError};
@@ -30,7 +30,8 @@ pub struct VectorSink {
     cfg: VectorsConfig,
     metrics: Arc<Metrics>,
     retry: RetryPolicy,
-    consumer: PullConsumer,
+    /// The durable consumer this sink reads (made at start; the lag is measured on it).
+    consumer: String,
     store: VectorStore,
     text_set: String,
     frame_set: String,
@@ -40,6 +41,8 @@ pub struct VectorSink {
     image_text_set: String,
     failures: u32,
     last_sweep: Instant,
+    bus: Bus,
+    losses: sightline_bus::retention::LossCounter,
 }
 
 fn attrs_of(e: &Event) -> VectorAttrs {
@@ -74,7 +77,7 @@ impl VectorSink {
         let start = |e: SinkError| WorkerError::Start { worker: "redis".into(), source: e };
         let n = &bus.names;
         let v = &cfg.vectors;
-        let consumer = work_consumer(bus, &Self::work(bus, v)).await?;
+        work_consumer(bus, &Self::work(bus, v)).await?;
         let store = VectorStore::connect(&cfg.redis.url).await.map_err(|e| start(e.into()))?;
         Ok(Self {
             text_set: n.vector_set(VectorSpace::Text),
@@ -85,10 +88,12 @@ impl VectorSink {
             cfg: v.clone(),
             retry: RetryPolicy::sink(Duration::from_millis(v.retry_initial_ms)),
             metrics,
-            consumer,
+            consumer: Self::work(bus, v).consumer,
             store,
             failures: 0,
             last_sweep: Instant::now(),
+            bus: bus.clone(),
+            losses: Default::default(),
         })
     }
 }
@@ -111,7 +116,7 @@ impl Batches for VectorSink {
                 tracing::warn!(error = %e, "vector retention sweep failed; will retry");
             }
         }
-        export_lag(&self.consumer, &self.metrics, "redis").await;
+        export_lag(&self.bus, &self.consumer, &self.metrics, "redis", &mut self.losses).await;
     }
 
     async fn batch(&mut self, batch: Vec<Message>) -> Result<Option<Duration>, WorkerError> {

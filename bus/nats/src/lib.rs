@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod registry;
+pub mod retention;
 pub mod rpc;
 pub mod work;
 
