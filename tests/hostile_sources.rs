@@ -132,3 +132,21 @@ async fn hostile_sources_never_reach_inside_and_fail_with_the_reason() {
     assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing connected to the internal service");
     sys.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_over_the_resolution_limit_fails_with_the_reason() {
+    let mut cfg = test_config();
+    cfg.ingest.max_pixels = 320 * 180;
+    let sys =
+        TestSystem::start(cfg, Roles { gateway: true, ingest: true, inference: false, sink: false }).await;
+    let clip = ClipSpec::standard().render(&std::env::temp_dir().join("sightline-test-clips")).await.unwrap();
+    let live = LiveHls::start(&clip, &std::env::temp_dir().join(common::unique("sl-big")), 0).await.unwrap();
+    let (s, j) = sys.http("POST", "/v1/streams", Some(&format!(r#"{{"url": "{}"}}"#, live.url))).await;
+    assert_eq!(s, 201, "{j}");
+    let id = j["id"].as_str().unwrap().to_string();
+    let v = status_until(&sys, &id, Duration::from_secs(30), |v| v["status"] == "failed").await;
+    assert_eq!(v["detail"]["last_retry_reason"], "refused", "{v}");
+    assert!(v["detail"]["last_error"].as_str().unwrap_or_default().contains("640x360"), "{v}");
+    assert_eq!(v["detail"]["decoded_frames"], 0, "{v}");
+    sys.shutdown().await;
+}

@@ -30,6 +30,15 @@ pub struct IngestConfig {
     pub max_playlist_bytes: usize,
     pub max_playlist_segments: usize,
     pub max_playlist_variants: usize,
+    /// Largest video accepted: pixels per frame, and pixels per side. A larger stream fails with
+    /// the reason before a frame of it is decoded.
+    pub max_pixels: u64,
+    pub max_dimension: u32,
+    /// Threads each software video decoder may use (0: one per core, GStreamer's default).
+    pub decoder_threads: u32,
+    /// A stream whose pipeline got stuck this many times (each leaves a GStreamer 1.22 HLS
+    /// demuxer behind, see the README) fails with the reason instead of leaking one per retry.
+    pub max_quarantined_demuxers: u32,
     /// Streams that may be registered at once; a registration beyond it is refused (409).
     pub max_streams: usize,
     /// Frames per second sampled for analysis.
@@ -94,6 +103,10 @@ impl Default for IngestConfig {
             max_playlist_segments: 10_000,
             max_playlist_variants: 32,
             max_streams: 1000,
+            max_pixels: 3840 * 2160,
+            max_dimension: 4096,
+            decoder_threads: 2,
+            max_quarantined_demuxers: 3,
             sample_fps: 2,
             analysis_width: 384,
             analysis_height: 216,

@@ -72,6 +72,8 @@ pub struct IngestStats {
     pub last_media_ms: AtomicI64,
     /// Wall time media last arrived, Unix milliseconds (the stall watchdog reads it).
     pub last_media_wall_ms: AtomicI64,
+    /// Why the pipeline refused its media (a resolution over the limit): the stream fails with it.
+    pub refusal: Mutex<Option<String>>,
 }
 
 pub struct MediaPipeline {
@@ -149,6 +151,7 @@ impl MediaPipeline {
         branches::segment_audio(&audio, &branch)?;
         branches::link_decoded_pads(&src, &video, &audio);
         let demuxers = branches::track_demuxers(&pipeline);
+        branches::guard_decoding(&pipeline, cfg, &stats);
         let bus_task = branches::watch_bus(&pipeline, tx, spec.url.clone())?;
 
         pipeline
@@ -167,6 +170,26 @@ impl MediaPipeline {
     /// finalising it. Healthy pipelines are torn down completely.
     pub fn quarantine(&mut self) {
         self.quarantined = true;
+    }
+
+    /// The video decoders in the pipeline now, with their thread limit (`max-threads`) if they
+    /// have one.
+    pub fn decoders(&self) -> Vec<(String, Option<i32>)> {
+        let mut out = Vec::new();
+        let mut it = self.pipeline.iterate_recurse();
+        while let Ok(Some(e)) = it.next() {
+            let Some(f) = e.factory() else { continue };
+            if f.metadata("klass").is_some_and(|k| k.contains("Decoder") && k.contains("Video")) {
+                let threads = e.find_property("max-threads").map(|_| e.property::<i32>("max-threads"));
+                out.push((f.name().to_string(), threads));
+            }
+        }
+        out
+    }
+
+    /// Adaptive demuxers the pipeline holds (what a quarantine would keep alive).
+    pub fn demuxer_count(&self) -> usize {
+        self.demuxers.lock().unwrap().len()
     }
 
     /// Changes the sampling rate while playing (videorate follows the new caps).

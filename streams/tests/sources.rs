@@ -99,6 +99,42 @@ fn check(seen: &Seen, clip: &ClipSpec) {
     }
 }
 
+/// A video over the size limit stops the pipeline with the reason before a frame is decoded, and
+/// software decoders run with the configured number of threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decoding_is_bounded() {
+    let _one = serial();
+    let (_, file) = clip().await;
+    let url = format!("file://{}", file.display());
+    let small = IngestConfig { max_pixels: 320 * 180, ..IngestConfig::default() };
+    let spec = PipelineSpec { url: url.clone(), base_ms: 0, ingest: small };
+    let stats = Arc::new(IngestStats::default());
+    let (pipeline, mut rx) = MediaPipeline::start(&spec, stats.clone(), 64).expect("pipeline starts");
+    let err = loop {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("the pipeline stops") {
+            Some(MediaItem::Error(e)) => break e,
+            Some(MediaItem::Audio(_)) => continue,
+            other => panic!("expected the size error, got {:?}", other.map(|_| "media")),
+        }
+    };
+    assert!(err.contains("640x360") && err.contains("max_pixels"), "{err}");
+    assert_eq!(stats.refusal.lock().unwrap().as_deref().map(|r| r.contains("640x360")), Some(true));
+    assert_eq!(stats.decoded_frames.load(Ordering::Relaxed), 0, "nothing of that size was decoded");
+    drop(pipeline);
+
+    let one = IngestConfig { decoder_threads: 1, ..IngestConfig::default() };
+    let spec = PipelineSpec { url, base_ms: 0, ingest: one };
+    let (pipeline, mut rx) = MediaPipeline::start(&spec, Arc::new(IngestStats::default()), 64).unwrap();
+    while !matches!(rx.recv().await, Some(MediaItem::Frame(_)) | None) {}
+    let decoders = pipeline.decoders();
+    assert!(decoders.iter().any(|(name, _)| name.starts_with("avdec_h264")), "{decoders:?}");
+    for (name, threads) in &decoders {
+        if name.starts_with("avdec_") {
+            assert_eq!(*threads, Some(1), "{name}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_hls() {
     let _one_at_a_time = serial();

@@ -66,6 +66,8 @@ pub struct StreamActorState {
     lag_consumer: Option<PullConsumer>,
     /// The current HTTP pipeline's session on the egress proxy.
     lease: Option<Lease>,
+    /// Stuck pipelines whose demuxers were kept alive (leaked) for this stream.
+    quarantines: u32,
 }
 
 /// Frame sequences remembered for the backlog count (beyond this, the oldest are forgotten).
@@ -91,6 +93,9 @@ impl StreamActorState {
             let never_flowed = self.stats.decoded_frames.load(Ordering::Relaxed) == 0
                 && self.stats.audio_segments.load(Ordering::Relaxed) == 0;
             if stuck || never_flowed {
+                if p.demuxer_count() > 0 {
+                    self.quarantines += 1;
+                }
                 p.quarantine();
             }
             // Dropping sets the pipeline to NULL; do it off the actor's thread, it can block, on
@@ -174,6 +179,7 @@ impl Actor for StreamActor {
             shed_carry: 0.0,
             lag_consumer: None,
             lease: None,
+            quarantines: 0,
             args,
             pipeline: None,
             pump: None,
@@ -275,7 +281,21 @@ async fn ended(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState, reason: 
         }
         _ => (reason, detail),
     };
+    let (reason, detail) = match st.stats.refusal.lock().unwrap().clone() {
+        Some(why) => (RetryReason::Refused, why),
+        None => (reason, detail),
+    };
     st.teardown(reason == RetryReason::Stall);
+    let max_quarantined = st.args.ingest.max_quarantined_demuxers;
+    let (reason, detail) = if max_quarantined > 0 && st.quarantines >= max_quarantined {
+        let why = format!(
+            "the source's HLS pipeline got stuck {} times; each time GStreamer 1.22's demuxer cannot be freed and is kept alive, so the stream stops here (ingest.max_quarantined_demuxers); last: {detail}",
+            st.quarantines
+        );
+        (RetryReason::Refused, why)
+    } else {
+        (reason, detail)
+    };
     let id = st.args.spec.id.clone();
     // GStreamer's messages can quote the URL: its credentials never reach the status.
     let detail = sightline_policy::redact_secrets(&detail, &st.args.spec.url);

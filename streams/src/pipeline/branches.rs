@@ -217,6 +217,56 @@ pub(super) fn track_demuxers(pipeline: &gst::Pipeline) -> Arc<Mutex<Vec<gst::Ele
     demuxers
 }
 
+/// Whether a video of `width` x `height` is within the configured bounds; the reason if not.
+pub fn check_resolution(cfg: &IngestConfig, width: u32, height: u32) -> Result<(), String> {
+    let pixels = width as u64 * height as u64;
+    if width > cfg.max_dimension || height > cfg.max_dimension || pixels > cfg.max_pixels {
+        return Err(format!(
+            "the video is {width}x{height}, over the limits (ingest.max_dimension {} per side, ingest.max_pixels {})",
+            cfg.max_dimension, cfg.max_pixels
+        ));
+    }
+    Ok(())
+}
+
+/// Bounds on decoding, set on each element as the pipeline creates it: a video's size is checked
+/// on its parser's (or decoder's) output caps, before a frame of that size is decoded, and a
+/// larger one stops the pipeline with the reason; software decoders get at most
+/// `decoder_threads` threads.
+pub(super) fn guard_decoding(pipeline: &gst::Pipeline, cfg: &IngestConfig, stats: &Arc<IngestStats>) {
+    let (cfg, stats) = (cfg.clone(), stats.clone());
+    pipeline.connect_deep_element_added(move |_, _, element| {
+        let Some(factory) = element.factory() else { return };
+        let klass = factory.metadata("klass").unwrap_or_default().to_string();
+        if !klass.contains("Video") || !(klass.contains("Parser") || klass.contains("Decoder")) {
+            return;
+        }
+        if klass.contains("Decoder") && element.find_property("max-threads").is_some() {
+            element.set_property("max-threads", cfg.decoder_threads as i32);
+        }
+        let Some(src) = element.static_pad("src") else { return };
+        let (cfg, stats, weak) = (cfg.clone(), stats.clone(), element.downgrade());
+        src.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            let Some(gst::PadProbeData::Event(ev)) = &info.data else { return gst::PadProbeReturn::Ok };
+            let gst::EventView::Caps(c) = ev.view() else { return gst::PadProbeReturn::Ok };
+            let Some(s) = c.caps().structure(0) else { return gst::PadProbeReturn::Ok };
+            let (Ok(w), Ok(h)) = (s.get::<i32>("width"), s.get::<i32>("height")) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            match check_resolution(&cfg, w.max(0) as u32, h.max(0) as u32) {
+                Ok(()) => gst::PadProbeReturn::Ok,
+                Err(why) => {
+                    *stats.refusal.lock().unwrap() = Some(why.clone());
+                    if let Some(e) = weak.upgrade() {
+                        gst::element_error!(e, gst::StreamError::Format, ("{}", why));
+                    }
+                    gst::PadProbeReturn::Drop
+                }
+            }
+        });
+    });
+}
+
 /// Reports the pipeline's first error (with a reachability probe of the source) or its end.
 pub(super) fn watch_bus(
     pipeline: &gst::Pipeline,
@@ -249,4 +299,21 @@ pub(super) fn watch_bus(
         }
     });
     Ok(bus_task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolution_bounds_by_side_and_area() {
+        let cfg = IngestConfig { max_pixels: 3840 * 2160, max_dimension: 4096, ..Default::default() };
+        assert!(check_resolution(&cfg, 1920, 1080).is_ok());
+        assert!(check_resolution(&cfg, 3840, 2160).is_ok());
+        assert!(check_resolution(&cfg, 2160, 3840).is_ok(), "portrait 4K");
+        let why = check_resolution(&cfg, 7680, 4320).unwrap_err();
+        assert!(why.contains("7680x4320") && why.contains("max_dimension"), "{why}");
+        assert!(check_resolution(&cfg, 4096, 4096).is_err(), "area");
+        assert!(check_resolution(&cfg, 16, 16384).is_err(), "side");
+    }
 }
