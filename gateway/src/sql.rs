@@ -150,7 +150,23 @@ pub fn check_read_only(sql: &str) -> Result<(), Refusal> {
 pub fn check_ast(ast: &str, database: &str) -> Result<(), Refusal> {
     // The node names on the path from the root to the current line.
     let mut path: Vec<String> = Vec::new();
-    for line in ast.lines() {
+    // Lines may come quoted (a FORMAT clause in the query can change how the engine writes the
+    // EXPLAIN answer); anything that does not read as an AST is refused, never passed.
+    let lines: Vec<&str> =
+        ast.lines().map(|l| l.strip_prefix('"').and_then(|l| l.strip_suffix('"')).unwrap_or(l)).collect();
+    let root = lines.first().map(|l| l.trim()).unwrap_or("");
+    // The root is a statement node: `SelectWithUnionQuery`, `ShowTables`, `DescribeQuery`, ….
+    let readable = root.split_whitespace().next().is_some_and(|n| {
+        n.len() > 3
+            && n.starts_with(|c: char| c.is_ascii_uppercase())
+            && n.chars().all(|c| c.is_ascii_alphanumeric())
+    });
+    if !readable {
+        return Err(Refusal(
+            "the query could not be checked (ClickHouse's parse of it was not readable)".into(),
+        ));
+    }
+    for line in lines {
         let depth = line.len() - line.trim_start().len();
         let node = line.trim();
         path.truncate(depth);
@@ -159,6 +175,16 @@ pub fn check_ast(ast: &str, database: &str) -> Result<(), Refusal> {
         // A literal right under the statement is an `INTO OUTFILE` target.
         if depth == 1 && node.starts_with("Literal ") {
             return Err("INTO OUTFILE is not allowed".into());
+        }
+        // An identifier there is a `FORMAT` clause, which would override the answer's format.
+        if depth == 1 && node.starts_with("Identifier ") {
+            return Err(
+                "a FORMAT clause is not allowed; ask for `\"format\": \"csv\"` or \"json\" in the request"
+                    .into(),
+            );
+        }
+        if depth == 1 && node == "Set" {
+            return Err("a SETTINGS clause is not allowed; the server's limits apply".into());
         }
         match (words.next(), words.next()) {
             (Some("Function"), Some(name)) if parent.starts_with("TableExpression") => {
@@ -369,6 +395,19 @@ mod tests {
         assert_eq!(check_ast(outfile, "sightline"), Err(Refusal::from("INTO OUTFILE is not allowed")));
         // An ordinary function (count) is not a table function.
         assert_eq!(check_ast(&file.replace("Function file", "TableIdentifier events"), "sightline"), Ok(()));
+        // FORMAT and SETTINGS clauses hang off the statement.
+        let format = "SelectWithUnionQuery (children 2)\n ExpressionList (children 1)\n  SelectQuery\n Identifier Native";
+        assert!(check_ast(format, "sightline").unwrap_err().0.contains("FORMAT"));
+        let settings = "SelectWithUnionQuery (children 2)\n ExpressionList (children 1)\n  SelectQuery\n Set";
+        assert!(check_ast(settings, "sightline").unwrap_err().0.contains("SETTINGS"));
+        // Quoted lines read the same; an answer that is not an AST is refused.
+        let quoted = format.lines().map(|l| format!("\"{l}\"")).collect::<Vec<_>>().join("\n");
+        assert!(check_ast(&quoted, "sightline").unwrap_err().0.contains("FORMAT"));
+        assert!(check_ast("\u{1}\u{0}binary", "sightline").unwrap_err().0.contains("could not be checked"));
+        assert!(check_ast("", "sightline").is_err());
+        // An identifier deeper down is a column.
+        let column = "SelectWithUnionQuery (children 1)\n ExpressionList (children 1)\n  SelectQuery\n   Identifier kind";
+        assert_eq!(check_ast(column, "sightline"), Ok(()));
     }
 
     #[test]
