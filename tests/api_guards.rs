@@ -123,3 +123,77 @@ async fn an_open_api_listens_on_loopback_only() {
     }
     sys.shutdown().await;
 }
+
+/// Bodies and URLs as a hostile caller writes them: wrong types, unknown fields, deep nesting,
+/// invalid UTF-8, oversized bodies, and internal addresses in every spelling a resolver accepts.
+/// Each is a 4xx that says what was wrong, and afterwards nothing was registered and the node
+/// still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_bodies_and_url_spellings_are_refused_and_nothing_changes() {
+    let mut cfg = keyed(10);
+    cfg.gateway.max_body_bytes = 64 * 1024;
+    let sys = TestSystem::start(cfg, GATEWAY_ONLY).await;
+    let json = "application/json";
+    let deep = format!("{{\"url\": {}\"x\"{}}}", "[".repeat(5000), "]".repeat(5000));
+    let huge = format!("{{\"url\": \"http://example.com/{}\"}}", "a".repeat(100 * 1024));
+    for (body, want) in [
+        (r#"{"url": 42}"#.to_string(), "invalid_field"),
+        (r#"{"url": ["http://example.com/x.m3u8"]}"#.into(), "invalid_field"),
+        (r#"{"url": "http://example.com/x.m3u8", "name": {"a": 1}}"#.into(), "invalid_field"),
+        (r#"{"url": "http://example.com/x.m3u8", "admin": true}"#.into(), "invalid_field"),
+        (r#"{"url": "http://127.0.0.1:9/x.m3u8", "id": "../../etc"}"#.into(), "invalid_id"),
+        (r#"{"url": "http://127.0.0.1:9/x.m3u8", "id": "ｉｄ"}"#.into(), "invalid_id"),
+        (r#"{"url": "http://127.0.0.1:9/x.m3u8", "name": "a\u0000b"}"#.into(), "invalid_name"),
+        ("[]".into(), "invalid_field"),
+        ("null".into(), "invalid_field"),
+        ("{\"url\": \"http://example.com/x.m3u8\"".into(), "invalid_json"),
+        (deep, "invalid_field"),
+    ] {
+        let (status, answer) = post(&sys, "/v1/streams", json, &body).await;
+        let shown: String = body.chars().take(60).collect();
+        assert_eq!((status, answer["error"]["code"].as_str()), (400, Some(want)), "{shown}: {answer}");
+        assert!(answer["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{answer}");
+    }
+    let (status, _) = post(&sys, "/v1/streams", json, &huge).await;
+    assert_eq!(status, 413);
+    let invalid_utf8 = reqwest::Client::new()
+        .post(format!("http://{}/v1/streams", sys.addr))
+        .bearer_auth(ADMIN)
+        .header("content-type", json)
+        .body(b"{\"url\": \"http://h/\xff\xfe.m3u8\"}".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalid_utf8.status().as_u16(), 400);
+
+    // 127.0.0.2 (not in the tests' allow-list) in every spelling a resolver reads as it.
+    for url in [
+        "http://127.0.0.2/x.m3u8",
+        "http://2130706434/x.m3u8",
+        "http://0x7f000002/x.m3u8",
+        "http://0177.0.0.2/x.m3u8",
+        "http://127.2/x.m3u8",
+        "http://[::ffff:127.0.0.2]/x.m3u8",
+        "http://[::ffff:7f00:2]/x.m3u8",
+        "http://[64:ff9b::7f00:2]/x.m3u8",
+        "http://[2002:7f00:2::]/x.m3u8",
+        "http://%31%32%37.0.0.2/x.m3u8",
+        "http://[fe80::1%25lo]/x.m3u8",
+        "rtmp://127.0.0.2/live/key",
+        "rtsp://user:pw@127.0.0.2:554/cam",
+        "http://169.254.169.254/latest/meta-data",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://0.0.0.0:8123/",
+        "http://[::]:4222/",
+        "http://127.0.0.1.example.invalid/x.m3u8",
+    ] {
+        let (status, answer) = post(&sys, "/v1/streams", json, &format!(r#"{{"url": "{url}"}}"#)).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_url")), "{url}: {answer}");
+    }
+
+    let (_, _, list) = common::http_full(sys.addr, "GET", "/v1/streams", None, Some(ADMIN)).await;
+    assert_eq!(list["streams"].as_array().map(Vec::len), Some(0), "nothing was registered: {list}");
+    let (status, _, _) = common::http_full(sys.addr, "GET", "/healthz", None, None).await;
+    assert_eq!(status, 200);
+    sys.shutdown().await;
+}
