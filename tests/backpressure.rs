@@ -31,6 +31,9 @@ async fn slow_inference_degrades_then_recovers() {
     let mut slow_cfg = cfg.clone();
     slow_cfg.scenes.throttle_ms = 1500;
     slow_cfg.scenes.batch_max = 1;
+    // This test is about the source slowing down; the pool's own shedding is tests/lag.rs's.
+    slow_cfg.scenes.lag_target_ms = 0;
+    slow_cfg.scenes.max_lag_ms = 0;
     let only_inference = Roles { gateway: false, ingest: false, inference: true, sink: false };
     let slow = Node::start(&slow_cfg, only_inference, Metrics::new()).await.unwrap();
 

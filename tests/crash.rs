@@ -171,6 +171,8 @@ async fn redelivered_batch_already_stored_is_not_written_again() {
         max_ack_pending: 100,
         max_deliver: -1,
         ack_wait: Duration::from_secs(1),
+        lag_target: None,
+        max_lag: None,
     };
     let consumer = sightline_bus::work_consumer(&bus, &work).await.unwrap();
     let first = sightline_bus::fetch_batch(&consumer, &work).await.unwrap();

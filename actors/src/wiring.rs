@@ -121,6 +121,8 @@ impl Wiring<'_> {
             max_ack_pending: w.max_ack_pending,
             max_deliver: w.max_deliver,
             ack_wait: Duration::from_secs(sightline_settings::ack_wait_s(kind)),
+            lag_target: (w.lag_target_ms > 0).then(|| Duration::from_millis(w.lag_target_ms)),
+            max_lag: (w.max_lag_ms > 0).then(|| Duration::from_millis(w.max_lag_ms)),
             ..WorkSpec::new(stream, filter, self.bus.names.consumer(kind))
         }
     }

@@ -11,6 +11,13 @@ pub struct ScenesConfig {
     pub batch_deadline_ms: u64,
     pub max_ack_pending: i64,
     pub max_deliver: i64,
+    /// Lag target: the age of the oldest waiting item above which the pool sheds the items its
+    /// policy gives up first (frames without a cut; speech and shot windows are never shed for
+    /// it), milliseconds; 0 turns it off.
+    pub lag_target_ms: u64,
+    /// Items older than this are shed whatever they are (no result is worth more than this much
+    /// lag), milliseconds; 0 turns it off.
+    pub max_lag_ms: u64,
     /// Artificial delay per message, milliseconds: for load and backpressure tests; 0 otherwise.
     pub throttle_ms: u64,
     /// A sampled frame is emitted as a `frame` event when it is a keyframe or differs from the
@@ -33,6 +40,8 @@ impl Default for ScenesConfig {
             batch_deadline_ms: 100,
             max_ack_pending: 256,
             max_deliver: 5,
+            lag_target_ms: 1000,
+            max_lag_ms: 10_000,
             throttle_ms: 0,
             frame_change_bits: 10,
             frame_max_interval_ms: 30_000,
@@ -62,6 +71,8 @@ pub struct WorkerConfig {
     pub batch_deadline_ms: u64,
     pub max_ack_pending: i64,
     pub max_deliver: i64,
+    pub lag_target_ms: u64,
+    pub max_lag_ms: u64,
 }
 
 macro_rules! worker_config {
@@ -73,6 +84,8 @@ macro_rules! worker_config {
                     batch_deadline_ms: self.batch_deadline_ms,
                     max_ack_pending: self.max_ack_pending,
                     max_deliver: self.max_deliver,
+                    lag_target_ms: self.lag_target_ms,
+                    max_lag_ms: self.max_lag_ms,
                 }
             }
         }
@@ -92,6 +105,13 @@ pub struct ShotsConfig {
     pub batch_deadline_ms: u64,
     pub max_ack_pending: i64,
     pub max_deliver: i64,
+    /// Lag target: the age of the oldest waiting item above which the pool sheds the items its
+    /// policy gives up first (frames without a cut; speech and shot windows are never shed for
+    /// it), milliseconds; 0 turns it off.
+    pub lag_target_ms: u64,
+    /// Items older than this are shed whatever they are (no result is worth more than this much
+    /// lag), milliseconds; 0 turns it off.
+    pub max_lag_ms: u64,
     /// A run of frames whose shot-end probability reaches this is a transition; the next shot
     /// starts on the frame after it.
     pub threshold: f32,
@@ -107,6 +127,8 @@ impl Default for ShotsConfig {
             batch_deadline_ms: 200,
             max_ack_pending: 16,
             max_deliver: 5,
+            lag_target_ms: 1000,
+            max_lag_ms: 10_000,
             threshold: 0.5,
             threads: 1,
         }
@@ -122,6 +144,13 @@ pub struct SpeechConfig {
     pub batch_deadline_ms: u64,
     pub max_ack_pending: i64,
     pub max_deliver: i64,
+    /// Lag target: the age of the oldest waiting item above which the pool sheds the items its
+    /// policy gives up first (frames without a cut; speech and shot windows are never shed for
+    /// it), milliseconds; 0 turns it off.
+    pub lag_target_ms: u64,
+    /// Items older than this are shed whatever they are (no result is worth more than this much
+    /// lag), milliseconds; 0 turns it off.
+    pub max_lag_ms: u64,
     /// Silero speech probability above which a 32 ms window is speech.
     pub vad_threshold: f32,
     /// A segment with less speech than this is skipped, milliseconds.
@@ -141,6 +170,8 @@ impl Default for SpeechConfig {
             batch_deadline_ms: 200,
             max_ack_pending: 16,
             max_deliver: 5,
+            lag_target_ms: 3000,
+            max_lag_ms: 10_000,
             vad_threshold: 0.5,
             min_speech_ms: 250,
             threads: 1,
@@ -159,6 +190,13 @@ pub struct OcrConfig {
     pub batch_deadline_ms: u64,
     pub max_ack_pending: i64,
     pub max_deliver: i64,
+    /// Lag target: the age of the oldest waiting item above which the pool sheds the items its
+    /// policy gives up first (frames without a cut; speech and shot windows are never shed for
+    /// it), milliseconds; 0 turns it off.
+    pub lag_target_ms: u64,
+    /// Items older than this are shed whatever they are (no result is worth more than this much
+    /// lag), milliseconds; 0 turns it off.
+    pub max_lag_ms: u64,
     /// A frame is read when its perceptual hash differs from the stream's last read frame by more
     /// than this many bits (out of 64), or when `max_interval_ms` has passed.
     pub change_bits: u32,
@@ -182,6 +220,8 @@ impl Default for OcrConfig {
             batch_deadline_ms: 200,
             max_ack_pending: 16,
             max_deliver: 5,
+            lag_target_ms: 2000,
+            max_lag_ms: 10_000,
             change_bits: 6,
             max_interval_ms: 10_000,
             det_short_side: 480,

@@ -51,6 +51,11 @@ pub struct Metrics {
     pub events_retention_fill: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Events the events stream discarded before a sink had them.
     pub events_discarded_unsunk: Family<Labels, Counter>,
+    /// Work items a pool shed to keep its lag bounded, per pool, stream and reason.
+    pub shed: Family<Labels, Counter>,
+    /// Age of the oldest item in a pool's latest batch (the oldest waiting, deliveries being in
+    /// order), seconds.
+    pub pool_lag_seconds: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Metrics {
@@ -84,6 +89,8 @@ impl Metrics {
             sink_lag: Family::default(),
             events_retention_fill: Family::default(),
             events_discarded_unsunk: Family::default(),
+            shed: Family::default(),
+            pool_lag_seconds: Family::default(),
         };
         {
             let mut r = m.registry.lock().unwrap();
@@ -180,6 +187,16 @@ impl Metrics {
             "events_retention_fill",
             "Share of the events stream's byte or age limit taken by a sink's unsunk events (at 1 they are discarded)",
             m.events_retention_fill.clone(),
+        );
+        r.register(
+            "shed",
+            "Work items shed to keep a pool's lag bounded, per pool, stream and reason",
+            m.shed.clone(),
+        );
+        r.register(
+            "pool_lag_seconds",
+            "Age of the oldest item in a pool's latest batch, seconds",
+            m.pool_lag_seconds.clone(),
         );
         r.register(
             "events_discarded_unsunk",

@@ -42,6 +42,11 @@ impl Processor for OcrProcessor {
     fn kind(&self) -> &'static str {
         "ocr"
     }
+    /// Behind its target, OCR reads keyframes (a new scene, where captions change) and gives up
+    /// the frames in between first.
+    fn sheddable(h: &sightline_wire::WorkHeader) -> bool {
+        !h.has_cuts()
+    }
     fn model(&self) -> &str {
         &self.model
     }

@@ -14,7 +14,7 @@ use sightline_runtime::{
     Batches, FallbackPolicy, FallbackReason, Outcome, RetryPolicy, Route, WorkerError, decide,
 };
 use sightline_telemetry::{Metrics, labels};
-use sightline_wire::Event;
+use sightline_wire::{Event, ShedNotice, ShedReason, WorkHeader};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,14 @@ pub trait Processor: Send + 'static {
     /// Model name@version recorded in events.
     fn model(&self) -> &str;
     fn process(&mut self, payload: &[u8]) -> ItemResult;
+    /// Whether this pool may shed the item to catch up when it is behind its lag target (the
+    /// items it gives up first). Default: never (only items past `max_lag` are shed).
+    fn sheddable(_header: &WorkHeader) -> bool
+    where
+        Self: Sized,
+    {
+        false
+    }
     /// A whole batch (messages of several streams); models that can batch their inference across
     /// the messages override this.
     fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<ItemResult> {
@@ -84,6 +92,8 @@ pub struct InferencePool<P> {
     waiting: (Option<u64>, Option<Instant>),
     /// Added to the events before they are published (text vectors, duplicates).
     enrich: Vec<Enrichment>,
+    lag_target: Option<Duration>,
+    max_lag: Option<Duration>,
 }
 
 impl<P: Processor> InferencePool<P> {
@@ -142,6 +152,8 @@ impl<P: Processor> InferencePool<P> {
             fallback_until: None,
             waiting: (None, None),
             enrich,
+            lag_target: work.lag_target,
+            max_lag: work.max_lag,
         })
     }
 
@@ -207,6 +219,10 @@ impl<P: Processor> Batches for InferencePool<P> {
     }
 
     async fn batch(&mut self, batch: Vec<Message>) -> Result<Option<Duration>, WorkerError> {
+        let batch = self.shed_late(batch).await;
+        if batch.is_empty() {
+            return Ok(None);
+        }
         let l = labels(&[("model", &self.model)]);
         self.metrics.batch_size.get_or_create(&l).observe(batch.len() as f64);
         let again = batch.iter().filter(|m| delivered(m) > 1).count();
@@ -264,7 +280,66 @@ impl<P: Processor> Batches for InferencePool<P> {
     }
 }
 
+/// What to do with one item of a batch, by its age and the pool's lag settings.
+pub fn shed_decision(
+    age_ms: i64,
+    sheddable: bool,
+    lag_target: Option<Duration>,
+    max_lag: Option<Duration>,
+) -> Option<ShedReason> {
+    let over = |d: Option<Duration>| d.is_some_and(|d| age_ms > d.as_millis() as i64);
+    if over(max_lag) {
+        Some(ShedReason::TooLate)
+    } else if sheddable && over(lag_target) {
+        Some(ShedReason::Lag)
+    } else {
+        None
+    }
+}
+
 impl<P: Processor> InferencePool<P> {
+    /// Keeps the pool's lag bounded: items its policy gives up first are acked unprocessed while
+    /// the pool is behind its lag target, and every item past `max_lag`; each is counted, and each
+    /// stream concerned is told (`<p>.shed.<stream>`) so that it shows `degraded` with the reason.
+    /// Returns the items to run.
+    async fn shed_late(&mut self, batch: Vec<Message>) -> Vec<Message> {
+        let now = sightline_wire::now_ms();
+        let mut oldest = 0i64;
+        let mut keep = Vec::with_capacity(batch.len());
+        let mut shed: std::collections::BTreeMap<(String, ShedReason), u64> = Default::default();
+        for m in batch {
+            let Some(h) = WorkHeader::read(&m.payload) else {
+                keep.push(m); // the model reports what is wrong with it
+                continue;
+            };
+            let age = h.age_ms(now);
+            oldest = oldest.max(age);
+            match shed_decision(age, P::sheddable(&h), self.lag_target, self.max_lag) {
+                Some(reason) => {
+                    sightline_runtime::worker::ack(&m, async_nats::jetstream::AckKind::Ack).await;
+                    *shed.entry((h.stream_id, reason)).or_default() += 1;
+                }
+                None => keep.push(m),
+            }
+        }
+        let pool = labels(&[("pool", self.kind)]);
+        self.metrics.pool_lag_seconds.get_or_create(&pool).set(oldest as f64 / 1000.0);
+        let target_ms = self.lag_target.map(|d| d.as_millis() as i64).unwrap_or_default();
+        for ((stream, reason), count) in shed {
+            let l = labels(&[("pool", self.kind), ("reason", reason.as_str())]);
+            self.metrics.shed.get_or_create(&l).inc_by(count);
+            let notice = ShedNotice { pool: self.kind.into(), reason, count, lag_ms: oldest, target_ms };
+            tracing::debug!(pool = self.kind, %stream, count, lag_ms = oldest, ?reason, "shed work to keep the lag bounded");
+            let payload = serde_json::to_vec(&notice).expect("notice serialises");
+            if let Err(e) =
+                self.bus.client.publish(self.bus.names.shed_subject(&stream), payload.into()).await
+            {
+                tracing::debug!(error = %e, "cannot send a shed notice");
+            }
+        }
+        keep
+    }
+
     /// Runs the items the primary failed on through the fallback, keeping both errors when the
     /// fallback fails too.
     async fn retry_on_fallback(
@@ -342,6 +417,16 @@ mod tests {
                 _ => Ok(Vec::new()),
             }
         }
+    }
+
+    #[test]
+    fn shedding_keeps_what_matters_until_the_hard_limit() {
+        let (target, max) = (Some(Duration::from_secs(2)), Some(Duration::from_secs(10)));
+        assert_eq!(shed_decision(1_500, true, target, max), None, "within the target");
+        assert_eq!(shed_decision(2_500, true, target, max), Some(ShedReason::Lag));
+        assert_eq!(shed_decision(2_500, false, target, max), None, "a keyframe is kept while behind");
+        assert_eq!(shed_decision(10_500, false, target, max), Some(ShedReason::TooLate));
+        assert_eq!(shed_decision(60_000, true, None, None), None, "no bounds, no shedding");
     }
 
     #[tokio::test]

@@ -132,6 +132,11 @@ impl Processor for SceneProcessor {
     fn kind(&self) -> &'static str {
         "scenes"
     }
+    /// Behind its target, the scene pool keeps every frame that carries a cut (the scene events and
+    /// their keyframes) and gives up the frames in between (fewer frame events per scene).
+    fn sheddable(h: &sightline_wire::WorkHeader) -> bool {
+        !h.has_cuts()
+    }
     fn model(&self) -> &str {
         "cut-detector@1"
     }

@@ -17,7 +17,7 @@ use sightline_streams::{
     AudioSegment, Backpressure, IngestStats, MediaItem, MediaPipeline, PipelineSpec, SampledFrame, ShotWindow,
 };
 use sightline_telemetry::{Metrics, labels};
-use sightline_wire::{AudioMeta, FrameMeta, ShotWindowMeta, audio_bytes, encode};
+use sightline_wire::{AudioMeta, FrameMeta, ShedNotice, ShotWindowMeta, audio_bytes, encode};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -44,6 +44,8 @@ pub enum StreamMsg {
     Ended { reason: RetryReason, detail: String },
     /// Once a second: counters, fps, stall watchdog, status.
     Tick,
+    /// An inference pool shed some of this stream's work to keep its lag bounded.
+    Shed(ShedNotice),
 }
 
 pub struct StreamActorState {
@@ -68,6 +70,10 @@ pub struct StreamActorState {
     lease: Option<Lease>,
     /// Stuck pipelines whose demuxers were kept alive (leaked) for this stream.
     quarantines: u32,
+    /// What the pools shed since the last tick, described (the degraded reason).
+    shed_note: Option<String>,
+    /// The state (and why) last published as a `state` event.
+    announced: Option<(StreamState, Option<String>)>,
 }
 
 /// Frame sequences remembered for the backlog count (beyond this, the oldest are forgotten).
@@ -180,6 +186,8 @@ impl Actor for StreamActor {
             lag_consumer: None,
             lease: None,
             quarantines: 0,
+            shed_note: None,
+            announced: None,
             args,
             pipeline: None,
             pump: None,
@@ -260,6 +268,11 @@ impl Actor for StreamActor {
                     return Ok(()); // a late report from a pipeline already torn down
                 }
                 ended(&myself, st, reason, detail).await;
+            }
+            StreamMsg::Shed(notice) => {
+                let key = format!("{}.{}", notice.pool, notice.reason.as_str());
+                *st.status.shed.entry(key).or_default() += notice.count;
+                st.shed_note = Some(notice.describe());
             }
             StreamMsg::Tick => {
                 let backlog = if st.pipeline.is_some() { frame_backlog(st).await } else { None };
@@ -399,14 +412,34 @@ fn tick(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState, backlog: Option
     status.updated_ms = now;
 
     if st.pipeline.is_some() {
+        let shed = st.shed_note.take();
         let second = Second {
             flowing: delta[0] > 0 || delta[3] > 0,
-            dropped: delta[2] > 0,
+            dropped: delta[2] > 0 || shed.is_some(),
             reduced: st.backpressure.reduced(),
             idle_ms: now - s.last_media_wall_ms.load(Ordering::Relaxed),
         };
         if let Some(detail) = st.life.tick(&mut st.status, second, now) {
             let _ = myself.send_message(StreamMsg::Ended { reason: RetryReason::Stall, detail });
+        }
+        // The reason stays until the stream recovers; the latest cause wins.
+        let why = shed.or_else(|| {
+            second.reduced.then(|| {
+                format!(
+                    "sampling at {:.2} fps instead of {} (frames wait for the scene workers)",
+                    st.backpressure.rate().fps(),
+                    st.args.ingest.sample_fps
+                )
+            })
+        });
+        let why =
+            why.or_else(|| second.dropped.then(|| "frames dropped (the media queue was full)".to_string()));
+        if st.status.state == StreamState::Degraded {
+            if why.is_some() {
+                st.status.degraded_reason = why;
+            }
+        } else {
+            st.status.degraded_reason = None;
         }
     }
     for state in StreamState::ALL {
@@ -415,9 +448,43 @@ fn tick(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState, backlog: Option
     }
 }
 
-async fn publish_status(st: &StreamActorState) {
+async fn publish_status(st: &mut StreamActorState) {
     if let Err(e) = st.args.registry.put_status(&st.args.spec.id, &st.status).await {
         tracing::warn!(stream = %st.args.spec.id, error = %e, "cannot write stream status");
+    }
+    publish_state_change(st).await;
+}
+
+/// Puts a `state` event on the bus (the feed, ClickHouse) when the stream's state, or the reason
+/// for it, changed since the last one.
+async fn publish_state_change(st: &mut StreamActorState) {
+    let s = &st.status;
+    let why = match s.state {
+        StreamState::Degraded => s.degraded_reason.clone(),
+        StreamState::Reconnecting | StreamState::Failed => s.last_error.clone(),
+        _ => None,
+    };
+    let now = (s.state, why);
+    if st.announced.as_ref() == Some(&now) {
+        return;
+    }
+    let text = match &now.1 {
+        Some(why) => format!("{}: {why}", now.0.as_str()),
+        None => now.0.as_str().to_string(),
+    };
+    let spec = &st.args.spec;
+    let stream = sightline_wire::StreamRef::new(&spec.id, spec.incarnation);
+    let wall = now_ms();
+    let mut e =
+        sightline_wire::Event::new(sightline_wire::EventKind::State, stream, s.media_ms, wall, "ingest@1");
+    // Two changes can share a media time (a stall): the wall time names each.
+    e.id = stream.id_for("state", wall);
+    e.text = text;
+    match sightline_bus::publish_events(&st.args.bus, &st.args.metrics, &[e]).await {
+        Ok(()) => st.announced = Some(now),
+        Err(e) => {
+            tracing::debug!(stream = %spec.id, error = %e, "cannot publish the state change; will retry")
+        }
     }
 }
 

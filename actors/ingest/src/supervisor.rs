@@ -29,6 +29,8 @@ pub struct SupervisorArgs {
 pub enum SupervisorMsg {
     Registry(Change),
     Respawn(String),
+    /// A pool shed work of this stream (core NATS `<p>.shed.<stream>`).
+    Shed(String, sightline_wire::ShedNotice),
 }
 
 pub struct SupervisorState {
@@ -37,6 +39,8 @@ pub struct SupervisorState {
     running: HashMap<String, ActorRef<StreamMsg>>,
     crashes: HashMap<String, u32>,
     watcher: tokio::task::JoinHandle<()>,
+    /// Forwards the pools' shed notices to the stream actors.
+    shed_listener: tokio::task::JoinHandle<()>,
     /// The loopback proxy every HTTP source of this node is read through.
     egress: Arc<sightline_egress::EgressProxy>,
 }
@@ -85,6 +89,19 @@ impl Actor for StreamSupervisor {
     ) -> Result<SupervisorState, ActorProcessingErr> {
         let egress =
             Arc::new(sightline_egress::EgressProxy::start(crate::checks::egress_config(&args.ingest)).await?);
+        let mut notices = args.bus.client.subscribe(args.bus.names.shed_all()).await?;
+        let me = myself.clone();
+        let shed_listener = tokio::spawn(async move {
+            while let Some(m) = notices.next().await {
+                let Some(stream) = m.subject.rsplit('.').next().map(str::to_string) else { continue };
+                let Ok(notice) = serde_json::from_slice::<sightline_wire::ShedNotice>(&m.payload) else {
+                    continue;
+                };
+                if me.send_message(SupervisorMsg::Shed(stream, notice)).is_err() {
+                    break;
+                }
+            }
+        });
         let mut changes = args.registry.watch().await?;
         let me = myself.clone();
         let watcher = tokio::spawn(async move {
@@ -100,6 +117,7 @@ impl Actor for StreamSupervisor {
             running: HashMap::new(),
             crashes: HashMap::new(),
             watcher,
+            shed_listener,
             egress,
         })
     }
@@ -110,6 +128,7 @@ impl Actor for StreamSupervisor {
         st: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         st.watcher.abort();
+        st.shed_listener.abort();
         for (_, a) in st.running.drain() {
             a.stop(Some("node stopping".into()));
         }
@@ -144,6 +163,12 @@ impl Actor for StreamSupervisor {
                 }
                 if let Err(e) = st.args.registry.delete_status(&id).await {
                     tracing::warn!(stream = %id, error = %e, "cannot clear status");
+                }
+            }
+            SupervisorMsg::Shed(id, notice) => {
+                // Streams this node does not run are another node's to show.
+                if let Some(a) = st.running.get(&id) {
+                    let _ = a.send_message(StreamMsg::Shed(notice));
                 }
             }
             SupervisorMsg::Respawn(id) => {

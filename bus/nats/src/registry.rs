@@ -67,6 +67,13 @@ pub struct StreamStatus {
     /// Latest position of the stream's media clock, ms (restarts continue from here).
     pub media_ms: i64,
     pub updated_ms: i64,
+    /// Why the stream is `degraded` (work shed by a pool, a reduced sampling rate, dropped media).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded_reason: Option<String>,
+    /// Work the inference pools shed for this stream to keep their lag bounded, by
+    /// `<pool>.<reason>` (e.g. `ocr.lag`, `speech.too_late`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub shed: std::collections::BTreeMap<String, u64>,
 }
 
 impl StreamStatus {
@@ -89,6 +96,8 @@ impl StreamStatus {
             sample_fps_target: 0.0,
             media_ms: 0,
             updated_ms: now_ms,
+            degraded_reason: None,
+            shed: Default::default(),
         }
     }
 }

@@ -22,6 +22,10 @@ pub struct WorkSpec {
     /// Tries before a failed item is dead-lettered; -1: never give up.
     pub max_deliver: i64,
     pub ack_wait: Duration,
+    /// Inference pools: above this age of the oldest waiting item, shed what the pool's policy
+    /// gives up first; past `max_lag`, shed everything that old (None: never).
+    pub lag_target: Option<Duration>,
+    pub max_lag: Option<Duration>,
 }
 
 impl WorkSpec {
@@ -36,6 +40,8 @@ impl WorkSpec {
             max_ack_pending: 1000,
             max_deliver: -1,
             ack_wait: Duration::from_secs(60),
+            lag_target: None,
+            max_lag: None,
         }
     }
 }

@@ -13,11 +13,20 @@ pub enum EventKind {
     Duplicate,
     /// A line of on-screen text read off a frame.
     Ocr,
+    /// The stream changed state (`text`: the new state and why, e.g. `degraded: ocr is 4.2 s
+    /// behind (target 2.0 s): 12 item(s) without a cut shed`). Published by ingest.
+    State,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] =
-        [EventKind::Scene, EventKind::Transcript, EventKind::Frame, EventKind::Duplicate, EventKind::Ocr];
+    pub const ALL: [EventKind; 6] = [
+        EventKind::Scene,
+        EventKind::Transcript,
+        EventKind::Frame,
+        EventKind::Duplicate,
+        EventKind::Ocr,
+        EventKind::State,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Scene => "scene",
@@ -25,6 +34,7 @@ impl EventKind {
             EventKind::Frame => "frame",
             EventKind::Duplicate => "duplicate",
             EventKind::Ocr => "ocr",
+            EventKind::State => "state",
         }
     }
     /// Kinds whose text is embedded for search.
@@ -246,7 +256,7 @@ impl Event {
             EventKind::Duplicate => serde_json::from_str(detail).map(Detail::Duplicate),
             EventKind::Scene => serde_json::from_str(detail).map(Detail::Scene),
             EventKind::Ocr => serde_json::from_str(detail).map(Detail::Ocr),
-            EventKind::Transcript => return,
+            EventKind::Transcript | EventKind::State => return,
         };
         self.detail = parsed.ok();
     }

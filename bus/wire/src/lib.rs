@@ -11,7 +11,7 @@ mod work;
 pub use event::*;
 pub use names::{Names, VectorSpace};
 pub use rpc::*;
-pub use stream::{RetryReason, StreamState};
+pub use stream::{RetryReason, ShedNotice, ShedReason, StreamState};
 pub use work::*;
 
 /// Wall-clock time, Unix milliseconds.
@@ -102,6 +102,10 @@ mod tests {
         assert_eq!(StreamRef::incarnation_of("abc.ocr.1000.rbeef.2"), 0xbeef);
         assert_eq!(StreamRef::incarnation_of("abc.scene.7.rbeef"), 0xbeef);
         assert_eq!(StreamRef::incarnation_of("abc.scene.7"), 0);
+        // Any work message's header reads without its payload.
+        let h = WorkHeader::read(&encode(&meta, &[0u8; 4])).unwrap();
+        assert_eq!((h.stream_id.as_str(), h.age_ms(100), h.has_cuts()), ("abc", 100 - 4, false));
+        assert!(WorkHeader::read(b"garbage").is_none());
         // Old messages (no incarnation field) still read, as incarnation 0.
         let old: Event = serde_json::from_str(r#"{"id":"a.scene.1","kind":"scene","stream_id":"a","pts_ms":1,"wall_ms":0,"score":0,"model":"m"}"#).unwrap();
         assert_eq!(old.incarnation, 0);

@@ -99,6 +99,13 @@ impl Names {
         let s = stream_id.unwrap_or("*");
         format!("{}.events.{k}.{s}", self.root)
     }
+    /// Core NATS subject on which pools report work they shed for a stream ([`crate::ShedNotice`]).
+    pub fn shed_subject(&self, stream_id: &str) -> String {
+        format!("{}.shed.{stream_id}", self.root)
+    }
+    pub fn shed_all(&self) -> String {
+        format!("{}.shed.*", self.root)
+    }
     pub fn dlq_subject(&self, kind: &str) -> String {
         format!("{}.dlq.{kind}", self.root)
     }

@@ -48,6 +48,61 @@ impl StreamState {
     }
 }
 
+/// Why a pool shed a work item instead of running it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShedReason {
+    /// The pool is behind its lag target and the item is one its policy gives up first (a frame
+    /// that carries no cut).
+    Lag,
+    /// The item is older than the pool's `max_lag_ms`: whatever it is, its result would be too late.
+    TooLate,
+}
+
+impl ShedReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShedReason::Lag => "lag",
+            ShedReason::TooLate => "too_late",
+        }
+    }
+}
+
+/// What a pool shed of one stream's work in one batch, sent to the stream's ingest node (core NATS,
+/// `<p>.shed.<stream>`), which shows the stream `degraded` with the reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShedNotice {
+    pub pool: String,
+    pub reason: ShedReason,
+    pub count: u64,
+    /// Age of the oldest item the pool saw in that batch, ms.
+    pub lag_ms: i64,
+    /// The pool's lag target, ms.
+    pub target_ms: i64,
+}
+
+impl ShedNotice {
+    /// One line for the stream's status.
+    pub fn describe(&self) -> String {
+        let secs = |ms: i64| ms as f64 / 1000.0;
+        match self.reason {
+            ShedReason::Lag => format!(
+                "{} is {:.1} s behind (target {:.1} s): {} item(s) without a cut shed",
+                self.pool,
+                secs(self.lag_ms),
+                secs(self.target_ms),
+                self.count
+            ),
+            ShedReason::TooLate => format!(
+                "{} is {:.1} s behind: {} item(s) past the lag limit shed",
+                self.pool,
+                secs(self.lag_ms),
+                self.count
+            ),
+        }
+    }
+}
+
 /// Why a pipeline was restarted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

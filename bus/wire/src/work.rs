@@ -185,6 +185,45 @@ impl ShotWindowMeta {
     }
 }
 
+/// What every work message's metadata says, read without its payload: whose it is, when its media
+/// was decoded, and whether it carries cuts (a keyframe).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct WorkHeader {
+    pub stream_id: String,
+    pub wall_ms: i64,
+    #[serde(default)]
+    pub start_ms: Option<i64>,
+    #[serde(default)]
+    pub end_ms: Option<i64>,
+    #[serde(default)]
+    cuts: Vec<serde::de::IgnoredAny>,
+}
+
+impl WorkHeader {
+    /// Reads the header of a framed work message.
+    pub fn read(msg: &[u8]) -> Option<Self> {
+        if msg.len() < 8 || &msg[..4] != MAGIC {
+            return None;
+        }
+        let len = u32::from_le_bytes(msg[4..8].try_into().ok()?) as usize;
+        serde_json::from_slice(msg.get(8..8 + len)?).ok()
+    }
+
+    /// Whether cuts were found up to this frame.
+    pub fn has_cuts(&self) -> bool {
+        !self.cuts.is_empty()
+    }
+
+    /// How old the item's media is at `now_ms`: from its end (an audio segment's last sample).
+    pub fn age_ms(&self, now_ms: i64) -> i64 {
+        let span = match (self.start_ms, self.end_ms) {
+            (Some(s), Some(e)) => (e - s).max(0),
+            _ => 0,
+        };
+        now_ms - (self.wall_ms + span)
+    }
+}
+
 /// Decodes a shot window into its metadata and frames.
 pub fn decode_shot_window(msg: &[u8]) -> Result<(ShotWindowMeta, &[u8]), WireError> {
     decode(msg)
