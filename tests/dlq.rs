@@ -24,7 +24,7 @@ async fn poison_message_ends_in_the_dead_letter_subject_with_its_error() {
     let meta = sightline_wire::FrameMeta {
         stream_id: "healthy".into(),
         pts_ms: 1000,
-        wall_ms: 1_795_000_000_000,
+        wall_ms: sightline_wire::now_ms(),
         width: 16,
         height: 9,
         cuts: vec![sightline_wire::CutCandidate { pts_ms: 980, score: 0.9 }],

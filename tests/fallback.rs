@@ -20,8 +20,13 @@ async fn publish_frames(cfg: &Config, n: usize) {
     let (w, h) = (cfg.ingest.analysis_width as usize, cfg.ingest.analysis_height as usize);
     for i in 0..n {
         let px = caption_frame(&format!("BULLETIN {i} TONIGHT"), "navy", w, h).unwrap();
-        let meta =
-            sightline_wire::FrameMeta::still(&format!("fb{i}"), 1000, 1_795_000_000_000, w as u32, h as u32);
+        let meta = sightline_wire::FrameMeta::still(
+            &format!("fb{i}"),
+            1000,
+            sightline_wire::now_ms(),
+            w as u32,
+            h as u32,
+        );
         bus.publish_frame(&meta, &px).await.unwrap();
     }
 }
@@ -64,6 +69,9 @@ fn ocr_config(primary: ModelSpec) -> Config {
     cfg.scenes.workers = 0;
     cfg.speech.workers = 0;
     cfg.ocr.workers = 1;
+    // The frames wait in a queue on purpose (a backlog for the fallback): not shed for lag.
+    cfg.ocr.lag_target_ms = 0;
+    cfg.ocr.max_lag_ms = 0;
     cfg.models.ocr = primary.name.clone();
     cfg.models.registry.push(primary);
     cfg

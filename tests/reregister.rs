@@ -50,7 +50,17 @@ async fn a_name_registered_again_keeps_its_old_events_and_gets_new_ones() {
     assert_eq!(s, 201, "{second}");
     assert_eq!(second["id"], first["id"], "a name maps to one id");
     assert_ne!(second["incarnation"], first["incarnation"], "a new registration, a new incarnation");
-    let all = ids(&sys, &id, before.len() + 4).await;
+    let new_suffix = format!(".r{:x}", second["incarnation"].as_u64().unwrap());
+    // Events of the first registration still in flight may land after `before` was read: wait for
+    // the second registration's own.
+    let mut all = ids(&sys, &id, before.len() + 4).await;
+    for _ in 0..240 {
+        if all.iter().filter(|i| i.ends_with(&new_suffix)).count() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        all = ids(&sys, &id, 0).await;
+    }
 
     // Every event of the first registration is still there, and the second one's are new rows,
     // though its media clock started at 0 again.
@@ -58,7 +68,7 @@ async fn a_name_registered_again_keeps_its_old_events_and_gets_new_ones() {
         assert!(all.contains(old), "{old} was replaced: {all:?}");
     }
     let suffix = |v: &serde_json::Value| format!(".r{:x}", v["incarnation"].as_u64().unwrap());
-    let (old_suffix, new_suffix) = (suffix(&first), suffix(&second));
+    let old_suffix = suffix(&first);
     assert!(before.iter().all(|i| i.ends_with(&old_suffix)), "{before:?}");
     let new: Vec<&String> = all.iter().filter(|i| i.ends_with(&new_suffix)).collect();
     assert!(new.len() >= 4, "{all:?}");

@@ -271,14 +271,22 @@ async fn ocr_actor(cfg: &mut Config, frames: &[(String, Vec<u8>)], w: usize, h: 
     cfg.speech.workers = 0;
     cfg.ocr.workers = 1;
     cfg.ocr.max_ack_pending = 64;
+    // Throughput of a backlog: nothing is shed for lag here.
+    cfg.ocr.lag_target_ms = 0;
+    cfg.ocr.max_lag_ms = 0;
     let roles = sightline_actors::Roles::parse("inference")?;
     let node = sightline_actors::Node::start(cfg, roles, sightline_actors::Metrics::new()).await?;
     let bus = node.bus.clone();
     let mut events = bus.client.subscribe(bus.names.events_of_kind(sightline_wire::EventKind::Ocr)).await?;
     let publish = async |i: usize, px: &[u8]| -> Result<()> {
         // One stream per frame: every frame is new to the actor's change cache, so each is read.
-        let meta =
-            sightline_wire::FrameMeta::still(&format!("b{i}"), 1000, 1_795_000_000_000, w as u32, h as u32);
+        let meta = sightline_wire::FrameMeta::still(
+            &format!("b{i}"),
+            1000,
+            sightline_wire::now_ms(),
+            w as u32,
+            h as u32,
+        );
         bus.publish_frame(&meta, px).await?;
         Ok(())
     };
