@@ -6,6 +6,11 @@ export SIGHTLINE_CACHE := $(CACHE)
 export CARGO_TARGET_DIR ?= $(CACHE)/target
 CARGO ?= cargo
 JOBS ?= 2
+# `make run`, `make check` and the benchmarks run the optimised build (`release`); `make test`
+# keeps the fast dev loop (`dev`, dependencies optimised). `make run PROFILE=dev` runs the dev build.
+PROFILE ?= release
+BIN := $(CARGO_TARGET_DIR)/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
+export SIGHTLINE_BIN := $(BIN)
 # Two malloc arenas: many short-lived GStreamer threads otherwise leave glibc arenas holding
 # freed memory (the churn soak measured 318 MB of growth with the default, 111 MB with 2).
 ENV := source $(CACHE)/env && MALLOC_ARENA_MAX=2
@@ -22,13 +27,13 @@ stop:
 	@bash scripts/services.sh stop
 
 build: setup
-	$(CARGO) build -j$(JOBS) --workspace
+	@$(ENV) $(CARGO) build -j$(JOBS) --profile $(PROFILE) -p sightline
 
 run: services build
 	@bash scripts/run-dev.sh
 
 check: services build
-	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline check
+	@$(ENV) $(BIN)/sightline check
 
 test: services
 	@$(ENV) $(CARGO) test -j$(JOBS) --workspace -- --test-threads=2
@@ -36,19 +41,19 @@ test: services
 # Benchmarks, written to .data/reports/bench.md: ingest CPU vs bare decoding, churn soak, vector
 # sets (VADD, VSIM latency and recall), ClickHouse sink throughput, and inference (the OCR actor vs
 # bare ONNX Runtime; batch-size sweeps per model).
-# The dev profile builds dependencies optimised (opt-level 2); the hot paths are GStreamer's C code.
+# Built with PROFILE (release by default); the report names the profile.
 bench: services
-	@$(ENV) $(CARGO) build -j$(JOBS) -p sightline-bench
+	@$(ENV) $(CARGO) build -j$(JOBS) --profile $(PROFILE) -p sightline-bench
 	@mkdir -p .data/reports && rm -f .data/reports/bench.md
-	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench cpu
-	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench churn
-	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench store
-	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench inference
+	@$(ENV) $(BIN)/sightline-bench cpu
+	@$(ENV) $(BIN)/sightline-bench churn
+	@$(ENV) $(BIN)/sightline-bench store
+	@$(ENV) $(BIN)/sightline-bench inference
 	@echo "report: .data/reports/bench.md"
 
 soak: services
-	@$(ENV) $(CARGO) build -j$(JOBS) -p sightline-bench
-	@$(ENV) $(CARGO_TARGET_DIR)/debug/sightline-bench churn
+	@$(ENV) $(CARGO) build -j$(JOBS) --profile $(PROFILE) -p sightline-bench
+	@$(ENV) $(BIN)/sightline-bench churn
 
 # Every model on CUDA vs the CPU (needs an NVIDIA GPU; exits 2 without one).
 gpu-check:

@@ -119,9 +119,18 @@ fn main() -> Result<()> {
     }
 }
 
+/// When a figure was measured, and with which build (every report heading says it).
 fn now_utc() -> String {
     let t = time::OffsetDateTime::now_utc();
-    format!("{}-{:02}-{:02} {:02}:{:02} UTC", t.year(), t.month() as u8, t.day(), t.hour(), t.minute())
+    let profile = if cfg!(debug_assertions) { "dev build" } else { "release build" };
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02} UTC, {profile}",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
 }
 
 fn append(report: &Path, text: &str) -> Result<()> {
