@@ -9,4 +9,4 @@ pub mod url;
 
 pub use fetch::{FetchError, Fetcher};
 pub use playlist::{PlaylistError, PlaylistLimits};
-pub use proxy::{EgressConfig, EgressProxy, Lease, check_source};
+pub use proxy::{EgressConfig, EgressProxy, Lease, Refusal, check_source};

@@ -327,14 +327,31 @@ fn stream(prefix: Bytes, body: Incoming, content_type: &str, cap: Option<u64>, s
     ([(header::CONTENT_TYPE, ct.to_string())], Body::from_stream(first.chain(rest))).into_response()
 }
 
+/// Why a source is refused at registration (the policy, or a playlist's limits or URIs).
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
+impl From<FetchError> for Refusal {
+    fn from(e: FetchError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<PlaylistError> for Refusal {
+    fn from(e: PlaylistError) -> Self {
+        Self(e.to_string())
+    }
+}
+
 /// The registration check: fetches the source once under the policy and, when it is a playlist,
 /// checks it against the limits and its URIs against the URL rules. `Err` is a refusal; a
 /// source that cannot be reached now is not refused (the stream shows `reconnecting`).
-pub async fn check_source(cfg: &EgressConfig, url: &str) -> Result<(), String> {
+pub async fn check_source(cfg: &EgressConfig, url: &str) -> Result<(), Refusal> {
     let fetcher = Fetcher::new(cfg.allow.clone(), cfg.max_redirects);
     let fetched = match fetcher.get(url).await {
         Ok(f) => f,
-        Err(e) if e.is_refusal() => return Err(e.to_string()),
+        Err(e) if e.is_refusal() => return Err(e.into()),
         Err(_) => return Ok(()),
     };
     let base = fetched.url.clone();
@@ -349,10 +366,11 @@ pub async fn check_source(cfg: &EgressConfig, url: &str) -> Result<(), String> {
     let rest = cfg.limits.max_bytes.saturating_sub(prefix.len() as u64);
     let body = match fetched.read_capped(rest, IDLE).await {
         Ok(b) => b,
-        Err(FetchError::TooLarge(_)) => return Err(PlaylistError::TooLarge(cfg.limits.max_bytes).to_string()),
+        Err(FetchError::TooLarge(_)) => return Err(PlaylistError::TooLarge(cfg.limits.max_bytes).into()),
         Err(_) => return Ok(()),
     };
     let text = String::from_utf8_lossy(&[&prefix[..], &body[..]].concat()).into_owned();
-    playlist::check_text(&text, &cfg.limits).map_err(|e| e.to_string())?;
-    playlist::rewrite(&text, &base, |_, u| u.to_string()).map(|_| ()).map_err(|e| e.to_string())
+    playlist::check_text(&text, &cfg.limits)?;
+    playlist::rewrite(&text, &base, |_, u| u.to_string())?;
+    Ok(())
 }

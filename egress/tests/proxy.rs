@@ -150,7 +150,7 @@ async fn never_reaches_an_internal_address_named_by_a_playlist_or_a_redirect() {
     assert_eq!(inside.hits.load(Ordering::SeqCst), 0, "the internal server was never contacted");
     // The registration check refuses the same.
     let cfg = config(&src);
-    assert!(check_source(&cfg, &src.url("hop1")).await.unwrap_err().contains("127.0.0.2"));
+    assert!(check_source(&cfg, &src.url("hop1")).await.unwrap_err().0.contains("127.0.0.2"));
     assert!(check_source(&cfg, &src.url("key.m3u8")).await.is_ok(), "its URIs are checked when fetched");
     assert!(check_source(&cfg, &inside.url("secret")).await.is_err());
     assert_eq!(inside.hits.load(Ordering::SeqCst), 0);

@@ -41,7 +41,7 @@ async fn check(cfg: &IngestConfig, url: &str) -> CheckSourceReply {
     }
     match sightline_egress::check_source(&egress_config(cfg), &url.url).await {
         Ok(()) => CheckSourceReply::Accepted,
-        Err(reason) => CheckSourceReply::Refused(reason),
+        Err(reason) => CheckSourceReply::Refused(reason.to_string()),
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod checks;
 pub mod lifecycle;
+mod publish;
 pub mod stream_actor;
 pub mod supervisor;
 

@@ -217,14 +217,23 @@ pub(super) fn track_demuxers(pipeline: &gst::Pipeline) -> Arc<Mutex<Vec<gst::Ele
     demuxers
 }
 
-/// Whether a video of `width` x `height` is within the configured bounds; the reason if not.
-pub fn check_resolution(cfg: &IngestConfig, width: u32, height: u32) -> Result<(), String> {
+/// A video larger than the configured bounds.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error(
+    "the video is {width}x{height}, over the limits (ingest.max_dimension {max_dimension} per side, ingest.max_pixels {max_pixels})"
+)]
+pub struct TooLarge {
+    pub width: u32,
+    pub height: u32,
+    pub max_dimension: u32,
+    pub max_pixels: u64,
+}
+
+/// Whether a video of `width` x `height` is within the configured bounds.
+pub fn check_resolution(cfg: &IngestConfig, width: u32, height: u32) -> Result<(), TooLarge> {
     let pixels = width as u64 * height as u64;
     if width > cfg.max_dimension || height > cfg.max_dimension || pixels > cfg.max_pixels {
-        return Err(format!(
-            "the video is {width}x{height}, over the limits (ingest.max_dimension {} per side, ingest.max_pixels {})",
-            cfg.max_dimension, cfg.max_pixels
-        ));
+        return Err(TooLarge { width, height, max_dimension: cfg.max_dimension, max_pixels: cfg.max_pixels });
     }
     Ok(())
 }
@@ -255,7 +264,8 @@ pub(super) fn guard_decoding(pipeline: &gst::Pipeline, cfg: &IngestConfig, stats
             };
             match check_resolution(&cfg, w.max(0) as u32, h.max(0) as u32) {
                 Ok(()) => gst::PadProbeReturn::Ok,
-                Err(why) => {
+                Err(too_large) => {
+                    let why = too_large.to_string();
                     *stats.refusal.lock().unwrap() = Some(why.clone());
                     if let Some(e) = weak.upgrade() {
                         gst::element_error!(e, gst::StreamError::Format, ("{}", why));
@@ -311,7 +321,7 @@ mod tests {
         assert!(check_resolution(&cfg, 1920, 1080).is_ok());
         assert!(check_resolution(&cfg, 3840, 2160).is_ok());
         assert!(check_resolution(&cfg, 2160, 3840).is_ok(), "portrait 4K");
-        let why = check_resolution(&cfg, 7680, 4320).unwrap_err();
+        let why = check_resolution(&cfg, 7680, 4320).unwrap_err().to_string();
         assert!(why.contains("7680x4320") && why.contains("max_dimension"), "{why}");
         assert!(check_resolution(&cfg, 4096, 4096).is_err(), "area");
         assert!(check_resolution(&cfg, 16, 16384).is_err(), "side");

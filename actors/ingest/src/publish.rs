@@ -1,0 +1,153 @@
+//! Media leaving a stream's pipeline for JetStream: the pump that moves it from the pipeline's
+//! bounded channel onto the work streams (frames, audio segments, shot windows), each message
+//! named by the stream's registration (`StreamRef`), and how the pipeline ended.
+
+use crate::stream_actor::StreamMsg;
+use ractor::ActorRef;
+use sightline_bus::{Bus, BusError, RetryReason, StreamSpec, StreamState, StreamStatus};
+use sightline_streams::pipeline::now_ms;
+use sightline_streams::{AudioSegment, IngestStats, MediaItem, SampledFrame, ShotWindow};
+use sightline_telemetry::Metrics;
+use sightline_wire::{AudioMeta, FrameMeta, ShotWindowMeta, audio_bytes, encode};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+/// Frame sequences remembered for the backlog count (beyond this, the oldest are forgotten).
+pub(crate) const MAX_TRACKED: usize = 4096;
+
+/// Moves media from the pipeline's bounded channel to JetStream, and reports how it ended.
+pub(crate) async fn pump(
+    mut rx: tokio::sync::mpsc::Receiver<MediaItem>,
+    bus: Bus,
+    (stream_id, incarnation): (String, u32),
+    actor: ActorRef<StreamMsg>,
+    stats: Arc<IngestStats>,
+    published: Arc<Mutex<VecDeque<u64>>>,
+) {
+    while let Some(item) = rx.recv().await {
+        let sent = match item {
+            MediaItem::Frame(f) => publish_frame(&bus, (&stream_id, incarnation), f, &published).await,
+            MediaItem::Audio(seg) => publish_audio(&bus, (&stream_id, incarnation), seg).await,
+            MediaItem::Shots(w) => {
+                if let Err(e) = publish_shots(&bus, (&stream_id, incarnation), w).await {
+                    stats.dropped_shot_windows.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(stream = %stream_id, error = %e, "publish failed; shot window dropped");
+                }
+                continue;
+            }
+            MediaItem::Error(detail) => {
+                let _ = actor.send_message(StreamMsg::Ended { reason: RetryReason::Error, detail });
+                return;
+            }
+            MediaItem::Eos => {
+                let _ = actor.send_message(StreamMsg::Ended {
+                    reason: RetryReason::Eos,
+                    detail: "end of stream".into(),
+                });
+                return;
+            }
+        };
+        if let Err(e) = sent {
+            stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(stream = %stream_id, error = %e, "publish failed; media dropped");
+        }
+    }
+}
+
+/// A sampled frame, remembering its sequence for the backlog count.
+async fn publish_frame(
+    bus: &Bus,
+    (stream_id, incarnation): (&str, u32),
+    f: SampledFrame,
+    published: &Mutex<VecDeque<u64>>,
+) -> Result<u64, BusError> {
+    let meta = FrameMeta {
+        stream_id: stream_id.to_string(),
+        pts_ms: f.pts_ms,
+        wall_ms: f.wall_ms,
+        width: f.width,
+        height: f.height,
+        cuts: f.cuts,
+        incarnation,
+    };
+    let seq = bus.publish_frame(&meta, &f.rgb).await?;
+    let mut q = published.lock().unwrap();
+    if q.len() == MAX_TRACKED {
+        q.pop_front();
+    }
+    q.push_back(seq);
+    Ok(seq)
+}
+
+async fn publish_audio(
+    bus: &Bus,
+    (stream_id, incarnation): (&str, u32),
+    seg: AudioSegment,
+) -> Result<u64, BusError> {
+    let meta = AudioMeta {
+        stream_id: stream_id.to_string(),
+        start_ms: seg.start_ms,
+        end_ms: seg.end_ms,
+        wall_ms: now_ms() - (seg.end_ms - seg.start_ms),
+        samples: seg.samples.len(),
+        incarnation,
+    };
+    let payload = encode(&meta, &audio_bytes(&seg.samples));
+    bus.publish(bus.names.audio_subject(stream_id), &meta.msg_id(), payload).await
+}
+
+async fn publish_shots(
+    bus: &Bus,
+    (stream_id, incarnation): (&str, u32),
+    w: ShotWindow,
+) -> Result<u64, BusError> {
+    let meta = ShotWindowMeta {
+        stream_id: stream_id.to_string(),
+        pts_ms: w.pts_ms,
+        wall_ms: now_ms(),
+        width: sightline_streams::shots::SHOT_WIDTH,
+        height: sightline_streams::shots::SHOT_HEIGHT,
+        read_from: w.read_from,
+        read_to: w.read_to,
+        incarnation,
+    };
+    bus.publish(bus.names.shots_subject(stream_id), &meta.msg_id(), encode(&meta, &w.rgb)).await
+}
+
+/// Puts a `state` event on the bus (the feed, ClickHouse) when the stream's state, or the reason
+/// for it, changed since the last one announced.
+pub(crate) async fn announce_state(
+    bus: &Bus,
+    metrics: &Metrics,
+    spec: &StreamSpec,
+    s: &StreamStatus,
+    announced: &mut Option<(StreamState, Option<String>)>,
+) {
+    let why = match s.state {
+        StreamState::Degraded => s.degraded_reason.clone(),
+        StreamState::Reconnecting | StreamState::Failed => s.last_error.clone(),
+        _ => None,
+    };
+    let now = (s.state, why);
+    if announced.as_ref() == Some(&now) {
+        return;
+    }
+    let text = match &now.1 {
+        Some(why) => format!("{}: {why}", now.0.as_str()),
+        None => now.0.as_str().to_string(),
+    };
+    let stream = sightline_wire::StreamRef::new(&spec.id, spec.incarnation);
+    let wall = now_ms();
+    let mut e =
+        sightline_wire::Event::new(sightline_wire::EventKind::State, stream, s.media_ms, wall, "ingest@1");
+    // Two changes can share a media time (a stall): the wall time names each.
+    e.id = stream.id_for("state", wall);
+    e.text = text;
+    match sightline_bus::publish_events(bus, metrics, &[e]).await {
+        Ok(()) => *announced = Some(now),
+        Err(e) => {
+            tracing::debug!(stream = %spec.id, error = %e, "cannot publish the state change; will retry")
+        }
+    }
+}
