@@ -1,6 +1,9 @@
-//! Load test: registers N streams of one source URL against a running Sightline, watches the live
-//! feed and the stream statuses for a while, and reports events per second, per-kind counts,
-//! decode and drop figures. Every request goes to the given (loopback) gateway; it stops by itself.
+//! Load test, two ways. `drive`: registers N streams of one source URL against a running Sightline,
+//! watches the live feed and the stream statuses for a while, and reports events per second,
+//! per-kind counts, decode and drop figures. `capacity`: the capacity harness
+//! ([`sightline_loadtest::capacity`]), which plays its own sources and ramps the number of streams,
+//! and writes `capacity.json` and `capacity.html`. Every request goes to the given gateway over
+//! HTTP and the websocket feed; both stop by themselves.
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -8,8 +11,48 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+#[derive(clap::Subcommand)]
+enum Mode {
+    /// N streams of one URL for a while, then a summary.
+    Drive(Args),
+    /// Ramp the number of streams in steps and find the capacity (writes a report).
+    Capacity(CapacityArgs),
+}
+
 #[derive(Parser)]
-#[command(about = "Drive N live streams through a running Sightline and report")]
+#[command(about = "Drive live streams through a running Sightline and report")]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(clap::Args)]
+struct CapacityArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    gateway: String,
+    /// Streams at each step, comma-separated.
+    #[arg(long, default_value = "1,2,4,8", value_delimiter = ',')]
+    steps: Vec<usize>,
+    /// Seconds each step is measured, after its warm-up.
+    #[arg(long, default_value_t = 60)]
+    hold: u64,
+    #[arg(long, default_value_t = 20)]
+    warmup: u64,
+    /// Seconds of bare decoding measured as the reference (0: skip).
+    #[arg(long, default_value_t = 15)]
+    reference: u64,
+    /// Where the report goes.
+    #[arg(long, default_value = ".data/reports")]
+    out: std::path::PathBuf,
+    /// The Sightline process (found by name when not given).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// API key (admin scope, to register streams).
+    #[arg(long, env = "SIGHTLINE_API_KEY")]
+    api_key: Option<String>,
+}
+
+#[derive(clap::Args)]
 struct Args {
     /// Gateway address.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -45,7 +88,39 @@ async fn http(a: &Args, method: reqwest::Method, path: &str, body: Option<String
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt().with_env_filter("info").init();
-    let a = Args::parse();
+    match Cli::parse().mode {
+        Mode::Drive(a) => drive(a).await,
+        Mode::Capacity(c) => capacity(c).await,
+    }
+}
+
+async fn capacity(c: CapacityArgs) -> Result<()> {
+    let work = std::env::temp_dir().join(format!("sightline-capacity-{}", std::process::id()));
+    let clip = sightline_testkit::ClipSpec::standard().render(&work.join("clips")).await?;
+    let opts = sightline_loadtest::capacity::Options {
+        gateway: c.gateway,
+        api_key: c.api_key,
+        steps: c.steps,
+        warmup: Duration::from_secs(c.warmup),
+        hold: Duration::from_secs(c.hold),
+        clip,
+        work_dir: work.clone(),
+        pid: c.pid,
+        targets: Default::default(),
+        reference: Duration::from_secs(c.reference),
+    };
+    let started = Instant::now();
+    let report = sightline_loadtest::capacity::run(&opts, &|line| {
+        eprintln!("[{:>4} s] {line}", started.elapsed().as_secs());
+    })
+    .await?;
+    sightline_loadtest::report::write(&report, &c.out)?;
+    let _ = std::fs::remove_dir_all(&work);
+    println!("capacity: {} stream(s); report: {}", report.capacity, c.out.join("capacity.html").display());
+    Ok(())
+}
+
+async fn drive(a: Args) -> Result<()> {
     if a.streams == 0 || a.streams > 500 {
         bail!("--streams must be 1..=500");
     }

@@ -1,0 +1,363 @@
+//! The capacity harness: Sightline as a black box over HTTP and the websocket feed. It plays its
+//! own live sources on loopback (one HLS server per stream, the test clip with cuts, captions and
+//! speech), ramps the number of streams in steps, holds each step, and measures per step the
+//! media→feed latency per event kind, the shed and dropped work, the stream states, and the CPU and
+//! RSS of the Sightline process. The capacity is the largest step at which every kind stayed
+//! within its target with nothing shed. In the same run it measures the physical reference: bare
+//! `gst-launch-1.0` decoding of the same source.
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// p95 targets per event kind, milliseconds (the live targets).
+#[derive(Debug, Clone, Serialize)]
+pub struct Targets(pub BTreeMap<String, i64>);
+
+impl Default for Targets {
+    fn default() -> Self {
+        Self(
+            [("frame", 500), ("scene", 1000), ("ocr", 2000), ("transcript", 3000)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub gateway: String,
+    pub api_key: Option<String>,
+    /// Streams at each step, e.g. [1, 2, 4, 8].
+    pub steps: Vec<usize>,
+    /// Before measuring a step (new streams start, pools warm up).
+    pub warmup: Duration,
+    pub hold: Duration,
+    /// The clip every source plays (rendered by `sightline-testkit`).
+    pub clip: PathBuf,
+    /// Where the sources write their segments.
+    pub work_dir: PathBuf,
+    /// The Sightline process, for CPU and RSS (found by name when not given).
+    pub pid: Option<u32>,
+    pub targets: Targets,
+    /// Measure bare decoding of the clip for this long (0: skip).
+    pub reference: Duration,
+}
+
+/// Latency percentiles of one event kind, milliseconds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Latency {
+    pub count: usize,
+    pub p50: i64,
+    pub p95: i64,
+    pub p99: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub streams: usize,
+    pub seconds: f64,
+    pub latency: BTreeMap<String, Latency>,
+    /// Work the pools shed during the step, all streams.
+    pub shed: u64,
+    pub dropped_frames: u64,
+    /// Streams per state at the end of the step.
+    pub states: BTreeMap<String, usize>,
+    pub cpu_percent: Option<f64>,
+    pub rss_mb: Option<f64>,
+    pub within_targets: bool,
+    /// Why not, when not.
+    pub misses: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub gateway: String,
+    pub targets: Targets,
+    pub steps: Vec<Step>,
+    /// The largest step within every target with nothing shed (0: none).
+    pub capacity: usize,
+    /// CPU of bare `gst-launch-1.0 uridecodebin3 ! fakesink` decoding one source, percent of a core.
+    pub bare_decode_cpu_percent: Option<f64>,
+    /// Events the feed delivered per stream over the whole run (registration to deletion).
+    pub events_by_stream: BTreeMap<String, u64>,
+}
+
+/// Percentiles of a sample (nearest rank).
+pub fn latency(mut ms: Vec<i64>) -> Latency {
+    ms.sort_unstable();
+    let at = |p: f64| {
+        if ms.is_empty() {
+            return 0;
+        }
+        ms[((ms.len() as f64 - 1.0) * p).round() as usize]
+    };
+    Latency { count: ms.len(), p50: at(0.5), p95: at(0.95), p99: at(0.99) }
+}
+
+/// The media time an event's latency is measured from, Unix ms: when its media was decoded; for a
+/// transcript, the end of the utterance.
+pub fn media_wall_ms(event: &serde_json::Value) -> Option<i64> {
+    let wall = event["wall_ms"].as_i64()?;
+    let span = match (event["pts_ms"].as_i64(), event["end_ms"].as_i64()) {
+        (Some(p), Some(e)) => (e - p).max(0),
+        _ => 0,
+    };
+    Some(wall + span)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) a process has used, and its RSS in MB.
+fn proc_usage(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = 100.0; // USER_HZ on Linux
+    let cpu = (fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / ticks;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
+    Some((cpu, kb / 1024.0))
+}
+
+/// The pid of the running `sightline` process, when there is exactly one.
+fn find_sightline() -> Option<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sightline") {
+            found.push(pid);
+        }
+    }
+    (found.len() == 1).then(|| found[0])
+}
+
+struct Api {
+    client: reqwest::Client,
+    gateway: String,
+    key: Option<String>,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, serde_json::Value)> {
+        let mut req = self.client.request(method, format!("http://{}{path}", self.gateway));
+        if let Some(k) = &self.key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req.send().await.with_context(|| format!("gateway at {}", self.gateway))?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(serde_json::Value::Null)))
+    }
+}
+
+/// Runs bare decoding of `url` for `secs` and returns its CPU, percent of one core.
+async fn bare_decode_cpu(url: &str, secs: Duration) -> Option<f64> {
+    let mut child = tokio::process::Command::new("gst-launch-1.0")
+        .args(["-q", "uridecodebin3", &format!("uri={url}"), "!", "fakesink", "sync=true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let pid = child.id()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (start, _) = proc_usage(pid)?;
+    tokio::time::sleep(secs).await;
+    let (end, _) = proc_usage(pid)?;
+    let _ = child.kill().await;
+    Some((end - start) / secs.as_secs_f64() * 100.0)
+}
+
+/// Runs the ramp. `progress` is told what is happening (a line at a time).
+pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<Report> {
+    if opts.steps.is_empty() || opts.steps.windows(2).any(|w| w[1] <= w[0]) {
+        bail!("steps must be increasing, e.g. 1,2,4,8");
+    }
+    let api =
+        Api { client: reqwest::Client::new(), gateway: opts.gateway.clone(), key: opts.api_key.clone() };
+    let pid = opts.pid.or_else(find_sightline);
+    let token = opts.api_key.as_ref().map(|k| format!("?access_token={k}")).unwrap_or_default();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/feed{token}", opts.gateway))
+        .await
+        .context("connecting to the feed")?;
+
+    let mut sources: Vec<sightline_testkit::LiveHls> = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
+    let mut events_by_stream: BTreeMap<String, u64> = BTreeMap::new();
+    let mut steps = Vec::new();
+    let mut bare = None;
+    for &n in &opts.steps {
+        while sources.len() < n {
+            let i = sources.len();
+            let dir = opts.work_dir.join(format!("source-{i}"));
+            let live = sightline_testkit::LiveHls::start(&opts.clip, &dir, 0).await?;
+            if bare.is_none() && !opts.reference.is_zero() {
+                progress(format!(
+                    "reference: bare decoding of one source for {} s",
+                    opts.reference.as_secs()
+                ));
+                bare = bare_decode_cpu(&live.url, opts.reference).await;
+            }
+            let body = serde_json::json!({ "url": live.url, "name": format!("capacity-{i}") }).to_string();
+            let (status, v) = api.call(reqwest::Method::POST, "/v1/streams", Some(body)).await?;
+            if status != 201 && status != 200 {
+                bail!("registering stream {i}: HTTP {status}: {v}");
+            }
+            ids.push(v["id"].as_str().unwrap_or_default().to_string());
+            sources.push(live);
+        }
+        let ours: HashSet<String> = ids.iter().cloned().collect();
+        progress(format!("step {n}: {n} stream(s), warming up {} s", opts.warmup.as_secs()));
+        let before = totals(&api, &ids).await;
+        let mut lat: HashMap<String, Vec<i64>> = HashMap::new();
+        let warm_until = Instant::now() + opts.warmup;
+        let until = warm_until + opts.hold;
+        let mut usage_start = None;
+        let mut last_note = Instant::now();
+        while Instant::now() < until {
+            if usage_start.is_none() && Instant::now() >= warm_until {
+                usage_start = Some((Instant::now(), pid.and_then(proc_usage)));
+                progress(format!("step {n}: measuring for {} s", opts.hold.as_secs()));
+            }
+            let next = tokio::time::timeout(Duration::from_millis(250), ws.next()).await;
+            if let Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) = next {
+                let received = now_ms();
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
+                let Some(stream) = v["stream_id"].as_str().filter(|s| ours.contains(*s)) else { continue };
+                *events_by_stream.entry(stream.to_string()).or_default() += 1;
+                if usage_start.is_some() {
+                    if let (Some(kind), Some(at)) = (v["kind"].as_str(), media_wall_ms(&v)) {
+                        lat.entry(kind.to_string()).or_default().push(received - at);
+                    }
+                }
+            }
+            if last_note.elapsed() > Duration::from_secs(10) {
+                last_note = Instant::now();
+                let got: usize = lat.values().map(Vec::len).sum();
+                progress(format!("step {n}: {got} events measured so far"));
+            }
+        }
+        let (t0, u0) = usage_start.unwrap_or((Instant::now(), None));
+        let secs = t0.elapsed().as_secs_f64();
+        let u1 = pid.and_then(proc_usage);
+        let (cpu_percent, rss_mb) = match (u0, u1) {
+            (Some((c0, _)), Some((c1, rss))) => (Some((c1 - c0) / secs * 100.0), Some(rss)),
+            _ => (None, None),
+        };
+        let after = totals(&api, &ids).await;
+        let latency: BTreeMap<String, Latency> = lat.into_iter().map(|(k, v)| (k, latency(v))).collect();
+        let mut misses = Vec::new();
+        for (kind, l) in &latency {
+            if let Some(t) = opts.targets.0.get(kind) {
+                if l.p95 > *t {
+                    misses.push(format!("{kind} p95 {} ms > {t} ms", l.p95));
+                }
+            }
+        }
+        let shed = after.shed.saturating_sub(before.shed);
+        if shed > 0 {
+            misses.push(format!("{shed} item(s) shed"));
+        }
+        let failed = after.states.get("failed").copied().unwrap_or(0);
+        if failed > 0 {
+            misses.push(format!("{failed} stream(s) failed"));
+        }
+        let step = Step {
+            streams: n,
+            seconds: secs,
+            latency,
+            shed,
+            dropped_frames: after.dropped.saturating_sub(before.dropped),
+            states: after.states,
+            cpu_percent,
+            rss_mb,
+            within_targets: misses.is_empty(),
+            misses,
+        };
+        progress(format!(
+            "step {n}: {} ({})",
+            if step.within_targets { "within targets" } else { "over" },
+            step.misses.join("; ")
+        ));
+        steps.push(step);
+    }
+    // Stop the streams, and read what is still in flight on the feed.
+    for id in &ids {
+        let _ = api.call(reqwest::Method::DELETE, &format!("/v1/streams/{id}"), None).await;
+    }
+    let ours: HashSet<String> = ids.iter().cloned().collect();
+    let quiet = Duration::from_secs(5);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(quiet, ws.next()).await {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
+            if let Some(stream) = v["stream_id"].as_str().filter(|s| ours.contains(*s)) {
+                *events_by_stream.entry(stream.to_string()).or_default() += 1;
+            }
+        }
+    }
+    let capacity = steps.iter().filter(|s| s.within_targets).map(|s| s.streams).max().unwrap_or(0);
+    Ok(Report {
+        gateway: opts.gateway.clone(),
+        targets: opts.targets.clone(),
+        steps,
+        capacity,
+        bare_decode_cpu_percent: bare,
+        events_by_stream,
+    })
+}
+
+#[derive(Default)]
+struct Totals {
+    shed: u64,
+    dropped: u64,
+    states: BTreeMap<String, usize>,
+}
+
+/// Shed work, dropped frames and states over the given streams, from `/v1/streams/{id}`.
+async fn totals(api: &Api, ids: &[String]) -> Totals {
+    let mut t = Totals::default();
+    for id in ids {
+        let Ok((200, v)) = api.call(reqwest::Method::GET, &format!("/v1/streams/{id}"), None).await else {
+            continue;
+        };
+        let d = &v["detail"];
+        t.dropped += d["dropped_frames"].as_u64().unwrap_or(0);
+        t.shed += d["shed"].as_object().map(|m| m.values().filter_map(|x| x.as_u64()).sum()).unwrap_or(0);
+        *t.states.entry(v["status"].as_str().unwrap_or("unknown").to_string()).or_default() += 1;
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_media_times() {
+        let l = latency((1..=100).collect());
+        assert_eq!((l.count, l.p50, l.p95, l.p99), (100, 51, 95, 99));
+        assert_eq!(latency(Vec::new()).count, 0);
+        let transcript = serde_json::json!({"wall_ms": 1000, "pts_ms": 5000, "end_ms": 7500});
+        assert_eq!(media_wall_ms(&transcript), Some(3500), "from the end of the utterance");
+        let scene = serde_json::json!({"wall_ms": 1000, "pts_ms": 5000});
+        assert_eq!(media_wall_ms(&scene), Some(1000));
+    }
+}

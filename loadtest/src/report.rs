@@ -1,0 +1,126 @@
+//! The capacity report: `capacity.json` (everything measured) and `capacity.html` (self-contained:
+//! tables, and the latency and CPU curves drawn as inline SVG, no network assets).
+
+use crate::capacity::Report;
+use std::fmt::Write;
+use std::path::Path;
+
+const KIND_COLOURS: [(&str, &str); 5] = [
+    ("frame", "#1f77b4"),
+    ("scene", "#2ca02c"),
+    ("ocr", "#ff7f0e"),
+    ("transcript", "#d62728"),
+    ("state", "#7f7f7f"),
+];
+
+fn colour(kind: &str) -> &'static str {
+    KIND_COLOURS.iter().find(|(k, _)| *k == kind).map(|(_, c)| *c).unwrap_or("#9467bd")
+}
+
+/// A line chart: one polyline per series of (streams, value) points.
+fn chart(title: &str, unit: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
+    let (w, h, pad) = (560.0, 260.0, 40.0);
+    let xmax = series.iter().flat_map(|(_, p)| p.iter().map(|(x, _)| *x)).fold(1.0, f64::max);
+    let ymax = series.iter().flat_map(|(_, p)| p.iter().map(|(_, y)| *y)).fold(1.0, f64::max) * 1.1;
+    let x = |v: f64| pad + v / xmax * (w - 2.0 * pad);
+    let y = |v: f64| h - pad - v / ymax * (h - 2.0 * pad);
+    let mut svg = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' role='img'><title>{title}</title>\
+         <line x1='{pad}' y1='{}' x2='{}' y2='{}' stroke='#333'/><line x1='{pad}' y1='{pad}' x2='{pad}' y2='{}' stroke='#333'/>\
+         <text x='{}' y='{}' font-size='11' text-anchor='end'>streams</text><text x='4' y='14' font-size='11'>{unit} (max {:.0})</text>",
+        h - pad,
+        w - pad,
+        h - pad,
+        h - pad,
+        w - pad,
+        h - 8.0,
+        ymax / 1.1
+    );
+    for (i, (name, points)) in series.iter().enumerate() {
+        let c = colour(name);
+        let pts: Vec<String> = points.iter().map(|(a, b)| format!("{:.1},{:.1}", x(*a), y(*b))).collect();
+        let _ =
+            write!(svg, "<polyline fill='none' stroke='{c}' stroke-width='2' points='{}'/>", pts.join(" "));
+        for (a, b) in points {
+            let _ = write!(svg, "<circle cx='{:.1}' cy='{:.1}' r='3' fill='{c}'/>", x(*a), y(*b));
+        }
+        let _ = write!(
+            svg,
+            "<text x='{}' y='{}' font-size='11' fill='{c}'>{name}</text>",
+            w - pad + 4.0,
+            pad + 14.0 * i as f64
+        );
+    }
+    svg + "</svg>"
+}
+
+pub fn html(r: &Report) -> String {
+    let mut kinds: Vec<&String> = r.steps.iter().flat_map(|s| s.latency.keys()).collect();
+    kinds.sort();
+    kinds.dedup();
+    let p95: Vec<(String, Vec<(f64, f64)>)> = kinds
+        .iter()
+        .map(|k| {
+            let pts = r
+                .steps
+                .iter()
+                .filter_map(|s| s.latency.get(*k).map(|l| (s.streams as f64, l.p95 as f64)))
+                .collect();
+            (k.to_string(), pts)
+        })
+        .collect();
+    let cpu: Vec<(String, Vec<(f64, f64)>)> = vec![(
+        "sightline".into(),
+        r.steps.iter().filter_map(|s| s.cpu_percent.map(|c| (s.streams as f64, c))).collect(),
+    )];
+    let mut rows = String::new();
+    for s in &r.steps {
+        let lat: Vec<String> = s
+            .latency
+            .iter()
+            .map(|(k, l)| format!("{k}: {}/{}/{} ms (n={})", l.p50, l.p95, l.p99, l.count))
+            .collect();
+        let states: Vec<String> = s.states.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            s.streams,
+            lat.join("<br>"),
+            s.shed,
+            s.dropped_frames,
+            states.join(", "),
+            s.cpu_percent.map(|c| format!("{c:.0} %")).unwrap_or_else(|| "–".into()),
+            s.rss_mb.map(|m| format!("{m:.0} MB")).unwrap_or_else(|| "–".into()),
+            if s.within_targets { "yes".to_string() } else { s.misses.join("; ") },
+        );
+    }
+    let targets: Vec<String> = r.targets.0.iter().map(|(k, v)| format!("{k} p95 &lt; {v} ms")).collect();
+    let bare = r
+        .bare_decode_cpu_percent
+        .map(|b| format!("{b:.1} % of a core per stream"))
+        .unwrap_or_else(|| "not measured".into());
+    format!(
+        "<!doctype html><html><head><meta charset='utf-8'><title>Sightline capacity</title>\
+         <style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}}</style></head><body>\
+         <h1>Sightline capacity: {} stream(s)</h1>\
+         <p>The largest step at which every event kind stayed within its target ({}) with nothing shed.\
+         Gateway {}. Bare decoding (the physical reference, <code>gst-launch-1.0 uridecodebin3 ! fakesink</code>): {bare}.</p>\
+         <h2>Media→feed latency p95 by streams</h2>{}\
+         <h2>Sightline CPU by streams (percent of one core)</h2>{}\
+         <h2>Steps</h2><table><tr><th>streams</th><th>latency p50/p95/p99</th><th>shed</th><th>dropped frames</th>\
+         <th>states</th><th>CPU</th><th>RSS</th><th>within targets</th></tr>{rows}</table></body></html>",
+        r.capacity,
+        targets.join(", "),
+        r.gateway,
+        chart("p95 latency per kind", "ms", &p95),
+        chart("CPU", "% of a core", &cpu),
+    )
+}
+
+/// Writes `capacity.json` and `capacity.html` into `dir`.
+pub fn write(r: &Report, dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("capacity.json"), serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?)?;
+    std::fs::write(dir.join("capacity.html"), html(r))
+}

@@ -1,0 +1,71 @@
+//! The capacity harness on a small run (one step, one stream): what it reports comes from the feed
+//! (its event count per stream equals ClickHouse's rows for that stream), its latency figures are
+//! measured on the events it received, and it writes both report files.
+
+mod common;
+
+use common::{TestSystem, test_config};
+use sightline_actors::Roles;
+use sightline_loadtest::capacity::{Options, run};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_harness_counts_what_the_feed_delivered() {
+    let mut cfg = test_config();
+    cfg.speech.workers = 0;
+    let sys = TestSystem::start(cfg, Roles::ALL).await;
+    let work = std::env::temp_dir().join(common::unique("sl-capacity"));
+    let clip = sightline_testkit::ClipSpec::standard()
+        .render(&std::env::temp_dir().join("sightline-test-clips"))
+        .await
+        .unwrap();
+    let opts = Options {
+        gateway: sys.addr.to_string(),
+        api_key: None,
+        steps: vec![1],
+        warmup: Duration::from_secs(3),
+        hold: Duration::from_secs(12),
+        clip,
+        work_dir: work.clone(),
+        // Sightline runs inside this test process.
+        pid: Some(std::process::id()),
+        targets: Default::default(),
+        reference: Duration::from_secs(3),
+    };
+    let report = run(&opts, &|line| eprintln!("{line}")).await.unwrap();
+    eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
+
+    let step = &report.steps[0];
+    assert_eq!(step.streams, 1);
+    let scenes = step.latency.get("scene").expect("scene events were measured");
+    assert!(scenes.count >= 1 && scenes.p50 <= scenes.p95 && scenes.p95 <= scenes.p99, "{scenes:?}");
+    assert!(step.cpu_percent.is_some_and(|c| c > 0.0) && step.rss_mb.is_some_and(|m| m > 10.0), "{step:?}");
+    assert!(report.bare_decode_cpu_percent.is_some_and(|c| c > 0.0), "the reference ran");
+
+    // Every event the harness counted is a row in ClickHouse, and the other way round.
+    let bus = sys.node.as_ref().unwrap().bus.clone();
+    common::sink_drained(&bus, "sink_clickhouse").await;
+    let store = sys.node.as_ref().unwrap().store.clone();
+    assert_eq!(report.events_by_stream.len(), 1, "{:?}", report.events_by_stream);
+    for (stream, counted) in &report.events_by_stream {
+        let rows: u64 = store
+            .client()
+            .query("SELECT count() FROM events FINAL WHERE stream_id = ?")
+            .bind(stream)
+            .fetch_one()
+            .await
+            .unwrap();
+        assert_eq!(rows, *counted, "stream {stream}: ClickHouse has {rows}, the harness counted {counted}");
+        assert!(*counted >= 3);
+    }
+
+    let out = work.join("reports");
+    sightline_loadtest::report::write(&report, &out).unwrap();
+    let html = std::fs::read_to_string(out.join("capacity.html")).unwrap();
+    assert!(html.contains("Sightline capacity") && html.contains("<svg"), "{html}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("capacity.json")).unwrap()).unwrap();
+    assert_eq!(json["steps"][0]["streams"], 1);
+    let _ = std::fs::remove_dir_all(&work);
+    sys.shutdown().await;
+}
