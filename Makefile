@@ -15,7 +15,7 @@ export SIGHTLINE_BIN := $(BIN)
 # freed memory (the churn soak measured 318 MB of growth with the default, 111 MB with 2).
 ENV := source $(CACHE)/env && MALLOC_ARENA_MAX=2
 
-.PHONY: setup services stop build run test check bench soak gpu-check clean-data
+.PHONY: setup services stop build run test check bench soak loadtest gpu-check clean-data
 
 setup:
 	@bash scripts/setup.sh
@@ -54,6 +54,12 @@ bench: services
 soak: services
 	@$(ENV) $(CARGO) build -j$(JOBS) --profile $(PROFILE) -p sightline-bench
 	@$(ENV) $(BIN)/sightline-bench churn
+
+# The capacity harness (loadtest/): a Sightline of its own on 127.0.0.1:8090, streams ramped in
+# STEPS (default 1,2,4,8) held HOLD seconds (default 60); .data/reports/capacity.{json,html}.
+loadtest: services
+	@$(ENV) $(CARGO) build -j$(JOBS) --profile $(PROFILE) -p sightline -p sightline-loadtest
+	@bash scripts/loadtest.sh
 
 # Every model on CUDA vs the CPU (needs an NVIDIA GPU; exits 2 without one).
 gpu-check:
