@@ -8,7 +8,9 @@ source "${SIGHTLINE_CACHE:-$HOME/.cache/sightline}/env"
 BIN=${SIGHTLINE_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/sightline/target}/release}
 GW=127.0.0.1:8090
 mkdir -p .data/reports
-export MALLOC_ARENA_MAX=2 SIGHTLINE_GATEWAY__LISTEN=$GW SIGHTLINE_INGEST__ALLOW_HOSTS='["127.0.0.1"]'
+# Names of its own on the bus and in ClickHouse: `make run`'s streams and data are not touched.
+export MALLOC_ARENA_MAX=2 SIGHTLINE_GATEWAY__LISTEN=$GW SIGHTLINE_INGEST__ALLOW_HOSTS='["127.0.0.1"]' \
+  SIGHTLINE_NATS__PREFIX=LOADTEST SIGHTLINE_CLICKHOUSE__DATABASE=sightline_loadtest
 "$BIN/sightline" run > .data/reports/loadtest-sightline.log 2>&1 &
 pid=$!
 trap 'kill -INT $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT

@@ -303,13 +303,17 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
     for id in &ids {
         let _ = api.call(reqwest::Method::DELETE, &format!("/v1/streams/{id}"), None).await;
     }
+    // Until 5 s pass without one of ours (other streams may go on talking), 60 s at most.
     let ours: HashSet<String> = ids.iter().cloned().collect();
-    let quiet = Duration::from_secs(5);
-    while let Ok(Some(Ok(m))) = tokio::time::timeout(quiet, ws.next()).await {
+    let (quiet, give_up) = (Duration::from_secs(5), Instant::now() + Duration::from_secs(60));
+    let mut last_ours = Instant::now();
+    while last_ours.elapsed() < quiet && Instant::now() < give_up {
+        let Ok(Some(Ok(m))) = tokio::time::timeout(quiet, ws.next()).await else { break };
         if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
             let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
             if let Some(stream) = v["stream_id"].as_str().filter(|s| ours.contains(*s)) {
                 *events_by_stream.entry(stream.to_string()).or_default() += 1;
+                last_ours = Instant::now();
             }
         }
     }

@@ -124,6 +124,12 @@ pub(crate) async fn announce_state(
     s: &StreamStatus,
     announced: &mut Option<(StreamState, Option<String>)>,
 ) {
+    // `starting` is the moment between two attempts: a source that keeps failing would flap
+    // between it and `reconnecting`, so only the outcome is announced (and a repeated failure
+    // with the same reason once).
+    if s.state == StreamState::Starting {
+        return;
+    }
     let why = match s.state {
         StreamState::Degraded => s.degraded_reason.clone(),
         StreamState::Reconnecting | StreamState::Failed => s.last_error.clone(),
