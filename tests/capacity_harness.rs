@@ -39,6 +39,11 @@ async fn the_harness_counts_what_the_feed_delivered() {
     assert_eq!(step.streams, 1);
     let scenes = step.latency.get("scene").expect("scene events were measured");
     assert!(scenes.count >= 1 && scenes.p50 <= scenes.p95 && scenes.p95 <= scenes.p99, "{scenes:?}");
+    // The stage split comes from the events' own stage times.
+    for stage in ["ingest_publish", "queue_wait", "model", "publish_and_feed"] {
+        let s = step.stages.get(stage).unwrap_or_else(|| panic!("no {stage} in {:?}", step.stages));
+        assert!(s.count >= 1 && s.p50 >= 0, "{stage}: {s:?}");
+    }
     assert!(step.cpu_percent.is_some_and(|c| c > 0.0) && step.rss_mb.is_some_and(|m| m > 10.0), "{step:?}");
     assert!(report.bare_decode_cpu_percent.is_some_and(|c| c > 0.0), "the reference ran");
 

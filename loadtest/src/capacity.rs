@@ -62,6 +62,10 @@ pub struct Step {
     pub streams: usize,
     pub seconds: f64,
     pub latency: BTreeMap<String, Latency>,
+    /// Where the time went, over the events that carry their stage times: `ingest_publish`
+    /// (decoded → stored in JetStream), `queue_wait` (→ taken by a worker), `model` (→ the model
+    /// was done), `publish_and_feed` (→ received from the feed).
+    pub stages: BTreeMap<String, Latency>,
     /// Work the pools shed during the step, all streams.
     pub shed: u64,
     pub dropped_frames: u64,
@@ -115,6 +119,19 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// An event's stage durations, ms, when it carries its stage times (`timing`).
+pub fn stages(event: &serde_json::Value, received_ms: i64) -> Option<[(&'static str, i64); 4]> {
+    let t = &event["timing"];
+    let (decoded, queued) = (event["wall_ms"].as_i64()?, t["queued_ms"].as_i64()?);
+    let (started, done) = (t["started_ms"].as_i64()?, t["done_ms"].as_i64()?);
+    Some([
+        ("ingest_publish", queued - decoded),
+        ("queue_wait", started - queued),
+        ("model", done - started),
+        ("publish_and_feed", received_ms - done),
+    ])
 }
 
 /// CPU seconds (user + system) a process has used, and its RSS in MB.
@@ -228,6 +245,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         progress(format!("step {n}: {n} stream(s), warming up {} s", opts.warmup.as_secs()));
         let before = totals(&api, &ids).await;
         let mut lat: HashMap<String, Vec<i64>> = HashMap::new();
+        let mut split: HashMap<String, Vec<i64>> = HashMap::new();
         let warm_until = Instant::now() + opts.warmup;
         let until = warm_until + opts.hold;
         let mut usage_start = None;
@@ -247,6 +265,9 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
                     if let (Some(kind), Some(at)) = (v["kind"].as_str(), media_wall_ms(&v)) {
                         lat.entry(kind.to_string()).or_default().push(received - at);
                     }
+                    for (stage, ms) in stages(&v, received).into_iter().flatten() {
+                        split.entry(stage.to_string()).or_default().push(ms);
+                    }
                 }
             }
             if last_note.elapsed() > Duration::from_secs(10) {
@@ -264,6 +285,8 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         };
         let after = totals(&api, &ids).await;
         let latency: BTreeMap<String, Latency> = lat.into_iter().map(|(k, v)| (k, latency(v))).collect();
+        let stages: BTreeMap<String, Latency> =
+            split.into_iter().map(|(k, v)| (k, self::latency(v))).collect();
         let mut misses = Vec::new();
         for (kind, l) in &latency {
             if let Some(t) = opts.targets.0.get(kind) {
@@ -284,6 +307,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
             streams: n,
             seconds: secs,
             latency,
+            stages,
             shed,
             dropped_frames: after.dropped.saturating_sub(before.dropped),
             states: after.states,
@@ -363,5 +387,9 @@ mod tests {
         assert_eq!(media_wall_ms(&transcript), Some(3500), "from the end of the utterance");
         let scene = serde_json::json!({"wall_ms": 1000, "pts_ms": 5000});
         assert_eq!(media_wall_ms(&scene), Some(1000));
+        let timed = serde_json::json!({"wall_ms": 1000, "timing": {"queued_ms": 1020, "started_ms": 1100, "done_ms": 1400}});
+        let split = stages(&timed, 1450).unwrap();
+        assert_eq!(split.map(|(_, ms)| ms), [20, 80, 300, 50]);
+        assert!(stages(&scene, 1450).is_none());
     }
 }

@@ -81,11 +81,14 @@ pub fn html(r: &Report) -> String {
             .map(|(k, l)| format!("{k}: {}/{}/{} ms (n={})", l.p50, l.p95, l.p99, l.count))
             .collect();
         let states: Vec<String> = s.states.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let split: Vec<String> =
+            s.stages.iter().map(|(k, l)| format!("{k}: {}/{} ms", l.p50, l.p95)).collect();
         let _ = write!(
             rows,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             s.streams,
             lat.join("<br>"),
+            split.join("<br>"),
             s.shed,
             s.dropped_frames,
             states.join(", "),
@@ -108,7 +111,7 @@ pub fn html(r: &Report) -> String {
          Gateway {}. Bare decoding (the physical reference, <code>gst-launch-1.0 uridecodebin3 ! fakesink</code>): {bare}.</p>\
          <h2>Media→feed latency p95 by streams</h2>{}\
          <h2>Sightline CPU by streams (percent of one core)</h2>{}\
-         <h2>Steps</h2><table><tr><th>streams</th><th>latency p50/p95/p99</th><th>shed</th><th>dropped frames</th>\
+         <h2>Steps</h2><table><tr><th>streams</th><th>latency p50/p95/p99</th><th>stage split p50/p95</th><th>shed</th><th>dropped frames</th>\
          <th>states</th><th>CPU</th><th>RSS</th><th>within targets</th></tr>{rows}</table></body></html>",
         r.capacity,
         targets.join(", "),

@@ -146,6 +146,7 @@ impl EventRow {
             model: self.model.clone(),
             detail: None,
             text_vector: Vec::new(),
+            timing: None,
         })
         .map(|mut e| {
             e.set_detail_json(&self.detail);

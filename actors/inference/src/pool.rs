@@ -223,6 +223,7 @@ impl<P: Processor> Batches for InferencePool<P> {
         if batch.is_empty() {
             return Ok(None);
         }
+        let started_ms = sightline_wire::now_ms();
         let l = labels(&[("model", &self.model)]);
         self.metrics.batch_size.get_or_create(&l).observe(batch.len() as f64);
         let again = batch.iter().filter(|m| delivered(m) > 1).count();
@@ -272,6 +273,17 @@ impl<P: Processor> Batches for InferencePool<P> {
             .get_or_create(&labels(&[("model", &model)]))
             .observe(started.elapsed().as_secs_f64());
 
+        let done_ms = sightline_wire::now_ms();
+        for (msg, result) in batch.iter().zip(results.iter_mut()) {
+            let queued_ms = msg
+                .info()
+                .map(|i| (i.published.unix_timestamp_nanos() / 1_000_000) as i64)
+                .unwrap_or(started_ms);
+            let timing = sightline_wire::Timing { queued_ms, started_ms, done_ms };
+            for e in result.iter_mut().flatten() {
+                e.timing = Some(timing);
+            }
+        }
         for step in &mut self.enrich {
             step.apply(&mut results).await;
         }

@@ -79,6 +79,10 @@ pub struct Event {
     /// for the vector sink's `text` set. Not stored in ClickHouse, not sent to feed clients.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub text_vector: Vec<f32>,
+    /// When the work behind the event moved through inference, Unix ms (the per-stage latency
+    /// split; not stored in ClickHouse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<Timing>,
 }
 
 /// Kind-specific details of an event, tagged by kind.
@@ -167,6 +171,15 @@ pub struct DuplicateInfo {
     pub similarity: f32,
 }
 
+/// The stages of an event's work after decoding (its `wall_ms`): when ingest's work message was
+/// stored in JetStream, when an inference worker took it, and when the model was done with it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    pub queued_ms: i64,
+    pub started_ms: i64,
+    pub done_ms: i64,
+}
+
 impl Event {
     pub fn make_id<'a>(stream: impl Into<crate::StreamRef<'a>>, kind: EventKind, pts_ms: i64) -> String {
         stream.into().id_for(kind.as_str(), pts_ms)
@@ -195,6 +208,7 @@ impl Event {
             model: model.to_string(),
             detail: None,
             text_vector: Vec::new(),
+            timing: None,
         }
     }
 
