@@ -111,7 +111,7 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
 
 /// `user:password` (percent-encoded, as in a URL) as a Basic credential.
 fn basic_auth(userinfo: &str) -> String {
-    let decoded = percent_decode(userinfo);
+    let decoded = sightline_policy::percent_decode(userinfo);
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(decoded.len().div_ceil(3) * 4);
     for chunk in decoded.chunks(3) {
@@ -126,26 +126,6 @@ fn basic_auth(userinfo: &str) -> String {
         }
     }
     format!("Basic {out}")
-}
-
-fn percent_decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (b[i], b.get(i + 1).and_then(|c| hex(*c)), b.get(i + 2).and_then(|c| hex(*c))) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 impl Fetcher {

@@ -8,5 +8,5 @@ pub mod secrets;
 pub mod source;
 
 pub use allow::AllowList;
-pub use secrets::{redact_secrets, redact_url};
+pub use secrets::{percent_decode, redact_secrets, redact_url};
 pub use source::*;

@@ -79,6 +79,11 @@ fn percent_decoded(s: &str) -> Option<String> {
     if !s.contains('%') {
         return None;
     }
+    String::from_utf8(percent_decode(s)).ok().filter(|d| d != s)
+}
+
+/// `%XX` escapes decoded to bytes; anything else (a `%` without two hex digits) kept as written.
+pub fn percent_decode(s: &str) -> Vec<u8> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -95,7 +100,7 @@ fn percent_decoded(s: &str) -> Option<String> {
             }
         }
     }
-    String::from_utf8(out).ok().filter(|d| d != s)
+    out
 }
 
 #[cfg(test)]
