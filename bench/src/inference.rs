@@ -54,35 +54,49 @@ pub(crate) async fn inference_bench(
         ..OcrParams::default()
     };
 
-    // Bare: the OCR pipeline called directly, one frame after another.
+    // Bare: the OCR pipeline called directly, `batch_max` frames at a time as the pool takes them.
     let ocr_files = m.task_files(Task::Ocr)?;
-    let mut ocr = Ocr::load(&rt, &ocr_files[0], &ocr_files[1], threads, params.clone())?;
+    let batch = cfg.ocr.batch_max.max(1);
+    let mut ocr = Ocr::load(&rt, &ocr_files[0], &ocr_files[1], threads, OcrParams { det_batch: batch, ..params })?;
     ocr.read(&frames[0].1, w, h)?;
     let started = Instant::now();
     let mut read_ok = 0;
-    for (text, px) in &frames {
-        read_ok += ocr.read(px, w, h)?.iter().any(|l| &l.text == text) as usize;
+    for chunk in frames.chunks(batch) {
+        let inputs: Vec<(&[u8], usize, usize)> = chunk.iter().map(|(_, px)| (px.as_slice(), w, h)).collect();
+        for ((text, _), lines) in chunk.iter().zip(ocr.read_batch(&inputs)) {
+            read_ok += lines?.iter().any(|l| &l.text == text) as usize;
+        }
     }
     let bare_s = started.elapsed().as_secs_f64();
     let bare = n as f64 / bare_s;
-    eprintln!("  bare: {bare:.2} frames/s ({read_ok}/{n} read exactly)");
-
-    let (actor, actor_s) = ocr_actor(&mut cfg, &frames, w, h).await?;
-    let sweep = batch_sweeps(&rt, m, &frames, &mut ocr, (w, h), threads, runs)?;
+    eprintln!("  ocr bare: {bare:.2} frames/s ({read_ok}/{n} read exactly)");
+    let (actor, actor_s) = pool_actor(&mut cfg, Pool::Ocr, n, async |bus, i| {
+        // One stream per frame: every frame is new to the actor's change cache, so each is read.
+        let meta = sightline_wire::FrameMeta::still(&format!("b{i}"), 1000, sightline_wire::now_ms(), w as u32, h as u32);
+        bus.publish_frame(&meta, &frames[i % n].1).await?;
+        Ok(())
+    })
+    .await?;
+    let speech_n = (n / 2).max(8);
+    eprintln!("inference bench: {speech_n} espeak segments through speech");
+    let (speech_rows, speech_ratio) = speech_vs_bare(&mut cfg, &rt, speech_n).await?;
+    let sweep = batch_sweeps(&rt, &cfg, &frames, &mut ocr, (w, h), threads, runs)?;
     let beams = beam_sweep(&rt, &cfg)?;
     let text = format!(
-        "## Inference ({n} captioned {w}x{h} frames through OCR, {threads} ONNX Runtime thread(s), CPU; {})\n\n\
-         | path | frames/s | seconds |\n|---|---|---|\n\
-         | bare ONNX Runtime (detector + recogniser called in a loop) | {bare:.2} | {bare_s:.2} |\n\
-         | inference actor (JetStream in, events published, then acked; batch_max {}) | {actor:.2} | {actor_s:.2} |\n\n\
-         Actor ÷ bare: **{:.3}** (goal ≥ 0.90). Lines read exactly in the bare run: {read_ok}/{n}.\n\n\
+        "## Inference ({n} captioned {w}x{h} frames through OCR, {speech_n} espeak-ng segments through speech, \
+         {threads} ONNX Runtime thread(s), CPU; {})\n\n\
+         | path | items | items/s | seconds |\n|---|---|---|---|\n\
+         | OCR: bare ONNX Runtime (detector + recogniser called directly, {batch} frames a batch) | frames | {bare:.2} | {bare_s:.2} |\n\
+         | OCR: inference actor (JetStream in, events published, then acked; batch_max {batch}) | frames | {actor:.2} | {actor_s:.2} |\n\
+         {speech_rows}\n\
+         Actor ÷ bare at the same batch (goal ≥ 0.90): OCR **{:.3}**, speech **{speech_ratio:.3}**. \
+         Lines read exactly in the bare OCR run: {read_ok}/{n}.\n\n\
          Batch-size sweep (after one warm-up run; {runs} timed runs each, the detector and labeller 15):\n\n\
          | model | batch | items/s | p50 ms per batch | p99 ms per batch |\n|---|---|---|---|---|\n{sweep}\n\
          Moonshine base, beam width over the ten espeak-ng sentences of the speech quality test \
          ({} thread(s); the default is {}):\n\n\
          | beam width | word error rate | decode ms per sentence |\n|---|---|---|\n{beams}\n",
         now_utc(),
-        cfg.ocr.batch_max,
         actor / bare,
         cfg.speech.threads,
         cfg.speech.beam_width
@@ -262,54 +276,68 @@ fn compare_preprocessing(c: &mut Comparison, rt: &Runtime) -> Result<()> {
     Ok(())
 }
 
-/// Frames through the OCR inference actor (published to JetStream, events published back,
-/// acked): frames/s and seconds.
-async fn ocr_actor(cfg: &mut Config, frames: &[(String, Vec<u8>)], w: usize, h: usize) -> Result<(f64, f64)> {
+/// Which inference pool an actor run measures.
+#[derive(Clone, Copy)]
+enum Pool {
+    Ocr,
+    Speech,
+}
+
+/// `n` items through one inference pool's actor (published to JetStream, events published back,
+/// acked), every other pool off: items/s and seconds. `publish(i)` sends item `i`; item `n` is the
+/// warm-up, which has come back once the worker has loaded its models.
+async fn pool_actor(
+    cfg: &mut Config,
+    pool: Pool,
+    n: usize,
+    publish: impl AsyncFn(&sightline_actors::Bus, usize) -> Result<()>,
+) -> Result<(f64, f64)> {
     use futures::StreamExt;
-    let n = frames.len();
     cfg.scenes.workers = 0;
     cfg.speech.workers = 0;
-    cfg.ocr.workers = 1;
-    cfg.ocr.max_ack_pending = 64;
+    cfg.ocr.workers = 0;
+    cfg.shots.workers = 0;
     // Throughput of a backlog: nothing is shed for lag here.
-    cfg.ocr.lag_target_ms = 0;
-    cfg.ocr.max_lag_ms = 0;
+    let (kind, name) = match pool {
+        Pool::Ocr => {
+            (cfg.ocr.workers, cfg.ocr.max_ack_pending, cfg.ocr.lag_target_ms, cfg.ocr.max_lag_ms) = (1, 64, 0, 0);
+            (sightline_wire::EventKind::Ocr, "ocr")
+        }
+        Pool::Speech => {
+            (cfg.speech.workers, cfg.speech.max_ack_pending, cfg.speech.lag_target_ms, cfg.speech.max_lag_ms) =
+                (1, 64, 0, 0);
+            (sightline_wire::EventKind::Transcript, "speech")
+        }
+    };
     let roles = sightline_actors::Roles::parse("inference")?;
     let node = sightline_actors::Node::start(cfg, roles, sightline_actors::Metrics::new()).await?;
     let bus = node.bus.clone();
-    let mut events = bus.client.subscribe(bus.names.events_of_kind(sightline_wire::EventKind::Ocr)).await?;
-    let publish = async |i: usize, px: &[u8]| -> Result<()> {
-        // One stream per frame: every frame is new to the actor's change cache, so each is read.
-        let meta = sightline_wire::FrameMeta::still(
-            &format!("b{i}"),
-            1000,
-            sightline_wire::now_ms(),
-            w as u32,
-            h as u32,
-        );
-        bus.publish_frame(&meta, px).await?;
-        Ok(())
-    };
-    // Warm-up: the worker has loaded its models once one frame has come back.
-    publish(n, &frames[0].1).await?;
+    let mut events = bus.client.subscribe(bus.names.events_of_kind(kind)).await?;
+    publish(&bus, n).await?;
     tokio::time::timeout(Duration::from_secs(120), events.next()).await?.context("no warm-up event")?;
     let started = Instant::now();
-    for (i, (_, px)) in frames.iter().enumerate() {
-        publish(i, px).await?;
+    for i in 0..n {
+        publish(&bus, i).await?;
     }
-    // Done when the shared consumer has nothing pending and nothing unacknowledged.
-    let frames_stream = bus.js.get_stream(bus.names.frames_stream()).await?;
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer = frames_stream
-        .get_consumer(&bus.names.consumer("ocr"))
+    // Done when the pool's consumer has nothing pending and nothing unacknowledged.
+    let work = match pool {
+        Pool::Ocr => bus.names.frames_stream(),
+        Pool::Speech => bus.names.audio_stream(),
+    };
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = bus
+        .js
+        .get_stream(&work)
+        .await?
+        .get_consumer(&bus.names.consumer(name))
         .await
-        .map_err(|e| anyhow::anyhow!("ocr consumer: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{name} consumer: {e}"))?;
     loop {
         let info = consumer.info().await?;
         if info.num_pending == 0 && info.num_ack_pending == 0 {
             break;
         }
         if started.elapsed() > Duration::from_secs(600) {
-            bail!("the OCR actor did not finish {n} frames in 10 minutes");
+            bail!("the {name} actor did not finish {n} items in 10 minutes");
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -319,25 +347,79 @@ async fn ocr_actor(cfg: &mut Config, frames: &[(String, Vec<u8>)], w: usize, h: 
         let e: sightline_wire::Event = serde_json::from_slice(&msg.payload)?;
         seen.insert(e.stream_id);
     }
-    eprintln!("  actor: events for {} of {n} frames", seen.len());
     let actor = n as f64 / actor_s;
-    eprintln!("  actor: {actor:.2} frames/s");
+    eprintln!("  {name} actor: events for {} of {n} items, {actor:.2} items/s", seen.len());
     node.shutdown().await;
     bus.destroy().await;
-
     Ok((actor, actor_s))
+}
+
+/// Speech: the espeak sentences as audio segments of `n` streams, through bare ONNX Runtime (VAD
+/// and Moonshine called directly, `batch_max` segments at a time as the pool takes them) and
+/// through the speech actor: report rows.
+async fn speech_vs_bare(cfg: &mut Config, rt: &Runtime, n: usize) -> Result<(String, f64)> {
+    let segments: Vec<Vec<f32>> = (0..n)
+        .map(|i| Ok(sightline_testkit::speech_samples(sightline_testkit::SPEECH_SENTENCES[i % 10])?))
+        .collect::<Result<_>>()?;
+    let m = &cfg.models;
+    let mut vad = SileroVad::load(rt, &m.task_files(Task::Vad)?[0])?;
+    let files = m.task_files(Task::Stt)?;
+    let mut stt = Moonshine::load(rt, &files[0], &files[1], &files[2], cfg.speech.threads)?;
+    stt.set_beam_width(cfg.speech.beam_width);
+    stt.set_batching(8, cfg.speech.max_pad_ms as usize * 16);
+    let batch = cfg.speech.batch_max.max(1);
+    let mut bare_run = |segs: &[Vec<f32>]| -> Result<()> {
+        let refs: Vec<&[f32]> = segs.iter().map(Vec::as_slice).collect();
+        let regions = vad.speech_regions_batch(&refs, cfg.speech.vad_threshold, cfg.speech.min_speech_ms)?;
+        let utterances: Vec<&[f32]> =
+            regions.iter().zip(&refs).flat_map(|(r, s)| r.iter().map(move |&(a, b)| &s[a..b])).collect();
+        for t in stt.transcribe_batch(&utterances) {
+            t?;
+        }
+        Ok(())
+    };
+    bare_run(&segments[..1])?;
+    let started = Instant::now();
+    for chunk in segments.chunks(batch) {
+        bare_run(chunk)?;
+    }
+    let bare_s = started.elapsed().as_secs_f64();
+    let bare = n as f64 / bare_s;
+    eprintln!("  speech bare: {bare:.2} segments/s");
+    let (actor, actor_s) = pool_actor(cfg, Pool::Speech, n, async |bus, i| {
+        // One stream per segment, as many streams speaking at once.
+        let s = &segments[i % n];
+        let meta = sightline_wire::AudioMeta {
+            stream_id: format!("s{i}"),
+            start_ms: 0,
+            end_ms: (s.len() / 16) as i64,
+            wall_ms: sightline_wire::now_ms(),
+            samples: s.len(),
+            incarnation: 0,
+        };
+        let payload = sightline_wire::encode(&meta, &sightline_wire::audio_bytes(s));
+        bus.publish(bus.names.audio_subject(&meta.stream_id), &meta.msg_id(), payload).await?;
+        Ok(())
+    })
+    .await?;
+    let rows = format!(
+        "| speech: bare ONNX Runtime (VAD + Moonshine, {batch} segments a batch) | segments | {bare:.2} | {bare_s:.2} |\n\
+         | speech: inference actor (batch_max {batch}) | segments | {actor:.2} | {actor_s:.2} |\n"
+    );
+    Ok((rows, actor / bare))
 }
 
 /// Batch-size sweeps per model (threads as configured): report rows.
 fn batch_sweeps(
     rt: &Runtime,
-    m: &ModelsConfig,
+    cfg: &Config,
     frames: &[(String, Vec<u8>)],
     ocr: &mut Ocr,
     (w, h): (usize, usize),
     threads: usize,
     runs: usize,
 ) -> Result<String> {
+    let m = &cfg.models;
     let mut sweep = String::new();
     let mut emb = TextEmbedder::load(
         rt,
@@ -377,6 +459,56 @@ fn batch_sweeps(
             ocr.detect_tensor(vec![0.1f32; 3 * dw * dh], dw, dh)?;
             Ok(())
         })?;
+    }
+    let (dw, dh) = sightline_models::ocr::det_size(w, h, cfg.ocr.det_short_side);
+    for b in [2, 4, 8] {
+        sweep += &sweep_row(&format!("PP-OCR detector ({dw}x{dh} input)"), b, runs.min(15), || {
+            ocr.detect_batch(vec![0.1f32; b * 3 * dw * dh], b, dw, dh)?;
+            Ok(())
+        })?;
+    }
+    for b in [1, 4, 8] {
+        let inputs: Vec<(&[u8], usize, usize)> =
+            frames.iter().cycle().take(b).map(|(_, px)| (px.as_slice(), w, h)).collect();
+        sweep += &sweep_row(&format!("PP-OCR whole read, frames of several streams ({w}x{h})"), b, runs.min(15), || {
+            for r in ocr.read_batch(&inputs) {
+                r?;
+            }
+            Ok(())
+        })?;
+    }
+    // Speech: segments of several streams (VAD) and their utterances (Moonshine), side by side.
+    let mut vad = SileroVad::load(rt, &m.task_files(Task::Vad)?[0])?;
+    let files = m.task_files(Task::Stt)?;
+    let mut stt = Moonshine::load(rt, &files[0], &files[1], &files[2], cfg.speech.threads)?;
+    stt.set_beam_width(cfg.speech.beam_width);
+    stt.set_batching(8, cfg.speech.max_pad_ms as usize * 16);
+    let speech: Vec<Vec<f32>> = sightline_testkit::SPEECH_SENTENCES[..8]
+        .iter()
+        .map(|s| Ok(sightline_testkit::speech_samples(s)?))
+        .collect::<Result<_>>()?;
+    for b in [1, 4, 8] {
+        let segs: Vec<&[f32]> = speech.iter().take(b).map(Vec::as_slice).collect();
+        sweep += &sweep_row("Silero VAD (segments of about 3 s, windows side by side)", b, runs.min(15), || {
+            vad.probabilities_batch(&segs)?;
+            Ok(())
+        })?;
+    }
+    // Utterances cut to 2 s (each sentence's first two seconds), so they share runs unpadded.
+    let cut: Vec<&[f32]> = speech.iter().map(|s| &s[..s.len().min(32_000)]).collect();
+    for b in [1, 2, 4, 8] {
+        let utts = &cut[..b];
+        sweep += &sweep_row(
+            &format!("Moonshine base (2 s utterances, beam width {})", cfg.speech.beam_width),
+            b,
+            runs.min(5),
+            || {
+                for t in stt.transcribe_batch(utts) {
+                    t?;
+                }
+                Ok(())
+            },
+        )?;
     }
     let shot_window = vec![90u8; sightline_models::shots::SHOT_WINDOW * sightline_models::SHOT_FRAME_BYTES];
     let mut shots = sightline_models::ShotDetector::load(rt, &m.task_files(Task::Shots)?[0], threads)?;

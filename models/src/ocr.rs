@@ -28,6 +28,10 @@ pub struct OcrParams {
     pub min_confidence: f32,
     /// At most this many regions are read per frame (largest first).
     pub max_lines: usize,
+    /// Most frames in one detector run (frames of one size share a run).
+    pub det_batch: usize,
+    /// Most text lines in one recogniser run.
+    pub rec_batch: usize,
 }
 
 impl Default for OcrParams {
@@ -39,6 +43,8 @@ impl Default for OcrParams {
             unclip_ratio: 1.6,
             min_confidence: 0.5,
             max_lines: 32,
+            det_batch: 8,
+            rec_batch: 16,
         }
     }
 }
@@ -51,6 +57,17 @@ pub struct OcrLine {
     pub confidence: f32,
     /// x0, y0, x1, y1 as fractions of the frame's width and height.
     pub bbox: [f32; 4],
+}
+
+/// A text region cut out of a frame, ready for the recogniser.
+struct Crop {
+    pixels: Vec<u8>,
+    width: usize,
+    height: usize,
+    /// Its recogniser input width (at height 48).
+    rec_width: usize,
+    /// x0, y0, x1, y1 as fractions of the frame.
+    bbox: [f32; 4],
 }
 
 /// Input height of the recogniser.
@@ -103,20 +120,74 @@ impl Ocr {
 
     /// Reads every line of text in an RGB frame.
     pub fn read(&mut self, rgb: &[u8], width: usize, height: usize) -> Result<Vec<OcrLine>, ModelError> {
-        if width < 8 || height < 8 || rgb.len() != width * height * 3 {
-            return Err(ModelError::Input(format!("frame {width}x{height} with {} bytes", rgb.len())));
+        self.read_batch(&[(rgb, width, height)]).pop().expect("one result per frame")
+    }
+
+    /// Reads several RGB frames (of one stream or many), one result each, in order. Frames of the
+    /// same size share detector runs (up to `det_batch` a run); the lines found on all of them
+    /// are read together, sorted by width so little of a batch is padding (up to `rec_batch` a
+    /// run).
+    pub fn read_batch(&mut self, frames: &[(&[u8], usize, usize)]) -> Vec<Result<Vec<OcrLine>, ModelError>> {
+        let mut failed: Vec<Option<ModelError>> = vec![None; frames.len()];
+        let mut sizes: std::collections::BTreeMap<(usize, usize), Vec<usize>> = Default::default();
+        for (i, &(rgb, width, height)) in frames.iter().enumerate() {
+            if width < 8 || height < 8 || rgb.len() != width * height * 3 {
+                failed[i] = Some(ModelError::Input(format!("frame {width}x{height} with {} bytes", rgb.len())));
+            } else {
+                sizes.entry(det_size(width, height, self.params.det_short_side)).or_default().push(i);
+            }
         }
-        let (dw, dh) = det_size(width, height, self.params.det_short_side);
-        let input = normalize_chw(&resize_bilinear(rgb, width, height, dw, dh), dw, dh);
-        let prob = self.detect_tensor(input, dw, dh)?;
-        let mut boxes = text_boxes(&prob, dw, dh, &self.params);
+        // Every line to read: (frame, place in the frame's reading order, crop).
+        let mut crops: Vec<(usize, usize, Crop)> = Vec::new();
+        for ((dw, dh), idx) in sizes {
+            for chunk in idx.chunks(self.params.det_batch.max(1)) {
+                let mut input = Vec::with_capacity(chunk.len() * 3 * dw * dh);
+                for &i in chunk {
+                    let (rgb, w, h) = frames[i];
+                    input.extend(normalize_chw(&resize_bilinear(rgb, w, h, dw, dh), dw, dh));
+                }
+                match self.detect_batch(input, chunk.len(), dw, dh) {
+                    Ok(maps) => {
+                        for (&i, prob) in chunk.iter().zip(maps.chunks_exact(dw * dh)) {
+                            let found = self.crops(frames[i], prob, (dw, dh));
+                            crops.extend(found.into_iter().enumerate().map(|(k, c)| (i, k, c)));
+                        }
+                    }
+                    Err(e) => chunk.iter().for_each(|&i| failed[i] = Some(e.clone())),
+                }
+            }
+        }
+        crops.sort_by_key(|(_, _, c)| c.rec_width);
+        let mut lines: Vec<(usize, usize, OcrLine)> = Vec::new();
+        for chunk in crops.chunks(self.params.rec_batch.max(1)) {
+            match self.recognize_crops(chunk.iter().map(|(_, _, c)| c)) {
+                Ok(read) => lines.extend(
+                    chunk.iter().zip(read).filter_map(|((i, k, _), line)| line.map(|l| (*i, *k, l))),
+                ),
+                Err(e) => chunk.iter().for_each(|(i, _, _)| failed[*i] = Some(e.clone())),
+            }
+        }
+        lines.sort_by_key(|(i, k, _)| (*i, *k));
+        let mut out: Vec<Result<Vec<OcrLine>, ModelError>> =
+            failed.into_iter().map(|f| f.map_or(Ok(Vec::new()), Err)).collect();
+        for (i, _, line) in lines {
+            if let Ok(v) = &mut out[i] {
+                v.push(line);
+            }
+        }
+        out
+    }
+
+    /// The regions of one frame's probability map (at detector size `dw` x `dh`), largest
+    /// `max_lines` kept, cut out of the frame in reading order: top to bottom, then left to right.
+    fn crops(&self, (rgb, width, height): (&[u8], usize, usize), prob: &[f32], (dw, dh): (usize, usize)) -> Vec<Crop> {
+        let mut boxes = text_boxes(prob, dw, dh, &self.params);
         let area = |b: &(f32, f32, f32, f32)| (b.2 - b.0) * (b.3 - b.1);
         boxes.sort_by(|a, b| area(b).total_cmp(&area(a)));
         boxes.truncate(self.params.max_lines);
-        // Reading order: top to bottom, then left to right.
         boxes.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.total_cmp(&b.0)));
         let (sx, sy) = (width as f32 / dw as f32, height as f32 / dh as f32);
-        let crops: Vec<(Vec<u8>, usize, usize, [f32; 4])> = boxes
+        boxes
             .iter()
             .filter_map(|&(x0, y0, x1, y1)| {
                 let (x0, y0) = ((x0 * sx).floor().max(0.0) as usize, (y0 * sy).floor().max(0.0) as usize);
@@ -124,52 +195,57 @@ impl Ocr {
                 let y1 = ((y1 * sy).ceil() as usize).min(height);
                 (x1 > x0 + 2 && y1 > y0 + 2).then(|| {
                     let (cw, ch) = (x1 - x0, y1 - y0);
-                    let mut crop = Vec::with_capacity(cw * ch * 3);
+                    let mut pixels = Vec::with_capacity(cw * ch * 3);
                     for y in y0..y1 {
-                        crop.extend_from_slice(&rgb[(y * width + x0) * 3..(y * width + x1) * 3]);
+                        pixels.extend_from_slice(&rgb[(y * width + x0) * 3..(y * width + x1) * 3]);
                     }
-                    let b = [
+                    let bbox = [
                         x0 as f32 / width as f32,
                         y0 as f32 / height as f32,
                         x1 as f32 / width as f32,
                         y1 as f32 / height as f32,
                     ];
-                    (crop, cw, ch, b)
+                    Crop { pixels, width: cw, height: ch, rec_width: rec_width(cw, ch), bbox }
                 })
             })
-            .collect();
-        if crops.is_empty() {
-            return Ok(Vec::new());
-        }
-        let widths: Vec<usize> = crops.iter().map(|(_, cw, ch, _)| rec_width(*cw, *ch)).collect();
-        let batch_w = *widths.iter().max().unwrap_or(&REC_HEIGHT);
-        let mut batch = vec![0f32; crops.len() * 3 * REC_HEIGHT * batch_w];
+            .collect()
+    }
+
+    /// Reads a batch of crops (padded on the right to the widest): per crop its line, or None when
+    /// nothing was read with enough confidence.
+    fn recognize_crops<'a>(
+        &mut self,
+        crops: impl ExactSizeIterator<Item = &'a Crop> + Clone,
+    ) -> Result<Vec<Option<OcrLine>>, ModelError> {
+        let n = crops.len();
+        let batch_w = crops.clone().map(|c| c.rec_width).max().unwrap_or(REC_HEIGHT);
         let plane = REC_HEIGHT * batch_w;
-        for (i, ((crop, cw, ch, _), &w)) in crops.iter().zip(&widths).enumerate() {
-            let resized = resize_bilinear(crop, *cw, *ch, w, REC_HEIGHT);
+        let mut batch = vec![0f32; n * 3 * plane];
+        for (i, c) in crops.clone().enumerate() {
+            let w = c.rec_width;
+            let resized = resize_bilinear(&c.pixels, c.width, c.height, w, REC_HEIGHT);
             let dst = &mut batch[i * 3 * plane..(i + 1) * 3 * plane];
             for y in 0..REC_HEIGHT {
                 for x in 0..w {
                     let p = &resized[(y * w + x) * 3..];
-                    for c in 0..3 {
+                    for ch in 0..3 {
                         // BGR planes, as PaddleOCR's models were trained on OpenCV images.
-                        dst[c * plane + y * batch_w + x] = p[2 - c] as f32 / 127.5 - 1.0;
+                        dst[ch * plane + y * batch_w + x] = p[2 - ch] as f32 / 127.5 - 1.0;
                     }
                 }
             }
         }
-        let (steps, classes, probs) = self.recognize_tensor(batch, crops.len(), batch_w)?;
+        let (steps, classes, probs) = self.recognize_tensor(batch, n, batch_w)?;
         Ok(crops
-            .iter()
             .enumerate()
-            .filter_map(|(i, (_, _, _, bbox))| {
+            .map(|(i, c)| {
                 let (text, confidence) =
                     self.ctc_decode(&probs[i * steps * classes..(i + 1) * steps * classes], classes);
                 let text = text.trim().to_string();
                 (!text.is_empty() && confidence >= self.params.min_confidence).then(|| OcrLine {
                     text,
                     confidence,
-                    bbox: *bbox,
+                    bbox: c.bbox,
                 })
             })
             .collect())
@@ -182,11 +258,23 @@ impl Ocr {
         width: usize,
         height: usize,
     ) -> Result<Vec<f32>, ModelError> {
+        self.detect_batch(input, 1, width, height)
+    }
+
+    /// The detector's probability maps for `batch` normalised CHW images of one size, one after
+    /// another (height × width values each).
+    pub fn detect_batch(
+        &mut self,
+        input: Vec<f32>,
+        batch: usize,
+        width: usize,
+        height: usize,
+    ) -> Result<Vec<f32>, ModelError> {
         let err = run_err("ppocr-det");
-        let x = Tensor::from_array(([1usize, 3, height, width], input)).map_err(&err)?;
+        let x = Tensor::from_array(([batch, 3, height, width], input)).map_err(&err)?;
         let out = self.det.run(ort::inputs![self.det_in.as_str() => x]).map_err(&err)?;
         let (shape, prob) = out[0].try_extract_tensor::<f32>().map_err(&err)?;
-        if prob.len() != width * height {
+        if prob.len() != batch * width * height {
             return Err(ModelError::Run { model: "ppocr-det", reason: format!("output shape {shape:?}") });
         }
         Ok(prob.to_vec())

@@ -10,7 +10,7 @@ use sightline_settings::ExecutionProvider;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ModelError {
     #[error("ONNX Runtime library {path} could not be loaded: {reason}")]
     Library { path: PathBuf, reason: String },

@@ -26,7 +26,15 @@ pub struct Moonshine {
     heads: usize,
     head_dim: usize,
     beam_width: usize,
+    max_batch: usize,
+    max_pad: usize,
+    /// Width of the encoder's output rows; decoder steps after the first get a placeholder this
+    /// wide, since the cached branch of the merged decoder reads the cross-attention caches.
+    hidden_width: usize,
 }
+
+/// Shortest utterance transcribed (a quarter of a second).
+const MIN_SAMPLES: usize = 16_000 / 4;
 
 impl Moonshine {
     pub fn load(
@@ -50,7 +58,25 @@ impl Moonshine {
                 path: decoder.to_path_buf(),
                 reason: "not a Moonshine merged decoder (no past_key_values inputs)".into(),
             })?;
-        Ok(Self { encoder: encoder_s, decoder: decoder_s, tokenizer, layers, heads, head_dim, beam_width: 1 })
+        let hidden_width = decoder_s
+            .inputs()
+            .iter()
+            .find(|i| i.name() == "encoder_hidden_states")
+            .and_then(|i| i.dtype().tensor_shape().map(|s| s[2]))
+            .filter(|&w| w > 0)
+            .unwrap_or(416) as usize;
+        Ok(Self {
+            encoder: encoder_s,
+            decoder: decoder_s,
+            tokenizer,
+            layers,
+            heads,
+            head_dim,
+            beam_width: 1,
+            max_batch: 8,
+            max_pad: 16_000,
+            hidden_width,
+        })
     }
 
     /// Beam width of the decoder search: 1 decodes greedily; wider beams keep that many partial
@@ -59,13 +85,55 @@ impl Moonshine {
         self.beam_width = width.max(1);
     }
 
+    /// Most utterances transcribed in one run, and the most silence (in samples) an utterance is
+    /// padded with to share a run with a longer one. The shipped ONNX export has no attention
+    /// mask, so utterances of one run are made the same length by trailing silence; the bound keeps
+    /// what the model hears close to the utterance alone (Moonshine is trained on unpadded audio).
+    pub fn set_batching(&mut self, max_batch: usize, max_pad_samples: usize) {
+        self.max_batch = max_batch.max(1);
+        self.max_pad = max_pad_samples;
+    }
+
     /// Transcribes one utterance (up to ~30 s of 16 kHz mono audio).
     pub fn transcribe(&mut self, samples: &[f32]) -> Result<Transcript, ModelError> {
-        let err = run_err("moonshine");
-        if samples.len() < 16_000 / 4 {
-            return Err(ModelError::Input(format!("{} samples is too short to transcribe", samples.len())));
+        self.transcribe_batch(&[samples]).pop().expect("one result per utterance")
+    }
+
+    /// Transcribes several utterances (of one stream or many), one result each, in order.
+    /// Utterances of similar length (within the padding bound) share encoder and decoder runs:
+    /// every hypothesis of every utterance is one row of the decoder's batch, so a step serves
+    /// them all.
+    pub fn transcribe_batch(&mut self, segments: &[&[f32]]) -> Vec<Result<Transcript, ModelError>> {
+        let mut out: Vec<Option<Result<Transcript, ModelError>>> = (0..segments.len()).map(|_| None).collect();
+        let mut order: Vec<usize> = Vec::with_capacity(segments.len());
+        for (i, s) in segments.iter().enumerate() {
+            if s.len() < MIN_SAMPLES {
+                out[i] = Some(Err(ModelError::Input(format!("{} samples is too short to transcribe", s.len()))));
+            } else {
+                order.push(i);
+            }
         }
-        let input = Tensor::from_array(([1usize, samples.len()], samples.to_vec())).map_err(&err)?;
+        order.sort_by_key(|&i| segments[i].len());
+        for group in length_groups(&order, |i| segments[i].len(), self.max_batch, self.max_pad) {
+            let segs: Vec<&[f32]> = group.iter().map(|&i| segments[i]).collect();
+            match self.transcribe_group(&segs) {
+                Ok(ts) => group.iter().zip(ts).for_each(|(&i, t)| out[i] = Some(Ok(t))),
+                Err(e) => group.iter().for_each(|&i| out[i] = Some(Err(e.clone()))),
+            }
+        }
+        out.into_iter().map(|r| r.expect("every utterance answered")).collect()
+    }
+
+    /// Beam search over utterances padded to one length: the encoder runs once on all of them,
+    /// then each decoder step runs every live hypothesis of every utterance as one batch.
+    fn transcribe_group(&mut self, segs: &[&[f32]]) -> Result<Vec<Transcript>, ModelError> {
+        let err = run_err("moonshine");
+        let len = segs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let mut audio = vec![0f32; segs.len() * len];
+        for (row, s) in audio.chunks_exact_mut(len).zip(segs) {
+            row[..s.len()].copy_from_slice(s);
+        }
+        let input = Tensor::from_array(([segs.len(), len], audio)).map_err(&err)?;
         let enc = self.encoder.run(ort::inputs!["input_values" => input]).map_err(&err)?;
         let (shape, hidden) = enc["last_hidden_state"].try_extract_tensor::<f32>().map_err(&err)?;
         let hidden = Hidden { frames: shape[1] as usize, width: shape[2] as usize, data: hidden.to_vec() };
@@ -74,108 +142,124 @@ impl Moonshine {
         // Every live hypothesis is one row of a batch: one decoder run a step serves them all (the
         // shipped 8-bit decoder costs about the same per run at batch 4 as at batch 1). Caches
         // are kept per row: self-attention keys/values grow by one each step and are re-gathered
-        // from each row's parent; the cross-attention (encoder) keys/values come from step 0.
+        // from each row's parent; the cross-attention (encoder) keys/values come from step 0, one
+        // row per utterance, gathered for the rows of that utterance.
         let width = self.beam_width;
-        let max_tokens = (samples.len() as f32 / 16_000.0 * 6.5).ceil() as usize + 4;
-        let empty = Cache { rows: 1, dims: [self.heads, 0, self.head_dim], data: Vec::new() };
-        let first = self.decode(&[BOS], &hidden, vec![empty; 2 * self.layers], None)?;
+        let all: Vec<usize> = (0..segs.len()).collect();
+        let empty = Cache { dims: [self.heads, 0, self.head_dim], data: Vec::new() };
+        let first = self.decode(&vec![BOS; segs.len()], Some(&hidden), vec![empty; 2 * self.layers], None, &all)?;
         let enc_kv = first.encoder.ok_or_else(|| ModelError::Run {
             model: "moonshine",
             reason: "decoder returned no encoder keys/values".into(),
         })?;
         let (mut rows, mut kv) = (first.log_probs, first.decoder);
-        let mut beams = vec![Hypothesis { log_prob: 0.0, prob_sum: 0.0, tokens: Vec::new() }];
-        let mut finished: Vec<(f32, Hypothesis)> = Vec::new();
-        for _ in 0..max_tokens {
-            // (score, parent, token, probability): the best `width` continuations of each beam.
-            let mut next: Vec<(f32, usize, u32, f32)> = Vec::with_capacity(beams.len() * width);
-            for (b, (beam, row)) in beams.iter().zip(&rows).enumerate() {
-                for (token, lp) in top_k(row, width) {
-                    next.push((beam.log_prob + lp, b, token, lp.exp()));
-                }
-            }
-            next.sort_by(|a, c| c.0.total_cmp(&a.0));
-            let (mut kept, mut parents) = (Vec::with_capacity(width), Vec::with_capacity(width));
-            for (score, parent, token, prob) in next {
-                let p = &beams[parent];
-                if token as i64 == EOS {
-                    // Mean log-probability per token (the end token included), so short and long
-                    // transcripts compete fairly.
-                    finished.push((
-                        score / (p.tokens.len() + 1) as f32,
-                        Hypothesis { log_prob: score, ..p.clone() },
-                    ));
+        let mut searches: Vec<Search> = segs
+            .iter()
+            .map(|s| Search {
+                beams: vec![Hypothesis { log_prob: 0.0, prob_sum: 0.0, tokens: Vec::new() }],
+                finished: Vec::new(),
+                max_tokens: (s.len() as f32 / 16_000.0 * 6.5).ceil() as usize + 4,
+                live: true,
+            })
+            .collect();
+        for step in 0.. {
+            // Rows are grouped by utterance, in order, each live utterance's beams together.
+            let (mut parents, mut row_seg, mut last) = (Vec::new(), Vec::new(), Vec::new());
+            let mut at = 0;
+            for (u, search) in searches.iter_mut().enumerate().filter(|(_, s)| s.live) {
+                let n = search.beams.len();
+                let kept = search.advance(&rows[at..at + n], width);
+                if search.finished.len() >= width || search.beams.is_empty() || step + 1 >= search.max_tokens {
+                    search.live = false;
                 } else {
-                    let mut tokens = p.tokens.clone();
-                    tokens.push(token);
-                    kept.push(Hypothesis { log_prob: score, prob_sum: p.prob_sum + prob, tokens });
-                    parents.push(parent);
+                    for (h, parent) in search.beams.iter().zip(kept) {
+                        parents.push(at + parent);
+                        row_seg.push(u);
+                        last.push(*h.tokens.last().expect("a kept hypothesis has a token") as i64);
+                    }
                 }
-                if kept.len() == width {
-                    break;
-                }
+                at += n;
             }
-            beams = kept;
-            if finished.len() >= width || beams.is_empty() {
+            if parents.is_empty() {
                 break;
             }
-            let last: Vec<i64> = beams.iter().map(|h| *h.tokens.last().unwrap() as i64).collect();
             let past: Vec<Cache> = kv.iter().map(|c| c.gather(&parents)).collect();
-            let step = self.decode(&last, &hidden, past, Some(&enc_kv))?;
-            (rows, kv) = (step.log_probs, step.decoder);
+            let next = self.decode(&last, None, past, Some(&enc_kv), &row_seg)?;
+            (rows, kv) = (next.log_probs, next.decoder);
         }
-        // No hypothesis ended within the token budget: take the best unfinished one.
-        finished.extend(beams.into_iter().map(|h| (h.log_prob / h.tokens.len().max(1) as f32, h)));
-        let best = finished
+        searches
             .into_iter()
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, h)| h)
-            .ok_or_else(|| ModelError::Run { model: "moonshine", reason: "no hypothesis".into() })?;
-        let confidence = if best.tokens.is_empty() { 0.0 } else { best.prob_sum / best.tokens.len() as f32 };
-        Ok(Transcript { text: self.tokenizer.decode(&best.tokens), confidence, tokens: best.tokens })
+            .map(|s| {
+                // No hypothesis ended within the token budget: take the best unfinished one.
+                let mut finished = s.finished;
+                finished.extend(s.beams.into_iter().map(|h| (h.log_prob / h.tokens.len().max(1) as f32, h)));
+                let best = finished
+                    .into_iter()
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, h)| h)
+                    .ok_or_else(|| ModelError::Run { model: "moonshine", reason: "no hypothesis".into() })?;
+                let confidence =
+                    if best.tokens.is_empty() { 0.0 } else { best.prob_sum / best.tokens.len() as f32 };
+                Ok(Transcript { text: self.tokenizer.decode(&best.tokens), confidence, tokens: best.tokens })
+            })
+            .collect()
     }
 
-    /// One decoder run over a batch of hypotheses (one row each, `last` their last tokens):
-    /// log-probabilities of each row's next token and the grown self-attention caches. Without
-    /// `enc_kv` (the first step) the decoder computes the cross-attention caches and returns them.
+    /// One decoder run over a batch of hypotheses (one row each, `last` their last tokens, `seg`
+    /// the utterance each belongs to): log-probabilities of each row's next token and the grown
+    /// self-attention caches. The first step (no `enc_kv`, `hidden` given, one row per utterance)
+    /// computes the cross-attention caches and returns them; later steps read those instead of
+    /// the encoder's output, which the cached branch of the merged decoder ignores.
     fn decode(
         &mut self,
         last: &[i64],
-        hidden: &Hidden,
+        hidden: Option<&Hidden>,
         past: Vec<Cache>,
         enc_kv: Option<&[Cache]>,
+        seg: &[usize],
     ) -> Result<DecoderStep, ModelError> {
         let err = run_err("moonshine");
         let rows = last.len();
         let name = |l: usize, k: &str| format!("past_key_values.{l}.{k}");
-        // Self-attention caches are handed over (gathered for this step already); the shared
-        // cross-attention ones are repeated for each row.
         let tensor = |c: Cache| -> Result<DynValue, ModelError> {
             let [a, b, d] = c.dims;
-            let data = if c.rows == rows { c.data } else { c.data.repeat(rows) };
-            Ok(Tensor::from_array(([rows, a, b, d], data)).map_err(&err)?.into_dyn())
+            Ok(Tensor::from_array(([rows, a, b, d], c.data)).map_err(&err)?.into_dyn())
         };
         let ids = Tensor::from_array(([rows, 1usize], last.to_vec())).map_err(&err)?;
         let use_cache = Tensor::from_array(([1usize], vec![enc_kv.is_some()])).map_err(&err)?;
-        let hidden_rows = Tensor::from_array(([rows, hidden.frames, hidden.width], hidden.data.repeat(rows)))
-            .map_err(&err)?;
+        let hidden_rows = match hidden {
+            Some(h) => {
+                let size = h.frames * h.width;
+                let mut data = Vec::with_capacity(rows * size);
+                seg.iter().for_each(|&u| data.extend_from_slice(&h.data[u * size..(u + 1) * size]));
+                Tensor::from_array(([rows, h.frames, h.width], data)).map_err(&err)?
+            }
+            None => {
+                let w = self.hidden_width;
+                Tensor::from_array(([rows, 1, w], vec![0f32; rows * w])).map_err(&err)?
+            }
+        };
         let mut inputs: Vec<(std::borrow::Cow<str>, ort::session::SessionInputValue)> = vec![
             ("input_ids".into(), ids.into()),
             ("encoder_hidden_states".into(), hidden_rows.into()),
             ("use_cache_branch".into(), use_cache.into()),
         ];
-        let empty = Cache { rows: 1, dims: [self.heads, 0, self.head_dim], data: Vec::new() };
+        let empty = Cache { dims: [self.heads, 0, self.head_dim], data: Vec::new() };
         let mut past = past.into_iter();
         for l in 0..self.layers {
             for k in ["key", "value"] {
                 let c = past
                     .next()
                     .ok_or_else(|| ModelError::Run { model: "moonshine", reason: "short cache".into() })?;
+                let c = if c.data.is_empty() { empty.clone() } else { c };
                 inputs.push((name(l, &format!("decoder.{k}")).into(), tensor(c)?.into()));
             }
-            let (k, v) = enc_kv.map_or((&empty, &empty), |e| (&e[2 * l], &e[2 * l + 1]));
-            inputs.push((name(l, "encoder.key").into(), tensor(k.clone())?.into()));
-            inputs.push((name(l, "encoder.value").into(), tensor(v.clone())?.into()));
+            let (k, v) = match enc_kv {
+                Some(e) => (e[2 * l].gather(seg), e[2 * l + 1].gather(seg)),
+                None => (empty.clone(), empty.clone()),
+            };
+            inputs.push((name(l, "encoder.key").into(), tensor(k)?.into()));
+            inputs.push((name(l, "encoder.value").into(), tensor(v)?.into()));
         }
         let out = self.decoder.run(inputs).map_err(&err)?;
         let (shape, logits) = out["logits"].try_extract_tensor::<f32>().map_err(&err)?;
@@ -194,7 +278,7 @@ impl Moonshine {
             })?;
             let (shape, data) = value.try_extract_tensor::<f32>().map_err(&err)?;
             let dims = [shape[1] as usize, shape[2] as usize, shape[3] as usize];
-            Ok(Cache { rows: shape[0] as usize, dims, data: data.to_vec() })
+            Ok(Cache { dims, data: data.to_vec() })
         };
         let mut decoder = Vec::with_capacity(2 * self.layers);
         let mut encoder = Vec::with_capacity(2 * self.layers);
@@ -225,10 +309,9 @@ struct Hidden {
     data: Vec<f32>,
 }
 
-/// A cache tensor held on the Rust side: `rows` rows of `dims` each (row-major).
+/// A cache tensor held on the Rust side: rows of `dims` each (row-major).
 #[derive(Clone)]
 struct Cache {
-    rows: usize,
     dims: [usize; 3],
     data: Vec<f32>,
 }
@@ -241,7 +324,7 @@ impl Cache {
         for &p in parents {
             data.extend_from_slice(&self.data[p * size..(p + 1) * size]);
         }
-        Cache { rows: parents.len(), dims: self.dims, data }
+        Cache { dims: self.dims, data }
     }
 }
 
@@ -277,6 +360,63 @@ pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
         }
     }
     (row[h.len()], r.len())
+}
+
+/// One utterance's beam search: live hypotheses, finished ones with their scores, its token budget.
+struct Search {
+    beams: Vec<Hypothesis>,
+    finished: Vec<(f32, Hypothesis)>,
+    max_tokens: usize,
+    live: bool,
+}
+
+impl Search {
+    /// One step: the best `width` continuations of the beams (`rows` their next-token
+    /// log-probabilities, one per beam) become the beams; continuations that end are finished.
+    /// Returns each new beam's parent (an index into the old beams).
+    fn advance(&mut self, rows: &[Vec<f32>], width: usize) -> Vec<usize> {
+        // (score, parent, token, probability): the best `width` continuations of each beam.
+        let mut next: Vec<(f32, usize, u32, f32)> = Vec::with_capacity(self.beams.len() * width);
+        for (b, (beam, row)) in self.beams.iter().zip(rows).enumerate() {
+            for (token, lp) in top_k(row, width) {
+                next.push((beam.log_prob + lp, b, token, lp.exp()));
+            }
+        }
+        next.sort_by(|a, c| c.0.total_cmp(&a.0));
+        let (mut kept, mut parents) = (Vec::with_capacity(width), Vec::with_capacity(width));
+        for (score, parent, token, prob) in next {
+            let p = &self.beams[parent];
+            if token as i64 == EOS {
+                // Mean log-probability per token (the end token included), so short and long
+                // transcripts compete fairly.
+                self.finished
+                    .push((score / (p.tokens.len() + 1) as f32, Hypothesis { log_prob: score, ..p.clone() }));
+            } else {
+                let mut tokens = p.tokens.clone();
+                tokens.push(token);
+                kept.push(Hypothesis { log_prob: score, prob_sum: p.prob_sum + prob, tokens });
+                parents.push(parent);
+            }
+            if kept.len() == width {
+                break;
+            }
+        }
+        self.beams = kept;
+        parents
+    }
+}
+
+/// Groups of `order` (indices sorted by length, shortest first) that share a run: at most
+/// `max_batch` each, the longest at most `max_pad` longer than the shortest.
+fn length_groups(order: &[usize], len: impl Fn(usize) -> usize, max_batch: usize, max_pad: usize) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for &i in order {
+        match groups.last_mut() {
+            Some(g) if g.len() < max_batch && len(i) <= len(g[0]) + max_pad => g.push(i),
+            _ => groups.push(vec![i]),
+        }
+    }
+    groups
 }
 
 /// A partial transcript in the beam: its tokens and their summed log-probability and probability.

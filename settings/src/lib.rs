@@ -136,6 +136,11 @@ impl Config {
         if !(1..=16).contains(&self.speech.beam_width) {
             return Err(ConfigError::Invalid("speech.beam_width must be 1..=16".into()));
         }
+        if self.speech.max_pad_ms > 5000 {
+            return Err(ConfigError::Invalid(
+                "speech.max_pad_ms must be at most 5000 (longer silence changes what Moonshine hears)".into(),
+            ));
+        }
         sightline_policy::AllowList::parse(&i.allow_hosts)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if i.queue_capacity == 0 || self.gateway.feed_buffer == 0 {

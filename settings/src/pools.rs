@@ -160,6 +160,10 @@ pub struct SpeechConfig {
     /// Beam width of Moonshine's decoder search (1: greedy). The beams share one decoder run a
     /// step (one batch row each).
     pub beam_width: usize,
+    /// Utterances of a batch (of any streams) are transcribed together when their lengths differ
+    /// by at most this much: the shorter ones are padded with this much trailing silence at most,
+    /// milliseconds (0: only utterances of the same length share a run).
+    pub max_pad_ms: u64,
 }
 
 impl Default for SpeechConfig {
@@ -176,6 +180,7 @@ impl Default for SpeechConfig {
             min_speech_ms: 250,
             threads: 1,
             beam_width: 4,
+            max_pad_ms: 1000,
         }
     }
 }

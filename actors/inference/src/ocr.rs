@@ -1,7 +1,7 @@
 //! The OCR pool's model: on-screen text of frames that changed.
 
 use crate::loading::runtime_for;
-use crate::pool::{ItemResult, MAX_TRACKED_STREAMS, Processor};
+use crate::pool::{ItemError, ItemResult, MAX_TRACKED_STREAMS, Processor};
 use sightline_models::{FrameSignature, ModelError, Ocr, OcrParams, hamming};
 use sightline_settings::{Config, ModelSpec, OcrConfig};
 use sightline_telemetry::Metrics;
@@ -32,6 +32,8 @@ impl OcrProcessor {
             unclip_ratio: o.unclip_ratio,
             min_confidence: o.min_confidence,
             max_lines: o.max_lines,
+            det_batch: o.batch_max.max(1),
+            ..OcrParams::default()
         };
         let ocr = Ocr::load(&rt, &m.file(spec, 0), &m.file(spec, 1), o.threads, params)?;
         Ok(Self { ocr, cfg: o.clone(), metrics, last: Default::default(), model: spec.id() })
@@ -51,46 +53,82 @@ impl Processor for OcrProcessor {
         &self.model
     }
     fn process(&mut self, payload: &[u8]) -> ItemResult {
-        let (meta, pixels) = decode_frame(payload)?;
-        let (w, h) = (meta.width as usize, meta.height as usize);
-        let Some(sig) = FrameSignature::of_rgb(pixels, w, h) else { return Ok(Vec::new()) };
-        let previous = self.last.get(&meta.stream_id);
-        let due = match previous {
-            None => true,
-            // A media clock that went backwards is a restarted stream.
-            Some(&(hash, pts, _)) => {
-                meta.pts_ms < pts
-                    || hamming(hash, sig.phash) > self.cfg.change_bits
-                    || meta.pts_ms - pts >= self.cfg.max_interval_ms as i64
+        self.process_batch(&[bytes::Bytes::copy_from_slice(payload)]).pop().unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    /// Frames of several streams at once: which are due is decided in order (as one by one), the
+    /// due ones are read in shared detector and recogniser runs, then each frame's new lines are
+    /// found against the lines of its stream's previous read frame, in order again.
+    fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<ItemResult> {
+        let mut results: Vec<ItemResult> = payloads.iter().map(|_| Ok(Vec::new())).collect();
+        // (item, meta, pixels, hash) of the frames to read.
+        let mut due = Vec::new();
+        // Hash and media time of the last frame chosen per stream, this batch included.
+        let mut chosen: std::collections::HashMap<&str, (u64, i64)> = Default::default();
+        let decoded: Vec<_> = payloads.iter().map(|p| decode_frame(p)).collect();
+        for (i, d) in decoded.iter().enumerate() {
+            let (meta, pixels) = match d {
+                Ok(d) => d,
+                Err(e) => {
+                    results[i] = Err(ItemError(e.to_string()));
+                    continue;
+                }
+            };
+            let (w, h) = (meta.width as usize, meta.height as usize);
+            let Some(sig) = FrameSignature::of_rgb(pixels, w, h) else { continue };
+            let previous = chosen
+                .get(meta.stream_id.as_str())
+                .copied()
+                .or_else(|| self.last.get(&meta.stream_id).map(|l| (l.0, l.1)));
+            let is_due = match previous {
+                None => true,
+                // A media clock that went backwards is a restarted stream.
+                Some((hash, pts)) => {
+                    meta.pts_ms < pts
+                        || hamming(hash, sig.phash) > self.cfg.change_bits
+                        || meta.pts_ms - pts >= self.cfg.max_interval_ms as i64
+                }
+            };
+            if is_due {
+                chosen.insert(meta.stream_id.as_str(), (sig.phash, meta.pts_ms));
+                due.push((i, meta, *pixels, sig.phash));
+            } else {
+                self.metrics.ocr_frames_skipped.inc();
             }
-        };
-        if !due {
-            self.metrics.ocr_frames_skipped.inc();
-            return Ok(Vec::new());
         }
-        let lines = self.ocr.read(pixels, w, h)?;
-        let before: &[String] = previous.map(|p| p.2.as_slice()).unwrap_or(&[]);
-        let events = lines
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| !before.contains(&l.text))
-            .map(|(i, l)| {
-                let mut e = Event::new(EventKind::Ocr, meta.stream(), meta.pts_ms, meta.wall_ms, &self.model);
-                // Several lines can be read off one frame: the line's place makes the id unique.
-                e.id = format!("{}.{i}", e.id);
-                e.text = l.text.clone();
-                e.score = l.confidence;
-                e.detail = Some(Detail::Ocr(OcrInfo { bbox: l.bbox }));
-                e
-            })
-            .collect();
-        if self.last.len() >= MAX_TRACKED_STREAMS && previous.is_none() {
-            self.last.clear();
+        let frames: Vec<(&[u8], usize, usize)> =
+            due.iter().map(|(_, m, px, _)| (*px, m.width as usize, m.height as usize)).collect();
+        let read = self.ocr.read_batch(&frames);
+        for ((i, meta, _, phash), lines) in due.into_iter().zip(read) {
+            let lines = match lines {
+                Ok(l) => l,
+                Err(e) => {
+                    results[i] = Err(e.into());
+                    continue;
+                }
+            };
+            let previous = self.last.get(&meta.stream_id);
+            let before: &[String] = previous.map(|p| p.2.as_slice()).unwrap_or(&[]);
+            let events = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| !before.contains(&l.text))
+                .map(|(k, l)| {
+                    let mut e = Event::new(EventKind::Ocr, meta.stream(), meta.pts_ms, meta.wall_ms, &self.model);
+                    // Several lines can be read off one frame: the line's place makes the id unique.
+                    e.id = format!("{}.{k}", e.id);
+                    e.text = l.text.clone();
+                    e.score = l.confidence;
+                    e.detail = Some(Detail::Ocr(OcrInfo { bbox: l.bbox }));
+                    e
+                })
+                .collect();
+            if self.last.len() >= MAX_TRACKED_STREAMS && previous.is_none() {
+                self.last.clear();
+            }
+            self.last.insert(meta.stream_id.clone(), (phash, meta.pts_ms, lines.into_iter().map(|l| l.text).collect()));
+            results[i] = Ok(events);
         }
-        self.last.insert(
-            meta.stream_id.clone(),
-            (sig.phash, meta.pts_ms, lines.into_iter().map(|l| l.text).collect()),
-        );
-        Ok(events)
+        results
     }
 }

@@ -9,12 +9,12 @@ use async_nats::jetstream::Message;
 use sightline_bus::work::delivered;
 use sightline_bus::{Bus, WorkSpec, publish_events};
 use sightline_models::ModelError;
-use sightline_runtime::worker::settle;
+use sightline_runtime::worker::{Settlement, settle};
 use sightline_runtime::{
     Batches, FallbackPolicy, FallbackReason, Outcome, RetryPolicy, Route, WorkerError, decide,
 };
 use sightline_telemetry::{Metrics, labels};
-use sightline_wire::{Event, ShedNotice, ShedReason, WorkHeader};
+use sightline_wire::{Event, SettledNotice, ShedNotice, ShedReason, WorkHeader};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -219,7 +219,37 @@ impl<P: Processor> Batches for InferencePool<P> {
     }
 
     async fn batch(&mut self, batch: Vec<Message>) -> Result<Option<Duration>, WorkerError> {
-        let batch = self.shed_late(batch).await;
+        let mut settled = Settled::default();
+        let result = self.run_batch(batch, &mut settled).await;
+        settled.send(&self.bus, self.kind).await;
+        result
+    }
+}
+
+/// Per stream, the sequences of the messages a batch finished with (answered, shed or
+/// dead-lettered): sent to the streams' ingest nodes after the batch ([`SettledNotice`]).
+#[derive(Default)]
+struct Settled(std::collections::BTreeMap<String, Vec<u64>>);
+
+impl Settled {
+    fn add(&mut self, msg: &Message) {
+        let (Some(h), Ok(info)) = (WorkHeader::read(&msg.payload), msg.info()) else { return };
+        self.0.entry(h.stream_id).or_default().push(info.stream_sequence);
+    }
+
+    async fn send(self, bus: &Bus, pool: &str) {
+        for (stream, seqs) in self.0 {
+            let payload = serde_json::to_vec(&SettledNotice { pool: pool.into(), seqs }).expect("notice serialises");
+            if let Err(e) = bus.client.publish(bus.names.settled_subject(&stream), payload.into()).await {
+                tracing::debug!(error = %e, "cannot send a settled notice");
+            }
+        }
+    }
+}
+
+impl<P: Processor> InferencePool<P> {
+    async fn run_batch(&mut self, batch: Vec<Message>, settled: &mut Settled) -> Result<Option<Duration>, WorkerError> {
+        let batch = self.shed_late(batch, settled).await;
         if batch.is_empty() {
             return Ok(None);
         }
@@ -259,7 +289,9 @@ impl<P: Processor> Batches for InferencePool<P> {
             tracing::warn!(kind = self.kind, model = %self.model, cooldown_s = cooldown.as_secs(), "model timed out; its fallback serves");
             for msg in &batch {
                 let action = decide(Outcome::TimedOut, delivered(msg), &self.retry);
-                settle(&self.bus, self.kind, msg, action, &self.retry).await;
+                if settle(&self.bus, self.kind, msg, action, &self.retry).await != Settlement::Retrying {
+                    settled.add(msg);
+                }
             }
             return Ok(None);
         };
@@ -287,7 +319,7 @@ impl<P: Processor> Batches for InferencePool<P> {
         for step in &mut self.enrich {
             step.apply(&mut results).await;
         }
-        self.settle_all(batch, results).await;
+        self.settle_all(batch, results, settled).await;
         Ok(None)
     }
 }
@@ -314,7 +346,7 @@ impl<P: Processor> InferencePool<P> {
     /// the pool is behind its lag target, and every item past `max_lag`; each is counted, and each
     /// stream concerned is told (`<p>.shed.<stream>`) so that it shows `degraded` with the reason.
     /// Returns the items to run.
-    async fn shed_late(&mut self, batch: Vec<Message>) -> Vec<Message> {
+    async fn shed_late(&mut self, batch: Vec<Message>, settled: &mut Settled) -> Vec<Message> {
         let now = sightline_wire::now_ms();
         let mut oldest = 0i64;
         let mut keep = Vec::with_capacity(batch.len());
@@ -329,6 +361,7 @@ impl<P: Processor> InferencePool<P> {
             match shed_decision(age, P::sheddable(&h), self.lag_target, self.max_lag) {
                 Some(reason) => {
                     sightline_runtime::worker::ack(&m, async_nats::jetstream::AckKind::Ack).await;
+                    settled.add(&m);
                     *shed.entry((h.stream_id, reason)).or_default() += 1;
                 }
                 None => keep.push(m),
@@ -383,7 +416,7 @@ impl<P: Processor> InferencePool<P> {
 
     /// Publishes each item's events, then acks, naks or dead-letters its message as
     /// [`decide`] says.
-    async fn settle_all(&self, batch: Vec<Message>, results: BatchResults) {
+    async fn settle_all(&self, batch: Vec<Message>, results: BatchResults, settled: &mut Settled) {
         let l = labels(&[("model", &self.model)]);
         for (msg, result) in batch.into_iter().zip(results) {
             let outcome = match &result {
@@ -401,9 +434,14 @@ impl<P: Processor> InferencePool<P> {
                 }
             };
             let action = decide(outcome, delivered(&msg), &self.retry);
-            if settle(&self.bus, self.kind, &msg, action, &self.retry).await {
-                self.metrics.dlq.get_or_create(&labels(&[("kind", self.kind)])).inc();
+            match settle(&self.bus, self.kind, &msg, action, &self.retry).await {
+                Settlement::Retrying => continue,
+                Settlement::DeadLettered => {
+                    self.metrics.dlq.get_or_create(&labels(&[("kind", self.kind)])).inc();
+                }
+                Settlement::Finished => {}
             }
+            settled.add(&msg);
         }
     }
 }

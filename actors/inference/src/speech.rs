@@ -7,6 +7,9 @@ use sightline_settings::Task;
 use sightline_settings::{Config, ModelSpec, SpeechConfig};
 use sightline_wire::{Event, EventKind, decode_audio};
 
+/// Most utterances in one speech-to-text run.
+const MAX_UTTERANCES: usize = 8;
+
 /// Speech: Silero VAD finds the speech inside each audio segment, Moonshine transcribes it.
 pub struct SpeechProcessor {
     vad: SileroVad,
@@ -25,6 +28,7 @@ impl SpeechProcessor {
         let mut model =
             Moonshine::load(&rt, &m.file(stt, 0), &m.file(stt, 1), &m.file(stt, 2), cfg.speech.threads)?;
         model.set_beam_width(cfg.speech.beam_width);
+        model.set_batching(MAX_UTTERANCES, cfg.speech.max_pad_ms as usize * 16);
         Ok(Self { vad, stt: model, cfg: cfg.speech.clone(), model: stt.id() })
     }
 }
@@ -37,15 +41,47 @@ impl Processor for SpeechProcessor {
         &self.model
     }
     fn process(&mut self, payload: &[u8]) -> ItemResult {
-        let (meta, samples) = decode_audio(payload)?;
-        let regions = self.vad.speech_regions(&samples, self.cfg.vad_threshold, self.cfg.min_speech_ms)?;
-        let mut events = Vec::new();
-        for (s, e) in regions {
-            let t = match self.stt.transcribe(&samples[s..e]) {
+        self.process_batch(&[bytes::Bytes::copy_from_slice(payload)]).pop().unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    /// The segments of several streams at once: VAD runs their windows side by side, then every
+    /// utterance found in any of them goes to Moonshine together.
+    fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<ItemResult> {
+        let mut results: Vec<ItemResult> = payloads.iter().map(|_| Ok(Vec::new())).collect();
+        let mut decoded = Vec::with_capacity(payloads.len());
+        for (i, p) in payloads.iter().enumerate() {
+            match decode_audio(p) {
+                Ok(d) => decoded.push((i, d)),
+                Err(e) => results[i] = Err(e.into()),
+            }
+        }
+        let segments: Vec<&[f32]> = decoded.iter().map(|(_, (_, s))| s.as_slice()).collect();
+        let regions = match self.vad.speech_regions_batch(&segments, self.cfg.vad_threshold, self.cfg.min_speech_ms) {
+            Ok(r) => r,
+            Err(e) => {
+                decoded.iter().for_each(|(i, _)| results[*i] = Err(e.clone().into()));
+                return results;
+            }
+        };
+        // Every utterance: (its segment's place in `decoded`, start and end sample).
+        let utterances: Vec<(usize, usize, usize)> = regions
+            .iter()
+            .enumerate()
+            .flat_map(|(d, r)| r.iter().map(move |&(s, e)| (d, s, e)))
+            .collect();
+        let audio: Vec<&[f32]> = utterances.iter().map(|&(d, s, e)| &segments[d][s..e]).collect();
+        let transcripts = self.stt.transcribe_batch(&audio);
+        for (&(d, s, e), t) in utterances.iter().zip(transcripts) {
+            let (i, (meta, _)) = &decoded[d];
+            let t = match t {
                 Ok(t) => t,
                 Err(ModelError::Input(_)) => continue, // too short to say anything
-                Err(err) => return Err(err.into()),
+                Err(err) => {
+                    results[*i] = Err(err.into());
+                    continue;
+                }
             };
+            let Ok(events) = &mut results[*i] else { continue };
             if t.text.is_empty() {
                 continue;
             }
@@ -56,13 +92,13 @@ impl Processor for SpeechProcessor {
                 meta.stream(),
                 start,
                 meta.wall_ms + (start - meta.start_ms),
-                self.model(),
+                &self.model,
             );
             ev.end_ms = Some(end);
             ev.text = t.text;
             ev.score = t.confidence;
             events.push(ev);
         }
-        Ok(events)
+        results
     }
 }

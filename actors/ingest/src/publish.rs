@@ -9,12 +9,64 @@ use sightline_streams::pipeline::now_ms;
 use sightline_streams::{AudioSegment, IngestStats, MediaItem, SampledFrame, ShotWindow};
 use sightline_telemetry::Metrics;
 use sightline_wire::{AudioMeta, FrameMeta, ShotWindowMeta, audio_bytes, encode};
-use std::collections::VecDeque;
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 /// Frame sequences remembered for the backlog count (beyond this, the oldest are forgotten).
 pub(crate) const MAX_TRACKED: usize = 4096;
+
+/// This stream's sampled frames the scene pool has not finished with, by their sequence in the
+/// frames stream. Added as they are published; removed when the pool says it finished with them
+/// (answered, shed or dead-lettered: [`sightline_wire::SettledNotice`]), so the count is this
+/// stream's own, whatever other streams' work holds the shared consumer back. The consumer's ack
+/// floor only sweeps up after a notice lost on the way (everything at or below it is finished).
+#[derive(Debug, Default)]
+pub(crate) struct Backlog {
+    waiting: BTreeSet<u64>,
+    /// Finished before the pump recorded them as published (a fast pool): not counted then.
+    early: BTreeSet<u64>,
+    /// The highest sequence recorded as published.
+    last: u64,
+}
+
+impl Backlog {
+    pub(crate) fn published(&mut self, seq: u64) {
+        self.last = self.last.max(seq);
+        if self.early.remove(&seq) {
+            return;
+        }
+        if self.waiting.len() == MAX_TRACKED {
+            self.waiting.pop_first();
+        }
+        self.waiting.insert(seq);
+    }
+
+    pub(crate) fn settled(&mut self, seqs: &[u64]) {
+        for &s in seqs {
+            if !self.waiting.remove(&s) && s > self.last {
+                if self.early.len() == MAX_TRACKED {
+                    self.early.pop_first();
+                }
+                self.early.insert(s);
+            }
+        }
+    }
+
+    /// Everything at or below `floor` is finished.
+    pub(crate) fn floor(&mut self, floor: u64) {
+        self.waiting = self.waiting.split_off(&(floor + 1));
+        self.early = self.early.split_off(&(floor + 1));
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.waiting.len() as u64
+    }
+
+    pub(crate) fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
 
 /// Moves media from the pipeline's bounded channel to JetStream, and reports how it ended.
 pub(crate) async fn pump(
@@ -23,7 +75,7 @@ pub(crate) async fn pump(
     (stream_id, incarnation): (String, u32),
     actor: ActorRef<StreamMsg>,
     stats: Arc<IngestStats>,
-    published: Arc<Mutex<VecDeque<u64>>>,
+    published: Arc<Mutex<Backlog>>,
 ) {
     while let Some(item) = rx.recv().await {
         let sent = match item {
@@ -60,7 +112,7 @@ async fn publish_frame(
     bus: &Bus,
     (stream_id, incarnation): (&str, u32),
     f: SampledFrame,
-    published: &Mutex<VecDeque<u64>>,
+    published: &Mutex<Backlog>,
 ) -> Result<u64, BusError> {
     let meta = FrameMeta {
         stream_id: stream_id.to_string(),
@@ -72,11 +124,7 @@ async fn publish_frame(
         incarnation,
     };
     let seq = bus.publish_frame(&meta, &f.rgb).await?;
-    let mut q = published.lock().unwrap();
-    if q.len() == MAX_TRACKED {
-        q.pop_front();
-    }
-    q.push_back(seq);
+    published.lock().unwrap().published(seq);
     Ok(seq)
 }
 
@@ -155,5 +203,33 @@ pub(crate) async fn announce_state(
         Err(e) => {
             tracing::debug!(stream = %spec.id, error = %e, "cannot publish the state change; will retry")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backlog;
+
+    #[test]
+    fn the_backlog_is_the_streams_own_whatever_holds_the_floor() {
+        let mut b = Backlog::default();
+        (1..=10).for_each(|s| b.published(s));
+        // Another stream's message (say sequence 0) holds the shared ack floor; this stream's
+        // frames 2..=10 are finished: one waits, not ten.
+        b.settled(&[2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        b.floor(0);
+        assert_eq!(b.len(), 1);
+        // A lost notice: the floor passing it sweeps it up.
+        b.floor(1);
+        assert_eq!(b.len(), 0);
+        // Finished before the pump recorded it: never counted.
+        b.settled(&[12]);
+        b.published(11);
+        b.published(12);
+        assert_eq!(b.len(), 1);
+        // A repeated notice changes nothing.
+        b.settled(&[11]);
+        b.settled(&[11]);
+        assert_eq!(b.len(), 0);
     }
 }

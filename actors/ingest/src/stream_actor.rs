@@ -15,8 +15,7 @@ use sightline_settings::IngestConfig;
 use sightline_streams::pipeline::now_ms;
 use sightline_streams::{Backpressure, IngestStats, MediaPipeline, PipelineSpec};
 use sightline_telemetry::{Metrics, labels};
-use sightline_wire::ShedNotice;
-use std::collections::VecDeque;
+use sightline_wire::{SettledNotice, ShedNotice};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
@@ -44,6 +43,8 @@ pub enum StreamMsg {
     Tick,
     /// An inference pool shed some of this stream's work to keep its lag bounded.
     Shed(ShedNotice),
+    /// A pool finished with some of this stream's work (answered, shed or dead-lettered).
+    Settled(SettledNotice),
 }
 
 pub struct StreamActorState {
@@ -58,8 +59,8 @@ pub struct StreamActorState {
     prev_tick_ms: i64,
     ticker: Option<tokio::task::JoinHandle<()>>,
     retry_timer: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<StreamMsg>>>>,
-    /// Stream sequences of this stream's published frames not yet known to be processed.
-    published: Arc<Mutex<VecDeque<u64>>>,
+    /// This stream's published frames the scene pool has not finished with.
+    published: Arc<Mutex<crate::publish::Backlog>>,
     backpressure: Backpressure,
     /// Fractional frames shed by a reduced rate, carried to the next tick.
     shed_carry: f32,
@@ -176,7 +177,7 @@ impl Actor for StreamActor {
         Ok(StreamActorState {
             life,
             backpressure,
-            published: Arc::new(Mutex::new(VecDeque::new())),
+            published: Default::default(),
             shed_carry: 0.0,
             lag_consumer: None,
             lease: None,
@@ -269,6 +270,12 @@ impl Actor for StreamActor {
                 *st.status.shed.entry(key).or_default() += notice.count;
                 st.shed_note = Some(notice.describe());
             }
+            StreamMsg::Settled(notice) => {
+                // The sampling rate follows the scene path (the other pools bound their own lag).
+                if notice.pool == "scenes" {
+                    st.published.lock().unwrap().settled(&notice.seqs);
+                }
+            }
             StreamMsg::Tick => {
                 let backlog = if st.pipeline.is_some() { frame_backlog(st).await } else { None };
                 tick(&myself, st, backlog);
@@ -326,8 +333,9 @@ async fn ended(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState, reason: 
     publish_status(st).await;
 }
 
-/// How many of this stream's sampled frames wait for the scene workers: its published frames
-/// above the shared consumer's ack floor. `None` while no scene consumer exists yet.
+/// How many of this stream's sampled frames wait for the scene workers: published, and neither
+/// reported finished by the pool nor below its consumer's ack floor ([`crate::publish::Backlog`]).
+/// `None` while no scene consumer exists yet.
 async fn frame_backlog(st: &mut StreamActorState) -> Option<u64> {
     if st.lag_consumer.is_none() {
         let names = &st.args.bus.names;
@@ -343,10 +351,8 @@ async fn frame_backlog(st: &mut StreamActorState) -> Option<u64> {
         }
     };
     let mut q = st.published.lock().unwrap();
-    while q.front().is_some_and(|s| *s <= floor) {
-        q.pop_front();
-    }
-    Some(q.len() as u64)
+    q.floor(floor);
+    Some(q.len())
 }
 
 fn tick(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState, backlog: Option<u64>) {

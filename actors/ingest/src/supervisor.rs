@@ -31,6 +31,7 @@ pub enum SupervisorMsg {
     Respawn(String),
     /// A pool shed work of this stream (core NATS `<p>.shed.<stream>`).
     Shed(String, sightline_wire::ShedNotice),
+    Settled(String, sightline_wire::SettledNotice),
 }
 
 pub struct SupervisorState {
@@ -41,6 +42,7 @@ pub struct SupervisorState {
     watcher: tokio::task::JoinHandle<()>,
     /// Forwards the pools' shed notices to the stream actors.
     shed_listener: tokio::task::JoinHandle<()>,
+    settled_listener: tokio::task::JoinHandle<()>,
     /// The loopback proxy every HTTP source of this node is read through.
     egress: Arc<sightline_egress::EgressProxy>,
 }
@@ -89,19 +91,10 @@ impl Actor for StreamSupervisor {
     ) -> Result<SupervisorState, ActorProcessingErr> {
         let egress =
             Arc::new(sightline_egress::EgressProxy::start(crate::checks::egress_config(&args.ingest)).await?);
-        let mut notices = args.bus.client.subscribe(args.bus.names.shed_all()).await?;
-        let me = myself.clone();
-        let shed_listener = tokio::spawn(async move {
-            while let Some(m) = notices.next().await {
-                let Some(stream) = m.subject.rsplit('.').next().map(str::to_string) else { continue };
-                let Ok(notice) = serde_json::from_slice::<sightline_wire::ShedNotice>(&m.payload) else {
-                    continue;
-                };
-                if me.send_message(SupervisorMsg::Shed(stream, notice)).is_err() {
-                    break;
-                }
-            }
-        });
+        let names = &args.bus.names;
+        let shed_listener = listen(&args.bus, names.shed_all(), myself.clone(), SupervisorMsg::Shed).await?;
+        let settled_listener =
+            listen(&args.bus, names.settled_all(), myself.clone(), SupervisorMsg::Settled).await?;
         let mut changes = args.registry.watch().await?;
         let me = myself.clone();
         let watcher = tokio::spawn(async move {
@@ -118,6 +111,7 @@ impl Actor for StreamSupervisor {
             crashes: HashMap::new(),
             watcher,
             shed_listener,
+            settled_listener,
             egress,
         })
     }
@@ -129,6 +123,7 @@ impl Actor for StreamSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         st.watcher.abort();
         st.shed_listener.abort();
+        st.settled_listener.abort();
         for (_, a) in st.running.drain() {
             a.stop(Some("node stopping".into()));
         }
@@ -171,6 +166,11 @@ impl Actor for StreamSupervisor {
                     let _ = a.send_message(StreamMsg::Shed(notice));
                 }
             }
+            SupervisorMsg::Settled(id, notice) => {
+                if let Some(a) = st.running.get(&id) {
+                    let _ = a.send_message(StreamMsg::Settled(notice));
+                }
+            }
             SupervisorMsg::Respawn(id) => {
                 if let Some(spec) = st.specs.get(&id).cloned().filter(|s| !s.paused) {
                     if !st.running.contains_key(&id) {
@@ -208,4 +208,24 @@ impl Actor for StreamSupervisor {
         }
         Ok(())
     }
+}
+
+/// Forwards the notices on `subject` (`<p>.<what>.<stream>`, JSON) to the supervisor as `msg`
+/// of the stream named by the subject's last token; unreadable ones are skipped.
+async fn listen<N: serde::de::DeserializeOwned + Send + 'static>(
+    bus: &Bus,
+    subject: String,
+    me: ActorRef<SupervisorMsg>,
+    msg: fn(String, N) -> SupervisorMsg,
+) -> Result<tokio::task::JoinHandle<()>, ActorProcessingErr> {
+    let mut notices = bus.client.subscribe(subject).await?;
+    Ok(tokio::spawn(async move {
+        while let Some(m) = notices.next().await {
+            let Some(stream) = m.subject.rsplit('.').next().map(str::to_string) else { continue };
+            let Ok(notice) = serde_json::from_slice::<N>(&m.payload) else { continue };
+            if me.send_message(msg(stream, notice)).is_err() {
+                break;
+            }
+        }
+    }))
 }

@@ -161,12 +161,26 @@ pub async fn ack(msg: &Message, kind: AckKind) {
     }
 }
 
-/// Carries out `action` on `msg`; a dead letter goes to `<p>.dlq.<dlq_kind>`. Returns whether the
-/// message was dead-lettered.
-pub async fn settle(bus: &Bus, dlq_kind: &str, msg: &Message, action: Action, policy: &RetryPolicy) -> bool {
+/// What became of a message [`settle`] was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Acknowledged or terminated: no longer waiting.
+    Finished,
+    /// Written to the dead-letter subject, then terminated.
+    DeadLettered,
+    /// Left for redelivery.
+    Retrying,
+}
+
+/// Carries out `action` on `msg`; a dead letter goes to `<p>.dlq.<dlq_kind>`. Returns what became
+/// of the message.
+pub async fn settle(bus: &Bus, dlq_kind: &str, msg: &Message, action: Action, policy: &RetryPolicy) -> Settlement {
     match action {
         Action::Ack => ack(msg, AckKind::Ack).await,
-        Action::Nak(delay) => ack(msg, AckKind::Nak(Some(delay))).await,
+        Action::Nak(delay) => {
+            ack(msg, AckKind::Nak(Some(delay))).await;
+            return Settlement::Retrying;
+        }
         Action::Term => ack(msg, AckKind::Term).await,
         Action::DeadLetter(error) => {
             let times = delivered(msg);
@@ -174,18 +188,19 @@ pub async fn settle(bus: &Bus, dlq_kind: &str, msg: &Message, action: Action, po
             match dead_letter(bus, dlq_kind, msg, &error, times).await {
                 Ok(()) => {
                     ack(msg, AckKind::Term).await;
-                    return true;
+                    return Settlement::DeadLettered;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot write to the DLQ; leaving the message for redelivery");
                     if let Action::Nak(d) = decide(Outcome::DeadLetterFailed, times, policy) {
                         ack(msg, AckKind::Nak(Some(d))).await;
                     }
+                    return Settlement::Retrying;
                 }
             }
         }
     }
-    false
+    Settlement::Finished
 }
 
 /// Builds a worker's [`Batches`] (models load on a blocking thread inside).

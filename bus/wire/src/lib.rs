@@ -11,7 +11,7 @@ mod work;
 pub use event::*;
 pub use names::{Names, VectorSpace};
 pub use rpc::*;
-pub use stream::{RetryReason, ShedNotice, ShedReason, StreamState};
+pub use stream::{RetryReason, SettledNotice, ShedNotice, ShedReason, StreamState};
 pub use work::*;
 
 /// Wall-clock time, Unix milliseconds.

@@ -106,6 +106,14 @@ impl Names {
     pub fn shed_all(&self) -> String {
         format!("{}.shed.*", self.root)
     }
+    /// Core NATS subject on which pools report the work of a stream they finished with
+    /// ([`crate::SettledNotice`]).
+    pub fn settled_subject(&self, stream_id: &str) -> String {
+        format!("{}.settled.{stream_id}", self.root)
+    }
+    pub fn settled_all(&self) -> String {
+        format!("{}.settled.*", self.root)
+    }
     pub fn dlq_subject(&self, kind: &str) -> String {
         format!("{}.dlq.{kind}", self.root)
     }

@@ -68,6 +68,15 @@ impl ShedReason {
     }
 }
 
+/// Work of one stream that a pool has finished with (answered, shed or dead-lettered), by its
+/// sequence in its JetStream stream; sent after each batch to the stream's ingest node (core NATS,
+/// `<p>.settled.<stream>`), which counts the stream's own backlog exactly from them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettledNotice {
+    pub pool: String,
+    pub seqs: Vec<u64>,
+}
+
 /// What a pool shed of one stream's work in one batch, sent to the stream's ingest node (core NATS,
 /// `<p>.shed.<stream>`), which shows the stream `degraded` with the reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
