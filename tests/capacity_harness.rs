@@ -6,7 +6,7 @@ mod common;
 
 use common::{TestSystem, test_config};
 use sightline_actors::Roles;
-use sightline_loadtest::capacity::{Options, run};
+use sightline_loadtest::capacity::{Options, Protocol, run};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,6 +31,8 @@ async fn the_harness_counts_what_the_feed_delivered() {
         pid: Some(std::process::id()),
         targets: Default::default(),
         reference: Duration::from_secs(3),
+        protocol: Protocol::Hls,
+        source: "news clip, 640x360 at 30 fps".into(),
     };
     let report = run(&opts, &|line| eprintln!("{line}")).await.unwrap();
     eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
@@ -40,6 +42,9 @@ async fn the_harness_counts_what_the_feed_delivered() {
     let scenes = step.latency.get("scene").expect("scene events were measured");
     assert!(scenes.count >= 1 && scenes.p50 <= scenes.p95 && scenes.p95 <= scenes.p99, "{scenes:?}");
     // The stage split comes from the events' own stage times.
+    // The sink's write time comes from Sightline's own metrics, read over HTTP.
+    let ch = step.sink_write_ms.get("clickhouse").copied();
+    assert!(ch.is_some_and(|ms| ms > 0.0), "clickhouse write time: {:?}", step.sink_write_ms);
     for stage in ["ingest_publish", "queue_wait", "model", "publish_and_feed"] {
         let s = step.stages.get(stage).unwrap_or_else(|| panic!("no {stage} in {:?}", step.stages));
         assert!(s.count >= 1 && s.p50 >= 0, "{stage}: {s:?}");

@@ -57,14 +57,28 @@ pub(crate) async fn inference_bench(
     // Bare: the OCR pipeline called directly, `batch_max` frames at a time as the pool takes them.
     let ocr_files = m.task_files(Task::Ocr)?;
     let batch = cfg.ocr.batch_max.max(1);
-    let mut ocr = Ocr::load(&rt, &ocr_files[0], &ocr_files[1], threads, OcrParams { det_batch: batch, ..params })?;
+    let mut ocr =
+        Ocr::load(&rt, &ocr_files[0], &ocr_files[1], threads, params.batched_for(rt.provider(), batch))?;
+    // The pools embed every text they emit (MiniLM): part of the bare reference too.
+    let mut embedder = TextEmbedder::load(
+        &rt,
+        &m.task_files(Task::TextEmbedding)?[0],
+        &m.task_files(Task::TextEmbedding)?[1],
+        cfg.vectors.threads,
+    )?;
     ocr.read(&frames[0].1, w, h)?;
     let started = Instant::now();
     let mut read_ok = 0;
     for chunk in frames.chunks(batch) {
         let inputs: Vec<(&[u8], usize, usize)> = chunk.iter().map(|(_, px)| (px.as_slice(), w, h)).collect();
+        let mut texts = Vec::new();
         for ((text, _), lines) in chunk.iter().zip(ocr.read_batch(&inputs)) {
-            read_ok += lines?.iter().any(|l| &l.text == text) as usize;
+            let lines = lines?;
+            read_ok += lines.iter().any(|l| &l.text == text) as usize;
+            texts.extend(lines.into_iter().map(|l| l.text));
+        }
+        if !texts.is_empty() {
+            embedder.embed(&texts.iter().map(String::as_str).collect::<Vec<_>>())?;
         }
     }
     let bare_s = started.elapsed().as_secs_f64();
@@ -77,16 +91,16 @@ pub(crate) async fn inference_bench(
         Ok(())
     })
     .await?;
-    let speech_n = (n / 2).max(8);
+    let speech_n = n.max(8);
     eprintln!("inference bench: {speech_n} espeak segments through speech");
-    let (speech_rows, speech_ratio) = speech_vs_bare(&mut cfg, &rt, speech_n).await?;
+    let (speech_rows, speech_ratio) = speech_vs_bare(&mut cfg, &rt, speech_n, &mut embedder).await?;
     let sweep = batch_sweeps(&rt, &cfg, &frames, &mut ocr, (w, h), threads, runs)?;
     let beams = beam_sweep(&rt, &cfg)?;
     let text = format!(
         "## Inference ({n} captioned {w}x{h} frames through OCR, {speech_n} espeak-ng segments through speech, \
          {threads} ONNX Runtime thread(s), CPU; {})\n\n\
          | path | items | items/s | seconds |\n|---|---|---|---|\n\
-         | OCR: bare ONNX Runtime (detector + recogniser called directly, {batch} frames a batch) | frames | {bare:.2} | {bare_s:.2} |\n\
+         | OCR: bare ONNX Runtime (detector + recogniser + MiniLM called directly, {batch} frames a batch) | frames | {bare:.2} | {bare_s:.2} |\n\
          | OCR: inference actor (JetStream in, events published, then acked; batch_max {batch}) | frames | {actor:.2} | {actor_s:.2} |\n\
          {speech_rows}\n\
          Actor ÷ bare at the same batch (goal ≥ 0.90): OCR **{:.3}**, speech **{speech_ratio:.3}**. \
@@ -357,7 +371,12 @@ async fn pool_actor(
 /// Speech: the espeak sentences as audio segments of `n` streams, through bare ONNX Runtime (VAD
 /// and Moonshine called directly, `batch_max` segments at a time as the pool takes them) and
 /// through the speech actor: report rows.
-async fn speech_vs_bare(cfg: &mut Config, rt: &Runtime, n: usize) -> Result<(String, f64)> {
+async fn speech_vs_bare(
+    cfg: &mut Config,
+    rt: &Runtime,
+    n: usize,
+    embedder: &mut TextEmbedder,
+) -> Result<(String, f64)> {
     let segments: Vec<Vec<f32>> = (0..n)
         .map(|i| Ok(sightline_testkit::speech_samples(sightline_testkit::SPEECH_SENTENCES[i % 10])?))
         .collect::<Result<_>>()?;
@@ -373,8 +392,12 @@ async fn speech_vs_bare(cfg: &mut Config, rt: &Runtime, n: usize) -> Result<(Str
         let regions = vad.speech_regions_batch(&refs, cfg.speech.vad_threshold, cfg.speech.min_speech_ms)?;
         let utterances: Vec<&[f32]> =
             regions.iter().zip(&refs).flat_map(|(r, s)| r.iter().map(move |&(a, b)| &s[a..b])).collect();
+        let mut texts = Vec::new();
         for t in stt.transcribe_batch(&utterances) {
-            t?;
+            texts.push(t?.text);
+        }
+        if !texts.is_empty() {
+            embedder.embed(&texts.iter().map(String::as_str).collect::<Vec<_>>())?;
         }
         Ok(())
     };
@@ -403,7 +426,7 @@ async fn speech_vs_bare(cfg: &mut Config, rt: &Runtime, n: usize) -> Result<(Str
     })
     .await?;
     let rows = format!(
-        "| speech: bare ONNX Runtime (VAD + Moonshine, {batch} segments a batch) | segments | {bare:.2} | {bare_s:.2} |\n\
+        "| speech: bare ONNX Runtime (VAD + Moonshine + MiniLM, {batch} segments a batch) | segments | {bare:.2} | {bare_s:.2} |\n\
          | speech: inference actor (batch_max {batch}) | segments | {actor:.2} | {actor_s:.2} |\n"
     );
     Ok((rows, actor / bare))

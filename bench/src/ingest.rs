@@ -145,7 +145,12 @@ fn proc_status(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-pub(crate) async fn churn(report: &Path, n: usize, rounds: usize, config: Option<&Path>) -> Result<()> {
+pub(crate) async fn churn(
+    report: &Path,
+    n: usize,
+    (warmup, rounds): (usize, usize),
+    config: Option<&Path>,
+) -> Result<()> {
     use sightline_actors::{Metrics, Node, Roles};
     use sightline_testkit::{ClipSpec, LiveHls};
     let mut cfg = sightline_settings::Config::load(config.or(Some(Path::new("config/sightline.toml"))))?;
@@ -165,30 +170,38 @@ pub(crate) async fn churn(report: &Path, n: usize, rounds: usize, config: Option
             .await?;
     let reg = node.registry.clone();
     let one_round = |round: usize| churn_round(reg.clone(), live.url.clone(), n, round);
-    // One warm-up round, so one-time allocations (plugin loading, pools) are in the baseline.
-    one_round(usize::MAX).await?;
+    // Warm-up rounds, so one-time allocations (plugin loading, pools, the allocator's working set
+    // for this many pipelines at once) are in the baseline: RSS after each 200 pipelines grew by
+    // 14 MB over the first 200, then by 1 to 3 MB per 200 (2000 pipelines, 2026-12-02).
+    for w in 0..warmup.max(1) {
+        one_round(usize::MAX - w).await?;
+    }
     tokio::time::sleep(Duration::from_secs(15)).await;
     let (threads0, rss0) = (proc_status("Threads:"), proc_status("VmRSS:"));
     let started = Instant::now();
+    // RSS every 10 rounds, once the pipelines are gone and the trimmer has run: the curve shows a
+    // plateau (memory kept for reuse) or a slope (memory held per pipeline).
+    let mut curve = String::new();
     for r in 0..rounds {
         one_round(r).await?;
         if r % 10 == 9 {
-            eprintln!(
-                "churn: {} rounds, threads {}, RSS {} MB",
-                r + 1,
-                proc_status("Threads:"),
-                proc_status("VmRSS:") / 1024
-            );
+            tokio::time::sleep(sightline_streams::memory::EVERY + Duration::from_secs(2)).await;
+            let rss = proc_status("VmRSS:") as f64 / 1024.0;
+            eprintln!("churn: {} rounds, threads {}, RSS {rss:.0} MB", r + 1, proc_status("Threads:"));
+            curve += &format!("{} → {rss:.1}; ", (r + 1) * n);
         }
     }
     // Idle blocking-pool threads (pipeline teardown runs there) exit after 10 s.
     tokio::time::sleep(Duration::from_secs(15)).await;
     let (threads1, rss1) = (proc_status("Threads:"), proc_status("VmRSS:"));
     let q = sightline_streams::pipeline::QUARANTINED_DEMUXERS.load(Ordering::Relaxed);
+    let trims = sightline_streams::memory::TRIMS.load(Ordering::Relaxed);
     let text = format!(
-        "## Churn ({rounds} rounds × {n} streams registered, decoding, deleted; {}; {:.0} s)\n\n\
+        "## Churn ({rounds} rounds × {n} streams registered, decoding, deleted, after {warmup} warm-up round(s); {}; {:.0} s)\n\n\
          | | threads | RSS MB |\n|---|---|---|\n| after warm-up round | {threads0} | {:.1} |\n| after churn | {threads1} | {:.1} |\n\n\
-         RSS growth {:.1} MB over {} pipelines ({:.1} KB each); quarantined demuxers: {q}.\n\n",
+         RSS growth {:.1} MB over {} pipelines ({:.1} KB each); quarantined demuxers: {q}; \
+         heap trims after teardowns: {trims}{}. RSS MB after each 10 rounds (pipelines → MB, \
+         pipelines gone): {curve}\n\n",
         now_utc(),
         started.elapsed().as_secs_f64(),
         rss0 as f64 / 1024.0,
@@ -196,6 +209,7 @@ pub(crate) async fn churn(report: &Path, n: usize, rounds: usize, config: Option
         (rss1 as f64 - rss0 as f64) / 1024.0,
         rounds * n,
         (rss1 as f64 - rss0 as f64) / (rounds * n) as f64,
+        if trims == 0 { " (trimming off)" } else { "" },
     );
     println!("{text}");
     let bus = node.bus.clone();

@@ -6,7 +6,7 @@
 //!   and after;
 //! - store: Redis vector sets (VADD throughput, VSIM p50/p99 and recall@10 against brute force)
 //!   and the ClickHouse sink's rows/s from JetStream to ClickHouse;
-//! - inference: the OCR inference actor's throughput (JetStream in, events out) ÷ bare ONNX Runtime
+//! - inference: the OCR and speech inference actors' throughput (JetStream in, events out) ÷ bare ONNX Runtime
 //!   on the same frames, model and threads (goal ≥ 0.90), and a batch-size sweep per model
 //!   (throughput, p50, p99).
 
@@ -54,6 +54,12 @@ enum Cmd {
         streams: usize,
         #[arg(long, default_value_t = 50)]
         rounds: usize,
+        /// Rounds before the baseline is taken.
+        #[arg(long, default_value_t = 10)]
+        warmup_rounds: usize,
+        /// Leave freed memory with the allocator (no `malloc_trim` after teardowns), to compare.
+        #[arg(long)]
+        no_trim: bool,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -106,8 +112,10 @@ fn main() -> Result<()> {
     match Args::parse().cmd {
         Cmd::Cpu { report, seconds } => cpu(&report, seconds),
         Cmd::IngestOne { file } => ingest_one(&file),
-        Cmd::Churn { report, streams, rounds, config } => {
-            tokio::runtime::Runtime::new()?.block_on(churn(&report, streams, rounds, config.as_deref()))
+        Cmd::Churn { report, streams, rounds, warmup_rounds, no_trim, config } => {
+            sightline_streams::memory::set_trimming(!no_trim);
+            tokio::runtime::Runtime::new()?
+                .block_on(churn(&report, streams, (warmup_rounds, rounds), config.as_deref()))
         }
         Cmd::Store { report, vectors, queries, events, config } => tokio::runtime::Runtime::new()?
             .block_on(store_bench(&report, vectors, queries, events, config.as_deref())),

@@ -1,10 +1,12 @@
 //! The capacity harness: Sightline as a black box over HTTP and the websocket feed. It plays its
-//! own live sources on loopback (one HLS server per stream, the test clip with cuts, captions and
-//! speech), ramps the number of streams in steps, holds each step, and measures per step the
-//! media→feed latency per event kind, the shed and dropped work, the stream states, and the CPU and
-//! RSS of the Sightline process. The capacity is the largest step at which every kind stayed
-//! within its target with nothing shed. In the same run it measures the physical reference: bare
-//! `gst-launch-1.0` decoding of the same source.
+//! own live sources on loopback (one HLS server or RTMP server per stream, playing a test clip:
+//! the news clip with cuts, captions and speech, or the talk show with continuous speech, at
+//! 360p, 720p or 1080p), ramps the number of streams in steps, holds each step, and measures per
+//! step the media→feed latency per event kind and its split by stage, the sinks' write times, the
+//! shed and dropped work, the stream states, and the CPU and RSS of the Sightline process. The
+//! capacity is the largest step at which every kind stayed within its target with nothing shed.
+//! In the same run it measures the physical reference: bare `gst-launch-1.0` decoding of the same
+//! source.
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
@@ -46,6 +48,48 @@ pub struct Options {
     pub targets: Targets,
     /// Measure bare decoding of the clip for this long (0: skip).
     pub reference: Duration,
+    /// How the sources are served.
+    pub protocol: Protocol,
+    /// What the sources play, in words (for the report).
+    pub source: String,
+}
+
+/// How the harness serves its sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// A live HLS playlist per stream (an HTTP server on loopback).
+    Hls,
+    /// An RTMP server per stream (nginx-rtmp on loopback) that ffmpeg pushes the clip to.
+    Rtmp,
+}
+
+/// One live source the harness plays.
+enum Source {
+    Hls(sightline_testkit::LiveHls),
+    Rtmp(sightline_testkit::RtmpServer),
+}
+
+impl Source {
+    async fn start(protocol: Protocol, clip: &std::path::Path, dir: &std::path::Path) -> Result<Self> {
+        Ok(match protocol {
+            Protocol::Hls => Source::Hls(sightline_testkit::LiveHls::start(clip, dir, 0).await?),
+            Protocol::Rtmp => {
+                let mut server = sightline_testkit::RtmpServer::start(dir).await?;
+                server.push(clip, "capacity", 0)?;
+                // The push needs a moment before the stream can be played.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Source::Rtmp(server)
+            }
+        })
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Source::Hls(h) => h.url.clone(),
+            Source::Rtmp(r) => r.url("capacity"),
+        }
+    }
 }
 
 /// Latency percentiles of one event kind, milliseconds.
@@ -66,6 +110,8 @@ pub struct Step {
     /// (decoded → stored in JetStream), `queue_wait` (→ taken by a worker), `model` (→ the model
     /// was done), `publish_and_feed` (→ received from the feed).
     pub stages: BTreeMap<String, Latency>,
+    /// Mean write time of a batch per sink during the step, ms (from `/metrics`).
+    pub sink_write_ms: BTreeMap<String, f64>,
     /// Work the pools shed during the step, all streams.
     pub shed: u64,
     pub dropped_frames: u64,
@@ -87,6 +133,8 @@ pub struct Report {
     pub capacity: usize,
     /// CPU of bare `gst-launch-1.0 uridecodebin3 ! fakesink` decoding one source, percent of a core.
     pub bare_decode_cpu_percent: Option<f64>,
+    /// What the sources played and how they were served.
+    pub source: String,
     /// Events the feed delivered per stream over the whole run (registration to deletion).
     pub events_by_stream: BTreeMap<String, u64>,
 }
@@ -166,6 +214,14 @@ struct Api {
 }
 
 impl Api {
+    async fn get_text(&self, path: &str) -> Result<String> {
+        let mut req = self.client.get(format!("http://{}{path}", self.gateway));
+        if let Some(k) = &self.key {
+            req = req.bearer_auth(k);
+        }
+        Ok(req.send().await?.error_for_status()?.text().await?)
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,
@@ -216,7 +272,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         .await
         .context("connecting to the feed")?;
 
-    let mut sources: Vec<sightline_testkit::LiveHls> = Vec::new();
+    let mut sources: Vec<Source> = Vec::new();
     let mut ids: Vec<String> = Vec::new();
     let mut events_by_stream: BTreeMap<String, u64> = BTreeMap::new();
     let mut steps = Vec::new();
@@ -225,15 +281,15 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         while sources.len() < n {
             let i = sources.len();
             let dir = opts.work_dir.join(format!("source-{i}"));
-            let live = sightline_testkit::LiveHls::start(&opts.clip, &dir, 0).await?;
+            let live = Source::start(opts.protocol, &opts.clip, &dir).await?;
             if bare.is_none() && !opts.reference.is_zero() {
                 progress(format!(
                     "reference: bare decoding of one source for {} s",
                     opts.reference.as_secs()
                 ));
-                bare = bare_decode_cpu(&live.url, opts.reference).await;
+                bare = bare_decode_cpu(&live.url(), opts.reference).await;
             }
-            let body = serde_json::json!({ "url": live.url, "name": format!("capacity-{i}") }).to_string();
+            let body = serde_json::json!({ "url": live.url(), "name": format!("capacity-{i}") }).to_string();
             let (status, v) = api.call(reqwest::Method::POST, "/v1/streams", Some(body)).await?;
             if status != 201 && status != 200 {
                 bail!("registering stream {i}: HTTP {status}: {v}");
@@ -244,6 +300,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         let ours: HashSet<String> = ids.iter().cloned().collect();
         progress(format!("step {n}: {n} stream(s), warming up {} s", opts.warmup.as_secs()));
         let before = totals(&api, &ids).await;
+        let mut sinks_before = None;
         let mut lat: HashMap<String, Vec<i64>> = HashMap::new();
         let mut split: HashMap<String, Vec<i64>> = HashMap::new();
         let warm_until = Instant::now() + opts.warmup;
@@ -253,6 +310,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         while Instant::now() < until {
             if usage_start.is_none() && Instant::now() >= warm_until {
                 usage_start = Some((Instant::now(), pid.and_then(proc_usage)));
+                sinks_before = Some(sink_writes(&api).await);
                 progress(format!("step {n}: measuring for {} s", opts.hold.as_secs()));
             }
             let next = tokio::time::timeout(Duration::from_millis(250), ws.next()).await;
@@ -284,6 +342,14 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
             _ => (None, None),
         };
         let after = totals(&api, &ids).await;
+        let sinks_after = sink_writes(&api).await;
+        let sink_write_ms: BTreeMap<String, f64> = sinks_after
+            .iter()
+            .filter_map(|(sink, &(sum, count))| {
+                let (s0, c0) = sinks_before.as_ref().and_then(|b| b.get(sink)).copied().unwrap_or((0.0, 0.0));
+                (count > c0).then(|| (sink.clone(), (sum - s0) / (count - c0) * 1000.0))
+            })
+            .collect();
         let latency: BTreeMap<String, Latency> = lat.into_iter().map(|(k, v)| (k, latency(v))).collect();
         let stages: BTreeMap<String, Latency> =
             split.into_iter().map(|(k, v)| (k, self::latency(v))).collect();
@@ -308,6 +374,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
             seconds: secs,
             latency,
             stages,
+            sink_write_ms,
             shed,
             dropped_frames: after.dropped.saturating_sub(before.dropped),
             states: after.states,
@@ -348,8 +415,39 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         steps,
         capacity,
         bare_decode_cpu_percent: bare,
+        source: format!("{} over {:?}", opts.source, opts.protocol),
         events_by_stream,
     })
+}
+
+/// Per sink, the total seconds spent writing batches and the number of batches
+/// (`sightline_sink_seconds` from `/metrics`).
+async fn sink_writes(api: &Api) -> BTreeMap<String, (f64, f64)> {
+    let Ok(resp) = api.get_text("/metrics").await else { return BTreeMap::new() };
+    parse_sink_seconds(&resp)
+}
+
+/// `sightline_sink_seconds_sum{sink="…"}` and `_count` of an OpenMetrics text.
+pub fn parse_sink_seconds(text: &str) -> BTreeMap<String, (f64, f64)> {
+    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for line in text.lines() {
+        let (is_sum, rest) = if let Some(r) = line.strip_prefix("sightline_sink_seconds_sum{") {
+            (true, r)
+        } else if let Some(r) = line.strip_prefix("sightline_sink_seconds_count{") {
+            (false, r)
+        } else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else { continue };
+        let Some(sink) = labels.split(',').find_map(|l| l.strip_prefix("sink=\"")).map(|s| s.trim_end_matches('"'))
+        else {
+            continue;
+        };
+        let Ok(v) = value.split_whitespace().next().unwrap_or_default().parse::<f64>() else { continue };
+        let e = out.entry(sink.to_string()).or_default();
+        if is_sum { e.0 = v } else { e.1 = v }
+    }
+    out
 }
 
 #[derive(Default)]
@@ -391,5 +489,19 @@ mod tests {
         let split = stages(&timed, 1450).unwrap();
         assert_eq!(split.map(|(_, ms)| ms), [20, 80, 300, 50]);
         assert!(stages(&scene, 1450).is_none());
+    }
+
+    #[test]
+    fn sink_write_times_are_read_from_the_metrics() {
+        let text = "# TYPE sightline_sink_seconds histogram\n\
+                    sightline_sink_seconds_sum{sink=\"clickhouse\"} 1.5\n\
+                    sightline_sink_seconds_count{sink=\"clickhouse\"} 30\n\
+                    sightline_sink_seconds_bucket{sink=\"clickhouse\",le=\"0.1\"} 29\n\
+                    sightline_sink_seconds_sum{sink=\"redis\"} 0.25\n\
+                    sightline_sink_seconds_count{sink=\"redis\"} 5\n";
+        let got = parse_sink_seconds(text);
+        assert_eq!(got.get("clickhouse"), Some(&(1.5, 30.0)));
+        assert_eq!(got.get("redis"), Some(&(0.25, 5.0)));
+        assert_eq!(got.len(), 2);
     }
 }

@@ -50,6 +50,22 @@ struct CapacityArgs {
     /// API key (admin scope, to register streams).
     #[arg(long, env = "SIGHTLINE_API_KEY")]
     api_key: Option<String>,
+    /// What each source plays: the news clip (cuts, captions, speech every few seconds) or the
+    /// talk show (continuous speech).
+    #[arg(long, value_enum, default_value = "news")]
+    clip: ClipKind,
+    /// Frame size of the sources: 360p, 720p or 1080p (30 fps).
+    #[arg(long, default_value = "720p", value_parser = ["360p", "720p", "1080p"])]
+    resolution: String,
+    /// How the sources are served.
+    #[arg(long, value_enum, default_value = "hls")]
+    protocol: sightline_loadtest::capacity::Protocol,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ClipKind {
+    News,
+    TalkShow,
 }
 
 #[derive(clap::Args)]
@@ -96,7 +112,17 @@ async fn main() -> Result<()> {
 
 async fn capacity(c: CapacityArgs) -> Result<()> {
     let work = std::env::temp_dir().join(format!("sightline-capacity-{}", std::process::id()));
-    let clip = sightline_testkit::ClipSpec::standard().render(&work.join("clips")).await?;
+    let (w, h) = match c.resolution.as_str() {
+        "360p" => (640, 360),
+        "1080p" => (1920, 1080),
+        _ => (1280, 720),
+    };
+    let (spec, name) = match c.clip {
+        ClipKind::News => (sightline_testkit::ClipSpec::standard(), "news clip (cuts, captions, speech)"),
+        ClipKind::TalkShow => (sightline_testkit::ClipSpec::talk_show(), "talk show (continuous speech)"),
+    };
+    eprintln!("rendering the {name} at {w}x{h}");
+    let clip = spec.at_size(w, h).render(&work.join("clips")).await?;
     let opts = sightline_loadtest::capacity::Options {
         gateway: c.gateway,
         api_key: c.api_key,
@@ -108,12 +134,37 @@ async fn capacity(c: CapacityArgs) -> Result<()> {
         pid: c.pid,
         targets: Default::default(),
         reference: Duration::from_secs(c.reference),
+        protocol: c.protocol,
+        source: format!("{name}, {w}x{h} at 30 fps"),
+    };
+    // A bar over the run's planned time (warm-up and hold per step, the reference), each line of
+    // progress printed above it.
+    let planned = opts.steps.len() as u64 * (c.warmup + c.hold) + c.reference;
+    let bar = indicatif::ProgressBar::new(planned);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} s  {msg}")
+            .expect("template parses")
+            .progress_chars("=> "),
+    );
+    let ticker = {
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                bar.set_position(started.elapsed().as_secs().min(bar.length().unwrap_or(0)));
+            }
+        })
     };
     let started = Instant::now();
     let report = sightline_loadtest::capacity::run(&opts, &|line| {
-        eprintln!("[{:>4} s] {line}", started.elapsed().as_secs());
+        bar.println(format!("[{:>4} s] {line}", started.elapsed().as_secs()));
+        bar.set_message(line);
     })
-    .await?;
+    .await;
+    ticker.abort();
+    bar.finish_and_clear();
+    let report = report?;
     sightline_loadtest::report::write(&report, &c.out)?;
     let _ = std::fs::remove_dir_all(&work);
     println!("capacity: {} stream(s); report: {}", report.capacity, c.out.join("capacity.html").display());

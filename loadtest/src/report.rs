@@ -13,21 +13,30 @@ const KIND_COLOURS: [(&str, &str); 5] = [
     ("state", "#7f7f7f"),
 ];
 
-fn colour(kind: &str) -> &'static str {
-    KIND_COLOURS.iter().find(|(k, _)| *k == kind).map(|(_, c)| *c).unwrap_or("#9467bd")
+/// Series that are not event kinds take these, in order.
+const OTHER_COLOURS: [&str; 6] = ["#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79"];
+
+fn colour(name: &str, i: usize) -> &'static str {
+    KIND_COLOURS
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, c)| *c)
+        .unwrap_or(OTHER_COLOURS[i % OTHER_COLOURS.len()])
 }
 
 /// A line chart: one polyline per series of (streams, value) points.
 fn chart(title: &str, unit: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
-    let (w, h, pad) = (560.0, 260.0, 40.0);
+    // The plot is 560 wide; the legend sits to its right.
+    let (w, h, pad, legend) = (560.0, 260.0, 40.0, 240.0);
     let xmax = series.iter().flat_map(|(_, p)| p.iter().map(|(x, _)| *x)).fold(1.0, f64::max);
     let ymax = series.iter().flat_map(|(_, p)| p.iter().map(|(_, y)| *y)).fold(1.0, f64::max) * 1.1;
     let x = |v: f64| pad + v / xmax * (w - 2.0 * pad);
     let y = |v: f64| h - pad - v / ymax * (h - 2.0 * pad);
     let mut svg = format!(
-        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' role='img'><title>{title}</title>\
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{h}' role='img'><title>{title}</title>\
          <line x1='{pad}' y1='{}' x2='{}' y2='{}' stroke='#333'/><line x1='{pad}' y1='{pad}' x2='{pad}' y2='{}' stroke='#333'/>\
          <text x='{}' y='{}' font-size='11' text-anchor='end'>streams</text><text x='4' y='14' font-size='11'>{unit} (max {:.0})</text>",
+        w + legend,
         h - pad,
         w - pad,
         h - pad,
@@ -37,7 +46,7 @@ fn chart(title: &str, unit: &str, series: &[(String, Vec<(f64, f64)>)]) -> Strin
         ymax / 1.1
     );
     for (i, (name, points)) in series.iter().enumerate() {
-        let c = colour(name);
+        let c = colour(name, i);
         let pts: Vec<String> = points.iter().map(|(a, b)| format!("{:.1},{:.1}", x(*a), y(*b))).collect();
         let _ =
             write!(svg, "<polyline fill='none' stroke='{c}' stroke-width='2' points='{}'/>", pts.join(" "));
@@ -69,10 +78,30 @@ pub fn html(r: &Report) -> String {
             (k.to_string(), pts)
         })
         .collect();
-    let cpu: Vec<(String, Vec<(f64, f64)>)> = vec![(
+    let mut cpu: Vec<(String, Vec<(f64, f64)>)> = vec![(
         "sightline".into(),
         r.steps.iter().filter_map(|s| s.cpu_percent.map(|c| (s.streams as f64, c))).collect(),
     )];
+    if let Some(b) = r.bare_decode_cpu_percent {
+        cpu.push(("bare decode × streams".into(), r.steps.iter().map(|s| (s.streams as f64, b * s.streams as f64)).collect()));
+    }
+    let mut stage_names: Vec<&String> = r.steps.iter().flat_map(|s| s.stages.keys()).collect();
+    stage_names.sort();
+    stage_names.dedup();
+    let mut split: Vec<(String, Vec<(f64, f64)>)> = stage_names
+        .iter()
+        .map(|k| {
+            let pts = r.steps.iter().filter_map(|s| s.stages.get(*k).map(|l| (s.streams as f64, l.p50 as f64))).collect();
+            (k.to_string(), pts)
+        })
+        .collect();
+    let mut sinks: Vec<&String> = r.steps.iter().flat_map(|s| s.sink_write_ms.keys()).collect();
+    sinks.sort();
+    sinks.dedup();
+    for sink in sinks {
+        let pts = r.steps.iter().filter_map(|s| s.sink_write_ms.get(sink).map(|&ms| (s.streams as f64, ms))).collect();
+        split.push((format!("sink_write ({sink}, mean a batch)"), pts));
+    }
     let mut rows = String::new();
     for s in &r.steps {
         let lat: Vec<String> = s
@@ -81,8 +110,12 @@ pub fn html(r: &Report) -> String {
             .map(|(k, l)| format!("{k}: {}/{}/{} ms (n={})", l.p50, l.p95, l.p99, l.count))
             .collect();
         let states: Vec<String> = s.states.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        let split: Vec<String> =
-            s.stages.iter().map(|(k, l)| format!("{k}: {}/{} ms", l.p50, l.p95)).collect();
+        let split: Vec<String> = s
+            .stages
+            .iter()
+            .map(|(k, l)| format!("{k}: {}/{} ms", l.p50, l.p95))
+            .chain(s.sink_write_ms.iter().map(|(k, ms)| format!("{k} write: {ms:.0} ms mean")))
+            .collect();
         let _ = write!(
             rows,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -108,16 +141,19 @@ pub fn html(r: &Report) -> String {
          td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}}</style></head><body>\
          <h1>Sightline capacity: {} stream(s)</h1>\
          <p>The largest step at which every event kind stayed within its target ({}) with nothing shed.\
-         Gateway {}. Bare decoding (the physical reference, <code>gst-launch-1.0 uridecodebin3 ! fakesink</code>): {bare}.</p>\
+         Sources: {}. Gateway {}. Bare decoding (the physical reference, <code>gst-launch-1.0 uridecodebin3 ! fakesink</code>): {bare}.</p>\
          <h2>Media→feed latency p95 by streams</h2>{}\
          <h2>Sightline CPU by streams (percent of one core)</h2>{}\
+         <h2>Where the time goes: stage p50 by streams</h2>{}\
          <h2>Steps</h2><table><tr><th>streams</th><th>latency p50/p95/p99</th><th>stage split p50/p95</th><th>shed</th><th>dropped frames</th>\
          <th>states</th><th>CPU</th><th>RSS</th><th>within targets</th></tr>{rows}</table></body></html>",
         r.capacity,
         targets.join(", "),
+        r.source,
         r.gateway,
         chart("p95 latency per kind", "ms", &p95),
         chart("CPU", "% of a core", &cpu),
+        chart("stage p50", "ms", &split),
     )
 }
 

@@ -4,6 +4,7 @@
 pub mod audio;
 pub mod backpressure;
 pub mod cut;
+pub mod memory;
 pub mod pipeline;
 pub mod shots;
 

@@ -248,6 +248,7 @@ impl Drop for MediaPipeline {
             *TEARDOWN.lock().unwrap_or_else(|e| e.into_inner()) = false;
             TEARDOWN_DONE.notify_one();
         }
+        crate::memory::torn_down();
     }
 }
 

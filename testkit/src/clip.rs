@@ -144,6 +144,34 @@ impl ClipSpec {
         }
     }
 
+    /// A talk show: two long captioned shots (host, guest) and speech almost all the time (five
+    /// sentences back to back in 18 s, none straddling the loop point), the load of a channel
+    /// where someone is always talking.
+    pub fn talk_show() -> Self {
+        Self {
+            scenes: vec![
+                Scene { source: "color=c=darkslateblue", seconds: 9, caption: Some("THE MORNING SHOW LIVE") },
+                Scene { source: "color=c=midnightblue", seconds: 9, caption: Some("GUEST: THE CITY MAYOR") },
+            ],
+            speech: vec![
+                Speech { at_ms: 300, text: "good morning and welcome back to the show" },
+                Speech { at_ms: 3800, text: "today we talk about the new city budget" },
+                Speech { at_ms: 7300, text: "the mayor joins us here in the studio" },
+                Speech { at_ms: 10800, text: "thank you for having me this morning" },
+                Speech { at_ms: 14300, text: "we will build two new schools next year" },
+            ],
+            width: 640,
+            height: 360,
+            fps: 30,
+        }
+    }
+
+    /// The same clip at another frame size (e.g. 1280x720 or 1920x1080).
+    pub fn at_size(mut self, width: u32, height: u32) -> Self {
+        (self.width, self.height) = (width, height);
+        self
+    }
+
     pub fn duration_ms(&self) -> i64 {
         self.scenes.iter().map(|s| s.seconds as i64 * 1000).sum()
     }

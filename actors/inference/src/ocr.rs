@@ -32,9 +32,9 @@ impl OcrProcessor {
             unclip_ratio: o.unclip_ratio,
             min_confidence: o.min_confidence,
             max_lines: o.max_lines,
-            det_batch: o.batch_max.max(1),
             ..OcrParams::default()
-        };
+        }
+        .batched_for(rt.provider(), o.batch_max);
         let ocr = Ocr::load(&rt, &m.file(spec, 0), &m.file(spec, 1), o.threads, params)?;
         Ok(Self { ocr, cfg: o.clone(), metrics, last: Default::default(), model: spec.id() })
     }
