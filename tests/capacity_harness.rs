@@ -57,6 +57,7 @@ async fn the_harness_counts_what_the_feed_delivered() {
     common::sink_drained(&bus, "sink_clickhouse").await;
     let store = sys.node.as_ref().unwrap().store.clone();
     assert_eq!(report.events_by_stream.len(), 1, "{:?}", report.events_by_stream);
+    assert_eq!(report.feed_reconnects, 0, "the feed stayed connected");
     for (stream, counted) in &report.events_by_stream {
         let rows: u64 = store
             .client()

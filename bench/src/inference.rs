@@ -94,6 +94,9 @@ pub(crate) async fn inference_bench(
     let speech_n = n.max(8);
     eprintln!("inference bench: {speech_n} espeak segments through speech");
     let (speech_rows, speech_ratio) = speech_vs_bare(&mut cfg, &rt, speech_n, &mut embedder).await?;
+    eprintln!("inference bench: {n} frames through scenes, 16 shot windows through shots");
+    let (scenes_rows, scenes_ratio) = scenes_vs_bare(&mut cfg, &rt, &frames, (w, h), &mut embedder).await?;
+    let (shots_rows, shots_ratio) = shots_vs_bare(&mut cfg, &rt, 16).await?;
     let sweep = batch_sweeps(&rt, &cfg, &frames, &mut ocr, (w, h), threads, runs)?;
     let beams = beam_sweep(&rt, &cfg)?;
     let text = format!(
@@ -102,8 +105,9 @@ pub(crate) async fn inference_bench(
          | path | items | items/s | seconds |\n|---|---|---|---|\n\
          | OCR: bare ONNX Runtime (detector + recogniser + MiniLM called directly, {batch} frames a batch) | frames | {bare:.2} | {bare_s:.2} |\n\
          | OCR: inference actor (JetStream in, events published, then acked; batch_max {batch}) | frames | {actor:.2} | {actor_s:.2} |\n\
-         {speech_rows}\n\
-         Actor ÷ bare at the same batch (goal ≥ 0.90): OCR **{:.3}**, speech **{speech_ratio:.3}**. \
+         {speech_rows}{scenes_rows}{shots_rows}\n\
+         Actor ÷ bare at the same batch (goal ≥ 0.90): OCR **{:.3}**, speech **{speech_ratio:.3}**, \
+         scenes **{scenes_ratio:.3}**, shots **{shots_ratio:.3}**. \
          Lines read exactly in the bare OCR run: {read_ok}/{n}.\n\n\
          Batch-size sweep (after one warm-up run; {runs} timed runs each, the detector and labeller 15):\n\n\
          | model | batch | items/s | p50 ms per batch | p99 ms per batch |\n|---|---|---|---|---|\n{sweep}\n\
@@ -295,6 +299,8 @@ fn compare_preprocessing(c: &mut Comparison, rt: &Runtime) -> Result<()> {
 enum Pool {
     Ocr,
     Speech,
+    Scenes,
+    Shots,
 }
 
 /// `n` items through one inference pool's actor (published to JetStream, events published back,
@@ -322,6 +328,17 @@ async fn pool_actor(
                 (1, 64, 0, 0);
             (sightline_wire::EventKind::Transcript, "speech")
         }
+        Pool::Scenes => {
+            (cfg.scenes.workers, cfg.scenes.max_ack_pending, cfg.scenes.lag_target_ms, cfg.scenes.max_lag_ms) =
+                (1, 256, 0, 0);
+            (sightline_wire::EventKind::Frame, "scenes")
+        }
+        Pool::Shots => {
+            cfg.ingest.cut_detector = sightline_settings::CutDetector::Transnetv2;
+            (cfg.shots.workers, cfg.shots.max_ack_pending, cfg.shots.lag_target_ms, cfg.shots.max_lag_ms) =
+                (1, 64, 0, 0);
+            (sightline_wire::EventKind::Scene, "shots")
+        }
     };
     let roles = sightline_actors::Roles::parse("inference")?;
     let node = sightline_actors::Node::start(cfg, roles, sightline_actors::Metrics::new()).await?;
@@ -335,8 +352,9 @@ async fn pool_actor(
     }
     // Done when the pool's consumer has nothing pending and nothing unacknowledged.
     let work = match pool {
-        Pool::Ocr => bus.names.frames_stream(),
+        Pool::Ocr | Pool::Scenes => bus.names.frames_stream(),
         Pool::Speech => bus.names.audio_stream(),
+        Pool::Shots => bus.names.shots_stream(),
     };
     let mut consumer: async_nats::jetstream::consumer::PullConsumer = bus
         .js
@@ -428,6 +446,99 @@ async fn speech_vs_bare(
     let rows = format!(
         "| speech: bare ONNX Runtime (VAD + Moonshine + MiniLM, {batch} segments a batch) | segments | {bare:.2} | {bare_s:.2} |\n\
          | speech: inference actor (batch_max {batch}) | segments | {actor:.2} | {actor_s:.2} |\n"
+    );
+    Ok((rows, actor / bare))
+}
+
+/// Scenes: `n` frames of as many streams (each new to the pool, so each becomes a labelled `frame`
+/// event) through bare ONNX Runtime (frame signature, EfficientNet-Lite0 over the batch, MiniLM over
+/// the labels) and through the scene actor, which also writes each keyframe's thumbnail and looks
+/// for duplicates in Redis: report rows and the ratio.
+async fn scenes_vs_bare(
+    cfg: &mut Config,
+    rt: &Runtime,
+    frames: &[(String, Vec<u8>)],
+    (w, h): (usize, usize),
+    embedder: &mut TextEmbedder,
+) -> Result<(String, f64)> {
+    let n = frames.len();
+    let m = &cfg.models;
+    let spec = m.for_task(Task::Labels)?;
+    let mut labeler = sightline_models::ImageLabeler::load(rt, &m.file(spec, 0), &m.file(spec, 1), 1)?;
+    let batch = cfg.scenes.batch_max.max(1);
+    let mut bare_run = |chunk: &[(String, Vec<u8>)]| -> Result<()> {
+        for (_, px) in chunk {
+            sightline_models::FrameSignature::of_rgb(px, w, h).context("frame signature")?;
+        }
+        let images: Vec<(&[u8], usize, usize)> = chunk.iter().map(|(_, px)| (px.as_slice(), w, h)).collect();
+        let labels = labeler.label(&images, cfg.scenes.label_top_k)?;
+        let texts: Vec<String> = labels
+            .iter()
+            .map(|l| l.top.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", "))
+            .collect();
+        embedder.embed(&texts.iter().map(String::as_str).collect::<Vec<_>>())?;
+        Ok(())
+    };
+    bare_run(&frames[..1])?;
+    let started = Instant::now();
+    for chunk in frames.chunks(batch) {
+        bare_run(chunk)?;
+    }
+    let bare_s = started.elapsed().as_secs_f64();
+    let bare = n as f64 / bare_s;
+    eprintln!("  scenes bare: {bare:.2} frames/s");
+    let (actor, actor_s) = pool_actor(cfg, Pool::Scenes, n, async |bus, i| {
+        let meta = sightline_wire::FrameMeta::still(&format!("sc{i}"), 1000, sightline_wire::now_ms(), w as u32, h as u32);
+        bus.publish_frame(&meta, &frames[i % n].1).await?;
+        Ok(())
+    })
+    .await?;
+    let rows = format!(
+        "| scenes: bare ONNX Runtime (signature + EfficientNet-Lite0 + MiniLM, {batch} frames a batch) | frames | {bare:.2} | {bare_s:.2} |\n\
+         | scenes: inference actor (batch_max {batch}; also thumbnails and duplicate lookups in Redis) | frames | {actor:.2} | {actor_s:.2} |\n"
+    );
+    Ok((rows, actor / bare))
+}
+
+/// Shots: `n` windows of 100 frames (a cut in the middle of each, so each gives a `scene` event)
+/// through bare TransNetV2 at the pool's batch and through the shots actor: report rows and the
+/// ratio.
+async fn shots_vs_bare(cfg: &mut Config, rt: &Runtime, n: usize) -> Result<(String, f64)> {
+    use sightline_models::shots::{SHOT_WINDOW, SHOT_CONTEXT};
+    let frame = sightline_models::SHOT_FRAME_BYTES;
+    let window: Vec<u8> = (0..SHOT_WINDOW).flat_map(|f| vec![if f < SHOT_WINDOW / 2 { 30u8 } else { 220 }; frame]).collect();
+    let mut shots = sightline_models::ShotDetector::load(rt, &cfg.models.task_files(Task::Shots)?[0], cfg.shots.threads)?;
+    let batch = cfg.shots.batch_max.max(1);
+    shots.predict(&[window.as_slice()])?;
+    let started = Instant::now();
+    let mut left = n;
+    while left > 0 {
+        let b = left.min(batch);
+        shots.predict(&vec![window.as_slice(); b])?;
+        left -= b;
+    }
+    let bare_s = started.elapsed().as_secs_f64();
+    let bare = n as f64 / bare_s;
+    eprintln!("  shots bare: {bare:.2} windows/s");
+    let (actor, actor_s) = pool_actor(cfg, Pool::Shots, n, async |bus, i| {
+        let stream = format!("sh{i}");
+        let meta = sightline_wire::ShotWindowMeta {
+            stream_id: stream.clone(),
+            pts_ms: (0..SHOT_WINDOW as i64).map(|f| f * 33).collect(),
+            wall_ms: sightline_wire::now_ms(),
+            width: sightline_models::shots::SHOT_W as u32,
+            height: sightline_models::shots::SHOT_H as u32,
+            read_from: SHOT_CONTEXT,
+            read_to: SHOT_WINDOW - SHOT_CONTEXT,
+            incarnation: 0,
+        };
+        bus.publish(bus.names.shots_subject(&stream), &meta.msg_id(), sightline_wire::encode(&meta, &window)).await?;
+        Ok(())
+    })
+    .await?;
+    let rows = format!(
+        "| shots: bare ONNX Runtime (TransNetV2, {batch} windows a batch) | windows | {bare:.2} | {bare_s:.2} |\n\
+         | shots: inference actor (batch_max {batch}) | windows | {actor:.2} | {actor_s:.2} |\n"
     );
     Ok((rows, actor / bare))
 }

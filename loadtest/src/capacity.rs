@@ -99,6 +99,7 @@ pub struct Latency {
     pub p50: i64,
     pub p95: i64,
     pub p99: i64,
+    pub max: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,6 +119,8 @@ pub struct Step {
     /// Streams per state at the end of the step.
     pub states: BTreeMap<String, usize>,
     pub cpu_percent: Option<f64>,
+    /// RSS of the Sightline process when the step's measurement began, and at its end.
+    pub rss_start_mb: Option<f64>,
     pub rss_mb: Option<f64>,
     pub within_targets: bool,
     /// Why not, when not.
@@ -137,6 +140,8 @@ pub struct Report {
     pub source: String,
     /// Events the feed delivered per stream over the whole run (registration to deletion).
     pub events_by_stream: BTreeMap<String, u64>,
+    /// Times the feed connection was lost and made again (events in between are missing).
+    pub feed_reconnects: u64,
 }
 
 /// Percentiles of a sample (nearest rank).
@@ -148,7 +153,7 @@ pub fn latency(mut ms: Vec<i64>) -> Latency {
         }
         ms[((ms.len() as f64 - 1.0) * p).round() as usize]
     };
-    Latency { count: ms.len(), p50: at(0.5), p95: at(0.95), p99: at(0.99) }
+    Latency { count: ms.len(), p50: at(0.5), p95: at(0.95), p99: at(0.99), max: at(1.0) }
 }
 
 /// The media time an event's latency is measured from, Unix ms: when its media was decoded; for a
@@ -268,9 +273,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         Api { client: reqwest::Client::new(), gateway: opts.gateway.clone(), key: opts.api_key.clone() };
     let pid = opts.pid.or_else(find_sightline);
     let token = opts.api_key.as_ref().map(|k| format!("?access_token={k}")).unwrap_or_default();
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/feed{token}", opts.gateway))
-        .await
-        .context("connecting to the feed")?;
+    let mut feed = Feed::connect(format!("ws://{}/v1/feed{token}", opts.gateway)).await?;
 
     let mut sources: Vec<Source> = Vec::new();
     let mut ids: Vec<String> = Vec::new();
@@ -313,9 +316,8 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
                 sinks_before = Some(sink_writes(&api).await);
                 progress(format!("step {n}: measuring for {} s", opts.hold.as_secs()));
             }
-            let next = tokio::time::timeout(Duration::from_millis(250), ws.next()).await;
-            if let Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) = next {
-                let received = now_ms();
+            let next = tokio::time::timeout(Duration::from_millis(250), feed.rx.recv()).await;
+            if let Ok(Some((received, t))) = next {
                 let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
                 let Some(stream) = v["stream_id"].as_str().filter(|s| ours.contains(*s)) else { continue };
                 *events_by_stream.entry(stream.to_string()).or_default() += 1;
@@ -337,6 +339,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         let (t0, u0) = usage_start.unwrap_or((Instant::now(), None));
         let secs = t0.elapsed().as_secs_f64();
         let u1 = pid.and_then(proc_usage);
+        let rss_start_mb = u0.map(|(_, rss)| rss);
         let (cpu_percent, rss_mb) = match (u0, u1) {
             (Some((c0, _)), Some((c1, rss))) => (Some((c1 - c0) / secs * 100.0), Some(rss)),
             _ => (None, None),
@@ -379,6 +382,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
             dropped_frames: after.dropped.saturating_sub(before.dropped),
             states: after.states,
             cpu_percent,
+            rss_start_mb,
             rss_mb,
             within_targets: misses.is_empty(),
             misses,
@@ -399,13 +403,11 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
     let (quiet, give_up) = (Duration::from_secs(5), Instant::now() + Duration::from_secs(60));
     let mut last_ours = Instant::now();
     while last_ours.elapsed() < quiet && Instant::now() < give_up {
-        let Ok(Some(Ok(m))) = tokio::time::timeout(quiet, ws.next()).await else { break };
-        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
-            if let Some(stream) = v["stream_id"].as_str().filter(|s| ours.contains(*s)) {
-                *events_by_stream.entry(stream.to_string()).or_default() += 1;
-                last_ours = Instant::now();
-            }
+        let Ok(Some((_, t))) = tokio::time::timeout(quiet, feed.rx.recv()).await else { break };
+        let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
+        if let Some(stream) = v["stream_id"].as_str().filter(|s| ours.contains(*s)) {
+            *events_by_stream.entry(stream.to_string()).or_default() += 1;
+            last_ours = Instant::now();
         }
     }
     let capacity = steps.iter().filter(|s| s.within_targets).map(|s| s.streams).max().unwrap_or(0);
@@ -417,7 +419,61 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         bare_decode_cpu_percent: bare,
         source: format!("{} over {:?}", opts.source, opts.protocol),
         events_by_stream,
+        feed_reconnects: feed.reconnects.load(std::sync::atomic::Ordering::Relaxed),
     })
+}
+
+/// The websocket feed, read on a task of its own so that nothing the harness does (starting
+/// sources, registering streams) keeps it from reading: the gateway cuts off a client that stops
+/// reading (its per-client buffer is bounded), and the events would be lost. Each text message is
+/// handed over with the time it arrived. A closed feed is reconnected after a second, and counted.
+struct Feed {
+    rx: tokio::sync::mpsc::UnboundedReceiver<(i64, String)>,
+    reconnects: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Feed {
+    async fn connect(url: String) -> Result<Self> {
+        use tokio_tungstenite::tungstenite::Message;
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.context("connecting to the feed")?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let reconnects = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = reconnects.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                while let Some(m) = ws.next().await {
+                    match m {
+                        Ok(Message::Text(t)) => {
+                            if tx.send((now_ms(), t.to_string())).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if tx.is_closed() {
+                        return;
+                    }
+                    if let Ok((again, _)) = tokio_tungstenite::connect_async(&url).await {
+                        ws = again;
+                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Self { rx, reconnects, task })
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Per sink, the total seconds spent writing batches and the number of batches
@@ -479,7 +535,7 @@ mod tests {
     #[test]
     fn percentiles_and_media_times() {
         let l = latency((1..=100).collect());
-        assert_eq!((l.count, l.p50, l.p95, l.p99), (100, 51, 95, 99));
+        assert_eq!((l.count, l.p50, l.p95, l.p99, l.max), (100, 51, 95, 99, 100));
         assert_eq!(latency(Vec::new()).count, 0);
         let transcript = serde_json::json!({"wall_ms": 1000, "pts_ms": 5000, "end_ms": 7500});
         assert_eq!(media_wall_ms(&transcript), Some(3500), "from the end of the utterance");

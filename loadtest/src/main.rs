@@ -158,7 +158,13 @@ async fn capacity(c: CapacityArgs) -> Result<()> {
     };
     let started = Instant::now();
     let report = sightline_loadtest::capacity::run(&opts, &|line| {
-        bar.println(format!("[{:>4} s] {line}", started.elapsed().as_secs()));
+        let line_at = format!("[{:>4} s] {line}", started.elapsed().as_secs());
+        // Not a terminal (a log file): the bar draws nothing, so the lines go to stderr as they are.
+        if bar.is_hidden() {
+            eprintln!("{line_at}");
+        } else {
+            bar.println(line_at);
+        }
         bar.set_message(line);
     })
     .await;

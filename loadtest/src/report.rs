@@ -107,7 +107,7 @@ pub fn html(r: &Report) -> String {
         let lat: Vec<String> = s
             .latency
             .iter()
-            .map(|(k, l)| format!("{k}: {}/{}/{} ms (n={})", l.p50, l.p95, l.p99, l.count))
+            .map(|(k, l)| format!("{k}: {}/{}/{} ms, max {} (n={})", l.p50, l.p95, l.p99, l.max, l.count))
             .collect();
         let states: Vec<String> = s.states.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let split: Vec<String> = s
@@ -126,7 +126,11 @@ pub fn html(r: &Report) -> String {
             s.dropped_frames,
             states.join(", "),
             s.cpu_percent.map(|c| format!("{c:.0} %")).unwrap_or_else(|| "–".into()),
-            s.rss_mb.map(|m| format!("{m:.0} MB")).unwrap_or_else(|| "–".into()),
+            match (s.rss_start_mb, s.rss_mb) {
+                (Some(a), Some(b)) => format!("{a:.0} → {b:.0} MB"),
+                (_, Some(b)) => format!("{b:.0} MB"),
+                _ => "–".into(),
+            },
             if s.within_targets { "yes".to_string() } else { s.misses.join("; ") },
         );
     }
@@ -145,7 +149,7 @@ pub fn html(r: &Report) -> String {
          <h2>Media→feed latency p95 by streams</h2>{}\
          <h2>Sightline CPU by streams (percent of one core)</h2>{}\
          <h2>Where the time goes: stage p50 by streams</h2>{}\
-         <h2>Steps</h2><table><tr><th>streams</th><th>latency p50/p95/p99</th><th>stage split p50/p95</th><th>shed</th><th>dropped frames</th>\
+         <h2>Steps</h2><table><tr><th>streams</th><th>latency p50/p95/p99, max</th><th>stage split p50/p95</th><th>shed</th><th>dropped frames</th>\
          <th>states</th><th>CPU</th><th>RSS</th><th>within targets</th></tr>{rows}</table></body></html>",
         r.capacity,
         targets.join(", "),

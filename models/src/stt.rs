@@ -85,6 +85,10 @@ impl Moonshine {
         self.beam_width = width.max(1);
     }
 
+    pub fn beam_width(&self) -> usize {
+        self.beam_width
+    }
+
     /// Most utterances transcribed in one run, and the most silence (in samples) an utterance is
     /// padded with to share a run with a longer one. The shipped ONNX export has no attention
     /// mask, so utterances of one run are made the same length by trailing silence; the bound keeps

@@ -63,6 +63,12 @@ pub trait Processor: Send + 'static {
     {
         false
     }
+    /// Told before each batch whether the pool is behind its lag target; a processor that can run
+    /// coarser to catch up (less effort per item, no item dropped) does so while behind and
+    /// returns true. Default: nothing changes.
+    fn set_behind(&mut self, _behind: bool) -> bool {
+        false
+    }
     /// A whole batch (messages of several streams); models that can batch their inference across
     /// the messages override this.
     fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<ItemResult> {
@@ -94,6 +100,9 @@ pub struct InferencePool<P> {
     enrich: Vec<Enrichment>,
     lag_target: Option<Duration>,
     max_lag: Option<Duration>,
+    /// How long recent batches took, ms (moving average): an item is shed as too late when its age
+    /// plus this passes `max_lag`, so what is run still comes out within the bound.
+    batch_ms: f64,
 }
 
 impl<P: Processor> InferencePool<P> {
@@ -154,6 +163,7 @@ impl<P: Processor> InferencePool<P> {
             enrich,
             lag_target: work.lag_target,
             max_lag: work.max_lag,
+            batch_ms: 0.0,
         })
     }
 
@@ -186,11 +196,13 @@ async fn run_model<P: Processor>(
     processor: &Arc<Mutex<P>>,
     payloads: Vec<bytes::Bytes>,
     timeout: Option<Duration>,
-) -> Result<Option<(BatchResults, String)>, tokio::task::JoinError> {
+    behind: bool,
+) -> Result<Option<(BatchResults, String, bool)>, tokio::task::JoinError> {
     let n = payloads.len();
     let processor = processor.clone();
     let task = tokio::task::spawn_blocking(move || {
         let mut p = processor.lock().unwrap_or_else(|e| e.into_inner());
+        let coarse = p.set_behind(behind);
         let model = p.model().to_string();
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.process_batch(&payloads)));
         let results = ran.unwrap_or_else(|panic| {
@@ -202,7 +214,7 @@ async fn run_model<P: Processor>(
             tracing::error!(%model, panic = %what, "the model panicked; its batch is failed and retried");
             (0..n).map(|_| Err(ItemError(format!("the model panicked: {what}")))).collect()
         });
-        (results, model)
+        (results, model, coarse)
     });
     match timeout {
         Some(t) => match tokio::time::timeout(t, task).await {
@@ -249,10 +261,11 @@ impl Settled {
 
 impl<P: Processor> InferencePool<P> {
     async fn run_batch(&mut self, batch: Vec<Message>, settled: &mut Settled) -> Result<Option<Duration>, WorkerError> {
-        let batch = self.shed_late(batch, settled).await;
+        let (batch, oldest) = self.shed_late(batch, settled).await;
         if batch.is_empty() {
             return Ok(None);
         }
+        let behind = self.lag_target.is_some_and(|t| oldest > t.as_millis() as i64);
         let started_ms = sightline_wire::now_ms();
         let l = labels(&[("model", &self.model)]);
         self.metrics.batch_size.get_or_create(&l).observe(batch.len() as f64);
@@ -271,16 +284,16 @@ impl<P: Processor> InferencePool<P> {
         let ran = match (route, &self.primary, &fallback) {
             (Route::Fallback(reason), _, Some((fb, _))) => {
                 self.count_fallback(reason, batch.len());
-                run_model(fb, payloads.clone(), None).await.map_err(failed)?
+                run_model(fb, payloads.clone(), None, behind).await.map_err(failed)?
             }
             (_, Some(primary), fb) => {
-                run_model(primary, payloads.clone(), fb.as_ref().and_then(|f| f.1.timeout))
+                run_model(primary, payloads.clone(), fb.as_ref().and_then(|f| f.1.timeout), behind)
                     .await
                     .map_err(failed)?
             }
             _ => unreachable!("a worker has a primary or a fallback"),
         };
-        let Some((mut results, model)) = ran else {
+        let Some((mut results, model, coarse)) = ran else {
             // The primary ran past its timeout: the fallback serves for a while, and this batch is
             // redelivered to it.
             let cooldown = fallback.map(|f| f.1.cooldown).unwrap_or_default();
@@ -300,10 +313,23 @@ impl<P: Processor> InferencePool<P> {
             self.retry_on_fallback(fb, &payloads, &mut results).await?;
         }
         // Latency is the model's that ran the batch.
-        self.metrics
-            .inference_seconds
-            .get_or_create(&labels(&[("model", &model)]))
-            .observe(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        self.metrics.inference_seconds.get_or_create(&labels(&[("model", &model)])).observe(took.as_secs_f64());
+        self.batch_ms = if self.batch_ms == 0.0 {
+            took.as_millis() as f64
+        } else {
+            0.8 * self.batch_ms + 0.2 * took.as_millis() as f64
+        };
+        if coarse {
+            let per_stream = batch.iter().filter_map(|m| WorkHeader::read(&m.payload)).fold(
+                std::collections::BTreeMap::<String, u64>::new(),
+                |mut acc, h| {
+                    *acc.entry(h.stream_id).or_default() += 1;
+                    acc
+                },
+            );
+            self.tell_shed(per_stream.into_iter().map(|(s, n)| ((s, ShedReason::Coarse), n)), oldest).await;
+        }
 
         let done_ms = sightline_wire::now_ms();
         for (msg, result) in batch.iter().zip(results.iter_mut()) {
@@ -324,17 +350,20 @@ impl<P: Processor> InferencePool<P> {
     }
 }
 
-/// What to do with one item of a batch, by its age and the pool's lag settings.
+/// What to do with one item of a batch, by its age, how long a batch takes (`run_ms`, recent
+/// batches) and the pool's lag settings: past `max_lag` by the time it would be done, any item is
+/// shed; behind the target, the items the pool's policy gives up first.
 pub fn shed_decision(
     age_ms: i64,
+    run_ms: i64,
     sheddable: bool,
     lag_target: Option<Duration>,
     max_lag: Option<Duration>,
 ) -> Option<ShedReason> {
-    let over = |d: Option<Duration>| d.is_some_and(|d| age_ms > d.as_millis() as i64);
-    if over(max_lag) {
+    let over = |age: i64, d: Option<Duration>| d.is_some_and(|d| age > d.as_millis() as i64);
+    if over(age_ms + run_ms.max(0), max_lag) {
         Some(ShedReason::TooLate)
-    } else if sheddable && over(lag_target) {
+    } else if sheddable && over(age_ms, lag_target) {
         Some(ShedReason::Lag)
     } else {
         None
@@ -346,7 +375,7 @@ impl<P: Processor> InferencePool<P> {
     /// the pool is behind its lag target, and every item past `max_lag`; each is counted, and each
     /// stream concerned is told (`<p>.shed.<stream>`) so that it shows `degraded` with the reason.
     /// Returns the items to run.
-    async fn shed_late(&mut self, batch: Vec<Message>, settled: &mut Settled) -> Vec<Message> {
+    async fn shed_late(&mut self, batch: Vec<Message>, settled: &mut Settled) -> (Vec<Message>, i64) {
         let now = sightline_wire::now_ms();
         let mut oldest = 0i64;
         let mut keep = Vec::with_capacity(batch.len());
@@ -358,7 +387,7 @@ impl<P: Processor> InferencePool<P> {
             };
             let age = h.age_ms(now);
             oldest = oldest.max(age);
-            match shed_decision(age, P::sheddable(&h), self.lag_target, self.max_lag) {
+            match shed_decision(age, self.batch_ms as i64, P::sheddable(&h), self.lag_target, self.max_lag) {
                 Some(reason) => {
                     sightline_runtime::worker::ack(&m, async_nats::jetstream::AckKind::Ack).await;
                     settled.add(&m);
@@ -369,6 +398,13 @@ impl<P: Processor> InferencePool<P> {
         }
         let pool = labels(&[("pool", self.kind)]);
         self.metrics.pool_lag_seconds.get_or_create(&pool).set(oldest as f64 / 1000.0);
+        self.tell_shed(shed.into_iter(), oldest).await;
+        (keep, oldest)
+    }
+
+    /// Counts work shed (or run coarser) per stream and reason, and tells each stream's ingest
+    /// node (`<p>.shed.<stream>`), which shows the stream `degraded` with the reason.
+    async fn tell_shed(&self, shed: impl Iterator<Item = ((String, ShedReason), u64)>, oldest: i64) {
         let target_ms = self.lag_target.map(|d| d.as_millis() as i64).unwrap_or_default();
         for ((stream, reason), count) in shed {
             let l = labels(&[("pool", self.kind), ("reason", reason.as_str())]);
@@ -382,7 +418,6 @@ impl<P: Processor> InferencePool<P> {
                 tracing::debug!(error = %e, "cannot send a shed notice");
             }
         }
-        keep
     }
 
     /// Runs the items the primary failed on through the fallback, keeping both errors when the
@@ -400,10 +435,10 @@ impl<P: Processor> InferencePool<P> {
         }
         self.count_fallback(FallbackReason::Error, failed_at.len());
         let retry: Vec<bytes::Bytes> = failed_at.iter().map(|&i| payloads[i].clone()).collect();
-        let ran = run_model(fallback, retry, None)
+        let ran = run_model(fallback, retry, None, false)
             .await
             .map_err(|e| WorkerError::Failed { worker: self.kind.into(), source: e.into() })?;
-        if let Some((again, _)) = ran {
+        if let Some((again, _, _)) = ran {
             for (i, r) in failed_at.into_iter().zip(again) {
                 results[i] = match (&results[i], r) {
                     (Err(first), Err(second)) => Err(ItemError(format!("{first}; fallback: {second}"))),
@@ -472,18 +507,21 @@ mod tests {
     #[test]
     fn shedding_keeps_what_matters_until_the_hard_limit() {
         let (target, max) = (Some(Duration::from_secs(2)), Some(Duration::from_secs(10)));
-        assert_eq!(shed_decision(1_500, true, target, max), None, "within the target");
-        assert_eq!(shed_decision(2_500, true, target, max), Some(ShedReason::Lag));
-        assert_eq!(shed_decision(2_500, false, target, max), None, "a keyframe is kept while behind");
-        assert_eq!(shed_decision(10_500, false, target, max), Some(ShedReason::TooLate));
-        assert_eq!(shed_decision(60_000, true, None, None), None, "no bounds, no shedding");
+        assert_eq!(shed_decision(1_500, 0, true, target, max), None, "within the target");
+        assert_eq!(shed_decision(2_500, 0, true, target, max), Some(ShedReason::Lag));
+        assert_eq!(shed_decision(2_500, 0, false, target, max), None, "a keyframe is kept while behind");
+        assert_eq!(shed_decision(10_500, 0, false, target, max), Some(ShedReason::TooLate));
+        assert_eq!(shed_decision(60_000, 0, true, None, None), None, "no bounds, no shedding");
+        // A batch takes 3 s: an item 8 s old would come out 11 s late, past the 10 s limit.
+        assert_eq!(shed_decision(8_000, 3_000, false, target, max), Some(ShedReason::TooLate));
+        assert_eq!(shed_decision(6_000, 3_000, false, target, max), None);
     }
 
     #[tokio::test]
     async fn a_panicking_model_fails_its_batch_items_and_stays_usable() {
         let p = Arc::new(Mutex::new(Fragile));
         let batch = ["ok", "boom", "ok"].map(|s| bytes::Bytes::from_static(s.as_bytes())).to_vec();
-        let (results, model) = run_model(&p, batch, None).await.unwrap().unwrap();
+        let (results, model, _) = run_model(&p, batch, None, false).await.unwrap().unwrap();
         assert_eq!(model, "fragile@1");
         assert_eq!(results.len(), 3);
         for r in &results {
@@ -492,7 +530,7 @@ mod tests {
         }
         // The same processor serves the next batch.
         let again = vec![bytes::Bytes::from_static(b"ok"), bytes::Bytes::from_static(b"bad")];
-        let (results, _) = run_model(&p, again, None).await.unwrap().unwrap();
+        let (results, _, _) = run_model(&p, again, None, false).await.unwrap().unwrap();
         assert!(results[0].is_ok() && results[1].as_ref().unwrap_err().0 == "bad input");
     }
 }

@@ -55,8 +55,12 @@ pub enum ShedReason {
     /// The pool is behind its lag target and the item is one its policy gives up first (a frame
     /// that carries no cut).
     Lag,
-    /// The item is older than the pool's `max_lag_ms`: whatever it is, its result would be too late.
+    /// The item is older than the pool's `max_lag_ms` (or would be by the time its batch is done):
+    /// whatever it is, its result would be too late.
     TooLate,
+    /// Not shed but run coarser: the pool is behind its lag target and runs the item with less
+    /// effort (speech: greedy decoding instead of the beam search).
+    Coarse,
 }
 
 impl ShedReason {
@@ -64,6 +68,7 @@ impl ShedReason {
         match self {
             ShedReason::Lag => "lag",
             ShedReason::TooLate => "too_late",
+            ShedReason::Coarse => "coarse",
         }
     }
 }
@@ -106,6 +111,13 @@ impl ShedNotice {
                 "{} is {:.1} s behind: {} item(s) past the lag limit shed",
                 self.pool,
                 secs(self.lag_ms),
+                self.count
+            ),
+            ShedReason::Coarse => format!(
+                "{} is {:.1} s behind (target {:.1} s): {} item(s) run coarser to catch up",
+                self.pool,
+                secs(self.lag_ms),
+                secs(self.target_ms),
                 self.count
             ),
         }
