@@ -152,7 +152,9 @@ $("search").onsubmit = async (e) => {
 $("close-results").onclick = () => { $("results-box").hidden = true; };
 
 // ---- timeline ----------------------------------------------------------------------------------
-async function openTimeline(id, focusMs) {
+// A moment found by search (Redis) or on the live feed may not be in ClickHouse yet (the sinks
+// write independently): until a line at that moment is there, look again, once a second, 15 times.
+async function openTimeline(id, focusMs, tries = 0) {
   try {
     const j = await api(`/v1/streams/${encodeURIComponent(id)}/events?limit=5000`);
     const evs = j.events.filter((e) => e.kind === "scene" || e.kind === "transcript" || e.kind === "ocr");
@@ -174,6 +176,10 @@ async function openTimeline(id, focusMs) {
     $("timeline-lines").innerHTML = lines.map((e) =>
       `<li class="${e === best ? "focused" : ""} ${e.kind}">@${secs(e.pts_ms)} ${e.kind === "ocr" ? "▣ " : ""}${esc(e.text)}</li>`).join("") || "<li>no transcript or on-screen text yet</li>";
     $("timeline-lines").querySelector(".focused")?.scrollIntoView({ block: "nearest" });
+    const landed = best != null && Math.abs(best.pts_ms - focusMs) <= 1000;
+    if (focusMs != null && !landed && tries < 15 && !$("timeline-box").hidden) {
+      setTimeout(() => openTimeline(id, focusMs, tries + 1), 1000);
+    }
   } catch (e) { showError(e); }
 }
 $("close-timeline").onclick = () => { $("timeline-box").hidden = true; };
