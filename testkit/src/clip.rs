@@ -151,7 +151,7 @@ impl ClipSpec {
         Self {
             scenes: vec![
                 Scene { source: "color=c=darkslateblue", seconds: 9, caption: Some("THE MORNING SHOW LIVE") },
-                Scene { source: "color=c=midnightblue", seconds: 9, caption: Some("GUEST: THE CITY MAYOR") },
+                Scene { source: "color=c=midnightblue", seconds: 9, caption: Some("GUEST - THE CITY MAYOR") },
             ],
             speech: vec![
                 Speech { at_ms: 300, text: "good morning and welcome back to the show" },
