@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 mod inference;
 mod ingest;
+mod pools;
 mod store;
 
 use inference::{inference_bench, providers_bench};
@@ -114,8 +115,12 @@ fn main() -> Result<()> {
         Cmd::IngestOne { file } => ingest_one(&file),
         Cmd::Churn { report, streams, rounds, warmup_rounds, no_trim, config } => {
             sightline_streams::memory::set_trimming(!no_trim);
-            tokio::runtime::Runtime::new()?
-                .block_on(churn(&report, streams, (warmup_rounds, rounds), config.as_deref()))
+            tokio::runtime::Runtime::new()?.block_on(churn(
+                &report,
+                streams,
+                (warmup_rounds, rounds),
+                config.as_deref(),
+            ))
         }
         Cmd::Store { report, vectors, queries, events, config } => tokio::runtime::Runtime::new()?
             .block_on(store_bench(&report, vectors, queries, events, config.as_deref())),

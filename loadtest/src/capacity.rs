@@ -9,11 +9,13 @@
 //! source.
 
 use anyhow::{Context, Result, bail};
-use futures::StreamExt;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+pub use crate::sources::Protocol;
+use crate::sources::{Feed, Source};
 
 /// p95 targets per event kind, milliseconds (the live targets).
 #[derive(Debug, Clone, Serialize)]
@@ -52,44 +54,6 @@ pub struct Options {
     pub protocol: Protocol,
     /// What the sources play, in words (for the report).
     pub source: String,
-}
-
-/// How the harness serves its sources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// A live HLS playlist per stream (an HTTP server on loopback).
-    Hls,
-    /// An RTMP server per stream (nginx-rtmp on loopback) that ffmpeg pushes the clip to.
-    Rtmp,
-}
-
-/// One live source the harness plays.
-enum Source {
-    Hls(sightline_testkit::LiveHls),
-    Rtmp(sightline_testkit::RtmpServer),
-}
-
-impl Source {
-    async fn start(protocol: Protocol, clip: &std::path::Path, dir: &std::path::Path) -> Result<Self> {
-        Ok(match protocol {
-            Protocol::Hls => Source::Hls(sightline_testkit::LiveHls::start(clip, dir, 0).await?),
-            Protocol::Rtmp => {
-                let mut server = sightline_testkit::RtmpServer::start(dir).await?;
-                server.push(clip, "capacity", 0)?;
-                // The push needs a moment before the stream can be played.
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                Source::Rtmp(server)
-            }
-        })
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Source::Hls(h) => h.url.clone(),
-            Source::Rtmp(r) => r.url("capacity"),
-        }
-    }
 }
 
 /// Latency percentiles of one event kind, milliseconds.
@@ -167,7 +131,7 @@ pub fn media_wall_ms(event: &serde_json::Value) -> Option<i64> {
     Some(wall + span)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -423,59 +387,6 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
     })
 }
 
-/// The websocket feed, read on a task of its own so that nothing the harness does (starting
-/// sources, registering streams) keeps it from reading: the gateway cuts off a client that stops
-/// reading (its per-client buffer is bounded), and the events would be lost. Each text message is
-/// handed over with the time it arrived. A closed feed is reconnected after a second, and counted.
-struct Feed {
-    rx: tokio::sync::mpsc::UnboundedReceiver<(i64, String)>,
-    reconnects: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Feed {
-    async fn connect(url: String) -> Result<Self> {
-        use tokio_tungstenite::tungstenite::Message;
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.context("connecting to the feed")?;
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let reconnects = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counted = reconnects.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                while let Some(m) = ws.next().await {
-                    match m {
-                        Ok(Message::Text(t)) => {
-                            if tx.send((now_ms(), t.to_string())).is_err() {
-                                return;
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(_) => break,
-                    }
-                }
-                loop {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    if tx.is_closed() {
-                        return;
-                    }
-                    if let Ok((again, _)) = tokio_tungstenite::connect_async(&url).await {
-                        ws = again;
-                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        break;
-                    }
-                }
-            }
-        });
-        Ok(Self { rx, reconnects, task })
-    }
-}
-
-impl Drop for Feed {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// Per sink, the total seconds spent writing batches and the number of batches
 /// (`sightline_sink_seconds` from `/metrics`).
 async fn sink_writes(api: &Api) -> BTreeMap<String, (f64, f64)> {
@@ -495,7 +406,8 @@ pub fn parse_sink_seconds(text: &str) -> BTreeMap<String, (f64, f64)> {
             continue;
         };
         let Some((labels, value)) = rest.split_once("} ") else { continue };
-        let Some(sink) = labels.split(',').find_map(|l| l.strip_prefix("sink=\"")).map(|s| s.trim_end_matches('"'))
+        let Some(sink) =
+            labels.split(',').find_map(|l| l.strip_prefix("sink=\"")).map(|s| s.trim_end_matches('"'))
         else {
             continue;
         };

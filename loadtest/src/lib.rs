@@ -1,6 +1,8 @@
-//! The load test's library: the capacity harness ([`capacity`]) and its report ([`report`]). Both
+//! The load test's library: the capacity harness ([`capacity`]), the sources it plays and the feed
+//! it reads ([`sources`]), and its report ([`report`]). All
 //! treat Sightline as a black box over HTTP and the websocket feed; the sources they play are test
 //! media from `sightline-testkit`.
 
 pub mod capacity;
 pub mod report;
+pub mod sources;

@@ -83,7 +83,10 @@ pub fn html(r: &Report) -> String {
         r.steps.iter().filter_map(|s| s.cpu_percent.map(|c| (s.streams as f64, c))).collect(),
     )];
     if let Some(b) = r.bare_decode_cpu_percent {
-        cpu.push(("bare decode × streams".into(), r.steps.iter().map(|s| (s.streams as f64, b * s.streams as f64)).collect()));
+        cpu.push((
+            "bare decode × streams".into(),
+            r.steps.iter().map(|s| (s.streams as f64, b * s.streams as f64)).collect(),
+        ));
     }
     let mut stage_names: Vec<&String> = r.steps.iter().flat_map(|s| s.stages.keys()).collect();
     stage_names.sort();
@@ -91,7 +94,11 @@ pub fn html(r: &Report) -> String {
     let mut split: Vec<(String, Vec<(f64, f64)>)> = stage_names
         .iter()
         .map(|k| {
-            let pts = r.steps.iter().filter_map(|s| s.stages.get(*k).map(|l| (s.streams as f64, l.p50 as f64))).collect();
+            let pts = r
+                .steps
+                .iter()
+                .filter_map(|s| s.stages.get(*k).map(|l| (s.streams as f64, l.p50 as f64)))
+                .collect();
             (k.to_string(), pts)
         })
         .collect();
@@ -99,7 +106,11 @@ pub fn html(r: &Report) -> String {
     sinks.sort();
     sinks.dedup();
     for sink in sinks {
-        let pts = r.steps.iter().filter_map(|s| s.sink_write_ms.get(sink).map(|&ms| (s.streams as f64, ms))).collect();
+        let pts = r
+            .steps
+            .iter()
+            .filter_map(|s| s.sink_write_ms.get(sink).map(|&ms| (s.streams as f64, ms)))
+            .collect();
         split.push((format!("sink_write ({sink}, mean a batch)"), pts));
     }
     let mut rows = String::new();

@@ -147,7 +147,8 @@ impl Ocr {
         let mut sizes: std::collections::BTreeMap<(usize, usize), Vec<usize>> = Default::default();
         for (i, &(rgb, width, height)) in frames.iter().enumerate() {
             if width < 8 || height < 8 || rgb.len() != width * height * 3 {
-                failed[i] = Some(ModelError::Input(format!("frame {width}x{height} with {} bytes", rgb.len())));
+                failed[i] =
+                    Some(ModelError::Input(format!("frame {width}x{height} with {} bytes", rgb.len())));
             } else {
                 sizes.entry(det_size(width, height, self.params.det_short_side)).or_default().push(i);
             }
@@ -176,9 +177,8 @@ impl Ocr {
         let mut lines: Vec<(usize, usize, OcrLine)> = Vec::new();
         for chunk in crops.chunks(self.params.rec_batch.max(1)) {
             match self.recognize_crops(chunk.iter().map(|(_, _, c)| c)) {
-                Ok(read) => lines.extend(
-                    chunk.iter().zip(read).filter_map(|((i, k, _), line)| line.map(|l| (*i, *k, l))),
-                ),
+                Ok(read) => lines
+                    .extend(chunk.iter().zip(read).filter_map(|((i, k, _), line)| line.map(|l| (*i, *k, l)))),
                 Err(e) => chunk.iter().for_each(|(i, _, _)| failed[*i] = Some(e.clone())),
             }
         }
@@ -195,7 +195,12 @@ impl Ocr {
 
     /// The regions of one frame's probability map (at detector size `dw` x `dh`), largest
     /// `max_lines` kept, cut out of the frame in reading order: top to bottom, then left to right.
-    fn crops(&self, (rgb, width, height): (&[u8], usize, usize), prob: &[f32], (dw, dh): (usize, usize)) -> Vec<Crop> {
+    fn crops(
+        &self,
+        (rgb, width, height): (&[u8], usize, usize),
+        prob: &[f32],
+        (dw, dh): (usize, usize),
+    ) -> Vec<Crop> {
         let mut boxes = text_boxes(prob, dw, dh, &self.params);
         let area = |b: &(f32, f32, f32, f32)| (b.2 - b.0) * (b.3 - b.1);
         boxes.sort_by(|a, b| area(b).total_cmp(&area(a)));

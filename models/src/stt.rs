@@ -108,11 +108,13 @@ impl Moonshine {
     /// every hypothesis of every utterance is one row of the decoder's batch, so a step serves
     /// them all.
     pub fn transcribe_batch(&mut self, segments: &[&[f32]]) -> Vec<Result<Transcript, ModelError>> {
-        let mut out: Vec<Option<Result<Transcript, ModelError>>> = (0..segments.len()).map(|_| None).collect();
+        let mut out: Vec<Option<Result<Transcript, ModelError>>> =
+            (0..segments.len()).map(|_| None).collect();
         let mut order: Vec<usize> = Vec::with_capacity(segments.len());
         for (i, s) in segments.iter().enumerate() {
             if s.len() < MIN_SAMPLES {
-                out[i] = Some(Err(ModelError::Input(format!("{} samples is too short to transcribe", s.len()))));
+                out[i] =
+                    Some(Err(ModelError::Input(format!("{} samples is too short to transcribe", s.len()))));
             } else {
                 order.push(i);
             }
@@ -151,7 +153,8 @@ impl Moonshine {
         let width = self.beam_width;
         let all: Vec<usize> = (0..segs.len()).collect();
         let empty = Cache { dims: [self.heads, 0, self.head_dim], data: Vec::new() };
-        let first = self.decode(&vec![BOS; segs.len()], Some(&hidden), vec![empty; 2 * self.layers], None, &all)?;
+        let first =
+            self.decode(&vec![BOS; segs.len()], Some(&hidden), vec![empty; 2 * self.layers], None, &all)?;
         let enc_kv = first.encoder.ok_or_else(|| ModelError::Run {
             model: "moonshine",
             reason: "decoder returned no encoder keys/values".into(),
@@ -173,7 +176,8 @@ impl Moonshine {
             for (u, search) in searches.iter_mut().enumerate().filter(|(_, s)| s.live) {
                 let n = search.beams.len();
                 let kept = search.advance(&rows[at..at + n], width);
-                if search.finished.len() >= width || search.beams.is_empty() || step + 1 >= search.max_tokens {
+                if search.finished.len() >= width || search.beams.is_empty() || step + 1 >= search.max_tokens
+                {
                     search.live = false;
                 } else {
                     for (h, parent) in search.beams.iter().zip(kept) {
@@ -197,11 +201,10 @@ impl Moonshine {
                 // No hypothesis ended within the token budget: take the best unfinished one.
                 let mut finished = s.finished;
                 finished.extend(s.beams.into_iter().map(|h| (h.log_prob / h.tokens.len().max(1) as f32, h)));
-                let best = finished
-                    .into_iter()
-                    .max_by(|a, b| a.0.total_cmp(&b.0))
-                    .map(|(_, h)| h)
-                    .ok_or_else(|| ModelError::Run { model: "moonshine", reason: "no hypothesis".into() })?;
+                let best =
+                    finished.into_iter().max_by(|a, b| a.0.total_cmp(&b.0)).map(|(_, h)| h).ok_or_else(
+                        || ModelError::Run { model: "moonshine", reason: "no hypothesis".into() },
+                    )?;
                 let confidence =
                     if best.tokens.is_empty() { 0.0 } else { best.prob_sum / best.tokens.len() as f32 };
                 Ok(Transcript { text: self.tokenizer.decode(&best.tokens), confidence, tokens: best.tokens })
@@ -412,7 +415,12 @@ impl Search {
 
 /// Groups of `order` (indices sorted by length, shortest first) that share a run: at most
 /// `max_batch` each, the longest at most `max_pad` longer than the shortest.
-fn length_groups(order: &[usize], len: impl Fn(usize) -> usize, max_batch: usize, max_pad: usize) -> Vec<Vec<usize>> {
+fn length_groups(
+    order: &[usize],
+    len: impl Fn(usize) -> usize,
+    max_batch: usize,
+    max_pad: usize,
+) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for &i in order {
         match groups.last_mut() {

@@ -35,7 +35,8 @@ impl SileroVad {
         let windows = |i: usize| segments[i].len().div_ceil(WINDOW);
         let mut order: Vec<usize> = (0..segments.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(windows(i)));
-        let mut probs: Vec<Vec<f32>> = segments.iter().map(|s| Vec::with_capacity(s.len() / WINDOW + 1)).collect();
+        let mut probs: Vec<Vec<f32>> =
+            segments.iter().map(|s| Vec::with_capacity(s.len() / WINDOW + 1)).collect();
         let mut rows = order.iter().take_while(|&&i| windows(i) > 0).count();
         let mut state = vec![0f32; 2 * rows * STATE];
         let mut context = vec![0f32; rows * CONTEXT];

@@ -39,8 +39,11 @@ fn ocr_frames_of_several_streams_batch_to_the_same_lines() {
     let mut ocr = Ocr::load(&runtime(&cfg), &files[0], &files[1], 2, OcrParams::default()).unwrap();
     let (w, h) = (cfg.ingest.analysis_width as usize, cfg.ingest.analysis_height as usize);
     let captions = ["BREAKING NEWS AT NOON", "Traffic on Route 66", "GOLD PRICE 2,431 USD"];
-    let mut frames: Vec<Vec<u8>> =
-        captions.iter().zip(["navy", "olive", "black"]).map(|(t, bg)| caption_frame(t, bg, w, h).unwrap()).collect();
+    let mut frames: Vec<Vec<u8>> = captions
+        .iter()
+        .zip(["navy", "olive", "black"])
+        .map(|(t, bg)| caption_frame(t, bg, w, h).unwrap())
+        .collect();
     frames.push(vec![30u8; w * h * 3]); // no text at all
     let mut inputs: Vec<(&[u8], usize, usize)> = frames.iter().map(|f| (f.as_slice(), w, h)).collect();
     let small = caption_frame("Coming up next", "sienna", 320, 180).unwrap();
@@ -50,7 +53,8 @@ fn ocr_frames_of_several_streams_batch_to_the_same_lines() {
     assert_eq!(batched.len(), inputs.len());
     assert!(batched[5].is_err(), "the broken frame is an error");
     for (i, input) in inputs[..5].iter().enumerate() {
-        let alone: Vec<String> = ocr.read(input.0, input.1, input.2).unwrap().into_iter().map(|l| l.text).collect();
+        let alone: Vec<String> =
+            ocr.read(input.0, input.1, input.2).unwrap().into_iter().map(|l| l.text).collect();
         let got: Vec<String> = batched[i].as_ref().unwrap().iter().map(|l| l.text.clone()).collect();
         assert_eq!(got, alone, "frame {i}: batched and alone read the same lines");
     }
@@ -74,7 +78,8 @@ fn moonshine_utterances_of_several_streams_batch_within_the_stated_bound() {
     let mut utterances: Vec<(usize, Vec<f32>)> = Vec::new();
     for (i, sentence) in SPEECH_SENTENCES.iter().enumerate() {
         let samples = speech_samples(sentence).unwrap();
-        let regions = vad.speech_regions(&samples, cfg.speech.vad_threshold, cfg.speech.min_speech_ms).unwrap();
+        let regions =
+            vad.speech_regions(&samples, cfg.speech.vad_threshold, cfg.speech.min_speech_ms).unwrap();
         utterances.extend(regions.iter().map(|&(s, e)| (i, samples[s..e].to_vec())));
     }
     // The same utterance twice in one batch (no padding between them) reads exactly as alone.
@@ -86,7 +91,8 @@ fn moonshine_utterances_of_several_streams_batch_within_the_stated_bound() {
     // Every utterance of every sentence in one call, as a batch of several streams' segments.
     let audio: Vec<&[f32]> = utterances.iter().map(|(_, a)| a.as_slice()).collect();
     let batched = stt.transcribe_batch(&audio);
-    let (mut alone_heard, mut batch_heard) = (vec![String::new(); SPEECH_SENTENCES.len()], vec![String::new(); SPEECH_SENTENCES.len()]);
+    let (mut alone_heard, mut batch_heard) =
+        (vec![String::new(); SPEECH_SENTENCES.len()], vec![String::new(); SPEECH_SENTENCES.len()]);
     for ((i, a), b) in utterances.iter().zip(batched) {
         alone_heard[*i] += &format!(" {}", stt.transcribe(a).unwrap().text);
         batch_heard[*i] += &format!(" {}", b.unwrap().text);

@@ -114,7 +114,8 @@ impl Processor for OcrProcessor {
                 .enumerate()
                 .filter(|(_, l)| !before.contains(&l.text))
                 .map(|(k, l)| {
-                    let mut e = Event::new(EventKind::Ocr, meta.stream(), meta.pts_ms, meta.wall_ms, &self.model);
+                    let mut e =
+                        Event::new(EventKind::Ocr, meta.stream(), meta.pts_ms, meta.wall_ms, &self.model);
                     // Several lines can be read off one frame: the line's place makes the id unique.
                     e.id = format!("{}.{k}", e.id);
                     e.text = l.text.clone();
@@ -126,7 +127,10 @@ impl Processor for OcrProcessor {
             if self.last.len() >= MAX_TRACKED_STREAMS && previous.is_none() {
                 self.last.clear();
             }
-            self.last.insert(meta.stream_id.clone(), (phash, meta.pts_ms, lines.into_iter().map(|l| l.text).collect()));
+            self.last.insert(
+                meta.stream_id.clone(),
+                (phash, meta.pts_ms, lines.into_iter().map(|l| l.text).collect()),
+            );
             results[i] = Ok(events);
         }
         results

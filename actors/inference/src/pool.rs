@@ -251,7 +251,8 @@ impl Settled {
 
     async fn send(self, bus: &Bus, pool: &str) {
         for (stream, seqs) in self.0 {
-            let payload = serde_json::to_vec(&SettledNotice { pool: pool.into(), seqs }).expect("notice serialises");
+            let payload =
+                serde_json::to_vec(&SettledNotice { pool: pool.into(), seqs }).expect("notice serialises");
             if let Err(e) = bus.client.publish(bus.names.settled_subject(&stream), payload.into()).await {
                 tracing::debug!(error = %e, "cannot send a settled notice");
             }
@@ -260,7 +261,11 @@ impl Settled {
 }
 
 impl<P: Processor> InferencePool<P> {
-    async fn run_batch(&mut self, batch: Vec<Message>, settled: &mut Settled) -> Result<Option<Duration>, WorkerError> {
+    async fn run_batch(
+        &mut self,
+        batch: Vec<Message>,
+        settled: &mut Settled,
+    ) -> Result<Option<Duration>, WorkerError> {
         let (batch, oldest) = self.shed_late(batch, settled).await;
         if batch.is_empty() {
             return Ok(None);
@@ -314,7 +319,10 @@ impl<P: Processor> InferencePool<P> {
         }
         // Latency is the model's that ran the batch.
         let took = started.elapsed();
-        self.metrics.inference_seconds.get_or_create(&labels(&[("model", &model)])).observe(took.as_secs_f64());
+        self.metrics
+            .inference_seconds
+            .get_or_create(&labels(&[("model", &model)]))
+            .observe(took.as_secs_f64());
         self.batch_ms = if self.batch_ms == 0.0 {
             took.as_millis() as f64
         } else {

@@ -65,19 +65,17 @@ impl Processor for SpeechProcessor {
             }
         }
         let segments: Vec<&[f32]> = decoded.iter().map(|(_, (_, s))| s.as_slice()).collect();
-        let regions = match self.vad.speech_regions_batch(&segments, self.cfg.vad_threshold, self.cfg.min_speech_ms) {
-            Ok(r) => r,
-            Err(e) => {
-                decoded.iter().for_each(|(i, _)| results[*i] = Err(e.clone().into()));
-                return results;
-            }
-        };
+        let regions =
+            match self.vad.speech_regions_batch(&segments, self.cfg.vad_threshold, self.cfg.min_speech_ms) {
+                Ok(r) => r,
+                Err(e) => {
+                    decoded.iter().for_each(|(i, _)| results[*i] = Err(e.clone().into()));
+                    return results;
+                }
+            };
         // Every utterance: (its segment's place in `decoded`, start and end sample).
-        let utterances: Vec<(usize, usize, usize)> = regions
-            .iter()
-            .enumerate()
-            .flat_map(|(d, r)| r.iter().map(move |&(s, e)| (d, s, e)))
-            .collect();
+        let utterances: Vec<(usize, usize, usize)> =
+            regions.iter().enumerate().flat_map(|(d, r)| r.iter().map(move |&(s, e)| (d, s, e))).collect();
         let audio: Vec<&[f32]> = utterances.iter().map(|&(d, s, e)| &segments[d][s..e]).collect();
         let transcripts = self.stt.transcribe_batch(&audio);
         for (&(d, s, e), t) in utterances.iter().zip(transcripts) {

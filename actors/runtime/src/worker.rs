@@ -174,7 +174,13 @@ pub enum Settlement {
 
 /// Carries out `action` on `msg`; a dead letter goes to `<p>.dlq.<dlq_kind>`. Returns what became
 /// of the message.
-pub async fn settle(bus: &Bus, dlq_kind: &str, msg: &Message, action: Action, policy: &RetryPolicy) -> Settlement {
+pub async fn settle(
+    bus: &Bus,
+    dlq_kind: &str,
+    msg: &Message,
+    action: Action,
+    policy: &RetryPolicy,
+) -> Settlement {
     match action {
         Action::Ack => ack(msg, AckKind::Ack).await,
         Action::Nak(delay) => {
