@@ -1,7 +1,7 @@
 //! Inference pools against bare ONNX Runtime, batch sweeps, and providers (CUDA vs CPU).
 
 use super::*;
-use crate::pools::{Pool, pool_actor, scenes_vs_bare, shots_vs_bare, speech_vs_bare};
+use crate::pools::{Pool, pool_actor, publish_still, scenes_vs_bare, shots_vs_bare, speech_vs_bare};
 use sightline_models::{
     GpuPreprocessor, Moonshine, Ocr, OcrParams, Provider, Runtime, ShotDetector, SileroVad, TextEmbedder,
     preprocess_cpu, word_errors,
@@ -85,17 +85,9 @@ pub(crate) async fn inference_bench(
     let bare_s = started.elapsed().as_secs_f64();
     let bare = n as f64 / bare_s;
     eprintln!("  ocr bare: {bare:.2} frames/s ({read_ok}/{n} read exactly)");
+    // One stream per frame: every frame is new to the actor's change cache, so each is read.
     let (actor, actor_s) = pool_actor(&mut cfg, Pool::Ocr, n, async |bus, i| {
-        // One stream per frame: every frame is new to the actor's change cache, so each is read.
-        let meta = sightline_wire::FrameMeta::still(
-            &format!("b{i}"),
-            1000,
-            sightline_wire::now_ms(),
-            w as u32,
-            h as u32,
-        );
-        bus.publish_frame(&meta, &frames[i % n].1).await?;
-        Ok(())
+        publish_still(bus, &format!("b{i}"), &frames[i % n].1, (w, h)).await
     })
     .await?;
     let speech_n = n.max(8);

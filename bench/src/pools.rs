@@ -208,15 +208,7 @@ pub(crate) async fn scenes_vs_bare(
     let bare = n as f64 / bare_s;
     eprintln!("  scenes bare: {bare:.2} frames/s");
     let (actor, actor_s) = pool_actor(cfg, Pool::Scenes, n, async |bus, i| {
-        let meta = sightline_wire::FrameMeta::still(
-            &format!("sc{i}"),
-            1000,
-            sightline_wire::now_ms(),
-            w as u32,
-            h as u32,
-        );
-        bus.publish_frame(&meta, &frames[i % n].1).await?;
-        Ok(())
+        publish_still(bus, &format!("sc{i}"), &frames[i % n].1, (w, h)).await
     })
     .await?;
     let rows = format!(
@@ -270,4 +262,17 @@ pub(crate) async fn shots_vs_bare(cfg: &mut Config, rt: &Runtime, n: usize) -> R
          | shots: inference actor (batch_max {batch}) | windows | {actor:.2} | {actor_s:.2} |\n"
     );
     Ok((rows, actor / bare))
+}
+
+/// A still frame as the only frame of stream `stream` (new to a pool's change cache, so it is
+/// processed).
+pub(crate) async fn publish_still(
+    bus: &sightline_actors::Bus,
+    stream: &str,
+    rgb: &[u8],
+    (w, h): (usize, usize),
+) -> Result<()> {
+    let meta = sightline_wire::FrameMeta::still(stream, 1000, sightline_wire::now_ms(), w as u32, h as u32);
+    bus.publish_frame(&meta, rgb).await?;
+    Ok(())
 }

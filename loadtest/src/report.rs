@@ -63,21 +63,31 @@ fn chart(title: &str, unit: &str, series: &[(String, Vec<(f64, f64)>)]) -> Strin
     svg + "</svg>"
 }
 
-pub fn html(r: &Report) -> String {
-    let mut kinds: Vec<&String> = r.steps.iter().flat_map(|s| s.latency.keys()).collect();
-    kinds.sort();
-    kinds.dedup();
-    let p95: Vec<(String, Vec<(f64, f64)>)> = kinds
-        .iter()
+/// One chart series per name found in any step's `map` (event kinds, stages): (streams, `pick` of
+/// that name's latency) for each step that has it.
+fn series_by_name(
+    r: &Report,
+    map: impl Fn(&crate::capacity::Step) -> &std::collections::BTreeMap<String, crate::capacity::Latency>,
+    pick: impl Fn(&crate::capacity::Latency) -> i64,
+) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut names: Vec<&String> = r.steps.iter().flat_map(|s| map(s).keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
         .map(|k| {
             let pts = r
                 .steps
                 .iter()
-                .filter_map(|s| s.latency.get(*k).map(|l| (s.streams as f64, l.p95 as f64)))
+                .filter_map(|s| map(s).get(k).map(|l| (s.streams as f64, pick(l) as f64)))
                 .collect();
             (k.to_string(), pts)
         })
-        .collect();
+        .collect()
+}
+
+pub fn html(r: &Report) -> String {
+    let p95 = series_by_name(r, |s| &s.latency, |l| l.p95);
     let mut cpu: Vec<(String, Vec<(f64, f64)>)> = vec![(
         "sightline".into(),
         r.steps.iter().filter_map(|s| s.cpu_percent.map(|c| (s.streams as f64, c))).collect(),
@@ -88,20 +98,7 @@ pub fn html(r: &Report) -> String {
             r.steps.iter().map(|s| (s.streams as f64, b * s.streams as f64)).collect(),
         ));
     }
-    let mut stage_names: Vec<&String> = r.steps.iter().flat_map(|s| s.stages.keys()).collect();
-    stage_names.sort();
-    stage_names.dedup();
-    let mut split: Vec<(String, Vec<(f64, f64)>)> = stage_names
-        .iter()
-        .map(|k| {
-            let pts = r
-                .steps
-                .iter()
-                .filter_map(|s| s.stages.get(*k).map(|l| (s.streams as f64, l.p50 as f64)))
-                .collect();
-            (k.to_string(), pts)
-        })
-        .collect();
+    let mut split = series_by_name(r, |s| &s.stages, |l| l.p50);
     let mut sinks: Vec<&String> = r.steps.iter().flat_map(|s| s.sink_write_ms.keys()).collect();
     sinks.sort();
     sinks.dedup();

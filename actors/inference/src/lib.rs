@@ -9,6 +9,7 @@ pub mod ocr;
 pub mod pool;
 pub mod query;
 pub mod scenes;
+pub mod shedding;
 pub mod shots;
 pub mod speech;
 

@@ -5,6 +5,7 @@
 //! [`FallbackPolicy::route`].
 
 use crate::enrich::{Enrich, Enrichment};
+use crate::shedding::{Settled, shed_decision};
 use async_nats::jetstream::Message;
 use sightline_bus::work::delivered;
 use sightline_bus::{Bus, WorkSpec, publish_events};
@@ -14,7 +15,7 @@ use sightline_runtime::{
     Batches, FallbackPolicy, FallbackReason, Outcome, RetryPolicy, Route, WorkerError, decide,
 };
 use sightline_telemetry::{Metrics, labels};
-use sightline_wire::{Event, SettledNotice, ShedNotice, ShedReason, WorkHeader};
+use sightline_wire::{Event, ShedNotice, ShedReason, WorkHeader};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -238,28 +239,6 @@ impl<P: Processor> Batches for InferencePool<P> {
     }
 }
 
-/// Per stream, the sequences of the messages a batch finished with (answered, shed or
-/// dead-lettered): sent to the streams' ingest nodes after the batch ([`SettledNotice`]).
-#[derive(Default)]
-struct Settled(std::collections::BTreeMap<String, Vec<u64>>);
-
-impl Settled {
-    fn add(&mut self, msg: &Message) {
-        let (Some(h), Ok(info)) = (WorkHeader::read(&msg.payload), msg.info()) else { return };
-        self.0.entry(h.stream_id).or_default().push(info.stream_sequence);
-    }
-
-    async fn send(self, bus: &Bus, pool: &str) {
-        for (stream, seqs) in self.0 {
-            let payload =
-                serde_json::to_vec(&SettledNotice { pool: pool.into(), seqs }).expect("notice serialises");
-            if let Err(e) = bus.client.publish(bus.names.settled_subject(&stream), payload.into()).await {
-                tracing::debug!(error = %e, "cannot send a settled notice");
-            }
-        }
-    }
-}
-
 impl<P: Processor> InferencePool<P> {
     async fn run_batch(
         &mut self,
@@ -355,26 +334,6 @@ impl<P: Processor> InferencePool<P> {
         }
         self.settle_all(batch, results, settled).await;
         Ok(None)
-    }
-}
-
-/// What to do with one item of a batch, by its age, how long a batch takes (`run_ms`, recent
-/// batches) and the pool's lag settings: past `max_lag` by the time it would be done, any item is
-/// shed; behind the target, the items the pool's policy gives up first.
-pub fn shed_decision(
-    age_ms: i64,
-    run_ms: i64,
-    sheddable: bool,
-    lag_target: Option<Duration>,
-    max_lag: Option<Duration>,
-) -> Option<ShedReason> {
-    let over = |age: i64, d: Option<Duration>| d.is_some_and(|d| age > d.as_millis() as i64);
-    if over(age_ms + run_ms.max(0), max_lag) {
-        Some(ShedReason::TooLate)
-    } else if sheddable && over(age_ms, lag_target) {
-        Some(ShedReason::Lag)
-    } else {
-        None
     }
 }
 
@@ -510,19 +469,6 @@ mod tests {
                 _ => Ok(Vec::new()),
             }
         }
-    }
-
-    #[test]
-    fn shedding_keeps_what_matters_until_the_hard_limit() {
-        let (target, max) = (Some(Duration::from_secs(2)), Some(Duration::from_secs(10)));
-        assert_eq!(shed_decision(1_500, 0, true, target, max), None, "within the target");
-        assert_eq!(shed_decision(2_500, 0, true, target, max), Some(ShedReason::Lag));
-        assert_eq!(shed_decision(2_500, 0, false, target, max), None, "a keyframe is kept while behind");
-        assert_eq!(shed_decision(10_500, 0, false, target, max), Some(ShedReason::TooLate));
-        assert_eq!(shed_decision(60_000, 0, true, None, None), None, "no bounds, no shedding");
-        // A batch takes 3 s: an item 8 s old would come out 11 s late, past the 10 s limit.
-        assert_eq!(shed_decision(8_000, 3_000, false, target, max), Some(ShedReason::TooLate));
-        assert_eq!(shed_decision(6_000, 3_000, false, target, max), None);
     }
 
     #[tokio::test]

@@ -1,0 +1,67 @@
+//! What a pool gives up to keep its lag bounded ([`shed_decision`]), and what it tells the
+//! streams' ingest nodes it finished with after each batch ([`Settled`]).
+
+use async_nats::jetstream::Message;
+use sightline_bus::Bus;
+use sightline_wire::{SettledNotice, ShedReason, WorkHeader};
+use std::time::Duration;
+
+/// What to do with one item of a batch, by its age, how long a batch takes (`run_ms`, recent
+/// batches) and the pool's lag settings: past `max_lag` by the time it would be done, any item is
+/// shed; behind the target, the items the pool's policy gives up first.
+pub fn shed_decision(
+    age_ms: i64,
+    run_ms: i64,
+    sheddable: bool,
+    lag_target: Option<Duration>,
+    max_lag: Option<Duration>,
+) -> Option<ShedReason> {
+    let over = |age: i64, d: Option<Duration>| d.is_some_and(|d| age > d.as_millis() as i64);
+    if over(age_ms + run_ms.max(0), max_lag) {
+        Some(ShedReason::TooLate)
+    } else if sheddable && over(age_ms, lag_target) {
+        Some(ShedReason::Lag)
+    } else {
+        None
+    }
+}
+
+/// Per stream, the sequences of the messages a batch finished with (answered, shed or
+/// dead-lettered): sent to the streams' ingest nodes after the batch ([`SettledNotice`]).
+#[derive(Default)]
+pub(crate) struct Settled(std::collections::BTreeMap<String, Vec<u64>>);
+
+impl Settled {
+    pub(crate) fn add(&mut self, msg: &Message) {
+        let (Some(h), Ok(info)) = (WorkHeader::read(&msg.payload), msg.info()) else { return };
+        self.0.entry(h.stream_id).or_default().push(info.stream_sequence);
+    }
+
+    pub(crate) async fn send(self, bus: &Bus, pool: &str) {
+        for (stream, seqs) in self.0 {
+            let payload =
+                serde_json::to_vec(&SettledNotice { pool: pool.into(), seqs }).expect("notice serialises");
+            if let Err(e) = bus.client.publish(bus.names.settled_subject(&stream), payload.into()).await {
+                tracing::debug!(error = %e, "cannot send a settled notice");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shedding_keeps_what_matters_until_the_hard_limit() {
+        let (target, max) = (Some(Duration::from_secs(2)), Some(Duration::from_secs(10)));
+        assert_eq!(shed_decision(1_500, 0, true, target, max), None, "within the target");
+        assert_eq!(shed_decision(2_500, 0, true, target, max), Some(ShedReason::Lag));
+        assert_eq!(shed_decision(2_500, 0, false, target, max), None, "a keyframe is kept while behind");
+        assert_eq!(shed_decision(10_500, 0, false, target, max), Some(ShedReason::TooLate));
+        assert_eq!(shed_decision(60_000, 0, true, None, None), None, "no bounds, no shedding");
+        // A batch takes 3 s: an item 8 s old would come out 11 s late, past the 10 s limit.
+        assert_eq!(shed_decision(8_000, 3_000, false, target, max), Some(ShedReason::TooLate));
+        assert_eq!(shed_decision(6_000, 3_000, false, target, max), None);
+    }
+}
