@@ -102,7 +102,19 @@ async fn run(cfg: Config, roles: Roles, demo: Option<(PathBuf, u16)>) -> Result<
         Some((dir, port)) => Some(start_demo(&node, &dir, port).await.context("starting the demo stream")?),
         None => None,
     };
-    tokio::signal::ctrl_c().await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    if roles.ingest {
+        // Streams go to the other ingest nodes before this one exits (each stops, then its
+        // lease is released for another node to take at once).
+        tracing::info!(node = %node.presence.id, "draining: handing streams over");
+        if !node.drain().await {
+            tracing::warn!("drain timed out; the remaining leases lapse by themselves");
+        }
+    }
     tracing::info!("shutting down: draining in-flight work");
     let _ = stop_tx.send(true);
     if let Some(g) = gateway {

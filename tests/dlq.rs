@@ -29,6 +29,7 @@ async fn poison_message_ends_in_the_dead_letter_subject_with_its_error() {
         height: 9,
         cuts: vec![sightline_wire::CutCandidate { pts_ms: 980, score: 0.9 }],
         incarnation: 0,
+        lease: 0,
     };
     let good = sightline_wire::encode(&meta, &vec![90u8; 16 * 9 * 3]);
     bus.publish(bus.names.frames_subject("healthy"), "healthy.frame.1000", good).await.unwrap();

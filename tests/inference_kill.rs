@@ -34,6 +34,7 @@ async fn killing_an_inference_actor_mid_batch_loses_and_duplicates_nothing() {
             height: 9,
             cuts: vec![sightline_wire::CutCandidate { pts_ms: 990 + i * 500, score: 0.9 }],
             incarnation: 0,
+            lease: 0,
         };
         let pixels: Vec<u8> = (0..16 * 9 * 3).map(|p| ((p as i64 * 7 + i * 31) % 256) as u8).collect();
         bus.publish_frame(&meta, &pixels).await.unwrap();

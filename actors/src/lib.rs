@@ -2,6 +2,7 @@
 //! one (`ingest/`, `inference/`, `sinks/`, all on the worker runtime in `runtime/`); this crate
 //! only wires the roles a node runs under one root supervisor ([`node::Node`]).
 
+mod membership;
 pub mod node;
 mod supervisor;
 mod wiring;

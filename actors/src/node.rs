@@ -69,6 +69,10 @@ pub struct Node {
     root_done: tokio::task::JoinHandle<()>,
     /// Request/reply services this node answers (query embedding, playlist checks).
     services: Vec<tokio::task::JoinHandle<()>>,
+    /// This node's id, draining flag and the streams it ingests.
+    pub presence: Arc<sightline_ingest::Presence>,
+    cluster: sightline_bus::Cluster,
+    heartbeat: tokio::task::JoinHandle<()>,
 }
 
 impl Node {
@@ -80,7 +84,17 @@ impl Node {
         if roles.sink || roles.gateway {
             store.migrate(&cfg.clickhouse, &cfg.clickhouse.migrations_dir).await?;
         }
-        let wiring = Wiring { cfg, bus: &bus, registry: &registry, store: &store, metrics: &metrics };
+        let presence =
+            sightline_ingest::Presence::new(cfg.cluster.resolved_node_id(), cfg.cluster.max_streams);
+        let cluster = sightline_bus::Cluster::open(&bus).await?;
+        let wiring = Wiring {
+            cfg,
+            bus: &bus,
+            registry: &registry,
+            store: &store,
+            metrics: &metrics,
+            presence: &presence,
+        };
         let mut children = Vec::new();
         if roles.ingest {
             children.extend(wiring.ingest());
@@ -99,6 +113,10 @@ impl Node {
             services
                 .push(tokio::spawn(sightline_ingest::checks::serve_checks(bus.clone(), cfg.ingest.clone())));
         }
+        services.push(tokio::spawn(crate::membership::serve_commands(bus.clone(), presence.clone())));
+        let heartbeat =
+            crate::membership::heartbeat(cluster.clone(), cfg.cluster.clone(), roles, presence.clone());
+        tracing::info!(node = %presence.id, ?roles, "node started");
         let (root, root_done) = Actor::spawn(
             Some(format!("sightline-root-{}", uuid::Uuid::new_v4().simple())),
             RootSupervisor,
@@ -106,7 +124,7 @@ impl Node {
         )
         .await
         .map_err(|e| NodeError::Spawn(e.to_string()))?;
-        Ok(Node { bus, registry, metrics, store, root, root_done, services })
+        Ok(Node { bus, registry, metrics, store, root, root_done, services, presence, cluster, heartbeat })
     }
 
     /// Kills the named actor (`scenes-0`, `speech-0`, `ocr-0`, `sink-clickhouse`, …) as a crash
@@ -116,14 +134,23 @@ impl Node {
         let _ = self.root.cast(RootMsg::Kill(name.to_string()));
     }
 
+    /// Hands this node's streams over to the other ingest nodes (their leases released as each
+    /// stream stops) and waits until it holds none, up to [`sightline_ingest::ownership::DRAIN_TIMEOUT`].
+    /// True when every stream was handed over.
+    pub async fn drain(&self) -> bool {
+        crate::membership::drain(&self.presence, sightline_ingest::ownership::DRAIN_TIMEOUT).await
+    }
+
     /// Stops every actor (pipelines torn down, in-flight batches finished or left unacked for
-    /// redelivery) and waits for them.
+    /// redelivery; stream leases released) and waits for them, then leaves the membership.
     pub async fn shutdown(self) {
         for s in &self.services {
             s.abort();
         }
         self.root.stop(Some("shutdown".into()));
         let _ = tokio::time::timeout(Duration::from_secs(15), self.root_done).await;
+        self.heartbeat.abort();
+        let _ = self.cluster.leave(&self.presence.id).await;
     }
 }
 

@@ -24,6 +24,7 @@ pub(crate) struct Wiring<'a> {
     pub registry: &'a Registry,
     pub store: &'a EventStore,
     pub metrics: &'a Arc<Metrics>,
+    pub presence: &'a Arc<sightline_ingest::Presence>,
 }
 
 impl Wiring<'_> {
@@ -31,11 +32,14 @@ impl Wiring<'_> {
     pub fn ingest(&self) -> Vec<ChildSpec> {
         let (bus, registry, ingest, metrics) =
             (self.bus.clone(), self.registry.clone(), self.cfg.ingest.clone(), self.metrics.clone());
+        let (cluster, presence) = (self.cfg.cluster.clone(), self.presence.clone());
         vec![child::<StreamSupervisor, _>("stream-supervisor", move || SupervisorArgs {
             bus: bus.clone(),
             registry: registry.clone(),
             ingest: ingest.clone(),
             metrics: metrics.clone(),
+            cluster: cluster.clone(),
+            presence: presence.clone(),
         })]
     }
 

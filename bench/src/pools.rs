@@ -157,6 +157,7 @@ pub(crate) async fn speech_vs_bare(
             wall_ms: sightline_wire::now_ms(),
             samples: s.len(),
             incarnation: 0,
+            lease: 0,
         };
         let payload = sightline_wire::encode(&meta, &sightline_wire::audio_bytes(s));
         bus.publish(bus.names.audio_subject(&meta.stream_id), &meta.msg_id(), payload).await?;
@@ -251,6 +252,7 @@ pub(crate) async fn shots_vs_bare(cfg: &mut Config, rt: &Runtime, n: usize) -> R
             read_from: SHOT_CONTEXT,
             read_to: SHOT_WINDOW - SHOT_CONTEXT,
             incarnation: 0,
+            lease: 0,
         };
         bus.publish(bus.names.shots_subject(&stream), &meta.msg_id(), sightline_wire::encode(&meta, &window))
             .await?;

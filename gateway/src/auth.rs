@@ -127,6 +127,7 @@ fn required(method: &Method, path: &str) -> Option<Scope> {
     }
     let admin = (path == "/v1/streams" && method == Method::POST)
         || (path.starts_with("/v1/streams/") && (method == Method::DELETE || method == Method::POST))
+        || (path.starts_with("/v1/nodes/") && method == Method::POST)
         // The stream's URL whole, credentials included.
         || (path.starts_with("/v1/streams/") && path.ends_with("/source"));
     Some(if admin { Scope::Admin } else { Scope::Read })

@@ -6,6 +6,7 @@ mod auth;
 mod error;
 mod feed;
 mod feed_guard;
+mod nodes;
 mod openapi;
 mod routes;
 mod search;

@@ -13,7 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         crate::streams::stream_events, crate::routes::healthz, crate::routes::readyz, crate::routes::metrics,
         crate::feed::feed, crate::feed::feed_sse, crate::search::search, crate::search::frame,
         crate::search::similar_frames, crate::search::frame_image, crate::search::stream_thumbnail,
-        crate::sql::sql, crate::sql::dlq,
+        crate::sql::sql, crate::sql::dlq, crate::nodes::list_nodes, crate::nodes::drain_node,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::streams::CreateStream, crate::sql::SqlRequest)),
     modifiers(&Bearer),

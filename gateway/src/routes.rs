@@ -110,6 +110,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/streams/{id}/thumbnail", get(crate::search::stream_thumbnail))
         .route("/v1/sql", axum::routing::post(crate::sql::sql))
         .route("/v1/dlq", get(crate::sql::dlq))
+        .route("/v1/nodes", get(crate::nodes::list_nodes))
+        .route("/v1/nodes/{id}/drain", axum::routing::post(crate::nodes::drain_node))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -32,14 +32,17 @@ pub struct Config {
     pub sink: SinkConfig,
     pub vectors: VectorsConfig,
     pub models: ModelsConfig,
+    pub cluster: ClusterConfig,
 }
 
+mod cluster;
 mod gateway;
 mod ingest;
 mod models;
 mod pools;
 mod services;
 
+pub use cluster::*;
 pub use gateway::*;
 pub use ingest::*;
 pub use models::*;
@@ -123,6 +126,12 @@ impl Config {
             ));
         }
         self.models.validate()?;
+        self.cluster.validate().map_err(ConfigError::Invalid)?;
+        if !(1..=5).contains(&self.nats.replicas) {
+            return Err(ConfigError::Invalid(
+                "nats.replicas must be 1..=5 (3 on a three-server cluster)".into(),
+            ));
+        }
         let i = &self.ingest;
         if i.sample_fps == 0 || i.sample_fps > 30 {
             return Err(ConfigError::Invalid("ingest.sample_fps must be 1..=30".into()));

@@ -56,6 +56,12 @@ pub struct Metrics {
     /// Age of the oldest item in a pool's latest batch (the oldest waiting, deliveries being in
     /// order), seconds.
     pub pool_lag_seconds: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Work refused because its publisher's stream lease had been taken over, per pool.
+    pub fenced: Family<Labels, Counter>,
+    /// Stream leases this node took, lost, released or handed over, per event.
+    pub leases: Family<Labels, Counter>,
+    /// Streams this node ingests now (the leases it holds).
+    pub streams_owned: Gauge,
 }
 
 impl Metrics {
@@ -91,6 +97,9 @@ impl Metrics {
             events_discarded_unsunk: Family::default(),
             shed: Family::default(),
             pool_lag_seconds: Family::default(),
+            fenced: Family::default(),
+            leases: Family::default(),
+            streams_owned: Gauge::default(),
         };
         {
             let mut r = m.registry.lock().unwrap();
@@ -193,6 +202,13 @@ impl Metrics {
             "Work items shed to keep a pool's lag bounded, per pool, stream and reason",
             m.shed.clone(),
         );
+        r.register(
+            "fenced",
+            "Work items refused because their publisher's stream lease had been taken over, per pool",
+            m.fenced.clone(),
+        );
+        r.register("leases", "Stream leases taken, lost, released, per event", m.leases.clone());
+        r.register("streams_owned", "Streams this node ingests (leases held)", m.streams_owned.clone());
         r.register(
             "pool_lag_seconds",
             "Age of the oldest item in a pool's latest batch, seconds",

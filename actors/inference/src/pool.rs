@@ -104,6 +104,8 @@ pub struct InferencePool<P> {
     /// How long recent batches took, ms (moving average): an item is shed as too late when its age
     /// plus this passes `max_lag`, so what is run still comes out within the bound.
     batch_ms: f64,
+    /// Refuses work published under a stream lease that was taken over since.
+    fence: sightline_bus::Fence,
 }
 
 impl<P: Processor> InferencePool<P> {
@@ -146,6 +148,7 @@ impl<P: Processor> InferencePool<P> {
         };
         let enrich = enrich.load(&bus.names, &metrics).await.map_err(|e| start_err(e.into()))?;
         let consumer = sightline_bus::work_consumer(&bus, work).await?;
+        let fence = sightline_bus::Fence::start(&sightline_bus::Cluster::open(&bus).await?).await?;
         let first = primary.as_ref().or(fallback.as_ref().map(|f| &f.0)).expect("one model loaded");
         let (kind, model) = (first.kind(), first.model().to_string());
         let fallback_model = fallback.as_ref().map(|f| f.0.model().to_string());
@@ -165,6 +168,7 @@ impl<P: Processor> InferencePool<P> {
             lag_target: work.lag_target,
             max_lag: work.max_lag,
             batch_ms: 0.0,
+            fence,
         })
     }
 
@@ -352,6 +356,17 @@ impl<P: Processor> InferencePool<P> {
                 keep.push(m); // the model reports what is wrong with it
                 continue;
             };
+            let published_ms =
+                m.info().map(|i| (i.published.unix_timestamp_nanos() / 1_000_000) as i64).unwrap_or(now);
+            if !self.fence.admits(&h.stream_id, h.lease, published_ms) {
+                // A node that lost the stream's lease (partitioned, stopped) published this after
+                // another node took over: the new owner's media stands, this is dropped.
+                sightline_runtime::worker::ack(&m, async_nats::jetstream::AckKind::Term).await;
+                settled.add(&m);
+                self.metrics.fenced.get_or_create(&labels(&[("pool", self.kind)])).inc();
+                tracing::warn!(pool = self.kind, stream = %h.stream_id, lease = h.lease, "work from a fenced-off owner refused");
+                continue;
+            }
             let age = h.age_ms(now);
             oldest = oldest.max(age);
             match shed_decision(age, self.batch_ms as i64, P::sheddable(&h), self.lag_target, self.max_lag) {

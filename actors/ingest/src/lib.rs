@@ -5,9 +5,12 @@
 
 pub mod checks;
 pub mod lifecycle;
+pub mod ownership;
+pub mod placement;
 mod publish;
 pub mod stream_actor;
 pub mod supervisor;
 
+pub use ownership::{LeaseGuard, Presence};
 pub use stream_actor::{StreamActor, StreamActorArgs, StreamMsg};
 pub use supervisor::{StreamSupervisor, SupervisorArgs};

@@ -76,8 +76,15 @@ pub(crate) async fn pump(
     actor: ActorRef<StreamMsg>,
     stats: Arc<IngestStats>,
     published: Arc<Mutex<Backlog>>,
+    guard: Arc<crate::ownership::LeaseGuard>,
 ) {
+    let incarnation = (incarnation, guard.token);
     while let Some(item) = rx.recv().await {
+        // Self-fencing: past the lease (lost, or not renewed in time) nothing leaves this node.
+        if !guard.valid() && !matches!(item, MediaItem::Error(_) | MediaItem::Eos) {
+            stats.dropped_frames.fetch_add(matches!(item, MediaItem::Frame(_)) as u64, Ordering::Relaxed);
+            continue;
+        }
         let sent = match item {
             MediaItem::Frame(f) => publish_frame(&bus, (&stream_id, incarnation), f, &published).await,
             MediaItem::Audio(seg) => publish_audio(&bus, (&stream_id, incarnation), seg).await,
@@ -110,7 +117,7 @@ pub(crate) async fn pump(
 /// A sampled frame, remembering its sequence for the backlog count.
 async fn publish_frame(
     bus: &Bus,
-    (stream_id, incarnation): (&str, u32),
+    (stream_id, (incarnation, lease)): (&str, (u32, u64)),
     f: SampledFrame,
     published: &Mutex<Backlog>,
 ) -> Result<u64, BusError> {
@@ -122,6 +129,7 @@ async fn publish_frame(
         height: f.height,
         cuts: f.cuts,
         incarnation,
+        lease,
     };
     let seq = bus.publish_frame(&meta, &f.rgb).await?;
     published.lock().unwrap().published(seq);
@@ -130,7 +138,7 @@ async fn publish_frame(
 
 async fn publish_audio(
     bus: &Bus,
-    (stream_id, incarnation): (&str, u32),
+    (stream_id, (incarnation, lease)): (&str, (u32, u64)),
     seg: AudioSegment,
 ) -> Result<u64, BusError> {
     let meta = AudioMeta {
@@ -140,6 +148,7 @@ async fn publish_audio(
         wall_ms: now_ms() - (seg.end_ms - seg.start_ms),
         samples: seg.samples.len(),
         incarnation,
+        lease,
     };
     let payload = encode(&meta, &audio_bytes(&seg.samples));
     bus.publish(bus.names.audio_subject(stream_id), &meta.msg_id(), payload).await
@@ -147,7 +156,7 @@ async fn publish_audio(
 
 async fn publish_shots(
     bus: &Bus,
-    (stream_id, incarnation): (&str, u32),
+    (stream_id, (incarnation, lease)): (&str, (u32, u64)),
     w: ShotWindow,
 ) -> Result<u64, BusError> {
     let meta = ShotWindowMeta {
@@ -159,6 +168,7 @@ async fn publish_shots(
         read_from: w.read_from,
         read_to: w.read_to,
         incarnation,
+        lease,
     };
     bus.publish(bus.names.shots_subject(stream_id), &meta.msg_id(), encode(&meta, &w.rgb)).await
 }

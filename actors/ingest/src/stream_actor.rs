@@ -32,6 +32,10 @@ pub struct StreamActorArgs {
     pub metrics: Arc<Metrics>,
     /// The node's loopback proxy, which HTTP sources are read through.
     pub egress: Arc<EgressProxy>,
+    /// The stream's lease: nothing is published once it lapsed or was lost.
+    pub guard: Arc<crate::ownership::LeaseGuard>,
+    /// This node's id (the status names the owner).
+    pub node_id: String,
 }
 
 pub enum StreamMsg {
@@ -169,7 +173,19 @@ impl Actor for StreamActor {
         if let Ok(Some(prev)) = args.registry.status(&args.spec.id).await {
             status.media_ms = prev.media_ms;
             status.reconnects = prev.reconnects;
+            status.handovers = prev.handovers;
+            status.handover_gap_ms = prev.handover_gap_ms;
+            if let Some(from) = prev.owner.as_ref().filter(|o| **o != args.node_id) {
+                // Taken over from another node, which may have published up to now without
+                // reporting it: the clock moves on by the wall time since its last report.
+                let since = (now_ms() - prev.updated_ms).max(0);
+                status.media_ms = prev.media_ms + since;
+                status.handovers += 1;
+                status.handover_gap_ms = Some(since + 1000);
+                tracing::info!(stream = %args.spec.id, %from, gap_ms = since + 1000, "stream taken over");
+            }
         }
+        status.owner = Some(args.node_id.clone());
         let ticker = myself.send_interval(Duration::from_secs(1), || StreamMsg::Tick);
         myself.send_message(StreamMsg::Start)?;
         let backpressure = new_backpressure(&args.ingest);
@@ -249,6 +265,7 @@ impl Actor for StreamActor {
                             myself.clone(),
                             st.stats.clone(),
                             st.published.clone(),
+                            st.args.guard.clone(),
                         )));
                     }
                     Err(e) => {
@@ -450,6 +467,10 @@ fn tick(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState, backlog: Option
 }
 
 async fn publish_status(st: &mut StreamActorState) {
+    // A node that lost or could not renew the lease reports nothing: the status is the owner's.
+    if !st.args.guard.valid() {
+        return;
+    }
     if let Err(e) = st.args.registry.put_status(&st.args.spec.id, &st.status).await {
         tracing::warn!(stream = %st.args.spec.id, error = %e, "cannot write stream status");
     }

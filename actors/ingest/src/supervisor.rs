@@ -1,13 +1,17 @@
-//! `StreamSupervisor`: follows the registry and keeps exactly one `StreamActor` running per
-//! registered stream on this node; restarts a crashed one with backoff, stops deleted ones.
+//! `StreamSupervisor`: follows the registry and runs one `StreamActor` for each registered
+//! stream whose lease this node holds ([`crate::ownership`]): every heartbeat it renews its
+//! leases, takes the free streams the placement gives it, hands one over when above its fair
+//! share, and stops a stream whose lease another node took. Restarts a crashed actor with
+//! backoff, stops deleted and paused streams, and hands every stream over when draining.
 
+use crate::ownership::{LeaseGuard, Ownership, Presence};
 use crate::stream_actor::{StreamActor, StreamActorArgs, StreamMsg};
 use futures::StreamExt;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use sightline_bus::Bus;
 use sightline_bus::{Change, Registry, StreamSpec};
 use sightline_runtime::Backoff;
-use sightline_settings::IngestConfig;
+use sightline_settings::{ClusterConfig, IngestConfig};
 use sightline_telemetry::Metrics;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,10 +28,17 @@ pub struct SupervisorArgs {
     pub registry: Registry,
     pub ingest: IngestConfig,
     pub metrics: Arc<Metrics>,
+    pub cluster: ClusterConfig,
+    /// This node's id, capacity and draining flag, and the streams it owns (for its heartbeat).
+    pub presence: Arc<Presence>,
 }
 
 pub enum SupervisorMsg {
     Registry(Change),
+    /// Renew the leases, then reconcile.
+    Heartbeat,
+    /// Take, hand over or drain streams as the placement says.
+    Reconcile,
     Respawn(String),
     /// A pool shed work of this stream (core NATS `<p>.shed.<stream>`).
     Shed(String, sightline_wire::ShedNotice),
@@ -45,6 +56,8 @@ pub struct SupervisorState {
     settled_listener: tokio::task::JoinHandle<()>,
     /// The loopback proxy every HTTP source of this node is read through.
     egress: Arc<sightline_egress::EgressProxy>,
+    ownership: Ownership,
+    heartbeat: ractor::concurrency::JoinHandle<()>,
 }
 
 impl SupervisorState {
@@ -53,7 +66,12 @@ impl SupervisorState {
     }
 }
 
-async fn spawn_stream(myself: &ActorRef<SupervisorMsg>, st: &mut SupervisorState, spec: StreamSpec) {
+async fn spawn_stream(
+    myself: &ActorRef<SupervisorMsg>,
+    st: &mut SupervisorState,
+    spec: StreamSpec,
+    guard: Arc<LeaseGuard>,
+) {
     let live = sightline_streams::validate_url(&spec.url, &st.args.ingest.allowed_schemes)
         .map(|u| u.live)
         .unwrap_or(true);
@@ -65,6 +83,8 @@ async fn spawn_stream(myself: &ActorRef<SupervisorMsg>, st: &mut SupervisorState
         ingest: st.args.ingest.clone(),
         metrics: st.args.metrics.clone(),
         egress: st.egress.clone(),
+        guard,
+        node_id: st.args.presence.id.clone(),
     };
     match Actor::spawn_linked(None, StreamActor, args, myself.get_cell()).await {
         Ok((actor, _)) => {
@@ -95,6 +115,9 @@ impl Actor for StreamSupervisor {
         let shed_listener = listen(&args.bus, names.shed_all(), myself.clone(), SupervisorMsg::Shed).await?;
         let settled_listener =
             listen(&args.bus, names.settled_all(), myself.clone(), SupervisorMsg::Settled).await?;
+        let ownership = Ownership::start(&args.bus, args.cluster.clone(), args.presence.clone()).await?;
+        let heartbeat = myself
+            .send_interval(Duration::from_millis(args.cluster.heartbeat_ms), || SupervisorMsg::Heartbeat);
         let mut changes = args.registry.watch().await?;
         let me = myself.clone();
         let watcher = tokio::spawn(async move {
@@ -113,6 +136,8 @@ impl Actor for StreamSupervisor {
             shed_listener,
             settled_listener,
             egress,
+            ownership,
+            heartbeat,
         })
     }
 
@@ -124,8 +149,13 @@ impl Actor for StreamSupervisor {
         st.watcher.abort();
         st.shed_listener.abort();
         st.settled_listener.abort();
+        st.heartbeat.abort();
+        // Streams stop before their leases go, so another node never overlaps this one.
         for (_, a) in st.running.drain() {
-            a.stop(Some("node stopping".into()));
+            let _ = a.stop_and_wait(Some("node stopping".into()), Some(Duration::from_secs(5))).await;
+        }
+        for id in st.ownership.held() {
+            st.ownership.release(&id).await;
         }
         Ok(())
     }
@@ -141,25 +171,40 @@ impl Actor for StreamSupervisor {
                 let id = spec.id.clone();
                 st.specs.insert(id.clone(), spec.clone());
                 if spec.paused {
-                    if let Some(a) = st.running.remove(&id) {
-                        a.stop(Some("stream paused".into()));
+                    if stop_stream(st, &id, "stream paused").await {
                         tracing::info!(stream = %id, "stream actor stopped (paused)");
                     }
-                } else if !st.running.contains_key(&id) {
-                    spawn_stream(&myself, st, spec).await;
+                    st.ownership.release(&id).await;
+                } else {
+                    reconcile(&myself, st).await;
                 }
             }
             SupervisorMsg::Registry(Change::Delete(id)) => {
                 st.specs.remove(&id);
                 st.crashes.remove(&id);
-                if let Some(a) = st.running.remove(&id) {
-                    a.stop(Some("stream deleted".into()));
+                let held = st.ownership.holds(&id);
+                if stop_stream(st, &id, "stream deleted").await {
                     tracing::info!(stream = %id, "stream actor stopped (deleted)");
                 }
-                if let Err(e) = st.args.registry.delete_status(&id).await {
-                    tracing::warn!(stream = %id, error = %e, "cannot clear status");
+                st.ownership.forget(&id).await;
+                if held {
+                    if let Err(e) = st.args.registry.delete_status(&id).await {
+                        tracing::warn!(stream = %id, error = %e, "cannot clear status");
+                    }
                 }
             }
+            SupervisorMsg::Heartbeat => {
+                for id in st.ownership.renew().await {
+                    st.args
+                        .metrics
+                        .leases
+                        .get_or_create(&sightline_telemetry::labels(&[("event", "lost")]))
+                        .inc();
+                    stop_stream(st, &id, "lease taken over by another node").await;
+                }
+                reconcile(&myself, st).await;
+            }
+            SupervisorMsg::Reconcile => reconcile(&myself, st).await,
             SupervisorMsg::Shed(id, notice) => {
                 // Streams this node does not run are another node's to show.
                 if let Some(a) = st.running.get(&id) {
@@ -173,8 +218,8 @@ impl Actor for StreamSupervisor {
             }
             SupervisorMsg::Respawn(id) => {
                 if let Some(spec) = st.specs.get(&id).cloned().filter(|s| !s.paused) {
-                    if !st.running.contains_key(&id) {
-                        spawn_stream(&myself, st, spec).await;
+                    if let (false, Some(guard)) = (st.running.contains_key(&id), st.ownership.guard(&id)) {
+                        spawn_stream(&myself, st, spec, guard).await;
                     }
                 }
             }
@@ -208,6 +253,62 @@ impl Actor for StreamSupervisor {
         }
         Ok(())
     }
+}
+
+/// Stops a stream's actor and waits for it (its pipeline torn down, its pump ended), so that
+/// the lease can go to another node without two publishers overlapping. True if one ran.
+async fn stop_stream(st: &mut SupervisorState, id: &str, why: &str) -> bool {
+    if let Some(g) = st.ownership.guard(id) {
+        g.revoke();
+    }
+    match st.running.remove(id) {
+        Some(a) => {
+            let _ = a.stop_and_wait(Some(why.into()), Some(Duration::from_secs(5))).await;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Carries out the placement: takes the streams it gives this node and starts them, hands one
+/// over when rebalancing, and hands everything over when draining.
+async fn reconcile(myself: &ActorRef<SupervisorMsg>, st: &mut SupervisorState) {
+    let count = |st: &SupervisorState, event: &str| {
+        st.args.metrics.leases.get_or_create(&sightline_telemetry::labels(&[("event", event)])).inc();
+    };
+    if st.args.presence.draining() {
+        for id in st.ownership.held() {
+            stop_stream(st, &id, "node draining").await;
+            st.ownership.release(&id).await;
+            count(st, "drained");
+            tracing::info!(stream = %id, "stream handed over (node draining)");
+        }
+        st.args.metrics.streams_owned.set(0);
+        return;
+    }
+    let wanted: std::collections::BTreeSet<String> =
+        st.specs.values().filter(|s| !s.paused).map(|s| s.id.clone()).collect();
+    let plan = st.ownership.plan(&wanted);
+    for id in plan.take {
+        let Some(spec) = st.specs.get(&id).cloned() else { continue };
+        match st.ownership.take(&id).await {
+            Ok(Some(guard)) => {
+                count(st, "taken");
+                if !st.running.contains_key(&id) {
+                    spawn_stream(myself, st, spec, guard).await;
+                }
+            }
+            Ok(None) => {} // another node was faster
+            Err(e) => tracing::warn!(stream = %id, error = %e, "cannot take the stream lease"),
+        }
+    }
+    if let Some(id) = plan.hand_over {
+        stop_stream(st, &id, "handed over to an emptier node").await;
+        st.ownership.release(&id).await;
+        count(st, "handed_over");
+        tracing::info!(stream = %id, "stream handed over (rebalancing)");
+    }
+    st.args.metrics.streams_owned.set(st.ownership.held().len() as i64);
 }
 
 /// Forwards the notices on `subject` (`<p>.<what>.<stream>`, JSON) to the supervisor as `msg`

@@ -51,7 +51,8 @@ impl Bus {
                 .name("sightline")
                 .retry_on_initial_connect()
                 .max_reconnects(None)
-                .connect(&cfg.url),
+                // A cluster: every server given, comma-separated (the client learns the rest).
+                .connect(cfg.url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>()),
         )
         .await
         .map_err(|_| err("no answer within 5 s (is nats-server running? `make services`)".into()))?
@@ -127,11 +128,20 @@ impl Bus {
                 self.js.update_stream(cfg).await.map_err(js_err(&what))?;
             }
         }
-        for bucket in [n.registry_bucket(), n.status_bucket()] {
+        // Node announcements lapse a minute after a node stops heartbeating (dead nodes leave the
+        // list by themselves; liveness itself is judged by the heartbeat's age).
+        let buckets = [
+            (n.registry_bucket(), Duration::ZERO),
+            (n.status_bucket(), Duration::ZERO),
+            (n.nodes_bucket(), Duration::from_secs(60)),
+            (n.leases_bucket(), Duration::ZERO),
+        ];
+        for (bucket, max_age) in buckets {
             self.js
                 .create_or_update_key_value(kv::Config {
                     bucket: bucket.clone(),
                     history: 1,
+                    max_age,
                     storage: stream::StorageType::File,
                     num_replicas: c.replicas,
                     ..Default::default()
@@ -173,7 +183,7 @@ impl Bus {
         for s in [n.frames_stream(), n.audio_stream(), n.shots_stream(), n.events_stream(), n.dlq_stream()] {
             let _ = self.js.delete_stream(&s).await;
         }
-        for b in [n.registry_bucket(), n.status_bucket()] {
+        for b in [n.registry_bucket(), n.status_bucket(), n.nodes_bucket(), n.leases_bucket()] {
             let _ = self.js.delete_key_value(&b).await;
         }
     }

@@ -74,6 +74,16 @@ pub struct StreamStatus {
     /// `<pool>.<reason>` (e.g. `ocr.lag`, `speech.too_late`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub shed: std::collections::BTreeMap<String, u64>,
+    /// The ingest node running the stream (holding its lease).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// How often the stream moved to another node (failover, drain, rebalancing).
+    #[serde(default)]
+    pub handovers: u64,
+    /// The gap in media time at the latest move, ms: the media clock continues past what the
+    /// previous owner last reported by the wall time the move took (plus a second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover_gap_ms: Option<i64>,
 }
 
 impl StreamStatus {
@@ -98,6 +108,9 @@ impl StreamStatus {
             updated_ms: now_ms,
             degraded_reason: None,
             shed: Default::default(),
+            owner: None,
+            handovers: 0,
+            handover_gap_ms: None,
         }
     }
 }

@@ -2,12 +2,14 @@
 //! messages ingest publishes (sampled frames, audio segments), and the events inference emits.
 //! Every message carries a deterministic id so redelivery and replays deduplicate.
 
+mod cluster;
 mod event;
 mod names;
 mod rpc;
 mod stream;
 mod work;
 
+pub use cluster::{Lease, NodeCommand, NodeInfo};
 pub use event::*;
 pub use names::{Names, VectorSpace};
 pub use rpc::*;
@@ -45,6 +47,7 @@ mod tests {
             height: 2,
             cuts: vec![CutCandidate { pts_ms: 1466, score: 0.8 }],
             incarnation: 0,
+            lease: 0,
         };
         let pixels: Vec<u8> = (0..24).collect();
         let msg = encode(&meta, &pixels);
@@ -68,6 +71,7 @@ mod tests {
             wall_ms: 0,
             samples: 3,
             incarnation: 0,
+            lease: 0,
         };
         let (m, s) = decode_audio(&encode(&meta, &audio_bytes(&samples))).unwrap();
         assert_eq!(m, meta);
@@ -97,6 +101,7 @@ mod tests {
             wall_ms: 0,
             samples: 1,
             incarnation: 3,
+            lease: 0,
         };
         assert_eq!(meta.msg_id(), "abc.audio.5.r3");
         assert_eq!(StreamRef::incarnation_of("abc.ocr.1000.rbeef.2"), 0xbeef);

@@ -72,6 +72,18 @@ impl Names {
     pub fn status_bucket(&self) -> String {
         format!("{}_stream_status", self.prefix)
     }
+    /// KV bucket of node announcements (membership), one key per node.
+    pub fn nodes_bucket(&self) -> String {
+        format!("{}_nodes", self.prefix)
+    }
+    /// KV bucket of stream leases: which ingest node runs each stream.
+    pub fn leases_bucket(&self) -> String {
+        format!("{}_leases", self.prefix)
+    }
+    /// Where a node takes commands ([`crate::NodeCommand`]).
+    pub fn node_subject(&self, node_id: &str) -> String {
+        format!("{}.node.{node_id}", self.root)
+    }
     pub fn consumer(&self, role: &str) -> String {
         format!("{}_{role}", self.prefix)
     }

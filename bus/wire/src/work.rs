@@ -62,6 +62,10 @@ impl<'a> From<&'a String> for StreamRef<'a> {
     }
 }
 
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
 pub(crate) fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -88,6 +92,10 @@ pub struct FrameMeta {
     /// The registration's incarnation ([`StreamRef`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub incarnation: u32,
+    /// The fencing token of the ingest node's lease on the stream when it published this
+    /// ([`crate::Lease`]); work from an owner whose lease was taken over is refused downstream.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub lease: u64,
 }
 
 impl FrameMeta {
@@ -101,6 +109,7 @@ impl FrameMeta {
             height,
             cuts: Vec::new(),
             incarnation: 0,
+            lease: 0,
         }
     }
     pub fn stream(&self) -> StreamRef<'_> {
@@ -124,6 +133,10 @@ pub struct AudioMeta {
     pub samples: usize,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub incarnation: u32,
+    /// The fencing token of the ingest node's lease on the stream when it published this
+    /// ([`crate::Lease`]); work from an owner whose lease was taken over is refused downstream.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub lease: u64,
 }
 
 impl AudioMeta {
@@ -173,6 +186,10 @@ pub struct ShotWindowMeta {
     pub read_to: usize,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub incarnation: u32,
+    /// The fencing token of the ingest node's lease on the stream when it published this
+    /// ([`crate::Lease`]); work from an owner whose lease was taken over is refused downstream.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub lease: u64,
 }
 
 impl ShotWindowMeta {
@@ -197,6 +214,9 @@ pub struct WorkHeader {
     pub end_ms: Option<i64>,
     #[serde(default)]
     cuts: Vec<serde::de::IgnoredAny>,
+    /// The publisher's lease token (0: published without a lease).
+    #[serde(default)]
+    pub lease: u64,
 }
 
 impl WorkHeader {
