@@ -15,7 +15,7 @@ export SIGHTLINE_BIN := $(BIN)
 # freed memory (the churn soak measured 318 MB of growth with the default, 111 MB with 2).
 ENV := source $(CACHE)/env && MALLOC_ARENA_MAX=2
 
-.PHONY: setup services stop build run test check bench soak loadtest gpu-check clean-data
+.PHONY: setup services stop build run test check bench soak loadtest gpu-check clean-data cluster cluster-stop
 
 setup:
 	@bash scripts/setup.sh
@@ -60,6 +60,14 @@ soak: services
 loadtest: services
 	@$(ENV) $(CARGO) build -j$(JOBS) --profile $(PROFILE) -p sightline -p sightline-loadtest
 	@bash scripts/loadtest.sh
+
+# Scaled out on loopback: a three-server NATS JetStream cluster and four nodes (two ingest, one
+# inference, one gateway + sink on 127.0.0.1:8090), logs and data under .data/cluster/.
+cluster: services build
+	@bash scripts/cluster.sh start
+
+cluster-stop:
+	@bash scripts/cluster.sh stop
 
 # Every model on CUDA vs the CPU (needs an NVIDIA GPU; exits 2 without one).
 gpu-check:

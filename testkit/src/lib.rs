@@ -3,9 +3,11 @@
 //! on loopback. Used by the end-to-end tests and by `make run`'s demo stream.
 
 mod clip;
+mod nats;
 mod servers;
 
 pub use clip::*;
+pub use nats::{NatsCluster, NatsServer};
 pub use servers::*;
 
 use std::process::Stdio;

@@ -51,6 +51,8 @@ impl Bus {
                 .name("sightline")
                 .retry_on_initial_connect()
                 .max_reconnects(None)
+                // A cluster's stream and bucket operations take longer than one server's.
+                .request_timeout(Some(Duration::from_secs(10)))
                 // A cluster: every server given, comma-separated (the client learns the rest).
                 .connect(cfg.url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>()),
         )
@@ -75,8 +77,25 @@ impl Bus {
         Ok(Self { client, js, names: Names::new(&cfg.prefix), cfg: cfg.clone() })
     }
 
-    /// Creates (or finds) every stream and bucket Sightline uses.
+    /// Creates (or finds) every stream and bucket Sightline uses. On a cluster several nodes
+    /// starting together contend for the meta leader and a request can time out: up to five
+    /// tries, a little apart.
     pub async fn ensure(&self) -> Result<(), BusError> {
+        let mut attempt = 1;
+        loop {
+            match self.ensure_once().await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 5 => {
+                    tracing::warn!(error = %e, attempt, "cannot create the streams and buckets yet; trying again");
+                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn ensure_once(&self) -> Result<(), BusError> {
         let c = &self.cfg;
         let n = &self.names;
         let work = |name: String, subject: String| stream::Config {
@@ -114,6 +133,8 @@ impl Bus {
                 discard: stream::DiscardPolicy::Old,
                 storage: stream::StorageType::File,
                 num_replicas: c.replicas,
+                // The server's default, said explicitly (so the check below sees no change).
+                duplicate_window: Duration::from_secs(120),
                 ..Default::default()
             },
         ] {
@@ -137,6 +158,10 @@ impl Bus {
             (n.leases_bucket(), Duration::ZERO),
         ];
         for (bucket, max_age) in buckets {
+            // An existing bucket is kept as it is (an update is a cluster-wide proposal).
+            if self.js.get_key_value(&bucket).await.is_ok() {
+                continue;
+            }
             self.js
                 .create_or_update_key_value(kv::Config {
                     bucket: bucket.clone(),
