@@ -47,22 +47,39 @@ pub struct LeaseGuard {
     base: Instant,
     /// Milliseconds after `base` until which publishing is allowed.
     until_ms: AtomicU64,
+    /// The lease is gone for good (taken over, released): what is left is dropped.
+    revoked: AtomicBool,
 }
 
 impl LeaseGuard {
     pub fn new(token: u64, valid_for: Duration) -> Arc<Self> {
-        let g = Self { token, base: Instant::now(), until_ms: AtomicU64::new(0) };
+        let g = Self {
+            token,
+            base: Instant::now(),
+            until_ms: AtomicU64::new(0),
+            revoked: AtomicBool::new(false),
+        };
         g.extend(g.base, valid_for);
         Arc::new(g)
     }
 
     /// A guard that never lapses, for a stream run without leases (tools, benchmarks).
     pub fn unfenced() -> Arc<Self> {
-        Arc::new(Self { token: 0, base: Instant::now(), until_ms: AtomicU64::new(u64::MAX) })
+        Arc::new(Self {
+            token: 0,
+            base: Instant::now(),
+            until_ms: AtomicU64::new(u64::MAX),
+            revoked: AtomicBool::new(false),
+        })
     }
 
     pub fn valid(&self) -> bool {
-        (self.base.elapsed().as_millis() as u64) < self.until_ms.load(Ordering::Relaxed)
+        !self.revoked() && (self.base.elapsed().as_millis() as u64) < self.until_ms.load(Ordering::Relaxed)
+    }
+
+    /// Lost or given up (not merely unconfirmed, as while NATS elects a new leader).
+    pub fn revoked(&self) -> bool {
+        self.revoked.load(Ordering::Relaxed)
     }
 
     /// A renewal sent at `sent` was confirmed: valid until `sent + valid_for`.
@@ -72,6 +89,7 @@ impl LeaseGuard {
     }
 
     pub fn revoke(&self) {
+        self.revoked.store(true, Ordering::Relaxed);
         self.until_ms.store(0, Ordering::Relaxed);
     }
 }
@@ -106,6 +124,13 @@ impl Ownership {
         })
     }
 
+    /// Whether another node's lease may be taken: expired, and by a heartbeat more, so that an
+    /// owner that could not renew while NATS elected a new leader for the leases bucket (every
+    /// node waits the same) renews first when the bucket answers again.
+    fn lapsed(&self, lease: &Lease, now_ms: i64) -> bool {
+        lease.expired(now_ms - self.cfg.heartbeat_ms as i64)
+    }
+
     fn valid_for(&self) -> Duration {
         Duration::from_millis(self.cfg.lease_ttl_ms - self.cfg.lease_margin_ms)
     }
@@ -124,9 +149,11 @@ impl Ownership {
         *self.presence.owned.lock().unwrap() = owned;
     }
 
-    /// Renews every held lease. Returns the streams whose lease another node has now.
-    pub async fn renew(&mut self) -> Vec<String> {
+    /// Renews every held lease. Returns the streams whose lease another node has now, and
+    /// whether some renewal went unanswered (worth trying again soon).
+    pub async fn renew(&mut self) -> (Vec<String>, bool) {
         let mut lost = Vec::new();
+        let mut unsure = false;
         let me = self.presence.id.clone();
         for (stream, (held, guard)) in self.held.iter_mut() {
             let sent = Instant::now();
@@ -143,6 +170,7 @@ impl Ownership {
                     lost.push(stream.clone());
                 }
                 Renewal::Unknown(e) => {
+                    unsure = true;
                     tracing::warn!(%stream, error = %e, valid = guard.valid(), "cannot renew the stream's lease");
                 }
             }
@@ -152,7 +180,7 @@ impl Ownership {
             tracing::warn!(stream = %s, "stream lease lost to another node; stopping it here");
         }
         self.publish_owned();
-        lost
+        (lost, unsure)
     }
 
     /// Decides what to take and hand over among `streams` (registered, unpaused).
@@ -179,7 +207,7 @@ impl Ownership {
             } else {
                 match self.leases.get(s) {
                     // Ours from an earlier life of this node id: free for us to take back.
-                    Some((l, _)) if !l.expired(now) && l.owner != me => Holder::Node(l.owner),
+                    Some((l, _)) if !self.lapsed(&l, now) && l.owner != me => Holder::Node(l.owner),
                     _ => Holder::Free,
                 }
             };
@@ -210,7 +238,7 @@ impl Ownership {
     pub async fn take(&mut self, stream: &str) -> Result<Option<Arc<LeaseGuard>>, BusError> {
         let now = now_ms();
         let expected = match self.leases.get(stream) {
-            Some((l, rev)) if l.expired(now) || l.owner == self.presence.id => Some(rev),
+            Some((l, rev)) if self.lapsed(&l, now) || l.owner == self.presence.id => Some(rev),
             Some(_) => return Ok(None),
             None => None,
         };

@@ -80,16 +80,23 @@ pub(crate) async fn pump(
 ) {
     let incarnation = (incarnation, guard.token);
     while let Some(item) = rx.recv().await {
-        // Self-fencing: past the lease (lost, or not renewed in time) nothing leaves this node.
-        if !guard.valid() && !matches!(item, MediaItem::Error(_) | MediaItem::Eos) {
+        // Self-fencing: nothing leaves this node past its lease. While the lease is unconfirmed
+        // (NATS electing a leader) the pump waits, and media waits in the bounded queue behind
+        // it (full: frames dropped, counted); once the lease is lost, what is left is dropped.
+        if !matches!(item, MediaItem::Error(_) | MediaItem::Eos) && !wait_for_lease(&guard).await {
             stats.dropped_frames.fetch_add(matches!(item, MediaItem::Frame(_)) as u64, Ordering::Relaxed);
             continue;
         }
         let sent = match item {
-            MediaItem::Frame(f) => publish_frame(&bus, (&stream_id, incarnation), f, &published).await,
-            MediaItem::Audio(seg) => publish_audio(&bus, (&stream_id, incarnation), seg).await,
+            MediaItem::Frame(f) => {
+                retrying(&guard, || publish_frame(&bus, (&stream_id, incarnation), &f, &published)).await
+            }
+            MediaItem::Audio(seg) => {
+                retrying(&guard, || publish_audio(&bus, (&stream_id, incarnation), &seg)).await
+            }
             MediaItem::Shots(w) => {
-                if let Err(e) = publish_shots(&bus, (&stream_id, incarnation), w).await {
+                if let Err(e) = retrying(&guard, || publish_shots(&bus, (&stream_id, incarnation), &w)).await
+                {
                     stats.dropped_shot_windows.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(stream = %stream_id, error = %e, "publish failed; shot window dropped");
                 }
@@ -114,11 +121,48 @@ pub(crate) async fn pump(
     }
 }
 
+/// Waits while the lease is unconfirmed; false once it is lost.
+async fn wait_for_lease(guard: &crate::ownership::LeaseGuard) -> bool {
+    while !guard.valid() {
+        if guard.revoked() {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    true
+}
+
+/// How long a publish is retried while JetStream does not answer (a server lost, the stream's
+/// new leader being elected: seconds), before the item is dropped and counted. The same message
+/// id makes a retry of a publish that did land a duplicate JetStream drops.
+const PUBLISH_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
+
+async fn retrying<F: Future<Output = Result<u64, BusError>>>(
+    guard: &crate::ownership::LeaseGuard,
+    mut publish: impl FnMut() -> F,
+) -> Result<u64, BusError> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        match publish().await {
+            Ok(seq) => return Ok(seq),
+            Err(e) if started.elapsed() + pause > PUBLISH_RETRY || !wait_for_lease(guard).await => {
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "publish failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 /// A sampled frame, remembering its sequence for the backlog count.
 async fn publish_frame(
     bus: &Bus,
     (stream_id, (incarnation, lease)): (&str, (u32, u64)),
-    f: SampledFrame,
+    f: &SampledFrame,
     published: &Mutex<Backlog>,
 ) -> Result<u64, BusError> {
     let meta = FrameMeta {
@@ -127,7 +171,7 @@ async fn publish_frame(
         wall_ms: f.wall_ms,
         width: f.width,
         height: f.height,
-        cuts: f.cuts,
+        cuts: f.cuts.clone(),
         incarnation,
         lease,
     };
@@ -139,7 +183,7 @@ async fn publish_frame(
 async fn publish_audio(
     bus: &Bus,
     (stream_id, (incarnation, lease)): (&str, (u32, u64)),
-    seg: AudioSegment,
+    seg: &AudioSegment,
 ) -> Result<u64, BusError> {
     let meta = AudioMeta {
         stream_id: stream_id.to_string(),
@@ -157,11 +201,11 @@ async fn publish_audio(
 async fn publish_shots(
     bus: &Bus,
     (stream_id, (incarnation, lease)): (&str, (u32, u64)),
-    w: ShotWindow,
+    w: &ShotWindow,
 ) -> Result<u64, BusError> {
     let meta = ShotWindowMeta {
         stream_id: stream_id.to_string(),
-        pts_ms: w.pts_ms,
+        pts_ms: w.pts_ms.clone(),
         wall_ms: now_ms(),
         width: sightline_streams::shots::SHOT_WIDTH,
         height: sightline_streams::shots::SHOT_HEIGHT,

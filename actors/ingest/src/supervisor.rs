@@ -194,7 +194,13 @@ impl Actor for StreamSupervisor {
                 }
             }
             SupervisorMsg::Heartbeat => {
-                for id in st.ownership.renew().await {
+                let (lost, unsure) = st.ownership.renew().await;
+                if unsure {
+                    // NATS did not answer (a server lost, a leader being elected): try again soon,
+                    // to renew before the lease lapses for the other nodes.
+                    myself.send_after(Duration::from_millis(250), || SupervisorMsg::Heartbeat);
+                }
+                for id in lost {
                     st.args
                         .metrics
                         .leases
