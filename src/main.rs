@@ -39,6 +39,13 @@ enum Command {
     },
     /// Check NATS, Redis, ClickHouse, ONNX Runtime, models, GStreamer and GPU; one line each.
     Check,
+    /// Print the ClickHouse migrations' SQL as they run with this config (`clickhouse.cluster`:
+    /// ON CLUSTER, replicated engines), without running them.
+    Migrations {
+        /// Override `clickhouse.cluster` (e.g. `--cluster prod` to see the cluster form).
+        #[arg(long)]
+        cluster: Option<String>,
+    },
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {
@@ -61,6 +68,11 @@ async fn main() -> Result<()> {
         Command::Run { roles, demo, demo_dir, demo_port } => {
             let roles = Roles::parse(&roles)?;
             run(cfg, roles, demo.then_some((demo_dir, demo_port))).await
+        }
+        Command::Migrations { cluster } => {
+            let cluster = cluster.unwrap_or_else(|| cfg.clickhouse.cluster.clone());
+            print!("{}", sightline_store::migration_sql(&cfg.clickhouse.migrations_dir, &cluster)?);
+            Ok(())
         }
         Command::Check => {
             let ok = check::check(&cfg).await;

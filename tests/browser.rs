@@ -136,6 +136,13 @@ async fn dashboard_shows_streams_events_and_search_in_chromium() {
         "the stream card showing `newsroom` running",
     )
     .await;
+    // The node panel (membership): this one node, ingesting the stream.
+    b.wait_for(
+        "return [...document.querySelectorAll('#nodes tr')].some(r => r.innerText.includes('ingest') && r.innerText.includes('1/'))",
+        15,
+        "the node row ingesting 1 stream",
+    )
+    .await;
     b.wait_for("return document.querySelectorAll('#feed .ev').length > 0", 40, "a live event").await;
     b.wait_for(
         "return [...document.querySelectorAll('#feed .ev.transcript')].some(e => /searchable/i.test(e.innerText))",

@@ -102,6 +102,29 @@ $("add").onsubmit = async (e) => {
   } catch (err) { showError(err); }
 };
 
+// ---- nodes (membership: GET /v1/nodes) ---------------------------------------------------------
+async function refreshNodes() {
+  try {
+    const j = await api("/v1/nodes");
+    $("node-count").textContent = `${j.nodes.length} live · ${j.streams_ingested} streams ingested`;
+    $("nodes").innerHTML = "<tr><th>node</th><th>roles</th><th>streams</th><th>CPU</th><th>memory</th><th></th></tr>" +
+      j.nodes.map((n) => {
+        const ingest = n.roles.includes("ingest");
+        const streams = ingest ? `${n.streams.length}/${n.max_streams}` : "–";
+        const state = n.draining ? `<span class="state degraded">draining</span>` :
+          (ingest && n.streams.length ? `<button class="small" data-node="${esc(n.id)}">drain</button>` : "");
+        return `<tr><td title="${esc(n.host)} · v${esc(n.version)}">${esc(n.id)}</td><td>${esc(n.roles.join(", "))}</td>` +
+          `<td title="${esc(n.streams.map((s) => names[s] || s).join(", "))}">${streams}</td>` +
+          `<td>${n.cpu_percent.toFixed(0)} %</td><td>${n.rss_mb.toFixed(0)} MB</td><td>${state}</td></tr>`;
+      }).join("");
+  } catch (e) { $("node-count").textContent = String(e.message || e); }
+}
+$("nodes").onclick = async (ev) => {
+  const id = ev.target.dataset.node;
+  if (!id || !confirm(`Drain ${id}? Its streams move to the other ingest nodes.`)) return;
+  try { await api(`/v1/nodes/${encodeURIComponent(id)}/drain`, { method: "POST" }); refreshNodes(); } catch (e) { showError(e); }
+};
+
 // ---- live feed ---------------------------------------------------------------------------------
 let lastSeq = null, ws = null;
 function describe(e) {
@@ -186,4 +209,6 @@ $("close-timeline").onclick = () => { $("timeline-box").hidden = true; };
 
 refresh();
 setInterval(refresh, 2000);
+refreshNodes();
+setInterval(refreshNodes, 3000);
 connect();

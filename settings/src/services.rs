@@ -76,6 +76,10 @@ pub struct ClickHouseConfig {
     pub migrations_dir: PathBuf,
     /// Rows older than this many days are deleted by ClickHouse (TTL); 0 keeps them forever.
     pub retention_days: u32,
+    /// A ClickHouse cluster (a name in the servers' `remote_servers`) to run the migrations on:
+    /// every DDL `ON CLUSTER`, every table with the replicated form of its engine. "" for one
+    /// server. `sightline migrations` prints the SQL.
+    pub cluster: String,
 }
 
 impl Default for ClickHouseConfig {
@@ -89,6 +93,7 @@ impl Default for ClickHouseConfig {
             reader_password: "sightline-reader-dev".into(),
             migrations_dir: "config/migrations".into(),
             retention_days: 90,
+            cluster: String::new(),
         }
     }
 }

@@ -3,9 +3,11 @@
 
 pub mod clickhouse;
 mod migrations;
+pub mod replicated;
 pub mod rows;
 pub mod vectors;
 
 pub use crate::clickhouse::{EventStore, StoreError};
+pub use migrations::migration_sql;
 pub use rows::{DlqRow, EventRow, FrameRow, PipelineRow, SqlFormat, StreamRow};
 pub use vectors::{Hit, Query, VectorAttrs, VectorItem, VectorStore, filter_string};

@@ -31,16 +31,15 @@ impl EventStore {
     pub async fn migrate(&self, cfg: &ClickHouseConfig, dir: &Path) -> Result<Vec<u32>, StoreError> {
         let bootstrap =
             Client::default().with_url(&cfg.url).with_user(&cfg.user).with_password(&cfg.password);
+        let on = |stmt: &str| crate::replicated::on_cluster(stmt, &cfg.cluster);
         bootstrap
-            .query(&format!("CREATE DATABASE IF NOT EXISTS `{}`", cfg.database))
+            .query(&on(&format!("CREATE DATABASE IF NOT EXISTS `{}`", cfg.database)))
             .execute()
             .await
             .map_err(self.err())?;
         self.client
-            .query(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, \
-                 applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version",
-            )
+            .query(&on("CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, \
+                 applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"))
             .execute()
             .await
             .map_err(self.err())?;
@@ -63,7 +62,7 @@ impl EventStore {
             let mig = |reason: String| StoreError::Migration { file: name.clone(), reason };
             let sql = std::fs::read_to_string(&path).map_err(|e| mig(e.to_string()))?;
             for stmt in split_statements(&sql) {
-                self.client.query(&stmt).execute().await.map_err(|e| mig(e.to_string()))?;
+                self.client.query(&on(&stmt)).execute().await.map_err(|e| mig(e.to_string()))?;
             }
             self.client
                 .query("INSERT INTO schema_migrations (version, name) VALUES (?, ?)")
@@ -75,12 +74,12 @@ impl EventStore {
             tracing::info!(version, %name, "applied ClickHouse migration");
             now.push(version);
         }
-        self.apply_retention(&cfg.database, cfg.retention_days).await?;
+        self.apply_retention(&cfg.database, cfg.retention_days, &cfg.cluster).await?;
         Ok(now)
     }
 
     /// Sets every table's TTL to `days` (0 removes it), where it differs from what is set.
-    pub async fn apply_retention(&self, database: &str, days: u32) -> Result<(), StoreError> {
+    pub async fn apply_retention(&self, database: &str, days: u32, cluster: &str) -> Result<(), StoreError> {
         for (table, column) in RETENTION {
             let engine: String = self
                 .client
@@ -104,7 +103,7 @@ impl EventStore {
                 format!("ALTER TABLE {table} MODIFY TTL toDateTime({column}) + INTERVAL {days} DAY")
             };
             self.client
-                .query(&sql)
+                .query(&crate::replicated::on_cluster(&sql, cluster))
                 .with_setting("materialize_ttl_after_modify", "0")
                 .execute()
                 .await
@@ -113,6 +112,25 @@ impl EventStore {
         }
         Ok(())
     }
+}
+
+/// Every migration statement as [`EventStore::migrate`] runs it for `cluster` ("" = one
+/// server), in order, each after a `-- NNNN_name.sql` line: what an operator reviews before
+/// pointing Sightline at a cluster (`sightline migrations`).
+pub fn migration_sql(dir: &Path, cluster: &str) -> Result<String, StoreError> {
+    let mut files = migration_files(dir)?;
+    files.sort();
+    let mut out = String::new();
+    for (_, name, path) in files {
+        let sql = std::fs::read_to_string(&path)
+            .map_err(|e| StoreError::Migration { file: name.clone(), reason: e.to_string() })?;
+        out.push_str(&format!("-- {name}\n"));
+        for stmt in split_statements(&sql) {
+            out.push_str(&crate::replicated::on_cluster(&stmt, cluster));
+            out.push_str(";\n\n");
+        }
+    }
+    Ok(out)
 }
 
 fn migration_files(dir: &Path) -> Result<Vec<(u32, String, std::path::PathBuf)>, StoreError> {
@@ -136,7 +154,7 @@ fn migration_files(dir: &Path) -> Result<Vec<(u32, String, std::path::PathBuf)>,
 }
 
 /// Splits a migration into statements on `;` at line ends, dropping `--` comment lines.
-fn split_statements(sql: &str) -> Vec<String> {
+pub(crate) fn split_statements(sql: &str) -> Vec<String> {
     let body: String =
         sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
     body.split(";\n")
