@@ -49,6 +49,8 @@ bench: services
 	@$(ENV) $(BIN)/sightline-bench churn
 	@$(ENV) $(BIN)/sightline-bench store
 	@$(ENV) $(BIN)/sightline-bench inference
+	@$(ENV) $(CARGO) build -j$(JOBS) --profile $(PROFILE) -p sightline
+	@$(ENV) $(BIN)/sightline-bench scaleout
 	@echo "report: .data/reports/bench.md"
 
 soak: services

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 mod inference;
 mod ingest;
 mod pools;
+mod scaleout;
 mod store;
 
 use inference::{inference_bench, providers_bench};
@@ -93,6 +94,16 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The same speech backlog drained by one inference node, then two; appends to the report.
+    Scaleout {
+        #[arg(long, default_value = ".data/reports/bench.md")]
+        report: PathBuf,
+        /// Speech segments in the backlog.
+        #[arg(long, default_value_t = 40)]
+        segments: usize,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Inference actor vs bare ONNX Runtime, and batch-size sweeps; appends to the report.
     Inference {
         #[arg(long, default_value = ".data/reports/bench.md")]
@@ -127,6 +138,8 @@ fn main() -> Result<()> {
         Cmd::Providers { report, runs, require_cuda, config } => {
             providers_bench(&report, runs, require_cuda, config.as_deref())
         }
+        Cmd::Scaleout { report, segments, config } => tokio::runtime::Runtime::new()?
+            .block_on(scaleout::scaleout_bench(&report, segments, config.as_deref())),
         Cmd::Inference { report, frames, runs, config } => tokio::runtime::Runtime::new()?
             .block_on(inference_bench(&report, frames, runs, config.as_deref())),
     }
