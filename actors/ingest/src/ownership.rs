@@ -105,6 +105,8 @@ pub struct Ownership {
     /// When each registered stream was first seen free, for the overdue rule.
     free_since: HashMap<String, Instant>,
     last_rebalance: Instant,
+    /// When a lease operation last went unanswered (a NATS server lost, a leader being elected).
+    last_failure: Option<Instant>,
 }
 
 impl Ownership {
@@ -121,14 +123,21 @@ impl Ownership {
             held: HashMap::new(),
             free_since: HashMap::new(),
             last_rebalance: Instant::now(),
+            last_failure: None,
         })
     }
 
     /// Whether another node's lease may be taken: expired, and by a heartbeat more, so that an
     /// owner that could not renew while NATS elected a new leader for the leases bucket (every
     /// node waits the same) renews first when the bucket answers again.
+    ///
+    /// And only once the leases bucket has answered this node for two heartbeats: an election
+    /// makes every lease look lapsed when it ends, and the owners, retrying every 250 ms, renew
+    /// first.
     fn lapsed(&self, lease: &Lease, now_ms: i64) -> bool {
-        lease.expired(now_ms - self.cfg.heartbeat_ms as i64)
+        let heartbeat = Duration::from_millis(self.cfg.heartbeat_ms);
+        let settled = self.last_failure.is_none_or(|t| t.elapsed() > 2 * heartbeat);
+        settled && lease.expired(now_ms - self.cfg.heartbeat_ms as i64)
     }
 
     fn valid_for(&self) -> Duration {
@@ -171,6 +180,7 @@ impl Ownership {
                 }
                 Renewal::Unknown(e) => {
                     unsure = true;
+                    self.last_failure = Some(Instant::now());
                     tracing::warn!(%stream, error = %e, valid = guard.valid(), "cannot renew the stream's lease");
                 }
             }
@@ -243,7 +253,13 @@ impl Ownership {
             None => None,
         };
         let sent = Instant::now();
-        let held = self.cluster.take(stream, &self.presence.id, self.cfg.lease_ttl_ms, expected).await?;
+        let held = match self.cluster.take(stream, &self.presence.id, self.cfg.lease_ttl_ms, expected).await {
+            Ok(held) => held,
+            Err(e) => {
+                self.last_failure = Some(Instant::now());
+                return Err(e);
+            }
+        };
         let Some(held) = held else { return Ok(None) };
         let guard = LeaseGuard::new(held.token, Duration::ZERO);
         guard.extend(sent, self.valid_for());

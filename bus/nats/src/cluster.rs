@@ -29,8 +29,8 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> KvMirror<T> {
     pub async fn start(store: &kv::Store) -> Result<Self, BusError> {
         let entries: Arc<RwLock<HashMap<String, (T, u64)>>> = Default::default();
         let mut watch = store.watch_with_history(">").await.map_err(js_err("watch bucket"))?;
-        // Everything stored before the watch, up to the newest revision there is now.
-        let last = store.status().await.map_err(js_err("bucket status"))?.info.state.last_sequence;
+        // Everything stored before the watch: entries arrive until the newest (`delta` 0).
+        let stored = store.status().await.map_err(js_err("bucket status"))?.info.state.messages;
         let apply = |map: &RwLock<HashMap<String, (T, u64)>>, e: kv::Entry| match e.operation {
             kv::Operation::Put => match serde_json::from_slice::<T>(&e.value) {
                 Ok(v) => {
@@ -42,11 +42,11 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> KvMirror<T> {
                 map.write().unwrap().remove(&e.key);
             }
         };
-        let mut seen = 0u64;
-        while seen < last {
+        let mut caught_up = stored == 0;
+        while !caught_up {
             match tokio::time::timeout(std::time::Duration::from_secs(5), watch.next()).await {
                 Ok(Some(Ok(e))) => {
-                    seen = e.revision;
+                    caught_up = e.delta == 0;
                     apply(&entries, e);
                 }
                 // Purged history or a slow server: what arrived is what there is; the watch

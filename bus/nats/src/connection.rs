@@ -78,16 +78,17 @@ impl Bus {
     }
 
     /// Creates (or finds) every stream and bucket Sightline uses. On a cluster several nodes
-    /// starting together contend for the meta leader and a request can time out: up to five
-    /// tries, a little apart.
+    /// starting together contend for the meta leader and a request can time out, and a cluster
+    /// just formed may not know its peers' resources yet ("no suitable peers for placement"):
+    /// up to ten tries over about 15 s.
     pub async fn ensure(&self) -> Result<(), BusError> {
         let mut attempt = 1;
         loop {
             match self.ensure_once().await {
                 Ok(()) => return Ok(()),
-                Err(e) if attempt < 5 => {
+                Err(e) if attempt < 10 => {
                     tracing::warn!(error = %e, attempt, "cannot create the streams and buckets yet; trying again");
-                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                    tokio::time::sleep(Duration::from_millis((500 * attempt).min(2000))).await;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
