@@ -298,3 +298,27 @@ impl Ownership {
 
 /// How long a drain may take before the node exits anyway (its leases then lapse by TTL).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guard_lapses_without_renewal_and_ends_for_good_when_revoked() {
+        let g = LeaseGuard::new(7, Duration::from_millis(40));
+        assert!(g.valid() && !g.revoked());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!g.valid() && !g.revoked(), "lapsed, not lost: the pump waits");
+        // A renewal confirmed now extends it from when it was sent.
+        g.extend(Instant::now(), Duration::from_millis(500));
+        assert!(g.valid());
+        // An older confirmation never shortens it.
+        g.extend(g.base, Duration::from_millis(1));
+        assert!(g.valid());
+        g.revoke();
+        assert!(!g.valid() && g.revoked());
+        g.extend(Instant::now(), Duration::from_secs(60));
+        assert!(!g.valid(), "a lost lease stays lost");
+        assert!(LeaseGuard::unfenced().valid());
+    }
+}
