@@ -316,13 +316,10 @@ async fn nodes_split_streams_fail_over_fence_and_drain_without_loss_or_duplicate
     // 4. SIGSTOP ingest-b past its leases: ingest-c takes over; resumed, b publishes nothing.
     let on_b: Vec<String> =
         setup.streams(&ids).await.into_iter().filter(|(_, v)| v.0 == "ingest-b").map(|(k, _)| k).collect();
-    let old_tokens: HashMap<String, u64> = {
-        let mut m = HashMap::new();
-        for id in &on_b {
-            m.insert(id.clone(), frames_of(&bus, id).await.last().map(|f| f.0).unwrap_or(0));
-        }
-        m
-    };
+    let mut old_tokens = HashMap::new();
+    for id in &on_b {
+        old_tokens.insert(id.clone(), frames_of(&bus, id).await.last().map(|f| f.0).unwrap_or(0));
+    }
     b.signal("-STOP");
     let stopped_ms = sightline_wire::now_ms();
     let (_, took) =
@@ -441,10 +438,14 @@ async fn nodes_split_streams_fail_over_fence_and_drain_without_loss_or_duplicate
     let termed_ms = sightline_wire::now_ms();
     let (_, took) =
         setup.until_running(&ids, &["ingest-b"], termed_ms, Duration::from_secs(60), |_| true).await;
-    let exited = (0..300).find_map(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        d.child.try_wait().unwrap()
-    });
+    let mut exited = None;
+    for _ in 0..300 {
+        exited = d.child.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(exited.is_some_and(|s| s.success()), "ingest-d exits cleanly after SIGTERM: {exited:?}");
     assert!(!setup.nodes().await.contains_key("ingest-d"), "ingest-d left the membership");
     eprintln!("cluster: SIGTERM ingest-d: its streams run on ingest-b {took:?} later; it exited cleanly");

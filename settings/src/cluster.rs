@@ -39,16 +39,17 @@ impl Default for ClusterConfig {
 }
 
 impl ClusterConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), crate::ConfigError> {
+        let invalid = |m: String| Err(crate::ConfigError::Invalid(m));
         let id = &self.node_id;
         if id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!("cluster.node_id `{id}` must be at most 64 letters, digits, `-` or `_`"));
+            return invalid(format!("cluster.node_id `{id}` must be at most 64 letters, digits, `-` or `_`"));
         }
         if self.heartbeat_ms < 100 {
-            return Err("cluster.heartbeat_ms must be at least 100".into());
+            return invalid("cluster.heartbeat_ms must be at least 100".into());
         }
         if self.lease_ttl_ms < 3 * self.heartbeat_ms {
-            return Err(format!(
+            return invalid(format!(
                 "cluster.lease_ttl_ms ({}) must be at least three heartbeats ({} ms), or a lease lapses between renewals",
                 self.lease_ttl_ms,
                 3 * self.heartbeat_ms
@@ -57,13 +58,13 @@ impl ClusterConfig {
         if self.lease_margin_ms < self.heartbeat_ms / 2
             || self.lease_margin_ms >= self.lease_ttl_ms - self.heartbeat_ms
         {
-            return Err(
+            return invalid(
                 "cluster.lease_margin_ms must be between half a heartbeat and lease_ttl_ms − heartbeat_ms"
                     .into(),
             );
         }
         if self.max_streams == 0 {
-            return Err("cluster.max_streams must be at least 1".into());
+            return invalid("cluster.max_streams must be at least 1".into());
         }
         Ok(())
     }

@@ -126,7 +126,7 @@ impl Config {
             ));
         }
         self.models.validate()?;
-        self.cluster.validate().map_err(ConfigError::Invalid)?;
+        self.cluster.validate()?;
         if !(1..=5).contains(&self.nats.replicas) {
             return Err(ConfigError::Invalid(
                 "nats.replicas must be 1..=5 (3 on a three-server cluster)".into(),

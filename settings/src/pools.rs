@@ -206,6 +206,10 @@ pub struct OcrConfig {
     /// than this many bits (out of 64), or when `max_interval_ms` has passed.
     pub change_bits: u32,
     pub max_interval_ms: u64,
+    /// A frame is also read when, inside a text region of the stream's last read frame, its
+    /// brightness differs on average by more than this (0–255 grey levels, on a 96×54 thumbnail):
+    /// a caption or lower third whose words change on an unchanged background. 0 turns it off.
+    pub region_change: f32,
     /// Detector and recogniser knobs, as `sightline_models::OcrParams` documents them.
     pub det_short_side: usize,
     pub det_threshold: f32,
@@ -229,6 +233,7 @@ impl Default for OcrConfig {
             max_lag_ms: 10_000,
             change_bits: 6,
             max_interval_ms: 10_000,
+            region_change: 6.0,
             det_short_side: 480,
             det_threshold: 0.3,
             box_threshold: 0.5,

@@ -9,14 +9,66 @@ use sightline_wire::{Detail, Event, EventKind, OcrInfo, decode_frame};
 use std::sync::Arc;
 
 /// On-screen text: reads sampled frames that changed visibly since the stream's last read frame
-/// (perceptual hash), and emits one `ocr` event per line not already on that previous frame.
+/// (perceptual hash), or whose text regions changed (a caption's words on the same background),
+/// and emits one `ocr` event per line not already on that previous frame.
 pub struct OcrProcessor {
     ocr: Ocr,
     cfg: OcrConfig,
     metrics: Arc<Metrics>,
-    /// Per stream: hash and media time of the last read frame, and the lines read on it.
-    last: std::collections::HashMap<String, (u64, i64, Vec<String>)>,
+    /// Per stream: the last read frame.
+    last: std::collections::HashMap<String, LastRead>,
     model: String,
+}
+
+/// What is kept of a stream's last read frame.
+struct LastRead {
+    phash: u64,
+    pts_ms: i64,
+    /// The lines read on it, and where they were.
+    lines: Vec<String>,
+    regions: Vec<[f32; 4]>,
+    /// Its grey thumbnail ([`THUMB_W`] × [`THUMB_H`]).
+    luma: Vec<u8>,
+}
+
+const THUMB_W: usize = 96;
+const THUMB_H: usize = 54;
+
+/// A grey `THUMB_W` × `THUMB_H` thumbnail of an RGB frame (cell means).
+fn luma_thumb(rgb: &[u8], width: usize, height: usize) -> Vec<u8> {
+    let mut out = vec![0u8; THUMB_W * THUMB_H];
+    for ty in 0..THUMB_H {
+        let (y0, y1) = (ty * height / THUMB_H, ((ty + 1) * height / THUMB_H).max(ty * height / THUMB_H + 1));
+        for tx in 0..THUMB_W {
+            let (x0, x1) = (tx * width / THUMB_W, ((tx + 1) * width / THUMB_W).max(tx * width / THUMB_W + 1));
+            let (mut sum, mut n) = (0u32, 0u32);
+            for y in y0..y1.min(height) {
+                for x in x0..x1.min(width) {
+                    let p = &rgb[(y * width + x) * 3..(y * width + x) * 3 + 3];
+                    sum += (77 * p[0] as u32 + 150 * p[1] as u32 + 29 * p[2] as u32) >> 8;
+                    n += 1;
+                }
+            }
+            out[ty * THUMB_W + tx] = (sum / n.max(1)) as u8;
+        }
+    }
+    out
+}
+
+/// Mean absolute difference of two thumbnails inside `bbox` (fractions of the frame), grown by a
+/// thumbnail pixel on each side.
+fn region_change(a: &[u8], b: &[u8], bbox: [f32; 4]) -> f32 {
+    let px = |f: f32, n: usize| ((f * n as f32) as isize).clamp(0, n as isize) as usize;
+    let (x0, x1) = (px(bbox[0], THUMB_W).saturating_sub(1), (px(bbox[2], THUMB_W) + 1).min(THUMB_W));
+    let (y0, y1) = (px(bbox[1], THUMB_H).saturating_sub(1), (px(bbox[3], THUMB_H) + 1).min(THUMB_H));
+    let (mut sum, mut n) = (0u32, 0u32);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            sum += a[y * THUMB_W + x].abs_diff(b[y * THUMB_W + x]) as u32;
+            n += 1;
+        }
+    }
+    if n == 0 { 0.0 } else { sum as f32 / n as f32 }
 }
 
 impl OcrProcessor {
@@ -79,19 +131,27 @@ impl Processor for OcrProcessor {
             let previous = chosen
                 .get(meta.stream_id.as_str())
                 .copied()
-                .or_else(|| self.last.get(&meta.stream_id).map(|l| (l.0, l.1)));
+                .or_else(|| self.last.get(&meta.stream_id).map(|l| (l.phash, l.pts_ms)));
+            let luma = luma_thumb(pixels, w, h);
+            // Where the last read frame had text, did it change? (Its words, on the same
+            // background, hardly move the whole frame's hash.)
+            let text_changed = self.cfg.region_change > 0.0
+                && self.last.get(&meta.stream_id).is_some_and(|l| {
+                    l.regions.iter().any(|r| region_change(&l.luma, &luma, *r) > self.cfg.region_change)
+                });
             let is_due = match previous {
                 None => true,
                 // A media clock that went backwards is a restarted stream.
                 Some((hash, pts)) => {
                     meta.pts_ms < pts
+                        || text_changed
                         || hamming(hash, sig.phash) > self.cfg.change_bits
                         || meta.pts_ms - pts >= self.cfg.max_interval_ms as i64
                 }
             };
             if is_due {
                 chosen.insert(meta.stream_id.as_str(), (sig.phash, meta.pts_ms));
-                due.push((i, meta, *pixels, sig.phash));
+                due.push((i, meta, *pixels, (sig.phash, luma)));
             } else {
                 self.metrics.ocr_frames_skipped.inc();
             }
@@ -99,7 +159,7 @@ impl Processor for OcrProcessor {
         let frames: Vec<(&[u8], usize, usize)> =
             due.iter().map(|(_, m, px, _)| (*px, m.width as usize, m.height as usize)).collect();
         let read = self.ocr.read_batch(&frames);
-        for ((i, meta, _, phash), lines) in due.into_iter().zip(read) {
+        for ((i, meta, _, (phash, luma)), lines) in due.into_iter().zip(read) {
             let lines = match lines {
                 Ok(l) => l,
                 Err(e) => {
@@ -108,7 +168,7 @@ impl Processor for OcrProcessor {
                 }
             };
             let previous = self.last.get(&meta.stream_id);
-            let before: &[String] = previous.map(|p| p.2.as_slice()).unwrap_or(&[]);
+            let before: &[String] = previous.map(|p| p.lines.as_slice()).unwrap_or(&[]);
             let events = lines
                 .iter()
                 .enumerate()
@@ -127,12 +187,47 @@ impl Processor for OcrProcessor {
             if self.last.len() >= MAX_TRACKED_STREAMS && previous.is_none() {
                 self.last.clear();
             }
+            let regions = lines.iter().map(|l| l.bbox).collect();
+            let lines = lines.into_iter().map(|l| l.text).collect();
             self.last.insert(
                 meta.stream_id.clone(),
-                (phash, meta.pts_ms, lines.into_iter().map(|l| l.text).collect()),
+                LastRead { phash, pts_ms: meta.pts_ms, lines, regions, luma },
             );
             results[i] = Ok(events);
         }
         results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(w: usize, h: usize, paint: impl Fn(usize, usize) -> u8) -> Vec<u8> {
+        let paint = &paint;
+        (0..h).flat_map(|y| (0..w).flat_map(move |x| [paint(x, y); 3])).collect()
+    }
+
+    #[test]
+    fn new_words_in_a_text_region_count_and_the_rest_of_the_frame_does_not() {
+        let (w, h) = (384, 216);
+        // Grey background; "text" is a pattern of white bars in the lower third.
+        let words = |phase: usize| {
+            move |x: usize, y: usize| {
+                if (150..170).contains(&y) && (100..280).contains(&x) && (x + phase) % 12 < 5 {
+                    250
+                } else {
+                    60
+                }
+            }
+        };
+        let a = luma_thumb(&frame(w, h, words(0)), w, h);
+        let b = luma_thumb(&frame(w, h, words(6)), w, h);
+        let caption = [100.0 / 384.0, 150.0 / 216.0, 280.0 / 216.0 * 216.0 / 384.0, 170.0 / 216.0];
+        assert!(region_change(&a, &b, caption) > 6.0, "{}", region_change(&a, &b, caption));
+        assert_eq!(region_change(&a, &a, caption), 0.0);
+        // A change elsewhere (top of the frame) leaves the caption's region alone.
+        let c = luma_thumb(&frame(w, h, |x, y| if y < 40 { 200 } else { words(0)(x, y) }), w, h);
+        assert!(region_change(&a, &c, caption) < 1.0);
     }
 }

@@ -324,10 +324,7 @@ impl<P: Processor> InferencePool<P> {
 
         let done_ms = sightline_wire::now_ms();
         for (msg, result) in batch.iter().zip(results.iter_mut()) {
-            let queued_ms = msg
-                .info()
-                .map(|i| (i.published.unix_timestamp_nanos() / 1_000_000) as i64)
-                .unwrap_or(started_ms);
+            let queued_ms = crate::shedding::published_ms(msg, started_ms);
             let timing = sightline_wire::Timing { queued_ms, started_ms, done_ms };
             for e in result.iter_mut().flatten() {
                 e.timing = Some(timing);
@@ -356,11 +353,8 @@ impl<P: Processor> InferencePool<P> {
                 keep.push(m); // the model reports what is wrong with it
                 continue;
             };
-            let published_ms =
-                m.info().map(|i| (i.published.unix_timestamp_nanos() / 1_000_000) as i64).unwrap_or(now);
-            if !self.fence.admits(&h.stream_id, h.lease, published_ms) {
-                // A node that lost the stream's lease (partitioned, stopped) published this after
-                // another node took over: the new owner's media stands, this is dropped.
+            // Published by a node that lost the stream's lease after another took over: dropped.
+            if !self.fence.admits(&h.stream_id, h.lease, crate::shedding::published_ms(&m, now)) {
                 sightline_runtime::worker::ack(&m, async_nats::jetstream::AckKind::Term).await;
                 settled.add(&m);
                 self.metrics.fenced.get_or_create(&labels(&[("pool", self.kind)])).inc();

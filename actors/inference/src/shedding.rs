@@ -26,6 +26,11 @@ pub fn shed_decision(
     }
 }
 
+/// When JetStream stored `msg` (Unix ms, the server's clock); `or` when it does not say.
+pub(crate) fn published_ms(msg: &Message, or: i64) -> i64 {
+    msg.info().map(|i| (i.published.unix_timestamp_nanos() / 1_000_000) as i64).unwrap_or(or)
+}
+
 /// Per stream, the sequences of the messages a batch finished with (answered, shed or
 /// dead-lettered): sent to the streams' ingest nodes after the batch ([`SettledNotice`]).
 #[derive(Default)]
