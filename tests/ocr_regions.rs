@@ -65,25 +65,9 @@ fn a_caption_whose_words_change_on_the_same_background_is_read_each_time() {
     // Text-region gating reads every caption, each once.
     let texts = read(cfg.ocr.region_change, &pictures, (w, h));
     assert_eq!(texts.len(), CAPTIONS.len(), "{texts:?}");
-    // Each read as its caption, give or take a glyph: the last N of "NOON", on the bars' black
-    // band, falls outside the detector's box today (issue #13: text on flat dark backgrounds).
+    // Each read exactly (the last N of "NOON", on the bars' black band, scores under 0.3 in the
+    // detector: with PaddleOCR's threshold it was lost).
     for (got, want) in texts.iter().zip(CAPTIONS) {
-        assert!(edits(got, want) <= 2, "{got:?} read for {want:?}");
+        assert_eq!(got, want);
     }
-}
-
-/// Levenshtein distance in characters.
-fn edits(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }

@@ -38,7 +38,7 @@ impl Default for OcrParams {
     fn default() -> Self {
         Self {
             det_short_side: 480,
-            det_threshold: 0.3,
+            det_threshold: 0.2,
             box_threshold: 0.5,
             unclip_ratio: 1.6,
             min_confidence: 0.5,
