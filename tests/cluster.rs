@@ -484,12 +484,7 @@ async fn nodes_split_streams_fail_over_fence_and_drain_without_loss_or_duplicate
         seen.len()
     );
 
-    bus.destroy().await;
-    let _ = store
-        .client()
-        .query(&format!("DROP DATABASE IF EXISTS `{}`", cfg.clickhouse.database))
-        .execute()
-        .await;
+    common::drop_bus_and_database(&bus, &store, &cfg.clickhouse.database).await;
     for s in &mut sources {
         s.stop().await;
     }

@@ -129,12 +129,7 @@ async fn kill_9_mid_batch_loses_and_duplicates_nothing() {
             let _ = v.drop_set(&bus.names.vector_set(space)).await;
         }
     }
-    bus.destroy().await;
-    let _ = store
-        .client()
-        .query(&format!("DROP DATABASE IF EXISTS `{}`", cfg.clickhouse.database))
-        .execute()
-        .await;
+    common::drop_bus_and_database(&bus, &store, &cfg.clickhouse.database).await;
     let _ = std::fs::remove_file(&log);
 }
 

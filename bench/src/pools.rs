@@ -147,21 +147,9 @@ pub(crate) async fn speech_vs_bare(
     let bare_s = started.elapsed().as_secs_f64();
     let bare = n as f64 / bare_s;
     eprintln!("  speech bare: {bare:.2} segments/s");
+    // One stream per segment, as many streams speaking at once.
     let (actor, actor_s) = pool_actor(cfg, Pool::Speech, n, async |bus, i| {
-        // One stream per segment, as many streams speaking at once.
-        let s = &segments[i % n];
-        let meta = sightline_wire::AudioMeta {
-            stream_id: format!("s{i}"),
-            start_ms: 0,
-            end_ms: (s.len() / 16) as i64,
-            wall_ms: sightline_wire::now_ms(),
-            samples: s.len(),
-            incarnation: 0,
-            lease: 0,
-        };
-        let payload = sightline_wire::encode(&meta, &sightline_wire::audio_bytes(s));
-        bus.publish(bus.names.audio_subject(&meta.stream_id), &meta.msg_id(), payload).await?;
-        Ok(())
+        publish_segment(bus, format!("s{i}"), &segments[i % n]).await
     })
     .await?;
     let rows = format!(
@@ -268,6 +256,27 @@ pub(crate) async fn shots_vs_bare(cfg: &mut Config, rt: &Runtime, n: usize) -> R
 
 /// A still frame as the only frame of stream `stream` (new to a pool's change cache, so it is
 /// processed).
+/// An audio segment of 16 kHz samples, the whole of stream `stream`'s audio so far, to the audio
+/// work stream.
+pub(crate) async fn publish_segment(
+    bus: &sightline_actors::Bus,
+    stream: String,
+    samples: &[f32],
+) -> Result<()> {
+    let meta = sightline_wire::AudioMeta {
+        stream_id: stream,
+        start_ms: 0,
+        end_ms: (samples.len() / 16) as i64,
+        wall_ms: sightline_wire::now_ms(),
+        samples: samples.len(),
+        incarnation: 0,
+        lease: 0,
+    };
+    let payload = sightline_wire::encode(&meta, &sightline_wire::audio_bytes(samples));
+    bus.publish(bus.names.audio_subject(&meta.stream_id), &meta.msg_id(), payload).await?;
+    Ok(())
+}
+
 pub(crate) async fn publish_still(
     bus: &sightline_actors::Bus,
     stream: &str,

@@ -39,20 +39,8 @@ async fn drain_with(nodes: usize, n: usize, segments: &[Vec<f32>], config: Optio
     for i in 0..nodes {
         children.push(inference_node(&cfg, &format!("{tag}-inference-{i}"))?);
     }
-    let publish = async |i: usize, stream: String| -> Result<()> {
-        let s = &segments[i % segments.len()];
-        let meta = sightline_wire::AudioMeta {
-            stream_id: stream,
-            start_ms: 0,
-            end_ms: (s.len() / 16) as i64,
-            wall_ms: sightline_wire::now_ms(),
-            samples: s.len(),
-            incarnation: 0,
-            lease: 0,
-        };
-        let payload = sightline_wire::encode(&meta, &sightline_wire::audio_bytes(s));
-        bus.publish(bus.names.audio_subject(&meta.stream_id), &meta.msg_id(), payload).await?;
-        Ok(())
+    let publish = async |i: usize, stream: String| {
+        crate::pools::publish_segment(&bus, stream, &segments[i % segments.len()]).await
     };
     let result = async {
         // Ready when every node's worker waits on the shared consumer with a pull request.

@@ -106,6 +106,16 @@ impl TestSystem {
     }
 }
 
+/// Deletes a test's JetStream streams and buckets and its ClickHouse database.
+pub async fn drop_bus_and_database(
+    bus: &sightline_actors::Bus,
+    store: &sightline_store::EventStore,
+    database: &str,
+) {
+    bus.destroy().await;
+    let _ = store.client().query(&format!("DROP DATABASE IF EXISTS `{database}`")).execute().await;
+}
+
 /// A minimal HTTP/1.1 request; returns the status and the body parsed as JSON (Null if empty).
 pub async fn http(
     addr: SocketAddr,
