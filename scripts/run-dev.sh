@@ -13,5 +13,8 @@ export SIGHTLINE_GATEWAY__API_KEYS="[{ name = \"dev\", sha256 = \"$HASH\", scope
 echo "dev API key (admin): $KEY"
 echo "dashboard: http://127.0.0.1:8080/?key=$KEY    API: curl -H 'Authorization: Bearer $KEY' http://127.0.0.1:8080/v1/streams"
 export MALLOC_ARENA_MAX=2 SIGHTLINE_INGEST__ALLOW_HOSTS='["127.0.0.1:8089"]'
+# A fixed node id: after a crash, the next run takes its stream leases back at once instead of
+# waiting for them to lapse (cluster.lease_ttl_ms).
+export SIGHTLINE_CLUSTER__NODE_ID=${SIGHTLINE_CLUSTER__NODE_ID:-local}
 # The Makefile says which build to run (the release one unless PROFILE=dev).
 exec "${SIGHTLINE_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/sightline/target}/release}/sightline" run --demo "$@"
