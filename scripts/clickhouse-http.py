@@ -200,11 +200,15 @@ def run_read(query, database, fmt):
 
 def run_write(query, data, database, fmt, settings):
     with LOCK:
-        if database:
-            try:
-                SESSION.query(f"USE `{database}`")
-            except Exception:
-                pass  # the database may not exist yet (migrations create it)
+        # The one write session keeps its current database between requests: each request sets
+        # its own, or `default`. A database that does not exist (not created yet, or dropped
+        # while a writer still had a batch in flight) leaves the session on `default`, never on
+        # the previous request's database, where unqualified names would land in someone
+        # else's tables (seen: a test's rows inserted into another test's database).
+        try:
+            SESSION.query(f"USE `{database or 'default'}`")
+        except Exception:
+            SESSION.query("USE default")
         for k, v in settings:
             if SETTING_RE.match(k):
                 SESSION.query(f"SET {k} = {quote(v)}")

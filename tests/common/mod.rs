@@ -16,8 +16,12 @@ pub struct TestSystem {
 }
 
 pub fn unique(tag: &str) -> String {
+    // Tests of one file run in parallel threads of one process, and two can ask in the same
+    // clock tick (seen once: two tests on one NATS prefix and database); the counter separates them.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{tag}{}x{nanos:x}", std::process::id())
+    format!("{tag}{}x{nanos:x}n{n}", std::process::id())
 }
 
 pub fn test_config() -> Config {
