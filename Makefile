@@ -15,7 +15,7 @@ export SIGHTLINE_BIN := $(BIN)
 # freed memory (the churn soak measured 318 MB of growth with the default, 111 MB with 2).
 ENV := source $(CACHE)/env && MALLOC_ARENA_MAX=2
 
-.PHONY: setup services stop build run test check bench soak loadtest gpu-check clean-data cluster cluster-stop
+.PHONY: setup services stop build run test check bench quality soak loadtest gpu-check clean-data cluster cluster-stop
 
 setup:
 	@bash scripts/setup.sh
@@ -52,6 +52,14 @@ bench: services
 	@$(ENV) $(CARGO) build -j$(JOBS) --profile $(PROFILE) -p sightline
 	@$(ENV) $(BIN)/sightline-bench scaleout
 	@echo "report: .data/reports/bench.md"
+
+# Analysis quality against generated evaluation sets (quality/: espeak-ng voices, rates, noise and
+# music; captions on flat, gradient, patterned and photographic backdrops): .data/reports/quality.md.
+# EVERY=n keeps every n-th item of each set (a quick look); PROFILE=dev reuses the test build.
+EVERY ?= 1
+quality: setup
+	@$(ENV) $(CARGO) build -j$(JOBS) --profile $(PROFILE) -p sightline-bench
+	@$(ENV) $(BIN)/sightline-bench quality --every $(EVERY)
 
 soak: services
 	@$(ENV) $(CARGO) build -j$(JOBS) --profile $(PROFILE) -p sightline-bench

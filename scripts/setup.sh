@@ -181,7 +181,9 @@ if [ ! -f "$cstamp" ]; then
   rm -f "$CT"/.stamp-* && touch "$cstamp"
 fi
 mkdir -p "$CACHE/images"
-extract "$CACHE"/downloads/scikit_image-0.24.0-*.whl "$CACHE/images" skimage/data/chelsea.png skimage/data/coffee.png
+# Photographs and textures: the label test's two, and backdrops for the caption evaluation set.
+extract "$CACHE"/downloads/scikit_image-0.24.0-*.whl "$CACHE/images" skimage/data/chelsea.png skimage/data/coffee.png \
+  skimage/data/astronaut.png skimage/data/brick.png skimage/data/grass.png skimage/data/rocket.jpg
 step "models in $MODELS; ONNX Runtime at $CACHE/lib/libonnxruntime.so"
 # Reference outputs of the models from ONNX Runtime's Python API, for the Rust tests to compare.
 FIXTURES=$CACHE/fixtures

@@ -134,13 +134,15 @@ async fn search_similar_frames_duplicates_and_sql() {
     let top = &hits[0];
     assert!(top["text"].as_str().unwrap().to_lowercase().contains("searchable"), "{top}");
     assert!(top["frame_url"].as_str().is_some_and(|u| u.starts_with("/v1/frames/")), "{top}");
-    // The other clip's sentence, restricted to its stream.
+    // The other clip's sentence, restricted to its stream (one Moonshine hears the same on every
+    // loop: its "farmers expect rain" comes out as "pharma neck spec (t)rain" depending on where
+    // the voice-activity cut falls).
     let (status, body) = sys
         .http(
             "GET",
             &format!(
                 "/v1/search?q={}&k=3&stream={c}&kinds=transcript",
-                url_encode("rain expected by farmers")
+                url_encode("an orchestra playing quiet music")
             ),
             None,
         )
@@ -148,7 +150,7 @@ async fn search_similar_frames_duplicates_and_sql() {
     assert_eq!(status, 200);
     let first = &body["hits"][0];
     assert_eq!(first["stream_id"], c.as_str(), "{body}");
-    assert!(first["text"].as_str().unwrap().to_lowercase().contains("rain"), "{body}");
+    assert!(first["text"].as_str().unwrap().to_lowercase().contains("orchestra"), "{body}");
     assert!(body["hits"].as_array().unwrap().iter().all(|h| h["stream_id"] == c.as_str()));
 
     // Search: the words of a burned-in caption find its stream and moment (±2 s) in the top 5.

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 mod inference;
 mod ingest;
 mod pools;
+mod quality;
 mod scaleout;
 mod store;
 
@@ -104,6 +105,20 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Speech and on-screen text against the generated evaluation sets (make quality); writes
+    /// the report.
+    Quality {
+        #[arg(long, default_value = ".data/reports/quality.md")]
+        report: PathBuf,
+        /// Parts to run (`ocr`, `speech`); all when none is given.
+        #[arg(long = "only")]
+        only: Vec<String>,
+        /// Keep every n-th item of each set (1: all).
+        #[arg(long, default_value_t = 1)]
+        every: usize,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Inference actor vs bare ONNX Runtime, and batch-size sweeps; appends to the report.
     Inference {
         #[arg(long, default_value = ".data/reports/bench.md")]
@@ -140,6 +155,9 @@ fn main() -> Result<()> {
         }
         Cmd::Scaleout { report, segments, config } => tokio::runtime::Runtime::new()?
             .block_on(scaleout::scaleout_bench(&report, segments, config.as_deref())),
+        Cmd::Quality { report, only, every, config } => {
+            quality::quality(&report, &only, every, config.as_deref())
+        }
         Cmd::Inference { report, frames, runs, config } => tokio::runtime::Runtime::new()?
             .block_on(inference_bench(&report, frames, runs, config.as_deref())),
     }

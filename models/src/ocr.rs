@@ -50,6 +50,20 @@ impl Default for OcrParams {
 }
 
 impl OcrParams {
+    /// The detector and recogniser settings of `[ocr]` (batch sizes stay at their defaults; see
+    /// [`OcrParams::batched_for`]).
+    pub fn from_config(o: &sightline_settings::OcrConfig) -> Self {
+        Self {
+            det_short_side: o.det_short_side,
+            det_threshold: o.det_threshold,
+            box_threshold: o.box_threshold,
+            unclip_ratio: o.unclip_ratio,
+            min_confidence: o.min_confidence,
+            max_lines: o.max_lines,
+            ..Self::default()
+        }
+    }
+
     /// Batch sizes for where the models run: on the GPU the frames of a work batch (up to
     /// `batch`) share detector runs and their lines share recogniser runs; on the CPU one run per
     /// frame and per line is faster (`make bench`: the detector's frames/s fall from 9.9 alone to
@@ -201,7 +215,7 @@ impl Ocr {
         prob: &[f32],
         (dw, dh): (usize, usize),
     ) -> Vec<Crop> {
-        let mut boxes = text_boxes(prob, dw, dh, &self.params);
+        let mut boxes = join_lines(text_boxes(prob, dw, dh, &self.params));
         let area = |b: &(f32, f32, f32, f32)| (b.2 - b.0) * (b.3 - b.1);
         boxes.sort_by(|a, b| area(b).total_cmp(&area(a)));
         boxes.truncate(self.params.max_lines);
@@ -322,26 +336,69 @@ impl Ocr {
     }
 
     /// Greedy CTC: best class per step, repeats merged, blanks dropped; confidence is the mean
-    /// probability of the characters kept.
+    /// probability of the characters kept. A space is also kept where the recogniser saw one but
+    /// let the blank win: between two characters, a blank step whose space probability reaches
+    /// [`SPACE_MIN_PROB`] (tight word gaps in bold or outlined captions read as "ATNINE"
+    /// otherwise; inside words the space probability stays below 0.1).
     pub fn ctc_decode(&self, probs: &[f32], classes: usize) -> (String, f32) {
-        let mut text = String::new();
-        let (mut sum, mut n) = (0f32, 0usize);
-        let mut prev = usize::MAX;
-        for step in probs.chunks_exact(classes) {
-            let (best, p) = step
-                .iter()
-                .copied()
-                .enumerate()
-                .fold((0, f32::MIN), |m, (i, p)| if p > m.1 { (i, p) } else { m });
-            if best != prev && best != 0 {
-                text.push_str(&self.charset[best]);
-                sum += p;
-                n += 1;
-            }
-            prev = best;
-        }
-        (text, if n == 0 { 0.0 } else { sum / n as f32 })
+        ctc_decode(&self.charset, probs, classes)
     }
+}
+
+/// [`Ocr::ctc_decode`] over a character set (blank first, space last).
+pub fn ctc_decode(charset: &[String], probs: &[f32], classes: usize) -> (String, f32) {
+    let space = charset.len() - 1;
+    let mut text = String::new();
+    let (mut sum, mut n) = (0f32, 0usize);
+    let mut prev = usize::MAX;
+    let mut gap_space = 0f32;
+    for step in probs.chunks_exact(classes) {
+        let (best, p) = step
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((0, f32::MIN), |m, (i, p)| if p > m.1 { (i, p) } else { m });
+        if best == 0 {
+            gap_space = gap_space.max(step.get(space).copied().unwrap_or(0.0));
+        } else if best != prev {
+            let last_is_char = text.chars().last().is_some_and(|c| c != ' ');
+            if best != space && last_is_char && gap_space >= SPACE_MIN_PROB {
+                text.push(' ');
+            }
+            text.push_str(&charset[best]);
+            sum += p;
+            n += 1;
+            gap_space = 0.0;
+        }
+        prev = best;
+    }
+    (text, if n == 0 { 0.0 } else { sum / n as f32 })
+}
+
+/// Space probability at a blank step between two characters from which a space is kept.
+pub const SPACE_MIN_PROB: f32 = 0.2;
+
+/// Joins boxes that are words of one line: boxes that overlap vertically by at least 60 % of the
+/// lower one, whose heights differ by at most 1.7×, and whose horizontal gap is at most the taller
+/// one's height (a word space; columns of separate text sit further apart). The detector splits
+/// captions with wide word gaps (monospaced or large fonts) into words, and a line read as
+/// "Interviewat 7" + "pm" is not the caption.
+pub fn join_lines(mut boxes: Vec<(f32, f32, f32, f32)>) -> Vec<(f32, f32, f32, f32)> {
+    boxes.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut out: Vec<(f32, f32, f32, f32)> = Vec::with_capacity(boxes.len());
+    for b in boxes {
+        let joins = |a: &(f32, f32, f32, f32)| {
+            let (ha, hb) = (a.3 - a.1, b.3 - b.1);
+            let overlap = a.3.min(b.3) - a.1.max(b.1);
+            let gap = b.0 - a.2;
+            overlap >= 0.6 * ha.min(hb) && ha.max(hb) <= 1.7 * ha.min(hb) && gap <= ha.max(hb)
+        };
+        match out.iter_mut().rev().find(|a| joins(a)) {
+            Some(a) => *a = (a.0.min(b.0), a.1.min(b.1), a.2.max(b.2), a.3.max(b.3)),
+            None => out.push(b),
+        }
+    }
+    out
 }
 
 /// Detector input size: shorter side scaled to `short`, both sides rounded to multiples of 32.
@@ -474,6 +531,44 @@ mod tests {
         assert_eq!(boxes.len(), 1, "{boxes:?}");
         let (x0, y0, x1, y1) = boxes[0];
         assert!(x0 < 5.0 && y0 < 10.0 && x1 > 26.0 && y1 > 17.0, "{:?}", boxes[0]);
+    }
+
+    #[test]
+    fn a_space_the_blank_outvoted_is_kept() {
+        let charset: Vec<String> = ["", "A", "T", "N", " "].iter().map(|c| c.to_string()).collect();
+        // Steps: A, blank (space 0.3), T, blank (space 0.05), blank, N, N, blank, A.
+        let steps: [[f32; 5]; 9] = [
+            [0.0, 1.0, 0.0, 0.0, 0.0],
+            [0.6, 0.0, 0.0, 0.1, 0.3],
+            [0.0, 0.0, 1.0, 0.0, 0.0],
+            [0.9, 0.0, 0.0, 0.05, 0.05],
+            [1.0, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0, 0.0],
+            [1.0, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0, 0.0],
+        ];
+        let flat: Vec<f32> = steps.iter().flatten().copied().collect();
+        let (text, confidence) = ctc_decode(&charset, &flat, 5);
+        assert_eq!(text, "A TNA");
+        assert!((confidence - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn words_of_one_line_are_joined() {
+        // "Interview at 7" and "pm" on one line, a second line below, a column far to the right.
+        let boxes = vec![
+            (10.0, 40.0, 150.0, 66.0),
+            (158.0, 44.0, 185.0, 64.0),
+            (20.0, 80.0, 120.0, 106.0),
+            (300.0, 40.0, 340.0, 66.0),
+        ];
+        let mut joined = join_lines(boxes);
+        joined.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.total_cmp(&b.0)));
+        assert_eq!(
+            joined,
+            vec![(10.0, 40.0, 185.0, 66.0), (300.0, 40.0, 340.0, 66.0), (20.0, 80.0, 120.0, 106.0)]
+        );
     }
 
     #[test]

@@ -2,7 +2,6 @@
 
 use crate::{TestSourceError, fxhash, run};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 /// The burned-in caption style of the test clips: bold white text on a translucent black box,
 /// centred in the lower third. (No `'`, `:` or `\\` in `text`.)
@@ -61,20 +60,7 @@ pub fn speech_samples(text: &str) -> Result<Vec<f32>, TestSourceError> {
     if !wav.status.success() {
         return Err(tool("espeak-ng", &wav));
     }
-    let mut ff = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i", "-", "-ar", "16000", "-ac", "1", "-f", "f32le", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut stdin = ff.stdin.take().expect("piped stdin");
-    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &wav.stdout));
-    let out = ff.wait_with_output()?;
-    writer.join().expect("writer thread")?;
-    if !out.status.success() {
-        return Err(tool("ffmpeg", &out));
-    }
-    Ok(out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    crate::quality::pcm_16k(wav.stdout)
 }
 
 /// One scene of the clip: a lavfi source, its duration and an optional burned-in caption.

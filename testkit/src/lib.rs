@@ -4,6 +4,7 @@
 
 mod clip;
 mod nats;
+pub mod quality;
 mod servers;
 
 pub use clip::*;

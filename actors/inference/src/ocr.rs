@@ -77,16 +77,7 @@ impl OcrProcessor {
         let m = &cfg.models;
         let o = &cfg.ocr;
         let rt = runtime_for(cfg, spec)?;
-        let params = OcrParams {
-            det_short_side: o.det_short_side,
-            det_threshold: o.det_threshold,
-            box_threshold: o.box_threshold,
-            unclip_ratio: o.unclip_ratio,
-            min_confidence: o.min_confidence,
-            max_lines: o.max_lines,
-            ..OcrParams::default()
-        }
-        .batched_for(rt.provider(), o.batch_max);
+        let params = OcrParams::from_config(o).batched_for(rt.provider(), o.batch_max);
         let ocr = Ocr::load(&rt, &m.file(spec, 0), &m.file(spec, 1), o.threads, params)?;
         Ok(Self { ocr, cfg: o.clone(), metrics, last: Default::default(), model: spec.id() })
     }

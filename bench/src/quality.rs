@@ -1,0 +1,311 @@
+//! `make quality`: the analysis models against generated evaluation sets (testkit's `quality`
+//! module, lines from `quality/`), written to `.data/reports/quality.md`:
+//! - speech: word error rate per espeak-ng voice, speaking rate and background (noise, music
+//!   bed), Silero VAD + Moonshine as the speech actor runs them, greedy and beam search, and the
+//!   real-time factor;
+//! - on-screen text: exact-line rate and character error rate per backdrop family, backdrop and
+//!   caption style, as the OCR actor reads frames (at the analysis size).
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use sightline_models::{Moonshine, Ocr, OcrParams, Runtime, SileroVad};
+use sightline_settings::{Config, Task};
+use sightline_testkit::quality::{
+    Acoustic, Backdrop, SpeechCase, backdrops, caption_case_frame, caption_styles, char_errors,
+    quality_lines, scored_word_errors, speech_case_samples,
+};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:10} [{bar:40}] {pos}/{len} {elapsed_precise} eta {eta}")
+            .expect("valid template"),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Runs the chosen parts and writes the report (replacing the previous one).
+pub fn quality(report: &Path, parts: &[String], every: usize, config: Option<&Path>) -> Result<()> {
+    let cfg = Config::load(config.or(Some(Path::new("config/sightline.toml"))))?;
+    let rt = Runtime::load(&cfg.models.onnxruntime_lib())?;
+    let every = every.max(1);
+    let mut out = format!(
+        "# Sightline quality report\n\n{}; every {} item of each set{}.\n\n",
+        super::now_utc(),
+        ordinal(every),
+        if every > 1 { " (a subset: `--every 1` runs all)" } else { "" }
+    );
+    let want = |p: &str| parts.is_empty() || parts.iter().any(|x| x == p);
+    if want("ocr") {
+        out += &ocr_section(&rt, &cfg, every)?;
+    }
+    if want("speech") {
+        out += &speech_section(&rt, &cfg, every)?;
+    }
+    if let Some(d) = report.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(report, &out).with_context(|| format!("writing {}", report.display()))?;
+    println!("{out}\nreport: {}", report.display());
+    Ok(())
+}
+
+fn ordinal(n: usize) -> String {
+    match n {
+        1 => "".into(),
+        2 => "2nd".into(),
+        3 => "3rd".into(),
+        n => format!("{n}th"),
+    }
+}
+
+/// Errors and totals of one group of items.
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    items: usize,
+    exact: usize,
+    errors: usize,
+    total: usize,
+}
+
+impl Tally {
+    fn add(&mut self, exact: bool, errors: usize, total: usize) {
+        self.items += 1;
+        self.exact += exact as usize;
+        self.errors += errors;
+        self.total += total;
+    }
+    fn rate(&self) -> f64 {
+        100.0 * self.errors as f64 / self.total.max(1) as f64
+    }
+    fn exact_pct(&self) -> f64 {
+        100.0 * self.exact as f64 / self.items.max(1) as f64
+    }
+}
+
+// ---- OCR ---------------------------------------------------------------------------------------
+
+fn ocr_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
+    let files = cfg.models.task_files(Task::Ocr)?;
+    let params = OcrParams::from_config(&cfg.ocr).batched_for(rt.provider(), 1);
+    let mut ocr = Ocr::load(rt, &files[0], &files[1], cfg.ocr.threads.max(1), params)?;
+    let (w, h) = (cfg.ingest.analysis_width as usize, cfg.ingest.analysis_height as usize);
+    let captions = quality_lines("captions.txt")?;
+    let cases = ocr_cases(&captions, every);
+    let pb = bar(cases.len(), "captions");
+    let (mut by_family, mut by_backdrop, mut by_style): (
+        BTreeMap<String, Tally>,
+        BTreeMap<String, Tally>,
+        BTreeMap<String, Tally>,
+    ) = Default::default();
+    let mut all = Tally::default();
+    let mut misses = Vec::new();
+    let mut spent = 0.0;
+    for (backdrop, style, caption) in &cases {
+        let lines: Vec<&str> = caption.split('|').collect();
+        let frame = caption_case_frame(&lines, backdrop, style, w, h)?;
+        let t = Instant::now();
+        let read = ocr.read(&frame, w, h)?;
+        spent += t.elapsed().as_secs_f64();
+        let got: Vec<&str> = read.iter().map(|l| l.text.as_str()).collect();
+        let (e, n) = char_errors(&lines, &got);
+        for line in &lines {
+            let exact = got.contains(line);
+            for t in [
+                by_family.entry(backdrop.family().to_string()).or_default(),
+                by_backdrop.entry(backdrop.label()).or_default(),
+                by_style.entry(style.name.to_string()).or_default(),
+                &mut all,
+            ] {
+                t.add(exact, 0, 0);
+            }
+        }
+        for t in [
+            by_family.get_mut(backdrop.family()).expect("added"),
+            by_backdrop.get_mut(&backdrop.label()).expect("added"),
+            by_style.get_mut(style.name).expect("added"),
+            &mut all,
+        ] {
+            t.errors += e;
+            t.total += n;
+        }
+        if lines.iter().any(|l| !got.contains(l)) && misses.len() < 40 {
+            misses.push(format!(
+                "| {} | {} | {:?} | {:?} |",
+                backdrop.label(),
+                style.name,
+                lines.join(" / "),
+                got
+            ));
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let mut s = format!(
+        "## On-screen text (PP-OCRv6 small detector + recogniser)\n\n{} captions ({} lines) drawn by \
+         ffmpeg on {} backdrops in {} styles (plain text only on flat colours and gradients), \
+         read at the analysis size {w}x{h} by the OCR actor's reader. **Exact lines {:.1} %, \
+         character error rate {:.2} %**; {:.0} ms per frame.\n\n",
+        cases.len(),
+        all.items,
+        by_backdrop.len(),
+        by_style.len(),
+        all.exact_pct(),
+        all.rate(),
+        spent * 1000.0 / cases.len().max(1) as f64
+    );
+    for (title, map) in [("backdrop family", &by_family), ("backdrop", &by_backdrop), ("style", &by_style)] {
+        let _ = writeln!(s, "| {title} | lines | exact | CER |\n|---|---|---|---|");
+        for (k, t) in map.iter() {
+            let _ = writeln!(s, "| {k} | {} | {:.1} % | {:.2} % |", t.items, t.exact_pct(), t.rate());
+        }
+        s.push('\n');
+    }
+    if !misses.is_empty() {
+        s += "Lines not read exactly (first 40):\n\n| backdrop | style | drawn | read |\n|---|---|---|---|\n";
+        s += &misses.join("\n");
+        s += "\n\n";
+    }
+    Ok(s)
+}
+
+/// Every (backdrop, style, caption): each pair gets captions in turn, so every line appears on
+/// several backdrops; `every` keeps each n-th case.
+fn ocr_cases(
+    captions: &[String],
+    every: usize,
+) -> Vec<(Backdrop, sightline_testkit::quality::CaptionStyle, String)> {
+    let mut cases = Vec::new();
+    let mut k = 0usize;
+    for b in backdrops() {
+        for style in caption_styles() {
+            if style.look == "plain" && !b.calm() {
+                continue;
+            }
+            for _ in 0..3 {
+                cases.push((b.clone(), style.clone(), captions[k % captions.len()].clone()));
+                k += 1;
+            }
+        }
+    }
+    cases.into_iter().enumerate().filter(|(i, _)| i % every == 0).map(|(_, c)| c).collect()
+}
+
+// ---- speech ------------------------------------------------------------------------------------
+
+fn speech_cases() -> Vec<(SpeechCase, &'static str)> {
+    let c = |voice: &str, rate, acoustic| SpeechCase { voice: voice.into(), rate, acoustic };
+    vec![
+        (c("en-us", 150, Acoustic::Clean), "voices"),
+        (c("en-gb", 150, Acoustic::Clean), "voices"),
+        (c("en-gb-scotland", 150, Acoustic::Clean), "voices"),
+        (c("en-029", 150, Acoustic::Clean), "voices"),
+        (c("en-us+f3", 150, Acoustic::Clean), "voices"),
+        (c("en-us", 120, Acoustic::Clean), "rates"),
+        (c("en-us", 190, Acoustic::Clean), "rates"),
+        (c("en-us", 150, Acoustic::Noise(15.0)), "backgrounds"),
+        (c("en-gb", 150, Acoustic::Noise(15.0)), "backgrounds"),
+        (c("en-us", 150, Acoustic::Music(15.0)), "backgrounds"),
+        (c("en-gb", 150, Acoustic::Music(15.0)), "backgrounds"),
+    ]
+}
+
+fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
+    let m = &cfg.models;
+    let mut vad = SileroVad::load(rt, &m.task_files(Task::Vad)?[0])?;
+    let files = m.task_files(Task::Stt)?;
+    let mut stt = Moonshine::load(rt, &files[0], &files[1], &files[2], cfg.speech.threads.max(1))?;
+    let sentences: Vec<String> = quality_lines("sentences.txt")?
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % every == 0)
+        .map(|(_, s)| s)
+        .collect();
+    let mut runs: Vec<(SpeechCase, &str, usize)> =
+        speech_cases().into_iter().map(|(c, g)| (c, g, cfg.speech.beam_width)).collect();
+    runs.push((speech_cases()[0].0.clone(), "decoding", 1));
+    let pb = bar(runs.len() * sentences.len(), "speech");
+    let mut rows = String::new();
+    let mut worst = Vec::new();
+    let mut clean_en = Tally::default();
+    let mut noisy_en = Tally::default();
+    for (case, group, beam) in &runs {
+        stt.set_beam_width(*beam);
+        let mut t = Tally::default();
+        let (mut audio_s, mut spent) = (0.0, 0.0);
+        for (i, sentence) in sentences.iter().enumerate() {
+            let samples = speech_case_samples(sentence, case, i as u64 + 1)?;
+            audio_s += samples.len() as f64 / 16000.0;
+            let started = Instant::now();
+            let regions = vad.speech_regions(&samples, cfg.speech.vad_threshold, cfg.speech.min_speech_ms)?;
+            let mut heard = Vec::new();
+            for (s, e) in regions {
+                heard.push(stt.transcribe(&samples[s..e])?.text);
+            }
+            spent += started.elapsed().as_secs_f64();
+            let heard = heard.join(" ");
+            let (e, n) = scored_word_errors(sentence, &heard);
+            t.add(e == 0, e, n);
+            if e > 0 && worst.len() < 40 {
+                worst.push(format!(
+                    "| {} {} wpm, {} | {sentence:?} | {heard:?} |",
+                    case.voice,
+                    case.rate,
+                    case.acoustic.label()
+                ));
+            }
+            pb.inc(1);
+        }
+        if *group != "decoding" {
+            match case.acoustic {
+                Acoustic::Clean => clean_en = sum(clean_en, t),
+                _ => noisy_en = sum(noisy_en, t),
+            }
+        }
+        let _ = writeln!(
+            rows,
+            "| {group} | {} | {} | {} | {} | {} | {:.1} % | {:.0} % | {:.3} |",
+            case.voice,
+            case.rate,
+            case.acoustic.label(),
+            if *beam == 1 { "greedy".to_string() } else { format!("beam {beam}") },
+            t.items,
+            t.rate(),
+            t.exact_pct(),
+            spent / audio_s
+        );
+    }
+    pb.finish_and_clear();
+    let mut s = format!(
+        "## Speech (Silero VAD + Moonshine base, English)\n\n{} sentences (names, numbers, places) \
+         spoken by espeak-ng per row; scored after normalisation (case, punctuation, numbers \
+         spelt out, compounds). **English WER: clean {:.1} %, with noise or music {:.1} %.** \
+         RTF is processing time ÷ audio time on {} thread(s).\n\n\
+         | set | voice | words/min | background | decoding | sentences | WER | sentences exact | RTF |\n\
+         |---|---|---|---|---|---|---|---|---|\n{rows}\n",
+        sentences.len(),
+        clean_en.rate(),
+        noisy_en.rate(),
+        cfg.speech.threads.max(1)
+    );
+    if !worst.is_empty() {
+        s += "Sentences with errors (first 40):\n\n| case | said | heard |\n|---|---|---|\n";
+        s += &worst.join("\n");
+        s += "\n\n";
+    }
+    Ok(s)
+}
+
+fn sum(a: Tally, b: Tally) -> Tally {
+    Tally {
+        items: a.items + b.items,
+        exact: a.exact + b.exact,
+        errors: a.errors + b.errors,
+        total: a.total + b.total,
+    }
+}
