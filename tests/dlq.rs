@@ -27,7 +27,7 @@ async fn poison_message_ends_in_the_dead_letter_subject_with_its_error() {
         wall_ms: sightline_wire::now_ms(),
         width: 16,
         height: 9,
-        cuts: vec![sightline_wire::CutCandidate { pts_ms: 980, score: 0.9 }],
+        cuts: vec![sightline_wire::CutCandidate { pts_ms: 980, score: 0.9, transition: None }],
         incarnation: 0,
         lease: 0,
     };

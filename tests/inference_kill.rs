@@ -32,7 +32,7 @@ async fn killing_an_inference_actor_mid_batch_loses_and_duplicates_nothing() {
             wall_ms: sightline_wire::now_ms() + i * 500,
             width: 16,
             height: 9,
-            cuts: vec![sightline_wire::CutCandidate { pts_ms: 990 + i * 500, score: 0.9 }],
+            cuts: vec![sightline_wire::CutCandidate { pts_ms: 990 + i * 500, score: 0.9, transition: None }],
             incarnation: 0,
             lease: 0,
         };

@@ -65,3 +65,45 @@ fn reads_at_least_90_percent_of_caption_lines_exactly() {
     let plain = render("", "navy", w, h);
     assert!(ocr.read(&plain, w, h).unwrap().is_empty());
 }
+
+/// A fixed subset of `make quality`'s caption set (every 9th case: every backdrop family, every
+/// style, one- and two-line captions): at least 97 % of the lines read exactly (issue #13's
+/// target), and the character error rate under 1 %.
+#[test]
+fn reads_97_percent_of_caption_lines_across_backdrops_and_styles() {
+    use sightline_testkit::quality::{caption_case_frame, caption_cases, char_errors, quality_lines};
+    let cfg = Config::load(None).unwrap();
+    let m = &cfg.models;
+    let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
+    let files = m.task_files(Task::Ocr).unwrap();
+    let params = OcrParams::from_config(&cfg.ocr);
+    let mut ocr = Ocr::load(&rt, &files[0], &files[1], 2, params).unwrap();
+    let (w, h) = (cfg.ingest.analysis_width as usize, cfg.ingest.analysis_height as usize);
+    let captions = quality_lines("captions.txt").unwrap();
+    let cases = caption_cases(&captions, 9);
+    let families: std::collections::BTreeSet<&str> = cases.iter().map(|c| c.0.family()).collect();
+    assert!(families.len() >= 3, "the subset spans backdrop families: {families:?}");
+    let (mut lines, mut exact, mut errors, mut chars) = (0, 0, 0, 0);
+    for (backdrop, style, caption) in &cases {
+        let drawn: Vec<&str> = caption.split('|').collect();
+        let frame = caption_case_frame(&drawn, backdrop, style, w, h).expect("ffmpeg renders the caption");
+        let read = ocr.read(&frame, w, h).unwrap();
+        let got: Vec<&str> = read.iter().map(|l| l.text.as_str()).collect();
+        for line in &drawn {
+            lines += 1;
+            let hit = got.contains(line);
+            exact += hit as usize;
+            if !hit {
+                eprintln!("MISS {line:?} on {} in {}: read {got:?}", backdrop.label(), style.name);
+            }
+        }
+        let (e, n) = char_errors(&drawn, &got);
+        errors += e;
+        chars += n;
+    }
+    let rate = exact as f64 / lines as f64;
+    let cer = errors as f64 / chars as f64;
+    eprintln!("{exact}/{lines} lines exact ({:.1} %), CER {:.2} %", rate * 100.0, cer * 100.0);
+    assert!(rate >= 0.97, "{exact}/{lines} lines read exactly");
+    assert!(cer < 0.01, "character error rate {:.2} %", cer * 100.0);
+}

@@ -59,6 +59,12 @@ pub struct IngestConfig {
     pub cut_ratio: f32,
     /// No two cuts closer than this, milliseconds.
     pub min_scene_ms: u64,
+    /// Gradual transitions (dissolves, fades, wipes): the colour-histogram distance (0..1)
+    /// between the steady pictures before and after a run of changing frames from which the run
+    /// is a scene change (0: hard cuts only).
+    pub gradual_threshold: f32,
+    /// Longest gradual transition, milliseconds (slower changes are drift, not transitions).
+    pub gradual_max_ms: u64,
     /// Audio: RMS level (0..1) above which a 30 ms window counts as sound.
     pub audio_gate_level: f32,
     /// Audio: a segment ends after this much quiet, milliseconds.
@@ -116,6 +122,8 @@ impl Default for IngestConfig {
             cut_threshold: 0.35,
             cut_ratio: 3.0,
             min_scene_ms: 600,
+            gradual_threshold: 0.35,
+            gradual_max_ms: 2000,
             audio_gate_level: 0.01,
             audio_gate_hangover_ms: 500,
             audio_max_segment_ms: 15_000,

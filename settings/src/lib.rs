@@ -136,6 +136,12 @@ impl Config {
         if i.sample_fps == 0 || i.sample_fps > 30 {
             return Err(ConfigError::Invalid("ingest.sample_fps must be 1..=30".into()));
         }
+        if !(0.0..=1.0).contains(&i.gradual_threshold) || !(200..=10_000).contains(&i.gradual_max_ms) {
+            return Err(ConfigError::Invalid(
+                "ingest.gradual_threshold must be 0..=1 (0: off) and ingest.gradual_max_ms 200..=10000"
+                    .into(),
+            ));
+        }
         if i.analysis_width % 2 != 0 || i.analysis_height % 2 != 0 || i.analysis_width < 16 {
             return Err(ConfigError::Invalid("ingest.analysis_width/height must be even and ≥ 16".into()));
         }

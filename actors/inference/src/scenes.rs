@@ -229,6 +229,12 @@ impl SceneProcessor {
                     self.model(),
                 );
                 e.score = c.score;
+                if c.transition.is_some() {
+                    e.detail = Some(Detail::Scene(SceneInfo {
+                        keyframe_id: String::new(),
+                        transition: c.transition,
+                    }));
+                }
                 e
             })
             .collect();
@@ -239,7 +245,12 @@ impl SceneProcessor {
         if let Some(frame) = self.frame_event(&meta, pixels, keyframe) {
             if frame.frame().is_some_and(|f| f.keyframe) {
                 for scene in &mut events {
-                    scene.detail = Some(Detail::Scene(SceneInfo { keyframe_id: frame.id.clone() }));
+                    let transition = match &scene.detail {
+                        Some(Detail::Scene(info)) => info.transition,
+                        _ => None,
+                    };
+                    scene.detail =
+                        Some(Detail::Scene(SceneInfo { keyframe_id: frame.id.clone(), transition }));
                 }
             }
             events.push(frame);

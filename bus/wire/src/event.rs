@@ -108,8 +108,12 @@ pub struct OcrInfo {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SceneInfo {
-    /// Event id of the scene's first sampled frame (kind `frame`).
+    /// Event id of the scene's first sampled frame (kind `frame`); empty when it was not kept.
     pub keyframe_id: String,
+    /// A gradual transition's start and end (the event's `pts_ms` is its midpoint); absent for a
+    /// hard cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition: Option<crate::Transition>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

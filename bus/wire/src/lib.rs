@@ -45,7 +45,7 @@ mod tests {
             wall_ms: 1,
             width: 4,
             height: 2,
-            cuts: vec![CutCandidate { pts_ms: 1466, score: 0.8 }],
+            cuts: vec![CutCandidate { pts_ms: 1466, score: 0.8, transition: None }],
             incarnation: 0,
             lease: 0,
         };
@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn feed_items_keep_event_details() {
         let mut e = Event::new(EventKind::Scene, "s1", 5023, 9, "m@1");
-        e.detail = Some(Detail::Scene(SceneInfo { keyframe_id: "s1.frame.5457".into() }));
+        e.detail = Some(Detail::Scene(SceneInfo { keyframe_id: "s1.frame.5457".into(), transition: None }));
         assert_eq!(e.clone().for_clients(), e, "clients get every detail but a frame's vectors");
         let item = FeedItem { seq: 7, event: e.clone() };
         let text = serde_json::to_string(&item).unwrap();

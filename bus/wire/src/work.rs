@@ -70,11 +70,21 @@ pub(crate) fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// A cut found by ingest on the full-rate, tiny-size scoring path.
+/// A cut found by ingest on the full-rate, tiny-size scoring path: a hard cut at `pts_ms`, or a
+/// gradual transition (dissolve, fade, wipe) with its midpoint at `pts_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CutCandidate {
     pub pts_ms: i64,
     pub score: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition: Option<Transition>,
+}
+
+/// Where a gradual transition starts and ends (media milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub start_ms: i64,
+    pub end_ms: i64,
 }
 
 /// Metadata of one sampled frame; the RGB24 pixels follow it in the message.

@@ -60,7 +60,8 @@ pub(super) fn score_decoded_frames(
 ) -> Result<(), IngestError> {
     let cfg = b.cfg;
     let tiny = appsink(video, "tiny")?;
-    let mut detector = CutDetector::new(cfg.cut_threshold, cfg.cut_ratio, cfg.min_scene_ms);
+    let mut detector = CutDetector::new(cfg.cut_threshold, cfg.cut_ratio, cfg.min_scene_ms)
+        .with_gradual(cfg.gradual_threshold, cfg.gradual_max_ms);
     let (st, cuts, tiny_clock) = (b.stats.clone(), pending_cuts.clone(), b.clock.clone());
     let (cw, ch) = (cfg.cut_width, cfg.cut_height);
     let mut windows =
@@ -84,9 +85,12 @@ pub(super) fn score_decoded_frames(
                         }
                     }
                 }
-                if let Some(score) = detector.push(&rgb, pts_ms) {
+                if let Some(c) = detector.push_change(&rgb, pts_ms) {
                     st.cuts.fetch_add(1, Ordering::Relaxed);
-                    cuts.lock().unwrap().push(CutCandidate { pts_ms, score });
+                    let transition = c
+                        .gradual()
+                        .then_some(sightline_wire::Transition { start_ms: c.start_ms, end_ms: c.end_ms });
+                    cuts.lock().unwrap().push(CutCandidate { pts_ms: c.pts_ms, score: c.score, transition });
                 }
                 Ok(gst::FlowSuccess::Ok)
             })
