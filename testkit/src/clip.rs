@@ -69,6 +69,9 @@ pub struct Scene {
     pub source: &'static str,
     pub seconds: u32,
     pub caption: Option<&'static str>,
+    /// How the previous scene gives way to this one: an ffmpeg `xfade` transition and its length
+    /// in milliseconds (overlapping the two scenes), or None for a hard cut.
+    pub transition: Option<(&'static str, u32)>,
 }
 
 /// A spoken sentence and when it starts.
@@ -93,10 +96,20 @@ impl ClipSpec {
     pub fn standard() -> Self {
         Self {
             scenes: vec![
-                Scene { source: "testsrc2", seconds: 5, caption: None },
-                Scene { source: "color=c=navy", seconds: 4, caption: Some("BREAKING NEWS AT NOON") },
-                Scene { source: "smptebars", seconds: 5, caption: None },
-                Scene { source: "color=c=darkgreen", seconds: 4, caption: Some("WEATHER UPDATE TODAY") },
+                Scene { source: "testsrc2", seconds: 5, caption: None, transition: None },
+                Scene {
+                    source: "color=c=navy",
+                    seconds: 4,
+                    caption: Some("BREAKING NEWS AT NOON"),
+                    transition: None,
+                },
+                Scene { source: "smptebars", seconds: 5, caption: None, transition: None },
+                Scene {
+                    source: "color=c=darkgreen",
+                    seconds: 4,
+                    caption: Some("WEATHER UPDATE TODAY"),
+                    transition: None,
+                },
             ],
             speech: vec![
                 Speech { at_ms: 500, text: "the quick brown fox jumps over the lazy dog" },
@@ -114,10 +127,20 @@ impl ClipSpec {
     pub fn alternate() -> Self {
         Self {
             scenes: vec![
-                Scene { source: "yuvtestsrc", seconds: 5, caption: None },
-                Scene { source: "color=c=maroon", seconds: 4, caption: Some("MARKETS CLOSE HIGHER") },
-                Scene { source: "rgbtestsrc", seconds: 5, caption: None },
-                Scene { source: "color=c=orange", seconds: 4, caption: Some("SPORTS RESULTS TONIGHT") },
+                Scene { source: "yuvtestsrc", seconds: 5, caption: None, transition: None },
+                Scene {
+                    source: "color=c=maroon",
+                    seconds: 4,
+                    caption: Some("MARKETS CLOSE HIGHER"),
+                    transition: None,
+                },
+                Scene { source: "rgbtestsrc", seconds: 5, caption: None, transition: None },
+                Scene {
+                    source: "color=c=orange",
+                    seconds: 4,
+                    caption: Some("SPORTS RESULTS TONIGHT"),
+                    transition: None,
+                },
             ],
             speech: vec![
                 Speech { at_ms: 500, text: "the orchestra played a quiet song" },
@@ -136,8 +159,18 @@ impl ClipSpec {
     pub fn talk_show() -> Self {
         Self {
             scenes: vec![
-                Scene { source: "color=c=darkslateblue", seconds: 9, caption: Some("THE MORNING SHOW LIVE") },
-                Scene { source: "color=c=midnightblue", seconds: 9, caption: Some("GUEST - THE CITY MAYOR") },
+                Scene {
+                    source: "color=c=darkslateblue",
+                    seconds: 9,
+                    caption: Some("THE MORNING SHOW LIVE"),
+                    transition: None,
+                },
+                Scene {
+                    source: "color=c=midnightblue",
+                    seconds: 9,
+                    caption: Some("GUEST - THE CITY MAYOR"),
+                    transition: None,
+                },
             ],
             speech: vec![
                 Speech { at_ms: 300, text: "good morning and welcome back to the show" },
@@ -152,6 +185,27 @@ impl ClipSpec {
         }
     }
 
+    /// Gradual transitions between textured scenes: a 1 s dissolve, a 1 s fade through black, a
+    /// 0.5 s wipe and a 0.5 s dissolve, with hard cuts between them (and at the loop point).
+    pub fn transitions() -> Self {
+        let scene = |source, transition| Scene { source, seconds: 4, caption: None, transition };
+        Self {
+            scenes: vec![
+                scene("testsrc2", None),
+                scene("smptebars", Some(("dissolve", 1000))),
+                scene("rgbtestsrc", None),
+                scene("gradients=speed=0.02", Some(("fadeblack", 1000))),
+                scene("yuvtestsrc", Some(("wipeleft", 500))),
+                scene("testsrc", None),
+                scene("smptehdbars", Some(("fade", 500))),
+            ],
+            speech: vec![Speech { at_ms: 500, text: "the quick brown fox jumps over the lazy dog" }],
+            width: 640,
+            height: 360,
+            fps: 30,
+        }
+    }
+
     /// The same clip at another frame size (e.g. 1280x720 or 1920x1080).
     pub fn at_size(mut self, width: u32, height: u32) -> Self {
         (self.width, self.height) = (width, height);
@@ -159,18 +213,25 @@ impl ClipSpec {
     }
 
     pub fn duration_ms(&self) -> i64 {
-        self.scenes.iter().map(|s| s.seconds as i64 * 1000).sum()
+        self.scenes.iter().map(|s| s.seconds as i64 * 1000 - s.transition.map_or(0, |t| t.1 as i64)).sum()
     }
 
-    /// Cut times within one pass of the clip (the loop point is a cut too when it loops).
+    /// Scene change times within one pass of the clip (the loop point is a cut too when it
+    /// loops): hard cuts, and the midpoints of transitions.
     pub fn cuts_ms(&self) -> Vec<i64> {
-        let mut t = 0;
-        let mut cuts = Vec::new();
-        for s in &self.scenes[..self.scenes.len() - 1] {
-            t += s.seconds as i64 * 1000;
-            cuts.push(t);
+        self.changes_ms().into_iter().map(|(start, end)| (start + end) / 2).collect()
+    }
+
+    /// Each scene change within one pass as (start, end): equal for a hard cut.
+    pub fn changes_ms(&self) -> Vec<(i64, i64)> {
+        let mut t = self.scenes[0].seconds as i64 * 1000;
+        let mut changes = Vec::new();
+        for s in &self.scenes[1..] {
+            let overlap = s.transition.map_or(0, |tr| tr.1 as i64);
+            changes.push((t - overlap, t));
+            t += s.seconds as i64 * 1000 - overlap;
         }
-        cuts
+        changes
     }
 
     /// Cut times over `loops` passes of the clip.
@@ -190,16 +251,46 @@ impl ClipSpec {
         let n = self.scenes.len();
         for (i, s) in self.scenes.iter().enumerate() {
             match s.caption {
-                Some(text) => {
-                    graph.push_str(&format!("[{i}:v]{},format=yuv420p[v{i}];", caption_filter(text, h / 10)))
-                }
-                None => graph.push_str(&format!("[{i}:v]format=yuv420p[v{i}];")),
+                Some(text) => graph.push_str(&format!(
+                    "[{i}:v]{},format=yuv420p,settb=1/{}[v{i}];",
+                    caption_filter(text, h / 10),
+                    self.fps
+                )),
+                None => graph.push_str(&format!("[{i}:v]format=yuv420p,settb=1/{}[v{i}];", self.fps)),
             }
         }
-        for i in 0..n {
-            graph.push_str(&format!("[v{i}]"));
+        if self.scenes.iter().all(|s| s.transition.is_none()) {
+            for i in 0..n {
+                graph.push_str(&format!("[v{i}]"));
+            }
+            graph.push_str(&format!("concat=n={n}:v=1:a=0[v];"));
+        } else {
+            // Pairwise: an xfade where a scene has a transition, a concat (back on the frame
+            // timebase, which xfade needs) where it has none.
+            let mut last = "v0".to_string();
+            let mut length = self.scenes[0].seconds as f64;
+            for (i, s) in self.scenes.iter().enumerate().skip(1) {
+                let out = if i + 1 == n { "v".to_string() } else { format!("c{i}") };
+                match s.transition {
+                    Some((name, ms)) => {
+                        let d = ms as f64 / 1000.0;
+                        graph.push_str(&format!(
+                            "[{last}][v{i}]xfade=transition={name}:duration={d}:offset={}[{out}];",
+                            length - d
+                        ));
+                        length += s.seconds as f64 - d;
+                    }
+                    None => {
+                        graph.push_str(&format!(
+                            "[{last}][v{i}]concat=n=2:v=1:a=0,settb=1/{}[{out}];",
+                            self.fps
+                        ));
+                        length += s.seconds as f64;
+                    }
+                }
+                last = out;
+            }
         }
-        graph.push_str(&format!("concat=n={n}:v=1:a=0[v];"));
         for (i, sp) in self.speech.iter().enumerate() {
             graph.push_str(&format!("[{}:a]aresample=16000,adelay={}:all=1[a{i}];", n + i, sp.at_ms));
         }
