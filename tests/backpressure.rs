@@ -49,16 +49,19 @@ async fn slow_inference_degrades_then_recovers() {
     .await;
     eprintln!("degraded: {degraded}");
     assert!(degraded["detail"]["sample_fps_target"].as_f64().unwrap() < 2.0, "{degraded}");
+    // Stay slow a while: drops are counted, memory does not grow with the backlog. The baseline
+    // is taken 5 s in, once the first segments and frames have been through every model of this
+    // process (their first runs allocate ONNX Runtime's buffers for those shapes).
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let rss_start = rss_mb();
-    // Stay slow a while: drops are counted, memory does not grow with the backlog.
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let (_, later) = sys.http("GET", &format!("/v1/streams/{id}"), None).await;
     let rss_later = rss_mb();
     eprintln!("after 15 s slow: {later}\nRSS {rss_start:.0} MB → {rss_later:.0} MB");
     assert_eq!(later["status"], "degraded", "{later}");
     assert!(later["detail"]["dropped_frames"].as_u64().unwrap() >= 10, "{later}");
     assert!(later["detail"]["backlog_frames"].as_u64().unwrap() <= 40, "backlog must stay bounded: {later}");
-    assert!(rss_later - rss_start < 60.0, "RSS grew {rss_start:.0} → {rss_later:.0} MB");
+    assert!(rss_later - rss_start < 40.0, "RSS grew {rss_start:.0} → {rss_later:.0} MB");
 
     // The throttle lifts: a normal worker takes over.
     slow.shutdown().await;

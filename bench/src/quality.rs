@@ -34,12 +34,12 @@ pub fn quality(report: &Path, parts: &[String], every: usize, config: Option<&Pa
     let cfg = Config::load(config.or(Some(Path::new("config/sightline.toml"))))?;
     let rt = Runtime::load(&cfg.models.onnxruntime_lib())?;
     let every = every.max(1);
-    let mut out = format!(
-        "# Sightline quality report\n\n{}; every {} item of each set{}.\n\n",
-        super::now_utc(),
-        ordinal(every),
-        if every > 1 { " (a subset: `--every 1` runs all)" } else { "" }
-    );
+    let sets = if every > 1 {
+        format!("every {} item of each set (a subset: `--every 1` runs all)", ordinal(every))
+    } else {
+        "every item of each set".to_string()
+    };
+    let mut out = format!("# Sightline quality report\n\n{}; {sets}.\n\n", super::now_utc());
     let want = |p: &str| parts.is_empty() || parts.iter().any(|x| x == p);
     if want("ocr") {
         out += &ocr_section(&rt, &cfg, every)?;
@@ -60,7 +60,7 @@ pub fn quality(report: &Path, parts: &[String], every: usize, config: Option<&Pa
 
 fn ordinal(n: usize) -> String {
     match n {
-        1 => "".into(),
+        1 => "1st".into(),
         2 => "2nd".into(),
         3 => "3rd".into(),
         n => format!("{n}th"),
