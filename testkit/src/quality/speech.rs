@@ -1,0 +1,154 @@
+//! Spoken evaluation items: espeak-ng voices and rates over a background.
+
+use crate::TestSourceError;
+use std::process::Stdio;
+
+/// What is heard besides the voice.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Acoustic {
+    Clean,
+    /// Street-like noise (low-passed white noise) at this signal-to-noise ratio in dB.
+    Noise(f32),
+    /// A music bed (chords with a beat) this many dB below the voice.
+    Music(f32),
+}
+
+impl Acoustic {
+    pub fn label(&self) -> String {
+        match self {
+            Acoustic::Clean => "clean".into(),
+            Acoustic::Noise(db) => format!("noise {db:.0} dB SNR"),
+            Acoustic::Music(db) => format!("music bed −{db:.0} dB"),
+        }
+    }
+}
+
+/// One spoken evaluation item: espeak-ng voice (e.g. `en-gb`, `en-us+f3`) and rate (words a
+/// minute).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeechCase {
+    pub voice: String,
+    pub rate: u32,
+    pub acoustic: Acoustic,
+}
+
+/// `text` spoken by espeak-ng in `voice` at `rate`, as 16 kHz mono float samples with 0.4 s of
+/// silence before and after, mixed with the case's background over the whole length.
+pub fn speech_case_samples(text: &str, case: &SpeechCase, seed: u64) -> Result<Vec<f32>, TestSourceError> {
+    let voice = espeak(text, &case.voice, case.rate)?;
+    let pad = vec![0f32; 6400];
+    let mut s: Vec<f32> = pad.iter().chain(&voice).chain(&pad).copied().collect();
+    let rms = speech_rms(&voice);
+    let n = s.len();
+    match case.acoustic {
+        Acoustic::Clean => {}
+        Acoustic::Noise(snr) => mix(&mut s, &street_noise(n, seed), rms, snr),
+        Acoustic::Music(db) => mix(&mut s, &music_bed(n, seed), rms, db),
+    }
+    Ok(s)
+}
+
+/// espeak-ng's speech resampled by ffmpeg to 16 kHz mono floats.
+pub fn espeak(text: &str, voice: &str, rate: u32) -> Result<Vec<f32>, TestSourceError> {
+    let wav = std::process::Command::new("espeak-ng")
+        .args(["-v", voice, "-s", &rate.to_string(), "--stdout", text])
+        .output()?;
+    if !wav.status.success() || wav.stdout.len() < 100 {
+        return Err(TestSourceError::Tool {
+            tool: "espeak-ng",
+            detail: String::from_utf8_lossy(&wav.stderr).trim().to_string(),
+        });
+    }
+    pcm_16k(wav.stdout)
+}
+
+/// Any audio file's bytes decoded by ffmpeg to 16 kHz mono floats.
+pub(crate) fn pcm_16k(input: Vec<u8>) -> Result<Vec<f32>, TestSourceError> {
+    let mut ff = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", "-", "-ar", "16000", "-ac", "1", "-f", "f32le", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = ff.stdin.take().expect("piped stdin");
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+    let out = ff.wait_with_output()?;
+    writer.join().expect("writer thread")?;
+    if !out.status.success() {
+        return Err(TestSourceError::Tool {
+            tool: "ffmpeg",
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
+/// Root mean square over the voiced samples (those above a quiet floor), so pauses do not lower
+/// the level the background is set against.
+pub(crate) fn speech_rms(s: &[f32]) -> f32 {
+    let voiced: Vec<f32> = s.iter().copied().filter(|v| v.abs() > 0.01).collect();
+    if voiced.is_empty() {
+        return 0.0;
+    }
+    (voiced.iter().map(|v| v * v).sum::<f32>() / voiced.len() as f32).sqrt()
+}
+
+/// Adds `bg` scaled to `db` below a voice of level `rms`.
+pub(crate) fn mix(s: &mut [f32], bg: &[f32], rms: f32, db: f32) {
+    let bg_rms = (bg.iter().map(|v| v * v).sum::<f32>() / bg.len().max(1) as f32).sqrt().max(1e-9);
+    let gain = rms / bg_rms * 10f32.powf(-db / 20.0);
+    for (v, b) in s.iter_mut().zip(bg) {
+        *v = (*v + b * gain).clamp(-1.0, 1.0);
+    }
+}
+
+/// A small deterministic generator (xorshift64*), uniform in -1..1.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let v = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
+        v as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// White noise through two one-pole low-passes with a slow level swell: traffic, crowd, wind.
+pub(crate) fn street_noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng(seed | 1);
+    let (mut a, mut b) = (0f32, 0f32);
+    (0..n)
+        .map(|i| {
+            a += 0.25 * (rng.next() - a);
+            b += 0.5 * (a - b);
+            let swell = 1.0 + 0.3 * (i as f32 / 16000.0 * 0.7).sin();
+            (b + 0.15 * rng.next()) * swell
+        })
+        .collect()
+}
+
+/// Chords changing every half second, a bass line and a hi-hat tick on each beat, at 16 kHz.
+pub(crate) fn music_bed(n: usize, seed: u64) -> Vec<f32> {
+    const CHORDS: [[f32; 3]; 4] = [
+        [261.6, 329.6, 392.0], // C
+        [220.0, 261.6, 329.6], // Am
+        [174.6, 220.0, 261.6], // F
+        [196.0, 246.9, 293.7], // G
+    ];
+    let mut rng = Rng(seed.wrapping_add(0x9e37_79b9) | 1);
+    let tau = std::f32::consts::TAU;
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / 16000.0;
+            let beat = (t * 2.0) as usize;
+            let chord = CHORDS[(beat / 2 + seed as usize) % 4];
+            let in_beat = t * 2.0 - beat as f32;
+            let env = (-(in_beat) * 3.0).exp() * 0.7 + 0.3;
+            let pad: f32 = chord.iter().map(|f| (tau * f * t).sin() + 0.3 * (tau * 2.0 * f * t).sin()).sum();
+            let bass = (tau * chord[0] / 2.0 * t).sin() * 0.8;
+            let hat = if in_beat < 0.02 { rng.next() * 0.6 } else { 0.0 };
+            pad * env * 0.3 + bass * env + hat
+        })
+        .collect()
+}
