@@ -1,5 +1,5 @@
 //! ONNX model execution with ONNX Runtime (the `ort` crate, loaded dynamically): the runtime
-//! environment, voice activity detection (Silero VAD), speech-to-text (Moonshine), text embeddings
+//! environment, voice activity detection (Silero VAD), speech-to-text (Moonshine; Whisper for other languages, with language identification), text embeddings
 //! (MiniLM), on-screen text (PP-OCR), image labels (EfficientNet-Lite0), shot boundaries
 //! (TransNetV2) and model-free frame signatures.
 
@@ -14,6 +14,7 @@ pub mod signature;
 pub mod stt;
 pub mod tokenizer;
 pub mod vad;
+pub mod whisper;
 
 pub use clip::{ClipTokenizer, ImageTextModel};
 pub use embed::{TEXT_DIM, TextEmbedder, WordPiece};
@@ -26,3 +27,4 @@ pub use signature::{FrameSignature, SIGNATURE_DIM, hamming, thumbnail_bmp};
 pub use stt::{Moonshine, Transcript, word_errors};
 pub use tokenizer::TokenDecoder;
 pub use vad::SileroVad;
+pub use whisper::{Encoded, Language, WHISPER_WINDOW, Whisper};

@@ -167,6 +167,7 @@ impl Moonshine {
                 finished: Vec::new(),
                 max_tokens: (s.len() as f32 / 16_000.0 * 6.5).ceil() as usize + 4,
                 live: true,
+                eos: EOS,
             })
             .collect();
         for step in 0.. {
@@ -335,10 +336,10 @@ impl Cache {
     }
 }
 
-fn log_softmax(row: &[f32]) -> Result<Vec<f32>, ModelError> {
+pub(crate) fn log_softmax(row: &[f32]) -> Result<Vec<f32>, ModelError> {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if !max.is_finite() {
-        return Err(ModelError::Run { model: "moonshine", reason: "non-finite logits".into() });
+        return Err(ModelError::Run { model: "speech-to-text", reason: "non-finite logits".into() });
     }
     let log_denom = row.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
     Ok(row.iter().map(|l| l - max - log_denom).collect())
@@ -370,18 +371,20 @@ pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
 }
 
 /// One utterance's beam search: live hypotheses, finished ones with their scores, its token budget.
-struct Search {
-    beams: Vec<Hypothesis>,
-    finished: Vec<(f32, Hypothesis)>,
-    max_tokens: usize,
-    live: bool,
+pub(crate) struct Search {
+    pub(crate) beams: Vec<Hypothesis>,
+    pub(crate) finished: Vec<(f32, Hypothesis)>,
+    pub(crate) max_tokens: usize,
+    pub(crate) live: bool,
+    /// The token that ends a transcript.
+    pub(crate) eos: i64,
 }
 
 impl Search {
     /// One step: the best `width` continuations of the beams (`rows` their next-token
     /// log-probabilities, one per beam) become the beams; continuations that end are finished.
     /// Returns each new beam's parent (an index into the old beams).
-    fn advance(&mut self, rows: &[Vec<f32>], width: usize) -> Vec<usize> {
+    pub(crate) fn advance(&mut self, rows: &[Vec<f32>], width: usize) -> Vec<usize> {
         // (score, parent, token, probability): the best `width` continuations of each beam.
         let mut next: Vec<(f32, usize, u32, f32)> = Vec::with_capacity(self.beams.len() * width);
         for (b, (beam, row)) in self.beams.iter().zip(rows).enumerate() {
@@ -393,7 +396,7 @@ impl Search {
         let (mut kept, mut parents) = (Vec::with_capacity(width), Vec::with_capacity(width));
         for (score, parent, token, prob) in next {
             let p = &self.beams[parent];
-            if token as i64 == EOS {
+            if token as i64 == self.eos {
                 // Mean log-probability per token (the end token included), so short and long
                 // transcripts compete fairly.
                 self.finished
@@ -415,7 +418,7 @@ impl Search {
 
 /// Groups of `order` (indices sorted by length, shortest first) that share a run: at most
 /// `max_batch` each, the longest at most `max_pad` longer than the shortest.
-fn length_groups(
+pub(crate) fn length_groups(
     order: &[usize],
     len: impl Fn(usize) -> usize,
     max_batch: usize,
@@ -433,14 +436,14 @@ fn length_groups(
 
 /// A partial transcript in the beam: its tokens and their summed log-probability and probability.
 #[derive(Clone)]
-struct Hypothesis {
-    log_prob: f32,
-    prob_sum: f32,
-    tokens: Vec<u32>,
+pub(crate) struct Hypothesis {
+    pub(crate) log_prob: f32,
+    pub(crate) prob_sum: f32,
+    pub(crate) tokens: Vec<u32>,
 }
 
 /// The `k` largest entries of `row` as (index, value), largest first (ties: lower index first).
-fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
+pub(crate) fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
     let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
     for (i, &v) in row.iter().enumerate() {
         if best.len() == k && v <= best[k - 1].1 {

@@ -22,11 +22,22 @@ pub enum Task {
     Shots,
     /// Image-text embeddings (image model, text model, CLIP BPE `tokenizer.json`).
     ImageText,
+    /// Multilingual speech-to-text with language identification (Whisper as converted by
+    /// scripts/convert-whisper.py: encoder, decoder, tokenizer, config.json).
+    SttMultilingual,
 }
 
 impl Task {
-    pub const ALL: [Task; 7] =
-        [Task::Vad, Task::Stt, Task::TextEmbedding, Task::Ocr, Task::Labels, Task::Shots, Task::ImageText];
+    pub const ALL: [Task; 8] = [
+        Task::Vad,
+        Task::Stt,
+        Task::TextEmbedding,
+        Task::Ocr,
+        Task::Labels,
+        Task::Shots,
+        Task::ImageText,
+        Task::SttMultilingual,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -37,6 +48,7 @@ impl Task {
             Task::Labels => "labels",
             Task::Shots => "shots",
             Task::ImageText => "image_text",
+            Task::SttMultilingual => "stt_multilingual",
         }
     }
 
@@ -46,6 +58,7 @@ impl Task {
             Task::Vad | Task::Shots => 1,
             Task::TextEmbedding | Task::Ocr | Task::Labels => 2,
             Task::Stt | Task::ImageText => 3,
+            Task::SttMultilingual => 4,
         }
     }
 }
@@ -88,6 +101,9 @@ pub struct ModelsConfig {
     pub shots: String,
     /// Image-text embeddings (a CLIP-like model the user supplies; "" = none).
     pub image_text: String,
+    /// Multilingual speech-to-text with language identification (used when `speech.languages`
+    /// lists more than English).
+    pub stt_multilingual: String,
     /// Every model Sightline may run.
     pub registry: Vec<ModelSpec>,
 }
@@ -101,7 +117,8 @@ pub struct ModelSpec {
     pub version: String,
     /// `vad` (1 file), `stt` (encoder, merged decoder, tokenizer), `text_embedding` (model,
     /// tokenizer), `ocr` (detector, recogniser), `labels` (model, class names), `shots` (1 file),
-    /// `image_text` (image model, text model, CLIP BPE `tokenizer.json`).
+    /// `image_text` (image model, text model, CLIP BPE `tokenizer.json`), `stt_multilingual`
+    /// (encoder, decoder, tokenizer, config.json).
     pub task: Task,
     /// Files relative to `models.dir`, in the order the task lists them.
     #[serde(default)]
@@ -183,6 +200,12 @@ impl Default for ModelsConfig {
         ];
         let ocr = ["ppocr/det.onnx", "ppocr/rec.onnx"];
         let labels = ["efficientnet-lite0/model.onnx", "efficientnet-lite0/labels.txt"];
+        let whisper = [
+            "whisper-base/encoder.onnx",
+            "whisper-base/decoder.onnx",
+            "whisper-base/tokenizer.json",
+            "whisper-base/config.json",
+        ];
         Self {
             dir: "~/.cache/sightline/models".into(),
             onnxruntime_lib: "~/.cache/sightline/lib/libonnxruntime.so".into(),
@@ -196,6 +219,7 @@ impl Default for ModelsConfig {
             labels: "efficientnet-lite0".into(),
             shots: "transnetv2".into(),
             image_text: String::new(),
+            stt_multilingual: "whisper-base".into(),
             registry: vec![
                 spec("silero-vad", Task::Vad, &["silero_vad.onnx"], "", &[]),
                 spec("moonshine-base-en", Task::Stt, &stt, "moonshine-base-en-cpu", &[]),
@@ -212,6 +236,8 @@ impl Default for ModelsConfig {
                 spec("efficientnet-lite0", Task::Labels, &labels, "efficientnet-lite0-cpu", &[]),
                 spec("efficientnet-lite0-cpu", Task::Labels, &labels, "", &[ExecutionProvider::Cpu]),
                 spec("transnetv2", Task::Shots, &["transnetv2/model.onnx"], "transnetv2-cpu", &[]),
+                spec("whisper-base", Task::SttMultilingual, &whisper, "whisper-base-cpu", &[]),
+                spec("whisper-base-cpu", Task::SttMultilingual, &whisper, "", &[ExecutionProvider::Cpu]),
                 spec(
                     "transnetv2-cpu",
                     Task::Shots,
@@ -248,6 +274,7 @@ impl ModelsConfig {
                 ));
             }
             Task::ImageText => &self.image_text,
+            Task::SttMultilingual => &self.stt_multilingual,
         };
         self.model(name)
     }

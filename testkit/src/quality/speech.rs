@@ -49,10 +49,20 @@ pub fn speech_case_samples(text: &str, case: &SpeechCase, seed: u64) -> Result<V
 }
 
 /// espeak-ng's speech resampled by ffmpeg to 16 kHz mono floats.
+/// MBROLA voices (`mb-fr1`, `mb-us1`, ...) need the synthesiser and voices `make setup` unpacks
+/// under `$SIGHTLINE_MBROLA`.
 pub fn espeak(text: &str, voice: &str, rate: u32) -> Result<Vec<f32>, TestSourceError> {
-    let wav = std::process::Command::new("espeak-ng")
-        .args(["-v", voice, "-s", &rate.to_string(), "--stdout", text])
-        .output()?;
+    let mut cmd = std::process::Command::new("espeak-ng");
+    cmd.args(["-v", voice, "-s", &rate.to_string(), "--stdout", text]);
+    if voice.starts_with("mb-") {
+        let mb = std::env::var("SIGHTLINE_MBROLA").map_err(|_| TestSourceError::Tool {
+            tool: "mbrola",
+            detail: format!("voice {voice} needs SIGHTLINE_MBROLA (run `make setup`)"),
+        })?;
+        let path = format!("{mb}/root/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
+        cmd.env("PATH", path).env("ESPEAK_DATA_PATH", format!("{mb}/data"));
+    }
+    let wav = cmd.output()?;
     if !wav.status.success() || wav.stdout.len() < 100 {
         return Err(TestSourceError::Tool {
             tool: "espeak-ng",

@@ -1,0 +1,454 @@
+//! Whisper (multilingual speech-to-text) converted to ONNX by scripts/convert-whisper.py: an
+//! encoder that takes raw 16 kHz audio (the log-mel front end is part of the graph) and returns
+//! every decoder layer's cross-attention keys and values, and a decoder with a self-attention
+//! key/value cache. Language identification is the decoder's first step (the language token most
+//! likely after start-of-transcript, among the allowed languages); transcripts are decoded
+//! greedily (all utterances of a batch in one decoder run a step) or by beam search (one
+//! utterance's beams a run).
+
+use crate::runtime::run_err;
+use crate::stt::{Hypothesis, Search, log_softmax, top_k};
+use crate::{ModelError, Runtime, TokenDecoder, Transcript};
+use ort::session::Session;
+use ort::value::{DynValue, Tensor};
+use std::path::Path;
+
+const SAMPLE_RATE: usize = 16_000;
+/// Whisper hears 30 s windows: every utterance is zero-padded to this many samples (what the
+/// model was trained on; shorter windows make it repeat itself).
+pub const WHISPER_WINDOW: usize = 30 * SAMPLE_RATE;
+/// Shortest utterance transcribed (a quarter of a second).
+const MIN_SAMPLES: usize = SAMPLE_RATE / 4;
+/// Most tokens one transcript may have (half the decoder's 448 positions, as Whisper itself).
+const MAX_TOKENS: usize = 224;
+
+/// A spoken language as Whisper identified it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Language {
+    /// ISO 639-1 code (`en`, `de`, ...), as Whisper's language tokens name it.
+    pub code: String,
+    /// Probability among the allowed languages (0..1).
+    pub probability: f32,
+}
+
+/// The encoder's output for a batch of utterances: every decoder layer's cross-attention keys
+/// [L, B, H, Dh, T] and values [L, B, H, T, Dh], and each utterance's token budget.
+pub struct Encoded {
+    cross_k: DynValue,
+    cross_v: DynValue,
+    max_tokens: Vec<usize>,
+}
+
+impl Encoded {
+    pub fn len(&self) -> usize {
+        self.max_tokens.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.max_tokens.is_empty()
+    }
+}
+
+pub struct Whisper {
+    encoder: Session,
+    decoder: Session,
+    tokenizer: TokenDecoder,
+    layers: usize,
+    heads: usize,
+    head_dim: usize,
+    /// Every language the model knows: (code, token id).
+    languages: Vec<(String, i64)>,
+    sot: i64,
+    eot: i64,
+    transcribe: i64,
+    no_timestamps: i64,
+    /// Tokens never emitted (symbols, as the model's config lists them) and not at the start.
+    suppress: Vec<usize>,
+    suppress_begin: Vec<usize>,
+    beam_width: usize,
+}
+
+impl Whisper {
+    /// `config` is the converter's config.json (language token ids, suppressed tokens, geometry).
+    pub fn load(
+        rt: &Runtime,
+        encoder: &Path,
+        decoder: &Path,
+        tokenizer: &Path,
+        config: &Path,
+        threads: usize,
+    ) -> Result<Self, ModelError> {
+        let bad = |path: &Path, reason: String| ModelError::Load { path: path.to_path_buf(), reason };
+        let read_json = |path: &Path| -> Result<serde_json::Value, ModelError> {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    ModelError::Missing(path.to_path_buf())
+                } else {
+                    bad(path, e.to_string())
+                }
+            })?;
+            serde_json::from_str(&text).map_err(|e| bad(path, e.to_string()))
+        };
+        let cfg = read_json(config)?;
+        let tok = read_json(tokenizer)?;
+        // Special tokens by name, from the tokenizer's added tokens.
+        let special: std::collections::HashMap<String, i64> = tok["added_tokens"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| Some((t["content"].as_str()?.to_string(), t["id"].as_i64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let token = |name: &str| {
+            special.get(name).copied().ok_or_else(|| bad(tokenizer, format!("no special token {name}")))
+        };
+        let ids = |key: &str| -> Vec<i64> {
+            cfg[key].as_array().map(|a| a.iter().filter_map(|v| v.as_i64()).collect()).unwrap_or_default()
+        };
+        let by_id: std::collections::HashMap<i64, &str> =
+            special.iter().map(|(k, v)| (*v, k.as_str())).collect();
+        let languages: Vec<(String, i64)> = ids("lang_ids")
+            .into_iter()
+            .filter_map(|id| {
+                let code = by_id.get(&id)?.strip_prefix("<|")?.strip_suffix("|>")?;
+                Some((code.to_string(), id))
+            })
+            .collect();
+        if languages.is_empty() {
+            return Err(bad(config, "no language tokens (lang_ids)".into()));
+        }
+        let geometry =
+            |key: &str| cfg[key].as_u64().map(|v| v as usize).ok_or_else(|| bad(config, format!("no {key}")));
+        let (layers, heads, width) = (geometry("decoder_layers")?, geometry("heads")?, geometry("width")?);
+        let to_usize = |v: Vec<i64>| v.into_iter().filter(|&i| i >= 0).map(|i| i as usize).collect();
+        Ok(Self {
+            encoder: rt.session(encoder, threads)?,
+            decoder: rt.session(decoder, threads)?,
+            tokenizer: TokenDecoder::from_file(tokenizer)?,
+            layers,
+            heads,
+            head_dim: width / heads.max(1),
+            sot: token("<|startoftranscript|>")?,
+            eot: token("<|endoftext|>")?,
+            transcribe: token("<|transcribe|>")?,
+            no_timestamps: token("<|notimestamps|>")?,
+            languages,
+            suppress: to_usize(ids("suppress_ids")),
+            suppress_begin: to_usize(ids("suppress_ids_begin")),
+            beam_width: 1,
+        })
+    }
+
+    /// Codes of every language the model can identify and transcribe.
+    pub fn languages(&self) -> impl Iterator<Item = &str> {
+        self.languages.iter().map(|(c, _)| c.as_str())
+    }
+
+    pub fn knows(&self, code: &str) -> bool {
+        self.languages.iter().any(|(c, _)| c == code)
+    }
+
+    /// Beam width of the decoder search (1: greedy).
+    pub fn set_beam_width(&mut self, width: usize) {
+        self.beam_width = width.max(1);
+    }
+
+    pub fn beam_width(&self) -> usize {
+        self.beam_width
+    }
+
+    /// Runs the encoder over utterances (each at most 30 s, at least a quarter of a second), each
+    /// zero-padded to the 30 s window.
+    pub fn encode(&mut self, segs: &[&[f32]]) -> Result<Encoded, ModelError> {
+        if let Some(s) = segs.iter().find(|s| s.len() < MIN_SAMPLES || s.len() > WHISPER_WINDOW) {
+            return Err(ModelError::Input(format!(
+                "{} samples: Whisper transcribes 0.25 s to 30 s of audio at a time",
+                s.len()
+            )));
+        }
+        let err = run_err("whisper");
+        let mut audio = vec![0f32; segs.len() * WHISPER_WINDOW];
+        for (row, s) in audio.chunks_exact_mut(WHISPER_WINDOW).zip(segs) {
+            row[..s.len()].copy_from_slice(s);
+        }
+        let input = Tensor::from_array(([segs.len(), WHISPER_WINDOW], audio)).map_err(&err)?;
+        let mut out = self.encoder.run(ort::inputs!["audio" => input]).map_err(&err)?;
+        let missing =
+            || ModelError::Run { model: "whisper", reason: "encoder returned no cross keys/values".into() };
+        let cross_k = out.remove("cross_k").ok_or_else(missing)?;
+        let cross_v = out.remove("cross_v").ok_or_else(missing)?;
+        // Token budget: generous for languages whose words take many byte-level tokens.
+        let max_tokens =
+            segs.iter().map(|s| ((s.len() as f32 / SAMPLE_RATE as f32) * 12.0) as usize + 10).collect();
+        Ok(Encoded { cross_k, cross_v, max_tokens: max_tokens_capped(max_tokens) })
+    }
+
+    /// The language of each encoded utterance among `allowed` codes (every known language when
+    /// empty): one decoder step after start-of-transcript, softmax over the allowed language tokens.
+    pub fn detect(&mut self, enc: &Encoded, allowed: &[String]) -> Result<Vec<Language>, ModelError> {
+        let candidates: Vec<(String, i64)> = self
+            .languages
+            .iter()
+            .filter(|(c, _)| allowed.is_empty() || allowed.iter().any(|a| a == c))
+            .cloned()
+            .collect();
+        if candidates.is_empty() {
+            return Err(ModelError::Input(format!("none of the languages {allowed:?} is known to Whisper")));
+        }
+        let rows = enc.len();
+        let (logits, _, _) =
+            self.step(vec![self.sot; rows], 1, self.empty_cache(rows)?, &enc.cross_k, &enc.cross_v)?;
+        let vocab = logits.len() / rows.max(1);
+        Ok((0..rows)
+            .map(|r| {
+                let row = &logits[r * vocab..(r + 1) * vocab];
+                let scores: Vec<f32> = candidates.iter().map(|(_, id)| row[*id as usize]).collect();
+                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let sum: f32 = scores.iter().map(|s| (s - max).exp()).sum();
+                let (best, score) = scores
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map(|(i, s)| (i, *s))
+                    .unwrap_or((0, max));
+                Language {
+                    code: candidates[best].0.clone(),
+                    probability: (score - max).exp() / sum.max(1e-30),
+                }
+            })
+            .collect())
+    }
+
+    /// Transcribes each encoded utterance in its language (`languages[i]` a known code).
+    pub fn decode(&mut self, enc: &Encoded, languages: &[&str]) -> Result<Vec<Transcript>, ModelError> {
+        let lang_ids =
+            languages
+                .iter()
+                .map(|code| {
+                    self.languages.iter().find(|(c, _)| c == code).map(|(_, id)| *id).ok_or_else(|| {
+                        ModelError::Input(format!("Whisper does not know the language {code:?}"))
+                    })
+                })
+                .collect::<Result<Vec<i64>, _>>()?;
+        if lang_ids.len() != enc.len() {
+            return Err(ModelError::Input("one language per encoded utterance".into()));
+        }
+        if self.beam_width == 1 {
+            self.decode_greedy(enc, &lang_ids)
+        } else {
+            (0..enc.len()).map(|u| self.decode_beam(enc, u, lang_ids[u])).collect()
+        }
+    }
+
+    /// Language and transcript of each utterance; languages among `allowed` (all when empty; a
+    /// single allowed language is taken as given, with probability 1).
+    pub fn transcribe_batch(
+        &mut self,
+        segs: &[&[f32]],
+        allowed: &[String],
+    ) -> Result<Vec<(Transcript, Language)>, ModelError> {
+        let enc = self.encode(segs)?;
+        let langs = match allowed {
+            [one] => vec![Language { code: one.clone(), probability: 1.0 }; segs.len()],
+            _ => self.detect(&enc, allowed)?,
+        };
+        let codes: Vec<&str> = langs.iter().map(|l| l.code.as_str()).collect();
+        let ts = self.decode(&enc, &codes)?;
+        Ok(ts.into_iter().zip(langs).collect())
+    }
+
+    fn prompt(&self, lang: i64) -> [i64; 4] {
+        [self.sot, lang, self.transcribe, self.no_timestamps]
+    }
+
+    /// Log-probabilities with the never-emitted tokens (and at the start the begin-suppressed
+    /// ones) masked out: only text tokens and the end of text remain.
+    fn masked_log_probs(&self, logits: &[f32], first: bool) -> Result<Vec<f32>, ModelError> {
+        let mut row = logits.to_vec();
+        row.iter_mut().skip(self.eot as usize + 1).for_each(|v| *v = f32::NEG_INFINITY);
+        for &i in self.suppress.iter().chain(if first { &self.suppress_begin[..] } else { &[] }) {
+            if let Some(v) = row.get_mut(i) {
+                *v = f32::NEG_INFINITY;
+            }
+        }
+        log_softmax(&row)
+    }
+
+    /// All utterances as rows of one decoder batch: every row steps until each has ended (an
+    /// ended row is fed the end token and ignored), so the caches never need re-gathering.
+    fn decode_greedy(&mut self, enc: &Encoded, lang_ids: &[i64]) -> Result<Vec<Transcript>, ModelError> {
+        let rows = enc.len();
+        let tokens: Vec<i64> = lang_ids.iter().flat_map(|&l| self.prompt(l)).collect();
+        let (mut logits, mut k, mut v) =
+            self.step(tokens, 4, self.empty_cache(rows)?, &enc.cross_k, &enc.cross_v)?;
+        let mut out: Vec<Hypothesis> =
+            (0..rows).map(|_| Hypothesis { log_prob: 0.0, prob_sum: 0.0, tokens: Vec::new() }).collect();
+        let mut done = vec![false; rows];
+        let budget = enc.max_tokens.iter().copied().max().unwrap_or(0);
+        for step in 0..budget {
+            let vocab = logits.len() / rows;
+            let mut next = Vec::with_capacity(rows);
+            for r in 0..rows {
+                if !done[r] {
+                    let lp = self.masked_log_probs(&logits[r * vocab..(r + 1) * vocab], step == 0)?;
+                    let (t, p) = top_k(&lp, 1)[0];
+                    if t as i64 == self.eot || out[r].tokens.len() >= enc.max_tokens[r] {
+                        done[r] = true;
+                    } else {
+                        out[r].tokens.push(t);
+                        out[r].log_prob += p;
+                        out[r].prob_sum += p.exp();
+                    }
+                }
+                next.push(if done[r] { self.eot } else { *out[r].tokens.last().unwrap_or(&0) as i64 });
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+            let cache = (k, v);
+            (logits, k, v) = self.step(next, 1, cache, &enc.cross_k, &enc.cross_v)?;
+        }
+        Ok(out.into_iter().map(|h| self.transcript(h)).collect())
+    }
+
+    /// Beam search over one utterance: its beams are the rows, its encoder output (batch 1) is
+    /// broadcast to all of them.
+    fn decode_beam(&mut self, enc: &Encoded, u: usize, lang: i64) -> Result<Transcript, ModelError> {
+        let err = run_err("whisper");
+        let (ck, cv) = (row_of(&enc.cross_k, u, enc.len())?, row_of(&enc.cross_v, u, enc.len())?);
+        let (ck, cv) = (
+            Tensor::from_array(ck).map_err(&err)?.into_dyn(),
+            Tensor::from_array(cv).map_err(&err)?.into_dyn(),
+        );
+        let (mut logits, mut k, mut v) =
+            self.step(self.prompt(lang).to_vec(), 4, self.empty_cache(1)?, &ck, &cv)?;
+        let mut search = Search {
+            beams: vec![Hypothesis { log_prob: 0.0, prob_sum: 0.0, tokens: Vec::new() }],
+            finished: Vec::new(),
+            max_tokens: enc.max_tokens[u],
+            live: true,
+            eos: self.eot,
+        };
+        let width = self.beam_width;
+        for step in 0..search.max_tokens {
+            let vocab = logits.len() / search.beams.len();
+            let rows = (0..search.beams.len())
+                .map(|r| self.masked_log_probs(&logits[r * vocab..(r + 1) * vocab], step == 0))
+                .collect::<Result<Vec<_>, _>>()?;
+            let parents = search.advance(&rows, width);
+            if search.finished.len() >= width || search.beams.is_empty() {
+                break;
+            }
+            let last: Vec<i64> = search.beams.iter().map(|h| *h.tokens.last().unwrap_or(&0) as i64).collect();
+            let cache = (gather_rows(&k, &parents)?, gather_rows(&v, &parents)?);
+            (logits, k, v) = self.step(last, 1, cache, &ck, &cv)?;
+        }
+        let mut finished = search.finished;
+        finished.extend(search.beams.into_iter().map(|h| (h.log_prob / h.tokens.len().max(1) as f32, h)));
+        let best = finished
+            .into_iter()
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, h)| h)
+            .ok_or_else(|| ModelError::Run { model: "whisper", reason: "no hypothesis".into() })?;
+        Ok(self.transcript(best))
+    }
+
+    fn transcript(&self, h: Hypothesis) -> Transcript {
+        let confidence = if h.tokens.is_empty() { 0.0 } else { h.prob_sum / h.tokens.len() as f32 };
+        Transcript { text: self.tokenizer.decode(&h.tokens), confidence, tokens: h.tokens }
+    }
+
+    fn empty_cache(&self, rows: usize) -> Result<(DynValue, DynValue), ModelError> {
+        let err = run_err("whisper");
+        let shape = [self.layers, rows, self.heads, 0, self.head_dim];
+        let k = Tensor::from_array((shape, Vec::<f32>::new())).map_err(&err)?.into_dyn();
+        let v = Tensor::from_array((shape, Vec::<f32>::new())).map_err(&err)?.into_dyn();
+        Ok((k, v))
+    }
+
+    /// One decoder run: `tokens` (rows x `n`, row-major) after the cached ones; the last new
+    /// token's logits per row (row-major, rows x vocab) and the grown caches.
+    fn step(
+        &mut self,
+        tokens: Vec<i64>,
+        n: usize,
+        cache: (DynValue, DynValue),
+        cross_k: &DynValue,
+        cross_v: &DynValue,
+    ) -> Result<(Vec<f32>, DynValue, DynValue), ModelError> {
+        let err = run_err("whisper");
+        let rows = tokens.len() / n;
+        let ids = Tensor::from_array(([rows, n], tokens)).map_err(&err)?;
+        let mut out = self
+            .decoder
+            .run(ort::inputs![
+                "tokens" => ids,
+                "self_k" => cache.0,
+                "self_v" => cache.1,
+                "cross_k" => cross_k,
+                "cross_v" => cross_v,
+            ])
+            .map_err(&err)?;
+        let (_, logits) = out["logits"].try_extract_tensor::<f32>().map_err(&err)?;
+        let logits = logits.to_vec();
+        let missing = || ModelError::Run { model: "whisper", reason: "decoder returned no cache".into() };
+        let k = out.remove("new_k").ok_or_else(missing)?;
+        let v = out.remove("new_v").ok_or_else(missing)?;
+        Ok((logits, k, v))
+    }
+}
+
+fn max_tokens_capped(v: Vec<usize>) -> Vec<usize> {
+    v.into_iter().map(|t| t.min(MAX_TOKENS)).collect()
+}
+
+/// Utterance `u` of a [L, B, ...] tensor as [L, 1, ...].
+fn row_of(value: &DynValue, u: usize, batch: usize) -> Result<(Vec<usize>, Vec<f32>), ModelError> {
+    let (shape, data) = value.try_extract_tensor::<f32>().map_err(run_err("whisper"))?;
+    let mut dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    let per_row = data.len() / (dims[0] * batch).max(1);
+    let mut out = Vec::with_capacity(dims[0] * per_row);
+    for l in 0..dims[0] {
+        let at = (l * batch + u) * per_row;
+        out.extend_from_slice(&data[at..at + per_row]);
+    }
+    dims[1] = 1;
+    Ok((dims, out))
+}
+
+/// The rows `parents` (in that order) of a [L, R, ...] cache: each beam takes its parent's cache.
+fn gather_rows(value: &DynValue, parents: &[usize]) -> Result<DynValue, ModelError> {
+    let err = run_err("whisper");
+    let (shape, data) = value.try_extract_tensor::<f32>().map_err(&err)?;
+    let mut dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    let (layers, rows) = (dims[0], dims[1]);
+    let per_row = data.len() / (layers * rows).max(1);
+    let mut out = Vec::with_capacity(layers * parents.len() * per_row);
+    for l in 0..layers {
+        for &p in parents {
+            let at = (l * rows + p) * per_row;
+            out.extend_from_slice(&data[at..at + per_row]);
+        }
+    }
+    dims[1] = parents.len();
+    Ok(Tensor::from_array((dims, out)).map_err(&err)?.into_dyn())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gathering_rows_keeps_each_layers_block() {
+        // [L=2, R=3, 2]: row r of layer l holds (10l + r, 10l + r).
+        let data: Vec<f32> =
+            (0..2).flat_map(|l| (0..3).flat_map(move |r| [(10 * l + r) as f32; 2])).collect();
+        let v = Tensor::from_array(([2usize, 3, 2], data)).unwrap().into_dyn();
+        let g = gather_rows(&v, &[2, 2, 0]).unwrap();
+        let (shape, out) = g.try_extract_tensor::<f32>().unwrap();
+        assert_eq!(shape.iter().copied().collect::<Vec<_>>(), vec![2, 3, 2]);
+        assert_eq!(out, &[2., 2., 2., 2., 0., 0., 12., 12., 12., 12., 10., 10.]);
+        let (dims, one) = row_of(&v, 1, 3).unwrap();
+        assert_eq!((dims, one), (vec![2, 1, 2], vec![1., 1., 11., 11.]));
+    }
+}

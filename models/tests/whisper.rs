@@ -1,0 +1,88 @@
+//! Whisper base (multilingual, converted from the CTranslate2 weights by scripts/convert-whisper.py)
+//! on a fixed subset of the speech evaluation sets: every fifth sentence of the German, French and
+//! Spanish sets and every tenth of the English one, spoken at 130 words a minute by MBROLA voices
+//! (us1, de2, fr4) and by espeak-ng's own Spanish voice (espeak-ng's MBROLA Spanish voices drop
+//! vowels). Language identification among the four languages, then the transcript in the
+//! identified language, greedy, as the speech actor runs them. `make quality` measures every
+//! sentence, voice, decoding mode and Moonshine beside it.
+//!
+//! Measured here: language right 24 of 24 but one Spanish item (heard as English); WER German
+//! 7.9 %, French 18.4 %, Spanish 60.5 % (the synthetic Spanish voice is hard to understand).
+
+use sightline_models::{Runtime, Whisper};
+use sightline_settings::{Config, Task};
+use sightline_testkit::quality::{espeak, quality_lines, scored_word_errors};
+
+fn whisper() -> Whisper {
+    let cfg = Config::load(None).unwrap();
+    let m = &cfg.models;
+    let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
+    let f = m.task_files(Task::SttMultilingual).unwrap();
+    Whisper::load(&rt, &f[0], &f[1], &f[2], &f[3], 2).expect("Whisper converted by make setup")
+}
+
+/// A sentence in `voice` with 0.4 s of silence either side.
+fn spoken(text: &str, voice: &str) -> Vec<f32> {
+    let quiet = vec![0f32; 6400];
+    let voice = espeak(text, voice, 130).expect("espeak-ng with the MBROLA voices (make setup)");
+    quiet.iter().chain(&voice).chain(&quiet).copied().collect()
+}
+
+#[test]
+fn languages_are_identified_and_transcribed_in_them() {
+    let mut w = whisper();
+    let allowed: Vec<String> = ["en", "es", "de", "fr"].map(String::from).to_vec();
+    // (language, voice, set, every nth sentence, most word errors, fewest right identifications)
+    let sets = [
+        ("en", "mb-us1", "sentences.txt", 10, 0.45, 1.0),
+        ("de", "mb-de2", "sentences-de.txt", 5, 0.20, 1.0),
+        ("fr", "mb-fr4", "sentences-fr.txt", 5, 0.20, 1.0),
+        // Not at the 20 % goal: a regression guard until a better Spanish voice or model.
+        ("es", "es", "sentences-es.txt", 5, 0.70, 0.75),
+    ];
+    for (lang, voice, file, every, max_wer, min_lid) in sets {
+        let lines: Vec<String> = quality_lines(file).unwrap().into_iter().step_by(every).collect();
+        let audio: Vec<Vec<f32>> = lines.iter().map(|l| spoken(l, voice)).collect();
+        let segs: Vec<&[f32]> = audio.iter().map(Vec::as_slice).collect();
+        let out = w.transcribe_batch(&segs, &allowed).unwrap();
+        assert_eq!(out.len(), lines.len(), "one result per utterance");
+        let (mut errors, mut words, mut right) = (0, 0, 0);
+        for (line, (t, l)) in lines.iter().zip(&out) {
+            let (e, n) = scored_word_errors(line, &t.text);
+            eprintln!("{lang} heard as {} ({:.2}), {e}/{n} wrong: {:?}", l.code, l.probability, t.text);
+            assert!((0.0..=1.0).contains(&l.probability) && (0.0..=1.0).contains(&t.confidence));
+            errors += e;
+            words += n;
+            right += (l.code == lang) as usize;
+        }
+        let wer = errors as f64 / words as f64;
+        let lid = right as f64 / lines.len() as f64;
+        eprintln!("{lang}: language right {right}/{}, WER {:.1} %", lines.len(), wer * 100.0);
+        assert!(lid >= min_lid, "{lang}: language identified in {right} of {} items", lines.len());
+        assert!(wer <= max_wer, "{lang}: word error rate {:.1} % over {:.0} %", wer * 100.0, max_wer * 100.0);
+    }
+}
+
+#[test]
+fn a_single_allowed_language_is_taken_as_given_and_bad_input_is_refused() {
+    let mut w = whisper();
+    assert!(w.knows("de") && w.knows("fr") && !w.knows("xx"));
+    assert!(w.languages().count() >= 99, "Whisper's 99 languages");
+    let line = &quality_lines("sentences-de.txt").unwrap()[2];
+    let audio = spoken(line, "mb-de2");
+    let out = w.transcribe_batch(&[&audio], &["de".to_string()]).unwrap();
+    assert_eq!((out[0].1.code.as_str(), out[0].1.probability), ("de", 1.0));
+    assert!(scored_word_errors(line, &out[0].0.text).0 <= 2, "{:?}", out[0].0.text);
+    // Beam search gives a transcript at least as close here.
+    w.set_beam_width(4);
+    let beam = w.transcribe_batch(&[&audio], &["de".to_string()]).unwrap();
+    assert!(scored_word_errors(line, &beam[0].0.text).0 <= 2, "{:?}", beam[0].0.text);
+    let short = vec![0f32; 1000];
+    let long = vec![0f32; 31 * 16_000];
+    for bad in [&short[..], &long[..]] {
+        let err = w.transcribe_batch(&[bad], &[]).err().expect("refused").to_string();
+        assert!(err.contains("0.25 s to 30 s"), "{err}");
+    }
+    let err = w.transcribe_batch(&[&audio], &["xx".to_string(), "yy".to_string()]).err().unwrap().to_string();
+    assert!(err.contains("none of the languages"), "{err}");
+}
