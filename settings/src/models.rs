@@ -236,8 +236,6 @@ impl Default for ModelsConfig {
                 spec("efficientnet-lite0", Task::Labels, &labels, "efficientnet-lite0-cpu", &[]),
                 spec("efficientnet-lite0-cpu", Task::Labels, &labels, "", &[ExecutionProvider::Cpu]),
                 spec("transnetv2", Task::Shots, &["transnetv2/model.onnx"], "transnetv2-cpu", &[]),
-                spec("whisper-base", Task::SttMultilingual, &whisper, "whisper-base-cpu", &[]),
-                spec("whisper-base-cpu", Task::SttMultilingual, &whisper, "", &[ExecutionProvider::Cpu]),
                 spec(
                     "transnetv2-cpu",
                     Task::Shots,
@@ -245,6 +243,8 @@ impl Default for ModelsConfig {
                     "",
                     &[ExecutionProvider::Cpu],
                 ),
+                spec("whisper-base", Task::SttMultilingual, &whisper, "whisper-base-cpu", &[]),
+                spec("whisper-base-cpu", Task::SttMultilingual, &whisper, "", &[ExecutionProvider::Cpu]),
             ],
         }
     }
