@@ -46,6 +46,12 @@ impl Encoded {
     pub fn is_empty(&self) -> bool {
         self.max_tokens.is_empty()
     }
+
+    /// The utterances `rows` (in that order) alone, so a decoder batch holds only those.
+    pub fn select(&self, rows: &[usize]) -> Result<Encoded, ModelError> {
+        let (k, v) = (gather_rows(&self.cross_k, rows)?, gather_rows(&self.cross_v, rows)?);
+        Ok(Encoded { cross_k: k, cross_v: v, max_tokens: rows.iter().map(|&r| self.max_tokens[r]).collect() })
+    }
 }
 
 pub struct Whisper {

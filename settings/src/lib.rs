@@ -151,6 +151,21 @@ impl Config {
         if !(1..=16).contains(&self.speech.beam_width) {
             return Err(ConfigError::Invalid("speech.beam_width must be 1..=16".into()));
         }
+        if !(1..=16).contains(&self.speech.multilingual_beam_width) {
+            return Err(ConfigError::Invalid("speech.multilingual_beam_width must be 1..=16".into()));
+        }
+        let code = |l: &String| (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_lowercase());
+        if self.speech.languages.is_empty() || !self.speech.languages.iter().all(code) {
+            return Err(ConfigError::Invalid(format!(
+                "speech.languages must list ISO 639-1 codes such as \"en\" or \"de\", got {:?}",
+                self.speech.languages
+            )));
+        }
+        if self.speech.multilingual() && i.audio_max_segment_ms > 30_000 {
+            return Err(ConfigError::Invalid(
+                "ingest.audio_max_segment_ms must be at most 30000 with several speech.languages (Whisper hears 30 s at a time)".into(),
+            ));
+        }
         if self.speech.max_pad_ms > 5000 {
             return Err(ConfigError::Invalid(
                 "speech.max_pad_ms must be at most 5000 (longer silence changes what Moonshine hears)".into(),
@@ -310,5 +325,25 @@ mod tests {
             (cfg.ingest.cut_detector, cfg.vectors.quantization),
             (CutDetector::Transnetv2, Quantization::Bin)
         );
+    }
+
+    #[test]
+    fn speech_languages_are_codes_and_several_need_segments_whisper_can_hear() {
+        let mut cfg = Config::default();
+        assert!(!cfg.speech.multilingual(), "English alone by default");
+        cfg.speech.languages = vec!["en".into(), "de".into()];
+        assert!(cfg.speech.multilingual() && cfg.validate().is_ok());
+        for bad in [vec![], vec!["English".to_string()], vec!["DE".to_string()]] {
+            cfg.speech.languages = bad;
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains("speech.languages must list ISO 639-1 codes"), "{err}");
+        }
+        cfg.speech.languages = vec!["fr".into()];
+        cfg.ingest.audio_max_segment_ms = 40_000;
+        assert!(
+            cfg.validate().unwrap_err().to_string().contains("audio_max_segment_ms must be at most 30000")
+        );
+        cfg.speech.languages = vec!["en".into()];
+        assert!(cfg.validate().is_ok(), "Moonshine alone takes longer segments");
     }
 }

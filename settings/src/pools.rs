@@ -164,6 +164,23 @@ pub struct SpeechConfig {
     /// by at most this much: the shorter ones are padded with this much trailing silence at most,
     /// milliseconds (0: only utterances of the same length share a run).
     pub max_pad_ms: u64,
+    /// Languages the streams speak (ISO 639-1 codes). `["en"]`: Moonshine alone, every transcript
+    /// English. More (or another): `models.stt_multilingual` (Whisper) identifies each
+    /// utterance's language among these and transcribes it; a single code is taken as given.
+    pub languages: Vec<String>,
+    /// With several languages, utterances identified as English go to `models.stt` (Moonshine,
+    /// fewer word errors on English than Whisper base), the others to Whisper.
+    pub english_with_stt: bool,
+    /// Beam width of Whisper's decoder search (1: greedy, every utterance of a batch one row of a
+    /// decoder run; wider: one utterance's beams a run).
+    pub multilingual_beam_width: usize,
+}
+
+impl SpeechConfig {
+    /// Whether the multilingual model runs (the languages are more than English alone).
+    pub fn multilingual(&self) -> bool {
+        self.languages.iter().any(|l| l != "en")
+    }
 }
 
 impl Default for SpeechConfig {
@@ -181,6 +198,9 @@ impl Default for SpeechConfig {
             threads: 1,
             beam_width: 4,
             max_pad_ms: 1000,
+            languages: vec!["en".into()],
+            english_with_stt: true,
+            multilingual_beam_width: 1,
         }
     }
 }

@@ -1,19 +1,35 @@
-//! The speech pool's model: voice activity, then speech-to-text.
+//! The speech pool's models: voice activity, then speech-to-text: Moonshine for English; with
+//! several languages configured, Whisper identifies each utterance's language and transcribes the
+//! ones Moonshine does not.
 
 use crate::loading::runtime_for;
 use crate::pool::{ItemResult, Processor};
-use sightline_models::{ModelError, Moonshine, SileroVad};
+use sightline_models::{Language, ModelError, Moonshine, SileroVad, Transcript, WHISPER_WINDOW, Whisper};
 use sightline_settings::Task;
 use sightline_settings::{Config, ModelSpec, SpeechConfig};
-use sightline_wire::{Event, EventKind, decode_audio};
+use sightline_wire::{Detail, Event, EventKind, TranscriptInfo, decode_audio};
 
 /// Most utterances in one speech-to-text run.
 const MAX_UTTERANCES: usize = 8;
+/// Most utterances in one Whisper encoder run (each is a 30 s window; its cross-attention
+/// keys and values take about 37 MB).
+const MAX_WHISPER_BATCH: usize = 4;
+/// Shortest utterance either model transcribes (a quarter of a second at 16 kHz).
+const MIN_UTTERANCE: usize = 4000;
+
+/// What was heard in one utterance, in which language, by which model.
+struct Heard {
+    transcript: Transcript,
+    language: Language,
+    model: String,
+}
 
 /// Speech: Silero VAD finds the speech inside each audio segment, Moonshine transcribes it.
 pub struct SpeechProcessor {
     vad: SileroVad,
     stt: Moonshine,
+    /// Language identification and the other languages (`speech.languages` beyond English).
+    whisper: Option<(Whisper, String)>,
     cfg: SpeechConfig,
     model: String,
 }
@@ -29,7 +45,88 @@ impl SpeechProcessor {
             Moonshine::load(&rt, &m.file(stt, 0), &m.file(stt, 1), &m.file(stt, 2), cfg.speech.threads)?;
         model.set_beam_width(cfg.speech.beam_width);
         model.set_batching(MAX_UTTERANCES, cfg.speech.max_pad_ms as usize * 16);
-        Ok(Self { vad, stt: model, cfg: cfg.speech.clone(), model: stt.id() })
+        let whisper = if cfg.speech.multilingual() {
+            let spec = m.for_task(Task::SttMultilingual).map_err(|e| ModelError::Input(e.to_string()))?;
+            let rt = runtime_for(cfg, spec)?;
+            let f = |i| m.file(spec, i);
+            let mut w = Whisper::load(&rt, &f(0), &f(1), &f(2), &f(3), cfg.speech.threads)?;
+            if let Some(l) = cfg.speech.languages.iter().find(|l| !w.knows(l)) {
+                return Err(ModelError::Input(format!(
+                    "speech.languages: {} does not know the language {l:?}",
+                    spec.id()
+                )));
+            }
+            w.set_beam_width(cfg.speech.multilingual_beam_width);
+            Some((w, spec.id()))
+        } else {
+            None
+        };
+        Ok(Self { vad, stt: model, whisper, cfg: cfg.speech.clone(), model: stt.id() })
+    }
+
+    /// Transcribes utterances (of any streams), one result each, in order.
+    fn transcribe(&mut self, audio: &[&[f32]]) -> Vec<Result<Heard, ModelError>> {
+        let Some((whisper, whisper_id)) = self.whisper.as_mut() else {
+            let english = Language { code: "en".into(), probability: 1.0 };
+            return self
+                .stt
+                .transcribe_batch(audio)
+                .into_iter()
+                .map(|r| {
+                    r.map(|t| Heard { transcript: t, language: english.clone(), model: self.model.clone() })
+                })
+                .collect();
+        };
+        let mut out: Vec<Option<Result<Heard, ModelError>>> = (0..audio.len()).map(|_| None).collect();
+        let mut fit = Vec::new();
+        for (i, a) in audio.iter().enumerate() {
+            if (MIN_UTTERANCE..=WHISPER_WINDOW).contains(&a.len()) {
+                fit.push(i);
+            } else {
+                out[i] = Some(Err(ModelError::Input(format!("{} samples: not transcribed", a.len()))));
+            }
+        }
+        for chunk in fit.chunks(MAX_WHISPER_BATCH) {
+            let segs: Vec<&[f32]> = chunk.iter().map(|&i| audio[i]).collect();
+            let heard = (|| -> Result<Vec<Heard>, ModelError> {
+                let enc = whisper.encode(&segs)?;
+                let langs = match self.cfg.languages.as_slice() {
+                    [one] => vec![Language { code: one.clone(), probability: 1.0 }; segs.len()],
+                    all => whisper.detect(&enc, all)?,
+                };
+                let english: Vec<usize> =
+                    (0..segs.len()).filter(|&r| self.cfg.english_with_stt && langs[r].code == "en").collect();
+                let others: Vec<usize> = (0..segs.len()).filter(|r| !english.contains(r)).collect();
+                let mut texts: Vec<Option<(Transcript, String)>> = (0..segs.len()).map(|_| None).collect();
+                if !english.is_empty() {
+                    let ts = self.stt.transcribe_batch(&english.iter().map(|&r| segs[r]).collect::<Vec<_>>());
+                    for (&r, t) in english.iter().zip(ts) {
+                        texts[r] = Some((t?, self.model.clone()));
+                    }
+                }
+                if !others.is_empty() {
+                    let sub = if others.len() == segs.len() { None } else { Some(enc.select(&others)?) };
+                    let codes: Vec<&str> = others.iter().map(|&r| langs[r].code.as_str()).collect();
+                    let ts = whisper.decode(sub.as_ref().unwrap_or(&enc), &codes)?;
+                    for (&r, t) in others.iter().zip(ts) {
+                        texts[r] = Some((t, whisper_id.clone()));
+                    }
+                }
+                Ok(texts
+                    .into_iter()
+                    .zip(langs)
+                    .map(|(t, language)| {
+                        let (transcript, model) = t.expect("every utterance transcribed");
+                        Heard { transcript, language, model }
+                    })
+                    .collect())
+            })();
+            match heard {
+                Ok(h) => chunk.iter().zip(h).for_each(|(&i, h)| out[i] = Some(Ok(h))),
+                Err(e) => chunk.iter().for_each(|&i| out[i] = Some(Err(e.clone()))),
+            }
+        }
+        out.into_iter().map(|r| r.expect("every utterance answered")).collect()
     }
 }
 
@@ -44,8 +141,12 @@ impl Processor for SpeechProcessor {
     /// width 1, about two thirds of the beam search's time on the espeak set, a point or so more
     /// word errors) until it has caught up.
     fn set_behind(&mut self, behind: bool) -> bool {
-        let coarse = behind && self.cfg.beam_width > 1;
-        self.stt.set_beam_width(if coarse { 1 } else { self.cfg.beam_width });
+        let coarse = behind
+            && (self.cfg.beam_width > 1 || self.whisper.is_some() && self.cfg.multilingual_beam_width > 1);
+        self.stt.set_beam_width(if behind { 1 } else { self.cfg.beam_width });
+        if let Some((w, _)) = self.whisper.as_mut() {
+            w.set_beam_width(if behind { 1 } else { self.cfg.multilingual_beam_width });
+        }
         coarse
     }
 
@@ -77,7 +178,7 @@ impl Processor for SpeechProcessor {
         let utterances: Vec<(usize, usize, usize)> =
             regions.iter().enumerate().flat_map(|(d, r)| r.iter().map(move |&(s, e)| (d, s, e))).collect();
         let audio: Vec<&[f32]> = utterances.iter().map(|&(d, s, e)| &segments[d][s..e]).collect();
-        let transcripts = self.stt.transcribe_batch(&audio);
+        let transcripts = self.transcribe(&audio);
         for (&(d, s, e), t) in utterances.iter().zip(transcripts) {
             let (i, (meta, _)) = &decoded[d];
             let t = match t {
@@ -89,6 +190,7 @@ impl Processor for SpeechProcessor {
                 }
             };
             let Ok(events) = &mut results[*i] else { continue };
+            let Heard { transcript: t, language, model } = t;
             if t.text.is_empty() {
                 continue;
             }
@@ -99,11 +201,15 @@ impl Processor for SpeechProcessor {
                 meta.stream(),
                 start,
                 meta.wall_ms + (start - meta.start_ms),
-                &self.model,
+                &model,
             );
             ev.end_ms = Some(end);
             ev.text = t.text;
             ev.score = t.confidence;
+            ev.detail = Some(Detail::Transcript(TranscriptInfo {
+                language: language.code,
+                language_score: language.probability,
+            }));
             events.push(ev);
         }
         results
@@ -128,5 +234,69 @@ mod tests {
         greedy.speech.beam_width = 1;
         let mut g = SpeechProcessor::load(&greedy, &spec).unwrap();
         assert!(!g.set_behind(true), "nothing is coarser than greedy: not counted as coarse");
+    }
+
+    /// One audio segment of `stream` holding `text` in `voice`, as ingest publishes it.
+    fn segment(stream: &str, text: &str, voice: &str) -> Vec<u8> {
+        let mut samples = vec![0f32; 8000];
+        samples.extend(sightline_testkit::quality::espeak(text, voice, 130).unwrap());
+        samples.extend(vec![0f32; 8000]);
+        let meta = sightline_wire::AudioMeta {
+            stream_id: stream.into(),
+            start_ms: 10_000,
+            end_ms: 10_000 + samples.len() as i64 / 16,
+            wall_ms: 1_700_000_000_000,
+            samples: samples.len(),
+            incarnation: 0,
+            lease: 0,
+        };
+        sightline_wire::encode(&meta, &sightline_wire::audio_bytes(&samples))
+    }
+
+    #[test]
+    fn with_several_languages_each_utterance_is_identified_and_english_goes_to_moonshine() {
+        let mut cfg = Config::load(None).unwrap();
+        cfg.speech.languages = ["en", "de", "fr"].map(String::from).to_vec();
+        let spec = cfg.models.for_task(Task::Stt).unwrap().clone();
+        let mut p = SpeechProcessor::load(&cfg, &spec).unwrap();
+        let payloads: Vec<bytes::Bytes> = [
+            ("s-de", "auf dem markt gibt es frisches obst und gemüse", "mb-de2"),
+            ("s-en", "the price of gold rose for the third day in a row", "mb-us1"),
+            ("s-fr", "au marché on trouve des fruits et des légumes frais", "mb-fr4"),
+        ]
+        .iter()
+        .map(|(s, t, v)| bytes::Bytes::from(segment(s, t, v)))
+        .collect();
+        let results = p.process_batch(&payloads);
+        for ((want, model, word), r) in [
+            ("de", "whisper-base@1", "obst"),
+            ("en", "moonshine-base-en@1", "gold"),
+            ("fr", "whisper-base@1", "fruits"),
+        ]
+        .iter()
+        .zip(results)
+        {
+            let events = r.unwrap();
+            assert_eq!(events.len(), 1, "{want}: one utterance, one transcript");
+            let e = &events[0];
+            let info = e.transcript().expect("the language is on the event");
+            assert_eq!(info.language, *want, "{:?}", e.text);
+            assert!(info.language_score > 0.5 && info.language_score <= 1.0);
+            assert_eq!(e.model, *model);
+            assert!(e.text.to_lowercase().contains(word), "{want}: {:?}", e.text);
+            assert!((10_300..=10_700).contains(&e.pts_ms), "the voice starts 0.5 s in, not at {}", e.pts_ms);
+        }
+        // English alone (the default): no identification, every transcript English with certainty.
+        let cfg = Config::load(None).unwrap();
+        let mut p = SpeechProcessor::load(&cfg, &spec).unwrap();
+        assert!(p.whisper.is_none());
+        let r = p.process_batch(&payloads[1..2]).pop().unwrap().unwrap();
+        let info = r[0].transcript().unwrap();
+        assert_eq!((info.language.as_str(), info.language_score), ("en", 1.0));
+        // A language the model does not know is refused at load.
+        let mut bad = Config::load(None).unwrap();
+        bad.speech.languages = vec!["en".into(), "qq".into()];
+        let err = SpeechProcessor::load(&bad, &spec).err().expect("refused").to_string();
+        assert!(err.contains("\"qq\""), "{err}");
     }
 }

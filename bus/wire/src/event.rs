@@ -97,6 +97,17 @@ pub enum Detail {
     Scene(SceneInfo),
     /// Where on the frame a line of text was read (kind `ocr`).
     Ocr(OcrInfo),
+    /// The language a transcript segment is in (kind `transcript`).
+    Transcript(TranscriptInfo),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptInfo {
+    /// ISO 639-1 code of the language spoken (`en`, `de`, ...).
+    pub language: String,
+    /// How sure the language identification is (0..1; 1 when the stream's only configured
+    /// language was taken as given).
+    pub language_score: f32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -244,6 +255,13 @@ impl Event {
         }
     }
 
+    pub fn transcript(&self) -> Option<&TranscriptInfo> {
+        match &self.detail {
+            Some(Detail::Transcript(t)) => Some(t),
+            _ => None,
+        }
+    }
+
     pub fn ocr(&self) -> Option<&OcrInfo> {
         match &self.detail {
             Some(Detail::Ocr(o)) => Some(o),
@@ -259,6 +277,7 @@ impl Event {
             Some(Detail::Duplicate(d)) => serde_json::to_value(d),
             Some(Detail::Scene(s)) => serde_json::to_value(s),
             Some(Detail::Ocr(o)) => serde_json::to_value(o),
+            Some(Detail::Transcript(t)) => serde_json::to_value(t),
             None => return String::new(),
         };
         stored.map(|v| v.to_string()).unwrap_or_default()
@@ -274,7 +293,8 @@ impl Event {
             EventKind::Duplicate => serde_json::from_str(detail).map(Detail::Duplicate),
             EventKind::Scene => serde_json::from_str(detail).map(Detail::Scene),
             EventKind::Ocr => serde_json::from_str(detail).map(Detail::Ocr),
-            EventKind::Transcript | EventKind::State => return,
+            EventKind::Transcript => serde_json::from_str(detail).map(Detail::Transcript),
+            EventKind::State => return,
         };
         self.detail = parsed.ok();
     }

@@ -153,6 +153,15 @@ mod tests {
         let v = serde_json::to_value(&t).unwrap();
         assert!(v.get("frame").is_none() && v.get("ocr").is_none(), "{v}");
         assert_eq!(serde_json::from_value::<Event>(v).unwrap().detail, None);
+        // A transcript's language: `"transcript": {"language": …}` on the feed, stored and restored.
+        let mut t = Event::new(EventKind::Transcript, "s1", 0, 0, "m@1");
+        t.detail = Some(Detail::Transcript(TranscriptInfo { language: "de".into(), language_score: 0.5 }));
+        assert_eq!(serde_json::to_value(&t).unwrap()["transcript"]["language"], "de");
+        let stored = t.detail_json();
+        assert_eq!(stored, r#"{"language":"de","language_score":0.5}"#);
+        let mut restored = Event::new(EventKind::Transcript, "s1", 0, 0, "m@1");
+        restored.set_detail_json(&stored);
+        assert_eq!(restored.transcript().map(|i| i.language.as_str()), Some("de"));
     }
 
     #[test]
