@@ -297,6 +297,22 @@ async fn search_similar_frames_duplicates_and_sql() {
     assert_eq!(status, 200, "{res}");
     assert!(res["data"].as_array().unwrap().iter().any(|r| r["text"] == "MARKETS CLOSE HIGHER"
         && r["box"].as_array().is_some_and(|b| b.len() == 4)), "ocr_text rows: {res}");
+    // Transcripts carry their language (English alone configured: `en`), in both tables.
+    let (status, res) = sys
+        .http(
+            "POST",
+            "/v1/sql",
+            Some(&sql(&format!(
+                "SELECT language, count() AS n, (SELECT countIf(language = 'en') = count() FROM events \
+                 WHERE kind = 'transcript' AND stream_id = '{c}') AS events_en \
+                 FROM transcripts FINAL WHERE stream_id = '{c}' GROUP BY language"
+            ))),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let rows = res["data"].as_array().unwrap();
+    assert!(rows.len() == 1 && rows[0]["language"] == "en", "one language, English: {res}");
+    assert_eq!(rows[0]["events_en"], 1, "{res}");
     let (status, res) = sys
         .http(
             "POST",
