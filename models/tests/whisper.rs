@@ -11,7 +11,7 @@
 
 use sightline_models::{Runtime, Whisper};
 use sightline_settings::{Config, Task};
-use sightline_testkit::quality::{espeak, quality_lines, scored_word_errors};
+use sightline_testkit::quality::{espeak, quality_lines, scored_word_errors_in};
 
 fn whisper() -> Whisper {
     let cfg = Config::load(None).unwrap();
@@ -48,7 +48,7 @@ fn languages_are_identified_and_transcribed_in_them() {
         assert_eq!(out.len(), lines.len(), "one result per utterance");
         let (mut errors, mut words, mut right) = (0, 0, 0);
         for (line, (t, l)) in lines.iter().zip(&out) {
-            let (e, n) = scored_word_errors(line, &t.text);
+            let (e, n) = scored_word_errors_in(line, &t.text, lang);
             eprintln!("{lang} heard as {} ({:.2}), {e}/{n} wrong: {:?}", l.code, l.probability, t.text);
             assert!((0.0..=1.0).contains(&l.probability) && (0.0..=1.0).contains(&t.confidence));
             errors += e;
@@ -72,11 +72,11 @@ fn a_single_allowed_language_is_taken_as_given_and_bad_input_is_refused() {
     let audio = spoken(line, "mb-de2");
     let out = w.transcribe_batch(&[&audio], &["de".to_string()]).unwrap();
     assert_eq!((out[0].1.code.as_str(), out[0].1.probability), ("de", 1.0));
-    assert!(scored_word_errors(line, &out[0].0.text).0 <= 2, "{:?}", out[0].0.text);
+    assert!(scored_word_errors_in(line, &out[0].0.text, "de").0 <= 2, "{:?}", out[0].0.text);
     // Beam search gives a transcript at least as close here.
     w.set_beam_width(4);
     let beam = w.transcribe_batch(&[&audio], &["de".to_string()]).unwrap();
-    assert!(scored_word_errors(line, &beam[0].0.text).0 <= 2, "{:?}", beam[0].0.text);
+    assert!(scored_word_errors_in(line, &beam[0].0.text, "de").0 <= 2, "{:?}", beam[0].0.text);
     let short = vec![0f32; 1000];
     let long = vec![0f32; 31 * 16_000];
     for bad in [&short[..], &long[..]] {

@@ -200,7 +200,7 @@ impl Default for SpeechConfig {
             max_pad_ms: 1000,
             languages: vec!["en".into()],
             english_with_stt: true,
-            multilingual_beam_width: 1,
+            multilingual_beam_width: 4,
         }
     }
 }

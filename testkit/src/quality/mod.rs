@@ -75,6 +75,18 @@ mod tests {
     }
 
     #[test]
+    fn small_numbers_are_read_in_the_sentences_language() {
+        assert_eq!(scored_word_errors_in("um acht uhr von gleis drei", "um 8 Uhr von Gleis 3.", "de"), (0, 6));
+        assert_eq!(scored_word_errors_in("à dix heures", "À 10 heures", "fr"), (0, 3));
+        assert_eq!(scored_word_errors_in("dix-sept", "17", "fr"), (0, 2));
+        assert_eq!(scored_word_errors_in("a las nueve", "a las 9", "es"), (0, 3));
+        // Larger numbers and decimals are left to the English spelling (and count as errors).
+        assert_eq!(scored_word_errors_in("tres", "3,5", "es").0, 2);
+        assert_eq!(scored_word_errors_in("at nine", "at 9", "en"), (0, 2));
+        assert_eq!(scored_word_errors_in("acht", "8", "xx"), (1, 1));
+    }
+
+    #[test]
     fn character_errors_count_spaces() {
         assert_eq!(char_errors(&["AT NINE"], &["ATNINE"]), (1, 7));
         assert_eq!(char_errors(&["LIVE", "CITY HALL"], &["12:00:01", "CITY HALL", "LIVE"]), (0, 13));

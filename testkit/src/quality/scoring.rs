@@ -142,6 +142,60 @@ pub fn scored_word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
     (edit_distance(&r, &h), r.len())
 }
 
+/// Numbers 0..=20 in the other evaluated languages (a transcript may write "8" for "acht").
+fn small_number_word(lang: &str, n: usize) -> Option<&'static str> {
+    const ES: [&str; 21] = [
+        "cero", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve", "diez", "once",
+        "doce", "trece", "catorce", "quince", "dieciséis", "diecisiete", "dieciocho", "diecinueve", "veinte",
+    ];
+    const DE: [&str; 21] = [
+        "null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun", "zehn", "elf",
+        "zwölf", "dreizehn", "vierzehn", "fünfzehn", "sechzehn", "siebzehn", "achtzehn", "neunzehn", "zwanzig",
+    ];
+    const FR: [&str; 21] = [
+        "zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf", "dix", "onze", "douze",
+        "treize", "quatorze", "quinze", "seize", "dix-sept", "dix-huit", "dix-neuf", "vingt",
+    ];
+    match lang {
+        "es" => ES.get(n).copied(),
+        "de" => DE.get(n).copied(),
+        "fr" => FR.get(n).copied(),
+        _ => None,
+    }
+}
+
+/// [`scored_word_errors`] for a sentence in `lang` (ISO 639-1): numbers up to twenty written as
+/// digits are read as that language's words first ("um 8 Uhr" = "um acht Uhr"); larger ones, and
+/// every number in a language without such a table, are spelt out in English as before.
+pub fn scored_word_errors_in(reference: &str, hypothesis: &str, lang: &str) -> (usize, usize) {
+    if lang == "en" {
+        return scored_word_errors(reference, hypothesis);
+    }
+    let localise = |text: &str| -> String {
+        let chars: Vec<char> = text.chars().collect();
+        let mut out = String::new();
+        let mut i = 0;
+        while i < chars.len() {
+            if chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_alphanumeric()) {
+                let end = (i..chars.len()).find(|&j| !chars[j].is_ascii_digit()).unwrap_or(chars.len());
+                let lone = chars.get(end).is_none_or(|c| !c.is_ascii_digit() && *c != ',' && *c != '.')
+                    || chars.get(end + 1).is_none_or(|c| !c.is_ascii_digit());
+                let digits: String = chars[i..end].iter().collect();
+                if let Some(w) = digits.parse().ok().filter(|_| lone).and_then(|n| small_number_word(lang, n)) {
+                    out.push_str(w);
+                    out.push(' ');
+                    i = end;
+                    continue;
+                }
+            }
+            out.push(chars[i]);
+            i += 1;
+        }
+        out
+    };
+    scored_word_errors(&localise(reference), &localise(hypothesis))
+}
+
 fn join_compounds(words: Vec<String>, other: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(words.len());
     let mut i = 0;
