@@ -204,25 +204,28 @@ fi
 # Natural-sounding voices for the speech evaluation sets (not for Sightline itself): the MBROLA
 # synthesiser and diphone voices from Debian's contrib/non-free sections (free for non-commercial
 # use), fetched with a private apt state and unpacked under the cache; espeak-ng drives them
-# through a private data folder (testkit sets PATH and ESPEAK_DATA_PATH for `mb-*` voices).
+# through a private data folder (testkit sets PATH and ESPEAK_DATA_PATH for `mb-*` voices). Real
+# recorded speech: the eight spoken channel names alsa-utils ships (/usr/share/sounds/alsa),
+# taken from its package without installing it.
 MB=$CACHE/mbrola
 MB_VOICES=(us1 en1 de2 de4 fr1 fr4)
-if [ ! -f "$MB/.sightline-$(echo "${MB_VOICES[*]}" | tr ' ' -)" ]; then
+if [ ! -f "$MB/.sightline-$(echo "${MB_VOICES[*]}" | tr ' ' -)-alsa" ]; then
   step "fetching MBROLA and voices ${MB_VOICES[*]} (Debian contrib/non-free)"
   rm -rf "$MB" && mkdir -p "$MB/lists/partial" "$MB/archives/partial" "$MB/debs" "$MB/root" "$MB/data/espeak-ng-data/mbrola"
-  echo "deb http://deb.debian.org/debian bookworm contrib non-free" > "$MB/sources.list"
+  echo "deb http://deb.debian.org/debian bookworm main contrib non-free" > "$MB/sources.list"
   MB_OPTS=(-o "Dir::Etc::SourceList=$MB/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
     -o "Dir::State::Lists=$MB/lists" -o "Dir::Cache::Archives=$MB/archives"
     -o "Dir::State::Status=/dev/null" -o "APT::Architecture=amd64")
   apt-get "${MB_OPTS[@]}" update -q >/dev/null
   chmod 777 "$MB/debs"
-  (cd "$MB/debs" && apt-get "${MB_OPTS[@]}" download mbrola $(printf 'mbrola-%s ' "${MB_VOICES[@]}"))
+  (cd "$MB/debs" && apt-get "${MB_OPTS[@]}" download mbrola $(printf 'mbrola-%s ' "${MB_VOICES[@]}") alsa-utils)
   for deb in "$MB"/debs/*.deb; do dpkg -x "$deb" "$MB/root"; done
+  mkdir -p "$MB/recorded" && cp "$MB"/root/usr/share/sounds/alsa/*.wav "$MB/recorded/"
   rm -rf "$MB/debs" "$MB/archives" "$MB/lists"
   ESPEAK_DATA=$(dirname "$(find /usr/lib -maxdepth 3 -type d -name espeak-ng-data | head -n1)")/espeak-ng-data
   for f in "$ESPEAK_DATA"/*; do ln -sfn "$f" "$MB/data/espeak-ng-data/"; done
   for v in "${MB_VOICES[@]}"; do ln -sfn "$MB/root/usr/share/mbrola/$v/$v" "$MB/data/espeak-ng-data/mbrola/$v"; done
-  touch "$MB/.sightline-$(echo "${MB_VOICES[*]}" | tr ' ' -)"
+  touch "$MB/.sightline-$(echo "${MB_VOICES[*]}" | tr ' ' -)-alsa"
 fi
 step "models in $MODELS; ONNX Runtime at $CACHE/lib/libonnxruntime.so"
 # Reference outputs of the models from ONNX Runtime's Python API, for the Rust tests to compare.

@@ -76,7 +76,10 @@ mod tests {
 
     #[test]
     fn small_numbers_are_read_in_the_sentences_language() {
-        assert_eq!(scored_word_errors_in("um acht uhr von gleis drei", "um 8 Uhr von Gleis 3.", "de"), (0, 6));
+        assert_eq!(
+            scored_word_errors_in("um acht uhr von gleis drei", "um 8 Uhr von Gleis 3.", "de"),
+            (0, 6)
+        );
         assert_eq!(scored_word_errors_in("à dix heures", "À 10 heures", "fr"), (0, 3));
         assert_eq!(scored_word_errors_in("dix-sept", "17", "fr"), (0, 2));
         assert_eq!(scored_word_errors_in("a las nueve", "a las 9", "es"), (0, 3));

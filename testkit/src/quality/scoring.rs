@@ -145,16 +145,54 @@ pub fn scored_word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
 /// Numbers 0..=20 in the other evaluated languages (a transcript may write "8" for "acht").
 fn small_number_word(lang: &str, n: usize) -> Option<&'static str> {
     const ES: [&str; 21] = [
-        "cero", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve", "diez", "once",
-        "doce", "trece", "catorce", "quince", "dieciséis", "diecisiete", "dieciocho", "diecinueve", "veinte",
+        "cero",
+        "uno",
+        "dos",
+        "tres",
+        "cuatro",
+        "cinco",
+        "seis",
+        "siete",
+        "ocho",
+        "nueve",
+        "diez",
+        "once",
+        "doce",
+        "trece",
+        "catorce",
+        "quince",
+        "dieciséis",
+        "diecisiete",
+        "dieciocho",
+        "diecinueve",
+        "veinte",
     ];
     const DE: [&str; 21] = [
-        "null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun", "zehn", "elf",
-        "zwölf", "dreizehn", "vierzehn", "fünfzehn", "sechzehn", "siebzehn", "achtzehn", "neunzehn", "zwanzig",
+        "null",
+        "eins",
+        "zwei",
+        "drei",
+        "vier",
+        "fünf",
+        "sechs",
+        "sieben",
+        "acht",
+        "neun",
+        "zehn",
+        "elf",
+        "zwölf",
+        "dreizehn",
+        "vierzehn",
+        "fünfzehn",
+        "sechzehn",
+        "siebzehn",
+        "achtzehn",
+        "neunzehn",
+        "zwanzig",
     ];
     const FR: [&str; 21] = [
-        "zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf", "dix", "onze", "douze",
-        "treize", "quatorze", "quinze", "seize", "dix-sept", "dix-huit", "dix-neuf", "vingt",
+        "zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf", "dix", "onze",
+        "douze", "treize", "quatorze", "quinze", "seize", "dix-sept", "dix-huit", "dix-neuf", "vingt",
     ];
     match lang {
         "es" => ES.get(n).copied(),
@@ -181,7 +219,8 @@ pub fn scored_word_errors_in(reference: &str, hypothesis: &str, lang: &str) -> (
                 let lone = chars.get(end).is_none_or(|c| !c.is_ascii_digit() && *c != ',' && *c != '.')
                     || chars.get(end + 1).is_none_or(|c| !c.is_ascii_digit());
                 let digits: String = chars[i..end].iter().collect();
-                if let Some(w) = digits.parse().ok().filter(|_| lone).and_then(|n| small_number_word(lang, n)) {
+                if let Some(w) = digits.parse().ok().filter(|_| lone).and_then(|n| small_number_word(lang, n))
+                {
                     out.push_str(w);
                     out.push(' ');
                     i = end;

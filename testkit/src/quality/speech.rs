@@ -72,6 +72,31 @@ pub fn espeak(text: &str, voice: &str, rate: u32) -> Result<Vec<f32>, TestSource
     pcm_16k(wav.stdout)
 }
 
+/// Real recorded speech from a registry package: the spoken channel names alsa-utils ships
+/// ("Front Center", "Rear Left", ...), which `make setup` copies to `$SIGHTLINE_MBROLA/recorded`.
+/// (what is said, 16 kHz samples with 0.4 s of silence either side), by file name order.
+pub fn recorded_speech() -> Result<Vec<(String, Vec<f32>)>, TestSourceError> {
+    let dir = std::env::var("SIGHTLINE_MBROLA").map_err(|_| TestSourceError::Tool {
+        tool: "alsa-utils",
+        detail: "the recorded set needs SIGHTLINE_MBROLA (run `make setup`)".into(),
+    })?;
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(std::path::Path::new(&dir).join("recorded"))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wav") && !p.ends_with("Noise.wav"))
+        .collect();
+    files.sort();
+    let quiet = vec![0f32; 6400];
+    files
+        .iter()
+        .map(|p| {
+            let said = p.file_stem().unwrap_or_default().to_string_lossy().replace('_', " ");
+            let voice = pcm_16k(std::fs::read(p)?)?;
+            Ok((said, quiet.iter().chain(&voice).chain(&quiet).copied().collect()))
+        })
+        .collect()
+}
+
 /// Any audio file's bytes decoded by ffmpeg to 16 kHz mono floats.
 pub(crate) fn pcm_16k(input: Vec<u8>) -> Result<Vec<f32>, TestSourceError> {
     let mut ff = std::process::Command::new("ffmpeg")
