@@ -161,7 +161,7 @@ impl Config {
                 self.speech.languages
             )));
         }
-        if self.speech.multilingual() && i.audio_max_segment_ms > 30_000 {
+        if self.speech.uses_multilingual_model() && i.audio_max_segment_ms > 30_000 {
             return Err(ConfigError::Invalid(
                 "ingest.audio_max_segment_ms must be at most 30000 with several speech.languages (Whisper hears 30 s at a time)".into(),
             ));
@@ -345,5 +345,14 @@ mod tests {
         );
         cfg.speech.languages = vec!["en".into()];
         assert!(cfg.validate().is_ok(), "Moonshine alone takes longer segments");
+        cfg.speech.english_model = EnglishModel::Multilingual;
+        assert!(cfg.validate().is_err(), "English by Whisper: 30 s at most");
+        // Which model hears English.
+        let mut sp = SpeechConfig::default();
+        assert!(sp.english_to_stt() && !sp.uses_multilingual_model(), "English alone: Moonshine");
+        sp.languages = vec!["en".into(), "es".into()];
+        assert!(!sp.english_to_stt() && sp.uses_multilingual_model(), "with Spanish: Whisper hears all");
+        sp.english_model = EnglishModel::Stt;
+        assert!(sp.english_to_stt() && sp.uses_multilingual_model());
     }
 }

@@ -168,18 +168,42 @@ pub struct SpeechConfig {
     /// English. More (or another): `models.stt_multilingual` (Whisper) identifies each
     /// utterance's language among these and transcribes it; a single code is taken as given.
     pub languages: Vec<String>,
-    /// With several languages, utterances identified as English go to `models.stt` (Moonshine,
-    /// fewer word errors on English than Whisper base), the others to Whisper.
-    pub english_with_stt: bool,
+    /// Which model transcribes English: `auto` (Moonshine when English is the only language;
+    /// with others, Whisper, whose encoder has already run to identify the language), `stt`
+    /// (always `models.stt`), `multilingual` (always Whisper, even with English alone).
+    pub english_model: EnglishModel,
     /// Beam width of Whisper's decoder search (1: greedy, every utterance of a batch one row of a
     /// decoder run; wider: one utterance's beams a run).
     pub multilingual_beam_width: usize,
 }
 
+/// Which model transcribes English (`speech.english_model`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnglishModel {
+    Auto,
+    Stt,
+    Multilingual,
+}
+
 impl SpeechConfig {
-    /// Whether the multilingual model runs (the languages are more than English alone).
+    /// Whether the languages are more than English alone (Whisper identifies each utterance's).
     pub fn multilingual(&self) -> bool {
         self.languages.iter().any(|l| l != "en")
+    }
+
+    /// Whether the multilingual model (Whisper) is loaded at all.
+    pub fn uses_multilingual_model(&self) -> bool {
+        self.multilingual() || self.english_model == EnglishModel::Multilingual
+    }
+
+    /// Whether English utterances go to `models.stt` (Moonshine) rather than Whisper.
+    pub fn english_to_stt(&self) -> bool {
+        match self.english_model {
+            EnglishModel::Stt => true,
+            EnglishModel::Multilingual => false,
+            EnglishModel::Auto => !self.multilingual(),
+        }
     }
 }
 
@@ -199,7 +223,7 @@ impl Default for SpeechConfig {
             beam_width: 4,
             max_pad_ms: 1000,
             languages: vec!["en".into()],
-            english_with_stt: true,
+            english_model: EnglishModel::Auto,
             multilingual_beam_width: 4,
         }
     }

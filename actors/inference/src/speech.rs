@@ -45,7 +45,7 @@ impl SpeechProcessor {
             Moonshine::load(&rt, &m.file(stt, 0), &m.file(stt, 1), &m.file(stt, 2), cfg.speech.threads)?;
         model.set_beam_width(cfg.speech.beam_width);
         model.set_batching(MAX_UTTERANCES, cfg.speech.max_pad_ms as usize * 16);
-        let whisper = if cfg.speech.multilingual() {
+        let whisper = if cfg.speech.uses_multilingual_model() {
             let spec = m.for_task(Task::SttMultilingual).map_err(|e| ModelError::Input(e.to_string()))?;
             let rt = runtime_for(cfg, spec)?;
             let f = |i| m.file(spec, i);
@@ -95,7 +95,7 @@ impl SpeechProcessor {
                     all => whisper.detect(&enc, all)?,
                 };
                 let english: Vec<usize> =
-                    (0..segs.len()).filter(|&r| self.cfg.english_with_stt && langs[r].code == "en").collect();
+                    (0..segs.len()).filter(|&r| self.cfg.english_to_stt() && langs[r].code == "en").collect();
                 let others: Vec<usize> = (0..segs.len()).filter(|r| !english.contains(r)).collect();
                 let mut texts: Vec<Option<(Transcript, String)>> = (0..segs.len()).map(|_| None).collect();
                 if !english.is_empty() {
@@ -254,7 +254,7 @@ mod tests {
     }
 
     #[test]
-    fn with_several_languages_each_utterance_is_identified_and_english_goes_to_moonshine() {
+    fn with_several_languages_each_utterance_is_identified_and_transcribed_in_it() {
         let mut cfg = Config::load(None).unwrap();
         cfg.speech.languages = ["en", "de", "fr"].map(String::from).to_vec();
         let spec = cfg.models.for_task(Task::Stt).unwrap().clone();
@@ -267,25 +267,28 @@ mod tests {
         .iter()
         .map(|(s, t, v)| bytes::Bytes::from(segment(s, t, v)))
         .collect();
-        let results = p.process_batch(&payloads);
-        for ((want, model, word), r) in [
-            ("de", "whisper-base@1", "obst"),
-            ("en", "moonshine-base-en@1", "gold"),
-            ("fr", "whisper-base@1", "fruits"),
-        ]
-        .iter()
-        .zip(results)
-        {
+        let check = |r: ItemResult, want: &str, model: &str, word: &str| {
             let events = r.unwrap();
             assert_eq!(events.len(), 1, "{want}: one utterance, one transcript");
             let e = &events[0];
             let info = e.transcript().expect("the language is on the event");
-            assert_eq!(info.language, *want, "{:?}", e.text);
+            assert_eq!(info.language, want, "{:?}", e.text);
             assert!(info.language_score > 0.5 && info.language_score <= 1.0);
-            assert_eq!(e.model, *model);
+            assert_eq!(e.model, model);
             assert!(e.text.to_lowercase().contains(word), "{want}: {:?}", e.text);
             assert!((10_300..=10_700).contains(&e.pts_ms), "the voice starts 0.5 s in, not at {}", e.pts_ms);
+        };
+        // `english_model = "auto"`: with other languages Whisper hears English too.
+        let results = p.process_batch(&payloads);
+        for ((want, word), r) in [("de", "obst"), ("en", "gold"), ("fr", "fruits")].iter().zip(results) {
+            check(r, want, "whisper-base@1", word);
         }
+        // `english_model = "stt"`: English utterances go to Moonshine.
+        cfg.speech.english_model = sightline_settings::EnglishModel::Stt;
+        let mut p = SpeechProcessor::load(&cfg, &spec).unwrap();
+        let mut r = p.process_batch(&payloads[..2]).into_iter();
+        check(r.next().unwrap(), "de", "whisper-base@1", "obst");
+        check(r.next().unwrap(), "en", "moonshine-base-en@1", "gold");
         // English alone (the default): no identification, every transcript English with certainty.
         let cfg = Config::load(None).unwrap();
         let mut p = SpeechProcessor::load(&cfg, &spec).unwrap();
