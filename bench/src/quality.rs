@@ -14,8 +14,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sightline_models::{Moonshine, Ocr, OcrParams, Runtime, SileroVad, Whisper};
 use sightline_settings::{Config, Task};
 use sightline_testkit::quality::{
-    Acoustic, SpeechCase, caption_case_frame, caption_cases, char_errors, espeak, quality_lines,
-    recorded_speech, scored_word_errors, scored_word_errors_in, speech_case_samples,
+    Acoustic, SpeechCase, caption_case_frame, caption_cases, char_errors, quality_lines, recorded_speech,
+    scored_word_errors, scored_word_errors_in, speech_case_samples,
 };
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -332,6 +332,15 @@ fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String>
         ("es", "sentences-es.txt", "es", 130, b4),
         ("es", "sentences-es.txt", "es-419", 130, g),
     ];
+    // English over street noise and a music bed (15 dB), Whisper beside Moonshine.
+    let noisy: Vec<(&str, &str, &str, u32, Engine, Acoustic)> =
+        [Acoustic::Noise(15.0), Acoustic::Music(15.0)]
+            .into_iter()
+            .flat_map(|a| [(ms, a), (b4, a)])
+            .map(|(e, a)| ("en", "sentences.txt", "en-us", 150, e, a))
+            .collect();
+    let rows: Vec<(&str, &str, &str, u32, Engine, Acoustic)> =
+        rows.into_iter().map(|(l, f, v, r, e)| (l, f, v, r, e, Acoustic::Clean)).chain(noisy).collect();
     let mut sets: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (_, file, ..) in &rows {
         if !sets.contains_key(file) {
@@ -344,12 +353,13 @@ fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String>
     // Per language: Whisper with beam 4 (the shipped multilingual_beam_width) on the MBROLA voices
     // (espeak-ng's for Spanish): (errors, words, language right, items), for the summary.
     let mut summary: BTreeMap<&str, (usize, usize, usize, usize)> = BTreeMap::new();
-    for (lang, file, voice, rate, engine) in &rows {
+    for (lang, file, voice, rate, engine, acoustic) in &rows {
         let lines = &sets[file];
-        let quiet = vec![0f32; 6400];
+        let case = SpeechCase { voice: voice.to_string(), rate: *rate, acoustic: *acoustic };
         let audio: Vec<Vec<f32>> = lines
             .iter()
-            .map(|l| Ok(quiet.iter().chain(&espeak(l, voice, *rate)?).chain(&quiet).copied().collect()))
+            .enumerate()
+            .map(|(i, l)| speech_case_samples(l, &case, i as u64 + 1))
             .collect::<Result<_, sightline_testkit::TestSourceError>>()?;
         let audio_s: f64 = audio.iter().map(|a| a.len() as f64 / 16000.0).sum();
         let started = Instant::now();
@@ -382,7 +392,7 @@ fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String>
                 worst.push(format!("| {lang} {voice} | {line:?} | {text:?} |"));
             }
         }
-        if *engine == b4 && (voice.starts_with("mb-") || *voice == "es") {
+        if *engine == b4 && *acoustic == Acoustic::Clean && (voice.starts_with("mb-") || *voice == "es") {
             let s = summary.entry(lang).or_default();
             *s = (s.0 + t.errors, s.1 + t.total, s.2 + right, s.3 + lines.len());
         }
@@ -393,7 +403,8 @@ fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String>
         };
         let _ = writeln!(
             table,
-            "| {lang} | {voice} | {rate} | {model} | {} | {lid} | {:.1} % | {:.0} % | {:.3} |",
+            "| {lang} | {voice}{} | {rate} | {model} | {} | {lid} | {:.1} % | {:.0} % | {:.3} |",
+            if *acoustic == Acoustic::Clean { String::new() } else { format!(", {}", acoustic.label()) },
             lines.len(),
             t.rate(),
             t.exact_pct(),
