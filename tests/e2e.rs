@@ -152,6 +152,14 @@ async fn live_hls_to_feed_and_clickhouse() {
             .any(|l| l == "sightline_ingest_dropped_audio_total{stream=\"".to_string() + &id + "\"} 0")
     );
     assert!(metrics.lines().any(|l| l.starts_with("sightline_ingest_teardowns_not_serialised ")));
+    // Transcripts are counted per language and model (English alone: Moonshine's, `en`).
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l
+                .starts_with("sightline_transcripts_total{language=\"en\",model=\"moonshine-base-en@1\"}")),
+        "no English transcript count in /metrics"
+    );
     let (status, _) = sys.http("DELETE", &format!("/v1/streams/{id}"), None).await;
     assert_eq!(status, 204);
     let (status, _) = sys.http("GET", &format!("/v1/streams/{id}"), None).await;

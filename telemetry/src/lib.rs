@@ -32,6 +32,8 @@ pub struct Metrics {
     pub reconnects: Family<Labels, Counter>,
     pub stream_state: Family<Labels, Gauge>,
     pub events: Family<Labels, Counter>,
+    /// Transcript segments published per language and model.
+    pub transcripts: Family<Labels, Counter>,
     pub batch_size: Family<Labels, Histogram, fn() -> Histogram>,
     pub inference_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     pub inference_errors: Family<Labels, Counter>,
@@ -79,6 +81,7 @@ impl Metrics {
             reconnects: Family::default(),
             stream_state: Family::default(),
             events: Family::default(),
+            transcripts: Family::default(),
             batch_size: Family::new_with_constructor(sizes),
             inference_seconds: Family::new_with_constructor(histo),
             inference_errors: Family::default(),
@@ -153,6 +156,11 @@ impl Metrics {
         let m = self;
         r.register("stream_state", "1 for the state each stream is in", m.stream_state.clone());
         r.register("events", "Events published per kind", m.events.clone());
+        r.register(
+            "transcripts",
+            "Transcript segments published per language and model",
+            m.transcripts.clone(),
+        );
         r.register("inference_batch_size", "Messages per inference batch", m.batch_size.clone());
         r.register("inference_seconds", "Inference time per batch", m.inference_seconds.clone());
         r.register("inference_errors", "Failed inference items per model", m.inference_errors.clone());

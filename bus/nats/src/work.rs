@@ -106,6 +106,12 @@ pub async fn publish_events(bus: &Bus, metrics: &Metrics, events: &[Event]) -> R
         let payload = serde_json::to_vec(e).expect("event serialises");
         bus.publish(bus.names.event_subject(e.kind, &e.stream_id), &e.id, payload).await?;
         metrics.events.get_or_create(&labels(&[("kind", e.kind.as_str())])).inc();
+        if let Some(t) = e.transcript() {
+            metrics
+                .transcripts
+                .get_or_create(&labels(&[("language", &t.language), ("model", &e.model)]))
+                .inc();
+        }
     }
     Ok(())
 }
