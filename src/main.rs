@@ -154,6 +154,7 @@ async fn start_demo(node: &Node, dir: &Path, port: u16) -> Result<sightline_test
         created_ms: sightline_streams::pipeline::now_ms(),
         paused: false,
         incarnation: sightline_bus::new_incarnation(),
+        languages: Vec::new(),
     };
     anyhow::ensure!(node.registry.create(&spec).await?, "demo stream id {} is taken", spec.id);
     println!(

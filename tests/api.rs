@@ -14,13 +14,21 @@ async fn bad_input_gets_clear_errors_and_unreachable_streams_retry() {
     )
     .await;
 
-    let cases: [(&str, u16, &str, &str); 6] = [
+    let cases: [(&str, u16, &str, &str); 8] = [
         ("not json", 400, "invalid_json", "not valid JSON"),
         ("{}", 400, "invalid_field", "missing field `url`"),
         (r#"{"url": 5}"#, 400, "invalid_field", "invalid type"),
         (r#"{"url": "ftp://example.com/x"}"#, 400, "invalid_url", "scheme `ftp` is not supported"),
         (r#"{"url": "no-scheme"}"#, 400, "invalid_url", "has no scheme"),
         (r#"{"url": "http://h/x", "colour": "red"}"#, 400, "invalid_field", "unknown field `colour`"),
+        // Only the deployment's speech.languages (English alone by default).
+        (
+            r#"{"url": "http://h/x", "languages": ["de"]}"#,
+            400,
+            "invalid_languages",
+            "speech.languages [\"en\"]",
+        ),
+        (r#"{"url": "http://h/x", "languages": "en"}"#, 400, "invalid_field", "invalid type"),
     ];
     for (body, status, code, text) in cases {
         let (s, j) = sys.http("POST", "/v1/streams", Some(body)).await;
@@ -89,6 +97,18 @@ async fn create_is_idempotent_by_id_and_name() {
         .await;
     assert_eq!(s, 409, "{conflict}");
     assert!(conflict["error"]["message"].as_str().unwrap().contains("already exists"));
+    // The languages a stream speaks are part of its spec: shown, and a different list conflicts.
+    let c = r#"{"url": "http://127.0.0.1:9/c.m3u8", "name": "cam-en", "languages": ["en", "en"]}"#;
+    let (s, v) = sys.http("POST", "/v1/streams", Some(c)).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["languages"], serde_json::json!(["en"]), "deduplicated: {v}");
+    let (s, v) = sys
+        .http("POST", "/v1/streams", Some(r#"{"url": "http://127.0.0.1:9/c.m3u8", "name": "cam-en"}"#))
+        .await;
+    assert_eq!(s, 409, "{v}");
+    let id = list_id(&sys, "cam-en").await;
+    let (s, _) = sys.http("DELETE", &format!("/v1/streams/{id}"), None).await;
+    assert_eq!(s, 204);
 
     let b = r#"{"id": "client-7", "url": "rtmp://127.0.0.1:9/live/x"}"#;
     let (s, v) = sys.http("POST", "/v1/streams", Some(b)).await;
@@ -177,4 +197,11 @@ async fn internal_hosts_are_refused_by_default() {
     let (_, list) = sys.http("GET", "/v1/streams", None).await;
     assert!(list["streams"].as_array().unwrap().is_empty());
     sys.shutdown().await;
+}
+
+/// The id of the stream named `name`.
+async fn list_id(sys: &TestSystem, name: &str) -> String {
+    let (_, list) = sys.http("GET", "/v1/streams", None).await;
+    let streams = list["streams"].as_array().unwrap();
+    streams.iter().find(|s| s["name"] == name).unwrap()["id"].as_str().unwrap().to_string()
 }

@@ -109,8 +109,15 @@ async fn hostile_sources_never_reach_inside_and_fail_with_the_reason() {
         ("storedhttp", format!("{base}/redirect")),
         ("storednat64", "rtsp://[64:ff9b::7f00:2]:554/cam".to_string()),
     ] {
-        let spec =
-            StreamSpec { id: id.into(), name: id.into(), url, created_ms: 0, paused: false, incarnation: 7 };
+        let spec = StreamSpec {
+            id: id.into(),
+            name: id.into(),
+            url,
+            created_ms: 0,
+            paused: false,
+            incarnation: 7,
+            languages: Vec::new(),
+        };
         assert!(registry.create(&spec).await.unwrap());
         let v = status_until(&sys, id, Duration::from_secs(30), |v| v["status"] == "failed").await;
         assert_eq!(v["detail"]["last_retry_reason"], "refused", "{id}: {v}");

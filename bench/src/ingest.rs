@@ -231,6 +231,7 @@ async fn churn_round(reg: sightline_actors::Registry, url: String, n: usize, rou
             created_ms: 0,
             paused: false,
             incarnation: 1,
+            languages: Vec::new(),
         };
         reg.create(&spec).await?;
     }

@@ -271,6 +271,7 @@ pub(crate) async fn publish_segment(
         samples: samples.len(),
         incarnation: 0,
         lease: 0,
+        languages: Vec::new(),
     };
     let payload = sightline_wire::encode(&meta, &sightline_wire::audio_bytes(samples));
     bus.publish(bus.names.audio_subject(&meta.stream_id), &meta.msg_id(), payload).await?;

@@ -25,6 +25,10 @@ pub struct CreateStream {
     /// Client-chosen id (letters, digits, '-', '_'); makes creation idempotent (the name does too).
     #[serde(default)]
     id: Option<String>,
+    /// Languages the stream speaks (ISO 639-1 codes, each one of the deployment's
+    /// `speech.languages`); absent or empty: any of those. One language skips identification.
+    #[serde(default)]
+    languages: Vec<String>,
 }
 
 /// A request body that could not be read: too large (413) or broken.
@@ -82,6 +86,18 @@ pub(crate) async fn create_stream(
             ApiError::bad_request("invalid_json", format!("request body is not valid JSON: {e}"))
         }
     })?;
+    let configured = &st.cfg.speech.languages;
+    if req.languages.len() > 16 || req.languages.iter().any(|l| !configured.contains(l)) {
+        return Err(ApiError::bad_request(
+            "invalid_languages",
+            format!(
+                "languages must be some of this deployment's speech.languages {configured:?} (at most 16)"
+            ),
+        ));
+    }
+    let mut languages = req.languages.clone();
+    languages.sort();
+    languages.dedup();
     let url = sightline_policy::validate_url(&req.url, &st.cfg.ingest.allowed_schemes)
         .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
     sightline_policy::check_host(&url, &st.cfg.ingest.allow_list())
@@ -129,6 +145,7 @@ pub(crate) async fn create_stream(
         created_ms: now_ms(),
         paused: false,
         incarnation: sightline_bus::new_incarnation(),
+        languages,
     };
     if st.registry.create(&spec).await? {
         tracing::info!(stream = %spec.id, url = %redact_url(&spec.url), "stream registered");
@@ -137,7 +154,7 @@ pub(crate) async fn create_stream(
     let current = st.registry.get(&id).await?.ok_or_else(|| {
         ApiError::new(StatusCode::CONFLICT, "conflict", format!("stream {id} is being deleted; retry"))
     })?;
-    if current.url != spec.url || current.name != spec.name {
+    if current.url != spec.url || current.name != spec.name || current.languages != spec.languages {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",

@@ -192,15 +192,35 @@ impl Whisper {
     /// The language of each encoded utterance among `allowed` codes (every known language when
     /// empty): one decoder step after start-of-transcript, softmax over the allowed language tokens.
     pub fn detect(&mut self, enc: &Encoded, allowed: &[String]) -> Result<Vec<Language>, ModelError> {
-        let candidates: Vec<(String, i64)> = self
-            .languages
-            .iter()
-            .filter(|(c, _)| allowed.is_empty() || allowed.iter().any(|a| a == c))
-            .cloned()
-            .collect();
-        if candidates.is_empty() {
-            return Err(ModelError::Input(format!("none of the languages {allowed:?} is known to Whisper")));
+        self.detect_each(enc, &vec![allowed.to_vec(); enc.len()])
+    }
+
+    /// [`Whisper::detect`] with each utterance's own allowed languages (`allowed[i]` for
+    /// utterance i; empty: every known language).
+    pub fn detect_each(
+        &mut self,
+        enc: &Encoded,
+        allowed: &[Vec<String>],
+    ) -> Result<Vec<Language>, ModelError> {
+        if allowed.len() != enc.len() {
+            return Err(ModelError::Input("one list of allowed languages per encoded utterance".into()));
         }
+        let candidates = allowed
+            .iter()
+            .map(|allowed| {
+                let c: Vec<(String, i64)> = self
+                    .languages
+                    .iter()
+                    .filter(|(c, _)| allowed.is_empty() || allowed.iter().any(|a| a == c))
+                    .cloned()
+                    .collect();
+                if c.is_empty() {
+                    Err(ModelError::Input(format!("none of the languages {allowed:?} is known to Whisper")))
+                } else {
+                    Ok(c)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let rows = enc.len();
         let (logits, _, _) =
             self.step(vec![self.sot; rows], 1, self.empty_cache(rows)?, &enc.cross_k, &enc.cross_v)?;
@@ -208,6 +228,7 @@ impl Whisper {
         Ok((0..rows)
             .map(|r| {
                 let row = &logits[r * vocab..(r + 1) * vocab];
+                let candidates = &candidates[r];
                 let scores: Vec<f32> = candidates.iter().map(|(_, id)| row[*id as usize]).collect();
                 let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let sum: f32 = scores.iter().map(|s| (s - max).exp()).sum();

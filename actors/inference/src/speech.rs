@@ -64,8 +64,17 @@ impl SpeechProcessor {
         Ok(Self { vad, stt: model, whisper, cfg: cfg.speech.clone(), model: stt.id() })
     }
 
-    /// Transcribes utterances (of any streams), one result each, in order.
-    fn transcribe(&mut self, audio: &[&[f32]]) -> Vec<Result<Heard, ModelError>> {
+    /// The languages an utterance may be in: its stream's (those this pool is configured for),
+    /// else every configured one.
+    fn allowed_for(&self, stream_languages: &[String]) -> Vec<String> {
+        let own: Vec<String> =
+            stream_languages.iter().filter(|l| self.cfg.languages.contains(l)).cloned().collect();
+        if own.is_empty() { self.cfg.languages.clone() } else { own }
+    }
+
+    /// Transcribes utterances (of any streams; `allowed[i]` the languages utterance i may be in),
+    /// one result each, in order.
+    fn transcribe(&mut self, audio: &[&[f32]], allowed: &[Vec<String>]) -> Vec<Result<Heard, ModelError>> {
         let Some((whisper, whisper_id)) = self.whisper.as_mut() else {
             let english = Language { code: "en".into(), probability: 1.0 };
             return self
@@ -90,10 +99,19 @@ impl SpeechProcessor {
             let segs: Vec<&[f32]> = chunk.iter().map(|&i| audio[i]).collect();
             let heard = (|| -> Result<Vec<Heard>, ModelError> {
                 let enc = whisper.encode(&segs)?;
-                let langs = match self.cfg.languages.as_slice() {
-                    [one] => vec![Language { code: one.clone(), probability: 1.0 }; segs.len()],
-                    all => whisper.detect(&enc, all)?,
+                // One allowed language is taken as given; the rest are identified among theirs.
+                let rows: Vec<Vec<String>> = chunk.iter().map(|&i| allowed[i].clone()).collect();
+                let mut langs = if rows.iter().all(|a| a.len() == 1) {
+                    Vec::new()
+                } else {
+                    whisper.detect_each(&enc, &rows)?
                 };
+                langs.resize(segs.len(), Language { code: String::new(), probability: 1.0 });
+                for (l, a) in langs.iter_mut().zip(&rows) {
+                    if let [one] = a.as_slice() {
+                        *l = Language { code: one.clone(), probability: 1.0 };
+                    }
+                }
                 let english: Vec<usize> =
                     (0..segs.len()).filter(|&r| self.cfg.english_to_stt() && langs[r].code == "en").collect();
                 let others: Vec<usize> = (0..segs.len()).filter(|r| !english.contains(r)).collect();
@@ -178,7 +196,9 @@ impl Processor for SpeechProcessor {
         let utterances: Vec<(usize, usize, usize)> =
             regions.iter().enumerate().flat_map(|(d, r)| r.iter().map(move |&(s, e)| (d, s, e))).collect();
         let audio: Vec<&[f32]> = utterances.iter().map(|&(d, s, e)| &segments[d][s..e]).collect();
-        let transcripts = self.transcribe(&audio);
+        let allowed: Vec<Vec<String>> =
+            utterances.iter().map(|&(d, _, _)| self.allowed_for(&decoded[d].1.0.languages)).collect();
+        let transcripts = self.transcribe(&audio, &allowed);
         for (&(d, s, e), t) in utterances.iter().zip(transcripts) {
             let (i, (meta, _)) = &decoded[d];
             let t = match t {
@@ -238,6 +258,11 @@ mod tests {
 
     /// One audio segment of `stream` holding `text` in `voice`, as ingest publishes it.
     fn segment(stream: &str, text: &str, voice: &str) -> Vec<u8> {
+        segment_in(stream, text, voice, &[])
+    }
+
+    /// [`segment`] of a stream registered with `languages`.
+    fn segment_in(stream: &str, text: &str, voice: &str, languages: &[&str]) -> Vec<u8> {
         let mut samples = vec![0f32; 8000];
         samples.extend(sightline_testkit::quality::espeak(text, voice, 130).unwrap());
         samples.extend(vec![0f32; 8000]);
@@ -249,6 +274,7 @@ mod tests {
             samples: samples.len(),
             incarnation: 0,
             lease: 0,
+            languages: languages.iter().map(|l| l.to_string()).collect(),
         };
         sightline_wire::encode(&meta, &sightline_wire::audio_bytes(&samples))
     }
@@ -289,6 +315,16 @@ mod tests {
         let mut r = p.process_batch(&payloads[..2]).into_iter();
         check(r.next().unwrap(), "de", "whisper-base@1", "obst");
         check(r.next().unwrap(), "en", "moonshine-base-en@1", "gold");
+        // A stream registered as French alone: no identification, French with certainty; one
+        // registered with German and French is identified among those two.
+        let fr = segment_in("s-fr", "au marché on trouve des fruits et des légumes frais", "mb-fr4", &["fr"]);
+        let de =
+            segment_in("s-de", "auf dem markt gibt es frisches obst und gemüse", "mb-de2", &["de", "fr"]);
+        let mut r = p.process_batch(&[fr.into(), de.into()]).into_iter();
+        let fr = r.next().unwrap().unwrap();
+        let info = fr[0].transcript().unwrap();
+        assert_eq!((info.language.as_str(), info.language_score), ("fr", 1.0), "{:?}", fr[0].text);
+        check(r.next().unwrap(), "de", "whisper-base@1", "obst");
         // English alone (the default): no identification, every transcript English with certainty.
         let cfg = Config::load(None).unwrap();
         let mut p = SpeechProcessor::load(&cfg, &spec).unwrap();

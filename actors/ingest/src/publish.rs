@@ -72,7 +72,7 @@ impl Backlog {
 pub(crate) async fn pump(
     mut rx: tokio::sync::mpsc::Receiver<MediaItem>,
     bus: Bus,
-    (stream_id, incarnation): (String, u32),
+    (stream_id, incarnation, languages): (String, u32, Vec<String>),
     actor: ActorRef<StreamMsg>,
     stats: Arc<IngestStats>,
     published: Arc<Mutex<Backlog>>,
@@ -92,7 +92,7 @@ pub(crate) async fn pump(
                 retrying(&guard, || publish_frame(&bus, (&stream_id, incarnation), &f, &published)).await
             }
             MediaItem::Audio(seg) => {
-                retrying(&guard, || publish_audio(&bus, (&stream_id, incarnation), &seg)).await
+                retrying(&guard, || publish_audio(&bus, (&stream_id, incarnation), &languages, &seg)).await
             }
             MediaItem::Shots(w) => {
                 if let Err(e) = retrying(&guard, || publish_shots(&bus, (&stream_id, incarnation), &w)).await
@@ -183,6 +183,7 @@ async fn publish_frame(
 async fn publish_audio(
     bus: &Bus,
     (stream_id, (incarnation, lease)): (&str, (u32, u64)),
+    languages: &[String],
     seg: &AudioSegment,
 ) -> Result<u64, BusError> {
     let meta = AudioMeta {
@@ -193,6 +194,7 @@ async fn publish_audio(
         samples: seg.samples.len(),
         incarnation,
         lease,
+        languages: languages.to_vec(),
     };
     let payload = encode(&meta, &audio_bytes(&seg.samples));
     bus.publish(bus.names.audio_subject(stream_id), &meta.msg_id(), payload).await

@@ -261,7 +261,11 @@ impl Actor for StreamActor {
                         st.pump = Some(tokio::spawn(crate::publish::pump(
                             rx,
                             st.args.bus.clone(),
-                            (st.args.spec.id.clone(), st.args.spec.incarnation),
+                            (
+                                st.args.spec.id.clone(),
+                                st.args.spec.incarnation,
+                                st.args.spec.languages.clone(),
+                            ),
                             myself.clone(),
                             st.stats.clone(),
                             st.published.clone(),

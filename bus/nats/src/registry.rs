@@ -24,6 +24,10 @@ pub struct StreamSpec {
     /// registered before incarnations existed (their ids keep the old form).
     #[serde(default)]
     pub incarnation: u32,
+    /// Languages the stream speaks (ISO 639-1), a subset of `speech.languages`; empty: all of
+    /// those. One language skips identification: every transcript is in it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub languages: Vec<String>,
 }
 
 /// A fresh, non-zero incarnation for a new registration.

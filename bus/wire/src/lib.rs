@@ -72,6 +72,7 @@ mod tests {
             samples: 3,
             incarnation: 0,
             lease: 0,
+            languages: Vec::new(),
         };
         let (m, s) = decode_audio(&encode(&meta, &audio_bytes(&samples))).unwrap();
         assert_eq!(m, meta);
@@ -102,6 +103,7 @@ mod tests {
             samples: 1,
             incarnation: 3,
             lease: 0,
+            languages: Vec::new(),
         };
         assert_eq!(meta.msg_id(), "abc.audio.5.r3");
         assert_eq!(StreamRef::incarnation_of("abc.ocr.1000.rbeef.2"), 0xbeef);

@@ -147,6 +147,9 @@ pub struct AudioMeta {
     /// ([`crate::Lease`]); work from an owner whose lease was taken over is refused downstream.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub lease: u64,
+    /// The languages the stream was registered with (empty: the speech pool's configured ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub languages: Vec<String>,
 }
 
 impl AudioMeta {
