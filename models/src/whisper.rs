@@ -341,12 +341,7 @@ impl Whisper {
     /// Beam search over one utterance: its beams are the rows, its encoder output (batch 1) is
     /// broadcast to all of them.
     fn decode_beam(&mut self, enc: &Encoded, u: usize, lang: i64) -> Result<Transcript, ModelError> {
-        let err = run_err("whisper");
-        let (ck, cv) = (row_of(&enc.cross_k, u, enc.len())?, row_of(&enc.cross_v, u, enc.len())?);
-        let (ck, cv) = (
-            Tensor::from_array(ck).map_err(&err)?.into_dyn(),
-            Tensor::from_array(cv).map_err(&err)?.into_dyn(),
-        );
+        let (ck, cv) = (gather_rows(&enc.cross_k, &[u])?, gather_rows(&enc.cross_v, &[u])?);
         let (mut logits, mut k, mut v) =
             self.step(self.prompt(lang).to_vec(), 4, self.empty_cache(1)?, &ck, &cv)?;
         let mut search = Search {
@@ -429,20 +424,6 @@ fn max_tokens_capped(v: Vec<usize>) -> Vec<usize> {
     v.into_iter().map(|t| t.min(MAX_TOKENS)).collect()
 }
 
-/// Utterance `u` of a [L, B, ...] tensor as [L, 1, ...].
-fn row_of(value: &DynValue, u: usize, batch: usize) -> Result<(Vec<usize>, Vec<f32>), ModelError> {
-    let (shape, data) = value.try_extract_tensor::<f32>().map_err(run_err("whisper"))?;
-    let mut dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-    let per_row = data.len() / (dims[0] * batch).max(1);
-    let mut out = Vec::with_capacity(dims[0] * per_row);
-    for l in 0..dims[0] {
-        let at = (l * batch + u) * per_row;
-        out.extend_from_slice(&data[at..at + per_row]);
-    }
-    dims[1] = 1;
-    Ok((dims, out))
-}
-
 /// The rows `parents` (in that order) of a [L, R, ...] cache: each beam takes its parent's cache.
 fn gather_rows(value: &DynValue, parents: &[usize]) -> Result<DynValue, ModelError> {
     let err = run_err("whisper");
@@ -475,7 +456,7 @@ mod tests {
         let (shape, out) = g.try_extract_tensor::<f32>().unwrap();
         assert_eq!(shape.iter().copied().collect::<Vec<_>>(), vec![2, 3, 2]);
         assert_eq!(out, &[2., 2., 2., 2., 0., 0., 12., 12., 12., 12., 10., 10.]);
-        let (dims, one) = row_of(&v, 1, 3).unwrap();
-        assert_eq!((dims, one), (vec![2, 1, 2], vec![1., 1., 11., 11.]));
+        let one = gather_rows(&v, &[1]).unwrap();
+        assert_eq!(one.try_extract_tensor::<f32>().unwrap().1, &[1., 1., 11., 11.]);
     }
 }

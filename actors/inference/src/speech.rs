@@ -98,22 +98,22 @@ impl SpeechProcessor {
         for chunk in fit.chunks(MAX_WHISPER_BATCH) {
             let segs: Vec<&[f32]> = chunk.iter().map(|&i| audio[i]).collect();
             let heard = (|| -> Result<Vec<Heard>, ModelError> {
-                let enc = whisper.encode(&segs)?;
                 // One allowed language is taken as given; the rest are identified among theirs.
+                // Whisper's encoder runs unless every utterance is English given and goes to Moonshine.
                 let rows: Vec<Vec<String>> = chunk.iter().map(|&i| allowed[i].clone()).collect();
-                let mut langs = if rows.iter().all(|a| a.len() == 1) {
-                    Vec::new()
-                } else {
-                    whisper.detect_each(&enc, &rows)?
+                let to_stt = |code: &str| self.cfg.english_to_stt() && code == "en";
+                let needs_whisper = rows.iter().any(|a| a.len() != 1 || !to_stt(&a[0]));
+                let enc = if needs_whisper { Some(whisper.encode(&segs)?) } else { None };
+                let mut langs = match &enc {
+                    Some(enc) if rows.iter().any(|a| a.len() != 1) => whisper.detect_each(enc, &rows)?,
+                    _ => vec![Language { code: String::new(), probability: 1.0 }; segs.len()],
                 };
-                langs.resize(segs.len(), Language { code: String::new(), probability: 1.0 });
                 for (l, a) in langs.iter_mut().zip(&rows) {
                     if let [one] = a.as_slice() {
                         *l = Language { code: one.clone(), probability: 1.0 };
                     }
                 }
-                let english: Vec<usize> =
-                    (0..segs.len()).filter(|&r| self.cfg.english_to_stt() && langs[r].code == "en").collect();
+                let english: Vec<usize> = (0..segs.len()).filter(|&r| to_stt(&langs[r].code)).collect();
                 let others: Vec<usize> = (0..segs.len()).filter(|r| !english.contains(r)).collect();
                 let mut texts: Vec<Option<(Transcript, String)>> = (0..segs.len()).map(|_| None).collect();
                 if !english.is_empty() {
@@ -122,10 +122,10 @@ impl SpeechProcessor {
                         texts[r] = Some((t?, self.model.clone()));
                     }
                 }
-                if !others.is_empty() {
+                if let (false, Some(enc)) = (others.is_empty(), &enc) {
                     let sub = if others.len() == segs.len() { None } else { Some(enc.select(&others)?) };
                     let codes: Vec<&str> = others.iter().map(|&r| langs[r].code.as_str()).collect();
-                    let ts = whisper.decode(sub.as_ref().unwrap_or(&enc), &codes)?;
+                    let ts = whisper.decode(sub.as_ref().unwrap_or(enc), &codes)?;
                     for (&r, t) in others.iter().zip(ts) {
                         texts[r] = Some((t, whisper_id.clone()));
                     }
@@ -315,6 +315,14 @@ mod tests {
         let mut r = p.process_batch(&payloads[..2]).into_iter();
         check(r.next().unwrap(), "de", "whisper-base@1", "obst");
         check(r.next().unwrap(), "en", "moonshine-base-en@1", "gold");
+        // A stream registered as English alone goes straight to Moonshine (no Whisper run).
+        let en = segment_in("s-en", "the price of gold rose for the third day in a row", "mb-us1", &["en"]);
+        let en = p.process_batch(&[en.into()]).pop().unwrap().unwrap();
+        let info = en[0].transcript().unwrap();
+        assert_eq!(
+            (info.language.as_str(), info.language_score, en[0].model.as_str()),
+            ("en", 1.0, "moonshine-base-en@1")
+        );
         // A stream registered as French alone: no identification, French with certainty; one
         // registered with German and French is identified among those two.
         let fr = segment_in("s-fr", "au marché on trouve des fruits et des légumes frais", "mb-fr4", &["fr"]);
