@@ -68,9 +68,19 @@ async fn a_description_finds_the_frames_that_show_it() {
     eprintln!("blue: {:?}", best(&blue));
     assert!(best(&blue).iter().any(|p| navy.contains(p)), "{blue:#?}");
     assert!(!best(&blue).iter().any(|p| dark_green.contains(p)), "{blue:#?}");
-    // The frame events name the image-text model beside the signature.
-    let (_, frame) = sys.http("GET", hit["frame_url"].as_str().unwrap(), None).await;
-    assert!(frame["model"].as_str().unwrap().contains("clip-toy@1"), "{frame}");
+    // The frame events name the image-text model beside the signature. The vector set can hold a
+    // frame a moment before ClickHouse does (each sink batches on its own): wait for the row.
+    let url = hit["frame_url"].as_str().unwrap();
+    let mut frame = serde_json::Value::Null;
+    for _ in 0..40 {
+        let (status, body) = sys.http("GET", url, None).await;
+        frame = body;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(frame["model"].as_str().is_some_and(|m| m.contains("clip-toy@1")), "{frame}");
     // Bad requests say what was wrong.
     let (status, body) = sys.http("GET", "/v1/search?q=x&space=pixels", None).await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_space")), "{body}");
