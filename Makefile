@@ -68,7 +68,7 @@ soak: services
 # The capacity harness (loadtest/): a Sightline of its own on 127.0.0.1:8090, streams ramped in
 # STEPS (default 1,2,4,8) held HOLD seconds (default 60); .data/reports/capacity.{json,html}.
 loadtest: services
-	@$(ENV) $(CARGO) build -j$(JOBS) --profile $(PROFILE) -p sightline -p sightline-loadtest
+	@$(ENV) $(CARGO) build -j$(JOBS) --profile $(PROFILE) -p sightline -p sightline-loadtest -p sightline-bench
 	@bash scripts/loadtest.sh
 
 # Scaled out on loopback: a three-server NATS JetStream cluster and four nodes (two ingest, one

@@ -2,7 +2,8 @@
 # `make loadtest`: the capacity harness against a Sightline of its own. Starts the release build on
 # 127.0.0.1:8090 (its sources play on 127.0.0.1, the one internal address this run allows), ramps
 # the streams (STEPS, default 1,2,4,8; HOLD seconds per step, default 60; CLIP news or talk-show;
-# RESOLUTION 360p, 720p or 1080p; PROTOCOL hls or rtmp), writes .data/reports/capacity.json and
+# RESOLUTION 360p, 720p or 1080p; PROTOCOL hls or rtmp), runs the bare references (gst-launch-1.0
+# decoding; after the ramp, sightline-bench bare: ONNX Runtime at the pools' batch sizes), writes .data/reports/capacity.json and
 # capacity.html, and stops Sightline.
 set -euo pipefail
 source "${SIGHTLINE_CACHE:-$HOME/.cache/sightline}/env"
@@ -22,4 +23,5 @@ for _ in $(seq 1 120); do
 done
 "$BIN/sightline-loadtest" capacity --gateway "$GW" --pid "$pid" \
   --steps "${STEPS:-1,2,4,8}" --hold "${HOLD:-60}" --warmup "${WARMUP:-20}" --out .data/reports \
-  --clip "${CLIP:-news}" --resolution "${RESOLUTION:-720p}" --protocol "${PROTOCOL:-hls}"
+  --clip "${CLIP:-news}" --resolution "${RESOLUTION:-720p}" --protocol "${PROTOCOL:-hls}" \
+  --bare-ort "$BIN/sightline-bench"

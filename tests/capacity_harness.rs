@@ -33,6 +33,8 @@ async fn the_harness_counts_what_the_feed_delivered() {
         reference: Duration::from_secs(3),
         protocol: Protocol::Hls,
         source: "news clip, 640x360 at 30 fps".into(),
+        // `sightline-bench bare` is tested beside its code.
+        bare_ort: None,
     };
     let report = run(&opts, &|line| eprintln!("{line}")).await.unwrap();
     eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
@@ -51,6 +53,14 @@ async fn the_harness_counts_what_the_feed_delivered() {
     }
     assert!(step.cpu_percent.is_some_and(|c| c > 0.0) && step.rss_mb.is_some_and(|m| m > 10.0), "{step:?}");
     assert!(report.bare_decode_cpu_percent.is_some_and(|c| c > 0.0), "the reference ran");
+    // Each pool's batches and model time during the step, from Sightline's /metrics: the scene
+    // pool's (it skips frames unchanged since the last kept one, and says how many); no others
+    // ran here (speech and OCR have no workers in this test).
+    let w = step.pools.get("scenes").unwrap_or_else(|| panic!("no scene pool in {:?}", step.pools));
+    assert!(w.batches >= 1.0 && w.items >= w.batches, "{w:?}");
+    assert!(w.modelled >= 1.0 && w.modelled < w.items, "the clip's still scenes are skipped: {w:?}");
+    assert!(w.seconds > 0.0 && w.ms_per_item > 0.0, "{w:?}");
+    assert_eq!(step.pools.len(), 1, "{:?}", step.pools);
 
     // Every event the harness counted is a row in ClickHouse, and the other way round.
     let bus = sys.node.as_ref().unwrap().bus.clone();

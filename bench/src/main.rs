@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+mod bare;
 mod inference;
 mod ingest;
 mod pools;
@@ -132,6 +133,35 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Bare ONNX Runtime on a clip's own frames and audio, per pool and batch size (the capacity
+    /// harness's model reference); prints JSON.
+    Bare {
+        /// The clip (any file ffmpeg reads).
+        #[arg(long)]
+        clip: PathBuf,
+        /// A pool and its batch sizes, e.g. `ocr=1,4` (pools: ocr, scenes, speech); repeatable.
+        #[arg(long = "batch", value_parser = parse_pool_batches)]
+        batches: Vec<(String, Vec<usize>)>,
+        /// Items per measurement at least (the clip's content repeated).
+        #[arg(long, default_value_t = 24)]
+        min_items: usize,
+        /// Also write the JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `pool=1,4` → ("pool", [1, 4]).
+fn parse_pool_batches(s: &str) -> Result<(String, Vec<usize>), String> {
+    let (pool, sizes) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected pool=batch[,batch…]"))?;
+    let sizes = sizes
+        .split(',')
+        .map(|b| b.trim().parse::<usize>().ok().filter(|&b| (1..=256).contains(&b)))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| format!("{s:?}: batch sizes are whole numbers 1..=256"))?;
+    Ok((pool.trim().to_string(), sizes))
 }
 
 fn main() -> Result<()> {
@@ -157,6 +187,13 @@ fn main() -> Result<()> {
             .block_on(scaleout::scaleout_bench(&report, segments, config.as_deref())),
         Cmd::Quality { report, only, every, config } => {
             quality::quality(&report, &only, every, config.as_deref())
+        }
+        Cmd::Bare { clip, batches, min_items, out, config } => {
+            let mut by_pool = std::collections::BTreeMap::<String, Vec<usize>>::new();
+            for (pool, sizes) in batches {
+                by_pool.entry(pool).or_default().extend(sizes);
+            }
+            bare::bare_bench(&clip, &by_pool, min_items, out.as_deref(), config.as_deref())
         }
         Cmd::Inference { report, frames, runs, config } => tokio::runtime::Runtime::new()?
             .block_on(inference_bench(&report, frames, runs, config.as_deref())),

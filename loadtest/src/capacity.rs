@@ -5,8 +5,10 @@
 //! step the media→feed latency per event kind and its split by stage, the sinks' write times, the
 //! shed and dropped work, the stream states, and the CPU and RSS of the Sightline process. The
 //! capacity is the largest step at which every kind stayed within its target with nothing shed.
-//! In the same run it measures the physical reference: bare `gst-launch-1.0` decoding of the same
-//! source.
+//! In the same run it measures the physical references: bare `gst-launch-1.0` decoding of the same
+//! source, and (after the ramp, on the then idle machine) bare ONNX Runtime running each pool's
+//! models on the clip's own frames and audio at the batch sizes the pools used
+//! (`sightline-bench bare`), against which each pool's model time per item is set.
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -54,6 +56,38 @@ pub struct Options {
     pub protocol: Protocol,
     /// What the sources play, in words (for the report).
     pub source: String,
+    /// `sightline-bench`, for the bare ONNX Runtime reference (None: skip it).
+    pub bare_ort: Option<PathBuf>,
+}
+
+/// One inference pool's work during a step, from `/metrics`.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct PoolWork {
+    pub batches: f64,
+    pub items: f64,
+    /// Items that reached the models: OCR's frames not skipped as unchanged, the scene pool's
+    /// frames not skipped as unchanged, every other pool's items.
+    pub modelled: f64,
+    /// Time the pool spent in its models (decoding the items and building the events included).
+    pub seconds: f64,
+    pub mean_batch: f64,
+    /// Model time per item that reached the models, ms.
+    pub ms_per_item: f64,
+    /// Bare ONNX Runtime's time per item at this step's batch size (the mean, rounded), ms.
+    pub bare_ms_per_item: Option<f64>,
+    /// Bare ÷ Sightline per item: Sightline's pool throughput as a share of bare ONNX Runtime's.
+    pub ratio: Option<f64>,
+}
+
+/// Bare ONNX Runtime on the clip at one batch size (`sightline-bench bare`'s output).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct BareOrt {
+    pub pool: String,
+    pub batch: usize,
+    pub items: usize,
+    pub seconds: f64,
+    pub ms_per_item: f64,
+    pub what: String,
 }
 
 /// Latency percentiles of one event kind, milliseconds.
@@ -77,6 +111,9 @@ pub struct Step {
     pub stages: BTreeMap<String, Latency>,
     /// Mean write time of a batch per sink during the step, ms (from `/metrics`).
     pub sink_write_ms: BTreeMap<String, f64>,
+    /// Per inference pool: batches, items and model time during the step, and the bare ONNX
+    /// Runtime reference at the same batch size.
+    pub pools: BTreeMap<String, PoolWork>,
     /// Work the pools shed during the step, all streams.
     pub shed: u64,
     pub dropped_frames: u64,
@@ -100,6 +137,10 @@ pub struct Report {
     pub capacity: usize,
     /// CPU of bare `gst-launch-1.0 uridecodebin3 ! fakesink` decoding one source, percent of a core.
     pub bare_decode_cpu_percent: Option<f64>,
+    /// Bare ONNX Runtime per pool and batch size on the clip's content (empty: not measured).
+    pub bare_ort: Vec<BareOrt>,
+    /// Why the bare ONNX Runtime reference is missing, when it is.
+    pub bare_ort_error: Option<String>,
     /// What the sources played and how they were served.
     pub source: String,
     /// Events the feed delivered per stream over the whole run (registration to deletion).
@@ -268,6 +309,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         progress(format!("step {n}: {n} stream(s), warming up {} s", opts.warmup.as_secs()));
         let before = totals(&api, &ids).await;
         let mut sinks_before = None;
+        let mut pools_before = None;
         let mut lat: HashMap<String, Vec<i64>> = HashMap::new();
         let mut split: HashMap<String, Vec<i64>> = HashMap::new();
         let warm_until = Instant::now() + opts.warmup;
@@ -278,6 +320,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
             if usage_start.is_none() && Instant::now() >= warm_until {
                 usage_start = Some((Instant::now(), pid.and_then(proc_usage)));
                 sinks_before = Some(sink_writes(&api).await);
+                pools_before = Some(pool_counters(&api).await);
                 progress(format!("step {n}: measuring for {} s", opts.hold.as_secs()));
             }
             let next = tokio::time::timeout(Duration::from_millis(250), feed.rx.recv()).await;
@@ -310,6 +353,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         };
         let after = totals(&api, &ids).await;
         let sinks_after = sink_writes(&api).await;
+        let pools = pool_work(&pools_before.unwrap_or_default(), &pool_counters(&api).await);
         let sink_write_ms: BTreeMap<String, f64> = sinks_after
             .iter()
             .filter_map(|(sink, &(sum, count))| {
@@ -342,6 +386,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
             latency,
             stages,
             sink_write_ms,
+            pools,
             shed,
             dropped_frames: after.dropped.saturating_sub(before.dropped),
             states: after.states,
@@ -375,12 +420,28 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         }
     }
     let capacity = steps.iter().filter(|s| s.within_targets).map(|s| s.streams).max().unwrap_or(0);
+    let (mut bare_ort, mut bare_ort_error) = (Vec::new(), None);
+    if let Some(bench) = &opts.bare_ort {
+        let sizes = batch_sizes(&steps);
+        if !sizes.is_empty() {
+            progress(format!("reference: bare ONNX Runtime on the clip at the pools' batch sizes {sizes:?}"));
+            match bare_onnx_runtime(bench, &opts.clip, &sizes, &opts.work_dir).await {
+                Ok(rows) => bare_ort = rows,
+                Err(e) => bare_ort_error = Some(format!("{e:#}")),
+            }
+            for step in &mut steps {
+                attach_bare(&mut step.pools, &bare_ort);
+            }
+        }
+    }
     Ok(Report {
         gateway: opts.gateway.clone(),
         targets: opts.targets.clone(),
         steps,
         capacity,
         bare_decode_cpu_percent: bare,
+        bare_ort,
+        bare_ort_error,
         source: format!("{} over {:?}", opts.source, opts.protocol),
         events_by_stream,
         feed_reconnects: feed.reconnects.load(std::sync::atomic::Ordering::Relaxed),
@@ -394,28 +455,163 @@ async fn sink_writes(api: &Api) -> BTreeMap<String, (f64, f64)> {
     parse_sink_seconds(&resp)
 }
 
-/// `sightline_sink_seconds_sum{sink="…"}` and `_count` of an OpenMetrics text.
-pub fn parse_sink_seconds(text: &str) -> BTreeMap<String, (f64, f64)> {
-    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+/// The samples of metric `name` in an OpenMetrics text: each one's value by the value of its
+/// label `by` (summed over the other labels; samples without that label are left out).
+pub fn metric_by_label(text: &str, name: &str, by: &str) -> BTreeMap<String, f64> {
+    let mut out: BTreeMap<String, f64> = BTreeMap::new();
+    let prefix = format!("{name}{{");
     for line in text.lines() {
-        let (is_sum, rest) = if let Some(r) = line.strip_prefix("sightline_sink_seconds_sum{") {
-            (true, r)
-        } else if let Some(r) = line.strip_prefix("sightline_sink_seconds_count{") {
-            (false, r)
-        } else {
-            continue;
-        };
+        let Some(rest) = line.strip_prefix(prefix.as_str()) else { continue };
         let Some((labels, value)) = rest.split_once("} ") else { continue };
-        let Some(sink) =
-            labels.split(',').find_map(|l| l.strip_prefix("sink=\"")).map(|s| s.trim_end_matches('"'))
+        let key = format!("{by}=\"");
+        let Some(label) =
+            labels.split(',').find_map(|l| l.strip_prefix(key.as_str())).map(|s| s.trim_end_matches('"'))
         else {
             continue;
         };
         let Ok(v) = value.split_whitespace().next().unwrap_or_default().parse::<f64>() else { continue };
-        let e = out.entry(sink.to_string()).or_default();
-        if is_sum { e.0 = v } else { e.1 = v }
+        *out.entry(label.to_string()).or_default() += v;
     }
     out
+}
+
+/// An unlabelled sample of an OpenMetrics text (0 when missing).
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `sightline_sink_seconds_sum{sink="…"}` and `_count` of an OpenMetrics text.
+pub fn parse_sink_seconds(text: &str) -> BTreeMap<String, (f64, f64)> {
+    let sums = metric_by_label(text, "sightline_sink_seconds_sum", "sink");
+    let counts = metric_by_label(text, "sightline_sink_seconds_count", "sink");
+    sums.into_iter()
+        .map(|(sink, sum)| {
+            let c = counts.get(&sink).copied().unwrap_or(0.0);
+            (sink, (sum, c))
+        })
+        .collect()
+}
+
+/// The pools' counters at one moment: per pool (batches, items, model seconds), and the frames
+/// the OCR and scene pools skipped as unchanged.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PoolCounters {
+    pub pools: BTreeMap<String, (f64, f64, f64)>,
+    pub ocr_skipped: f64,
+    pub frames_unchanged: f64,
+}
+
+pub fn parse_pool_counters(text: &str) -> PoolCounters {
+    let batches = metric_by_label(text, "sightline_inference_batch_size_count", "pool");
+    let items = metric_by_label(text, "sightline_inference_batch_size_sum", "pool");
+    let seconds = metric_by_label(text, "sightline_inference_seconds_sum", "pool");
+    PoolCounters {
+        pools: batches
+            .iter()
+            .map(|(p, &b)| {
+                let get = |m: &BTreeMap<String, f64>| m.get(p).copied().unwrap_or(0.0);
+                (p.clone(), (b, get(&items), get(&seconds)))
+            })
+            .collect(),
+        ocr_skipped: metric_value(text, "sightline_ocr_frames_skipped_total"),
+        frames_unchanged: metric_value(text, "sightline_frames_unchanged_total"),
+    }
+}
+
+async fn pool_counters(api: &Api) -> PoolCounters {
+    api.get_text("/metrics").await.map(|t| parse_pool_counters(&t)).unwrap_or_default()
+}
+
+/// What each pool did between two readings of its counters.
+pub fn pool_work(before: &PoolCounters, after: &PoolCounters) -> BTreeMap<String, PoolWork> {
+    after
+        .pools
+        .iter()
+        .filter_map(|(pool, &(b1, i1, s1))| {
+            let (b0, i0, s0) = before.pools.get(pool).copied().unwrap_or_default();
+            let (batches, items, seconds) = (b1 - b0, i1 - i0, s1 - s0);
+            if batches <= 0.0 {
+                return None;
+            }
+            let skipped = match pool.as_str() {
+                "ocr" => after.ocr_skipped - before.ocr_skipped,
+                "scenes" => after.frames_unchanged - before.frames_unchanged,
+                _ => 0.0,
+            };
+            let modelled = (items - skipped).max(1.0);
+            Some((
+                pool.clone(),
+                PoolWork {
+                    batches,
+                    items,
+                    modelled,
+                    seconds,
+                    mean_batch: items / batches,
+                    ms_per_item: seconds * 1000.0 / modelled,
+                    bare_ms_per_item: None,
+                    ratio: None,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The pools with a bare reference, and the batch sizes they ran at (each step's mean, rounded).
+pub fn batch_sizes(steps: &[Step]) -> BTreeMap<String, Vec<usize>> {
+    let mut out: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for step in steps {
+        for (pool, w) in step.pools.iter().filter(|(p, _)| ["ocr", "scenes", "speech"].contains(&p.as_str()))
+        {
+            let b = (w.mean_batch.round() as usize).max(1);
+            let sizes = out.entry(pool.clone()).or_default();
+            if !sizes.contains(&b) {
+                sizes.push(b);
+            }
+        }
+    }
+    out
+}
+
+/// Sets each pool's bare time per item at its batch size, and the ratio.
+pub fn attach_bare(pools: &mut BTreeMap<String, PoolWork>, bare: &[BareOrt]) {
+    for (pool, w) in pools.iter_mut() {
+        let b = (w.mean_batch.round() as usize).max(1);
+        if let Some(r) = bare.iter().find(|r| &r.pool == pool && r.batch == b) {
+            w.bare_ms_per_item = Some(r.ms_per_item);
+            w.ratio = (w.ms_per_item > 0.0).then(|| r.ms_per_item / w.ms_per_item);
+        }
+    }
+}
+
+/// Runs `sightline-bench bare` on the clip at the given batch sizes and reads its JSON.
+async fn bare_onnx_runtime(
+    bench: &std::path::Path,
+    clip: &std::path::Path,
+    sizes: &BTreeMap<String, Vec<usize>>,
+    work: &std::path::Path,
+) -> Result<Vec<BareOrt>> {
+    let out = work.join("bare-ort.json");
+    let mut cmd = tokio::process::Command::new(bench);
+    // A dozen items per size: the clip's content once or more (its 36 frames; its segments repeated).
+    cmd.arg("bare").arg("--clip").arg(clip).arg("--out").arg(&out).args(["--min-items", "12"]);
+    for (pool, b) in sizes {
+        let list: Vec<String> = b.iter().map(usize::to_string).collect();
+        cmd.arg("--batch").arg(format!("{pool}={}", list.join(",")));
+    }
+    let done = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("running {}", bench.display()))?;
+    if !done.status.success() {
+        let err = String::from_utf8_lossy(&done.stderr);
+        bail!("{} bare failed: {}", bench.display(), err.lines().last().unwrap_or_default());
+    }
+    Ok(serde_json::from_slice(&std::fs::read(&out)?)?)
 }
 
 #[derive(Default)]
@@ -471,5 +667,42 @@ mod tests {
         assert_eq!(got.get("clickhouse"), Some(&(1.5, 30.0)));
         assert_eq!(got.get("redis"), Some(&(0.25, 5.0)));
         assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn pool_work_and_its_bare_ratio_come_from_the_metrics() {
+        let at = |ocr: (f64, f64, f64), skipped: f64| {
+            format!(
+                "sightline_inference_batch_size_count{{model=\"pp-ocrv6-small@1\",pool=\"ocr\"}} {}\n\
+                 sightline_inference_batch_size_sum{{model=\"pp-ocrv6-small@1\",pool=\"ocr\"}} {}\n\
+                 sightline_inference_seconds_sum{{model=\"pp-ocrv6-small@1\",pool=\"ocr\"}} {}\n\
+                 sightline_inference_seconds_sum{{model=\"pp-ocrv5-fallback@1\",pool=\"ocr\"}} 1\n\
+                 sightline_inference_batch_size_count{{model=\"moonshine-base-en@1\",pool=\"speech\"}} 3\n\
+                 sightline_inference_batch_size_sum{{model=\"moonshine-base-en@1\",pool=\"speech\"}} 3\n\
+                 sightline_inference_seconds_sum{{model=\"moonshine-base-en@1\",pool=\"speech\"}} 0.9\n\
+                 sightline_ocr_frames_skipped_total {skipped}\n",
+                ocr.0, ocr.1, ocr.2
+            )
+        };
+        let before = parse_pool_counters(&at((10.0, 20.0, 2.0), 5.0));
+        assert_eq!(before.pools["ocr"], (10.0, 20.0, 3.0), "both models' time counts for the pool");
+        assert_eq!(before.ocr_skipped, 5.0);
+        let after = parse_pool_counters(&at((20.0, 50.0, 4.0), 15.0));
+        let mut work = pool_work(&before, &after);
+        assert!(!work.contains_key("speech"), "no batches in between: not in the step");
+        let ocr = &work["ocr"];
+        assert_eq!((ocr.batches, ocr.items, ocr.modelled, ocr.mean_batch), (10.0, 30.0, 20.0, 3.0));
+        assert!((ocr.ms_per_item - 100.0).abs() < 1e-9, "2 s over the 20 frames read");
+        let bare = |batch, ms| BareOrt {
+            pool: "ocr".into(),
+            batch,
+            items: 24,
+            seconds: 1.0,
+            ms_per_item: ms,
+            what: String::new(),
+        };
+        attach_bare(&mut work, &[bare(1, 50.0), bare(3, 80.0)]);
+        assert_eq!(work["ocr"].bare_ms_per_item, Some(80.0), "the reference at the step's batch");
+        assert!((work["ocr"].ratio.unwrap() - 0.8).abs() < 1e-9);
     }
 }

@@ -60,6 +60,13 @@ struct CapacityArgs {
     /// How the sources are served.
     #[arg(long, value_enum, default_value = "hls")]
     protocol: sightline_loadtest::capacity::Protocol,
+    /// `sightline-bench`, run after the ramp for the bare ONNX Runtime reference (default: the
+    /// one beside this program, when there is one).
+    #[arg(long)]
+    bare_ort: Option<std::path::PathBuf>,
+    /// Skip the bare ONNX Runtime reference.
+    #[arg(long)]
+    no_bare_ort: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -136,6 +143,14 @@ async fn capacity(c: CapacityArgs) -> Result<()> {
         reference: Duration::from_secs(c.reference),
         protocol: c.protocol,
         source: format!("{name}, {w}x{h} at 30 fps"),
+        bare_ort: if c.no_bare_ort {
+            None
+        } else {
+            c.bare_ort.or_else(|| {
+                let beside = std::env::current_exe().ok()?.with_file_name("sightline-bench");
+                beside.exists().then_some(beside)
+            })
+        },
     };
     // A bar over the run's planned time (warm-up and hold per step, the reference), each line of
     // progress printed above it.

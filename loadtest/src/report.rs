@@ -142,6 +142,38 @@ pub fn html(r: &Report) -> String {
             if s.within_targets { "yes".to_string() } else { s.misses.join("; ") },
         );
     }
+    let mut pools = String::new();
+    for s in &r.steps {
+        for (pool, w) in &s.pools {
+            let _ = write!(
+                pools,
+                "<tr><td>{}</td><td>{pool}</td><td>{:.0}</td><td>{:.0} of {:.0}</td><td>{:.2}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>",
+                s.streams,
+                w.batches,
+                w.modelled,
+                w.items,
+                w.mean_batch,
+                w.ms_per_item,
+                w.bare_ms_per_item.map(|b| format!("{b:.1}")).unwrap_or_else(|| "–".into()),
+                w.ratio.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into()),
+            );
+        }
+    }
+    let bare_ort = match (&r.bare_ort_error, r.bare_ort.is_empty()) {
+        (Some(e), _) => format!("not measured: {e}"),
+        (None, true) => "not measured".to_string(),
+        (None, false) => r
+            .bare_ort
+            .iter()
+            .map(|b| {
+                format!(
+                    "{} at batch {}: {:.1} ms per item over {} ({})",
+                    b.pool, b.batch, b.ms_per_item, b.items, b.what
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("<br>"),
+    };
     let targets: Vec<String> = r.targets.0.iter().map(|(k, v)| format!("{k} p95 &lt; {v} ms")).collect();
     let bare = r
         .bare_decode_cpu_percent
@@ -158,7 +190,16 @@ pub fn html(r: &Report) -> String {
          <h2>Sightline CPU by streams (percent of one core)</h2>{}\
          <h2>Where the time goes: stage p50 by streams</h2>{}\
          <h2>Steps</h2><table><tr><th>streams</th><th>latency p50/p95/p99, max</th><th>stage split p50/p95</th><th>shed</th><th>dropped frames</th>\
-         <th>states</th><th>CPU</th><th>RSS</th><th>within targets</th></tr>{rows}</table></body></html>",
+         <th>states</th><th>CPU</th><th>RSS</th><th>within targets</th></tr>{rows}</table>\
+         <h2>Inference pools against bare ONNX Runtime</h2>\
+         <p>Per step, each pool's batches and its model time per item that reached the models (frames skipped as \
+         unchanged are left out), from Sightline's <code>/metrics</code>; beside it, bare ONNX Runtime running the \
+         same models on the clip's own frames and audio at the step's mean batch size, measured after the ramp on the \
+         idle machine (<code>sightline-bench bare</code>). Ratio = bare ÷ Sightline time per item (1.0: no overhead; \
+         at higher steps it also carries the CPU the pools share with decoding and each other).</p>\
+         <table><tr><th>streams</th><th>pool</th><th>batches</th><th>items modelled</th><th>mean batch</th>\
+         <th>Sightline ms per item</th><th>bare ms per item</th><th>ratio</th></tr>{pools}</table>\
+         <p>Bare ONNX Runtime: {bare_ort}</p></body></html>",
         r.capacity,
         targets.join(", "),
         r.source,

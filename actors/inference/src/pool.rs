@@ -82,6 +82,9 @@ pub type MakeProcessor<P> = Arc<dyn Fn() -> Result<P, ModelError> + Send + Sync>
 /// How often a pool with a queue threshold asks JetStream how much work waits.
 const QUEUE_LOOK_EVERY: Duration = Duration::from_millis(250);
 
+/// Batches whose durations bound how long the next one may take.
+const RECENT_BATCHES: usize = 8;
+
 /// One pool worker's state: its models and the fallback's bookkeeping.
 pub struct InferencePool<P> {
     bus: Bus,
@@ -101,9 +104,9 @@ pub struct InferencePool<P> {
     enrich: Vec<Enrichment>,
     lag_target: Option<Duration>,
     max_lag: Option<Duration>,
-    /// How long recent batches took, ms (moving average): an item is shed as too late when its age
-    /// plus this passes `max_lag`, so what is run still comes out within the bound.
-    batch_ms: f64,
+    /// How long the last few batches took, ms: an item is shed as too late when its age plus the
+    /// longest of them passes the hard limit, so what is run still comes out within the bound.
+    recent_batches_ms: std::collections::VecDeque<i64>,
     /// Refuses work published under a stream lease that was taken over since.
     fence: sightline_bus::Fence,
 }
@@ -167,7 +170,7 @@ impl<P: Processor> InferencePool<P> {
             enrich,
             lag_target: work.lag_target,
             max_lag: work.max_lag,
-            batch_ms: 0.0,
+            recent_batches_ms: std::collections::VecDeque::with_capacity(RECENT_BATCHES),
             fence,
         })
     }
@@ -255,7 +258,7 @@ impl<P: Processor> InferencePool<P> {
         }
         let behind = self.lag_target.is_some_and(|t| oldest > t.as_millis() as i64);
         let started_ms = sightline_wire::now_ms();
-        let l = labels(&[("model", &self.model)]);
+        let l = labels(&[("model", &self.model), ("pool", self.kind)]);
         self.metrics.batch_size.get_or_create(&l).observe(batch.len() as f64);
         let again = batch.iter().filter(|m| delivered(m) > 1).count();
         if again > 0 {
@@ -304,13 +307,12 @@ impl<P: Processor> InferencePool<P> {
         let took = started.elapsed();
         self.metrics
             .inference_seconds
-            .get_or_create(&labels(&[("model", &model)]))
+            .get_or_create(&labels(&[("model", &model), ("pool", self.kind)]))
             .observe(took.as_secs_f64());
-        self.batch_ms = if self.batch_ms == 0.0 {
-            took.as_millis() as f64
-        } else {
-            0.8 * self.batch_ms + 0.2 * took.as_millis() as f64
-        };
+        if self.recent_batches_ms.len() == RECENT_BATCHES {
+            self.recent_batches_ms.pop_front();
+        }
+        self.recent_batches_ms.push_back(took.as_millis() as i64);
         if coarse {
             let per_stream = batch.iter().filter_map(|m| WorkHeader::read(&m.payload)).fold(
                 std::collections::BTreeMap::<String, u64>::new(),
@@ -363,7 +365,8 @@ impl<P: Processor> InferencePool<P> {
             }
             let age = h.age_ms(now);
             oldest = oldest.max(age);
-            match shed_decision(age, self.batch_ms as i64, P::sheddable(&h), self.lag_target, self.max_lag) {
+            let run_ms = self.recent_batches_ms.iter().copied().max().unwrap_or(0);
+            match shed_decision(age, run_ms, P::sheddable(&h), self.lag_target, self.max_lag) {
                 Some(reason) => {
                     sightline_runtime::worker::ack(&m, async_nats::jetstream::AckKind::Ack).await;
                     settled.add(&m);

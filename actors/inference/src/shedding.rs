@@ -6,9 +6,12 @@ use sightline_bus::Bus;
 use sightline_wire::{SettledNotice, ShedReason, WorkHeader};
 use std::time::Duration;
 
-/// What to do with one item of a batch, by its age, how long a batch takes (`run_ms`, recent
-/// batches) and the pool's lag settings: past `max_lag` by the time it would be done, any item is
-/// shed; behind the target, the items the pool's policy gives up first.
+/// What to do with one item of a batch, by its age, how long a batch may take (`run_ms`: the
+/// longest of the recent ones) and the pool's lag settings: past the hard limit by the time it
+/// would be done, any item is shed; behind the target, the items the pool's policy gives up first.
+/// The hard limit is `max_lag` less a tenth, left for what comes after the model (publishing,
+/// sinks, the feed) and, for speech, the silence that closes a segment after its last word, so
+/// what reaches the feed stays within `max_lag` of its media.
 pub fn shed_decision(
     age_ms: i64,
     run_ms: i64,
@@ -17,7 +20,7 @@ pub fn shed_decision(
     max_lag: Option<Duration>,
 ) -> Option<ShedReason> {
     let over = |age: i64, d: Option<Duration>| d.is_some_and(|d| age > d.as_millis() as i64);
-    if over(age_ms + run_ms.max(0), max_lag) {
+    if over(age_ms + run_ms.max(0), max_lag.map(|d| d.mul_f64(0.9))) {
         Some(ShedReason::TooLate)
     } else if sheddable && over(age_ms, lag_target) {
         Some(ShedReason::Lag)
@@ -64,9 +67,12 @@ mod tests {
         assert_eq!(shed_decision(2_500, 0, true, target, max), Some(ShedReason::Lag));
         assert_eq!(shed_decision(2_500, 0, false, target, max), None, "a keyframe is kept while behind");
         assert_eq!(shed_decision(10_500, 0, false, target, max), Some(ShedReason::TooLate));
+        // A tenth of the limit is left for publishing and the feed: 9.5 s old is too late.
+        assert_eq!(shed_decision(9_500, 0, false, target, max), Some(ShedReason::TooLate));
+        assert_eq!(shed_decision(8_900, 0, false, target, max), None);
         assert_eq!(shed_decision(60_000, 0, true, None, None), None, "no bounds, no shedding");
-        // A batch takes 3 s: an item 8 s old would come out 11 s late, past the 10 s limit.
-        assert_eq!(shed_decision(8_000, 3_000, false, target, max), Some(ShedReason::TooLate));
-        assert_eq!(shed_decision(6_000, 3_000, false, target, max), None);
+        // A batch takes 3 s: an item 7 s old would be done 10 s late, past the 9 s hard limit.
+        assert_eq!(shed_decision(7_000, 3_000, false, target, max), Some(ShedReason::TooLate));
+        assert_eq!(shed_decision(5_500, 3_000, false, target, max), None);
     }
 }
