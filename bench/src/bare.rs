@@ -25,6 +25,9 @@ struct Measured {
     ms_per_item: f64,
     /// What one item is and what ran on it.
     what: String,
+    /// What a frame the pool skips as unchanged costs it (the frame signature that decides), ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gate_ms_per_item: Option<f64>,
 }
 
 /// The clip's frames as ingest samples them: packed RGB at the analysis size.
@@ -97,7 +100,17 @@ where
         seconds,
         ms_per_item: seconds * 1000.0 / all.len() as f64,
         what: what.into(),
+        gate_ms_per_item: None,
     })
+}
+
+/// The frame signature's time per frame, ms: what deciding a frame is unchanged costs a pool.
+fn gate_ms(frames: &[Vec<u8>], (w, h): (usize, usize)) -> Result<f64> {
+    let started = Instant::now();
+    for px in frames {
+        FrameSignature::of_rgb(px, w, h).context("frame signature")?;
+    }
+    Ok(started.elapsed().as_secs_f64() * 1000.0 / frames.len().max(1) as f64)
 }
 
 /// `batches`: pool name → batch sizes. Writes the JSON array to `out` (and stdout).
@@ -211,6 +224,10 @@ pub(crate) fn bare_bench(
                 }
                 other => bail!("no bare reference for pool {other:?} (ocr, scenes, speech)"),
             };
+            let mut row = row;
+            if pool == "ocr" || pool == "scenes" {
+                row.gate_ms_per_item = Some(gate_ms(&frames, (w, h))?);
+            }
             eprintln!("  {:.1} ms per item over {} items", row.ms_per_item, row.items);
             rows.push(row);
         }
@@ -260,6 +277,10 @@ mod tests {
         // OCR over every frame of the clip; speech over its three segments, repeated to four.
         assert_eq!(got, [("ocr", 2, frames.len() as u64), ("speech", 1, 4), ("speech", 3, 4)]);
         assert!(rows.iter().all(|r| r["ms_per_item"].as_f64().unwrap() > 0.0), "{rows:?}");
+        // What a skipped frame costs OCR: a small part of reading one.
+        let gate = rows[0]["gate_ms_per_item"].as_f64().unwrap();
+        assert!(gate > 0.0 && gate < rows[0]["ms_per_item"].as_f64().unwrap() / 10.0, "{rows:?}");
+        assert!(rows[1].get("gate_ms_per_item").is_none(), "speech skips nothing: {rows:?}");
         let unknown = [("faces".to_string(), vec![1])].into_iter().collect();
         let err = bare_bench(&clip, &unknown, 1, None, Some(&config)).unwrap_err().to_string();
         assert!(err.contains("no bare reference for pool \"faces\""), "{err}");

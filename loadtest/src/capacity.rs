@@ -73,9 +73,12 @@ pub struct PoolWork {
     pub mean_batch: f64,
     /// Model time per item that reached the models, ms.
     pub ms_per_item: f64,
-    /// Bare ONNX Runtime's time per item at this step's batch size (the mean, rounded), ms.
+    /// Bare ONNX Runtime's time for the step's work, per item that reached the models, ms: the
+    /// models at this step's batch size (the mean, rounded) on each such item, plus the frame
+    /// signature on each item skipped as unchanged.
     pub bare_ms_per_item: Option<f64>,
-    /// Bare ÷ Sightline per item: Sightline's pool throughput as a share of bare ONNX Runtime's.
+    /// Bare ÷ Sightline time for the same work: Sightline's pool throughput as a share of bare
+    /// ONNX Runtime's.
     pub ratio: Option<f64>,
 }
 
@@ -88,6 +91,9 @@ pub struct BareOrt {
     pub seconds: f64,
     pub ms_per_item: f64,
     pub what: String,
+    /// What a frame skipped as unchanged costs (its signature), ms; None where nothing is skipped.
+    #[serde(default)]
+    pub gate_ms_per_item: Option<f64>,
 }
 
 /// Latency percentiles of one event kind, milliseconds.
@@ -420,6 +426,8 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         }
     }
     let capacity = steps.iter().filter(|s| s.within_targets).map(|s| s.streams).max().unwrap_or(0);
+    // The sources' encoders stop before the model reference runs, so it has the machine alone.
+    drop(sources);
     let (mut bare_ort, mut bare_ort_error) = (Vec::new(), None);
     if let Some(bench) = &opts.bare_ort {
         let sizes = batch_sizes(&steps);
@@ -579,8 +587,10 @@ pub fn attach_bare(pools: &mut BTreeMap<String, PoolWork>, bare: &[BareOrt]) {
     for (pool, w) in pools.iter_mut() {
         let b = (w.mean_batch.round() as usize).max(1);
         if let Some(r) = bare.iter().find(|r| &r.pool == pool && r.batch == b) {
-            w.bare_ms_per_item = Some(r.ms_per_item);
-            w.ratio = (w.ms_per_item > 0.0).then(|| r.ms_per_item / w.ms_per_item);
+            let skipped = (w.items - w.modelled).max(0.0);
+            let total_ms = w.modelled * r.ms_per_item + skipped * r.gate_ms_per_item.unwrap_or(0.0);
+            w.bare_ms_per_item = Some(total_ms / w.modelled);
+            w.ratio = (w.seconds > 0.0).then(|| total_ms / (w.seconds * 1000.0));
         }
     }
 }
@@ -700,9 +710,14 @@ mod tests {
             seconds: 1.0,
             ms_per_item: ms,
             what: String::new(),
+            gate_ms_per_item: None,
         };
         attach_bare(&mut work, &[bare(1, 50.0), bare(3, 80.0)]);
         assert_eq!(work["ocr"].bare_ms_per_item, Some(80.0), "the reference at the step's batch");
         assert!((work["ocr"].ratio.unwrap() - 0.8).abs() < 1e-9);
+        // The 10 frames skipped as unchanged cost their signature, bare too: 20 × 80 + 10 × 4 ms.
+        attach_bare(&mut work, &[BareOrt { gate_ms_per_item: Some(4.0), ..bare(3, 80.0) }]);
+        assert!((work["ocr"].bare_ms_per_item.unwrap() - 82.0).abs() < 1e-9);
+        assert!((work["ocr"].ratio.unwrap() - 0.82).abs() < 1e-9);
     }
 }

@@ -193,9 +193,10 @@ pub fn html(r: &Report) -> String {
          <th>states</th><th>CPU</th><th>RSS</th><th>within targets</th></tr>{rows}</table>\
          <h2>Inference pools against bare ONNX Runtime</h2>\
          <p>Per step, each pool's batches and its model time per item that reached the models (frames skipped as \
-         unchanged are left out), from Sightline's <code>/metrics</code>; beside it, bare ONNX Runtime running the \
-         same models on the clip's own frames and audio at the step's mean batch size, measured after the ramp on the \
-         idle machine (<code>sightline-bench bare</code>). Ratio = bare ÷ Sightline time per item (1.0: no overhead; \
+         unchanged count only their share), from Sightline's <code>/metrics</code>; beside it, bare ONNX Runtime running \
+         the same models on the clip's own frames and audio at the step's mean batch size (plus the frame signature for \
+         each skipped frame), measured after the ramp on the idle machine (<code>sightline-bench bare</code>). \
+         Ratio = bare ÷ Sightline time for the same work (1.0: no overhead; \
          at higher steps it also carries the CPU the pools share with decoding and each other).</p>\
          <table><tr><th>streams</th><th>pool</th><th>batches</th><th>items modelled</th><th>mean batch</th>\
          <th>Sightline ms per item</th><th>bare ms per item</th><th>ratio</th></tr>{pools}</table>\
