@@ -4,10 +4,11 @@ use super::*;
 use crate::pools::{Pool, pool_actor, publish_still, scenes_vs_bare, shots_vs_bare, speech_vs_bare};
 use sightline_models::{
     GpuPreprocessor, Moonshine, Ocr, OcrParams, Provider, Runtime, ShotDetector, SileroVad, TextEmbedder,
-    preprocess_cpu, word_errors,
+    preprocess_cpu,
 };
 use sightline_settings::Task;
 use sightline_settings::{Config, ModelsConfig};
+use sightline_testkit::quality::word_errors;
 
 /// Throughput and latency of `f` run `runs` times (after one warm-up run) on `items` items each.
 fn sweep_row(label: &str, batch: usize, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<String> {

@@ -345,31 +345,6 @@ pub(crate) fn log_softmax(row: &[f32]) -> Result<Vec<f32>, ModelError> {
     Ok(row.iter().map(|l| l - max - log_denom).collect())
 }
 
-/// Word errors of `hypothesis` against `reference`: (substitutions + insertions + deletions,
-/// reference words). Words are compared lower-cased, without punctuation; the word error rate is
-/// the first divided by the second.
-pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
-    let words = |s: &str| -> Vec<String> {
-        s.to_lowercase()
-            .split(|c: char| !c.is_alphanumeric() && c != '\'')
-            .filter(|w| !w.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
-    let (r, h) = (words(reference), words(hypothesis));
-    let mut row: Vec<usize> = (0..=h.len()).collect();
-    for (i, rw) in r.iter().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, hw) in h.iter().enumerate() {
-            let sub = prev + (rw != hw) as usize;
-            prev = row[j + 1];
-            row[j + 1] = sub.min(row[j] + 1).min(prev + 1);
-        }
-    }
-    (row[h.len()], r.len())
-}
-
 /// One utterance's beam search: live hypotheses, finished ones with their scores, its token budget.
 pub(crate) struct Search {
     pub(crate) beams: Vec<Hypothesis>,
@@ -458,14 +433,7 @@ pub(crate) fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{top_k, word_errors};
-
-    #[test]
-    fn word_errors_count_edits_over_normalised_words() {
-        assert_eq!(word_errors("a b c", "A x, c d."), (2, 3));
-        assert_eq!(word_errors("the dog's bone", "The dog's bone!"), (0, 3));
-        assert_eq!(word_errors("one two", ""), (2, 2));
-    }
+    use super::top_k;
 
     #[test]
     fn top_k_is_sorted_and_prefers_earlier_ties() {

@@ -3,8 +3,9 @@
 //! them, and Moonshine over several utterances (equal lengths exactly; padded ones within the
 //! stated bound of the word error rate).
 
-use sightline_models::{Moonshine, Ocr, OcrParams, Runtime, SileroVad, word_errors};
+use sightline_models::{Moonshine, Ocr, OcrParams, Runtime, SileroVad};
 use sightline_settings::{Config, Task};
+use sightline_testkit::quality::word_errors;
 use sightline_testkit::{SPEECH_SENTENCES, caption_frame, speech_samples};
 
 fn runtime(cfg: &Config) -> Runtime {

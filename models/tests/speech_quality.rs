@@ -8,9 +8,10 @@
 //! expect" and "a new exhibit", which Moonshine hears as "pharma neck spec" and "and you can't
 //! leave it".
 
-use sightline_models::{Moonshine, Runtime, SileroVad, word_errors};
+use sightline_models::{Moonshine, Runtime, SileroVad};
 use sightline_settings::Config;
 use sightline_settings::Task;
+use sightline_testkit::quality::word_errors;
 use sightline_testkit::{SPEECH_SENTENCES, speech_samples};
 
 #[test]

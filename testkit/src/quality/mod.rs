@@ -66,6 +66,14 @@ mod tests {
     }
 
     #[test]
+    fn plain_word_errors_count_edits_over_lower_cased_words() {
+        assert_eq!(word_errors("a b c", "A x, c d."), (2, 3));
+        assert_eq!(word_errors("the dog's bone", "The dog's bone!"), (0, 3));
+        assert_eq!(word_errors("one two", ""), (2, 2));
+        assert_eq!(word_errors("about four hundred", "about 400"), (2, 3), "numbers are not settled");
+    }
+
+    #[test]
     fn word_errors_settle_compounds_and_numbers() {
         assert_eq!(scored_word_errors("the lighthouse keeper", "The light house keeper."), (0, 3));
         assert_eq!(scored_word_errors("about four hundred people", "About 400 people"), (0, 4));

@@ -130,6 +130,21 @@ pub fn normalize_words(text: &str) -> Vec<String> {
     words.into_iter().zip(keep).filter_map(|(w, k)| k.then_some(w)).collect()
 }
 
+/// Word errors of `hypothesis` against `reference`: (substitutions + insertions + deletions,
+/// reference words), the words compared lower-cased and without punctuation only (no numbers or
+/// compounds settled: the plain score the speech tests and the beam sweep have always used).
+pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
+    let words = |s: &str| -> Vec<String> {
+        s.to_lowercase()
+            .split(|c: char| !c.is_alphanumeric() && c != '\'')
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let r = words(reference);
+    (edit_distance(&r, &words(hypothesis)), r.len())
+}
+
 /// Word errors of `hypothesis` against `reference` (substitutions + insertions + deletions) and
 /// the reference's word count, after [`normalize_words`] and with compounds settled: two
 /// adjacent words on one side that make a single word of the other ("light house" /
