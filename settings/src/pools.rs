@@ -278,7 +278,7 @@ impl Default for OcrConfig {
             change_bits: 6,
             max_interval_ms: 10_000,
             region_change: 6.0,
-            det_short_side: 480,
+            det_short_side: 320,
             det_threshold: 0.2,
             box_threshold: 0.5,
             unclip_ratio: 1.6,

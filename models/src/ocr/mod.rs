@@ -40,7 +40,7 @@ pub struct OcrParams {
 impl Default for OcrParams {
     fn default() -> Self {
         Self {
-            det_short_side: 480,
+            det_short_side: 320,
             det_threshold: 0.2,
             box_threshold: 0.5,
             unclip_ratio: 1.6,
