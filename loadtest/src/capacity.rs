@@ -16,6 +16,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub use crate::metrics::{BareOrt, PoolCounters, PoolWork};
+use crate::metrics::{
+    attach_bare, bare_onnx_runtime, batch_sizes, parse_pool_counters, parse_sink_seconds, pool_work,
+};
 pub use crate::sources::Protocol;
 use crate::sources::{Feed, Source};
 
@@ -58,42 +62,6 @@ pub struct Options {
     pub source: String,
     /// `sightline-bench`, for the bare ONNX Runtime reference (None: skip it).
     pub bare_ort: Option<PathBuf>,
-}
-
-/// One inference pool's work during a step, from `/metrics`.
-#[derive(Debug, Clone, Serialize, Default, PartialEq)]
-pub struct PoolWork {
-    pub batches: f64,
-    pub items: f64,
-    /// Items that reached the models: OCR's frames not skipped as unchanged, the scene pool's
-    /// frames not skipped as unchanged, every other pool's items.
-    pub modelled: f64,
-    /// Time the pool spent in its models (decoding the items and building the events included).
-    pub seconds: f64,
-    pub mean_batch: f64,
-    /// Model time per item that reached the models, ms.
-    pub ms_per_item: f64,
-    /// Bare ONNX Runtime's time for the step's work, per item that reached the models, ms: the
-    /// models at this step's batch size (the mean, rounded) on each such item, plus the frame
-    /// signature on each item skipped as unchanged.
-    pub bare_ms_per_item: Option<f64>,
-    /// Bare ÷ Sightline time for the same work: Sightline's pool throughput as a share of bare
-    /// ONNX Runtime's.
-    pub ratio: Option<f64>,
-}
-
-/// Bare ONNX Runtime on the clip at one batch size (`sightline-bench bare`'s output).
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct BareOrt {
-    pub pool: String,
-    pub batch: usize,
-    pub items: usize,
-    pub seconds: f64,
-    pub ms_per_item: f64,
-    pub what: String,
-    /// What a frame skipped as unchanged costs (its signature), ms; None where nothing is skipped.
-    #[serde(default)]
-    pub gate_ms_per_item: Option<f64>,
 }
 
 /// Latency percentiles of one event kind, milliseconds.
@@ -463,165 +431,8 @@ async fn sink_writes(api: &Api) -> BTreeMap<String, (f64, f64)> {
     parse_sink_seconds(&resp)
 }
 
-/// The samples of metric `name` in an OpenMetrics text: each one's value by the value of its
-/// label `by` (summed over the other labels; samples without that label are left out).
-pub fn metric_by_label(text: &str, name: &str, by: &str) -> BTreeMap<String, f64> {
-    let mut out: BTreeMap<String, f64> = BTreeMap::new();
-    let prefix = format!("{name}{{");
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(prefix.as_str()) else { continue };
-        let Some((labels, value)) = rest.split_once("} ") else { continue };
-        let key = format!("{by}=\"");
-        let Some(label) =
-            labels.split(',').find_map(|l| l.strip_prefix(key.as_str())).map(|s| s.trim_end_matches('"'))
-        else {
-            continue;
-        };
-        let Ok(v) = value.split_whitespace().next().unwrap_or_default().parse::<f64>() else { continue };
-        *out.entry(label.to_string()).or_default() += v;
-    }
-    out
-}
-
-/// An unlabelled sample of an OpenMetrics text (0 when missing).
-pub fn metric_value(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// `sightline_sink_seconds_sum{sink="…"}` and `_count` of an OpenMetrics text.
-pub fn parse_sink_seconds(text: &str) -> BTreeMap<String, (f64, f64)> {
-    let sums = metric_by_label(text, "sightline_sink_seconds_sum", "sink");
-    let counts = metric_by_label(text, "sightline_sink_seconds_count", "sink");
-    sums.into_iter()
-        .map(|(sink, sum)| {
-            let c = counts.get(&sink).copied().unwrap_or(0.0);
-            (sink, (sum, c))
-        })
-        .collect()
-}
-
-/// The pools' counters at one moment: per pool (batches, items, model seconds), and the frames
-/// the OCR and scene pools skipped as unchanged.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct PoolCounters {
-    pub pools: BTreeMap<String, (f64, f64, f64)>,
-    pub ocr_skipped: f64,
-    pub frames_unchanged: f64,
-}
-
-pub fn parse_pool_counters(text: &str) -> PoolCounters {
-    let batches = metric_by_label(text, "sightline_inference_batch_size_count", "pool");
-    let items = metric_by_label(text, "sightline_inference_batch_size_sum", "pool");
-    let seconds = metric_by_label(text, "sightline_inference_seconds_sum", "pool");
-    PoolCounters {
-        pools: batches
-            .iter()
-            .map(|(p, &b)| {
-                let get = |m: &BTreeMap<String, f64>| m.get(p).copied().unwrap_or(0.0);
-                (p.clone(), (b, get(&items), get(&seconds)))
-            })
-            .collect(),
-        ocr_skipped: metric_value(text, "sightline_ocr_frames_skipped_total"),
-        frames_unchanged: metric_value(text, "sightline_frames_unchanged_total"),
-    }
-}
-
 async fn pool_counters(api: &Api) -> PoolCounters {
     api.get_text("/metrics").await.map(|t| parse_pool_counters(&t)).unwrap_or_default()
-}
-
-/// What each pool did between two readings of its counters.
-pub fn pool_work(before: &PoolCounters, after: &PoolCounters) -> BTreeMap<String, PoolWork> {
-    after
-        .pools
-        .iter()
-        .filter_map(|(pool, &(b1, i1, s1))| {
-            let (b0, i0, s0) = before.pools.get(pool).copied().unwrap_or_default();
-            let (batches, items, seconds) = (b1 - b0, i1 - i0, s1 - s0);
-            if batches <= 0.0 {
-                return None;
-            }
-            let skipped = match pool.as_str() {
-                "ocr" => after.ocr_skipped - before.ocr_skipped,
-                "scenes" => after.frames_unchanged - before.frames_unchanged,
-                _ => 0.0,
-            };
-            let modelled = (items - skipped).max(1.0);
-            Some((
-                pool.clone(),
-                PoolWork {
-                    batches,
-                    items,
-                    modelled,
-                    seconds,
-                    mean_batch: items / batches,
-                    ms_per_item: seconds * 1000.0 / modelled,
-                    bare_ms_per_item: None,
-                    ratio: None,
-                },
-            ))
-        })
-        .collect()
-}
-
-/// The pools with a bare reference, and the batch sizes they ran at (each step's mean, rounded).
-pub fn batch_sizes(steps: &[Step]) -> BTreeMap<String, Vec<usize>> {
-    let mut out: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for step in steps {
-        for (pool, w) in step.pools.iter().filter(|(p, _)| ["ocr", "scenes", "speech"].contains(&p.as_str()))
-        {
-            let b = (w.mean_batch.round() as usize).max(1);
-            let sizes = out.entry(pool.clone()).or_default();
-            if !sizes.contains(&b) {
-                sizes.push(b);
-            }
-        }
-    }
-    out
-}
-
-/// Sets each pool's bare time per item at its batch size, and the ratio.
-pub fn attach_bare(pools: &mut BTreeMap<String, PoolWork>, bare: &[BareOrt]) {
-    for (pool, w) in pools.iter_mut() {
-        let b = (w.mean_batch.round() as usize).max(1);
-        if let Some(r) = bare.iter().find(|r| &r.pool == pool && r.batch == b) {
-            let skipped = (w.items - w.modelled).max(0.0);
-            let total_ms = w.modelled * r.ms_per_item + skipped * r.gate_ms_per_item.unwrap_or(0.0);
-            w.bare_ms_per_item = Some(total_ms / w.modelled);
-            w.ratio = (w.seconds > 0.0).then(|| total_ms / (w.seconds * 1000.0));
-        }
-    }
-}
-
-/// Runs `sightline-bench bare` on the clip at the given batch sizes and reads its JSON.
-async fn bare_onnx_runtime(
-    bench: &std::path::Path,
-    clip: &std::path::Path,
-    sizes: &BTreeMap<String, Vec<usize>>,
-    work: &std::path::Path,
-) -> Result<Vec<BareOrt>> {
-    let out = work.join("bare-ort.json");
-    let mut cmd = tokio::process::Command::new(bench);
-    // A dozen items per size: the clip's content once or more (its 36 frames; its segments repeated).
-    cmd.arg("bare").arg("--clip").arg(clip).arg("--out").arg(&out).args(["--min-items", "12"]);
-    for (pool, b) in sizes {
-        let list: Vec<String> = b.iter().map(usize::to_string).collect();
-        cmd.arg("--batch").arg(format!("{pool}={}", list.join(",")));
-    }
-    let done = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .with_context(|| format!("running {}", bench.display()))?;
-    if !done.status.success() {
-        let err = String::from_utf8_lossy(&done.stderr);
-        bail!("{} bare failed: {}", bench.display(), err.lines().last().unwrap_or_default());
-    }
-    Ok(serde_json::from_slice(&std::fs::read(&out)?)?)
 }
 
 #[derive(Default)]
@@ -663,61 +474,5 @@ mod tests {
         let split = stages(&timed, 1450).unwrap();
         assert_eq!(split.map(|(_, ms)| ms), [20, 80, 300, 50]);
         assert!(stages(&scene, 1450).is_none());
-    }
-
-    #[test]
-    fn sink_write_times_are_read_from_the_metrics() {
-        let text = "# TYPE sightline_sink_seconds histogram\n\
-                    sightline_sink_seconds_sum{sink=\"clickhouse\"} 1.5\n\
-                    sightline_sink_seconds_count{sink=\"clickhouse\"} 30\n\
-                    sightline_sink_seconds_bucket{sink=\"clickhouse\",le=\"0.1\"} 29\n\
-                    sightline_sink_seconds_sum{sink=\"redis\"} 0.25\n\
-                    sightline_sink_seconds_count{sink=\"redis\"} 5\n";
-        let got = parse_sink_seconds(text);
-        assert_eq!(got.get("clickhouse"), Some(&(1.5, 30.0)));
-        assert_eq!(got.get("redis"), Some(&(0.25, 5.0)));
-        assert_eq!(got.len(), 2);
-    }
-
-    #[test]
-    fn pool_work_and_its_bare_ratio_come_from_the_metrics() {
-        let at = |ocr: (f64, f64, f64), skipped: f64| {
-            format!(
-                "sightline_inference_batch_size_count{{model=\"pp-ocrv6-small@1\",pool=\"ocr\"}} {}\n\
-                 sightline_inference_batch_size_sum{{model=\"pp-ocrv6-small@1\",pool=\"ocr\"}} {}\n\
-                 sightline_inference_seconds_sum{{model=\"pp-ocrv6-small@1\",pool=\"ocr\"}} {}\n\
-                 sightline_inference_seconds_sum{{model=\"pp-ocrv5-fallback@1\",pool=\"ocr\"}} 1\n\
-                 sightline_inference_batch_size_count{{model=\"moonshine-base-en@1\",pool=\"speech\"}} 3\n\
-                 sightline_inference_batch_size_sum{{model=\"moonshine-base-en@1\",pool=\"speech\"}} 3\n\
-                 sightline_inference_seconds_sum{{model=\"moonshine-base-en@1\",pool=\"speech\"}} 0.9\n\
-                 sightline_ocr_frames_skipped_total {skipped}\n",
-                ocr.0, ocr.1, ocr.2
-            )
-        };
-        let before = parse_pool_counters(&at((10.0, 20.0, 2.0), 5.0));
-        assert_eq!(before.pools["ocr"], (10.0, 20.0, 3.0), "both models' time counts for the pool");
-        assert_eq!(before.ocr_skipped, 5.0);
-        let after = parse_pool_counters(&at((20.0, 50.0, 4.0), 15.0));
-        let mut work = pool_work(&before, &after);
-        assert!(!work.contains_key("speech"), "no batches in between: not in the step");
-        let ocr = &work["ocr"];
-        assert_eq!((ocr.batches, ocr.items, ocr.modelled, ocr.mean_batch), (10.0, 30.0, 20.0, 3.0));
-        assert!((ocr.ms_per_item - 100.0).abs() < 1e-9, "2 s over the 20 frames read");
-        let bare = |batch, ms| BareOrt {
-            pool: "ocr".into(),
-            batch,
-            items: 24,
-            seconds: 1.0,
-            ms_per_item: ms,
-            what: String::new(),
-            gate_ms_per_item: None,
-        };
-        attach_bare(&mut work, &[bare(1, 50.0), bare(3, 80.0)]);
-        assert_eq!(work["ocr"].bare_ms_per_item, Some(80.0), "the reference at the step's batch");
-        assert!((work["ocr"].ratio.unwrap() - 0.8).abs() < 1e-9);
-        // The 10 frames skipped as unchanged cost their signature, bare too: 20 × 80 + 10 × 4 ms.
-        attach_bare(&mut work, &[BareOrt { gate_ms_per_item: Some(4.0), ..bare(3, 80.0) }]);
-        assert!((work["ocr"].bare_ms_per_item.unwrap() - 82.0).abs() < 1e-9);
-        assert!((work["ocr"].ratio.unwrap() - 0.82).abs() < 1e-9);
     }
 }

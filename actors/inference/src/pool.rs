@@ -5,7 +5,7 @@
 //! [`FallbackPolicy::route`].
 
 use crate::enrich::{Enrich, Enrichment};
-use crate::shedding::{Settled, shed_decision};
+use crate::shedding::{RECENT_BATCHES, Settled, shed_decision};
 use async_nats::jetstream::Message;
 use sightline_bus::work::delivered;
 use sightline_bus::{Bus, WorkSpec, publish_events};
@@ -81,9 +81,6 @@ pub type MakeProcessor<P> = Arc<dyn Fn() -> Result<P, ModelError> + Send + Sync>
 
 /// How often a pool with a queue threshold asks JetStream how much work waits.
 const QUEUE_LOOK_EVERY: Duration = Duration::from_millis(250);
-
-/// Batches whose durations bound how long the next one may take.
-const RECENT_BATCHES: usize = 8;
 
 /// One pool worker's state: its models and the fallback's bookkeeping.
 pub struct InferencePool<P> {

@@ -6,6 +6,9 @@ use sightline_bus::Bus;
 use sightline_wire::{SettledNotice, ShedReason, WorkHeader};
 use std::time::Duration;
 
+/// Batches whose durations bound how long the next one may take (see [`shed_decision`]).
+pub(crate) const RECENT_BATCHES: usize = 8;
+
 /// What to do with one item of a batch, by its age, how long a batch may take (`run_ms`: the
 /// longest of the recent ones) and the pool's lag settings: past the hard limit by the time it
 /// would be done, any item is shed; behind the target, the items the pool's policy gives up first.
