@@ -347,6 +347,7 @@ impl<P: Processor> InferencePool<P> {
         let mut oldest = 0i64;
         let mut keep = Vec::with_capacity(batch.len());
         let mut shed: std::collections::BTreeMap<(String, ShedReason), u64> = Default::default();
+        let run_ms = self.recent_batches_ms.iter().copied().max().unwrap_or(0);
         for m in batch {
             let Some(h) = WorkHeader::read(&m.payload) else {
                 keep.push(m); // the model reports what is wrong with it
@@ -362,7 +363,6 @@ impl<P: Processor> InferencePool<P> {
             }
             let age = h.age_ms(now);
             oldest = oldest.max(age);
-            let run_ms = self.recent_batches_ms.iter().copied().max().unwrap_or(0);
             match shed_decision(age, run_ms, P::sheddable(&h), self.lag_target, self.max_lag) {
                 Some(reason) => {
                     sightline_runtime::worker::ack(&m, async_nats::jetstream::AckKind::Ack).await;
