@@ -192,8 +192,8 @@ def speech(models, out):
     cpu = ["CPUExecutionProvider"]
     vad = ort.InferenceSession(os.path.join(models, "silero_vad.onnx"), opts, providers=cpu)
     ms = os.path.join(models, "moonshine-base-en")
-    enc = ort.InferenceSession(os.path.join(ms, "encoder_model.ort"), opts, providers=cpu)
-    dec = ort.InferenceSession(os.path.join(ms, "decoder_model_merged.ort"), opts, providers=cpu)
+    enc = ort.InferenceSession(os.path.join(ms, "encoder_model.onnx"), opts, providers=cpu)
+    dec = ort.InferenceSession(os.path.join(ms, "decoder_model_merged.onnx"), opts, providers=cpu)
     tokens, probs = moonshine_greedy(enc, dec, samples)
     text = Tokenizer.from_file(os.path.join(ms, "tokenizer.json")).decode(tokens)
     with open(os.path.join(out, "speech.json"), "w") as f:

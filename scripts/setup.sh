@@ -129,8 +129,16 @@ mkdir -p "$MODELS/moonshine-base-en" "$MODELS/minilm" "$MODELS/ppocr" "$CACHE/li
 ORT_SO=$(ls "$SITE"/onnxruntime/capi/libonnxruntime.so.1.* | head -n1)
 ln -sf "$ORT_SO" "$CACHE/lib/libonnxruntime.so"
 cp -u "$SITE/silero_vad/data/silero_vad.onnx" "$MODELS/silero_vad.onnx"
+# Speech: Moonshine base ships as ORT-format graphs whose 8-bit weights are widened on every call;
+# rewritten once as plain ONNX (scripts/convert-moonshine.py) so the session folds them at load.
 MS=$(dirname "$(find "$SITE/moonshine_cpp" -name encoder_model.ort -path '*base-en*' | head -n1)")
-cp -u "$MS/encoder_model.ort" "$MS/decoder_model_merged.ort" "$MODELS/moonshine-base-en/"
+mstamp="$MODELS/moonshine-base-en/.stamp-$(md5sum < "$ROOT/scripts/convert-moonshine.py" | cut -c1-12)"
+if [ ! -f "$mstamp" ]; then
+  for g in encoder_model decoder_model_merged; do
+    "$VENV/bin/python" "$ROOT/scripts/convert-moonshine.py" "$MS/$g.ort" "$MODELS/moonshine-base-en/$g.onnx"
+  done
+  rm -f "$MODELS/moonshine-base-en"/.stamp-* "$MODELS/moonshine-base-en"/*.ort && touch "$mstamp"
+fi
 TOK=$(find "$SITE/moonshine_onnx" "$SITE/moonshine_cpp" -name tokenizer.json 2>/dev/null | head -n1)
 cp -u "$TOK" "$MODELS/moonshine-base-en/tokenizer.json"
 # Text embeddings: all-MiniLM-L6-v2 as int8 ONNX, with the tokenizer of the original model.

@@ -194,8 +194,8 @@ pub(crate) fn spec(
 impl Default for ModelsConfig {
     fn default() -> Self {
         let stt = [
-            "moonshine-base-en/encoder_model.ort",
-            "moonshine-base-en/decoder_model_merged.ort",
+            "moonshine-base-en/encoder_model.onnx",
+            "moonshine-base-en/decoder_model_merged.onnx",
             "moonshine-base-en/tokenizer.json",
         ];
         let ocr = ["ppocr/det.onnx", "ppocr/rec.onnx"];
