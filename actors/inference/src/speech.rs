@@ -34,6 +34,36 @@ pub struct SpeechProcessor {
     model: String,
 }
 
+/// Whisper for a speech processor built on the speech-to-text entry `stt`, and its registry id.
+/// The pool's primary (`stt` is `models.stt`) starts from `models.stt_multilingual`; the pool's
+/// fallback (any other `stt` entry: the one that serves after a load failure, an error or a
+/// timeout) starts from that entry's own `fallback`, when it names one, so that falling back moves
+/// both speech models (for example off the GPU). An entry that fails to load hands over to the
+/// next down its fallback chain (logged); the last one's error is the answer.
+fn load_whisper(cfg: &Config, stt: &ModelSpec) -> Result<(Whisper, String), ModelError> {
+    let m = &cfg.models;
+    let input = |e: sightline_settings::ConfigError| ModelError::Input(e.to_string());
+    let mut spec = m.for_task(Task::SttMultilingual).map_err(input)?;
+    if stt.name != m.stt && !spec.fallback.is_empty() {
+        spec = m.model(&spec.fallback).map_err(input)?;
+    }
+    let mut tried = Vec::new();
+    loop {
+        let f = |i| m.file(spec, i);
+        let loaded = runtime_for(cfg, spec)
+            .and_then(|rt| Whisper::load(&rt, &f(0), &f(1), &f(2), &f(3), cfg.speech.threads));
+        match loaded {
+            Ok(w) => return Ok((w, spec.id())),
+            Err(e) if !spec.fallback.is_empty() && !tried.contains(&spec.fallback) => {
+                tracing::error!(model = %spec.id(), error = %e, fallback = %spec.fallback, "multilingual speech model failed to load; its fallback serves");
+                tried.push(spec.name.clone());
+                spec = m.model(&spec.fallback).map_err(input)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl SpeechProcessor {
     /// With the speech-to-text model `stt` (a registry entry of task `stt`) and `models.vad`.
     pub fn load(cfg: &Config, stt: &ModelSpec) -> Result<Self, ModelError> {
@@ -46,18 +76,14 @@ impl SpeechProcessor {
         model.set_beam_width(cfg.speech.beam_width);
         model.set_batching(MAX_UTTERANCES, cfg.speech.max_pad_ms as usize * 16);
         let whisper = if cfg.speech.uses_multilingual_model() {
-            let spec = m.for_task(Task::SttMultilingual).map_err(|e| ModelError::Input(e.to_string()))?;
-            let rt = runtime_for(cfg, spec)?;
-            let f = |i| m.file(spec, i);
-            let mut w = Whisper::load(&rt, &f(0), &f(1), &f(2), &f(3), cfg.speech.threads)?;
+            let (mut w, id) = load_whisper(cfg, stt)?;
             if let Some(l) = cfg.speech.languages.iter().find(|l| !w.knows(l)) {
                 return Err(ModelError::Input(format!(
-                    "speech.languages: {} does not know the language {l:?}",
-                    spec.id()
+                    "speech.languages: {id} does not know the language {l:?}"
                 )));
             }
             w.set_beam_width(cfg.speech.multilingual_beam_width);
-            Some((w, spec.id()))
+            Some((w, id))
         } else {
             None
         };
@@ -254,6 +280,36 @@ mod tests {
         greedy.speech.beam_width = 1;
         let mut g = SpeechProcessor::load(&greedy, &spec).unwrap();
         assert!(!g.set_behind(true), "nothing is coarser than greedy: not counted as coarse");
+    }
+
+    #[test]
+    fn whisper_follows_the_pools_fallback_and_its_own_fallback_chain() {
+        let mut cfg = Config::load(None).unwrap();
+        cfg.speech.languages = ["en", "de"].map(String::from).to_vec();
+        let primary = cfg.models.for_task(Task::Stt).unwrap().clone();
+        let fallback = cfg.models.model(&primary.fallback).unwrap().clone();
+        let whisper_of = |p: &SpeechProcessor| p.whisper.as_ref().unwrap().1.clone();
+        // The pool's primary hears other languages with the configured entry; the pool's fallback
+        // with that entry's own fallback, and its transcripts name it.
+        assert_eq!(whisper_of(&SpeechProcessor::load(&cfg, &primary).unwrap()), "whisper-base@1");
+        let mut f = SpeechProcessor::load(&cfg, &fallback).unwrap();
+        assert_eq!(whisper_of(&f), "whisper-base-cpu@1");
+        let de = segment_in("s-de", "auf dem markt gibt es frisches obst und gemüse", "mb-de2", &["de"]);
+        let events = f.process_batch(&[de.into()]).pop().unwrap().unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].model.as_str(), events[0].transcript().unwrap().language.as_str()),
+            ("whisper-base-cpu@1", "de")
+        );
+        assert!(events[0].text.to_lowercase().contains("obst"), "{:?}", events[0].text);
+        // An entry that cannot load hands over to its fallback.
+        let at = cfg.models.registry.iter().position(|m| m.name == "whisper-base").unwrap();
+        cfg.models.registry[at].files[0] = "whisper-base/missing.onnx".into();
+        assert_eq!(whisper_of(&SpeechProcessor::load(&cfg, &primary).unwrap()), "whisper-base-cpu@1");
+        // With none left, the processor does not load, and the error names the file.
+        cfg.models.registry[at].fallback.clear();
+        let err = SpeechProcessor::load(&cfg, &primary).err().expect("cannot load").to_string();
+        assert!(err.contains("missing.onnx"), "{err}");
     }
 
     /// One audio segment of `stream` holding `text` in `voice`, as ingest publishes it.
