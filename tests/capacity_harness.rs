@@ -60,6 +60,8 @@ async fn the_harness_counts_what_the_feed_delivered() {
     assert!(w.batches >= 1.0 && w.items >= w.batches, "{w:?}");
     assert!(w.modelled >= 1.0 && w.modelled < w.items, "the clip's still scenes are skipped: {w:?}");
     assert!(w.seconds > 0.0 && w.ms_per_item > 0.0, "{w:?}");
+    // The CPU its batches' thread used: some, and never more than their time (one thread each).
+    assert!(w.cpu_seconds > 0.0 && w.cpu_seconds <= w.seconds * 1.05 + 0.01, "{w:?}");
     assert_eq!(step.pools.len(), 1, "{:?}", step.pools);
 
     // Every event the harness counted is a row in ClickHouse, and the other way round.

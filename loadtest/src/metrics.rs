@@ -27,6 +27,15 @@ pub struct PoolWork {
     /// Bare ÷ Sightline time for the same work: Sightline's pool throughput as a share of bare
     /// ONNX Runtime's.
     pub ratio: Option<f64>,
+    /// CPU time of the threads the pool's batches ran on (`sightline_inference_cpu_seconds`):
+    /// the model time less the time spent waiting for a core, when the models run on one thread.
+    pub cpu_seconds: f64,
+    /// That CPU time per item that reached the models, ms.
+    pub cpu_ms_per_item: f64,
+    /// Bare time ÷ Sightline's CPU time for the same work: Sightline's own overhead, without the
+    /// cores it shares with decoding and the other pools (bare runs on one thread, alone, so its
+    /// time is its CPU time).
+    pub cpu_ratio: Option<f64>,
 }
 
 /// Bare ONNX Runtime on the clip at one batch size (`sightline-bench bare`'s output).
@@ -87,6 +96,8 @@ pub fn parse_sink_seconds(text: &str) -> BTreeMap<String, (f64, f64)> {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct PoolCounters {
     pub pools: BTreeMap<String, (f64, f64, f64)>,
+    /// CPU seconds of each pool's batches.
+    pub cpu: BTreeMap<String, f64>,
     pub ocr_skipped: f64,
     pub frames_unchanged: f64,
 }
@@ -103,6 +114,7 @@ pub fn parse_pool_counters(text: &str) -> PoolCounters {
                 (p.clone(), (b, get(&items), get(&seconds)))
             })
             .collect(),
+        cpu: metric_by_label(text, "sightline_inference_cpu_seconds_total", "pool"),
         ocr_skipped: metric_value(text, "sightline_ocr_frames_skipped_total"),
         frames_unchanged: metric_value(text, "sightline_frames_unchanged_total"),
     }
@@ -125,6 +137,8 @@ pub fn pool_work(before: &PoolCounters, after: &PoolCounters) -> BTreeMap<String
                 _ => 0.0,
             };
             let modelled = (items - skipped).max(1.0);
+            let cpu = |c: &PoolCounters| c.cpu.get(pool).copied().unwrap_or(0.0);
+            let cpu_seconds = cpu(after) - cpu(before);
             Some((
                 pool.clone(),
                 PoolWork {
@@ -136,6 +150,9 @@ pub fn pool_work(before: &PoolCounters, after: &PoolCounters) -> BTreeMap<String
                     ms_per_item: seconds * 1000.0 / modelled,
                     bare_ms_per_item: None,
                     ratio: None,
+                    cpu_seconds,
+                    cpu_ms_per_item: cpu_seconds * 1000.0 / modelled,
+                    cpu_ratio: None,
                 },
             ))
         })
@@ -167,6 +184,7 @@ pub fn attach_bare(pools: &mut BTreeMap<String, PoolWork>, bare: &[BareOrt]) {
             let total_ms = w.modelled * r.ms_per_item + skipped * r.gate_ms_per_item.unwrap_or(0.0);
             w.bare_ms_per_item = Some(total_ms / w.modelled);
             w.ratio = (w.seconds > 0.0).then(|| total_ms / (w.seconds * 1000.0));
+            w.cpu_ratio = (w.cpu_seconds > 0.0).then(|| total_ms / (w.cpu_seconds * 1000.0));
         }
     }
 }
@@ -226,11 +244,15 @@ mod tests {
                  sightline_inference_batch_size_sum{{model=\"pp-ocrv6-small@1\",pool=\"ocr\"}} {}\n\
                  sightline_inference_seconds_sum{{model=\"pp-ocrv6-small@1\",pool=\"ocr\"}} {}\n\
                  sightline_inference_seconds_sum{{model=\"pp-ocrv5-fallback@1\",pool=\"ocr\"}} 1\n\
+                 sightline_inference_cpu_seconds_total{{model=\"pp-ocrv6-small@1\",pool=\"ocr\"}} {}\n\
                  sightline_inference_batch_size_count{{model=\"moonshine-base-en@1\",pool=\"speech\"}} 3\n\
                  sightline_inference_batch_size_sum{{model=\"moonshine-base-en@1\",pool=\"speech\"}} 3\n\
                  sightline_inference_seconds_sum{{model=\"moonshine-base-en@1\",pool=\"speech\"}} 0.9\n\
                  sightline_ocr_frames_skipped_total {skipped}\n",
-                ocr.0, ocr.1, ocr.2
+                ocr.0,
+                ocr.1,
+                ocr.2,
+                ocr.2 * 0.8
             )
         };
         let before = parse_pool_counters(&at((10.0, 20.0, 2.0), 5.0));
@@ -242,6 +264,7 @@ mod tests {
         let ocr = &work["ocr"];
         assert_eq!((ocr.batches, ocr.items, ocr.modelled, ocr.mean_batch), (10.0, 30.0, 20.0, 3.0));
         assert!((ocr.ms_per_item - 100.0).abs() < 1e-9, "2 s over the 20 frames read");
+        assert!((ocr.cpu_ms_per_item - 80.0).abs() < 1e-9, "1.6 s of CPU over the 20 frames read");
         let bare = |batch, ms| BareOrt {
             pool: "ocr".into(),
             batch,
@@ -254,6 +277,7 @@ mod tests {
         attach_bare(&mut work, &[bare(1, 50.0), bare(3, 80.0)]);
         assert_eq!(work["ocr"].bare_ms_per_item, Some(80.0), "the reference at the step's batch");
         assert!((work["ocr"].ratio.unwrap() - 0.8).abs() < 1e-9);
+        assert!((work["ocr"].cpu_ratio.unwrap() - 1.0).abs() < 1e-9, "bare time ÷ CPU time");
         // The 10 frames skipped as unchanged cost their signature, bare too: 20 × 80 + 10 × 4 ms.
         attach_bare(&mut work, &[BareOrt { gate_ms_per_item: Some(4.0), ..bare(3, 80.0) }]);
         assert!((work["ocr"].bare_ms_per_item.unwrap() - 82.0).abs() < 1e-9);

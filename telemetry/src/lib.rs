@@ -36,6 +36,8 @@ pub struct Metrics {
     pub transcripts: Family<Labels, Counter>,
     pub batch_size: Family<Labels, Histogram, fn() -> Histogram>,
     pub inference_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    /// CPU time of the threads the batches ran on (all of the model's when it runs on one thread).
+    pub inference_cpu_seconds: Family<Labels, Counter<f64, std::sync::atomic::AtomicU64>>,
     pub inference_errors: Family<Labels, Counter>,
     pub dlq: Family<Labels, Counter>,
     pub redelivered: Family<Labels, Counter>,
@@ -84,6 +86,7 @@ impl Metrics {
             transcripts: Family::default(),
             batch_size: Family::new_with_constructor(sizes),
             inference_seconds: Family::new_with_constructor(histo),
+            inference_cpu_seconds: Family::default(),
             inference_errors: Family::default(),
             dlq: Family::default(),
             redelivered: Family::default(),
@@ -163,6 +166,11 @@ impl Metrics {
         );
         r.register("inference_batch_size", "Messages per inference batch", m.batch_size.clone());
         r.register("inference_seconds", "Inference time per batch", m.inference_seconds.clone());
+        r.register(
+            "inference_cpu_seconds",
+            "CPU time of the threads inference batches ran on (the model's own when it runs on one thread: time waiting for a core is left out)",
+            m.inference_cpu_seconds.clone(),
+        );
         r.register("inference_errors", "Failed inference items per model", m.inference_errors.clone());
         r.register("dlq", "Work moved to a dead-letter subject, per kind", m.dlq.clone());
         r.register(
