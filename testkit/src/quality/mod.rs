@@ -66,6 +66,21 @@ mod tests {
     }
 
     #[test]
+    fn british_and_american_spellings_score_as_one_word() {
+        assert_eq!(
+            normalize_words("The Theatre colour, by the harbour"),
+            ["the", "theater", "color", "by", "the", "harbor"]
+        );
+        assert_eq!(
+            scored_word_errors("a grey harbor at the center", "A gray harbour at the centre."),
+            (0, 6)
+        );
+        // Only spellings: "hour", "four" and "our" are words of their own.
+        assert_eq!(normalize_words("our four hours"), ["our", "four", "hours"]);
+        assert_eq!(scored_word_errors("the colour", "the collar"), (1, 2));
+    }
+
+    #[test]
     fn plain_word_errors_count_edits_over_lower_cased_words() {
         assert_eq!(word_errors("a b c", "A x, c d."), (2, 3));
         assert_eq!(word_errors("the dog's bone", "The dog's bone!"), (0, 3));

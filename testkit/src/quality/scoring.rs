@@ -65,10 +65,64 @@ pub fn number_words(n: u64) -> String {
     out.join(" ")
 }
 
+/// British spellings a transcript may use for the American ones (or the other way round): scored
+/// as the same word, as any English WER normaliser does. Common words of each pattern (-our/-or,
+/// -re/-er, -ise/-ize, doubled l, and a few single ones), not words picked from the evaluation sets.
+const BRITISH_AMERICAN: [(&str, &str); 48] = [
+    ("colour", "color"),
+    ("colours", "colors"),
+    ("favour", "favor"),
+    ("favourite", "favorite"),
+    ("flavour", "flavor"),
+    ("harbour", "harbor"),
+    ("harbours", "harbors"),
+    ("honour", "honor"),
+    ("humour", "humor"),
+    ("labour", "labor"),
+    ("neighbour", "neighbor"),
+    ("neighbours", "neighbors"),
+    ("neighbourhood", "neighborhood"),
+    ("rumour", "rumor"),
+    ("behaviour", "behavior"),
+    ("vapour", "vapor"),
+    ("armour", "armor"),
+    ("centre", "center"),
+    ("centres", "centers"),
+    ("theatre", "theater"),
+    ("theatres", "theaters"),
+    ("metre", "meter"),
+    ("metres", "meters"),
+    ("kilometre", "kilometer"),
+    ("kilometres", "kilometers"),
+    ("litre", "liter"),
+    ("litres", "liters"),
+    ("fibre", "fiber"),
+    ("organise", "organize"),
+    ("organised", "organized"),
+    ("organisation", "organization"),
+    ("realise", "realize"),
+    ("realised", "realized"),
+    ("recognise", "recognize"),
+    ("recognised", "recognized"),
+    ("apologise", "apologize"),
+    ("travelled", "traveled"),
+    ("travelling", "traveling"),
+    ("cancelled", "canceled"),
+    ("cancelling", "canceling"),
+    ("jewellery", "jewelry"),
+    ("grey", "gray"),
+    ("tyre", "tire"),
+    ("tyres", "tires"),
+    ("cheque", "check"),
+    ("defence", "defense"),
+    ("programme", "program"),
+    ("catalogue", "catalog"),
+];
+
 /// Words for scoring a transcript: lower case, punctuation gone, hyphenated words split, digits
 /// spelt out ("2,431" → "two thousand four hundred thirty one", "1.5" → "one point five",
-/// "%" → "percent"), and "and" inside a spelt number dropped. The transcript itself is never
-/// normalised; this is evaluation code.
+/// "%" → "percent"), "and" inside a spelt number dropped, British spellings in their American
+/// form ("harbour" → "harbor"). The transcript itself is never normalised; this is evaluation code.
 pub fn normalize_words(text: &str) -> Vec<String> {
     let mut spaced = String::new();
     let chars: Vec<char> = text.chars().collect();
@@ -101,7 +155,7 @@ pub fn normalize_words(text: &str) -> Vec<String> {
             "dr" => "doctor",
             "mr" => "mister",
             "mrs" => "missus",
-            w => w,
+            w => BRITISH_AMERICAN.iter().find(|(b, _)| *b == w).map_or(w, |(_, a)| *a),
         };
         if w.chars().all(|c| c.is_ascii_digit()) {
             match w.parse::<u64>() {
