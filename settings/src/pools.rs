@@ -220,7 +220,7 @@ impl Default for SpeechConfig {
             vad_threshold: 0.5,
             min_speech_ms: 250,
             threads: 1,
-            beam_width: 4,
+            beam_width: 8,
             max_pad_ms: 1000,
             languages: vec!["en".into()],
             english_model: EnglishModel::Auto,
