@@ -235,6 +235,14 @@ if [ ! -f "$MB/.sightline-$(echo "${MB_VOICES[*]}" | tr ' ' -)-alsa" ]; then
   for v in "${MB_VOICES[@]}"; do ln -sfn "$MB/root/usr/share/mbrola/$v/$v" "$MB/data/espeak-ng-data/mbrola/$v"; done
   touch "$MB/.sightline-$(echo "${MB_VOICES[*]}" | tr ' ' -)-alsa"
 fi
+# A longer real recording with a known text: a reading of the opening of Dickens's "A Tale of Two
+# Cities" that moonshine-voice (PyPI, MIT) ships as its demo file; only that file is taken.
+if [ ! -f "$MB/passages/two_cities.wav" ]; then
+  step "fetching a recorded reading (moonshine-voice 0.1.5's demo file)"
+  mkdir -p "$CACHE/downloads" "$MB/passages"
+  "$VENV/bin/pip" download -q --no-deps moonshine-voice==0.1.5 -d "$CACHE/downloads"
+  extract "$CACHE"/downloads/moonshine_voice-0.1.5-*.whl "$MB/passages" moonshine_voice/assets/two_cities.wav
+fi
 step "models in $MODELS; ONNX Runtime at $CACHE/lib/libonnxruntime.so"
 # Reference outputs of the models from ONNX Runtime's Python API, for the Rust tests to compare.
 FIXTURES=$CACHE/fixtures

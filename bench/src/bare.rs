@@ -59,15 +59,20 @@ fn clip_segments(clip: &Path, cfg: &Config) -> Result<Vec<Vec<f32>>> {
     }
     let samples: Vec<f32> =
         out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    Ok(segment_audio(&samples, cfg))
+}
+
+/// 16 kHz mono audio cut into the segments ingest publishes (its energy gate and settings).
+pub(crate) fn segment_audio(samples: &[f32], cfg: &Config) -> Vec<Vec<f32>> {
     let i = &cfg.ingest;
     let mut gate = sightline_streams::AudioSegmenter::new(
         i.audio_gate_level,
         i.audio_gate_hangover_ms,
         i.audio_max_segment_ms,
     );
-    let mut segments: Vec<Vec<f32>> = gate.push(0, &samples).into_iter().map(|s| s.samples).collect();
+    let mut segments: Vec<Vec<f32>> = gate.push(0, samples).into_iter().map(|s| s.samples).collect();
     segments.extend(gate.flush().into_iter().map(|s| s.samples));
-    Ok(segments)
+    segments
 }
 
 /// Runs `run` over `items` in batches of `batch` (after one warm-up batch), at least `min_items`

@@ -1,15 +1,16 @@
 //! The languages part of `make quality`: Whisper base's language identification and word error
 //! rate in English, German, French and Spanish (MBROLA and espeak-ng voices, clean and for English
 //! under noise and music), greedy and beam search, Moonshine beside it on English, the real
-//! recordings alsa-utils ships, and what each costs.
+//! recordings alsa-utils ships, a real recorded reading (moonshine-voice's demo file), and what
+//! each costs.
 
 use super::{Tally, bar};
 use anyhow::Result;
-use sightline_models::{Moonshine, Runtime, Whisper};
+use sightline_models::{Moonshine, Runtime, SileroVad, Whisper};
 use sightline_settings::{Config, Task};
 use sightline_testkit::quality::{
-    Acoustic, SpeechCase, quality_lines, recorded_speech, scored_word_errors, scored_word_errors_in,
-    speech_case_samples,
+    Acoustic, SpeechCase, quality_lines, recorded_passages, recorded_speech, scored_word_errors,
+    scored_word_errors_in, speech_case_samples,
 };
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -184,7 +185,7 @@ pub(super) fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Res
     }
     s += &format!(
         "Real recorded speech: the eight spoken channel names alsa-utils ships (a woman's voice, \
-         two words each; no registry package here ships longer recordings with their text). \
+         two words each; a longer reading follows). \
          **Moonshine (beam {}) WER {:.1} %, Whisper beam 4 {:.1} %** (language right {right}/{}); \
          RTF {rtf_m:.3} and {rtf_w:.3}.\n\n| said | Moonshine | Whisper (language) |\n|---|---|---|\n{lines}\n",
         cfg.speech.beam_width,
@@ -192,10 +193,81 @@ pub(super) fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Res
         tw.rate(),
         recorded.len()
     );
+    s += &passages_section(rt, cfg, &mut moonshine, &mut whisper, &allowed)?;
     if !worst.is_empty() {
         s += "Whisper beam 4 errors outside English (first 30):\n\n| case | said | heard |\n|---|---|---|\n";
         s += &worst.join("\n");
         s += "\n\n";
     }
     Ok(s)
+}
+
+/// Real recorded readings, heard the way the speech pool hears a stream: cut into ingest's
+/// segments, Silero VAD's utterances in each, every utterance transcribed; the transcripts joined
+/// and scored against the text as one.
+fn passages_section(
+    rt: &Runtime,
+    cfg: &Config,
+    moonshine: &mut Moonshine,
+    whisper: &mut Whisper,
+    allowed: &[String],
+) -> Result<String> {
+    let mut vad = SileroVad::load(rt, &cfg.models.task_files(Task::Vad)?[0])?;
+    let sp = &cfg.speech;
+    whisper.set_beam_width(sp.multilingual_beam_width);
+    let mut rows = String::new();
+    let mut heard_lines = String::new();
+    for (file, text, audio) in recorded_passages()? {
+        let segments = crate::bare::segment_audio(&audio, cfg);
+        let mut utterances: Vec<Vec<f32>> = Vec::new();
+        for seg in &segments {
+            for (a, b) in vad.speech_regions(seg, sp.vad_threshold, sp.min_speech_ms)? {
+                utterances.push(seg[a..b].to_vec());
+            }
+        }
+        let audio_s = audio.len() as f64 / 16000.0;
+        let refs: Vec<&[f32]> = utterances.iter().map(Vec::as_slice).collect();
+        let started = Instant::now();
+        let mut heard_m = Vec::new();
+        for u in &refs {
+            heard_m.push(moonshine.transcribe(u)?.text);
+        }
+        let rtf_m = started.elapsed().as_secs_f64() / audio_s;
+        let started = Instant::now();
+        let mut heard_w = Vec::new();
+        let mut english = 0;
+        for chunk in refs.chunks(4) {
+            for (t, l) in whisper.transcribe_batch(chunk, allowed)? {
+                heard_w.push(t.text);
+                english += (l.code == "en") as usize;
+            }
+        }
+        let rtf_w = started.elapsed().as_secs_f64() / audio_s;
+        for (model, heard, rtf) in [
+            (format!("Moonshine base, beam {}", sp.beam_width), heard_m.join(" "), rtf_m),
+            (format!("Whisper base, beam {}", sp.multilingual_beam_width), heard_w.join(" "), rtf_w),
+        ] {
+            let (errors, words) = scored_word_errors(&text, &heard);
+            let _ = writeln!(
+                rows,
+                "| {file} | {audio_s:.1} s | {} | {} | {model} | {:.1} % | {rtf:.3} |",
+                segments.len(),
+                utterances.len(),
+                100.0 * errors as f64 / words.max(1) as f64
+            );
+            let _ = writeln!(heard_lines, "- {model}: {heard:?}");
+        }
+        let _ = writeln!(
+            heard_lines,
+            "- Whisper's language: English for {english} of {} utterances",
+            utterances.len()
+        );
+    }
+    Ok(format!(
+        "Real recorded readings (`quality/passages.txt`): cut into ingest's audio segments, Silero VAD's \
+         utterances in each, every utterance transcribed, the transcripts joined and scored against the text \
+         as one (Whisper identifies the language among en, es, de, fr).\n\n\
+         | recording | length | segments | utterances | model | WER | RTF |\n|---|---|---|---|---|---|---|\n{rows}\n\
+         What was heard:\n\n{heard_lines}\n"
+    ))
 }

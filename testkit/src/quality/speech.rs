@@ -97,6 +97,26 @@ pub fn recorded_speech() -> Result<Vec<(String, Vec<f32>)>, TestSourceError> {
         .collect()
 }
 
+/// Real recorded readings with a known text (`quality/passages.txt`; the files `make setup`
+/// fetches to `$SIGHTLINE_MBROLA/passages`): (file name, what is read, 16 kHz samples).
+pub fn recorded_passages() -> Result<Vec<(String, String, Vec<f32>)>, TestSourceError> {
+    let dir = std::env::var("SIGHTLINE_MBROLA").map_err(|_| TestSourceError::Tool {
+        tool: "moonshine-voice",
+        detail: "the recorded passages need SIGHTLINE_MBROLA (run `make setup`)".into(),
+    })?;
+    super::quality_lines("passages.txt")?
+        .into_iter()
+        .map(|line| {
+            let (file, text) = line.split_once('\t').ok_or_else(|| TestSourceError::Tool {
+                tool: "quality/passages.txt",
+                detail: format!("no tab between the file and its text: {line:?}"),
+            })?;
+            let audio = pcm_16k(std::fs::read(std::path::Path::new(&dir).join("passages").join(file))?)?;
+            Ok((file.to_string(), text.to_string(), audio))
+        })
+        .collect()
+}
+
 /// Any audio file's bytes decoded by ffmpeg to 16 kHz mono floats.
 pub(crate) fn pcm_16k(input: Vec<u8>) -> Result<Vec<f32>, TestSourceError> {
     let mut ff = std::process::Command::new("ffmpeg")
