@@ -5,7 +5,7 @@
 //! [`FallbackPolicy::route`].
 
 use crate::enrich::{Enrich, Enrichment};
-use crate::shedding::{RECENT_BATCHES, Settled, shed_decision};
+use crate::shedding::{RecentBatches, Settled, shed_decision};
 use async_nats::jetstream::Message;
 use sightline_bus::work::delivered;
 use sightline_bus::{Bus, WorkSpec, publish_events};
@@ -101,9 +101,10 @@ pub struct InferencePool<P> {
     enrich: Vec<Enrichment>,
     lag_target: Option<Duration>,
     max_lag: Option<Duration>,
-    /// How long the last few batches took, ms: an item is shed as too late when its age plus the
-    /// longest of them passes the hard limit, so what is run still comes out within the bound.
-    recent_batches_ms: std::collections::VecDeque<i64>,
+    /// How long the last few batches took and how many items each ran: an item is shed as too
+    /// late when its age plus what its batch may take passes the hard limit, so what is run still
+    /// comes out within the bound.
+    recent_batches: RecentBatches,
     /// Refuses work published under a stream lease that was taken over since.
     fence: sightline_bus::Fence,
 }
@@ -167,7 +168,7 @@ impl<P: Processor> InferencePool<P> {
             enrich,
             lag_target: work.lag_target,
             max_lag: work.max_lag,
-            recent_batches_ms: std::collections::VecDeque::with_capacity(RECENT_BATCHES),
+            recent_batches: RecentBatches::default(),
             fence,
         })
     }
@@ -327,10 +328,7 @@ impl<P: Processor> InferencePool<P> {
         let l = labels(&[("model", &model), ("pool", self.kind)]);
         self.metrics.inference_seconds.get_or_create(&l).observe(took.as_secs_f64());
         self.metrics.inference_cpu_seconds.get_or_create(&l).inc_by(cpu.as_secs_f64());
-        if self.recent_batches_ms.len() == RECENT_BATCHES {
-            self.recent_batches_ms.pop_front();
-        }
-        self.recent_batches_ms.push_back(took.as_millis() as i64);
+        self.recent_batches.record(took.as_millis() as i64, batch.len());
         if coarse {
             let per_stream = batch.iter().filter_map(|m| WorkHeader::read(&m.payload)).fold(
                 std::collections::BTreeMap::<String, u64>::new(),
@@ -368,7 +366,7 @@ impl<P: Processor> InferencePool<P> {
         let mut oldest = 0i64;
         let mut keep = Vec::with_capacity(batch.len());
         let mut shed: std::collections::BTreeMap<(String, ShedReason), u64> = Default::default();
-        let run_ms = self.recent_batches_ms.iter().copied().max().unwrap_or(0);
+        let run_ms = self.recent_batches.expected_ms(batch.len());
         for m in batch {
             let Some(h) = WorkHeader::read(&m.payload) else {
                 keep.push(m); // the model reports what is wrong with it

@@ -9,8 +9,30 @@ use std::time::Duration;
 /// Batches whose durations bound how long the next one may take (see [`shed_decision`]).
 pub(crate) const RECENT_BATCHES: usize = 8;
 
-/// What to do with one item of a batch, by its age, how long a batch may take (`run_ms`: the
-/// longest of the recent ones) and the pool's lag settings: past the hard limit by the time it
+/// How long the last few batches took and how many items each ran: what the next batch may take.
+#[derive(Debug, Default)]
+pub(crate) struct RecentBatches(std::collections::VecDeque<(i64, usize)>);
+
+impl RecentBatches {
+    pub(crate) fn record(&mut self, ms: i64, items: usize) {
+        if self.0.len() == RECENT_BATCHES {
+            self.0.pop_front();
+        }
+        self.0.push_back((ms.max(0), items.max(1)));
+    }
+
+    /// What a batch of `items` may take, ms: the longest recent batch, or the slowest recent
+    /// time per item times `items` when that is longer (a batch larger than the recent ones takes
+    /// longer than any of them; batching makes the per-item time a bound from above).
+    pub(crate) fn expected_ms(&self, items: usize) -> i64 {
+        let longest = self.0.iter().map(|&(ms, _)| ms).max().unwrap_or(0);
+        let per_item = self.0.iter().map(|&(ms, n)| ms / n as i64).max().unwrap_or(0);
+        longest.max(per_item * items.max(1) as i64)
+    }
+}
+
+/// What to do with one item of a batch, by its age, how long the batch may take (`run_ms`:
+/// [`RecentBatches::expected_ms`]) and the pool's lag settings: past the hard limit by the time it
 /// would be done, any item is shed; behind the target, the items the pool's policy gives up first.
 /// The hard limit is `max_lag` less a tenth, left for what comes after the model (publishing,
 /// sinks, the feed) and, for speech, the silence that closes a segment after its last word, so
@@ -77,5 +99,29 @@ mod tests {
         // A batch takes 3 s: an item 7 s old would be done 10 s late, past the 9 s hard limit.
         assert_eq!(shed_decision(7_000, 3_000, false, target, max), Some(ShedReason::TooLate));
         assert_eq!(shed_decision(5_500, 3_000, false, target, max), None);
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_recent_ones_is_expected_to_take_longer() {
+        let mut recent = RecentBatches::default();
+        assert_eq!(recent.expected_ms(4), 0, "nothing ran yet");
+        recent.record(2_000, 1);
+        recent.record(2_400, 2);
+        assert_eq!(recent.expected_ms(1), 2_400, "the longest recent batch");
+        assert_eq!(recent.expected_ms(2), 4_000, "two items at the slowest 2 s an item");
+        assert_eq!(recent.expected_ms(4), 8_000);
+        // Only the last eight count: a slow batch long ago no longer does.
+        recent.record(9_000, 1);
+        for _ in 0..RECENT_BATCHES {
+            recent.record(500, 1);
+        }
+        assert_eq!(recent.expected_ms(1), 500);
+        assert_eq!(recent.expected_ms(3), 1_500);
+        // An item 6 s old in a batch of three after 2 s items would be done at 12 s: too late.
+        let (target, max) = (Some(Duration::from_secs(3)), Some(Duration::from_secs(10)));
+        let mut slow = RecentBatches::default();
+        slow.record(2_000, 1);
+        assert_eq!(shed_decision(6_000, slow.expected_ms(1), false, target, max), None);
+        assert_eq!(shed_decision(6_000, slow.expected_ms(3), false, target, max), Some(ShedReason::TooLate));
     }
 }
