@@ -8,6 +8,7 @@ pub mod loading;
 pub mod ocr;
 pub mod pool;
 pub mod query;
+mod running;
 pub mod scenes;
 pub mod shedding;
 pub mod shots;

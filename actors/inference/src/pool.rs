@@ -5,6 +5,7 @@
 //! [`FallbackPolicy::route`].
 
 use crate::enrich::{Enrich, Enrichment};
+use crate::running::{BatchResults, Ran, run_model};
 use crate::shedding::{RecentBatches, Settled, shed_decision};
 use async_nats::jetstream::Message;
 use sightline_bus::work::delivered;
@@ -189,67 +190,6 @@ impl<P: Processor> InferencePool<P> {
     fn count_fallback(&self, reason: FallbackReason, n: usize) {
         let l = labels(&[("model", &self.model), ("reason", reason.as_str())]);
         self.metrics.model_fallbacks.get_or_create(&l).inc_by(n as u64);
-    }
-}
-
-type BatchResults = Vec<ItemResult>;
-
-/// CPU time the calling thread has used so far.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec through a pointer to a live one.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
-}
-
-/// What a batch's model run gives back: the results, the model that ran, whether it ran coarser
-/// than configured (behind its target), and the CPU time its thread spent.
-struct Ran {
-    results: BatchResults,
-    model: String,
-    coarse: bool,
-    cpu: Duration,
-}
-
-/// Runs `payloads` on one model on a blocking thread; None when it ran past `timeout` (the thread
-/// finishes on its own; its results are dropped). A panic in the model fails every item of the
-/// batch with the panic's message, so the items are retried and, past `max_deliver`,
-/// dead-lettered like any other failure (never dropped by a crash loop).
-async fn run_model<P: Processor>(
-    processor: &Arc<Mutex<P>>,
-    payloads: Vec<bytes::Bytes>,
-    timeout: Option<Duration>,
-    behind: bool,
-) -> Result<Option<Ran>, tokio::task::JoinError> {
-    let n = payloads.len();
-    let processor = processor.clone();
-    let task = tokio::task::spawn_blocking(move || {
-        let mut p = processor.lock().unwrap_or_else(|e| e.into_inner());
-        let coarse = p.set_behind(behind);
-        let model = p.model().to_string();
-        let cpu_before = thread_cpu_time();
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.process_batch(&payloads)));
-        let cpu = thread_cpu_time().saturating_sub(cpu_before);
-        let results = ran.unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            tracing::error!(%model, panic = %what, "the model panicked; its batch is failed and retried");
-            (0..n).map(|_| Err(ItemError(format!("the model panicked: {what}")))).collect()
-        });
-        Ran { results, model, coarse, cpu }
-    });
-    match timeout {
-        Some(t) => match tokio::time::timeout(t, task).await {
-            Ok(r) => r.map(Some),
-            Err(_) => Ok(None),
-        },
-        None => task.await.map(Some),
     }
 }
 
@@ -473,83 +413,5 @@ impl<P: Processor> InferencePool<P> {
             }
             settled.add(&msg);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Fails on payloads that say so, panics on the ones that say "boom".
-    struct Fragile;
-
-    impl Processor for Fragile {
-        fn kind(&self) -> &'static str {
-            "fragile"
-        }
-        fn model(&self) -> &str {
-            "fragile@1"
-        }
-        fn process(&mut self, payload: &[u8]) -> ItemResult {
-            match payload {
-                b"boom" => panic!("index out of range in postprocessing"),
-                b"bad" => Err(ItemError("bad input".into())),
-                _ => Ok(Vec::new()),
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn a_panicking_model_fails_its_batch_items_and_stays_usable() {
-        let p = Arc::new(Mutex::new(Fragile));
-        let batch = ["ok", "boom", "ok"].map(|s| bytes::Bytes::from_static(s.as_bytes())).to_vec();
-        let Ran { results, model, .. } = run_model(&p, batch, None, false).await.unwrap().unwrap();
-        assert_eq!(model, "fragile@1");
-        assert_eq!(results.len(), 3);
-        for r in &results {
-            let e = r.as_ref().unwrap_err();
-            assert!(e.0.contains("panicked") && e.0.contains("index out of range"), "{}", e.0);
-        }
-        // The same processor serves the next batch.
-        let again = vec![bytes::Bytes::from_static(b"ok"), bytes::Bytes::from_static(b"bad")];
-        let Ran { results, .. } = run_model(&p, again, None, false).await.unwrap().unwrap();
-        assert!(results[0].is_ok() && results[1].as_ref().unwrap_err().0 == "bad input");
-    }
-
-    /// Sleeps through its batch, or computes until its thread has used `cpu` of CPU time.
-    struct Timed {
-        sleep: Duration,
-        cpu: Duration,
-    }
-
-    impl Processor for Timed {
-        fn kind(&self) -> &'static str {
-            "timed"
-        }
-        fn model(&self) -> &str {
-            "timed@1"
-        }
-        fn process(&mut self, _: &[u8]) -> ItemResult {
-            std::thread::sleep(self.sleep);
-            let start = thread_cpu_time();
-            let mut x = 0u64;
-            while thread_cpu_time().saturating_sub(start) < self.cpu {
-                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-            }
-            Ok(Vec::new())
-        }
-    }
-
-    #[tokio::test]
-    async fn a_batch_reports_the_cpu_time_of_the_thread_it_ran_on_not_its_wall_time() {
-        let one = || vec![bytes::Bytes::from_static(b"x")];
-        let sleeper = Arc::new(Mutex::new(Timed { sleep: Duration::from_millis(150), cpu: Duration::ZERO }));
-        let started = Instant::now();
-        let ran = run_model(&sleeper, one(), None, false).await.unwrap().unwrap();
-        assert!(started.elapsed() >= Duration::from_millis(150));
-        assert!(ran.cpu < Duration::from_millis(50), "asleep, not computing: {:?}", ran.cpu);
-        let worker = Arc::new(Mutex::new(Timed { sleep: Duration::ZERO, cpu: Duration::from_millis(60) }));
-        let ran = run_model(&worker, one(), None, false).await.unwrap().unwrap();
-        assert!(ran.cpu >= Duration::from_millis(60), "the model's thread computed 60 ms: {:?}", ran.cpu);
     }
 }
