@@ -19,15 +19,21 @@ use sightline_settings::Task;
 use sightline_testkit::quality::{recorded_passages, scored_word_errors, word_errors};
 use sightline_testkit::{SPEECH_SENTENCES, speech_samples};
 
-#[test]
-fn word_error_rate_on_espeak_speech_is_at_most_15_percent() {
+/// The shipped configuration, Silero VAD and Moonshine at its beam width, as the speech pool runs them.
+fn speech_models() -> (Config, SileroVad, Moonshine) {
     let cfg = Config::load(None).unwrap();
     let m = &cfg.models;
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let mut vad = SileroVad::load(&rt, &m.task_files(Task::Vad).unwrap()[0]).unwrap();
+    let vad = SileroVad::load(&rt, &m.task_files(Task::Vad).unwrap()[0]).unwrap();
     let stt_files = m.task_files(Task::Stt).unwrap();
     let mut stt = Moonshine::load(&rt, &stt_files[0], &stt_files[1], &stt_files[2], 2).unwrap();
     stt.set_beam_width(cfg.speech.beam_width);
+    (cfg, vad, stt)
+}
+
+#[test]
+fn word_error_rate_on_espeak_speech_is_at_most_15_percent() {
+    let (cfg, mut vad, mut stt) = speech_models();
     let (mut errors, mut total) = (0, 0);
     for sentence in SPEECH_SENTENCES {
         let samples = speech_samples(sentence).expect("espeak-ng and ffmpeg run (make setup installs them)");
@@ -53,13 +59,7 @@ fn word_error_rate_on_espeak_speech_is_at_most_15_percent() {
 
 #[test]
 fn word_error_rate_on_a_real_recorded_reading_is_at_most_8_percent() {
-    let cfg = Config::load(None).unwrap();
-    let m = &cfg.models;
-    let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let mut vad = SileroVad::load(&rt, &m.task_files(Task::Vad).unwrap()[0]).unwrap();
-    let stt_files = m.task_files(Task::Stt).unwrap();
-    let mut stt = Moonshine::load(&rt, &stt_files[0], &stt_files[1], &stt_files[2], 2).unwrap();
-    stt.set_beam_width(cfg.speech.beam_width);
+    let (cfg, mut vad, mut stt) = speech_models();
     let passages = recorded_passages().expect("the recorded reading (make setup fetches it)");
     assert!(!passages.is_empty());
     for (file, text, audio) in passages {
