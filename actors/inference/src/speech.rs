@@ -83,6 +83,7 @@ impl SpeechProcessor {
                 )));
             }
             w.set_beam_width(cfg.speech.multilingual_beam_width);
+            w.set_window(cfg.speech.multilingual_window_s);
             Some((w, id))
         } else {
             None
@@ -320,7 +321,7 @@ mod tests {
     /// [`segment`] of a stream registered with `languages`.
     fn segment_in(stream: &str, text: &str, voice: &str, languages: &[&str]) -> Vec<u8> {
         let mut samples = vec![0f32; 8000];
-        samples.extend(sightline_testkit::quality::espeak(text, voice, 130).unwrap());
+        samples.extend(sightline_testkit::quality::speak(text, voice, 130).unwrap());
         samples.extend(vec![0f32; 8000]);
         let meta = sightline_wire::AudioMeta {
             stream_id: stream.into(),

@@ -28,6 +28,7 @@ pub(super) fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Res
     let f = m.task_files(Task::SttMultilingual)?;
     let threads = cfg.speech.threads.max(1);
     let mut whisper = Whisper::load(rt, &f[0], &f[1], &f[2], &f[3], threads)?;
+    whisper.set_window(cfg.speech.multilingual_window_s);
     let files = m.task_files(Task::Stt)?;
     let mut moonshine = Moonshine::load(rt, &files[0], &files[1], &files[2], threads)?;
     moonshine.set_beam_width(cfg.speech.beam_width);
@@ -57,6 +58,16 @@ pub(super) fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Res
         ("es", "sentences-es.txt", "es", 130, g),
         ("es", "sentences-es.txt", "es", 130, b4),
         ("es", "sentences-es.txt", "es-419", 130, g),
+        ("en", "sentences.txt", "pico-en-US", 150, ms),
+        ("en", "sentences.txt", "pico-en-US", 150, b4),
+        ("en", "sentences.txt", "pico-en-GB", 150, ms),
+        ("en", "sentences.txt", "pico-en-GB", 150, b4),
+        ("de", "sentences-de.txt", "pico-de-DE", 150, g),
+        ("de", "sentences-de.txt", "pico-de-DE", 150, b4),
+        ("fr", "sentences-fr.txt", "pico-fr-FR", 150, g),
+        ("fr", "sentences-fr.txt", "pico-fr-FR", 150, b4),
+        ("es", "sentences-es.txt", "pico-es-ES", 150, g),
+        ("es", "sentences-es.txt", "pico-es-ES", 150, b4),
     ];
     // English over street noise and a music bed (15 dB), Whisper beside Moonshine.
     let noisy: Vec<(&str, &str, &str, u32, Engine, Acoustic)> =
@@ -79,6 +90,7 @@ pub(super) fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Res
     // Per language: Whisper with beam 4 (the shipped multilingual_beam_width) on the MBROLA voices
     // (espeak-ng's for Spanish): (errors, words, language right, items), for the summary.
     let mut summary: BTreeMap<&str, (usize, usize, usize, usize)> = BTreeMap::new();
+    let mut pico = summary.clone();
     for (lang, file, voice, rate, engine, acoustic) in &rows {
         let lines = &sets[file];
         let case = SpeechCase { voice: voice.to_string(), rate: *rate, acoustic: *acoustic };
@@ -118,9 +130,12 @@ pub(super) fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Res
                 worst.push(format!("| {lang} {voice} | {line:?} | {text:?} |"));
             }
         }
-        if *engine == b4 && *acoustic == Acoustic::Clean && (voice.starts_with("mb-") || *voice == "es") {
-            let s = summary.entry(lang).or_default();
-            *s = (s.0 + t.errors, s.1 + t.total, s.2 + right, s.3 + lines.len());
+        if *engine == b4 && *acoustic == Acoustic::Clean {
+            let synth = if voice.starts_with("pico-") { &mut pico } else { &mut summary };
+            if voice.starts_with("mb-") || voice.starts_with("pico-") || *voice == "es" {
+                let s = synth.entry(lang).or_default();
+                *s = (s.0 + t.errors, s.1 + t.total, s.2 + right, s.3 + lines.len());
+            }
         }
         let (model, lid) = match engine {
             Engine::Moonshine => (format!("Moonshine base, beam {}", cfg.speech.beam_width), "—".to_string()),
@@ -138,25 +153,31 @@ pub(super) fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Res
         );
     }
     pb.finish_and_clear();
-    let summary: Vec<String> = summary
-        .iter()
-        .map(|(l, (e, n, r, items))| {
-            format!("{l} {:.1} % (language right {r}/{items})", 100.0 * *e as f64 / (*n).max(1) as f64)
-        })
-        .collect();
+    let line = |m: &BTreeMap<&str, (usize, usize, usize, usize)>| -> String {
+        m.iter()
+            .map(|(l, (e, n, r, items))| {
+                format!("{l} {:.1} % (language right {r}/{items})", 100.0 * *e as f64 / (*n).max(1) as f64)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let window_s = whisper.window() as f64 / 16000.0;
     let mut s = format!(
         "## Languages (Whisper base, language identification among en/es/de/fr)\n\n\
          Sentences from `quality/sentences*.txt` spoken by MBROLA diphone voices (closer to \
-         natural speech than espeak-ng's own) and by espeak-ng's voices, 0.4 s of silence either \
+         natural speech than espeak-ng's own), by espeak-ng's voices and by SVOX Pico's \
+         (`pico-*`), 0.4 s of silence either \
          side, transcribed in batches of four as the speech actor does: Whisper identifies the \
          language (among en, es, de, fr), then decodes in it. Scored after the same normalisation \
          as the English set, with numbers up to twenty read in the sentence's language (\"8 Uhr\" \
-         = \"acht Uhr\"). **Whisper beam 4, MBROLA voices (espeak-ng's for Spanish): {}.** RTF is processing time ÷ audio time on {threads} thread(s); Whisper \
-         always hears a 30 s window, so its cost per utterance is nearly constant (about \
-         0.7 s of encoder on this machine).\n\n\
+         = \"acht Uhr\"). **Whisper beam 4, MBROLA voices (espeak-ng's for Spanish): {}; \
+         Pico's voices: {}.** RTF is processing time ÷ audio time on {threads} thread(s); Whisper \
+         hears a window of at least {window_s:.0} s (`speech.multilingual_window_s`), so its cost \
+         per utterance is nearly constant.\n\n\
          | language | voice | words/min | model | sentences | language right | WER | sentences exact | RTF |\n\
          |---|---|---|---|---|---|---|---|---|\n{table}\n",
-        summary.join(", ")
+        line(&summary),
+        line(&pico)
     );
     // Real recorded speech: the only recordings a registry package here ships with a known text.
     let recorded = recorded_speech()?;

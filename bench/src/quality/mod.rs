@@ -202,6 +202,12 @@ fn speech_cases() -> Vec<(SpeechCase, &'static str)> {
         (c("en-gb", 150, Acoustic::Noise(15.0)), "backgrounds"),
         (c("en-us", 150, Acoustic::Music(15.0)), "backgrounds"),
         (c("en-gb", 150, Acoustic::Music(15.0)), "backgrounds"),
+        (c("pico-en-US", 150, Acoustic::Clean), "other synthesisers"),
+        (c("pico-en-GB", 150, Acoustic::Clean), "other synthesisers"),
+        (c("mb-us1", 150, Acoustic::Clean), "other synthesisers"),
+        (c("mb-en1", 150, Acoustic::Clean), "other synthesisers"),
+        (c("pico-en-US", 150, Acoustic::Noise(15.0)), "other backgrounds"),
+        (c("pico-en-GB", 150, Acoustic::Music(15.0)), "other backgrounds"),
     ]
 }
 
@@ -224,6 +230,9 @@ fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
     let mut worst = Vec::new();
     let mut clean_en = Tally::default();
     let mut noisy_en = Tally::default();
+    // The same sentences from MBROLA's diphone voices and SVOX Pico, apart from espeak-ng's.
+    let mut clean_other = Tally::default();
+    let mut noisy_other = Tally::default();
     for (case, group, beam) in &runs {
         stt.set_beam_width(*beam);
         let mut t = Tally::default();
@@ -251,11 +260,13 @@ fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
             }
             pb.inc(1);
         }
-        if *group != "decoding" {
-            match case.acoustic {
-                Acoustic::Clean => clean_en = sum(clean_en, t),
-                _ => noisy_en = sum(noisy_en, t),
-            }
+        let other = group.starts_with("other");
+        match (*group, case.acoustic) {
+            ("decoding", _) => {}
+            (_, Acoustic::Clean) if other => clean_other = sum(clean_other, t),
+            (_, _) if other => noisy_other = sum(noisy_other, t),
+            (_, Acoustic::Clean) => clean_en = sum(clean_en, t),
+            (_, _) => noisy_en = sum(noisy_en, t),
         }
         let _ = writeln!(
             rows,
@@ -273,14 +284,18 @@ fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
     pb.finish_and_clear();
     let mut s = format!(
         "## Speech (Silero VAD + Moonshine base, English)\n\n{} sentences (names, numbers, places) \
-         spoken by espeak-ng per row; scored after normalisation (case, punctuation, numbers \
-         spelt out, compounds). **English WER: clean {:.1} %, with noise or music {:.1} %.** \
-         RTF is processing time ÷ audio time on {} thread(s).\n\n\
+         per row, spoken by espeak-ng (its own voices), by MBROLA diphone voices (`mb-*`) and by \
+         SVOX Pico (`pico-*`); scored after normalisation (case, punctuation, numbers spelt out, \
+         compounds). **English WER, espeak-ng's voices: clean {:.1} %, with noise or music \
+         {:.1} %; MBROLA and Pico voices: clean {:.1} %, with noise or music {:.1} %.** RTF is \
+         processing time ÷ audio time on {} thread(s).\n\n\
          | set | voice | words/min | background | decoding | sentences | WER | sentences exact | RTF |\n\
          |---|---|---|---|---|---|---|---|---|\n{rows}\n",
         sentences.len(),
         clean_en.rate(),
         noisy_en.rate(),
+        clean_other.rate(),
+        noisy_other.rate(),
         cfg.speech.threads.max(1)
     );
     if !worst.is_empty() {

@@ -23,8 +23,8 @@ impl Acoustic {
     }
 }
 
-/// One spoken evaluation item: espeak-ng voice (e.g. `en-gb`, `en-us+f3`) and rate (words a
-/// minute).
+/// One spoken evaluation item: a voice as [`speak`] names them (e.g. `en-gb`, `en-us+f3`,
+/// `mb-de2`, `pico-es-ES`) and rate (words a minute).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpeechCase {
     pub voice: String,
@@ -32,10 +32,10 @@ pub struct SpeechCase {
     pub acoustic: Acoustic,
 }
 
-/// `text` spoken by espeak-ng in `voice` at `rate`, as 16 kHz mono float samples with 0.4 s of
+/// `text` spoken in the case's voice at its rate, as 16 kHz mono float samples with 0.4 s of
 /// silence before and after, mixed with the case's background over the whole length.
 pub fn speech_case_samples(text: &str, case: &SpeechCase, seed: u64) -> Result<Vec<f32>, TestSourceError> {
-    let voice = espeak(text, &case.voice, case.rate)?;
+    let voice = speak(text, &case.voice, case.rate)?;
     let pad = vec![0f32; 6400];
     let mut s: Vec<f32> = pad.iter().chain(&voice).chain(&pad).copied().collect();
     let rms = speech_rms(&voice);
@@ -48,10 +48,17 @@ pub fn speech_case_samples(text: &str, case: &SpeechCase, seed: u64) -> Result<V
     Ok(s)
 }
 
-/// espeak-ng's speech resampled by ffmpeg to 16 kHz mono floats.
-/// MBROLA voices (`mb-fr1`, `mb-us1`, ...) need the synthesiser and voices `make setup` unpacks
-/// under `$SIGHTLINE_MBROLA`.
-pub fn espeak(text: &str, voice: &str, rate: u32) -> Result<Vec<f32>, TestSourceError> {
+/// `text` spoken at `rate` words a minute, as 16 kHz mono floats, by one of three synthesisers:
+/// - espeak-ng's own voices (`en-us`, `en-gb-scotland`, `de`, ...), resampled by ffmpeg;
+/// - MBROLA diphone voices driven by espeak-ng (`mb-fr1`, `mb-us1`, ...);
+/// - SVOX Pico (`pico-en-US`, `pico-en-GB`, `pico-de-DE`, `pico-es-ES`, `pico-fr-FR`), whose pace
+///   is set relative to 150 words a minute as its own (`scripts/pico-say.py`).
+///
+/// MBROLA and Pico need what `make setup` unpacks under `$SIGHTLINE_MBROLA`.
+pub fn speak(text: &str, voice: &str, rate: u32) -> Result<Vec<f32>, TestSourceError> {
+    if let Some(lang) = voice.strip_prefix("pico-") {
+        return pico(text, lang, rate);
+    }
     let mut cmd = std::process::Command::new("espeak-ng");
     cmd.args(["-v", voice, "-s", &rate.to_string(), "--stdout", text]);
     if voice.starts_with("mb-") {
@@ -70,6 +77,24 @@ pub fn espeak(text: &str, voice: &str, rate: u32) -> Result<Vec<f32>, TestSource
         });
     }
     pcm_16k(wav.stdout)
+}
+
+/// `text` spoken by SVOX Pico in `lang` (`es-ES`, ...), its pace `rate` / 150 of its own: Pico
+/// writes 16 kHz mono 16-bit samples.
+fn pico(text: &str, lang: &str, rate: u32) -> Result<Vec<f32>, TestSourceError> {
+    let tool = |detail: String| TestSourceError::Tool { tool: "pico", detail };
+    let mb = std::env::var("SIGHTLINE_MBROLA")
+        .map_err(|_| tool(format!("voice pico-{lang} needs SIGHTLINE_MBROLA (run `make setup`)")))?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pico-say.py");
+    let speed = (rate * 100 / 150).clamp(20, 500).to_string();
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args([&format!("{mb}/root"), lang, &speed, text])
+        .output()?;
+    if !out.status.success() || out.stdout.len() < 100 {
+        return Err(tool(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+    }
+    Ok(out.stdout.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0).collect())
 }
 
 /// Real recorded speech from a registry package: the spoken channel names alsa-utils ships
