@@ -157,6 +157,11 @@ impl Config {
         if !(1.0..=30.0).contains(&self.speech.multilingual_window_s) {
             return Err(ConfigError::Invalid("speech.multilingual_window_s must be 1..=30 seconds".into()));
         }
+        if !(1.0..=30.0).contains(&self.speech.multilingual_behind_window_s) {
+            return Err(ConfigError::Invalid(
+                "speech.multilingual_behind_window_s must be 1..=30 seconds".into(),
+            ));
+        }
         let code = |l: &String| (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_lowercase());
         if self.speech.languages.is_empty() || !self.speech.languages.iter().all(code) {
             return Err(ConfigError::Invalid(format!(

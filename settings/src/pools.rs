@@ -179,6 +179,9 @@ pub struct SpeechConfig {
     /// zero-padded to this or to its longest utterance, whichever is longer. Whisper was trained
     /// on 30 s; a shorter window costs less (the encoder's time grows with it) and may cost words.
     pub multilingual_window_s: f32,
+    /// Whisper's window while the pool is behind its lag target, seconds (1..=30; the shorter of
+    /// this and `multilingual_window_s` is heard): with greedy decoding, how the pool catches up.
+    pub multilingual_behind_window_s: f32,
 }
 
 /// Which model transcribes English (`speech.english_model`).
@@ -230,6 +233,7 @@ impl Default for SpeechConfig {
             english_model: EnglishModel::Auto,
             multilingual_beam_width: 4,
             multilingual_window_s: 30.0,
+            multilingual_behind_window_s: 10.0,
         }
     }
 }

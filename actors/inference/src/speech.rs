@@ -184,13 +184,23 @@ impl Processor for SpeechProcessor {
     }
     /// Behind its lag target the speech pool never drops an utterance: it decodes greedily (beam
     /// width 1: a bit over half the time of a beam of 8, about twice its word errors on the
-    /// evaluation set) until it has caught up.
+    /// evaluation set) and Whisper hears the shorter `multilingual_behind_window_s` window until
+    /// it has caught up.
     fn set_behind(&mut self, behind: bool) -> bool {
+        let c = &self.cfg;
+        let window = if behind {
+            c.multilingual_window_s.min(c.multilingual_behind_window_s)
+        } else {
+            c.multilingual_window_s
+        };
         let coarse = behind
-            && (self.cfg.beam_width > 1 || self.whisper.is_some() && self.cfg.multilingual_beam_width > 1);
-        self.stt.set_beam_width(if behind { 1 } else { self.cfg.beam_width });
+            && (c.beam_width > 1
+                || self.whisper.is_some()
+                    && (c.multilingual_beam_width > 1 || window < c.multilingual_window_s));
+        self.stt.set_beam_width(if behind { 1 } else { c.beam_width });
         if let Some((w, _)) = self.whisper.as_mut() {
-            w.set_beam_width(if behind { 1 } else { self.cfg.multilingual_beam_width });
+            w.set_beam_width(if behind { 1 } else { c.multilingual_beam_width });
+            w.set_window(window);
         }
         coarse
     }
@@ -281,6 +291,20 @@ mod tests {
         greedy.speech.beam_width = 1;
         let mut g = SpeechProcessor::load(&greedy, &spec).unwrap();
         assert!(!g.set_behind(true), "nothing is coarser than greedy: not counted as coarse");
+        // With other languages, Whisper also hears the shorter window while behind.
+        let mut multi = greedy.clone();
+        multi.speech.languages = ["en", "de"].map(String::from).to_vec();
+        multi.speech.multilingual_beam_width = 1;
+        let mut m = SpeechProcessor::load(&multi, &spec).unwrap();
+        let window = |p: &SpeechProcessor| p.whisper.as_ref().unwrap().0.window() / 16_000;
+        assert_eq!(window(&m), 30);
+        assert!(m.set_behind(true), "a shorter window is coarser");
+        assert_eq!(window(&m), multi.speech.multilingual_behind_window_s as usize);
+        assert!(!m.set_behind(false));
+        assert_eq!(window(&m), 30, "caught up: the full window again");
+        multi.speech.multilingual_behind_window_s = 30.0;
+        let mut same = SpeechProcessor::load(&multi, &spec).unwrap();
+        assert!(!same.set_behind(true), "greedy with the same window: nothing coarser");
     }
 
     #[test]
