@@ -300,18 +300,20 @@ mod tests {
             let w = &p.whisper.as_ref().unwrap().0;
             (w.window() / 16_000, w.beam_width())
         };
-        let beam = multi.speech.multilingual_beam_width;
+        let (beam, full) =
+            (multi.speech.multilingual_beam_width, multi.speech.multilingual_window_s as usize);
         assert!(beam > 1, "the shipped config searches a beam");
-        assert_eq!(whisper(&m), (30, beam));
+        assert!(multi.speech.multilingual_behind_window_s < multi.speech.multilingual_window_s);
+        assert_eq!(whisper(&m), (full, beam));
         assert!(m.set_behind(true), "a shorter window is coarser");
         assert_eq!(whisper(&m), (multi.speech.multilingual_behind_window_s as usize, beam));
         assert!(!m.set_behind(false));
-        assert_eq!(whisper(&m), (30, beam), "caught up: the full window again");
+        assert_eq!(whisper(&m), (full, beam), "caught up: the full window again");
         // No shorter window to fall back to: greedy over the full one.
         multi.speech.multilingual_behind_window_s = 30.0;
         let mut same = SpeechProcessor::load(&multi, &spec).unwrap();
         assert!(same.set_behind(true));
-        assert_eq!(whisper(&same), (30, 1));
+        assert_eq!(whisper(&same), (full, 1));
         multi.speech.multilingual_beam_width = 1;
         let mut neither = SpeechProcessor::load(&multi, &spec).unwrap();
         assert!(!neither.set_behind(true), "greedy over the same window: nothing coarser");
