@@ -11,7 +11,7 @@ use sightline_wire::{Detail, Event, EventKind, TranscriptInfo, decode_audio};
 
 /// Most utterances in one speech-to-text run.
 const MAX_UTTERANCES: usize = 8;
-/// Most utterances in one Whisper encoder run (each is a 30 s window; its cross-attention
+/// Most utterances in one Whisper encoder run (each padded to at most 30 s; its cross-attention
 /// keys and values take about 37 MB).
 const MAX_WHISPER_BATCH: usize = 4;
 /// Shortest utterance either model transcribes (a quarter of a second at 16 kHz).
