@@ -3,14 +3,16 @@
 //!
 //! The clip is cut as ingest cuts it: frames sampled at `ingest.sample_fps` and scaled to the
 //! analysis size, audio at 16 kHz split by the same energy gate into segments. Each pool's models
-//! are then called directly, with the pool's threads (the labeller's: one), on batches of the asked size: every frame
-//! is read (OCR) or labelled (scenes), every segment goes through VAD and its utterances through
-//! Moonshine; the texts they give are embedded (MiniLM), as the pools do. Nothing is published,
-//! stored or acknowledged. The result is milliseconds per item at each batch size, as JSON.
+//! are then called directly, with the pool's threads (the labeller's: one), on batches of the asked
+//! size: every frame is read (OCR) or labelled (scenes), every segment goes through VAD and its
+//! utterances through Moonshine (Whisper when the speech pool hears other languages with it); the
+//! texts they give are embedded (MiniLM), as the pools do. Nothing is published, stored or
+//! acknowledged. The result is milliseconds per item at each batch size, as JSON.
 
 use super::*;
 use sightline_models::{
     FrameSignature, ImageLabeler, Moonshine, Ocr, OcrParams, Runtime, SileroVad, TextEmbedder,
+    WHISPER_MAX_BATCH, Whisper,
 };
 use sightline_settings::{Config, Task};
 use std::collections::BTreeMap;
@@ -203,29 +205,50 @@ pub(crate) fn bare_bench(
                     stt.set_beam_width(cfg.speech.beam_width);
                     stt.set_batching(8, cfg.speech.max_pad_ms as usize * 16);
                     let s = &cfg.speech;
-                    measure(
-                        pool,
-                        "an audio segment: Silero VAD, Moonshine on its utterances, MiniLM on the text",
-                        batch,
-                        &segments,
-                        min_items,
-                        |chunk| {
-                            let refs: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
-                            let regions =
-                                vad.speech_regions_batch(&refs, s.vad_threshold, s.min_speech_ms)?;
-                            let utterances: Vec<&[f32]> = regions
-                                .iter()
-                                .zip(&refs)
-                                .flat_map(|(r, seg)| r.iter().map(move |&(a, b)| &seg[a..b]))
-                                .collect();
-                            let texts = stt
+                    // With other languages the pool's Whisper identifies and transcribes every
+                    // utterance (English too, unless `english_model = "stt"`): so does the reference.
+                    let mut whisper = if s.uses_multilingual_model() && !s.english_to_stt() {
+                        let f = m.task_files(Task::SttMultilingual)?;
+                        let mut w = Whisper::load(&rt, &f[0], &f[1], &f[2], &f[3], s.threads)?;
+                        w.set_beam_width(s.multilingual_beam_width);
+                        w.set_window(s.multilingual_window_s);
+                        Some(w)
+                    } else {
+                        None
+                    };
+                    let what = match whisper {
+                        Some(_) => {
+                            "an audio segment: Silero VAD, Whisper (language and transcript) on its utterances, MiniLM on the text"
+                        }
+                        None => {
+                            "an audio segment: Silero VAD, Moonshine on its utterances, MiniLM on the text"
+                        }
+                    };
+                    measure(pool, what, batch, &segments, min_items, |chunk| {
+                        let refs: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
+                        let regions = vad.speech_regions_batch(&refs, s.vad_threshold, s.min_speech_ms)?;
+                        let utterances: Vec<&[f32]> = regions
+                            .iter()
+                            .zip(&refs)
+                            .flat_map(|(r, seg)| r.iter().map(move |&(a, b)| &seg[a..b]))
+                            .collect();
+                        let texts = match whisper.as_mut() {
+                            Some(w) => {
+                                let mut texts = Vec::new();
+                                for part in utterances.chunks(WHISPER_MAX_BATCH) {
+                                    let heard = w.transcribe_batch(part, &s.languages)?;
+                                    texts.extend(heard.into_iter().map(|(t, _)| t.text));
+                                }
+                                texts
+                            }
+                            None => stt
                                 .transcribe_batch(&utterances)
                                 .into_iter()
                                 .map(|t| Ok(t?.text))
-                                .collect::<Result<Vec<_>>>()?;
-                            embed(&texts)
-                        },
-                    )?
+                                .collect::<Result<Vec<_>>>()?,
+                        };
+                        embed(&texts)
+                    })?
                 }
                 other => bail!("no bare reference for pool {other:?} (ocr, scenes, speech)"),
             };

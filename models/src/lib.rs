@@ -4,6 +4,7 @@
 //! (TransNetV2) and model-free frame signatures.
 
 pub mod clip;
+pub mod denoise;
 pub mod embed;
 pub mod gpu;
 pub mod labels;
@@ -17,6 +18,7 @@ pub mod vad;
 pub mod whisper;
 
 pub use clip::{ClipTokenizer, ImageTextModel};
+pub use denoise::{DenoiseParams, Denoiser};
 pub use embed::{TEXT_DIM, TextEmbedder, WordPiece};
 pub use gpu::{GpuPreprocessor, InputLayout, preprocess_cpu};
 pub use labels::{IMAGE_FEATURES, ImageLabeler, ImageLabels};
@@ -27,4 +29,4 @@ pub use signature::{FrameSignature, SIGNATURE_DIM, hamming, thumbnail_bmp};
 pub use stt::{Moonshine, Transcript};
 pub use tokenizer::TokenDecoder;
 pub use vad::SileroVad;
-pub use whisper::{Encoded, Language, WHISPER_WINDOW, Whisper};
+pub use whisper::{Encoded, Language, WHISPER_MAX_BATCH, WHISPER_WINDOW, Whisper};

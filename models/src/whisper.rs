@@ -17,6 +17,9 @@ const SAMPLE_RATE: usize = 16_000;
 /// Whisper was trained on 30 s windows: the longest utterance it transcribes, and the window every
 /// utterance is zero-padded to unless [`Whisper::set_window`] says shorter.
 pub const WHISPER_WINDOW: usize = 30 * SAMPLE_RATE;
+/// Most utterances the speech pool (and its bare reference) give one encoder run: each padded to at
+/// most 30 s, its cross-attention keys and values take about 37 MB.
+pub const WHISPER_MAX_BATCH: usize = 4;
 /// Samples per encoder frame (hop 160, then the stride-2 convolution).
 const FRAME: usize = 320;
 /// Shortest utterance transcribed (a quarter of a second).

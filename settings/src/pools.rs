@@ -11,9 +11,9 @@ pub struct ScenesConfig {
     pub batch_deadline_ms: u64,
     pub max_ack_pending: i64,
     pub max_deliver: i64,
-    /// Lag target: the age of the oldest waiting item above which the pool sheds the items its
-    /// policy gives up first (frames without a cut; speech and shot windows are never shed for
-    /// it), milliseconds; 0 turns it off.
+    /// Lag target: the age of the oldest waiting item plus what its batch typically takes, above
+    /// which the pool sheds the items its policy gives up first (frames without a cut; speech and
+    /// shot windows are never shed for it), milliseconds; 0 turns it off.
     pub lag_target_ms: u64,
     /// Items older than this are shed whatever they are (no result is worth more than this much
     /// lag), milliseconds; 0 turns it off.
@@ -105,9 +105,9 @@ pub struct ShotsConfig {
     pub batch_deadline_ms: u64,
     pub max_ack_pending: i64,
     pub max_deliver: i64,
-    /// Lag target: the age of the oldest waiting item above which the pool sheds the items its
-    /// policy gives up first (frames without a cut; speech and shot windows are never shed for
-    /// it), milliseconds; 0 turns it off.
+    /// Lag target: the age of the oldest waiting item plus what its batch typically takes, above
+    /// which the pool sheds the items its policy gives up first (frames without a cut; speech and
+    /// shot windows are never shed for it), milliseconds; 0 turns it off.
     pub lag_target_ms: u64,
     /// Items older than this are shed whatever they are (no result is worth more than this much
     /// lag), milliseconds; 0 turns it off.
@@ -144,9 +144,9 @@ pub struct SpeechConfig {
     pub batch_deadline_ms: u64,
     pub max_ack_pending: i64,
     pub max_deliver: i64,
-    /// Lag target: the age of the oldest waiting item above which the pool sheds the items its
-    /// policy gives up first (frames without a cut; speech and shot windows are never shed for
-    /// it), milliseconds; 0 turns it off.
+    /// Lag target: the age of the oldest waiting item plus what its batch typically takes, above
+    /// which the pool is behind (speech is never shed for it: it decodes coarser), milliseconds;
+    /// 0 turns it off.
     pub lag_target_ms: u64,
     /// Items older than this are shed whatever they are (no result is worth more than this much
     /// lag), milliseconds; 0 turns it off.
@@ -155,6 +155,9 @@ pub struct SpeechConfig {
     pub vad_threshold: f32,
     /// A segment with less speech than this is skipped, milliseconds.
     pub min_speech_ms: u64,
+    /// Take each segment's steady background noise out (spectral subtraction against its own
+    /// noise floor) before VAD and speech-to-text.
+    pub denoise: bool,
     /// ONNX Runtime intra-op threads per model.
     pub threads: usize,
     /// Beam width of Moonshine's decoder search (1: greedy). The beams share one decoder run a
@@ -236,6 +239,7 @@ impl Default for SpeechConfig {
             multilingual_beam_width: 4,
             multilingual_window_s: 15.0,
             multilingual_behind_window_s: 10.0,
+            denoise: false,
         }
     }
 }
@@ -250,9 +254,9 @@ pub struct OcrConfig {
     pub batch_deadline_ms: u64,
     pub max_ack_pending: i64,
     pub max_deliver: i64,
-    /// Lag target: the age of the oldest waiting item above which the pool sheds the items its
-    /// policy gives up first (frames without a cut; speech and shot windows are never shed for
-    /// it), milliseconds; 0 turns it off.
+    /// Lag target: the age of the oldest waiting item plus what its batch typically takes, above
+    /// which the pool sheds the items its policy gives up first (frames without a cut; speech and
+    /// shot windows are never shed for it), milliseconds; 0 turns it off.
     pub lag_target_ms: u64,
     /// Items older than this are shed whatever they are (no result is worth more than this much
     /// lag), milliseconds; 0 turns it off.

@@ -6,7 +6,7 @@
 
 use crate::enrich::{Enrich, Enrichment};
 use crate::running::{BatchResults, Ran, run_model};
-use crate::shedding::{RecentBatches, Settled, shed_decision};
+use crate::shedding::{RecentBatches, Settled, behind_target, shed_decision};
 use async_nats::jetstream::Message;
 use sightline_bus::work::delivered;
 use sightline_bus::{Bus, WorkSpec, publish_events};
@@ -216,7 +216,7 @@ impl<P: Processor> InferencePool<P> {
         if batch.is_empty() {
             return Ok(None);
         }
-        let behind = self.lag_target.is_some_and(|t| oldest > t.as_millis() as i64);
+        let behind = behind_target(oldest, self.recent_batches.run(batch.len()), self.lag_target);
         let started_ms = sightline_wire::now_ms();
         let l = labels(&[("model", &self.model), ("pool", self.kind)]);
         self.metrics.batch_size.get_or_create(&l).observe(batch.len() as f64);
@@ -306,7 +306,7 @@ impl<P: Processor> InferencePool<P> {
         let mut oldest = 0i64;
         let mut keep = Vec::with_capacity(batch.len());
         let mut shed: std::collections::BTreeMap<(String, ShedReason), u64> = Default::default();
-        let run_ms = self.recent_batches.expected_ms(batch.len());
+        let run = self.recent_batches.run(batch.len());
         for m in batch {
             let Some(h) = WorkHeader::read(&m.payload) else {
                 keep.push(m); // the model reports what is wrong with it
@@ -322,7 +322,7 @@ impl<P: Processor> InferencePool<P> {
             }
             let age = h.age_ms(now);
             oldest = oldest.max(age);
-            match shed_decision(age, run_ms, P::sheddable(&h), self.lag_target, self.max_lag) {
+            match shed_decision(age, run, P::sheddable(&h), self.lag_target, self.max_lag) {
                 Some(reason) => {
                     sightline_runtime::worker::ack(&m, async_nats::jetstream::AckKind::Ack).await;
                     settled.add(&m);

@@ -29,25 +29,52 @@ impl RecentBatches {
         let per_item = self.0.iter().map(|&(ms, n)| ms / n as i64).max().unwrap_or(0);
         longest.max(per_item * items.max(1) as i64)
     }
+
+    /// What a batch of `items` typically takes, ms: the recent batches' mean time per item times
+    /// `items`. What the lag target is checked with (the hard limit takes [`Self::expected_ms`]).
+    pub(crate) fn typical_ms(&self, items: usize) -> i64 {
+        let (ms, n) = self.0.iter().fold((0i64, 0i64), |(ms, n), &(m, k)| (ms + m, n + k as i64));
+        if n == 0 { 0 } else { ms * items.max(1) as i64 / n }
+    }
+
+    /// Both estimates for a batch of `items`.
+    pub(crate) fn run(&self, items: usize) -> Run {
+        Run { worst_ms: self.expected_ms(items), typical_ms: self.typical_ms(items) }
+    }
 }
 
-/// What to do with one item of a batch, by its age, how long the batch may take (`run_ms`:
-/// [`RecentBatches::expected_ms`]) and the pool's lag settings: past the hard limit by the time it
-/// would be done, any item is shed; behind the target, the items the pool's policy gives up first.
-/// The hard limit is `max_lag` less a tenth, left for what comes after the model (publishing,
-/// sinks, the feed) and, for speech, the silence that closes a segment after its last word, so
-/// what reaches the feed stays within `max_lag` of its media.
+/// How long a batch may take ([`RecentBatches::expected_ms`]) and typically takes
+/// ([`RecentBatches::typical_ms`]), ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Run {
+    pub worst_ms: i64,
+    pub typical_ms: i64,
+}
+
+/// Whether an item `age_ms` old, in a batch that typically takes `run.typical_ms`, reaches the
+/// feed after the lag target: the target bounds what the user sees, so a pool is behind as soon as
+/// what it is about to run would come out late, not only once its queue is older than the target.
+pub fn behind_target(age_ms: i64, run: Run, lag_target: Option<Duration>) -> bool {
+    lag_target.is_some_and(|t| age_ms + run.typical_ms.max(0) > t.as_millis() as i64)
+}
+
+/// What to do with one item of a batch, by its age, how long the batch may take (`run`) and the
+/// pool's lag settings: past the hard limit by the time it would be done (the batch's worst
+/// estimate), any item is shed; behind the target ([`behind_target`]), the items the pool's
+/// policy gives up first. The hard limit is `max_lag` less a tenth, left for what comes after the
+/// model (publishing, sinks, the feed) and, for speech, the silence that closes a segment after
+/// its last word, so what reaches the feed stays within `max_lag` of its media.
 pub fn shed_decision(
     age_ms: i64,
-    run_ms: i64,
+    run: Run,
     sheddable: bool,
     lag_target: Option<Duration>,
     max_lag: Option<Duration>,
 ) -> Option<ShedReason> {
     let over = |age: i64, d: Option<Duration>| d.is_some_and(|d| age > d.as_millis() as i64);
-    if over(age_ms + run_ms.max(0), max_lag.map(|d| d.mul_f64(0.9))) {
+    if over(age_ms + run.worst_ms.max(0), max_lag.map(|d| d.mul_f64(0.9))) {
         Some(ShedReason::TooLate)
-    } else if sheddable && over(age_ms, lag_target) {
+    } else if sheddable && behind_target(age_ms, run, lag_target) {
         Some(ShedReason::Lag)
     } else {
         None
@@ -88,28 +115,51 @@ mod tests {
     #[test]
     fn shedding_keeps_what_matters_until_the_hard_limit() {
         let (target, max) = (Some(Duration::from_secs(2)), Some(Duration::from_secs(10)));
-        assert_eq!(shed_decision(1_500, 0, true, target, max), None, "within the target");
-        assert_eq!(shed_decision(2_500, 0, true, target, max), Some(ShedReason::Lag));
-        assert_eq!(shed_decision(2_500, 0, false, target, max), None, "a keyframe is kept while behind");
-        assert_eq!(shed_decision(10_500, 0, false, target, max), Some(ShedReason::TooLate));
+        let idle = Run::default();
+        assert_eq!(shed_decision(1_500, idle, true, target, max), None, "within the target");
+        assert_eq!(shed_decision(2_500, idle, true, target, max), Some(ShedReason::Lag));
+        assert_eq!(shed_decision(2_500, idle, false, target, max), None, "a keyframe is kept while behind");
+        assert_eq!(shed_decision(10_500, idle, false, target, max), Some(ShedReason::TooLate));
         // A tenth of the limit is left for publishing and the feed: 9.5 s old is too late.
-        assert_eq!(shed_decision(9_500, 0, false, target, max), Some(ShedReason::TooLate));
-        assert_eq!(shed_decision(8_900, 0, false, target, max), None);
-        assert_eq!(shed_decision(60_000, 0, true, None, None), None, "no bounds, no shedding");
-        // A batch takes 3 s: an item 7 s old would be done 10 s late, past the 9 s hard limit.
-        assert_eq!(shed_decision(7_000, 3_000, false, target, max), Some(ShedReason::TooLate));
-        assert_eq!(shed_decision(5_500, 3_000, false, target, max), None);
+        assert_eq!(shed_decision(9_500, idle, false, target, max), Some(ShedReason::TooLate));
+        assert_eq!(shed_decision(8_900, idle, false, target, max), None);
+        assert_eq!(shed_decision(60_000, idle, true, None, None), None, "no bounds, no shedding");
+        // A batch may take 3 s: an item 7 s old would be done 10 s late, past the 9 s hard limit.
+        let slow = Run { worst_ms: 3_000, typical_ms: 1_000 };
+        assert_eq!(shed_decision(7_000, slow, false, target, max), Some(ShedReason::TooLate));
+        assert_eq!(shed_decision(5_500, slow, false, target, max), None);
+        // The target is checked with the typical time: 1.5 s old + 1 s typical is 2.5 s, late.
+        assert_eq!(shed_decision(1_500, slow, true, target, max), Some(ShedReason::Lag));
+        assert_eq!(shed_decision(900, slow, true, target, max), None);
+    }
+
+    #[test]
+    fn a_pool_is_behind_when_what_it_runs_would_come_out_past_the_target() {
+        let target = Some(Duration::from_secs(3));
+        let mut recent = RecentBatches::default();
+        assert!(!behind_target(2_900, recent.run(4), target), "nothing ran yet: its age alone");
+        assert!(behind_target(3_100, recent.run(1), target));
+        // Speech batches of 1 s an utterance: a batch of four 0.5 s old is out 4.5 s after it.
+        recent.record(1_000, 1);
+        recent.record(2_000, 2);
+        assert!(!behind_target(500, recent.run(2), target), "out at 2.5 s");
+        assert!(behind_target(500, recent.run(4), target), "out at 4.5 s");
+        assert!(behind_target(2_100, recent.run(1), target), "a single one 2.1 s old: out at 3.1 s");
+        assert!(!behind_target(60_000, recent.run(1), None), "no target, never behind");
     }
 
     #[test]
     fn a_batch_larger_than_the_recent_ones_is_expected_to_take_longer() {
         let mut recent = RecentBatches::default();
         assert_eq!(recent.expected_ms(4), 0, "nothing ran yet");
+        assert_eq!(recent.typical_ms(4), 0);
         recent.record(2_000, 1);
         recent.record(2_400, 2);
         assert_eq!(recent.expected_ms(1), 2_400, "the longest recent batch");
         assert_eq!(recent.expected_ms(2), 4_000, "two items at the slowest 2 s an item");
         assert_eq!(recent.expected_ms(4), 8_000);
+        assert_eq!(recent.typical_ms(1), 1_466, "4.4 s for three items");
+        assert_eq!(recent.typical_ms(3), 4_400);
         // Only the last eight count: a slow batch long ago no longer does.
         recent.record(9_000, 1);
         for _ in 0..RECENT_BATCHES {
@@ -117,11 +167,12 @@ mod tests {
         }
         assert_eq!(recent.expected_ms(1), 500);
         assert_eq!(recent.expected_ms(3), 1_500);
+        assert_eq!(recent.typical_ms(3), 1_500);
         // An item 6 s old in a batch of three after 2 s items would be done at 12 s: too late.
         let (target, max) = (Some(Duration::from_secs(3)), Some(Duration::from_secs(10)));
         let mut slow = RecentBatches::default();
         slow.record(2_000, 1);
-        assert_eq!(shed_decision(6_000, slow.expected_ms(1), false, target, max), None);
-        assert_eq!(shed_decision(6_000, slow.expected_ms(3), false, target, max), Some(ShedReason::TooLate));
+        assert_eq!(shed_decision(6_000, slow.run(1), false, target, max), None);
+        assert_eq!(shed_decision(6_000, slow.run(3), false, target, max), Some(ShedReason::TooLate));
     }
 }

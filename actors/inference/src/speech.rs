@@ -4,16 +4,16 @@
 
 use crate::loading::runtime_for;
 use crate::pool::{ItemResult, Processor};
-use sightline_models::{Language, ModelError, Moonshine, SileroVad, Transcript, WHISPER_WINDOW, Whisper};
+use sightline_models::{
+    DenoiseParams, Denoiser, Language, ModelError, Moonshine, SileroVad, Transcript, WHISPER_MAX_BATCH,
+    WHISPER_WINDOW, Whisper,
+};
 use sightline_settings::Task;
 use sightline_settings::{Config, ModelSpec, SpeechConfig};
 use sightline_wire::{Detail, Event, EventKind, TranscriptInfo, decode_audio};
 
 /// Most utterances in one speech-to-text run.
 const MAX_UTTERANCES: usize = 8;
-/// Most utterances in one Whisper encoder run (each padded to at most 30 s; its cross-attention
-/// keys and values take about 37 MB).
-const MAX_WHISPER_BATCH: usize = 4;
 /// Shortest utterance either model transcribes (a quarter of a second at 16 kHz).
 const MIN_UTTERANCE: usize = 4000;
 
@@ -30,6 +30,8 @@ pub struct SpeechProcessor {
     stt: Moonshine,
     /// Language identification and the other languages (`speech.languages` beyond English).
     whisper: Option<(Whisper, String)>,
+    /// `speech.denoise`: each segment's steady background noise out before VAD.
+    denoiser: Option<Denoiser>,
     cfg: SpeechConfig,
     model: String,
 }
@@ -88,7 +90,8 @@ impl SpeechProcessor {
         } else {
             None
         };
-        Ok(Self { vad, stt: model, whisper, cfg: cfg.speech.clone(), model: stt.id() })
+        let denoiser = cfg.speech.denoise.then(|| Denoiser::new(DenoiseParams::default()));
+        Ok(Self { vad, stt: model, whisper, denoiser, cfg: cfg.speech.clone(), model: stt.id() })
     }
 
     /// The languages an utterance may be in: its stream's (those this pool is configured for),
@@ -122,7 +125,7 @@ impl SpeechProcessor {
                 out[i] = Some(Err(ModelError::Input(format!("{} samples: not transcribed", a.len()))));
             }
         }
-        for chunk in fit.chunks(MAX_WHISPER_BATCH) {
+        for chunk in fit.chunks(WHISPER_MAX_BATCH) {
             let segs: Vec<&[f32]> = chunk.iter().map(|&i| audio[i]).collect();
             let heard = (|| -> Result<Vec<Heard>, ModelError> {
                 // One allowed language is taken as given; the rest are identified among theirs.
@@ -217,7 +220,13 @@ impl Processor for SpeechProcessor {
         let mut decoded = Vec::with_capacity(payloads.len());
         for (i, p) in payloads.iter().enumerate() {
             match decode_audio(p) {
-                Ok(d) => decoded.push((i, d)),
+                Ok((meta, samples)) => {
+                    let samples = match &self.denoiser {
+                        Some(d) => d.denoise(&samples),
+                        None => samples,
+                    };
+                    decoded.push((i, (meta, samples)))
+                }
                 Err(e) => results[i] = Err(e.into()),
             }
         }
