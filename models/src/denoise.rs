@@ -29,7 +29,7 @@ pub struct DenoiseParams {
 
 impl Default for DenoiseParams {
     fn default() -> Self {
-        Self { floor_percentile: 0.2, over_subtraction: 2.0, min_gain: 0.05, skip_below_db: 30.0 }
+        Self { floor_percentile: 0.2, over_subtraction: 3.0, min_gain: 0.05, skip_below_db: 30.0 }
     }
 }
 

@@ -216,15 +216,23 @@ fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
     let mut vad = SileroVad::load(rt, &m.task_files(Task::Vad)?[0])?;
     let files = m.task_files(Task::Stt)?;
     let mut stt = Moonshine::load(rt, &files[0], &files[1], &files[2], cfg.speech.threads.max(1))?;
+    let denoiser = sightline_models::Denoiser::new(sightline_models::DenoiseParams::default());
     let sentences: Vec<String> = quality_lines("sentences.txt")?
         .into_iter()
         .enumerate()
         .filter(|(i, _)| i % every == 0)
         .map(|(_, s)| s)
         .collect();
-    let mut runs: Vec<(SpeechCase, &str, usize)> =
-        speech_cases().into_iter().map(|(c, g)| (c, g, cfg.speech.beam_width)).collect();
-    runs.push((speech_cases()[0].0.clone(), "decoding", 1));
+    // (case, group, beam width, denoised): as configured; then greedy; then, when `speech.denoise`
+    // is off, the rows with a background again with it on (the same sentences, side by side).
+    let on = cfg.speech.denoise;
+    let mut runs: Vec<(SpeechCase, &str, usize, bool)> =
+        speech_cases().into_iter().map(|(c, g)| (c, g, cfg.speech.beam_width, on)).collect();
+    runs.push((speech_cases()[0].0.clone(), "decoding", 1, on));
+    if !on {
+        let noisy = speech_cases().into_iter().filter(|(c, _)| !matches!(c.acoustic, Acoustic::Clean));
+        runs.extend(noisy.map(|(c, _)| (c, "denoised", cfg.speech.beam_width, true)));
+    }
     let pb = bar(runs.len() * sentences.len(), "speech");
     let mut rows = String::new();
     let mut worst = Vec::new();
@@ -233,7 +241,8 @@ fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
     // The same sentences from MBROLA's diphone voices and SVOX Pico, apart from espeak-ng's.
     let mut clean_other = Tally::default();
     let mut noisy_other = Tally::default();
-    for (case, group, beam) in &runs {
+    let (mut denoised_en, mut denoised_other) = (Tally::default(), Tally::default());
+    for (case, group, beam, denoise) in &runs {
         stt.set_beam_width(*beam);
         let mut t = Tally::default();
         let (mut audio_s, mut spent) = (0.0, 0.0);
@@ -241,6 +250,7 @@ fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
             let samples = speech_case_samples(sentence, case, i as u64 + 1)?;
             audio_s += samples.len() as f64 / 16000.0;
             let started = Instant::now();
+            let samples = if *denoise { denoiser.denoise(&samples) } else { samples };
             let regions = vad.speech_regions(&samples, cfg.speech.vad_threshold, cfg.speech.min_speech_ms)?;
             let mut heard = Vec::new();
             for (s, e) in regions {
@@ -260,9 +270,12 @@ fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
             }
             pb.inc(1);
         }
-        let other = group.starts_with("other");
+        let other =
+            group.starts_with("other") || case.voice.starts_with("pico") || case.voice.starts_with("mb");
         match (*group, case.acoustic) {
             ("decoding", _) => {}
+            ("denoised", _) if other => denoised_other = sum(denoised_other, t),
+            ("denoised", _) => denoised_en = sum(denoised_en, t),
             (_, Acoustic::Clean) if other => clean_other = sum(clean_other, t),
             (_, _) if other => noisy_other = sum(noisy_other, t),
             (_, Acoustic::Clean) => clean_en = sum(clean_en, t),
@@ -270,10 +283,11 @@ fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
         }
         let _ = writeln!(
             rows,
-            "| {group} | {} | {} | {} | {} | {} | {:.1} % | {:.0} % | {:.3} |",
+            "| {group} | {} | {} | {}{} | {} | {} | {:.1} % | {:.0} % | {:.3} |",
             case.voice,
             case.rate,
             case.acoustic.label(),
+            if *denoise { ", denoised" } else { "" },
             if *beam == 1 { "greedy".to_string() } else { format!("beam {beam}") },
             t.items,
             t.rate(),
@@ -287,8 +301,8 @@ fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
          per row, spoken by espeak-ng (its own voices), by MBROLA diphone voices (`mb-*`) and by \
          SVOX Pico (`pico-*`); scored after normalisation (case, punctuation, numbers spelt out, \
          compounds). **English WER, espeak-ng's voices: clean {:.1} %, with noise or music \
-         {:.1} %; MBROLA and Pico voices: clean {:.1} %, with noise or music {:.1} %.** RTF is \
-         processing time ÷ audio time on {} thread(s).\n\n\
+         {:.1} %; MBROLA and Pico voices: clean {:.1} %, with noise or music {:.1} %.** {}RTF \
+         is processing time ÷ audio time on {} thread(s).\n\n\
          | set | voice | words/min | background | decoding | sentences | WER | sentences exact | RTF |\n\
          |---|---|---|---|---|---|---|---|---|\n{rows}\n",
         sentences.len(),
@@ -296,6 +310,16 @@ fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
         noisy_en.rate(),
         clean_other.rate(),
         noisy_other.rate(),
+        if on {
+            "Every row's audio is denoised first (`speech.denoise`). ".to_string()
+        } else {
+            format!(
+                "With `speech.denoise` on (the \"denoised\" rows), noise or music: espeak-ng's \
+                 voices {:.1} %, Pico's {:.1} %. ",
+                denoised_en.rate(),
+                denoised_other.rate()
+            )
+        },
         cfg.speech.threads.max(1)
     );
     if !worst.is_empty() {
