@@ -2,8 +2,10 @@
 //! and speech-to-text: spectral subtraction against the segment's own noise floor.
 //!
 //! The segment is cut into 32 ms frames (50 % overlap, square-root Hann window on the way in and
-//! out, so that untouched frames add back to the input exactly). Per frequency bin the noise floor
-//! is a low percentile of the bin's power over the segment's frames: words leave every bin quiet
+//! out, so that untouched frames add back to the input exactly). Per frequency bin the noise is the
+//! mean power of the frames outside the speech, when the caller says where the speech is
+//! ([`Denoiser::denoise_around`], with VAD's regions) and there is a quarter of a second of them;
+//! else a low percentile of the bin's power over the segment's frames: words leave every bin quiet
 //! for part of the time, so the floor is what remains there (traffic, hum, hiss, fans), not the
 //! voice. Each frame's bins keep the share of their power above an over-subtracted floor, never
 //! less than a small fixed share, which keeps the leftover noise from turning into chirps. A
@@ -29,7 +31,7 @@ pub struct DenoiseParams {
 
 impl Default for DenoiseParams {
     fn default() -> Self {
-        Self { floor_percentile: 0.2, over_subtraction: 3.0, min_gain: 0.05, skip_below_db: 30.0 }
+        Self { floor_percentile: 0.2, over_subtraction: 3.5, min_gain: 0.05, skip_below_db: 30.0 }
     }
 }
 
@@ -51,6 +53,17 @@ impl Denoiser {
 
     /// `audio` with its steady background noise reduced; the same length.
     pub fn denoise(&self, audio: &[f32]) -> Vec<f32> {
+        self.denoise_inner(audio, None)
+    }
+
+    /// [`Denoiser::denoise`] with the noise measured where there is no speech: the mean power of
+    /// the frames outside `speech` (sample ranges, as VAD finds them), when there are at least
+    /// a quarter of a second of them; else the percentile floor.
+    pub fn denoise_around(&self, audio: &[f32], speech: &[(usize, usize)]) -> Vec<f32> {
+        self.denoise_inner(audio, Some(speech))
+    }
+
+    fn denoise_inner(&self, audio: &[f32], speech: Option<&[(usize, usize)]>) -> Vec<f32> {
         if audio.len() < FRAME {
             return audio.to_vec();
         }
@@ -67,8 +80,26 @@ impl Denoiser {
             spectra.push(buf);
         }
         let power = |c: (f32, f32)| c.0 * c.0 + c.1 * c.1;
-        let noise = self
-            .noise_floor(&spectra.iter().map(|s| s.iter().map(|&c| power(c)).collect()).collect::<Vec<_>>());
+        let powers: Vec<Vec<f32>> = spectra.iter().map(|s| s.iter().map(|&c| power(c)).collect()).collect();
+        // Frame f covers samples f·HOP − HOP .. f·HOP + HOP.
+        let quiet: Vec<usize> = match speech {
+            Some(speech) => (0..frames)
+                .filter(|&f| {
+                    let (a, b) = ((f * HOP).saturating_sub(HOP), f * HOP + HOP);
+                    speech.iter().all(|&(s, e)| b <= s || a >= e)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let noise = if quiet.len() * HOP >= 4000 {
+            let mut mean = vec![0f32; BINS];
+            for &f in &quiet {
+                mean.iter_mut().zip(&powers[f]).for_each(|(m, p)| *m += p / quiet.len() as f32);
+            }
+            mean
+        } else {
+            self.noise_floor(&powers)
+        };
         let mean_power: f64 = spectra.iter().flat_map(|s| s.iter().map(|&c| power(c) as f64)).sum::<f64>()
             / (frames * BINS) as f64;
         let noise_power: f64 = noise.iter().map(|&n| n as f64).sum::<f64>() / BINS as f64;
@@ -242,5 +273,15 @@ mod tests {
         let err_noisy: Vec<f32> =
             noisy[10_000..22_000].iter().zip(&signal[10_000..22_000]).map(|(a, b)| a - b).collect();
         assert!(rms(&err) < rms(&err_noisy) * 0.6, "{} vs {}", rms(&err), rms(&err_noisy));
+
+        // Told where the tone is, the noise is measured around it: the same, or better.
+        let around = Denoiser::new(DenoiseParams::default()).denoise_around(&noisy, &[(8000, 24_000)]);
+        let after_around = rms(&around[..6000]);
+        assert!(after_around <= after * 1.05, "around the tone: {before} → {after_around} (floor: {after})");
+        let kept = rms(&around[10_000..22_000]) / rms(&signal[10_000..22_000]);
+        assert!((0.9..1.1).contains(&kept), "the tone keeps its level: {kept}");
+        // No quiet quarter-second outside what VAD heard: the percentile floor, as without.
+        let everywhere = Denoiser::new(DenoiseParams::default()).denoise_around(&noisy, &[(1000, 31_000)]);
+        assert_eq!(everywhere, out);
     }
 }

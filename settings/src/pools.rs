@@ -155,8 +155,8 @@ pub struct SpeechConfig {
     pub vad_threshold: f32,
     /// A segment with less speech than this is skipped, milliseconds.
     pub min_speech_ms: u64,
-    /// Take each segment's steady background noise out (spectral subtraction against its own
-    /// noise floor) before VAD and speech-to-text.
+    /// Take each segment's steady background noise out (spectral subtraction of the noise
+    /// measured where VAD heard no speech) before Moonshine hears it; Whisper hears it as it came.
     pub denoise: bool,
     /// ONNX Runtime intra-op threads per model.
     pub threads: usize,
@@ -239,7 +239,7 @@ impl Default for SpeechConfig {
             multilingual_beam_width: 4,
             multilingual_window_s: 15.0,
             multilingual_behind_window_s: 10.0,
-            denoise: false,
+            denoise: true,
         }
     }
 }

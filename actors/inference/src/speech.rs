@@ -30,7 +30,7 @@ pub struct SpeechProcessor {
     stt: Moonshine,
     /// Language identification and the other languages (`speech.languages` beyond English).
     whisper: Option<(Whisper, String)>,
-    /// `speech.denoise`: each segment's steady background noise out before VAD.
+    /// `speech.denoise`: each segment's steady background noise out before speech-to-text.
     denoiser: Option<Denoiser>,
     cfg: SpeechConfig,
     model: String,
@@ -103,13 +103,19 @@ impl SpeechProcessor {
     }
 
     /// Transcribes utterances (of any streams; `allowed[i]` the languages utterance i may be in),
-    /// one result each, in order.
-    fn transcribe(&mut self, audio: &[&[f32]], allowed: &[Vec<String>]) -> Vec<Result<Heard, ModelError>> {
+    /// one result each, in order: Whisper hears `audio`, Moonshine `clean` (the same utterances,
+    /// denoised when `speech.denoise` is on: measured with Moonshine only).
+    fn transcribe(
+        &mut self,
+        audio: &[&[f32]],
+        clean: &[&[f32]],
+        allowed: &[Vec<String>],
+    ) -> Vec<Result<Heard, ModelError>> {
         let Some((whisper, whisper_id)) = self.whisper.as_mut() else {
             let english = Language { code: "en".into(), probability: 1.0 };
             return self
                 .stt
-                .transcribe_batch(audio)
+                .transcribe_batch(clean)
                 .into_iter()
                 .map(|r| {
                     r.map(|t| Heard { transcript: t, language: english.clone(), model: self.model.clone() })
@@ -127,6 +133,7 @@ impl SpeechProcessor {
         }
         for chunk in fit.chunks(WHISPER_MAX_BATCH) {
             let segs: Vec<&[f32]> = chunk.iter().map(|&i| audio[i]).collect();
+            let clean_segs: Vec<&[f32]> = chunk.iter().map(|&i| clean[i]).collect();
             let heard = (|| -> Result<Vec<Heard>, ModelError> {
                 // One allowed language is taken as given; the rest are identified among theirs.
                 // Whisper's encoder runs unless every utterance is English given and goes to Moonshine.
@@ -147,7 +154,9 @@ impl SpeechProcessor {
                 let others: Vec<usize> = (0..segs.len()).filter(|r| !english.contains(r)).collect();
                 let mut texts: Vec<Option<(Transcript, String)>> = (0..segs.len()).map(|_| None).collect();
                 if !english.is_empty() {
-                    let ts = self.stt.transcribe_batch(&english.iter().map(|&r| segs[r]).collect::<Vec<_>>());
+                    let ts = self
+                        .stt
+                        .transcribe_batch(&english.iter().map(|&r| clean_segs[r]).collect::<Vec<_>>());
                     for (&r, t) in english.iter().zip(ts) {
                         texts[r] = Some((t?, self.model.clone()));
                     }
@@ -220,13 +229,7 @@ impl Processor for SpeechProcessor {
         let mut decoded = Vec::with_capacity(payloads.len());
         for (i, p) in payloads.iter().enumerate() {
             match decode_audio(p) {
-                Ok((meta, samples)) => {
-                    let samples = match &self.denoiser {
-                        Some(d) => d.denoise(&samples),
-                        None => samples,
-                    };
-                    decoded.push((i, (meta, samples)))
-                }
+                Ok(d) => decoded.push((i, d)),
                 Err(e) => results[i] = Err(e.into()),
             }
         }
@@ -243,9 +246,19 @@ impl Processor for SpeechProcessor {
         let utterances: Vec<(usize, usize, usize)> =
             regions.iter().enumerate().flat_map(|(d, r)| r.iter().map(move |&(s, e)| (d, s, e))).collect();
         let audio: Vec<&[f32]> = utterances.iter().map(|&(d, s, e)| &segments[d][s..e]).collect();
+        // `speech.denoise`: for Moonshine each segment loses its steady noise, measured where VAD
+        // heard no speech.
+        let denoised: Vec<Vec<f32>> = match &self.denoiser {
+            Some(dn) => segments.iter().zip(&regions).map(|(s, r)| dn.denoise_around(s, r)).collect(),
+            None => Vec::new(),
+        };
+        let clean: Vec<&[f32]> = match denoised.is_empty() {
+            true => audio.clone(),
+            false => utterances.iter().map(|&(d, s, e)| &denoised[d][s..e]).collect(),
+        };
         let allowed: Vec<Vec<String>> =
             utterances.iter().map(|&(d, _, _)| self.allowed_for(&decoded[d].1.0.languages)).collect();
-        let transcripts = self.transcribe(&audio, &allowed);
+        let transcripts = self.transcribe(&audio, &clean, &allowed);
         for (&(d, s, e), t) in utterances.iter().zip(transcripts) {
             let (i, (meta, _)) = &decoded[d];
             let t = match t {
