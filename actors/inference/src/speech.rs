@@ -90,7 +90,10 @@ impl SpeechProcessor {
         } else {
             None
         };
-        let denoiser = cfg.speech.denoise.then(|| Denoiser::new(DenoiseParams::default()));
+        // Only Moonshine hears denoised audio: none is made when Whisper hears every utterance.
+        let moonshine_hears = whisper.is_none() || cfg.speech.english_to_stt();
+        let denoiser =
+            (cfg.speech.denoise && moonshine_hears).then(|| Denoiser::new(DenoiseParams::default()));
         Ok(Self { vad, stt: model, whisper, denoiser, cfg: cfg.speech.clone(), model: stt.id() })
     }
 
@@ -249,7 +252,12 @@ impl Processor for SpeechProcessor {
         // `speech.denoise`: for Moonshine each segment loses its steady noise, measured where VAD
         // heard no speech.
         let denoised: Vec<Vec<f32>> = match &self.denoiser {
-            Some(dn) => segments.iter().zip(&regions).map(|(s, r)| dn.denoise_around(s, r)).collect(),
+            // A segment without speech has nothing to transcribe: nothing to denoise either.
+            Some(dn) => segments
+                .iter()
+                .zip(&regions)
+                .map(|(s, r)| if r.is_empty() { Vec::new() } else { dn.denoise_around(s, r) })
+                .collect(),
             None => Vec::new(),
         };
         let clean: Vec<&[f32]> = match denoised.is_empty() {
