@@ -70,6 +70,7 @@ pub(crate) fn segment_audio(samples: &[f32], cfg: &Config) -> Vec<Vec<f32>> {
     let mut gate = sightline_streams::AudioSegmenter::new(
         i.audio_gate_level,
         i.audio_gate_hangover_ms,
+        i.audio_soft_segment_ms,
         i.audio_max_segment_ms,
     );
     let mut segments: Vec<Vec<f32>> = gate.push(0, samples).into_iter().map(|s| s.samples).collect();

@@ -111,7 +111,7 @@ enum Cmd {
     Quality {
         #[arg(long, default_value = ".data/reports/quality.md")]
         report: PathBuf,
-        /// Parts to run (`ocr`, `cuts`, `speech`, `languages`); all when none is given.
+        /// Parts to run (`ocr`, `cuts`, `speech`, `continuous`, `languages`); all when none is given.
         #[arg(long = "only")]
         only: Vec<String>,
         /// Keep every n-th item of each set (1: all).

@@ -4,7 +4,7 @@
 //! The segment is cut into 32 ms frames (50 % overlap, square-root Hann window on the way in and
 //! out, so that untouched frames add back to the input exactly). Per frequency bin the noise is the
 //! mean power of the frames outside the speech, when the caller says where the speech is
-//! ([`Denoiser::denoise_around`], with VAD's regions) and there is a quarter of a second of them;
+//! ([`Denoiser::denoise_around`], with VAD's regions) and there is a tenth of a second of them;
 //! else a low percentile of the bin's power over the segment's frames: words leave every bin quiet
 //! for part of the time, so the floor is what remains there (traffic, hum, hiss, fans), not the
 //! voice. Each frame's bins keep the share of their power above an over-subtracted floor, never
@@ -27,11 +27,19 @@ pub struct DenoiseParams {
     pub min_gain: f32,
     /// Segments whose noise floor is more than this many dB below their mean power are left alone.
     pub skip_below_db: f32,
+    /// Least audio outside the speech, milliseconds, from which the noise is measured there.
+    pub min_quiet_ms: u32,
 }
 
 impl Default for DenoiseParams {
     fn default() -> Self {
-        Self { floor_percentile: 0.2, over_subtraction: 3.5, min_gain: 0.05, skip_below_db: 30.0 }
+        Self {
+            floor_percentile: 0.2,
+            over_subtraction: 3.5,
+            min_gain: 0.05,
+            skip_below_db: 30.0,
+            min_quiet_ms: 100,
+        }
     }
 }
 
@@ -58,7 +66,7 @@ impl Denoiser {
 
     /// [`Denoiser::denoise`] with the noise measured where there is no speech: the mean power of
     /// the frames outside `speech` (sample ranges, as VAD finds them), when there are at least
-    /// a quarter of a second of them; else the percentile floor.
+    /// [`DenoiseParams::min_quiet_ms`] of them (a tenth of a second); else the percentile floor.
     pub fn denoise_around(&self, audio: &[f32], speech: &[(usize, usize)]) -> Vec<f32> {
         self.denoise_inner(audio, Some(speech))
     }
@@ -91,7 +99,7 @@ impl Denoiser {
                 .collect(),
             None => Vec::new(),
         };
-        let noise = if quiet.len() * HOP >= 4000 {
+        let noise = if !quiet.is_empty() && quiet.len() * HOP >= self.params.min_quiet_ms as usize * 16 {
             let mut mean = vec![0f32; BINS];
             for &f in &quiet {
                 mean.iter_mut().zip(&powers[f]).for_each(|(m, p)| *m += p / quiet.len() as f32);
@@ -280,7 +288,7 @@ mod tests {
         assert!(after_around <= after * 1.05, "around the tone: {before} → {after_around} (floor: {after})");
         let kept = rms(&around[10_000..22_000]) / rms(&signal[10_000..22_000]);
         assert!((0.9..1.1).contains(&kept), "the tone keeps its level: {kept}");
-        // No quiet quarter-second outside what VAD heard: the percentile floor, as without.
+        // Not a tenth of a second outside what VAD heard: the percentile floor, as without.
         let everywhere = Denoiser::new(DenoiseParams::default()).denoise_around(&noisy, &[(1000, 31_000)]);
         assert_eq!(everywhere, out);
     }

@@ -363,7 +363,9 @@ impl Search {
         // (score, parent, token, probability): the best `width` continuations of each beam.
         let mut next: Vec<(f32, usize, u32, f32)> = Vec::with_capacity(self.beams.len() * width);
         for (b, (beam, row)) in self.beams.iter().zip(rows).enumerate() {
-            for (token, lp) in top_k(row, width) {
+            // A few more than the width, for those that would repeat what the beam already said.
+            let allowed = top_k(row, width + 2).into_iter().filter(|&(t, _)| !repeats(&beam.tokens, t));
+            for (token, lp) in allowed.take(width) {
                 next.push((beam.log_prob + lp, b, token, lp.exp()));
             }
         }
@@ -389,6 +391,20 @@ impl Search {
         self.beams = kept;
         parents
     }
+}
+
+/// A transcript may not say the same run of this many tokens twice: the decoders' failure on
+/// noise or a cut word is to loop ("the city library will close in March the city library will
+/// close in ..." until the token budget runs out); speech that repeats five tokens is rarer.
+const NO_REPEAT: usize = 5;
+
+/// Whether `next` after `tokens` would end a run of [`NO_REPEAT`] tokens that `tokens` holds already.
+pub(crate) fn repeats(tokens: &[u32], next: u32) -> bool {
+    if tokens.len() < NO_REPEAT {
+        return false;
+    }
+    let tail = &tokens[tokens.len() - (NO_REPEAT - 1)..];
+    tokens.windows(NO_REPEAT).any(|w| w[NO_REPEAT - 1] == next && w[..NO_REPEAT - 1] == *tail)
 }
 
 /// Groups of `order` (indices sorted by length, shortest first) that share a run: at most
@@ -433,7 +449,27 @@ pub(crate) fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
 
 #[cfg(test)]
 mod tests {
-    use super::top_k;
+    use super::{Hypothesis, Search, repeats, top_k};
+
+    #[test]
+    fn a_beam_does_not_say_five_tokens_twice() {
+        let said = [7, 8, 9, 10, 11, 3, 7, 8, 9, 10];
+        assert!(repeats(&said, 11), "7 8 9 10 11 again");
+        assert!(!repeats(&said, 12));
+        assert!(!repeats(&[7, 7, 7, 7], 7), "too short to hold a run of five and its repeat");
+        // The loop's token is the model's favourite; the beam takes the next best instead.
+        let mut s = Search {
+            beams: vec![Hypothesis { log_prob: 0.0, prob_sum: 0.0, tokens: said.to_vec() }],
+            finished: Vec::new(),
+            max_tokens: 40,
+            live: true,
+            eos: 2,
+        };
+        let mut row = vec![-9.0f32; 16];
+        (row[11], row[2], row[5]) = (-0.1, -2.0, -3.0);
+        s.advance(&[row], 1);
+        assert!(s.beams.is_empty() && s.finished.len() == 1, "the end token, second best, won");
+    }
 
     #[test]
     fn top_k_is_sorted_and_prefers_earlier_ties() {

@@ -69,6 +69,8 @@ pub struct IngestConfig {
     pub audio_gate_level: f32,
     /// Audio: a segment ends after this much quiet, milliseconds.
     pub audio_gate_hangover_ms: u64,
+    /// Audio: past this length a short pause (210 ms) ends a segment, milliseconds.
+    pub audio_soft_segment_ms: u64,
     /// Audio: segments are cut at this length, milliseconds.
     pub audio_max_segment_ms: u64,
     /// Media buffered between GStreamer and the publisher; when full, frames are dropped (counted).
@@ -126,6 +128,7 @@ impl Default for IngestConfig {
             gradual_max_ms: 2000,
             audio_gate_level: 0.01,
             audio_gate_hangover_ms: 500,
+            audio_soft_segment_ms: 3_000,
             audio_max_segment_ms: 15_000,
             queue_capacity: 64,
             stall_timeout_s: 10,

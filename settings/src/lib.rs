@@ -169,6 +169,11 @@ impl Config {
                 self.speech.languages
             )));
         }
+        if i.audio_soft_segment_ms > i.audio_max_segment_ms {
+            return Err(ConfigError::Invalid(
+                "ingest.audio_soft_segment_ms must be at most ingest.audio_max_segment_ms".into(),
+            ));
+        }
         if self.speech.uses_multilingual_model() && i.audio_max_segment_ms > 30_000 {
             return Err(ConfigError::Invalid(
                 "ingest.audio_max_segment_ms must be at most 30000 with several speech.languages (Whisper hears 30 s at a time)".into(),
@@ -353,6 +358,9 @@ mod tests {
         );
         cfg.speech.languages = vec!["en".into()];
         assert!(cfg.validate().is_ok(), "Moonshine alone takes longer segments");
+        cfg.ingest.audio_soft_segment_ms = 50_000;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("audio_soft_segment_ms must be at most ingest.audio_max_segment_ms"), "{err}");
         cfg.speech.english_model = EnglishModel::Multilingual;
         assert!(cfg.validate().is_err(), "English by Whisper: 30 s at most");
         // Which model hears English.

@@ -64,6 +64,8 @@ pub struct IngestStats {
     pub sampled_frames: AtomicU64,
     pub dropped_frames: AtomicU64,
     pub audio_segments: AtomicU64,
+    /// Decoded audio buffers (a stream of steady noise yields buffers but no segments).
+    pub audio_buffers: AtomicU64,
     pub dropped_audio: AtomicU64,
     /// Shot windows (50 decoded frames each) not published because the media queue was full.
     pub dropped_shot_windows: AtomicU64,

@@ -97,7 +97,7 @@ impl StreamActorState {
         }
         if let Some(mut p) = self.pipeline.take() {
             let never_flowed = self.stats.decoded_frames.load(Ordering::Relaxed) == 0
-                && self.stats.audio_segments.load(Ordering::Relaxed) == 0;
+                && self.stats.audio_buffers.load(Ordering::Relaxed) == 0;
             if stuck || never_flowed {
                 if p.demuxer_count() > 0 {
                     self.quarantines += 1;

@@ -2,7 +2,8 @@
 //! module, lines from `quality/`), written to `.data/reports/quality.md`:
 //! - speech: word error rate per espeak-ng voice, speaking rate and background (noise, music
 //!   bed), Silero VAD + Moonshine as the speech actor runs them, greedy and beam search, and the
-//!   real-time factor;
+//!   real-time factor; and continuous speech through ingest's segmenter (how long a sentence
+//!   waits for its segment, and the word error rate of the whole);
 //! - on-screen text: exact-line rate and character error rate per backdrop family, backdrop and
 //!   caption style, as the OCR actor reads frames (at the analysis size);
 //! - languages: Whisper base's language identification and word error rate in English, German,
@@ -11,7 +12,7 @@
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use sightline_models::{Moonshine, Ocr, OcrParams, Runtime, SileroVad};
+use sightline_models::{DenoiseParams, Denoiser, Moonshine, Ocr, OcrParams, Runtime, SileroVad};
 use sightline_settings::{Config, Task};
 use sightline_testkit::quality::{
     Acoustic, SpeechCase, caption_case_frame, caption_cases, char_errors, quality_lines, scored_word_errors,
@@ -22,7 +23,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
+mod continuous;
 mod languages;
+use continuous::continuous_section;
 use languages::languages_section;
 
 fn bar(len: usize, what: &str) -> ProgressBar {
@@ -55,6 +58,9 @@ pub fn quality(report: &Path, parts: &[String], every: usize, config: Option<&Pa
     }
     if want("speech") {
         out += &speech_section(&rt, &cfg, every)?;
+    }
+    if want("continuous") {
+        out += &continuous_section(&rt, &cfg, every)?;
     }
     if want("languages") {
         out += &languages_section(&rt, &cfg, every)?;
@@ -211,18 +217,29 @@ fn speech_cases() -> Vec<(SpeechCase, &'static str)> {
     ]
 }
 
-fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
+/// The speech pool's English models as configured (Silero VAD, Moonshine) and its denoiser.
+fn english_speech_models(rt: &Runtime, cfg: &Config) -> Result<(SileroVad, Moonshine, Denoiser)> {
     let m = &cfg.models;
-    let mut vad = SileroVad::load(rt, &m.task_files(Task::Vad)?[0])?;
+    let vad = SileroVad::load(rt, &m.task_files(Task::Vad)?[0])?;
     let files = m.task_files(Task::Stt)?;
     let mut stt = Moonshine::load(rt, &files[0], &files[1], &files[2], cfg.speech.threads.max(1))?;
-    let denoiser = sightline_models::Denoiser::new(sightline_models::DenoiseParams::default());
-    let sentences: Vec<String> = quality_lines("sentences.txt")?
+    stt.set_beam_width(cfg.speech.beam_width);
+    Ok((vad, stt, Denoiser::new(DenoiseParams::default())))
+}
+
+/// Every `every`-th of the English evaluation sentences.
+fn english_sentences(every: usize) -> Result<Vec<String>> {
+    Ok(quality_lines("sentences.txt")?
         .into_iter()
         .enumerate()
         .filter(|(i, _)| i % every == 0)
         .map(|(_, s)| s)
-        .collect();
+        .collect())
+}
+
+fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
+    let (mut vad, mut stt, denoiser) = english_speech_models(rt, cfg)?;
+    let sentences = english_sentences(every)?;
     // (case, group, beam width, denoised): as configured; then greedy; then the rows with a
     // background again with `speech.denoise` the other way (the same sentences, side by side).
     let on = cfg.speech.denoise;

@@ -158,8 +158,12 @@ pub(super) fn sample_frames(
 pub(super) fn segment_audio(audio: &gst::Bin, b: &Branch) -> Result<(), IngestError> {
     let cfg = b.cfg;
     let audio_sink = appsink(audio, "audio")?;
-    let mut gate =
-        AudioSegmenter::new(cfg.audio_gate_level, cfg.audio_gate_hangover_ms, cfg.audio_max_segment_ms);
+    let mut gate = AudioSegmenter::new(
+        cfg.audio_gate_level,
+        cfg.audio_gate_hangover_ms,
+        cfg.audio_soft_segment_ms,
+        cfg.audio_max_segment_ms,
+    );
     let (st, atx, audio_clock) = (b.stats.clone(), b.tx.clone(), b.clock.clone());
     audio_sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
@@ -171,6 +175,7 @@ pub(super) fn segment_audio(audio: &gst::Bin, b: &Branch) -> Result<(), IngestEr
                 let samples: Vec<f32> =
                     map.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
                 touch(&st, pts_ms);
+                st.audio_buffers.fetch_add(1, Ordering::Relaxed);
                 for seg in gate.push(pts_ms, &samples) {
                     if atx.try_send(MediaItem::Audio(seg)).is_ok() {
                         st.audio_segments.fetch_add(1, Ordering::Relaxed);

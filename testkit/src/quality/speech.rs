@@ -48,6 +48,39 @@ pub fn speech_case_samples(text: &str, case: &SpeechCase, seed: u64) -> Result<V
     Ok(s)
 }
 
+/// Continuous speech: `sentences` spoken one after another in `voice` at 150 words a minute,
+/// `gap_ms` apart (after whatever silence the synthesiser leaves), after 0.5 s of lead-in, with
+/// `acoustic`'s background over the whole length. Returns the samples and where each sentence's
+/// voice ends, in milliseconds.
+pub fn continuous_speech(
+    sentences: &[String],
+    voice: &str,
+    gap_ms: usize,
+    acoustic: Acoustic,
+    seed: u64,
+) -> Result<(Vec<f32>, Vec<i64>), TestSourceError> {
+    let mut s = vec![0f32; 8000];
+    let mut ends = Vec::with_capacity(sentences.len());
+    let mut voiced = Vec::new();
+    for text in sentences {
+        let v = speak(text, voice, 150)?;
+        // The voice ends at its last sample above the quiet floor.
+        let last = v.iter().rposition(|x| x.abs() > 0.01).map_or(0, |i| i + 1);
+        ends.push(((s.len() + last) / 16) as i64);
+        voiced.extend_from_slice(&v[..last]);
+        s.extend(v);
+        s.extend(std::iter::repeat_n(0f32, gap_ms * 16));
+    }
+    let rms = speech_rms(&voiced);
+    let n = s.len();
+    match acoustic {
+        Acoustic::Clean => {}
+        Acoustic::Noise(snr) => mix(&mut s, &street_noise(n, seed), rms, snr),
+        Acoustic::Music(db) => mix(&mut s, &music_bed(n, seed), rms, db),
+    }
+    Ok((s, ends))
+}
+
 /// `text` spoken at `rate` words a minute, as 16 kHz mono floats, by one of three synthesisers:
 /// - espeak-ng's own voices (`en-us`, `en-gb-scotland`, `de`, ...), resampled by ffmpeg;
 /// - MBROLA diphone voices driven by espeak-ng (`mb-fr1`, `mb-us1`, ...);
