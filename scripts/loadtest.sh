@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make loadtest`: the capacity harness against a Sightline of its own. Starts the release build on
 # 127.0.0.1:8090 (its sources play on 127.0.0.1, the one internal address this run allows), ramps
-# the streams (STEPS, default 1,2,4,8; HOLD seconds per step, default 60; CLIP news or talk-show;
+# the streams (STEPS, default 1,2,4,8; HOLD seconds per step, default 60; CLIP news, talk-show or
+# talk-show-music;
 # RESOLUTION 360p, 720p or 1080p; PROTOCOL hls or rtmp), runs the bare references (gst-launch-1.0
 # decoding; after the ramp, sightline-bench bare: ONNX Runtime at the pools' batch sizes), writes .data/reports/capacity.json and
 # capacity.html, and stops Sightline.

@@ -50,8 +50,8 @@ struct CapacityArgs {
     /// API key (admin scope, to register streams).
     #[arg(long, env = "SIGHTLINE_API_KEY")]
     api_key: Option<String>,
-    /// What each source plays: the news clip (cuts, captions, speech every few seconds) or the
-    /// talk show (continuous speech).
+    /// What each source plays: the news clip (cuts, captions, speech every few seconds), the
+    /// talk show (continuous speech), or the talk show over a music bed.
     #[arg(long, value_enum, default_value = "news")]
     clip: ClipKind,
     /// Frame size of the sources: 360p, 720p or 1080p (30 fps).
@@ -73,6 +73,7 @@ struct CapacityArgs {
 enum ClipKind {
     News,
     TalkShow,
+    TalkShowMusic,
 }
 
 #[derive(clap::Args)]
@@ -127,6 +128,9 @@ async fn capacity(c: CapacityArgs) -> Result<()> {
     let (spec, name) = match c.clip {
         ClipKind::News => (sightline_testkit::ClipSpec::standard(), "news clip (cuts, captions, speech)"),
         ClipKind::TalkShow => (sightline_testkit::ClipSpec::talk_show(), "talk show (continuous speech)"),
+        ClipKind::TalkShowMusic => {
+            (sightline_testkit::ClipSpec::talk_show().with_music_bed(0.05), "talk show over a music bed")
+        }
     };
     eprintln!("rendering the {name} at {w}x{h}");
     let clip = spec.at_size(w, h).render(&work.join("clips")).await?;

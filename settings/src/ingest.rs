@@ -69,7 +69,7 @@ pub struct IngestConfig {
     pub audio_gate_level: f32,
     /// Audio: a segment ends after this much quiet, milliseconds.
     pub audio_gate_hangover_ms: u64,
-    /// Audio: past this length a short pause (210 ms) ends a segment, milliseconds.
+    /// Audio: past this length a shorter pause (300 ms down to 150 ms) ends a segment, milliseconds.
     pub audio_soft_segment_ms: u64,
     /// Audio: segments are cut at this length, milliseconds.
     pub audio_max_segment_ms: u64,

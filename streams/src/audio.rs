@@ -6,8 +6,9 @@
 //! (a low percentile of the last 3 s of windows), so that speech over traffic or a music bed is
 //! still cut between phrases instead of running to the maximum length, and steady noise alone
 //! opens no segment (only a window that is not quiet does). A segment closes after the
-//! hangover's length of pause; once it is longer than the soft length, a short pause (210 ms)
-//! closes it, which bounds how long a phrase of continuous speech waits for its segment to end.
+//! hangover's length of pause; once it is longer than the soft length, a short pause closes it
+//! (300 ms, 30 ms shorter for every second past the soft length, 150 ms at least), which bounds how
+//! long a phrase of continuous speech waits for its segment to end.
 //! A segment that reaches the maximum is cut at the quietest point of its last two seconds, not
 //! in the middle of a word, and what follows that point opens the next segment.
 
@@ -22,8 +23,10 @@ const BACKGROUND_WINDOWS: usize = 100;
 const BACKGROUND_QUANTILE: f32 = 0.1;
 /// and a window under this many times it is quiet (6 dB).
 const OVER_BACKGROUND: f32 = 2.0;
-/// Past the soft length, this many quiet windows close a segment (210 ms).
-const SHORT_PAUSE_WINDOWS: usize = 7;
+/// At the soft length this many quiet windows close a segment (300 ms), one fewer for every second
+/// past it, down to the least (150 ms): the longer a segment, the shorter the pause that ends it.
+const SHORT_PAUSE_WINDOWS: usize = 10;
+const LEAST_PAUSE_WINDOWS: usize = 5;
 /// At the maximum length the cut goes to the quietest point of this many last windows (2 s).
 const CUT_SEARCH_WINDOWS: usize = 66;
 
@@ -154,7 +157,11 @@ impl AudioSegmenter {
                 levels.push(rms);
                 self.quiet = if quiet { self.quiet + 1 } else { 0 };
                 let pause = if buf.len() >= self.soft_samples {
-                    SHORT_PAUSE_WINDOWS.min(self.hangover_windows)
+                    let past_s = (buf.len() - self.soft_samples) / RATE as usize;
+                    SHORT_PAUSE_WINDOWS
+                        .saturating_sub(past_s)
+                        .max(LEAST_PAUSE_WINDOWS)
+                        .min(self.hangover_windows)
                 } else {
                     self.hangover_windows
                 };

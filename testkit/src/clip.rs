@@ -88,6 +88,8 @@ pub struct ClipSpec {
     pub width: u32,
     pub height: u32,
     pub fps: u32,
+    /// A music bed under the whole clip (chords with a beat), its peak amplitude (0..1).
+    pub music_bed: Option<f32>,
 }
 
 impl ClipSpec {
@@ -119,6 +121,7 @@ impl ClipSpec {
             width: 640,
             height: 360,
             fps: 30,
+            music_bed: None,
         }
     }
 
@@ -150,6 +153,7 @@ impl ClipSpec {
             width: 640,
             height: 360,
             fps: 30,
+            music_bed: None,
         }
     }
 
@@ -182,6 +186,7 @@ impl ClipSpec {
             width: 640,
             height: 360,
             fps: 30,
+            music_bed: None,
         }
     }
 
@@ -203,7 +208,15 @@ impl ClipSpec {
             width: 640,
             height: 360,
             fps: 30,
+            music_bed: None,
         }
+    }
+
+    /// The same clip over a music bed: four chords changing every second with a beat every half
+    /// second, at `peak` amplitude (0.05: about 15 dB under the clip's espeak-ng voice).
+    pub fn with_music_bed(mut self, peak: f32) -> Self {
+        self.music_bed = Some(peak);
+        self
     }
 
     /// The same clip at another frame size (e.g. 1280x720 or 1920x1080).
@@ -297,10 +310,14 @@ impl ClipSpec {
         for i in 0..self.speech.len() {
             graph.push_str(&format!("[a{i}]"));
         }
+        let mut inputs = self.speech.len();
+        if self.music_bed.is_some() {
+            graph.push_str(&format!("[{}:a]", n + self.speech.len()));
+            inputs += 1;
+        }
         graph.push_str(&format!(
-            "amix=inputs={}:normalize=0:duration=longest,apad=whole_dur={total_s},\
-             atrim=0:{total_s},aresample=44100,asetnsamples=n=1024[a]",
-            self.speech.len()
+            "amix=inputs={inputs}:normalize=0:duration=longest,apad=whole_dur={total_s},\
+             atrim=0:{total_s},aresample=44100,asetnsamples=n=1024[a]"
         ));
         graph
     }
@@ -326,6 +343,21 @@ impl ClipSpec {
             args.extend(["-i".into(), wav.to_string_lossy().into_owned()]);
         }
         let total_s = self.duration_ms() as f64 / 1000.0;
+        if let Some(peak) = self.music_bed {
+            // C, Am, F, G a second each; each chord's level falls from its beat (twice a second).
+            let chord = |f: [f32; 3]| f.map(|f| format!("sin(2*PI*{f}*t)")).join("+");
+            let (c, am, f, g) = (
+                chord([261.6, 329.6, 392.0]),
+                chord([220.0, 261.6, 329.6]),
+                chord([174.6, 220.0, 261.6]),
+                chord([196.0, 246.9, 293.7]),
+            );
+            let expr = format!(
+                "{peak}/3*(0.3+0.7*exp(-6*mod(t,0.5)))*if(lt(mod(t,4),1),{c},if(lt(mod(t,4),2),{am},if(lt(mod(t,4),3),{f},{g})))"
+            );
+            args.extend(["-f".into(), "lavfi".into(), "-i".into()]);
+            args.push(format!("aevalsrc='{expr}':s=16000:d={total_s}"));
+        }
         let graph = self.filter_graph(h, total_s);
         args.extend(["-filter_complex".into(), graph]);
         args.extend(

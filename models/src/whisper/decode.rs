@@ -3,7 +3,7 @@
 
 use super::{Encoded, Whisper};
 use crate::runtime::run_err;
-use crate::stt::{Hypothesis, Search, log_softmax, top_k};
+use crate::stt::{Hypothesis, Search, log_softmax, repeats, top_k};
 use crate::{ModelError, Transcript};
 use ort::value::{DynValue, Tensor};
 
@@ -46,7 +46,11 @@ impl Whisper {
             for r in 0..rows {
                 if !done[r] {
                     let lp = self.masked_log_probs(&logits[r * vocab..(r + 1) * vocab], step == 0)?;
-                    let (t, p) = top_k(&lp, 1)[0];
+                    // The most likely token that does not repeat five the row has said already.
+                    let (t, p) = top_k(&lp, 3)
+                        .into_iter()
+                        .find(|&(t, _)| !repeats(&out[r].tokens, t))
+                        .unwrap_or((self.eot as u32, 0.0));
                     if t as i64 == self.eot || out[r].tokens.len() >= enc.max_tokens[r] {
                         done[r] = true;
                     } else {
