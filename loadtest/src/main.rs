@@ -129,7 +129,7 @@ async fn capacity(c: CapacityArgs) -> Result<()> {
         ClipKind::News => (sightline_testkit::ClipSpec::standard(), "news clip (cuts, captions, speech)"),
         ClipKind::TalkShow => (sightline_testkit::ClipSpec::talk_show(), "talk show (continuous speech)"),
         ClipKind::TalkShowMusic => {
-            (sightline_testkit::ClipSpec::talk_show().with_music_bed(0.05), "talk show over a music bed")
+            (sightline_testkit::ClipSpec::talk_show().with_music_bed(0.12), "talk show over a music bed")
         }
     };
     eprintln!("rendering the {name} at {w}x{h}");
