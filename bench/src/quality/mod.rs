@@ -12,12 +12,9 @@
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use sightline_models::{DenoiseParams, Denoiser, Moonshine, Ocr, OcrParams, Runtime, SileroVad};
+use sightline_models::{Ocr, OcrParams, Runtime};
 use sightline_settings::{Config, Task};
-use sightline_testkit::quality::{
-    Acoustic, SpeechCase, caption_case_frame, caption_cases, char_errors, quality_lines, scored_word_errors,
-    speech_case_samples,
-};
+use sightline_testkit::quality::{caption_case_frame, caption_cases, char_errors, quality_lines};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -25,8 +22,10 @@ use std::time::Instant;
 
 mod continuous;
 mod languages;
+mod speech;
 use continuous::continuous_section;
 use languages::languages_section;
+use speech::{english_sentences, english_speech_models, speech_section};
 
 fn bar(len: usize, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len as u64);
@@ -190,169 +189,6 @@ fn ocr_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
         s += "\n\n";
     }
     Ok(s)
-}
-
-// ---- speech ------------------------------------------------------------------------------------
-
-fn speech_cases() -> Vec<(SpeechCase, &'static str)> {
-    let c = |voice: &str, rate, acoustic| SpeechCase { voice: voice.into(), rate, acoustic };
-    vec![
-        (c("en-us", 150, Acoustic::Clean), "voices"),
-        (c("en-gb", 150, Acoustic::Clean), "voices"),
-        (c("en-gb-scotland", 150, Acoustic::Clean), "voices"),
-        (c("en-029", 150, Acoustic::Clean), "voices"),
-        (c("en-us+f3", 150, Acoustic::Clean), "voices"),
-        (c("en-us", 120, Acoustic::Clean), "rates"),
-        (c("en-us", 190, Acoustic::Clean), "rates"),
-        (c("en-us", 150, Acoustic::Noise(15.0)), "backgrounds"),
-        (c("en-gb", 150, Acoustic::Noise(15.0)), "backgrounds"),
-        (c("en-us", 150, Acoustic::Music(15.0)), "backgrounds"),
-        (c("en-gb", 150, Acoustic::Music(15.0)), "backgrounds"),
-        (c("pico-en-US", 150, Acoustic::Clean), "other synthesisers"),
-        (c("pico-en-GB", 150, Acoustic::Clean), "other synthesisers"),
-        (c("mb-us1", 150, Acoustic::Clean), "other synthesisers"),
-        (c("mb-en1", 150, Acoustic::Clean), "other synthesisers"),
-        (c("pico-en-US", 150, Acoustic::Noise(15.0)), "other backgrounds"),
-        (c("pico-en-GB", 150, Acoustic::Music(15.0)), "other backgrounds"),
-    ]
-}
-
-/// The speech pool's English models as configured (Silero VAD, Moonshine) and its denoiser.
-fn english_speech_models(rt: &Runtime, cfg: &Config) -> Result<(SileroVad, Moonshine, Denoiser)> {
-    let m = &cfg.models;
-    let vad = SileroVad::load(rt, &m.task_files(Task::Vad)?[0])?;
-    let files = m.task_files(Task::Stt)?;
-    let mut stt = Moonshine::load(rt, &files[0], &files[1], &files[2], cfg.speech.threads.max(1))?;
-    stt.set_beam_width(cfg.speech.beam_width);
-    Ok((vad, stt, Denoiser::new(DenoiseParams::default())))
-}
-
-/// Every `every`-th of the English evaluation sentences.
-fn english_sentences(every: usize) -> Result<Vec<String>> {
-    Ok(quality_lines("sentences.txt")?
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| i % every == 0)
-        .map(|(_, s)| s)
-        .collect())
-}
-
-fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
-    let (mut vad, mut stt, denoiser) = english_speech_models(rt, cfg)?;
-    let sentences = english_sentences(every)?;
-    // (case, group, beam width, denoised): as configured; then greedy; then the rows with a
-    // background again with `speech.denoise` the other way (the same sentences, side by side).
-    let on = cfg.speech.denoise;
-    let mut runs: Vec<(SpeechCase, &str, usize, bool)> =
-        speech_cases().into_iter().map(|(c, g)| (c, g, cfg.speech.beam_width, on)).collect();
-    runs.push((speech_cases()[0].0.clone(), "decoding", 1, on));
-    let noisy = speech_cases().into_iter().filter(|(c, _)| !matches!(c.acoustic, Acoustic::Clean));
-    let other_way = if on { "not denoised" } else { "denoised" };
-    runs.extend(noisy.map(|(c, _)| (c, other_way, cfg.speech.beam_width, !on)));
-    let pb = bar(runs.len() * sentences.len(), "speech");
-    let mut rows = String::new();
-    let mut worst = Vec::new();
-    let mut clean_en = Tally::default();
-    let mut noisy_en = Tally::default();
-    // The same sentences from MBROLA's diphone voices and SVOX Pico, apart from espeak-ng's.
-    let mut clean_other = Tally::default();
-    let mut noisy_other = Tally::default();
-    let (mut denoised_en, mut denoised_other) = (Tally::default(), Tally::default());
-    for (case, group, beam, denoise) in &runs {
-        stt.set_beam_width(*beam);
-        let mut t = Tally::default();
-        let (mut audio_s, mut spent) = (0.0, 0.0);
-        for (i, sentence) in sentences.iter().enumerate() {
-            let samples = speech_case_samples(sentence, case, i as u64 + 1)?;
-            audio_s += samples.len() as f64 / 16000.0;
-            let started = Instant::now();
-            // As the speech pool: VAD on the audio as it came, Moonshine on it denoised (the noise
-            // measured outside the utterances) when `speech.denoise` is on.
-            let regions = vad.speech_regions(&samples, cfg.speech.vad_threshold, cfg.speech.min_speech_ms)?;
-            let samples = if *denoise { denoiser.denoise_around(&samples, &regions) } else { samples };
-            let mut heard = Vec::new();
-            for (s, e) in regions {
-                heard.push(stt.transcribe(&samples[s..e])?.text);
-            }
-            spent += started.elapsed().as_secs_f64();
-            let heard = heard.join(" ");
-            let (e, n) = scored_word_errors(sentence, &heard);
-            t.add(e == 0, e, n);
-            if e > 0 && worst.len() < 40 {
-                worst.push(format!(
-                    "| {} {} wpm, {} | {sentence:?} | {heard:?} |",
-                    case.voice,
-                    case.rate,
-                    case.acoustic.label()
-                ));
-            }
-            pb.inc(1);
-        }
-        let other =
-            group.starts_with("other") || case.voice.starts_with("pico") || case.voice.starts_with("mb");
-        match (*group, case.acoustic) {
-            ("decoding", _) => {}
-            (g, _) if g == other_way && other => denoised_other = sum(denoised_other, t),
-            (g, _) if g == other_way => denoised_en = sum(denoised_en, t),
-            (_, Acoustic::Clean) if other => clean_other = sum(clean_other, t),
-            (_, _) if other => noisy_other = sum(noisy_other, t),
-            (_, Acoustic::Clean) => clean_en = sum(clean_en, t),
-            (_, _) => noisy_en = sum(noisy_en, t),
-        }
-        let _ = writeln!(
-            rows,
-            "| {group} | {} | {} | {}{} | {} | {} | {:.1} % | {:.0} % | {:.3} |",
-            case.voice,
-            case.rate,
-            case.acoustic.label(),
-            if *denoise { ", denoised" } else { "" },
-            if *beam == 1 { "greedy".to_string() } else { format!("beam {beam}") },
-            t.items,
-            t.rate(),
-            t.exact_pct(),
-            spent / audio_s
-        );
-    }
-    pb.finish_and_clear();
-    let mut s = format!(
-        "## Speech (Silero VAD + Moonshine base, English)\n\n{} sentences (names, numbers, places) \
-         per row, spoken by espeak-ng (its own voices), by MBROLA diphone voices (`mb-*`) and by \
-         SVOX Pico (`pico-*`); scored after normalisation (case, punctuation, numbers spelt out, \
-         compounds). **English WER, espeak-ng's voices: clean {:.1} %, with noise or music \
-         {:.1} %; MBROLA and Pico voices: clean {:.1} %, with noise or music {:.1} %.** {}RTF \
-         is processing time ÷ audio time on {} thread(s).\n\n\
-         | set | voice | words/min | background | decoding | sentences | WER | sentences exact | RTF |\n\
-         |---|---|---|---|---|---|---|---|---|\n{rows}\n",
-        sentences.len(),
-        clean_en.rate(),
-        noisy_en.rate(),
-        clean_other.rate(),
-        noisy_other.rate(),
-        format!(
-            "`speech.denoise` is {}; with it {} (the \"{other_way}\" rows), noise or music: \
-             espeak-ng's voices {:.1} %, Pico's {:.1} %. ",
-            if on { "on" } else { "off" },
-            if on { "off" } else { "on" },
-            denoised_en.rate(),
-            denoised_other.rate()
-        ),
-        cfg.speech.threads.max(1)
-    );
-    if !worst.is_empty() {
-        s += "Sentences with errors (first 40):\n\n| case | said | heard |\n|---|---|---|\n";
-        s += &worst.join("\n");
-        s += "\n\n";
-    }
-    Ok(s)
-}
-
-fn sum(a: Tally, b: Tally) -> Tally {
-    Tally {
-        items: a.items + b.items,
-        exact: a.exact + b.exact,
-        errors: a.errors + b.errors,
-        total: a.total + b.total,
-    }
 }
 
 // ---- cuts --------------------------------------------------------------------------------------
