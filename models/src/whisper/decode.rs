@@ -46,7 +46,7 @@ impl Whisper {
             for r in 0..rows {
                 if !done[r] {
                     let lp = self.masked_log_probs(&logits[r * vocab..(r + 1) * vocab], step == 0)?;
-                    // The most likely token that does not repeat five the row has said already.
+                    // The most likely token that does not repeat a run of five tokens the row has said.
                     let (t, p) = top_k(&lp, 3)
                         .into_iter()
                         .find(|&(t, _)| !repeats(&out[r].tokens, t))
