@@ -36,6 +36,12 @@ pub struct PoolWork {
     /// cores it shares with decoding and the other pools (bare runs on one thread, alone, so its
     /// time is its CPU time).
     pub cpu_ratio: Option<f64>,
+    /// Time the threads the pool's batches ran on were ready to run but waited for a core
+    /// (`sightline_inference_wait_seconds`; None where the kernel keeps no schedstat).
+    pub wait_seconds: Option<f64>,
+    /// Bare time ÷ (Sightline's time less that wait): the ratio had the pool had a core of its
+    /// own, so what is left between it and 1.0 is Sightline's, not the machine's.
+    pub ratio_less_wait: Option<f64>,
 }
 
 /// Bare ONNX Runtime on the clip at one batch size (`sightline-bench bare`'s output).
@@ -98,6 +104,8 @@ pub struct PoolCounters {
     pub pools: BTreeMap<String, (f64, f64, f64)>,
     /// CPU seconds of each pool's batches.
     pub cpu: BTreeMap<String, f64>,
+    /// Seconds each pool's batch threads waited for a core.
+    pub wait: BTreeMap<String, f64>,
     pub ocr_skipped: f64,
     pub frames_unchanged: f64,
 }
@@ -115,6 +123,7 @@ pub fn parse_pool_counters(text: &str) -> PoolCounters {
             })
             .collect(),
         cpu: metric_by_label(text, "sightline_inference_cpu_seconds_total", "pool"),
+        wait: metric_by_label(text, "sightline_inference_wait_seconds_total", "pool"),
         ocr_skipped: metric_value(text, "sightline_ocr_frames_skipped_total"),
         frames_unchanged: metric_value(text, "sightline_frames_unchanged_total"),
     }
@@ -139,6 +148,8 @@ pub fn pool_work(before: &PoolCounters, after: &PoolCounters) -> BTreeMap<String
             let modelled = (items - skipped).max(1.0);
             let cpu = |c: &PoolCounters| c.cpu.get(pool).copied().unwrap_or(0.0);
             let cpu_seconds = cpu(after) - cpu(before);
+            let wait = |c: &PoolCounters| c.wait.get(pool).copied();
+            let wait_seconds = wait(after).map(|a| a - wait(before).unwrap_or(0.0));
             Some((
                 pool.clone(),
                 PoolWork {
@@ -153,6 +164,8 @@ pub fn pool_work(before: &PoolCounters, after: &PoolCounters) -> BTreeMap<String
                     cpu_seconds,
                     cpu_ms_per_item: cpu_seconds * 1000.0 / modelled,
                     cpu_ratio: None,
+                    wait_seconds,
+                    ratio_less_wait: None,
                 },
             ))
         })
@@ -185,6 +198,11 @@ pub fn attach_bare(pools: &mut BTreeMap<String, PoolWork>, bare: &[BareOrt]) {
             w.bare_ms_per_item = Some(total_ms / w.modelled);
             w.ratio = (w.seconds > 0.0).then(|| total_ms / (w.seconds * 1000.0));
             w.cpu_ratio = (w.cpu_seconds > 0.0).then(|| total_ms / (w.cpu_seconds * 1000.0));
+            w.ratio_less_wait = w
+                .wait_seconds
+                .map(|wait| w.seconds - wait)
+                .filter(|&own| own > 0.0)
+                .map(|own| total_ms / (own * 1000.0));
         }
     }
 }
@@ -245,6 +263,7 @@ mod tests {
                  sightline_inference_seconds_sum{{model=\"pp-ocrv6-small@1\",pool=\"ocr\"}} {}\n\
                  sightline_inference_seconds_sum{{model=\"pp-ocrv5-fallback@1\",pool=\"ocr\"}} 1\n\
                  sightline_inference_cpu_seconds_total{{model=\"pp-ocrv6-small@1\",pool=\"ocr\"}} {}\n\
+                 sightline_inference_wait_seconds_total{{model=\"pp-ocrv6-small@1\",pool=\"ocr\"}} {}\n\
                  sightline_inference_batch_size_count{{model=\"moonshine-base-en@1\",pool=\"speech\"}} 3\n\
                  sightline_inference_batch_size_sum{{model=\"moonshine-base-en@1\",pool=\"speech\"}} 3\n\
                  sightline_inference_seconds_sum{{model=\"moonshine-base-en@1\",pool=\"speech\"}} 0.9\n\
@@ -252,7 +271,8 @@ mod tests {
                 ocr.0,
                 ocr.1,
                 ocr.2,
-                ocr.2 * 0.8
+                ocr.2 * 0.8,
+                ocr.2 * 0.1
             )
         };
         let before = parse_pool_counters(&at((10.0, 20.0, 2.0), 5.0));
@@ -265,6 +285,7 @@ mod tests {
         assert_eq!((ocr.batches, ocr.items, ocr.modelled, ocr.mean_batch), (10.0, 30.0, 20.0, 3.0));
         assert!((ocr.ms_per_item - 100.0).abs() < 1e-9, "2 s over the 20 frames read");
         assert!((ocr.cpu_ms_per_item - 80.0).abs() < 1e-9, "1.6 s of CPU over the 20 frames read");
+        assert!((ocr.wait_seconds.unwrap() - 0.2).abs() < 1e-9, "0.2 s waiting for a core");
         let bare = |batch, ms| BareOrt {
             pool: "ocr".into(),
             batch,
@@ -278,9 +299,37 @@ mod tests {
         assert_eq!(work["ocr"].bare_ms_per_item, Some(80.0), "the reference at the step's batch");
         assert!((work["ocr"].ratio.unwrap() - 0.8).abs() < 1e-9);
         assert!((work["ocr"].cpu_ratio.unwrap() - 1.0).abs() < 1e-9, "bare time ÷ CPU time");
+        // 1.6 s of bare time against the 2 s less the 0.2 s spent waiting for a core.
+        assert!((work["ocr"].ratio_less_wait.unwrap() - 1.6 / 1.8).abs() < 1e-9);
         // The 10 frames skipped as unchanged cost their signature, bare too: 20 × 80 + 10 × 4 ms.
         attach_bare(&mut work, &[BareOrt { gate_ms_per_item: Some(4.0), ..bare(3, 80.0) }]);
         assert!((work["ocr"].bare_ms_per_item.unwrap() - 82.0).abs() < 1e-9);
         assert!((work["ocr"].ratio.unwrap() - 0.82).abs() < 1e-9);
+    }
+
+    #[test]
+    fn without_schedstat_the_wait_is_unknown_not_zero() {
+        let at = |n: f64| {
+            format!(
+                "sightline_inference_batch_size_count{{model=\"m@1\",pool=\"speech\"}} {n}\n\
+                 sightline_inference_batch_size_sum{{model=\"m@1\",pool=\"speech\"}} {n}\n\
+                 sightline_inference_seconds_sum{{model=\"m@1\",pool=\"speech\"}} {}\n",
+                n * 0.3
+            )
+        };
+        let mut work = pool_work(&parse_pool_counters(&at(2.0)), &parse_pool_counters(&at(6.0)));
+        let bare = BareOrt {
+            pool: "speech".into(),
+            batch: 1,
+            items: 12,
+            seconds: 3.0,
+            ms_per_item: 270.0,
+            what: String::new(),
+            gate_ms_per_item: None,
+        };
+        attach_bare(&mut work, &[bare]);
+        assert_eq!(work["speech"].wait_seconds, None);
+        assert_eq!(work["speech"].ratio_less_wait, None);
+        assert!((work["speech"].ratio.unwrap() - 0.9).abs() < 1e-9);
     }
 }

@@ -147,7 +147,7 @@ pub fn html(r: &Report) -> String {
         for (pool, w) in &s.pools {
             let _ = write!(
                 pools,
-                "<tr><td>{}</td><td>{pool}</td><td>{:.0}</td><td>{:.0} of {:.0}</td><td>{:.2}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{pool}</td><td>{:.0}</td><td>{:.0} of {:.0}</td><td>{:.2}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 s.streams,
                 w.batches,
                 w.modelled,
@@ -155,8 +155,12 @@ pub fn html(r: &Report) -> String {
                 w.mean_batch,
                 w.ms_per_item,
                 w.cpu_ms_per_item,
+                w.wait_seconds
+                    .map(|s| format!("{:.1}", s * 1000.0 / w.modelled))
+                    .unwrap_or_else(|| "–".into()),
                 w.bare_ms_per_item.map(|b| format!("{b:.1}")).unwrap_or_else(|| "–".into()),
                 w.ratio.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into()),
+                w.ratio_less_wait.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into()),
                 w.cpu_ratio.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into()),
             );
         }
@@ -201,9 +205,13 @@ pub fn html(r: &Report) -> String {
          Ratio = bare ÷ Sightline time for the same work (1.0: no overhead; \
          at higher steps it also carries the CPU the pools share with decoding and each other). \
          CPU ratio = bare time ÷ the CPU time of the threads Sightline's batches ran on: its own overhead, without \
-         the time spent waiting for a core (the models run on one thread each, as bare does).</p>\
+         the time spent waiting for a core (the models run on one thread each, as bare does). \
+         Waiting for a core = the time those threads were ready to run while every core was busy (the kernel's \
+         schedstat, <code>sightline_inference_wait_seconds</code>); ratio less the wait = bare ÷ (Sightline time − that \
+         wait): the ratio had each pool a core of its own.</p>\
          <table><tr><th>streams</th><th>pool</th><th>batches</th><th>items modelled</th><th>mean batch</th>\
-         <th>Sightline ms per item</th><th>Sightline CPU ms per item</th><th>bare ms per item</th><th>ratio</th><th>CPU ratio</th></tr>{pools}</table>\
+         <th>Sightline ms per item</th><th>Sightline CPU ms per item</th><th>waiting for a core, ms per item</th><th>bare ms per item</th>\
+         <th>ratio</th><th>ratio less the wait</th><th>CPU ratio</th></tr>{pools}</table>\
          <p>Bare ONNX Runtime: {bare_ort}</p></body></html>",
         r.capacity,
         targets.join(", "),

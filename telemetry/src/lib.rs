@@ -38,6 +38,8 @@ pub struct Metrics {
     pub inference_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     /// CPU time of the threads the batches ran on (all of the model's when it runs on one thread).
     pub inference_cpu_seconds: Family<Labels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    /// Time the threads the batches ran on were ready to run but waited for a core.
+    pub inference_wait_seconds: Family<Labels, Counter<f64, std::sync::atomic::AtomicU64>>,
     pub inference_errors: Family<Labels, Counter>,
     pub dlq: Family<Labels, Counter>,
     pub redelivered: Family<Labels, Counter>,
@@ -87,6 +89,7 @@ impl Metrics {
             batch_size: Family::new_with_constructor(sizes),
             inference_seconds: Family::new_with_constructor(histo),
             inference_cpu_seconds: Family::default(),
+            inference_wait_seconds: Family::default(),
             inference_errors: Family::default(),
             dlq: Family::default(),
             redelivered: Family::default(),
@@ -170,6 +173,11 @@ impl Metrics {
             "inference_cpu_seconds",
             "CPU time of the threads inference batches ran on (the model's own when it runs on one thread: time waiting for a core is left out)",
             m.inference_cpu_seconds.clone(),
+        );
+        r.register(
+            "inference_wait_seconds",
+            "Time the threads inference batches ran on were ready to run but waited for a core (CPU starvation: decoding and other pools on the same cores)",
+            m.inference_wait_seconds.clone(),
         );
         r.register("inference_errors", "Failed inference items per model", m.inference_errors.clone());
         r.register("dlq", "Work moved to a dead-letter subject, per kind", m.dlq.clone());

@@ -244,7 +244,7 @@ impl<P: Processor> InferencePool<P> {
             }
             _ => unreachable!("a worker has a primary or a fallback"),
         };
-        let Some(Ran { mut results, model, coarse, cpu }) = ran else {
+        let Some(Ran { mut results, model, coarse, cpu, waited }) = ran else {
             // The primary ran past its timeout: the fallback serves for a while, and this batch is
             // redelivered to it.
             let cooldown = fallback.map(|f| f.1.cooldown).unwrap_or_default();
@@ -268,6 +268,9 @@ impl<P: Processor> InferencePool<P> {
         let l = labels(&[("model", &model), ("pool", self.kind)]);
         self.metrics.inference_seconds.get_or_create(&l).observe(took.as_secs_f64());
         self.metrics.inference_cpu_seconds.get_or_create(&l).inc_by(cpu.as_secs_f64());
+        if let Some(waited) = waited {
+            self.metrics.inference_wait_seconds.get_or_create(&l).inc_by(waited.as_secs_f64());
+        }
         self.recent_batches.record(took.as_millis() as i64, batch.len());
         if coarse {
             let per_stream = batch.iter().filter_map(|m| WorkHeader::read(&m.payload)).fold(

@@ -1,5 +1,5 @@
 //! Running one batch on a model: on a blocking thread, a panic turned into failed items, an
-//! optional timeout, and the CPU time the thread spent.
+//! optional timeout, the CPU time the thread spent and the time it waited for a core.
 
 use crate::pool::{ItemError, ItemResult, Processor};
 use std::sync::{Arc, Mutex};
@@ -18,13 +18,27 @@ fn thread_cpu_time() -> Duration {
     Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
 }
 
+/// Time the calling thread has spent runnable but waiting for a core so far (the second field of
+/// `/proc/thread-self/schedstat`); None where the kernel does not keep it.
+fn thread_run_queue_wait() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    run_queue_wait(&stat)
+}
+
+/// The run-queue wait in a schedstat line: "<on a core, ns> <waiting for one, ns> <timeslices>".
+fn run_queue_wait(stat: &str) -> Option<Duration> {
+    stat.split_whitespace().nth(1)?.parse().ok().map(Duration::from_nanos)
+}
+
 /// What a batch's model run gives back: the results, the model that ran, whether it ran coarser
-/// than configured (behind its target), and the CPU time its thread spent.
+/// than configured (behind its target), the CPU time its thread spent, and the time that thread
+/// was ready to run but waited for a core (None where the kernel does not keep it).
 pub(crate) struct Ran {
     pub(crate) results: BatchResults,
     pub(crate) model: String,
     pub(crate) coarse: bool,
     pub(crate) cpu: Duration,
+    pub(crate) waited: Option<Duration>,
 }
 
 /// Runs `payloads` on one model on a blocking thread; None when it ran past `timeout` (the thread
@@ -43,9 +57,10 @@ pub(crate) async fn run_model<P: Processor>(
         let mut p = processor.lock().unwrap_or_else(|e| e.into_inner());
         let coarse = p.set_behind(behind);
         let model = p.model().to_string();
-        let cpu_before = thread_cpu_time();
+        let (cpu_before, wait_before) = (thread_cpu_time(), thread_run_queue_wait());
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.process_batch(&payloads)));
         let cpu = thread_cpu_time().saturating_sub(cpu_before);
+        let waited = wait_before.zip(thread_run_queue_wait()).map(|(a, b)| b.saturating_sub(a));
         let results = ran.unwrap_or_else(|panic| {
             let what = panic
                 .downcast_ref::<&str>()
@@ -55,7 +70,7 @@ pub(crate) async fn run_model<P: Processor>(
             tracing::error!(%model, panic = %what, "the model panicked; its batch is failed and retried");
             (0..n).map(|_| Err(ItemError(format!("the model panicked: {what}")))).collect()
         });
-        Ran { results, model, coarse, cpu }
+        Ran { results, model, coarse, cpu, waited }
     });
     match timeout {
         Some(t) => match tokio::time::timeout(t, task).await {
@@ -139,5 +154,76 @@ mod tests {
         let worker = Arc::new(Mutex::new(Timed { sleep: Duration::ZERO, cpu: Duration::from_millis(60) }));
         let ran = run_model(&worker, one(), None, false).await.unwrap().unwrap();
         assert!(ran.cpu >= Duration::from_millis(60), "the model's thread computed 60 ms: {:?}", ran.cpu);
+    }
+
+    /// Pins its thread to the first core and computes `cpu` of CPU time there while another
+    /// thread, pinned to the same core, spins: the two take turns.
+    struct Crowded {
+        cpu: Duration,
+    }
+
+    fn pin_to_first_core() {
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity only
+        // read and write the set passed by pointer (pid 0: the calling thread).
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+
+    impl Processor for Crowded {
+        fn kind(&self) -> &'static str {
+            "crowded"
+        }
+        fn model(&self) -> &str {
+            "crowded@1"
+        }
+        fn process(&mut self, _: &[u8]) -> ItemResult {
+            pin_to_first_core();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let spinner = {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    pin_to_first_core();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            };
+            Timed { sleep: Duration::ZERO, cpu: self.cpu }.process(b"x")?;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            spinner.join().unwrap();
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn the_run_queue_wait_is_the_second_schedstat_field() {
+        assert_eq!(run_queue_wait("851684 61434 1\n"), Some(Duration::from_nanos(61434)));
+        assert_eq!(run_queue_wait("851684"), None);
+        assert_eq!(run_queue_wait(""), None);
+    }
+
+    #[tokio::test]
+    async fn a_batch_reports_the_time_its_thread_waited_for_a_core() {
+        if thread_run_queue_wait().is_none() {
+            // A kernel without schedstat: the wait is reported as unknown, never as zero.
+            let p = Arc::new(Mutex::new(Crowded { cpu: Duration::from_millis(10) }));
+            let ran =
+                run_model(&p, vec![bytes::Bytes::from_static(b"x")], None, false).await.unwrap().unwrap();
+            assert_eq!(ran.waited, None);
+            return;
+        }
+        let one = || vec![bytes::Bytes::from_static(b"x")];
+        let sleeper = Arc::new(Mutex::new(Timed { sleep: Duration::from_millis(150), cpu: Duration::ZERO }));
+        let ran = run_model(&sleeper, one(), None, false).await.unwrap().unwrap();
+        let waited = ran.waited.expect("schedstat is kept here");
+        assert!(waited < Duration::from_millis(75), "asleep is not waiting for a core: {waited:?}");
+        // Sharing one core with a spinning thread, 80 ms of computing waits about as long again.
+        let crowded = Arc::new(Mutex::new(Crowded { cpu: Duration::from_millis(80) }));
+        let ran = run_model(&crowded, one(), None, false).await.unwrap().unwrap();
+        let waited = ran.waited.expect("schedstat is kept here");
+        assert!(waited >= Duration::from_millis(40), "took turns with a spinning thread: {waited:?}");
     }
 }
