@@ -90,6 +90,9 @@ pub struct Step {
     pub pools: BTreeMap<String, PoolWork>,
     /// Work the pools shed during the step, all streams.
     pub shed: u64,
+    /// The same by pool and reason (`ocr.lag`, `speech.coarse`, ...).
+    #[serde(default)]
+    pub shed_by: BTreeMap<String, u64>,
     pub dropped_frames: u64,
     /// Streams per state at the end of the step.
     pub states: BTreeMap<String, usize>,
@@ -347,8 +350,10 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
             }
         }
         let shed = after.shed.saturating_sub(before.shed);
+        let shed_by = shed_during(&before.shed_by, &after.shed_by);
         if shed > 0 {
-            misses.push(format!("{shed} item(s) shed"));
+            let by: Vec<String> = shed_by.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            misses.push(format!("{shed} item(s) shed ({})", by.join(", ")));
         }
         let failed = after.states.get("failed").copied().unwrap_or(0);
         if failed > 0 {
@@ -362,6 +367,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
             sink_write_ms,
             pools,
             shed,
+            shed_by,
             dropped_frames: after.dropped.saturating_sub(before.dropped),
             states: after.states,
             cpu_percent,
@@ -438,6 +444,7 @@ async fn pool_counters(api: &Api) -> PoolCounters {
 #[derive(Default)]
 struct Totals {
     shed: u64,
+    shed_by: BTreeMap<String, u64>,
     dropped: u64,
     states: BTreeMap<String, usize>,
 }
@@ -451,15 +458,36 @@ async fn totals(api: &Api, ids: &[String]) -> Totals {
         };
         let d = &v["detail"];
         t.dropped += d["dropped_frames"].as_u64().unwrap_or(0);
-        t.shed += d["shed"].as_object().map(|m| m.values().filter_map(|x| x.as_u64()).sum()).unwrap_or(0);
+        for (why, n) in d["shed"].as_object().into_iter().flatten() {
+            let n = n.as_u64().unwrap_or(0);
+            t.shed += n;
+            *t.shed_by.entry(why.clone()).or_default() += n;
+        }
         *t.states.entry(v["status"].as_str().unwrap_or("unknown").to_string()).or_default() += 1;
     }
     t
 }
 
+/// What was shed between two readings, by pool and reason (the ones that grew).
+fn shed_during(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, &n)| (k.clone(), n.saturating_sub(before.get(k).copied().unwrap_or(0))))
+        .filter(|&(_, n)| n > 0)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shed_work_is_told_by_pool_and_reason() {
+        let m = |v: &[(&str, u64)]| v.iter().map(|&(k, n)| (k.to_string(), n)).collect::<BTreeMap<_, _>>();
+        let before = m(&[("ocr.lag", 4), ("speech.coarse", 1)]);
+        let after = m(&[("ocr.lag", 4), ("speech.coarse", 3), ("scenes.too_late", 2)]);
+        assert_eq!(shed_during(&before, &after), m(&[("scenes.too_late", 2), ("speech.coarse", 2)]));
+    }
 
     #[test]
     fn percentiles_and_media_times() {
