@@ -284,7 +284,9 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         }
         let ours: HashSet<String> = ids.iter().cloned().collect();
         progress(format!("step {n}: {n} stream(s), warming up {} s", opts.warmup.as_secs()));
-        let before = totals(&api, &ids).await;
+        // Shed work and dropped frames count over the hold, as the latencies do: the warm-up
+        // absorbs each new stream's start (HLS players fetch a few segments at once).
+        let mut before = Totals::default();
         let mut sinks_before = None;
         let mut pools_before = None;
         let mut lat: HashMap<String, Vec<i64>> = HashMap::new();
@@ -296,6 +298,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         while Instant::now() < until {
             if usage_start.is_none() && Instant::now() >= warm_until {
                 usage_start = Some((Instant::now(), pid.and_then(proc_usage)));
+                before = totals(&api, &ids).await;
                 sinks_before = Some(sink_writes(&api).await);
                 pools_before = Some(pool_counters(&api).await);
                 progress(format!("step {n}: measuring for {} s", opts.hold.as_secs()));
