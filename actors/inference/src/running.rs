@@ -162,13 +162,20 @@ mod tests {
         cpu: Duration,
     }
 
+    /// Pins the calling thread to the first core it may run on (not necessarily core 0 in a
+    /// container whose cpuset leaves it out).
     fn pin_to_first_core() {
-        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity only
-        // read and write the set passed by pointer (pid 0: the calling thread).
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity, CPU_ISSET, CPU_SET
+        // and sched_setaffinity only read and write the sets passed by pointer (pid 0: the
+        // calling thread).
         unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(0, &mut set);
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(libc::sched_getaffinity(0, size, &mut allowed), 0, "the thread's cores");
+            let first = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &allowed)).unwrap();
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(first, &mut one);
+            assert_eq!(libc::sched_setaffinity(0, size, &one), 0, "pinned to core {first}");
         }
     }
 
