@@ -17,6 +17,7 @@ pub struct WorkSpec {
     pub filters: Vec<String>,
     pub consumer: String,
     pub batch_max: usize,
+    /// How long a pull waits for the first message when none is waiting (see [`fetch_batch`]).
     pub batch_deadline: Duration,
     pub max_ack_pending: i64,
     /// Tries before a failed item is dead-lettered; -1: never give up.
@@ -78,7 +79,9 @@ pub async fn work_consumer(bus: &Bus, w: &WorkSpec) -> Result<PullConsumer, BusE
     Ok(consumer)
 }
 
-/// Pulls up to `batch_max` messages, waiting at most `batch_deadline` for the batch to fill.
+/// Pulls up to `batch_max` messages: what is waiting, at once, without waiting for the batch to
+/// fill; when nothing is waiting, it waits up to `batch_deadline` for the first (and returns
+/// empty after it). A batch grows with the backlog, so a busy worker runs larger batches.
 pub async fn fetch_batch(consumer: &PullConsumer, w: &WorkSpec) -> Result<Vec<jetstream::Message>, BusError> {
     let mut batch = consumer
         .fetch()
