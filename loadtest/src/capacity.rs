@@ -22,6 +22,7 @@ use crate::metrics::{
 };
 pub use crate::sources::Protocol;
 use crate::sources::{Feed, Source};
+use crate::totals::{Totals, shed_during, totals};
 
 /// p95 targets per event kind, milliseconds (the live targets).
 #[derive(Debug, Clone, Serialize)]
@@ -194,7 +195,8 @@ fn find_sightline() -> Option<u32> {
     (found.len() == 1).then(|| found[0])
 }
 
-struct Api {
+/// Sightline's HTTP API as the harness calls it (with its API key, when one is given).
+pub(crate) struct Api {
     client: reqwest::Client,
     gateway: String,
     key: Option<String>,
@@ -209,7 +211,7 @@ impl Api {
         Ok(req.send().await?.error_for_status()?.text().await?)
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -444,53 +446,9 @@ async fn pool_counters(api: &Api) -> PoolCounters {
     api.get_text("/metrics").await.map(|t| parse_pool_counters(&t)).unwrap_or_default()
 }
 
-#[derive(Default)]
-struct Totals {
-    shed: u64,
-    shed_by: BTreeMap<String, u64>,
-    dropped: u64,
-    states: BTreeMap<String, usize>,
-}
-
-/// Shed work, dropped frames and states over the given streams, from `/v1/streams/{id}`.
-async fn totals(api: &Api, ids: &[String]) -> Totals {
-    let mut t = Totals::default();
-    for id in ids {
-        let Ok((200, v)) = api.call(reqwest::Method::GET, &format!("/v1/streams/{id}"), None).await else {
-            continue;
-        };
-        let d = &v["detail"];
-        t.dropped += d["dropped_frames"].as_u64().unwrap_or(0);
-        for (why, n) in d["shed"].as_object().into_iter().flatten() {
-            let n = n.as_u64().unwrap_or(0);
-            t.shed += n;
-            *t.shed_by.entry(why.clone()).or_default() += n;
-        }
-        *t.states.entry(v["status"].as_str().unwrap_or("unknown").to_string()).or_default() += 1;
-    }
-    t
-}
-
-/// What was shed between two readings, by pool and reason (the ones that grew).
-fn shed_during(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    after
-        .iter()
-        .map(|(k, &n)| (k.clone(), n.saturating_sub(before.get(k).copied().unwrap_or(0))))
-        .filter(|&(_, n)| n > 0)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shed_work_is_told_by_pool_and_reason() {
-        let m = |v: &[(&str, u64)]| v.iter().map(|&(k, n)| (k.to_string(), n)).collect::<BTreeMap<_, _>>();
-        let before = m(&[("ocr.lag", 4), ("speech.coarse", 1)]);
-        let after = m(&[("ocr.lag", 4), ("speech.coarse", 3), ("scenes.too_late", 2)]);
-        assert_eq!(shed_during(&before, &after), m(&[("scenes.too_late", 2), ("speech.coarse", 2)]));
-    }
 
     #[test]
     fn percentiles_and_media_times() {

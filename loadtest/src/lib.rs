@@ -8,3 +8,4 @@ pub mod capacity;
 pub mod metrics;
 pub mod report;
 pub mod sources;
+mod totals;
