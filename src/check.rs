@@ -85,7 +85,8 @@ fn models(cfg: &Config, r: &mut Report) {
         r.line("execution provider", Ok(format!("{}{why}", rt.provider().name())));
     }
     for spec in &m.registry {
-        let res = spec.files.iter().try_for_each(|f| {
+        let cpu_only = spec.cpu_files.iter().filter(|f| !spec.files.contains(f));
+        let res = spec.files.iter().chain(cpu_only).try_for_each(|f| {
             let path = m.path(f);
             let onnx = matches!(path.extension().and_then(|e| e.to_str()), Some("onnx" | "ort"));
             match (&rt, path.exists()) {

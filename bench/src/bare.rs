@@ -152,7 +152,7 @@ pub(crate) fn bare_bench(
             eprintln!("bare ONNX Runtime: {pool} at batch {batch}");
             let row = match pool.as_str() {
                 "ocr" => {
-                    let files = m.task_files(Task::Ocr)?;
+                    let files = m.task_files_on(Task::Ocr, rt.provider().is_cpu())?;
                     let params = OcrParams::from_config(&cfg.ocr).batched_for(rt.provider(), batch);
                     let mut ocr = Ocr::load(&rt, &files[0], &files[1], cfg.ocr.threads, params)?;
                     measure(

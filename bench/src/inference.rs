@@ -57,7 +57,7 @@ pub(crate) async fn inference_bench(
     };
 
     // Bare: the OCR pipeline called directly, `batch_max` frames at a time as the pool takes them.
-    let ocr_files = m.task_files(Task::Ocr)?;
+    let ocr_files = m.task_files_on(Task::Ocr, rt.provider().is_cpu())?;
     let batch = cfg.ocr.batch_max.max(1);
     let mut ocr =
         Ocr::load(&rt, &ocr_files[0], &ocr_files[1], threads, params.batched_for(rt.provider(), batch))?;
@@ -236,6 +236,7 @@ fn compare_models(
         (read_f32(&fixtures.join("ocr_det_input.f32"))?, read_f32(&fixtures.join("ocr_rec_input.f32"))?);
     let (ds, rs) = (&fx["det"]["input_shape"], &fx["rec"]["input_shape"]);
     let load_ocr = |r: &Runtime| -> Result<Ocr> {
+        // The same (float) files on both providers: this compares providers, not quantisation.
         let files = m.task_files(Task::Ocr)?;
         Ok(Ocr::load(r, &files[0], &files[1], 1, OcrParams::default())?)
     };

@@ -40,6 +40,11 @@ impl Provider {
             Provider::Cpu => "cpu",
         }
     }
+
+    /// Runs on the CPU (models with `cpu_files` load those).
+    pub fn is_cpu(self) -> bool {
+        matches!(self, Provider::Cpu)
+    }
 }
 
 #[derive(Clone)]

@@ -40,7 +40,8 @@ fn reads_at_least_90_percent_of_caption_lines_exactly() {
     let cfg = Config::load(None).unwrap();
     let m = &cfg.models;
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let ocr_files = m.task_files(Task::Ocr).unwrap();
+    // The files the OCR pool reads with on this runtime (the 8-bit detector on the CPU).
+    let ocr_files = m.task_files_on(Task::Ocr, rt.provider().is_cpu()).unwrap();
     let mut ocr = Ocr::load(&rt, &ocr_files[0], &ocr_files[1], 2, OcrParams::default()).unwrap();
     let (w, h) = (cfg.ingest.analysis_width as usize, cfg.ingest.analysis_height as usize);
     let mut exact = 0;
@@ -75,7 +76,7 @@ fn reads_97_percent_of_caption_lines_across_backdrops_and_styles() {
     let cfg = Config::load(None).unwrap();
     let m = &cfg.models;
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
-    let files = m.task_files(Task::Ocr).unwrap();
+    let files = m.task_files_on(Task::Ocr, rt.provider().is_cpu()).unwrap();
     let params = OcrParams::from_config(&cfg.ocr);
     let mut ocr = Ocr::load(&rt, &files[0], &files[1], 2, params).unwrap();
     let (w, h) = (cfg.ingest.analysis_width as usize, cfg.ingest.analysis_height as usize);

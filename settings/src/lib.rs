@@ -311,6 +311,29 @@ mod tests {
     }
 
     #[test]
+    fn cpu_files_replace_files_on_the_cpu_only() {
+        let mut m = ModelsConfig::default();
+        m.dir = "/models".into();
+        let ocr = m.for_task(Task::Ocr).unwrap().clone();
+        assert_eq!(m.file_on(&ocr, 0, true), Path::new("/models/ppocr/det-int8.onnx"));
+        assert_eq!(m.file_on(&ocr, 0, false), Path::new("/models/ppocr/det.onnx"));
+        assert_eq!(m.file_on(&ocr, 1, true), Path::new("/models/ppocr/rec.onnx"));
+        assert_eq!(
+            m.task_files_on(Task::Ocr, true).unwrap(),
+            [Path::new("/models/ppocr/det-int8.onnx"), Path::new("/models/ppocr/rec.onnx")]
+        );
+        // An entry without them uses its files everywhere.
+        let vad = m.for_task(Task::Vad).unwrap().clone();
+        assert!(vad.cpu_files.is_empty());
+        assert_eq!(m.file_on(&vad, 0, true), m.file(&vad, 0));
+        // When given, they list what the task needs.
+        let at = m.registry.iter().position(|s| s.name == "pp-ocrv6-small").unwrap();
+        m.registry[at].cpu_files.pop();
+        let err = m.validate().unwrap_err().to_string();
+        assert!(err.contains("needs 2 cpu_files (or none), has 1"), "{err}");
+    }
+
+    #[test]
     fn shipped_config_file_parses_to_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/sightline.toml");
         let from_file = Config::load_with_env(Some(&path), []).unwrap();

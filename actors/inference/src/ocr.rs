@@ -78,7 +78,8 @@ impl OcrProcessor {
         let o = &cfg.ocr;
         let rt = runtime_for(cfg, spec)?;
         let params = OcrParams::from_config(o).batched_for(rt.provider(), o.batch_max);
-        let ocr = Ocr::load(&rt, &m.file(spec, 0), &m.file(spec, 1), o.threads, params)?;
+        let cpu = rt.provider().is_cpu();
+        let ocr = Ocr::load(&rt, &m.file_on(spec, 0, cpu), &m.file_on(spec, 1, cpu), o.threads, params)?;
         Ok(Self { ocr, cfg: o.clone(), metrics, last: Default::default(), model: spec.id() })
     }
 }

@@ -108,7 +108,7 @@ impl Tally {
 // ---- OCR ---------------------------------------------------------------------------------------
 
 fn ocr_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
-    let files = cfg.models.task_files(Task::Ocr)?;
+    let files = cfg.models.task_files_on(Task::Ocr, rt.provider().is_cpu())?;
     let params = OcrParams::from_config(&cfg.ocr).batched_for(rt.provider(), 1);
     let mut ocr = Ocr::load(rt, &files[0], &files[1], cfg.ocr.threads.max(1), params)?;
     let (w, h) = (cfg.ingest.analysis_width as usize, cfg.ingest.analysis_height as usize);
