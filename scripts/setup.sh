@@ -139,6 +139,23 @@ if [ ! -f "$mstamp" ]; then
   done
   rm -f "$MODELS/moonshine-base-en"/.stamp-* "$MODELS/moonshine-base-en"/*.ort && touch "$mstamp"
 fi
+# On the CPU, Moonshine's matrix multiplications in 8 bits (scripts/quantize-moonshine.py; the
+# registry's cpu_files), made again when either script changes.
+m8stamp="$MODELS/moonshine-base-en/.int8-$(cat "$ROOT/scripts/convert-moonshine.py" "$ROOT/scripts/quantize-moonshine.py" \
+  | md5sum | cut -c1-12)"
+if [ ! -f "$m8stamp" ]; then
+  step "quantising Moonshine's matrix multiplications to 8 bits for the CPU"
+  for g in encoder_model decoder_model_merged; do
+    rm -f "$MODELS/moonshine-base-en/$g-int8.onnx"
+    if ! "$VENV/bin/python" "$ROOT/scripts/quantize-moonshine.py" "$MODELS/moonshine-base-en/$g.onnx" \
+      "$MODELS/moonshine-base-en/$g-int8.onnx" > "$CACHE/quantize-moonshine.log" 2>&1; then
+      tail -n 20 "$CACHE/quantize-moonshine.log" >&2
+      echo "quantising Moonshine failed (log: $CACHE/quantize-moonshine.log)" >&2
+      exit 1
+    fi
+  done
+  rm -f "$MODELS/moonshine-base-en"/.int8-* && touch "$m8stamp"
+fi
 TOK=$(find "$SITE/moonshine_onnx" "$SITE/moonshine_cpp" -name tokenizer.json 2>/dev/null | head -n1)
 cp -u "$TOK" "$MODELS/moonshine-base-en/tokenizer.json"
 # Text embeddings: all-MiniLM-L6-v2 as int8 ONNX, with the tokenizer of the original model.

@@ -370,7 +370,7 @@ fn batch_sweeps(
     }
     // Speech: segments of several streams (VAD) and their utterances (Moonshine), side by side.
     let mut vad = SileroVad::load(rt, &m.task_files(Task::Vad)?[0])?;
-    let files = m.task_files(Task::Stt)?;
+    let files = m.task_files_on(Task::Stt, rt.provider().is_cpu())?;
     let mut stt = Moonshine::load(rt, &files[0], &files[1], &files[2], cfg.speech.threads)?;
     stt.set_beam_width(cfg.speech.beam_width);
     stt.set_batching(8, cfg.speech.max_pad_ms as usize * 16);
@@ -418,7 +418,7 @@ fn batch_sweeps(
 fn beam_sweep(rt: &Runtime, cfg: &Config) -> Result<String> {
     let m = &cfg.models;
     let mut vad = SileroVad::load(rt, &m.task_files(Task::Vad)?[0])?;
-    let stt_files = m.task_files(Task::Stt)?;
+    let stt_files = m.task_files_on(Task::Stt, rt.provider().is_cpu())?;
     let mut stt = Moonshine::load(rt, &stt_files[0], &stt_files[1], &stt_files[2], cfg.speech.threads)?;
     let mut utterances = Vec::new();
     for sentence in sightline_testkit::SPEECH_SENTENCES {

@@ -120,7 +120,7 @@ pub(crate) async fn speech_vs_bare(
         .collect::<Result<_>>()?;
     let m = &cfg.models;
     let mut vad = SileroVad::load(rt, &m.task_files(Task::Vad)?[0])?;
-    let files = m.task_files(Task::Stt)?;
+    let files = m.task_files_on(Task::Stt, rt.provider().is_cpu())?;
     let mut stt = Moonshine::load(rt, &files[0], &files[1], &files[2], cfg.speech.threads)?;
     stt.set_beam_width(cfg.speech.beam_width);
     stt.set_batching(8, cfg.speech.max_pad_ms as usize * 16);

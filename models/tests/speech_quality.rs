@@ -37,7 +37,8 @@ fn speech_models() -> (Config, SileroVad, Moonshine) {
     let m = &cfg.models;
     let rt = Runtime::load(&m.onnxruntime_lib()).unwrap();
     let vad = SileroVad::load(&rt, &m.task_files(Task::Vad).unwrap()[0]).unwrap();
-    let stt_files = m.task_files(Task::Stt).unwrap();
+    // The files the speech pool hears with on this runtime (8-bit matrix multiplications on the CPU).
+    let stt_files = m.task_files_on(Task::Stt, rt.provider().is_cpu()).unwrap();
     let mut stt = Moonshine::load(&rt, &stt_files[0], &stt_files[1], &stt_files[2], 2).unwrap();
     stt.set_beam_width(cfg.speech.beam_width);
     (cfg, vad, stt)

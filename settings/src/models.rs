@@ -204,6 +204,15 @@ impl Default for ModelsConfig {
             "moonshine-base-en/decoder_model_merged.onnx",
             "moonshine-base-en/tokenizer.json",
         ];
+        // Moonshine's matrix multiplications in 8 bits where it runs on the CPU
+        // (scripts/quantize-moonshine.py): 1.6 times faster, the same word errors (`make quality`).
+        let stt_cpu: Vec<PathBuf> = [
+            "moonshine-base-en/encoder_model-int8.onnx",
+            "moonshine-base-en/decoder_model_merged-int8.onnx",
+            "moonshine-base-en/tokenizer.json",
+        ]
+        .map(PathBuf::from)
+        .to_vec();
         let ocr = ["ppocr/det.onnx", "ppocr/rec.onnx"];
         // The detector quantised to 8 bits at setup (scripts/quantize-ocr.py) where OCR runs on
         // the CPU: 2.5 times faster a frame, as many captions read exactly (`make quality`).
@@ -231,8 +240,14 @@ impl Default for ModelsConfig {
             stt_multilingual: "whisper-base".into(),
             registry: vec![
                 spec("silero-vad", Task::Vad, &["silero_vad.onnx"], "", &[]),
-                spec("moonshine-base-en", Task::Stt, &stt, "moonshine-base-en-cpu", &[]),
-                spec("moonshine-base-en-cpu", Task::Stt, &stt, "", &[ExecutionProvider::Cpu]),
+                ModelSpec {
+                    cpu_files: stt_cpu.clone(),
+                    ..spec("moonshine-base-en", Task::Stt, &stt, "moonshine-base-en-cpu", &[])
+                },
+                ModelSpec {
+                    cpu_files: stt_cpu,
+                    ..spec("moonshine-base-en-cpu", Task::Stt, &stt, "", &[ExecutionProvider::Cpu])
+                },
                 spec(
                     "minilm-l6-v2",
                     Task::TextEmbedding,

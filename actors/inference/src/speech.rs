@@ -73,8 +73,8 @@ impl SpeechProcessor {
         let vad_spec = m.for_task(Task::Vad).map_err(|e| ModelError::Input(e.to_string()))?;
         let vad = SileroVad::load(&runtime_for(cfg, vad_spec)?, &m.file(vad_spec, 0))?;
         let rt = runtime_for(cfg, stt)?;
-        let mut model =
-            Moonshine::load(&rt, &m.file(stt, 0), &m.file(stt, 1), &m.file(stt, 2), cfg.speech.threads)?;
+        let f = |i| m.file_on(stt, i, rt.provider().is_cpu());
+        let mut model = Moonshine::load(&rt, &f(0), &f(1), &f(2), cfg.speech.threads)?;
         model.set_beam_width(cfg.speech.beam_width);
         model.set_batching(MAX_UTTERANCES, cfg.speech.max_pad_ms as usize * 16);
         let whisper = if cfg.speech.uses_multilingual_model() {

@@ -29,7 +29,7 @@ pub(super) fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Res
     let threads = cfg.speech.threads.max(1);
     let mut whisper = Whisper::load(rt, &f[0], &f[1], &f[2], &f[3], threads)?;
     whisper.set_window(cfg.speech.multilingual_window_s);
-    let files = m.task_files(Task::Stt)?;
+    let files = m.task_files_on(Task::Stt, rt.provider().is_cpu())?;
     let mut moonshine = Moonshine::load(rt, &files[0], &files[1], &files[2], threads)?;
     moonshine.set_beam_width(cfg.speech.beam_width);
     let allowed: Vec<String> = ["en", "es", "de", "fr"].map(String::from).to_vec();

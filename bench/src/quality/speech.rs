@@ -40,7 +40,7 @@ fn speech_cases() -> Vec<(SpeechCase, &'static str)> {
 pub(super) fn english_speech_models(rt: &Runtime, cfg: &Config) -> Result<(SileroVad, Moonshine, Denoiser)> {
     let m = &cfg.models;
     let vad = SileroVad::load(rt, &m.task_files(Task::Vad)?[0])?;
-    let files = m.task_files(Task::Stt)?;
+    let files = m.task_files_on(Task::Stt, rt.provider().is_cpu())?;
     let mut stt = Moonshine::load(rt, &files[0], &files[1], &files[2], cfg.speech.threads.max(1))?;
     stt.set_beam_width(cfg.speech.beam_width);
     Ok((vad, stt, Denoiser::new(DenoiseParams::default())))
