@@ -176,6 +176,11 @@ impl ModelSpec {
         }
     }
 
+    /// The entry with `files` as its `cpu_files`.
+    pub fn on_cpu(self, files: &[&str]) -> Self {
+        Self { cpu_files: files.iter().map(PathBuf::from).collect(), ..self }
+    }
+
     /// `name@version`, as events record the model that produced them.
     pub fn id(&self) -> String {
         format!("{}@{}", self.name, self.version)
@@ -206,17 +211,15 @@ impl Default for ModelsConfig {
         ];
         // Moonshine's matrix multiplications in 8 bits where it runs on the CPU
         // (scripts/quantize-moonshine.py): 1.6 times faster, the same word errors (`make quality`).
-        let stt_cpu: Vec<PathBuf> = [
+        let stt_cpu = [
             "moonshine-base-en/encoder_model-int8.onnx",
             "moonshine-base-en/decoder_model_merged-int8.onnx",
             "moonshine-base-en/tokenizer.json",
-        ]
-        .map(PathBuf::from)
-        .to_vec();
+        ];
         let ocr = ["ppocr/det.onnx", "ppocr/rec.onnx"];
         // The detector quantised to 8 bits at setup (scripts/quantize-ocr.py) where OCR runs on
         // the CPU: 2.5 times faster a frame, as many captions read exactly (`make quality`).
-        let ocr_cpu: Vec<PathBuf> = ["ppocr/det-int8.onnx", "ppocr/rec.onnx"].map(PathBuf::from).to_vec();
+        let ocr_cpu = ["ppocr/det-int8.onnx", "ppocr/rec.onnx"];
         let labels = ["efficientnet-lite0/model.onnx", "efficientnet-lite0/labels.txt"];
         let whisper = [
             "whisper-base/encoder.onnx",
@@ -240,14 +243,9 @@ impl Default for ModelsConfig {
             stt_multilingual: "whisper-base".into(),
             registry: vec![
                 spec("silero-vad", Task::Vad, &["silero_vad.onnx"], "", &[]),
-                ModelSpec {
-                    cpu_files: stt_cpu.clone(),
-                    ..spec("moonshine-base-en", Task::Stt, &stt, "moonshine-base-en-cpu", &[])
-                },
-                ModelSpec {
-                    cpu_files: stt_cpu,
-                    ..spec("moonshine-base-en-cpu", Task::Stt, &stt, "", &[ExecutionProvider::Cpu])
-                },
+                spec("moonshine-base-en", Task::Stt, &stt, "moonshine-base-en-cpu", &[]).on_cpu(&stt_cpu),
+                spec("moonshine-base-en-cpu", Task::Stt, &stt, "", &[ExecutionProvider::Cpu])
+                    .on_cpu(&stt_cpu),
                 spec(
                     "minilm-l6-v2",
                     Task::TextEmbedding,
@@ -255,14 +253,8 @@ impl Default for ModelsConfig {
                     "",
                     &[],
                 ),
-                ModelSpec {
-                    cpu_files: ocr_cpu.clone(),
-                    ..spec("pp-ocrv6-small", Task::Ocr, &ocr, "pp-ocrv6-small-cpu", &[])
-                },
-                ModelSpec {
-                    cpu_files: ocr_cpu,
-                    ..spec("pp-ocrv6-small-cpu", Task::Ocr, &ocr, "", &[ExecutionProvider::Cpu])
-                },
+                spec("pp-ocrv6-small", Task::Ocr, &ocr, "pp-ocrv6-small-cpu", &[]).on_cpu(&ocr_cpu),
+                spec("pp-ocrv6-small-cpu", Task::Ocr, &ocr, "", &[ExecutionProvider::Cpu]).on_cpu(&ocr_cpu),
                 spec("efficientnet-lite0", Task::Labels, &labels, "efficientnet-lite0-cpu", &[]),
                 spec("efficientnet-lite0-cpu", Task::Labels, &labels, "", &[ExecutionProvider::Cpu]),
                 spec("transnetv2", Task::Shots, &["transnetv2/model.onnx"], "transnetv2-cpu", &[]),
