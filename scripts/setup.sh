@@ -252,7 +252,7 @@ fi
 # taken from its package without installing it. A second synthesiser with natural-sounding voices
 # in five languages: SVOX Pico (libttspico, non-free), driven by scripts/pico-say.py.
 MB=$CACHE/mbrola
-MB_VOICES=(us1 en1 de2 de4 fr1 fr4)
+MB_VOICES=(us1 en1 de2 de4 fr1 fr4 es1 es2)
 MB_STAMP="$MB/.sightline-$(echo "${MB_VOICES[*]}" | tr ' ' -)-alsa-pico"
 if [ ! -f "$MB_STAMP" ]; then
   step "fetching MBROLA and voices ${MB_VOICES[*]}, SVOX Pico (Debian contrib/non-free)"

@@ -55,6 +55,10 @@ pub(super) fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Res
         ("fr", "sentences-fr.txt", "mb-fr4", 130, g),
         ("fr", "sentences-fr.txt", "mb-fr4", 130, b4),
         ("fr", "sentences-fr.txt", "fr", 150, g),
+        ("es", "sentences-es.txt", "mb-es1", 130, g),
+        ("es", "sentences-es.txt", "mb-es1", 130, b4),
+        ("es", "sentences-es.txt", "mb-es2", 130, g),
+        ("es", "sentences-es.txt", "mb-es2", 130, b4),
         ("es", "sentences-es.txt", "es", 130, g),
         ("es", "sentences-es.txt", "es", 130, b4),
         ("es", "sentences-es.txt", "es-419", 130, g),
@@ -88,7 +92,7 @@ pub(super) fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Res
     let pb = bar(rows.iter().map(|r| sets[r.1].len()).sum(), "languages");
     let (mut table, mut worst) = (String::new(), Vec::new());
     // Per language: Whisper with beam 4 (the shipped multilingual_beam_width) on the MBROLA voices
-    // (espeak-ng's for Spanish): (errors, words, language right, items), for the summary.
+    // (errors, words, language right, items), for the summary.
     let mut summary: BTreeMap<&str, (usize, usize, usize, usize)> = BTreeMap::new();
     let mut pico = summary.clone();
     for (lang, file, voice, rate, engine, acoustic) in &rows {
@@ -132,7 +136,7 @@ pub(super) fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Res
         }
         if *engine == b4 && *acoustic == Acoustic::Clean {
             let synth = if voice.starts_with("pico-") { &mut pico } else { &mut summary };
-            if voice.starts_with("mb-") || voice.starts_with("pico-") || *voice == "es" {
+            if voice.starts_with("mb-") || voice.starts_with("pico-") {
                 let s = synth.entry(lang).or_default();
                 *s = (s.0 + t.errors, s.1 + t.total, s.2 + right, s.3 + lines.len());
             }
@@ -170,7 +174,7 @@ pub(super) fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Res
          side, transcribed in batches of four as the speech actor does: Whisper identifies the \
          language (among en, es, de, fr), then decodes in it. Scored after the same normalisation \
          as the English set, with numbers up to twenty read in the sentence's language (\"8 Uhr\" \
-         = \"acht Uhr\"). **Whisper beam 4, MBROLA voices (espeak-ng's for Spanish): {}; \
+         = \"acht Uhr\"). **Whisper beam 4, MBROLA voices: {}; \
          Pico's voices: {}.** RTF is processing time ÷ audio time on {threads} thread(s); Whisper \
          hears a window of at least {window_s:.0} s (`speech.multilingual_window_s`), so its cost \
          per utterance is nearly constant.\n\n\

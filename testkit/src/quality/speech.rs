@@ -94,11 +94,14 @@ pub fn speak(text: &str, voice: &str, rate: u32) -> Result<Vec<f32>, TestSourceE
     }
     let mut cmd = std::process::Command::new("espeak-ng");
     cmd.args(["-v", voice, "-s", &rate.to_string(), "--stdout", text]);
-    if voice.starts_with("mb-") {
+    if let Some(db) = voice.strip_prefix("mb-") {
         let mb = std::env::var("SIGHTLINE_MBROLA").map_err(|_| TestSourceError::Tool {
             tool: "mbrola",
             detail: format!("voice {voice} needs SIGHTLINE_MBROLA (run `make setup`)"),
         })?;
+        if SPANISH_MBROLA.contains(&db) {
+            return spanish_mbrola(text, rate, &mb, db);
+        }
         let path = format!("{mb}/root/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
         cmd.env("PATH", path).env("ESPEAK_DATA_PATH", format!("{mb}/data"));
     }
@@ -110,6 +113,53 @@ pub fn speak(text: &str, voice: &str, rate: u32) -> Result<Vec<f32>, TestSourceE
         });
     }
     pcm_16k(wav.stdout)
+}
+
+/// MBROLA's Spanish voices that `make setup` unpacks.
+const SPANISH_MBROLA: [&str; 2] = ["es1", "es2"];
+
+/// Spanish MBROLA voices: espeak-ng writes unstressed vowels as phonemes of their own (`e/`,
+/// `o/`), which none of the Spanish MBROLA databases has, and MBROLA speaks a silence in their
+/// place (the vowels dropped). So espeak-ng's phonemes (`--pho`: durations and pitch) are taken,
+/// `e/` spoken as `e` (and so on), and the MBROLA synthesiser is run on them directly.
+fn spanish_mbrola(text: &str, rate: u32, mb: &str, db: &str) -> Result<Vec<f32>, TestSourceError> {
+    use std::io::Write;
+    let tool = |tool: &'static str, detail: String| TestSourceError::Tool { tool, detail };
+    let usr = format!("{mb}/root/usr");
+    let pho = std::process::Command::new("espeak-ng")
+        .args(["-v", &format!("mb-{db}"), "-s", &rate.to_string(), "-q", "--pho", text])
+        .env("PATH", format!("{usr}/bin:{}", std::env::var("PATH").unwrap_or_default()))
+        .env("ESPEAK_DATA_PATH", format!("{mb}/data"))
+        .output()?;
+    if !pho.status.success() || pho.stdout.is_empty() {
+        return Err(tool("espeak-ng", String::from_utf8_lossy(&pho.stderr).trim().to_string()));
+    }
+    let fixed = plain_vowels(&String::from_utf8_lossy(&pho.stdout));
+    let mut child = std::process::Command::new(format!("{usr}/bin/mbrola"))
+        .args(["-e", &format!("{usr}/share/mbrola/{db}/{db}"), "-", "-.wav"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child.stdin.take().expect("piped stdin").write_all(fixed.as_bytes())?;
+    let wav = child.wait_with_output()?;
+    if !wav.status.success() || wav.stdout.len() < 100 {
+        return Err(tool("mbrola", String::from_utf8_lossy(&wav.stderr).trim().to_string()));
+    }
+    pcm_16k(wav.stdout)
+}
+
+/// MBROLA phoneme lines (`name duration pitch...`) with espeak-ng's unstressed vowels (`e/`) as
+/// the plain ones (`e`).
+fn plain_vowels(pho: &str) -> String {
+    pho.lines()
+        .map(|l| match l.split_once(char::is_whitespace) {
+            Some((ph, rest)) if ph.len() > 1 && ph.ends_with('/') => {
+                format!("{} {rest}\n", &ph[..ph.len() - 1])
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect()
 }
 
 /// `text` spoken by SVOX Pico in `lang` (`es-ES`, ...), its pace `rate` / 150 of its own: Pico
@@ -264,4 +314,17 @@ pub(crate) fn music_bed(n: usize, seed: u64) -> Vec<f32> {
             pad * env * 0.3 + bass * env + hat
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_vowels;
+
+    #[test]
+    fn unstressed_vowels_become_the_plain_ones_mbrola_knows() {
+        let pho = "e/\t37\t 0 117 80 109\nl\t82\no/\t35\ns\t125\n_\t482\n";
+        assert_eq!(plain_vowels(pho), "e 37\t 0 117 80 109\nl\t82\no 35\ns\t125\n_\t482\n");
+        // A lone slash or a comment line is left as it is.
+        assert_eq!(plain_vowels("/ 10\n; comment\n"), "/ 10\n; comment\n");
+    }
 }
