@@ -78,6 +78,11 @@ if [ ! -f "$stamp" ]; then
 else
   step "Python environment: present"
 fi
+# ONNX Runtime's quantisation tools (scripts/quantize-*.py) import ml_dtypes.
+if [ ! -f "$VENV/.sightline-ml-dtypes-0.7.0" ]; then
+  "$VENV/bin/pip" install -q --no-deps ml_dtypes==0.7.0
+  touch "$VENV/.sightline-ml-dtypes-0.7.0"
+fi
 # The API fuzzer (schemathesis) in a venv of its own: it needs its dependencies, the models do not.
 FUZZ=$CACHE/venv-fuzz
 if [ ! -f "$FUZZ/.sightline-schemathesis-4.32.5" ]; then
