@@ -25,8 +25,15 @@ pub fn gpu_preprocessor(cfg: &Config, rt: &Runtime) -> Option<GpuPreprocessor> {
 
 /// The image-text model of registry entry `spec` (task `image_text`), one thread.
 pub fn load_image_text(cfg: &Config, spec: &ModelSpec) -> Result<ImageTextModel, ModelError> {
-    let m = &cfg.models;
-    ImageTextModel::load(&runtime_for(cfg, spec)?, &m.file(spec, 0), &m.file(spec, 1), &m.file(spec, 2), 1)
+    let rt = runtime_for(cfg, spec)?;
+    let f = |i| model_file(cfg, spec, &rt, i);
+    ImageTextModel::load(&rt, &f(0), &f(1), &f(2), 1)
+}
+
+/// File `i` of registry entry `spec` as `rt` loads it: its `cpu_files` entry where `rt` runs on
+/// the CPU and the entry has them, else its `files` entry. Every pool loads its files this way.
+pub fn model_file(cfg: &Config, spec: &ModelSpec, rt: &Runtime, i: usize) -> std::path::PathBuf {
+    cfg.models.file_on(spec, i, rt.provider().is_cpu())
 }
 
 /// ONNX Runtime on the execution providers a registry entry asks for.
@@ -45,5 +52,10 @@ pub fn load_embedder(cfg: &Config) -> Result<TextEmbedder, ModelError> {
     let m = &cfg.models;
     let spec = m.for_task(Task::TextEmbedding).map_err(|e| ModelError::Input(e.to_string()))?;
     let rt = runtime_for(cfg, spec)?;
-    TextEmbedder::load(&rt, &m.file(spec, 0), &m.file(spec, 1), cfg.vectors.threads)
+    TextEmbedder::load(
+        &rt,
+        &model_file(cfg, spec, &rt, 0),
+        &model_file(cfg, spec, &rt, 1),
+        cfg.vectors.threads,
+    )
 }

@@ -1,6 +1,6 @@
 //! The OCR pool's model: on-screen text of frames that changed.
 
-use crate::loading::runtime_for;
+use crate::loading::{model_file, runtime_for};
 use crate::pool::{ItemError, ItemResult, MAX_TRACKED_STREAMS, Processor};
 use sightline_models::{FrameSignature, ModelError, Ocr, OcrParams, hamming};
 use sightline_settings::{Config, ModelSpec, OcrConfig};
@@ -74,12 +74,11 @@ fn region_change(a: &[u8], b: &[u8], bbox: [f32; 4]) -> f32 {
 impl OcrProcessor {
     /// With the OCR model `spec` (a registry entry of task `ocr`).
     pub fn load(cfg: &Config, metrics: Arc<Metrics>, spec: &ModelSpec) -> Result<Self, ModelError> {
-        let m = &cfg.models;
         let o = &cfg.ocr;
         let rt = runtime_for(cfg, spec)?;
         let params = OcrParams::from_config(o).batched_for(rt.provider(), o.batch_max);
-        let cpu = rt.provider().is_cpu();
-        let ocr = Ocr::load(&rt, &m.file_on(spec, 0, cpu), &m.file_on(spec, 1, cpu), o.threads, params)?;
+        let f = |i| model_file(cfg, spec, &rt, i);
+        let ocr = Ocr::load(&rt, &f(0), &f(1), o.threads, params)?;
         Ok(Self { ocr, cfg: o.clone(), metrics, last: Default::default(), model: spec.id() })
     }
 }

@@ -1,7 +1,7 @@
 //! The scene pool's model: confirms the cut candidates ingest found and keeps the frames worth
 //! keeping (keyframes and visibly changed frames), labelled and embedded in one run per batch.
 
-use crate::loading::{gpu_preprocessor, load_image_text, runtime_for};
+use crate::loading::{gpu_preprocessor, load_image_text, model_file, runtime_for};
 use crate::pool::{ItemResult, Processor};
 use base64::Engine;
 use sightline_models::{FrameSignature, ImageLabeler, ImageTextModel, ModelError, hamming, thumbnail_bmp};
@@ -66,9 +66,9 @@ impl SceneProcessor {
     pub fn load(cfg: &Config, metrics: Arc<Metrics>, labels: &ModelSpec) -> Result<Self, ModelError> {
         let mut p = Self::new(cfg, metrics);
         if cfg.scenes.labels {
-            let m = &cfg.models;
             let rt = runtime_for(cfg, labels)?;
-            let mut labeler = ImageLabeler::load(&rt, &m.file(labels, 0), &m.file(labels, 1), 1)?;
+            let f = |i| model_file(cfg, labels, &rt, i);
+            let mut labeler = ImageLabeler::load(&rt, &f(0), &f(1), 1)?;
             if let Some(gpu) = gpu_preprocessor(cfg, &rt) {
                 labeler = labeler.with_gpu(gpu);
             }

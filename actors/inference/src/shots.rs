@@ -1,6 +1,6 @@
 //! The shots pool's model: TransNetV2 shot boundaries over windows of every decoded frame.
 
-use crate::loading::runtime_for;
+use crate::loading::{model_file, runtime_for};
 use crate::pool::{ItemError, ItemResult, Processor};
 use sightline_models::{ModelError, SHOT_FRAME_BYTES, ShotDetector, shot_starts};
 use sightline_settings::{Config, ModelSpec};
@@ -19,7 +19,7 @@ impl ShotProcessor {
     /// With the shot model `spec` (a registry entry of task `shots`).
     pub fn load(cfg: &Config, spec: &ModelSpec) -> Result<Self, ModelError> {
         let rt = runtime_for(cfg, spec)?;
-        let detector = ShotDetector::load(&rt, &cfg.models.file(spec, 0), cfg.shots.threads)?;
+        let detector = ShotDetector::load(&rt, &model_file(cfg, spec, &rt, 0), cfg.shots.threads)?;
         Ok(Self { detector, threshold: cfg.shots.threshold, model: spec.id() })
     }
 

@@ -2,7 +2,7 @@
 //! several languages configured, Whisper identifies each utterance's language and transcribes the
 //! ones Moonshine does not.
 
-use crate::loading::runtime_for;
+use crate::loading::{model_file, runtime_for};
 use crate::pool::{ItemResult, Processor};
 use sightline_models::{
     DenoiseParams, Denoiser, Language, ModelError, Moonshine, SileroVad, Transcript, WHISPER_MAX_BATCH,
@@ -51,9 +51,10 @@ fn load_whisper(cfg: &Config, stt: &ModelSpec) -> Result<(Whisper, String), Mode
     }
     let mut tried = Vec::new();
     loop {
-        let f = |i| m.file(spec, i);
-        let loaded = runtime_for(cfg, spec)
-            .and_then(|rt| Whisper::load(&rt, &f(0), &f(1), &f(2), &f(3), cfg.speech.threads));
+        let loaded = runtime_for(cfg, spec).and_then(|rt| {
+            let f = |i| model_file(cfg, spec, &rt, i);
+            Whisper::load(&rt, &f(0), &f(1), &f(2), &f(3), cfg.speech.threads)
+        });
         match loaded {
             Ok(w) => return Ok((w, spec.id())),
             Err(e) if !spec.fallback.is_empty() && !tried.contains(&spec.fallback) => {
@@ -71,9 +72,10 @@ impl SpeechProcessor {
     pub fn load(cfg: &Config, stt: &ModelSpec) -> Result<Self, ModelError> {
         let m = &cfg.models;
         let vad_spec = m.for_task(Task::Vad).map_err(|e| ModelError::Input(e.to_string()))?;
-        let vad = SileroVad::load(&runtime_for(cfg, vad_spec)?, &m.file(vad_spec, 0))?;
+        let vad_rt = runtime_for(cfg, vad_spec)?;
+        let vad = SileroVad::load(&vad_rt, &model_file(cfg, vad_spec, &vad_rt, 0))?;
         let rt = runtime_for(cfg, stt)?;
-        let f = |i| m.file_on(stt, i, rt.provider().is_cpu());
+        let f = |i| model_file(cfg, stt, &rt, i);
         let mut model = Moonshine::load(&rt, &f(0), &f(1), &f(2), cfg.speech.threads)?;
         model.set_beam_width(cfg.speech.beam_width);
         model.set_batching(MAX_UTTERANCES, cfg.speech.max_pad_ms as usize * 16);
