@@ -130,6 +130,9 @@ enum Cmd {
         /// Timed runs per batch size in the sweeps.
         #[arg(long, default_value_t = 30)]
         runs: usize,
+        /// Rounds of each pool's bare run and actor run side by side (the ratio is their median).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -195,8 +198,8 @@ fn main() -> Result<()> {
             }
             bare::bare_bench(&clip, &by_pool, min_items, out.as_deref(), config.as_deref())
         }
-        Cmd::Inference { report, frames, runs, config } => tokio::runtime::Runtime::new()?
-            .block_on(inference_bench(&report, frames, runs, config.as_deref())),
+        Cmd::Inference { report, frames, runs, rounds, config } => tokio::runtime::Runtime::new()?
+            .block_on(inference_bench(&report, frames, runs, rounds, config.as_deref())),
     }
 }
 
