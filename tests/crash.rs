@@ -163,6 +163,7 @@ async fn redelivered_batch_already_stored_is_not_written_again() {
         consumer: bus.names.consumer("crash_window"),
         batch_max: 10,
         batch_deadline: Duration::from_millis(500),
+        linger: Duration::ZERO,
         max_ack_pending: 100,
         max_deliver: -1,
         ack_wait: Duration::from_secs(1),

@@ -1,7 +1,8 @@
 //! The worker runtime against a real JetStream: a batch that takes longer than its consumer's
 //! `ack_wait` is not redelivered while it runs (progress acks), and a message whose every delivery
 //! ended without an answer (the worker crashed each time) reaches the dead-letter subject instead
-//! of being dropped by the server after its last delivery.
+//! of being dropped by the server after its last delivery; a consumer with a linger (the
+//! ClickHouse sink's) gathers a trickle of messages into one batch.
 
 mod common;
 
@@ -9,7 +10,7 @@ use async_nats::jetstream::{AckKind, Message};
 use common::test_config;
 use futures::StreamExt;
 use sightline_actors::Bus;
-use sightline_bus::{WorkSpec, work_consumer};
+use sightline_bus::{WorkSpec, fetch_batch, work_consumer};
 use sightline_runtime::worker::{Batches, WorkerError, run};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -116,4 +117,57 @@ async fn work_that_crashed_its_worker_on_every_try_is_dead_lettered_not_dropped(
     assert!(headers.contains(&subject), "the original subject is kept: {headers}");
     assert_eq!(&m.payload[..], b"takes the worker down");
     assert!(seen.lock().unwrap().is_empty(), "it never reached the batch again");
+}
+
+/// Publishes `n` messages on `stream`'s frames subject, `gap` apart, the first at once.
+async fn trickle(bus: Bus, stream: &'static str, n: usize, gap: Duration) {
+    for i in 0..n {
+        if i > 0 {
+            tokio::time::sleep(gap).await;
+        }
+        let subject = bus.names.frames_subject(stream);
+        bus.publish(subject, &format!("{stream}.frame.{i}"), b"x".to_vec()).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linger_gathers_a_trickle_into_one_batch() {
+    let (bus, work) = setup(-1).await;
+    // A linger counts against the ack wait (at most half of it is used): a long one here.
+    let work = WorkSpec { batch_max: 100, ack_wait: Duration::from_secs(60), ..work };
+    let consumer = work_consumer(&bus, &work).await.unwrap();
+    // Without a linger a batch is what is waiting: the first of ten messages 50 ms apart.
+    let publisher = tokio::spawn(trickle(bus.clone(), "eager", 10, Duration::from_millis(50)));
+    let first = fetch_batch(&consumer, &work).await.unwrap();
+    assert!(first.len() < 10, "a batch without a linger waited for the trickle: {}", first.len());
+    publisher.await.unwrap();
+    let mut drained = first.len();
+    while drained < 10 {
+        let more = fetch_batch(&consumer, &work).await.unwrap();
+        assert!(!more.is_empty(), "messages lost: {drained} of 10");
+        drained += more.len();
+        for m in more {
+            m.ack().await.unwrap();
+        }
+    }
+    for m in first {
+        m.ack().await.unwrap();
+    }
+    // With a linger of 2 s the same trickle (450 ms long) is one batch.
+    let lingering = WorkSpec { linger: Duration::from_secs(2), ..work.clone() };
+    let publisher = tokio::spawn(trickle(bus.clone(), "lingering", 10, Duration::from_millis(50)));
+    let batch = fetch_batch(&consumer, &lingering).await.unwrap();
+    publisher.await.unwrap();
+    let subjects: Vec<String> = batch.iter().map(|m| m.subject.to_string()).collect();
+    assert_eq!(subjects, vec![bus.names.frames_subject("lingering"); 10]);
+    for m in batch {
+        m.ack().await.unwrap();
+    }
+    // A batch that fills does not wait out its linger (30 s here).
+    let full = WorkSpec { batch_max: 5, linger: Duration::from_secs(30), ..work };
+    trickle(bus.clone(), "full", 5, Duration::ZERO).await;
+    let started = std::time::Instant::now();
+    let batch = fetch_batch(&consumer, &full).await.unwrap();
+    assert_eq!(batch.len(), 5);
+    assert!(started.elapsed() < Duration::from_secs(20), "a full batch waited for its linger");
 }

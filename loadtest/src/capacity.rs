@@ -86,6 +86,8 @@ pub struct Step {
     pub stages: BTreeMap<String, Latency>,
     /// Mean write time of a batch per sink during the step, ms (from `/metrics`).
     pub sink_write_ms: BTreeMap<String, f64>,
+    /// Writes (ClickHouse INSERTs, Redis pipelines) per second per sink during the step.
+    pub sink_writes_per_s: BTreeMap<String, f64>,
     /// Per inference pool: batches, items and model time during the step, and the bare ONNX
     /// Runtime reference at the same batch size.
     pub pools: BTreeMap<String, PoolWork>,
@@ -336,10 +338,12 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         let after = totals(&api, &ids).await;
         let sinks_after = sink_writes(&api).await;
         let pools = pool_work(&pools_before.unwrap_or_default(), &pool_counters(&api).await);
+        let mut sink_writes_per_s = BTreeMap::new();
         let sink_write_ms: BTreeMap<String, f64> = sinks_after
             .iter()
             .filter_map(|(sink, &(sum, count))| {
                 let (s0, c0) = sinks_before.as_ref().and_then(|b| b.get(sink)).copied().unwrap_or((0.0, 0.0));
+                sink_writes_per_s.insert(sink.clone(), (count - c0) / secs);
                 (count > c0).then(|| (sink.clone(), (sum - s0) / (count - c0) * 1000.0))
             })
             .collect();
@@ -370,6 +374,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
             latency,
             stages,
             sink_write_ms,
+            sink_writes_per_s,
             pools,
             shed,
             shed_by,

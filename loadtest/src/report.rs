@@ -122,7 +122,10 @@ pub fn html(r: &Report) -> String {
             .stages
             .iter()
             .map(|(k, l)| format!("{k}: {}/{} ms", l.p50, l.p95))
-            .chain(s.sink_write_ms.iter().map(|(k, ms)| format!("{k} write: {ms:.0} ms mean")))
+            .chain(s.sink_write_ms.iter().map(|(k, ms)| {
+                let rate = s.sink_writes_per_s.get(k).map_or(String::new(), |r| format!(", {r:.1}/s"));
+                format!("{k} write: {ms:.0} ms mean{rate}")
+            }))
             .collect();
         let _ = write!(
             rows,

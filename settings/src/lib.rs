@@ -184,6 +184,11 @@ impl Config {
                 "speech.max_pad_ms must be at most 5000 (longer silence changes what Moonshine hears)".into(),
             ));
         }
+        if self.sink.linger_ms > 10_000 {
+            return Err(ConfigError::Invalid(
+                "sink.linger_ms must be at most 10000 (the events it gathers wait unacknowledged)".into(),
+            ));
+        }
         sightline_policy::AllowList::parse(&i.allow_hosts)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if i.queue_capacity == 0 || self.gateway.feed_buffer == 0 {
@@ -208,6 +213,16 @@ fn parse_env_value(raw: &str) -> toml::Value {
 mod tests {
     use super::*;
     use crate::models::spec;
+
+    #[test]
+    fn the_sinks_linger_is_bounded() {
+        let mut cfg = Config::default();
+        assert_eq!(cfg.sink.linger_ms, 1000);
+        cfg.sink.linger_ms = 10_001;
+        assert!(cfg.validate().unwrap_err().to_string().contains("sink.linger_ms"));
+        cfg.sink.linger_ms = 0;
+        assert!(cfg.validate().is_ok());
+    }
 
     #[test]
     fn the_duplicate_window_outlasts_every_pools_retries() {

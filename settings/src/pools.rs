@@ -310,6 +310,10 @@ impl Default for OcrConfig {
 pub struct SinkConfig {
     pub batch_max: usize,
     pub batch_deadline_ms: u64,
+    /// Once events are waiting, how long the sink keeps gathering more before one INSERT (unless
+    /// `batch_max` come first): fewer, larger INSERTs (ClickHouse makes a part of each), the rows
+    /// at most this much later. The live feed does not wait for it. 0: insert what is waiting.
+    pub linger_ms: u64,
     pub max_ack_pending: i64,
     /// Delay before retrying a failed insert (doubles up to 30 s).
     pub retry_initial_ms: u64,
@@ -323,6 +327,7 @@ impl Default for SinkConfig {
         Self {
             batch_max: 1000,
             batch_deadline_ms: 500,
+            linger_ms: 1000,
             max_ack_pending: 5000,
             retry_initial_ms: 500,
             status_interval_s: 10,

@@ -51,6 +51,7 @@ impl ClickHouseSink {
         WorkSpec {
             batch_max: cfg.batch_max,
             batch_deadline: Duration::from_millis(cfg.batch_deadline_ms),
+            linger: Duration::from_millis(cfg.linger_ms),
             max_ack_pending: cfg.max_ack_pending,
             ..WorkSpec::new(n.events_stream(), n.events_all(), n.consumer("sink_clickhouse"))
         }

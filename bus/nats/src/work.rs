@@ -19,6 +19,12 @@ pub struct WorkSpec {
     pub batch_max: usize,
     /// How long a pull waits for the first message when none is waiting (see [`fetch_batch`]).
     pub batch_deadline: Duration,
+    /// Once a batch has its first message, how long to keep gathering more before handing it
+    /// over short of `batch_max` (zero: hand over what was waiting at once). For sinks, where
+    /// fewer, larger writes matter more than a second of delay (ClickHouse makes a part per
+    /// INSERT); never for the pools, where it would add to every kind's latency. At most half of
+    /// `ack_wait` is used.
+    pub linger: Duration,
     pub max_ack_pending: i64,
     /// Tries before a failed item is dead-lettered; -1: never give up.
     pub max_deliver: i64,
@@ -38,6 +44,7 @@ impl WorkSpec {
             consumer,
             batch_max: 1,
             batch_deadline: Duration::from_millis(100),
+            linger: Duration::ZERO,
             max_ack_pending: 1000,
             max_deliver: -1,
             ack_wait: Duration::from_secs(60),
@@ -81,16 +88,37 @@ pub async fn work_consumer(bus: &Bus, w: &WorkSpec) -> Result<PullConsumer, BusE
 
 /// Pulls up to `batch_max` messages: what is waiting, at once, without waiting for the batch to
 /// fill; when nothing is waiting, it waits up to `batch_deadline` for the first (and returns
-/// empty after it). A batch grows with the backlog, so a busy worker runs larger batches.
+/// empty after it). A batch grows with the backlog, so a busy worker runs larger batches. With a
+/// `linger`, a batch short of `batch_max` keeps taking what arrives until `linger` after its
+/// first message (or until it is full).
 pub async fn fetch_batch(consumer: &PullConsumer, w: &WorkSpec) -> Result<Vec<jetstream::Message>, BusError> {
-    let mut batch = consumer
-        .fetch()
-        .max_messages(w.batch_max)
-        .expires(w.batch_deadline)
-        .messages()
-        .await
-        .map_err(js_err("fetch"))?;
     let mut out = Vec::with_capacity(w.batch_max);
+    pull(consumer, w.batch_max, w.batch_deadline, &mut out).await?;
+    let first = std::time::Instant::now();
+    // Messages in hand are not acknowledged yet: a linger near `ack_wait` would have the server
+    // deliver the first ones again while the batch is still gathering.
+    let linger = w.linger.min(w.ack_wait / 2);
+    while !out.is_empty() && out.len() < w.batch_max {
+        let left = linger.saturating_sub(first.elapsed());
+        // The server's shortest useful wait; below it, hand over what there is.
+        if left < Duration::from_millis(10) {
+            break;
+        }
+        pull(consumer, w.batch_max - out.len(), left, &mut out).await?;
+    }
+    Ok(out)
+}
+
+/// One pull request: up to `max` messages, returned as soon as any are there (or empty after
+/// `expires`), appended to `out`.
+async fn pull(
+    consumer: &PullConsumer,
+    max: usize,
+    expires: Duration,
+    out: &mut Vec<jetstream::Message>,
+) -> Result<(), BusError> {
+    let mut batch =
+        consumer.fetch().max_messages(max).expires(expires).messages().await.map_err(js_err("fetch"))?;
     while let Some(m) = batch.next().await {
         match m {
             Ok(m) => out.push(m),
@@ -100,7 +128,7 @@ pub async fn fetch_batch(consumer: &PullConsumer, w: &WorkSpec) -> Result<Vec<je
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Publishes events to their subjects (message id: the event id, so a repeat is dropped).
