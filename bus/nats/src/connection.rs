@@ -79,14 +79,15 @@ impl Bus {
 
     /// Creates (or finds) every stream and bucket Sightline uses. On a cluster several nodes
     /// starting together contend for the meta leader and a request can time out, and a cluster
-    /// just formed may not know its peers' resources yet ("no suitable peers for placement"):
-    /// up to ten tries over about 15 s.
+    /// just formed may not know its peers' resources yet ("no suitable peers for placement"; on a
+    /// busy machine it took more than 13 s once, after the meta leader was elected): up to twenty
+    /// tries over about 35 s.
     pub async fn ensure(&self) -> Result<(), BusError> {
         let mut attempt = 1;
         loop {
             match self.ensure_once().await {
                 Ok(()) => return Ok(()),
-                Err(e) if attempt < 10 => {
+                Err(e) if attempt < 20 => {
                     tracing::warn!(error = %e, attempt, "cannot create the streams and buckets yet; trying again");
                     tokio::time::sleep(Duration::from_millis((500 * attempt).min(2000))).await;
                     attempt += 1;
