@@ -343,3 +343,44 @@ pub async fn status_until(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// Waits until the cluster places a stream on three servers. A cluster whose meta leader is elected
+/// may still not count some peer as a place for a stream ("no suitable peers for placement"): on
+/// this 2-core machine that lasted past the nodes' 35 s of tries in two CI runs of four, which
+/// then never started. Restarting the servers one by one (the same ports and data) makes them
+/// announce themselves again.
+pub async fn wait_for_placement(nats: &mut sightline_testkit::NatsCluster) {
+    use async_nats::jetstream::stream;
+    for round in 0..4 {
+        let servers: Vec<async_nats::ServerAddr> =
+            nats.url().split(',').map(|u| u.parse().expect("a server URL")).collect();
+        let client = async_nats::connect(servers).await.expect("connects to the NATS cluster");
+        let js = async_nats::jetstream::new(client);
+        let probe = stream::Config {
+            name: "PLACEMENT_PROBE".into(),
+            subjects: vec!["placement.probe".into()],
+            num_replicas: 3,
+            ..Default::default()
+        };
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < std::time::Duration::from_secs(20) {
+            match js.create_stream(probe.clone()).await {
+                Ok(_) => {
+                    js.delete_stream("PLACEMENT_PROBE").await.expect("the probe stream is deleted");
+                    return;
+                }
+                Err(e) => eprintln!("cluster test: no three-replica stream yet ({e}); round {round}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        for s in &mut nats.servers {
+            s.restart().await.expect("a NATS server restarts");
+        }
+        let t0 = std::time::Instant::now();
+        while !futures::future::join_all(nats.servers.iter().map(|s| s.healthy())).await.iter().all(|&h| h) {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(30), "the NATS cluster did not come back");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    panic!("the NATS cluster never placed a three-replica stream");
+}
