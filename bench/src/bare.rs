@@ -203,7 +203,7 @@ pub(crate) fn bare_bench(
                     let mut vad = SileroVad::load(&rt, &m.task_files(Task::Vad)?[0])?;
                     let files = m.task_files_on(Task::Stt, rt.provider().is_cpu())?;
                     let mut stt = Moonshine::load(&rt, &files[0], &files[1], &files[2], cfg.speech.threads)?;
-                    stt.set_beam_width(cfg.speech.beam_width);
+                    stt.configure(&cfg.speech);
                     stt.set_batching(8, cfg.speech.max_pad_ms as usize * 16);
                     let s = &cfg.speech;
                     // With other languages the pool's Whisper identifies and transcribes every

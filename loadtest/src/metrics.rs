@@ -42,6 +42,9 @@ pub struct PoolWork {
     /// Bare time ÷ (Sightline's time less that wait): the ratio had the pool had a core of its
     /// own, so what is left between it and 1.0 is Sightline's, not the machine's.
     pub ratio_less_wait: Option<f64>,
+    /// Batches run with room to spare (`sightline_pool_batches_total{pace="ahead"}`): where a
+    /// pool does optional extra work (the speech pool re-hears its unsure utterances).
+    pub ahead_batches: f64,
 }
 
 /// Bare ONNX Runtime on the clip at one batch size (`sightline-bench bare`'s output).
@@ -106,6 +109,8 @@ pub struct PoolCounters {
     pub cpu: BTreeMap<String, f64>,
     /// Seconds each pool's batch threads waited for a core.
     pub wait: BTreeMap<String, f64>,
+    /// Batches each pool ran with room to spare.
+    pub ahead: BTreeMap<String, f64>,
     pub ocr_skipped: f64,
     pub frames_unchanged: f64,
 }
@@ -124,6 +129,11 @@ pub fn parse_pool_counters(text: &str) -> PoolCounters {
             .collect(),
         cpu: metric_by_label(text, "sightline_inference_cpu_seconds_total", "pool"),
         wait: metric_by_label(text, "sightline_inference_wait_seconds_total", "pool"),
+        ahead: metric_by_label(
+            &text.lines().filter(|l| l.contains("pace=\"ahead\"")).collect::<Vec<_>>().join("\n"),
+            "sightline_pool_batches_total",
+            "pool",
+        ),
         ocr_skipped: metric_value(text, "sightline_ocr_frames_skipped_total"),
         frames_unchanged: metric_value(text, "sightline_frames_unchanged_total"),
     }
@@ -150,6 +160,7 @@ pub fn pool_work(before: &PoolCounters, after: &PoolCounters) -> BTreeMap<String
             let cpu_seconds = cpu(after) - cpu(before);
             let wait = |c: &PoolCounters| c.wait.get(pool).copied();
             let wait_seconds = wait(after).map(|a| a - wait(before).unwrap_or(0.0));
+            let ahead = |c: &PoolCounters| c.ahead.get(pool).copied().unwrap_or(0.0);
             Some((
                 pool.clone(),
                 PoolWork {
@@ -166,6 +177,7 @@ pub fn pool_work(before: &PoolCounters, after: &PoolCounters) -> BTreeMap<String
                     cpu_ratio: None,
                     wait_seconds,
                     ratio_less_wait: None,
+                    ahead_batches: ahead(after) - ahead(before),
                 },
             ))
         })
@@ -267,12 +279,16 @@ mod tests {
                  sightline_inference_batch_size_count{{model=\"moonshine-base-en@1\",pool=\"speech\"}} 3\n\
                  sightline_inference_batch_size_sum{{model=\"moonshine-base-en@1\",pool=\"speech\"}} 3\n\
                  sightline_inference_seconds_sum{{model=\"moonshine-base-en@1\",pool=\"speech\"}} 0.9\n\
+                 sightline_pool_batches_total{{pool=\"ocr\",pace=\"ahead\"}} {}\n\
+                 sightline_pool_batches_total{{pool=\"ocr\",pace=\"on_time\"}} {}\n\
                  sightline_ocr_frames_skipped_total {skipped}\n",
                 ocr.0,
                 ocr.1,
                 ocr.2,
                 ocr.2 * 0.8,
-                ocr.2 * 0.1
+                ocr.2 * 0.1,
+                ocr.0 * 0.25,
+                ocr.0 * 0.75
             )
         };
         let before = parse_pool_counters(&at((10.0, 20.0, 2.0), 5.0));
@@ -283,6 +299,7 @@ mod tests {
         assert!(!work.contains_key("speech"), "no batches in between: not in the step");
         let ocr = &work["ocr"];
         assert_eq!((ocr.batches, ocr.items, ocr.modelled, ocr.mean_batch), (10.0, 30.0, 20.0, 3.0));
+        assert_eq!(ocr.ahead_batches, 2.5, "a quarter of the step's batches had room to spare");
         assert!((ocr.ms_per_item - 100.0).abs() < 1e-9, "2 s over the 20 frames read");
         assert!((ocr.cpu_ms_per_item - 80.0).abs() < 1e-9, "1.6 s of CPU over the 20 frames read");
         assert!((ocr.wait_seconds.unwrap() - 0.2).abs() < 1e-9, "0.2 s waiting for a core");

@@ -150,7 +150,7 @@ pub fn html(r: &Report) -> String {
         for (pool, w) in &s.pools {
             let _ = write!(
                 pools,
-                "<tr><td>{}</td><td>{pool}</td><td>{:.0}</td><td>{:.0} of {:.0}</td><td>{:.2}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{pool}</td><td>{:.0}</td><td>{:.0} of {:.0}</td><td>{:.2}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0} %</td></tr>",
                 s.streams,
                 w.batches,
                 w.modelled,
@@ -165,6 +165,7 @@ pub fn html(r: &Report) -> String {
                 w.ratio.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into()),
                 w.ratio_less_wait.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into()),
                 w.cpu_ratio.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into()),
+                100.0 * w.ahead_batches / w.batches.max(1.0),
             );
         }
     }
@@ -211,10 +212,13 @@ pub fn html(r: &Report) -> String {
          the time spent waiting for a core (the models run on one thread each, as bare does). \
          Waiting for a core = the time those threads were ready to run while every core was busy (the kernel's \
          schedstat, <code>sightline_inference_wait_seconds</code>); ratio less the wait = bare ÷ (Sightline time − that \
-         wait): the ratio had each pool a core of its own.</p>\
+         wait): the ratio had each pool a core of its own. Batches with room to spare = those run within a third of the \
+         pool's lag target (<code>sightline_pool_batches_total{{pace=\"ahead\"}}</code>): the speech pool re-hears \
+         its unsure utterances only in those, so its Sightline time per item includes that work and bare's does \
+         when <code>speech.rehear_stretches</code> is set.</p>\
          <table><tr><th>streams</th><th>pool</th><th>batches</th><th>items modelled</th><th>mean batch</th>\
          <th>Sightline ms per item</th><th>Sightline CPU ms per item</th><th>waiting for a core, ms per item</th><th>bare ms per item</th>\
-         <th>ratio</th><th>ratio less the wait</th><th>CPU ratio</th></tr>{pools}</table>\
+         <th>ratio</th><th>ratio less the wait</th><th>CPU ratio</th><th>batches with room to spare</th></tr>{pools}</table>\
          <p>Bare ONNX Runtime: {bare_ort}</p></body></html>",
         r.capacity,
         targets.join(", "),

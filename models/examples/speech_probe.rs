@@ -3,7 +3,8 @@
 //!
 //! English through Silero VAD + Moonshine (the CPU's files, `speech.denoise` as configured):
 //! `cargo run --release -p sightline-models --example speech_probe -- moonshine EVERY VOICE[@RATE][,noise|,music]...`
-//! e.g. `-- moonshine 2 en-us en-gb-scotland en-us,noise`.
+//! e.g. `-- moonshine 2 en-us en-gb-scotland en-us,noise`; with `SIGHTLINE_SPEECH__REHEAR_BELOW=0`
+//! each utterance heard once. `OFFSET=1` starts at the 2nd sentence (every n-th from there).
 //! Any language through Whisper base (the language identified among en/es/de/fr):
 //! `... -- whisper EVERY BEAM WINDOW_S LANG:VOICE[@RATE]...`, e.g. `-- whisper 2 4 15 fr:mb-fr1@130`.
 use sightline_models::{DenoiseParams, Denoiser, Moonshine, Runtime, SileroVad, Whisper};
@@ -56,7 +57,7 @@ fn main() {
             let mut vad = SileroVad::load(&rt, &m.task_files(Task::Vad).unwrap()[0]).unwrap();
             let files = m.task_files_on(Task::Stt, true).unwrap();
             let mut stt = Moonshine::load(&rt, &files[0], &files[1], &files[2], 1).unwrap();
-            stt.set_beam_width(cfg.speech.beam_width);
+            stt.configure(&cfg.speech);
             let denoiser = Denoiser::new(DenoiseParams::default());
             let speech = cfg.speech.clone();
             let run = move |audio: &[Vec<f32>]| -> Vec<String> {
@@ -83,7 +84,12 @@ fn main() {
     let (mut all_e, mut all_n) = (0, 0);
     for (lang, case) in &specs {
         let file = if lang == "en" { "sentences.txt".to_string() } else { format!("sentences-{lang}.txt") };
-        let lines: Vec<String> = quality_lines(&file).unwrap().into_iter().step_by(every).collect();
+        let lines: Vec<String> = quality_lines(&file)
+            .unwrap()
+            .into_iter()
+            .skip(std::env::var("OFFSET").map_or(0, |o| o.parse().expect("OFFSET: a number")))
+            .step_by(every)
+            .collect();
         let audio: Vec<Vec<f32>> = lines
             .iter()
             .enumerate()

@@ -15,6 +15,9 @@ pub struct Transcript {
     pub text: String,
     /// Mean probability of the chosen tokens (0..1).
     pub confidence: f32,
+    /// The decoder's own score of the transcript: mean log-probability per token, the end token
+    /// included when it ended (what beam search ranks hypotheses by; ≤ 0).
+    pub score: f32,
     pub tokens: Vec<u32>,
 }
 
@@ -31,6 +34,10 @@ pub struct Moonshine {
     /// Width of the encoder's output rows; decoder steps after the first get a placeholder this
     /// wide, since the cached branch of the merged decoder reads the cross-attention caches.
     hidden_width: usize,
+    /// Re-hearing (see [`Moonshine::set_rehearing`]): the stretches heard again, and the
+    /// confidence below which an utterance is.
+    rehear: Vec<f32>,
+    rehear_below: f32,
 }
 
 /// Shortest utterance transcribed (a quarter of a second).
@@ -76,6 +83,8 @@ impl Moonshine {
             max_batch: 8,
             max_pad: 16_000,
             hidden_width,
+            rehear: Vec::new(),
+            rehear_below: 0.0,
         })
     }
 
@@ -89,6 +98,13 @@ impl Moonshine {
         self.beam_width
     }
 
+    /// Beam width and re-hearing as `speech` configures them (how the speech pool hears when it
+    /// keeps up).
+    pub fn configure(&mut self, speech: &sightline_settings::SpeechConfig) {
+        self.set_beam_width(speech.beam_width);
+        self.set_rehearing(&speech.rehear_stretches, speech.rehear_below);
+    }
+
     /// Most utterances transcribed in one run, and the most silence (in samples) an utterance is
     /// padded with to share a run with a longer one. The shipped ONNX export has no attention
     /// mask, so utterances of one run are made the same length by trailing silence; the bound keeps
@@ -96,6 +112,22 @@ impl Moonshine {
     pub fn set_batching(&mut self, max_batch: usize, max_pad_samples: usize) {
         self.max_batch = max_batch.max(1);
         self.max_pad = max_pad_samples;
+    }
+
+    /// Re-hearing: an utterance whose transcript's confidence is below `below` is heard again
+    /// resampled to each of `stretches` times its length (1.1: a tenth slower and lower, 0.9 a
+    /// tenth faster and higher), and the most confident of the transcripts is kept. The model
+    /// mishears a voice it handles badly in different places at a slightly different pace and
+    /// pitch, and is surer where it hears right. Costs one more transcription per stretch for each
+    /// utterance re-heard; none (empty, or `below` 0) hears each utterance once.
+    pub fn set_rehearing(&mut self, stretches: &[f32], below: f32) {
+        self.rehear = stretches.iter().copied().filter(|s| s.is_finite() && *s > 0.0 && *s != 1.0).collect();
+        self.rehear_below = below;
+    }
+
+    /// The stretches re-heard and the confidence below which ([`Moonshine::set_rehearing`]).
+    pub fn rehearing(&self) -> (&[f32], f32) {
+        (&self.rehear, self.rehear_below)
     }
 
     /// Transcribes one utterance (up to ~30 s of 16 kHz mono audio).
@@ -107,7 +139,32 @@ impl Moonshine {
     /// Utterances of similar length (within the padding bound) share encoder and decoder runs:
     /// every hypothesis of every utterance is one row of the decoder's batch, so a step serves
     /// them all.
+    /// With re-hearing on ([`Moonshine::set_rehearing`]), the utterances heard again share runs too.
     pub fn transcribe_batch(&mut self, segments: &[&[f32]]) -> Vec<Result<Transcript, ModelError>> {
+        let mut out = self.hear(segments);
+        if self.rehear.is_empty() {
+            return out;
+        }
+        // (utterance, stretched audio) for each utterance heard with too little confidence.
+        let again: Vec<(usize, Vec<f32>)> = out
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.as_ref().is_ok_and(|t| t.confidence < self.rehear_below))
+            .flat_map(|(i, _)| self.rehear.iter().map(move |&k| (i, stretch(segments[i], k))))
+            .collect();
+        let segs: Vec<&[f32]> = again.iter().map(|(_, a)| a.as_slice()).collect();
+        for ((i, _), heard) in again.iter().zip(self.hear(&segs)) {
+            if let (Ok(t), Ok(best)) = (heard, &out[*i])
+                && t.confidence > best.confidence
+            {
+                out[*i] = Ok(t);
+            }
+        }
+        out
+    }
+
+    /// Each utterance heard once.
+    fn hear(&mut self, segments: &[&[f32]]) -> Vec<Result<Transcript, ModelError>> {
         let mut out: Vec<Option<Result<Transcript, ModelError>>> =
             (0..segments.len()).map(|_| None).collect();
         let mut order: Vec<usize> = Vec::with_capacity(segments.len());
@@ -202,13 +259,18 @@ impl Moonshine {
                 // No hypothesis ended within the token budget: take the best unfinished one.
                 let mut finished = s.finished;
                 finished.extend(s.beams.into_iter().map(|h| (h.log_prob / h.tokens.len().max(1) as f32, h)));
-                let best =
-                    finished.into_iter().max_by(|a, b| a.0.total_cmp(&b.0)).map(|(_, h)| h).ok_or_else(
-                        || ModelError::Run { model: "moonshine", reason: "no hypothesis".into() },
-                    )?;
+                let (score, best) = finished
+                    .into_iter()
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .ok_or_else(|| ModelError::Run { model: "moonshine", reason: "no hypothesis".into() })?;
                 let confidence =
                     if best.tokens.is_empty() { 0.0 } else { best.prob_sum / best.tokens.len() as f32 };
-                Ok(Transcript { text: self.tokenizer.decode(&best.tokens), confidence, tokens: best.tokens })
+                Ok(Transcript {
+                    text: self.tokenizer.decode(&best.tokens),
+                    confidence,
+                    score,
+                    tokens: best.tokens,
+                })
             })
             .collect()
     }
@@ -345,6 +407,23 @@ pub(crate) fn log_softmax(row: &[f32]) -> Result<Vec<f32>, ModelError> {
     Ok(row.iter().map(|l| l - max - log_denom).collect())
 }
 
+/// `samples` resampled (linear interpolation) to `k` times as many: played back at the same rate,
+/// `k` above 1 is slower and lower, below 1 faster and higher.
+pub(crate) fn stretch(samples: &[f32], k: f32) -> Vec<f32> {
+    let Some(&last) = samples.last() else { return Vec::new() };
+    let n = (samples.len() as f64 * k as f64).round() as usize;
+    (0..n)
+        .map(|i| {
+            let x = i as f64 / k as f64;
+            let j = x as usize;
+            let t = (x - j as f64) as f32;
+            let a = samples.get(j).copied().unwrap_or(last);
+            let b = samples.get(j + 1).copied().unwrap_or(last);
+            a + (b - a) * t
+        })
+        .collect()
+}
+
 /// One utterance's beam search: live hypotheses, finished ones with their scores, its token budget.
 pub(crate) struct Search {
     pub(crate) beams: Vec<Hypothesis>,
@@ -449,7 +528,24 @@ pub(crate) fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Hypothesis, Search, repeats, top_k};
+    use super::{Hypothesis, Search, repeats, stretch, top_k};
+
+    #[test]
+    fn a_stretch_lowers_the_pitch_and_lengthens_by_its_factor() {
+        // 200 Hz for a second at 16 kHz; stretched 1.25 times it lasts 1.25 s at 160 Hz.
+        let tone: Vec<f32> =
+            (0..16_000).map(|i| (std::f32::consts::TAU * 200.0 * i as f32 / 16_000.0).sin()).collect();
+        let crossings = |x: &[f32]| x.windows(2).filter(|w| w[0] < 0.0 && w[1] >= 0.0).count();
+        let slow = stretch(&tone, 1.25);
+        assert_eq!(slow.len(), 20_000);
+        assert_eq!(crossings(&tone), 199);
+        assert!((crossings(&slow) as i32 - 200).abs() <= 1, "{} upward crossings", crossings(&slow));
+        let fast = stretch(&tone, 0.8);
+        assert_eq!(fast.len(), 12_800);
+        assert!((crossings(&fast) as i32 - 200).abs() <= 1, "{} upward crossings", crossings(&fast));
+        assert!(stretch(&[], 1.1).is_empty());
+        assert_eq!(stretch(&[0.5; 10], 0.9), vec![0.5; 9], "a constant stays what it was");
+    }
 
     #[test]
     fn a_beam_does_not_say_five_tokens_twice() {

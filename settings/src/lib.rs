@@ -151,6 +151,15 @@ impl Config {
         if !(1..=16).contains(&self.speech.beam_width) {
             return Err(ConfigError::Invalid("speech.beam_width must be 1..=16".into()));
         }
+        let st = &self.speech.rehear_stretches;
+        if st.len() > 4 || !st.iter().all(|k| (0.5..=2.0).contains(k)) {
+            return Err(ConfigError::Invalid(format!(
+                "speech.rehear_stretches must list at most 4 factors within 0.5..=2, got {st:?}"
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.speech.rehear_below) {
+            return Err(ConfigError::Invalid("speech.rehear_below must be within 0..=1".into()));
+        }
         if !(1..=16).contains(&self.speech.multilingual_beam_width) {
             return Err(ConfigError::Invalid("speech.multilingual_beam_width must be 1..=16".into()));
         }
@@ -221,6 +230,21 @@ mod tests {
         cfg.sink.linger_ms = 10_001;
         assert!(cfg.validate().unwrap_err().to_string().contains("sink.linger_ms"));
         cfg.sink.linger_ms = 0;
+        assert!(cfg.validate().is_ok());
+    }
+
+    #[test]
+    fn rehearing_is_bounded() {
+        let mut cfg = Config::default();
+        assert_eq!((cfg.speech.rehear_stretches.as_slice(), cfg.speech.rehear_below), (&[0.9, 1.1][..], 0.9));
+        cfg.speech.rehear_stretches = vec![0.9, 1.1, 0.8, 1.2, 1.3];
+        assert!(cfg.validate().unwrap_err().to_string().contains("at most 4"));
+        cfg.speech.rehear_stretches = vec![0.4];
+        assert!(cfg.validate().unwrap_err().to_string().contains("speech.rehear_stretches"));
+        cfg.speech.rehear_stretches = Vec::new();
+        cfg.speech.rehear_below = 1.5;
+        assert!(cfg.validate().unwrap_err().to_string().contains("speech.rehear_below"));
+        cfg.speech.rehear_below = 0.0;
         assert!(cfg.validate().is_ok());
     }
 

@@ -163,6 +163,14 @@ pub struct SpeechConfig {
     /// Beam width of Moonshine's decoder search (1: greedy). The beams share one decoder run a
     /// step (one batch row each).
     pub beam_width: usize,
+    /// Re-hearing: an utterance Moonshine transcribes with a confidence (mean token probability)
+    /// below `rehear_below` is transcribed again resampled to each of these times its length
+    /// (1.1: a tenth slower and lower), and the most confident transcript is kept; only while
+    /// the pool's batch comes out within a third of its lag target (spare-time work). Empty: each
+    /// utterance heard once. At most 4, each within 0.5..=2.
+    pub rehear_stretches: Vec<f32>,
+    /// Confidence below which an utterance is re-heard, 0..=1 (0: never, 1: always).
+    pub rehear_below: f32,
     /// Utterances of a batch (of any streams) are transcribed together when their lengths differ
     /// by at most this much: the shorter ones are padded with this much trailing silence at most,
     /// milliseconds (0: only utterances of the same length share a run).
@@ -233,6 +241,8 @@ impl Default for SpeechConfig {
             min_speech_ms: 250,
             threads: 1,
             beam_width: 8,
+            rehear_stretches: vec![0.9, 1.1],
+            rehear_below: 0.9,
             max_pad_ms: 1000,
             languages: vec!["en".into()],
             english_model: EnglishModel::Auto,

@@ -35,6 +35,8 @@ pub struct Metrics {
     /// Transcript segments published per language and model.
     pub transcripts: Family<Labels, Counter>,
     pub batch_size: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Batches a pool ran, per pace against its lag target (ahead, on_time, behind).
+    pub pool_batches: Family<Labels, Counter>,
     pub inference_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     /// CPU time of the threads the batches ran on (all of the model's when it runs on one thread).
     pub inference_cpu_seconds: Family<Labels, Counter<f64, std::sync::atomic::AtomicU64>>,
@@ -87,6 +89,7 @@ impl Metrics {
             events: Family::default(),
             transcripts: Family::default(),
             batch_size: Family::new_with_constructor(sizes),
+            pool_batches: Family::default(),
             inference_seconds: Family::new_with_constructor(histo),
             inference_cpu_seconds: Family::default(),
             inference_wait_seconds: Family::default(),
@@ -168,6 +171,11 @@ impl Metrics {
             m.transcripts.clone(),
         );
         r.register("inference_batch_size", "Messages per inference batch", m.batch_size.clone());
+        r.register(
+            "pool_batches",
+            "Inference batches per pool and pace against its lag target: ahead (done within a third of it, even as long as the longest recent batch: room for optional extra work such as re-hearing speech), on_time, behind (coarser work, shedding)",
+            m.pool_batches.clone(),
+        );
         r.register("inference_seconds", "Inference time per batch", m.inference_seconds.clone());
         r.register(
             "inference_cpu_seconds",

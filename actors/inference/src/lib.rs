@@ -19,5 +19,6 @@ pub use loading::{gpu_preprocessor, load_embedder, load_image_text, registered, 
 pub use ocr::OcrProcessor;
 pub use pool::{InferencePool, ItemError, ItemResult, MakeProcessor, Processor};
 pub use scenes::{FRAME_MODEL, SceneProcessor};
+pub use shedding::Pace;
 pub use shots::ShotProcessor;
 pub use speech::SpeechProcessor;

@@ -6,7 +6,7 @@
 
 use crate::enrich::{Enrich, Enrichment};
 use crate::running::{BatchResults, Ran, run_model};
-use crate::shedding::{RecentBatches, Settled, behind_target, shed_decision};
+use crate::shedding::{Pace, RecentBatches, Settled, shed_decision};
 use async_nats::jetstream::Message;
 use sightline_bus::work::delivered;
 use sightline_bus::{Bus, WorkSpec, publish_events};
@@ -65,10 +65,12 @@ pub trait Processor: Send + 'static {
     {
         false
     }
-    /// Told before each batch whether the pool is behind its lag target; a processor that can run
-    /// coarser to catch up (less effort per item, no item dropped) does so while behind and
-    /// returns true. Default: nothing changes.
-    fn set_behind(&mut self, _behind: bool) -> bool {
+    /// Told before each batch how the pool stands against its lag target. A processor that can
+    /// run coarser to catch up (less effort per item, no item dropped) does so while
+    /// [`Pace::Behind`] and returns true (counted as coarse work); one with optional extra work
+    /// (more effort per item than its baseline) does it only while [`Pace::Ahead`] (not counted:
+    /// its baseline is what the pool promises). Default: nothing changes.
+    fn set_pace(&mut self, _pace: Pace) -> bool {
         false
     }
     /// A whole batch (messages of several streams); models that can batch their inference across
@@ -216,10 +218,14 @@ impl<P: Processor> InferencePool<P> {
         if batch.is_empty() {
             return Ok(None);
         }
-        let behind = behind_target(oldest, self.recent_batches.run(batch.len()), self.lag_target);
+        let pace = Pace::of(oldest, self.recent_batches.run(batch.len()), self.lag_target);
         let started_ms = sightline_wire::now_ms();
         let l = labels(&[("model", &self.model), ("pool", self.kind)]);
         self.metrics.batch_size.get_or_create(&l).observe(batch.len() as f64);
+        self.metrics
+            .pool_batches
+            .get_or_create(&labels(&[("pool", self.kind), ("pace", pace.label())]))
+            .inc();
         let again = batch.iter().filter(|m| delivered(m) > 1).count();
         if again > 0 {
             self.metrics.redelivered.get_or_create(&labels(&[("kind", self.kind)])).inc_by(again as u64);
@@ -235,10 +241,10 @@ impl<P: Processor> InferencePool<P> {
         let ran = match (route, &self.primary, &fallback) {
             (Route::Fallback(reason), _, Some((fb, _))) => {
                 self.count_fallback(reason, batch.len());
-                run_model(fb, payloads.clone(), None, behind).await.map_err(failed)?
+                run_model(fb, payloads.clone(), None, pace).await.map_err(failed)?
             }
             (_, Some(primary), fb) => {
-                run_model(primary, payloads.clone(), fb.as_ref().and_then(|f| f.1.timeout), behind)
+                run_model(primary, payloads.clone(), fb.as_ref().and_then(|f| f.1.timeout), pace)
                     .await
                     .map_err(failed)?
             }
@@ -373,7 +379,7 @@ impl<P: Processor> InferencePool<P> {
         }
         self.count_fallback(FallbackReason::Error, failed_at.len());
         let retry: Vec<bytes::Bytes> = failed_at.iter().map(|&i| payloads[i].clone()).collect();
-        let ran = run_model(fallback, retry, None, false)
+        let ran = run_model(fallback, retry, None, Pace::OnTime)
             .await
             .map_err(|e| WorkerError::Failed { worker: self.kind.into(), source: e.into() })?;
         if let Some(Ran { results: again, .. }) = ran {

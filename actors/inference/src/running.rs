@@ -2,6 +2,7 @@
 //! optional timeout, the CPU time the thread spent and the time it waited for a core.
 
 use crate::pool::{ItemError, ItemResult, Processor};
+use crate::shedding::Pace;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,13 +50,13 @@ pub(crate) async fn run_model<P: Processor>(
     processor: &Arc<Mutex<P>>,
     payloads: Vec<bytes::Bytes>,
     timeout: Option<Duration>,
-    behind: bool,
+    pace: Pace,
 ) -> Result<Option<Ran>, tokio::task::JoinError> {
     let n = payloads.len();
     let processor = processor.clone();
     let task = tokio::task::spawn_blocking(move || {
         let mut p = processor.lock().unwrap_or_else(|e| e.into_inner());
-        let coarse = p.set_behind(behind);
+        let coarse = p.set_pace(pace);
         let model = p.model().to_string();
         let (cpu_before, wait_before) = (thread_cpu_time(), thread_run_queue_wait());
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.process_batch(&payloads)));
@@ -108,7 +109,7 @@ mod tests {
     async fn a_panicking_model_fails_its_batch_items_and_stays_usable() {
         let p = Arc::new(Mutex::new(Fragile));
         let batch = ["ok", "boom", "ok"].map(|s| bytes::Bytes::from_static(s.as_bytes())).to_vec();
-        let Ran { results, model, .. } = run_model(&p, batch, None, false).await.unwrap().unwrap();
+        let Ran { results, model, .. } = run_model(&p, batch, None, Pace::Ahead).await.unwrap().unwrap();
         assert_eq!(model, "fragile@1");
         assert_eq!(results.len(), 3);
         for r in &results {
@@ -117,7 +118,7 @@ mod tests {
         }
         // The same processor serves the next batch.
         let again = vec![bytes::Bytes::from_static(b"ok"), bytes::Bytes::from_static(b"bad")];
-        let Ran { results, .. } = run_model(&p, again, None, false).await.unwrap().unwrap();
+        let Ran { results, .. } = run_model(&p, again, None, Pace::Ahead).await.unwrap().unwrap();
         assert!(results[0].is_ok() && results[1].as_ref().unwrap_err().0 == "bad input");
     }
 
@@ -149,10 +150,10 @@ mod tests {
     async fn a_batch_reports_the_cpu_time_of_the_thread_it_ran_on_not_its_wall_time() {
         let one = || vec![bytes::Bytes::from_static(b"x")];
         let sleeper = Arc::new(Mutex::new(Timed { sleep: Duration::from_millis(150), cpu: Duration::ZERO }));
-        let ran = run_model(&sleeper, one(), None, false).await.unwrap().unwrap();
+        let ran = run_model(&sleeper, one(), None, Pace::OnTime).await.unwrap().unwrap();
         assert!(ran.cpu < Duration::from_millis(50), "asleep, not computing: {:?}", ran.cpu);
         let worker = Arc::new(Mutex::new(Timed { sleep: Duration::ZERO, cpu: Duration::from_millis(60) }));
-        let ran = run_model(&worker, one(), None, false).await.unwrap().unwrap();
+        let ran = run_model(&worker, one(), None, Pace::OnTime).await.unwrap().unwrap();
         assert!(ran.cpu >= Duration::from_millis(60), "the model's thread computed 60 ms: {:?}", ran.cpu);
     }
 
@@ -217,19 +218,21 @@ mod tests {
         if thread_run_queue_wait().is_none() {
             // A kernel without schedstat: the wait is reported as unknown, never as zero.
             let p = Arc::new(Mutex::new(Crowded { cpu: Duration::from_millis(10) }));
-            let ran =
-                run_model(&p, vec![bytes::Bytes::from_static(b"x")], None, false).await.unwrap().unwrap();
+            let ran = run_model(&p, vec![bytes::Bytes::from_static(b"x")], None, Pace::OnTime)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(ran.waited, None);
             return;
         }
         let one = || vec![bytes::Bytes::from_static(b"x")];
         let sleeper = Arc::new(Mutex::new(Timed { sleep: Duration::from_millis(150), cpu: Duration::ZERO }));
-        let ran = run_model(&sleeper, one(), None, false).await.unwrap().unwrap();
+        let ran = run_model(&sleeper, one(), None, Pace::OnTime).await.unwrap().unwrap();
         let waited = ran.waited.expect("schedstat is kept here");
         assert!(waited < Duration::from_millis(75), "asleep is not waiting for a core: {waited:?}");
         // Sharing one core with a spinning thread, 80 ms of computing waits about as long again.
         let crowded = Arc::new(Mutex::new(Crowded { cpu: Duration::from_millis(80) }));
-        let ran = run_model(&crowded, one(), None, false).await.unwrap().unwrap();
+        let ran = run_model(&crowded, one(), None, Pace::OnTime).await.unwrap().unwrap();
         let waited = ran.waited.expect("schedstat is kept here");
         assert!(waited >= Duration::from_millis(40), "took turns with a spinning thread: {waited:?}");
     }

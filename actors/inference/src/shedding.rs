@@ -58,6 +58,43 @@ pub fn behind_target(age_ms: i64, run: Run, lag_target: Option<Duration>) -> boo
     lag_target.is_some_and(|t| age_ms + run.typical_ms.max(0) > t.as_millis() as i64)
 }
 
+/// How a pool stands against its lag target before a batch (what [`crate::Processor::set_pace`]
+/// is told).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// The batch would come out within a third of the lag target even if it took as long as the
+    /// longest recent batch (or the pool has no target): room for the optional extra work a
+    /// processor may do with spare time (speech: re-hearing), which lengthens batches.
+    Ahead,
+    /// Within the target, without that much room: the configured work, nothing extra.
+    OnTime,
+    /// Past the target ([`behind_target`]): coarser work to catch up.
+    Behind,
+}
+
+impl Pace {
+    /// Where an item `age_ms` old stands in a batch that typically takes `run.typical_ms` and may
+    /// take `run.worst_ms`.
+    pub fn of(age_ms: i64, run: Run, lag_target: Option<Duration>) -> Self {
+        match lag_target {
+            _ if behind_target(age_ms, run, lag_target) => Pace::Behind,
+            Some(t) if age_ms + run.worst_ms.max(run.typical_ms).max(0) > t.as_millis() as i64 / 3 => {
+                Pace::OnTime
+            }
+            _ => Pace::Ahead,
+        }
+    }
+
+    /// The label of `sightline_pool_batches_total{pace}`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Pace::Ahead => "ahead",
+            Pace::OnTime => "on_time",
+            Pace::Behind => "behind",
+        }
+    }
+}
+
 /// What to do with one item of a batch, by its age, how long the batch may take (`run`) and the
 /// pool's lag settings: past the hard limit by the time it would be done (the batch's worst
 /// estimate), any item is shed; behind the target ([`behind_target`]), the items the pool's
@@ -146,6 +183,17 @@ mod tests {
         assert!(behind_target(500, recent.run(4), target), "out at 4.5 s");
         assert!(behind_target(2_100, recent.run(1), target), "a single one 2.1 s old: out at 3.1 s");
         assert!(!behind_target(60_000, recent.run(1), None), "no target, never behind");
+        assert_eq!(Pace::of(500, recent.run(4), target), Pace::Behind, "out at 4.5 s");
+        // A third of the target is the line between room to spare and on time, by the longest
+        // recent batch: extra work lengthens batches, and the room must hold one such batch.
+        let mut recent = RecentBatches::default();
+        recent.record(800, 1);
+        recent.record(800, 1);
+        assert_eq!(Pace::of(100, recent.run(1), target), Pace::Ahead, "out by 0.9 s at worst");
+        assert_eq!(Pace::of(300, recent.run(1), target), Pace::OnTime, "out by 1.1 s");
+        recent.record(3_000, 1);
+        assert_eq!(Pace::of(0, recent.run(1), target), Pace::OnTime, "a recent batch took 3 s");
+        assert_eq!(Pace::of(60_000, recent.run(1), None), Pace::Ahead, "no target: always room");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use crate::loading::{model_file, runtime_for};
 use crate::pool::{ItemResult, Processor};
+use crate::shedding::Pace;
 use sightline_models::{
     DenoiseParams, Denoiser, Language, ModelError, Moonshine, SileroVad, Transcript, WHISPER_MAX_BATCH,
     WHISPER_WINDOW, Whisper,
@@ -77,7 +78,7 @@ impl SpeechProcessor {
         let rt = runtime_for(cfg, stt)?;
         let f = |i| model_file(cfg, stt, &rt, i);
         let mut model = Moonshine::load(&rt, &f(0), &f(1), &f(2), cfg.speech.threads)?;
-        model.set_beam_width(cfg.speech.beam_width);
+        model.configure(&cfg.speech);
         model.set_batching(MAX_UTTERANCES, cfg.speech.max_pad_ms as usize * 16);
         let whisper = if cfg.speech.uses_multilingual_model() {
             let (mut w, id) = load_whisper(cfg, stt)?;
@@ -199,17 +200,26 @@ impl Processor for SpeechProcessor {
     fn model(&self) -> &str {
         &self.model
     }
-    /// Behind its lag target the speech pool never drops an utterance: Moonshine decodes greedily
-    /// (beam width 1: a bit over half the time of a beam of 8, about twice its word errors on the
-    /// evaluation set), and Whisper hears the shorter `multilingual_behind_window_s` window with
-    /// its beam (on `make quality`'s sets beam 4 over 10 s costs a third of greedy over 30 s and
-    /// makes fewer errors; greedy over 10 s makes far more), or decodes greedily when that window
-    /// is not shorter; until it has caught up.
-    fn set_behind(&mut self, behind: bool) -> bool {
+    /// With room to spare ([`Pace::Ahead`]: the batch comes out within a third of the lag target
+    /// even if it takes as long as the longest recent batch) Moonshine re-hears its unsure
+    /// utterances (`speech.rehear_*`); on time it hears each once with its beam, the pool's
+    /// baseline (not counted as coarse). Behind its lag target the
+    /// speech pool never drops an utterance: Moonshine decodes greedily, heard once (beam width
+    /// 1: a bit over half the time of a beam of 8, about twice its word errors on the evaluation
+    /// set), and Whisper hears the shorter `multilingual_behind_window_s` window with its beam (on
+    /// `make quality`'s sets beam 4 over 10 s costs a third of greedy over 30 s and makes fewer
+    /// errors; greedy over 10 s makes far more), or decodes greedily when that window is not
+    /// shorter; until it has caught up.
+    fn set_pace(&mut self, pace: Pace) -> bool {
         let c = &self.cfg;
+        let behind = pace == Pace::Behind;
         let shorter = c.multilingual_behind_window_s < c.multilingual_window_s;
         let mut coarse = behind && c.beam_width > 1;
         self.stt.set_beam_width(if behind { 1 } else { c.beam_width });
+        match pace {
+            Pace::Ahead => self.stt.set_rehearing(&c.rehear_stretches, c.rehear_below),
+            Pace::OnTime | Pace::Behind => self.stt.set_rehearing(&[], 0.0),
+        }
         if let Some((w, _)) = self.whisper.as_mut() {
             let (window, beam) = match (behind, shorter) {
                 (true, true) => (c.multilingual_behind_window_s, c.multilingual_beam_width),
@@ -316,14 +326,21 @@ mod tests {
         let spec = cfg.models.for_task(Task::Stt).unwrap().clone();
         let mut p = SpeechProcessor::load(&cfg, &spec).unwrap();
         assert!(cfg.speech.beam_width > 1, "the shipped config searches a beam");
-        assert!(p.set_behind(true), "behind: coarser, and it says so");
+        let configured = (&cfg.speech.rehear_stretches[..], cfg.speech.rehear_below);
+        assert!(!configured.0.is_empty(), "the shipped config re-hears");
+        assert_eq!(p.stt.rehearing(), configured);
+        assert!(p.set_pace(Pace::Behind), "behind: coarser, and it says so");
         assert_eq!(p.stt.beam_width(), 1);
-        assert!(!p.set_behind(false));
+        assert!(p.stt.rehearing().0.is_empty(), "behind: each utterance heard once");
+        assert!(!p.set_pace(Pace::OnTime), "on time: the baseline, not coarse");
         assert_eq!(p.stt.beam_width(), cfg.speech.beam_width, "caught up: the beam again");
+        assert!(p.stt.rehearing().0.is_empty(), "re-hearing only with room to spare");
+        assert!(!p.set_pace(Pace::Ahead));
+        assert_eq!((p.stt.beam_width(), p.stt.rehearing()), (cfg.speech.beam_width, configured));
         let mut greedy = cfg.clone();
         greedy.speech.beam_width = 1;
         let mut g = SpeechProcessor::load(&greedy, &spec).unwrap();
-        assert!(!g.set_behind(true), "nothing is coarser than greedy: not counted as coarse");
+        assert!(!g.set_pace(Pace::Behind), "nothing is coarser than greedy: not counted as coarse");
         // With other languages, Whisper hears the shorter window with its beam while behind.
         let mut multi = greedy.clone();
         multi.speech.languages = ["en", "de"].map(String::from).to_vec();
@@ -337,18 +354,18 @@ mod tests {
         assert!(beam > 1, "the shipped config searches a beam");
         assert!(multi.speech.multilingual_behind_window_s < multi.speech.multilingual_window_s);
         assert_eq!(whisper(&m), (full, beam));
-        assert!(m.set_behind(true), "a shorter window is coarser");
+        assert!(m.set_pace(Pace::Behind), "a shorter window is coarser");
         assert_eq!(whisper(&m), (multi.speech.multilingual_behind_window_s as usize, beam));
-        assert!(!m.set_behind(false));
+        assert!(!m.set_pace(Pace::OnTime));
         assert_eq!(whisper(&m), (full, beam), "caught up: the full window again");
         // No shorter window to fall back to: greedy over the full one.
         multi.speech.multilingual_behind_window_s = 30.0;
         let mut same = SpeechProcessor::load(&multi, &spec).unwrap();
-        assert!(same.set_behind(true));
+        assert!(same.set_pace(Pace::Behind));
         assert_eq!(whisper(&same), (full, 1));
         multi.speech.multilingual_beam_width = 1;
         let mut neither = SpeechProcessor::load(&multi, &spec).unwrap();
-        assert!(!neither.set_behind(true), "greedy over the same window: nothing coarser");
+        assert!(!neither.set_pace(Pace::Behind), "greedy over the same window: nothing coarser");
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub(super) fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Res
     whisper.set_window(cfg.speech.multilingual_window_s);
     let files = m.task_files_on(Task::Stt, rt.provider().is_cpu())?;
     let mut moonshine = Moonshine::load(rt, &files[0], &files[1], &files[2], threads)?;
-    moonshine.set_beam_width(cfg.speech.beam_width);
+    moonshine.configure(&cfg.speech);
     let allowed: Vec<String> = ["en", "es", "de", "fr"].map(String::from).to_vec();
     let (g, b4, ms) = (Engine::Whisper(1), Engine::Whisper(4), Engine::Moonshine);
     // (language, set, voice, words a minute, engine)

@@ -1,7 +1,7 @@
 //! English speech against the evaluation sentences: word error rate per espeak-ng voice, speaking
 //! rate and background (noise, music bed), MBROLA and Pico voices beside them, Silero VAD +
-//! Moonshine as the speech pool runs them (beam and greedy, `speech.denoise` both ways), and the
-//! real-time factor.
+//! Moonshine as the speech pool runs them (beam and greedy, `speech.denoise` both ways, re-heard
+//! and heard once), and the real-time factor.
 
 use super::{Tally, bar};
 use anyhow::Result;
@@ -42,7 +42,7 @@ pub(super) fn english_speech_models(rt: &Runtime, cfg: &Config) -> Result<(Siler
     let vad = SileroVad::load(rt, &m.task_files(Task::Vad)?[0])?;
     let files = m.task_files_on(Task::Stt, rt.provider().is_cpu())?;
     let mut stt = Moonshine::load(rt, &files[0], &files[1], &files[2], cfg.speech.threads.max(1))?;
-    stt.set_beam_width(cfg.speech.beam_width);
+    stt.configure(&cfg.speech);
     Ok((vad, stt, Denoiser::new(DenoiseParams::default())))
 }
 
@@ -59,15 +59,23 @@ pub(super) fn english_sentences(every: usize) -> Result<Vec<String>> {
 pub(super) fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result<String> {
     let (mut vad, mut stt, denoiser) = english_speech_models(rt, cfg)?;
     let sentences = english_sentences(every)?;
-    // (case, group, beam width, denoised): as configured; then greedy; then the rows with a
-    // background again with `speech.denoise` the other way (the same sentences, side by side).
+    // (case, group, beam width, denoised, re-heard): as configured; then greedy heard once (as
+    // the pool behind its lag target); then the rows with a background again with
+    // `speech.denoise` the other way, and espeak-ng's rows heard once when `speech.rehear_*`
+    // re-hears (the same sentences, side by side).
     let on = cfg.speech.denoise;
-    let mut runs: Vec<(SpeechCase, &str, usize, bool)> =
-        speech_cases().into_iter().map(|(c, g)| (c, g, cfg.speech.beam_width, on)).collect();
-    runs.push((speech_cases()[0].0.clone(), "decoding", 1, on));
+    let beam = cfg.speech.beam_width;
+    let mut runs: Vec<(SpeechCase, &str, usize, bool, bool)> =
+        speech_cases().into_iter().map(|(c, g)| (c, g, beam, on, true)).collect();
+    runs.push((speech_cases()[0].0.clone(), "decoding", 1, on, false));
     let noisy = speech_cases().into_iter().filter(|(c, _)| !matches!(c.acoustic, Acoustic::Clean));
     let other_way = if on { "not denoised" } else { "denoised" };
-    runs.extend(noisy.map(|(c, _)| (c, other_way, cfg.speech.beam_width, !on)));
+    runs.extend(noisy.map(|(c, _)| (c, other_way, beam, !on, true)));
+    let rehears = !cfg.speech.rehear_stretches.is_empty() && cfg.speech.rehear_below > 0.0;
+    if rehears {
+        let espeak = speech_cases().into_iter().filter(|(_, g)| *g == "voices" || *g == "backgrounds");
+        runs.extend(espeak.map(|(c, _)| (c, "heard once", beam, on, false)));
+    }
     let pb = bar(runs.len() * sentences.len(), "speech");
     let mut rows = String::new();
     let mut worst = Vec::new();
@@ -77,8 +85,13 @@ pub(super) fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result
     let mut clean_other = Tally::default();
     let mut noisy_other = Tally::default();
     let (mut denoised_en, mut denoised_other) = (Tally::default(), Tally::default());
-    for (case, group, beam, denoise) in &runs {
+    let (mut once_clean, mut once_noisy) = (Tally::default(), Tally::default());
+    for (case, group, beam, denoise, rehear) in &runs {
         stt.set_beam_width(*beam);
+        match rehear {
+            true => stt.set_rehearing(&cfg.speech.rehear_stretches, cfg.speech.rehear_below),
+            false => stt.set_rehearing(&[], 0.0),
+        }
         let mut t = Tally::default();
         let (mut audio_s, mut spent) = (0.0, 0.0);
         for (i, sentence) in sentences.iter().enumerate() {
@@ -111,6 +124,8 @@ pub(super) fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result
             group.starts_with("other") || case.voice.starts_with("pico") || case.voice.starts_with("mb");
         match (*group, case.acoustic) {
             ("decoding", _) => {}
+            ("heard once", Acoustic::Clean) => once_clean = sum(once_clean, t),
+            ("heard once", _) => once_noisy = sum(once_noisy, t),
             (g, _) if g == other_way && other => denoised_other = sum(denoised_other, t),
             (g, _) if g == other_way => denoised_en = sum(denoised_en, t),
             (_, Acoustic::Clean) if other => clean_other = sum(clean_other, t),
@@ -125,7 +140,11 @@ pub(super) fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result
             case.rate,
             case.acoustic.label(),
             if *denoise { ", denoised" } else { "" },
-            if *beam == 1 { "greedy".to_string() } else { format!("beam {beam}") },
+            format!(
+                "{}{}",
+                if *beam == 1 { "greedy".to_string() } else { format!("beam {beam}") },
+                if rehears && !rehear { ", heard once" } else { "" }
+            ),
             t.items,
             t.rate(),
             t.exact_pct(),
@@ -138,7 +157,7 @@ pub(super) fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result
          per row, spoken by espeak-ng (its own voices), by MBROLA diphone voices (`mb-*`) and by \
          SVOX Pico (`pico-*`); scored after normalisation (case, punctuation, numbers spelt out, \
          compounds). **English WER, espeak-ng's voices: clean {:.1} %, with noise or music \
-         {:.1} %; MBROLA and Pico voices: clean {:.1} %, with noise or music {:.1} %.** {}RTF \
+         {:.1} %; MBROLA and Pico voices: clean {:.1} %, with noise or music {:.1} %.** {}{}RTF \
          is processing time ÷ audio time on {} thread(s).\n\n\
          | set | voice | words/min | background | decoding | sentences | WER | sentences exact | RTF |\n\
          |---|---|---|---|---|---|---|---|---|\n{rows}\n",
@@ -155,6 +174,18 @@ pub(super) fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result
             denoised_en.rate(),
             denoised_other.rate()
         ),
+        match rehears {
+            true => format!(
+                "Re-hearing (`speech.rehear_stretches` {:?} below confidence {}) on; espeak-ng's \
+                 voices heard once (the \"heard once\" rows): clean {:.1} %, with noise or music \
+                 {:.1} %. ",
+                cfg.speech.rehear_stretches,
+                cfg.speech.rehear_below,
+                once_clean.rate(),
+                once_noisy.rate()
+            ),
+            false => "Re-hearing off. ".to_string(),
+        },
         cfg.speech.threads.max(1)
     );
     if !worst.is_empty() {
