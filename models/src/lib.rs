@@ -10,6 +10,7 @@ pub mod gpu;
 pub mod labels;
 pub mod ocr;
 pub mod runtime;
+mod search;
 pub mod shots;
 pub mod signature;
 pub mod stt;

@@ -3,7 +3,7 @@
 
 use super::{Encoded, Whisper};
 use crate::runtime::run_err;
-use crate::stt::{Hypothesis, Search, log_softmax, repeats, top_k};
+use crate::search::{Hypothesis, Search, log_softmax, repeats, top_k};
 use crate::{ModelError, Transcript};
 use ort::value::{DynValue, Tensor};
 
