@@ -16,9 +16,6 @@ pub struct Transcript {
     pub text: String,
     /// Mean probability of the chosen tokens (0..1).
     pub confidence: f32,
-    /// The decoder's own score of the transcript: mean log-probability per token, the end token
-    /// included when it ended (what beam search ranks hypotheses by; ≤ 0).
-    pub score: f32,
     pub tokens: Vec<u32>,
 }
 
@@ -260,18 +257,13 @@ impl Moonshine {
                 // No hypothesis ended within the token budget: take the best unfinished one.
                 let mut finished = s.finished;
                 finished.extend(s.beams.into_iter().map(|h| (h.log_prob / h.tokens.len().max(1) as f32, h)));
-                let (score, best) = finished
+                let (_, best) = finished
                     .into_iter()
                     .max_by(|a, b| a.0.total_cmp(&b.0))
                     .ok_or_else(|| ModelError::Run { model: "moonshine", reason: "no hypothesis".into() })?;
                 let confidence =
                     if best.tokens.is_empty() { 0.0 } else { best.prob_sum / best.tokens.len() as f32 };
-                Ok(Transcript {
-                    text: self.tokenizer.decode(&best.tokens),
-                    confidence,
-                    score,
-                    tokens: best.tokens,
-                })
+                Ok(Transcript { text: self.tokenizer.decode(&best.tokens), confidence, tokens: best.tokens })
             })
             .collect()
     }

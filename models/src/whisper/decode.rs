@@ -67,13 +67,7 @@ impl Whisper {
             let cache = (k, v);
             (logits, k, v) = self.step(next, 1, cache, &enc.cross_k, &enc.cross_v)?;
         }
-        Ok(out
-            .into_iter()
-            .map(|h| {
-                let score = h.log_prob / h.tokens.len().max(1) as f32;
-                self.transcript(h, score)
-            })
-            .collect())
+        Ok(out.into_iter().map(|h| self.transcript(h)).collect())
     }
 
     /// Beam search over one utterance: its beams are the rows, its encoder output (batch 1) is
@@ -110,17 +104,17 @@ impl Whisper {
         }
         let mut finished = search.finished;
         finished.extend(search.beams.into_iter().map(|h| (h.log_prob / h.tokens.len().max(1) as f32, h)));
-        let (score, best) = finished
+        let best = finished
             .into_iter()
             .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, h)| h)
             .ok_or_else(|| ModelError::Run { model: "whisper", reason: "no hypothesis".into() })?;
-        Ok(self.transcript(best, score))
+        Ok(self.transcript(best))
     }
 
-    /// `h` as a transcript, `score` its mean log-probability per token.
-    pub(super) fn transcript(&self, h: Hypothesis, score: f32) -> Transcript {
+    pub(super) fn transcript(&self, h: Hypothesis) -> Transcript {
         let confidence = if h.tokens.is_empty() { 0.0 } else { h.prob_sum / h.tokens.len() as f32 };
-        Transcript { text: self.tokenizer.decode(&h.tokens), confidence, score, tokens: h.tokens }
+        Transcript { text: self.tokenizer.decode(&h.tokens), confidence, tokens: h.tokens }
     }
 
     pub(super) fn empty_cache(&self, rows: usize) -> Result<(DynValue, DynValue), ModelError> {
