@@ -211,8 +211,7 @@ pub(crate) fn bare_bench(
                     let mut whisper = if s.uses_multilingual_model() && !s.english_to_stt() {
                         let f = m.task_files(Task::SttMultilingual)?;
                         let mut w = Whisper::load(&rt, &f[0], &f[1], &f[2], &f[3], s.threads)?;
-                        w.set_beam_width(s.multilingual_beam_width);
-                        w.set_window(s.multilingual_window_s);
+                        w.configure(s);
                         Some(w)
                     } else {
                         None

@@ -5,7 +5,8 @@
 //! `cargo run --release -p sightline-models --example speech_probe -- moonshine EVERY VOICE[@RATE][,noise|,music]...`
 //! e.g. `-- moonshine 2 en-us en-gb-scotland en-us,noise`; with `SIGHTLINE_SPEECH__REHEAR_BELOW=0`
 //! each utterance heard once. `OFFSET=1` starts at the 2nd sentence (every n-th from there).
-//! Any language through Whisper base (the language identified among en/es/de/fr):
+//! Any language through Whisper base (the language identified among en/es/de/fr; unsure
+//! utterances re-heard as configured, `SIGHTLINE_SPEECH__REHEAR_BELOW=0` heard once):
 //! `... -- whisper EVERY BEAM WINDOW_S LANG:VOICE[@RATE]...`, e.g. `-- whisper 2 4 15 fr:mb-fr1@130`.
 use sightline_models::{DenoiseParams, Denoiser, Moonshine, Runtime, SileroVad, Whisper};
 use sightline_settings::{Config, Task};
@@ -36,6 +37,7 @@ fn main() {
         if args[0] == "whisper" {
             let f = m.task_files(Task::SttMultilingual).unwrap();
             let mut whisper = Whisper::load(&rt, &f[0], &f[1], &f[2], &f[3], 1).unwrap();
+            whisper.configure(&cfg.speech);
             whisper.set_beam_width(args[2].parse().unwrap());
             whisper.set_window(args[3].parse().unwrap());
             let allowed: Vec<String> = ["en", "es", "de", "fr"].map(String::from).to_vec();

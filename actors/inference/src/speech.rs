@@ -87,8 +87,7 @@ impl SpeechProcessor {
                     "speech.languages: {id} does not know the language {l:?}"
                 )));
             }
-            w.set_beam_width(cfg.speech.multilingual_beam_width);
-            w.set_window(cfg.speech.multilingual_window_s);
+            w.configure(&cfg.speech);
             Some((w, id))
         } else {
             None
@@ -170,7 +169,8 @@ impl SpeechProcessor {
                 if let (false, Some(enc)) = (others.is_empty(), &enc) {
                     let sub = if others.len() == segs.len() { None } else { Some(enc.select(&others)?) };
                     let codes: Vec<&str> = others.iter().map(|&r| langs[r].code.as_str()).collect();
-                    let ts = whisper.decode(sub.as_ref().unwrap_or(enc), &codes)?;
+                    let heard: Vec<&[f32]> = others.iter().map(|&r| segs[r]).collect();
+                    let ts = whisper.decode_segments(&heard, sub.as_ref().unwrap_or(enc), &codes)?;
                     for (&r, t) in others.iter().zip(ts) {
                         texts[r] = Some((t, whisper_id.clone()));
                     }
@@ -201,8 +201,8 @@ impl Processor for SpeechProcessor {
         &self.model
     }
     /// With room to spare ([`Pace::Ahead`]: the batch comes out within a third of the lag target
-    /// even if it takes as long as the longest recent batch) Moonshine re-hears its unsure
-    /// utterances (`speech.rehear_*`); on time it hears each once with its beam, the pool's
+    /// even if it takes as long as the longest recent batch) Moonshine and Whisper re-hear their
+    /// unsure utterances (`speech.rehear_*`); on time each is heard once with its beam, the pool's
     /// baseline (not counted as coarse). Behind its lag target the
     /// speech pool never drops an utterance: Moonshine decodes greedily, heard once (beam width
     /// 1: a bit over half the time of a beam of 8, about twice its word errors on the evaluation
@@ -216,11 +216,13 @@ impl Processor for SpeechProcessor {
         let shorter = c.multilingual_behind_window_s < c.multilingual_window_s;
         let mut coarse = behind && c.beam_width > 1;
         self.stt.set_beam_width(if behind { 1 } else { c.beam_width });
-        match pace {
-            Pace::Ahead => self.stt.set_rehearing(&c.rehear_stretches, c.rehear_below),
-            Pace::OnTime | Pace::Behind => self.stt.set_rehearing(&[], 0.0),
-        }
+        let (stretches, below) = match pace {
+            Pace::Ahead => (&c.rehear_stretches[..], c.rehear_below),
+            Pace::OnTime | Pace::Behind => (&[][..], 0.0),
+        };
+        self.stt.set_rehearing(stretches, below);
         if let Some((w, _)) = self.whisper.as_mut() {
+            w.set_rehearing(stretches, below);
             let (window, beam) = match (behind, shorter) {
                 (true, true) => (c.multilingual_behind_window_s, c.multilingual_beam_width),
                 (true, false) => (c.multilingual_window_s, 1),
@@ -353,11 +355,17 @@ mod tests {
             (multi.speech.multilingual_beam_width, multi.speech.multilingual_window_s as usize);
         assert!(beam > 1, "the shipped config searches a beam");
         assert!(multi.speech.multilingual_behind_window_s < multi.speech.multilingual_window_s);
+        let rehears = |p: &SpeechProcessor| !p.whisper.as_ref().unwrap().0.rehearing().0.is_empty();
         assert_eq!(whisper(&m), (full, beam));
+        assert!(rehears(&m), "as configured at load: re-hearing");
         assert!(m.set_pace(Pace::Behind), "a shorter window is coarser");
         assert_eq!(whisper(&m), (multi.speech.multilingual_behind_window_s as usize, beam));
+        assert!(!rehears(&m), "behind: each utterance heard once");
         assert!(!m.set_pace(Pace::OnTime));
         assert_eq!(whisper(&m), (full, beam), "caught up: the full window again");
+        assert!(!rehears(&m), "Whisper too re-hears only with room to spare");
+        assert!(!m.set_pace(Pace::Ahead));
+        assert_eq!(m.whisper.as_ref().unwrap().0.rehearing(), configured);
         // No shorter window to fall back to: greedy over the full one.
         multi.speech.multilingual_behind_window_s = 30.0;
         let mut same = SpeechProcessor::load(&multi, &spec).unwrap();

@@ -28,7 +28,7 @@ pub(super) fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Res
     let f = m.task_files(Task::SttMultilingual)?;
     let threads = cfg.speech.threads.max(1);
     let mut whisper = Whisper::load(rt, &f[0], &f[1], &f[2], &f[3], threads)?;
-    whisper.set_window(cfg.speech.multilingual_window_s);
+    whisper.configure(&cfg.speech);
     let files = m.task_files_on(Task::Stt, rt.provider().is_cpu())?;
     let mut moonshine = Moonshine::load(rt, &files[0], &files[1], &files[2], threads)?;
     moonshine.configure(&cfg.speech);
@@ -115,7 +115,14 @@ pub(super) fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Res
                     }
                 }
                 Engine::Whisper(beam) => {
+                    // The beam re-hears its unsure utterances as the pool does with room to
+                    // spare; greedy (the pool behind its target) hears each once.
                     whisper.set_beam_width(*beam);
+                    let (stretches, below) = match beam {
+                        1 => (&[][..], 0.0),
+                        _ => (&cfg.speech.rehear_stretches[..], cfg.speech.rehear_below),
+                    };
+                    whisper.set_rehearing(stretches, below);
                     for (t, l) in whisper.transcribe_batch(&segs, &allowed)? {
                         heard.push((t.text, l.code));
                     }

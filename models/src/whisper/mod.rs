@@ -7,6 +7,7 @@
 //! utterance's beams a run).
 
 use crate::runtime::run_err;
+use crate::stt::stretch;
 use crate::{ModelError, Runtime, TokenDecoder, Transcript};
 use ort::session::Session;
 use ort::value::{DynValue, Tensor};
@@ -81,6 +82,10 @@ pub struct Whisper {
     beam_width: usize,
     /// Samples every utterance of an encoder batch is padded to at least (a multiple of FRAME).
     window: usize,
+    /// Re-hearing (see [`Whisper::set_rehearing`]): the stretches heard again, and the confidence
+    /// below which an utterance is.
+    rehear: Vec<f32>,
+    rehear_below: f32,
 }
 
 impl Whisper {
@@ -153,6 +158,8 @@ impl Whisper {
             suppress_begin: to_usize(ids("suppress_ids_begin")),
             beam_width: 1,
             window: WHISPER_WINDOW,
+            rehear: Vec::new(),
+            rehear_below: 0.0,
         })
     }
 
@@ -185,6 +192,28 @@ impl Whisper {
     /// The shortest window the encoder hears, in samples.
     pub fn window(&self) -> usize {
         self.window
+    }
+
+    /// Beam width, window and re-hearing as `speech` configures them (`multilingual_beam_width`,
+    /// `multilingual_window_s`, `rehear_*`: how the speech pool hears when it has room to spare).
+    pub fn configure(&mut self, speech: &sightline_settings::SpeechConfig) {
+        self.set_beam_width(speech.multilingual_beam_width);
+        self.set_window(speech.multilingual_window_s);
+        self.set_rehearing(&speech.rehear_stretches, speech.rehear_below);
+    }
+
+    /// Re-hearing, as Moonshine's ([`crate::Moonshine::set_rehearing`]): an utterance whose
+    /// transcript's confidence is below `below` is encoded and decoded again, in the language
+    /// it was heard in, resampled to each of `stretches` times its length, and the most
+    /// confident transcript is kept ([`Whisper::decode_segments`]). No stretches: heard once.
+    pub fn set_rehearing(&mut self, stretches: &[f32], below: f32) {
+        self.rehear = stretches.iter().copied().filter(|s| s.is_finite() && *s > 0.0 && *s != 1.0).collect();
+        self.rehear_below = below;
+    }
+
+    /// The stretches re-heard and the confidence below which ([`Whisper::set_rehearing`]).
+    pub fn rehearing(&self) -> (&[f32], f32) {
+        (&self.rehear, self.rehear_below)
     }
 
     /// Runs the encoder over utterances (each at most 30 s, at least a quarter of a second), each
@@ -292,8 +321,47 @@ impl Whisper {
         }
     }
 
+    /// Transcripts of the utterances `segs`, encoded as `enc`, in `languages` (one each):
+    /// [`Whisper::decode`], then, with re-hearing on ([`Whisper::set_rehearing`]), each unsure
+    /// utterance heard again at every stretch (a stretched copy longer than 30 s is not), the
+    /// stretched copies sharing encoder runs of up to [`WHISPER_MAX_BATCH`].
+    pub fn decode_segments(
+        &mut self,
+        segs: &[&[f32]],
+        enc: &Encoded,
+        languages: &[&str],
+    ) -> Result<Vec<Transcript>, ModelError> {
+        if segs.len() != enc.len() {
+            return Err(ModelError::Input("one encoding per utterance".into()));
+        }
+        let mut heard = self.decode(enc, languages)?;
+        if self.rehear.is_empty() {
+            return Ok(heard);
+        }
+        // (utterance, stretched audio) for each utterance heard with too little confidence.
+        let again: Vec<(usize, Vec<f32>)> = heard
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.confidence < self.rehear_below)
+            .flat_map(|(i, _)| self.rehear.iter().map(move |&k| (i, stretch(segs[i], k))))
+            .filter(|(_, a)| (MIN_SAMPLES..=WHISPER_WINDOW).contains(&a.len()))
+            .collect();
+        for chunk in again.chunks(WHISPER_MAX_BATCH) {
+            let stretched: Vec<&[f32]> = chunk.iter().map(|(_, a)| a.as_slice()).collect();
+            let langs: Vec<&str> = chunk.iter().map(|(i, _)| languages[*i]).collect();
+            let enc = self.encode(&stretched)?;
+            for ((i, _), t) in chunk.iter().zip(self.decode(&enc, &langs)?) {
+                if t.confidence > heard[*i].confidence {
+                    heard[*i] = t;
+                }
+            }
+        }
+        Ok(heard)
+    }
+
     /// Language and transcript of each utterance; languages among `allowed` (all when empty; a
-    /// single allowed language is taken as given, with probability 1).
+    /// single allowed language is taken as given, with probability 1); unsure utterances heard
+    /// again as [`Whisper::decode_segments`] says.
     pub fn transcribe_batch(
         &mut self,
         segs: &[&[f32]],
@@ -305,7 +373,7 @@ impl Whisper {
             _ => self.detect(&enc, allowed)?,
         };
         let codes: Vec<&str> = langs.iter().map(|l| l.code.as_str()).collect();
-        let ts = self.decode(&enc, &codes)?;
+        let ts = self.decode_segments(segs, &enc, &codes)?;
         Ok(ts.into_iter().zip(langs).collect())
     }
 }

@@ -95,6 +95,10 @@ mod tests {
         assert_eq!(scored_word_errors("rain is expected", "rain in ecstatic"), (2, 3));
         assert_eq!(scored_word_errors("one two", ""), (2, 2));
         assert_eq!(scored_word_errors("doctor patel", "Dr. Patel"), (0, 2));
+        // A whole hour is said without its minutes; other times with them.
+        assert_eq!(scored_word_errors("every morning at five", "every morning at 5:00."), (0, 4));
+        assert_eq!(scored_word_errors("at six fifteen", "at 6:15"), (0, 3));
+        assert_eq!(scored_word_errors("at five", "at 5:0"), (1, 2), "not a whole hour");
     }
 
     #[test]
@@ -105,6 +109,11 @@ mod tests {
         );
         assert_eq!(scored_word_errors_in("à dix heures", "À 10 heures", "fr"), (0, 3));
         assert_eq!(scored_word_errors_in("dix-sept", "17", "fr"), (0, 2));
+        // French hours as they are written.
+        assert_eq!(scored_word_errors_in("à dix heures du soir", "À 10h du soir.", "fr"), (0, 5));
+        assert_eq!(scored_word_errors_in("à une heure", "à 1h", "fr"), (0, 3));
+        assert_eq!(scored_word_errors_in("à neuf heures", "à 9hz", "fr"), (1, 3), "not an hour");
+        assert_eq!(scored_word_errors_in("um zehn heures", "um 10h", "de").0, 1, "French only");
         assert_eq!(scored_word_errors_in("a las nueve", "a las 9", "es"), (0, 3));
         // Larger numbers and decimals are left to the English spelling (and count as errors).
         assert_eq!(scored_word_errors_in("tres", "3,5", "es").0, 2);

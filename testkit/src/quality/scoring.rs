@@ -125,7 +125,7 @@ const BRITISH_AMERICAN: [(&str, &str); 48] = [
 /// form ("harbour" → "harbor"). The transcript itself is never normalised; this is evaluation code.
 pub fn normalize_words(text: &str) -> Vec<String> {
     let mut spaced = String::new();
-    let chars: Vec<char> = text.chars().collect();
+    let chars = whole_hours(text);
     for (i, &c) in chars.iter().enumerate() {
         let digit_around =
             |j: Option<usize>| j.and_then(|j| chars.get(j)).is_some_and(|c| c.is_ascii_digit());
@@ -182,6 +182,28 @@ pub fn normalize_words(text: &str) -> Vec<String> {
         })
         .collect();
     words.into_iter().zip(keep).filter_map(|(w, k)| k.then_some(w)).collect()
+}
+
+/// `text`'s characters with a whole hour's ":00" dropped ("at 5:00" is said "at five"); other
+/// times keep their minutes ("6:15": "six fifteen").
+fn whole_hours(text: &str) -> Vec<char> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::with_capacity(chars.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let hour = chars[i] == ':'
+            && i > 0
+            && chars[i - 1].is_ascii_digit()
+            && chars.get(i + 1..i + 3) == Some(&['0', '0'][..])
+            && chars.get(i + 3).is_none_or(|c| !c.is_alphanumeric());
+        if hour {
+            i += 3;
+            continue;
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
 }
 
 /// Word errors of `hypothesis` against `reference`: (substitutions + insertions + deletions,
@@ -272,7 +294,8 @@ fn small_number_word(lang: &str, n: usize) -> Option<&'static str> {
 }
 
 /// [`scored_word_errors`] for a sentence in `lang` (ISO 639-1): numbers up to twenty written as
-/// digits are read as that language's words first ("um 8 Uhr" = "um acht Uhr"); larger ones, and
+/// digits are read as that language's words first ("um 8 Uhr" = "um acht Uhr", French hours
+/// "à 10h" = "à dix heures"); larger ones, and
 /// every number in a language without such a table, are spelt out in English as before.
 pub fn scored_word_errors_in(reference: &str, hypothesis: &str, lang: &str) -> (usize, usize) {
     if lang == "en" {
@@ -288,8 +311,21 @@ pub fn scored_word_errors_in(reference: &str, hypothesis: &str, lang: &str) -> (
                 let lone = chars.get(end).is_none_or(|c| !c.is_ascii_digit() && *c != ',' && *c != '.')
                     || chars.get(end + 1).is_none_or(|c| !c.is_ascii_digit());
                 let digits: String = chars[i..end].iter().collect();
-                if let Some(w) = digits.parse().ok().filter(|_| lone).and_then(|n| small_number_word(lang, n))
-                {
+                // French writes the hour as "10h" ("dix heures"), "1h" ("une heure").
+                let hour = lang == "fr"
+                    && chars.get(end) == Some(&'h')
+                    && chars.get(end + 1).is_none_or(|c| !c.is_alphabetic());
+                let n: Option<usize> = digits.parse().ok();
+                if let (true, Some(n)) = (hour, n.filter(|&n| n <= 24)) {
+                    let w = if n == 1 { "une heure" } else { small_number_word(lang, n).unwrap_or("") };
+                    if !w.is_empty() {
+                        out.push_str(w);
+                        out.push_str(if n == 1 { " " } else { " heures " });
+                        i = end + 1;
+                        continue;
+                    }
+                }
+                if let Some(w) = n.filter(|_| lone).and_then(|n| small_number_word(lang, n)) {
                     out.push_str(w);
                     out.push(' ');
                     i = end;
