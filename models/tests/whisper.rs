@@ -10,7 +10,8 @@
 //! Measured here (15 s window): language right 38 of 38 but one Spanish item (heard as English);
 //! WER German 5.3 %, French 13.2 %, English 35.6 % (six MBROLA us1 sentences, greedy), Spanish
 //! 60.5 % on espeak-ng's voice (hard to understand), 8.1 % on Pico's, and on MBROLA es1 (beam 4,
-//! ten sentences) what `make quality` reports.
+//! ten sentences) what `make quality` reports. Re-hearing, on every second French sentence of
+//! both MBROLA voices at beam 4: 45 → 39 word errors in 182 words.
 
 use sightline_models::{Runtime, Whisper};
 use sightline_settings::{Config, Task};
