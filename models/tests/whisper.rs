@@ -99,6 +99,16 @@ fn a_single_allowed_language_is_taken_as_given_and_bad_input_is_refused() {
     }
     let err = w.transcribe_batch(&[&audio], &["xx".to_string(), "yy".to_string()]).err().unwrap().to_string();
     assert!(err.contains("none of the languages"), "{err}");
+    // Re-hearing an utterance near the 30 s limit hears the stretched copies that fit, and
+    // leaves out the one that would not (1.1 × 29 s), instead of failing the utterance.
+    w.set_rehearing(&[0.9, 1.1], 1.0);
+    let near_limit: Vec<f32> = audio.iter().cycle().take(29 * 16_000).copied().collect();
+    let out = w.transcribe_batch(&[&near_limit], &["de".to_string()]).expect("heard, re-heard where it fits");
+    assert!(!out[0].0.text.is_empty());
+    // One encoding per utterance, or a clear error.
+    let enc = w.encode(&[&audio]).unwrap();
+    let err = w.decode_segments(&[&audio, &audio], &enc, &["de", "de"]).err().unwrap().to_string();
+    assert!(err.contains("one encoding per utterance"), "{err}");
 }
 
 /// Re-hearing (`speech.rehear_*`, as the speech pool hears with room to spare): French on
