@@ -119,7 +119,7 @@ impl Moonshine {
     /// pitch, and is surer where it hears right. Costs one more transcription per stretch for each
     /// utterance re-heard; none (empty, or `below` 0) hears each utterance once.
     pub fn set_rehearing(&mut self, stretches: &[f32], below: f32) {
-        self.rehear = stretches.iter().copied().filter(|s| s.is_finite() && *s > 0.0 && *s != 1.0).collect();
+        self.rehear = rehear_factors(stretches);
         self.rehear_below = below;
     }
 
@@ -389,6 +389,11 @@ impl Cache {
         }
         Cache { dims: self.dims, data }
     }
+}
+
+/// The stretches worth re-hearing at: finite, positive and not 1 (which would hear it as it was).
+pub(crate) fn rehear_factors(stretches: &[f32]) -> Vec<f32> {
+    stretches.iter().copied().filter(|s| s.is_finite() && *s > 0.0 && *s != 1.0).collect()
 }
 
 /// `samples` resampled (linear interpolation) to `k` times as many: played back at the same rate,

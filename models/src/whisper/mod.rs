@@ -7,7 +7,7 @@
 //! utterance's beams a run).
 
 use crate::runtime::run_err;
-use crate::stt::stretch;
+use crate::stt::{rehear_factors, stretch};
 use crate::{ModelError, Runtime, TokenDecoder, Transcript};
 use ort::session::Session;
 use ort::value::{DynValue, Tensor};
@@ -207,7 +207,7 @@ impl Whisper {
     /// it was heard in, resampled to each of `stretches` times its length, and the most
     /// confident transcript is kept ([`Whisper::decode_segments`]). No stretches: heard once.
     pub fn set_rehearing(&mut self, stretches: &[f32], below: f32) {
-        self.rehear = stretches.iter().copied().filter(|s| s.is_finite() && *s > 0.0 && *s != 1.0).collect();
+        self.rehear = rehear_factors(stretches);
         self.rehear_below = below;
     }
 
