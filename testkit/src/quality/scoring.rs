@@ -316,14 +316,15 @@ pub fn scored_word_errors_in(reference: &str, hypothesis: &str, lang: &str) -> (
                     && chars.get(end) == Some(&'h')
                     && chars.get(end + 1).is_none_or(|c| !c.is_alphabetic());
                 let n: Option<usize> = digits.parse().ok();
-                if let (true, Some(n)) = (hour, n.filter(|&n| n <= 24)) {
-                    let w = if n == 1 { "une heure" } else { small_number_word(lang, n).unwrap_or("") };
-                    if !w.is_empty() {
-                        out.push_str(w);
-                        out.push_str(if n == 1 { " " } else { " heures " });
-                        i = end + 1;
-                        continue;
-                    }
+                let spoken_hour = match n.filter(|_| hour) {
+                    Some(1) => Some("une heure ".to_string()),
+                    Some(n) => small_number_word(lang, n).map(|w| format!("{w} heures ")),
+                    None => None,
+                };
+                if let Some(h) = spoken_hour {
+                    out.push_str(&h);
+                    i = end + 1;
+                    continue;
                 }
                 if let Some(w) = n.filter(|_| lone).and_then(|n| small_number_word(lang, n)) {
                     out.push_str(w);
