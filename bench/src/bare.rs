@@ -30,6 +30,11 @@ struct Measured {
     /// What a frame the pool skips as unchanged costs it (the frame signature that decides), ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     gate_ms_per_item: Option<f64>,
+    /// Speech with its unsure utterances re-heard as `speech.rehear_*` configures (what the pool
+    /// does on the batches it runs ahead of its lag target), ms per item; `ms_per_item` is each
+    /// utterance heard once, the pool's work otherwise. None: re-hearing is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reheard_ms_per_item: Option<f64>,
 }
 
 /// The clip's frames as ingest samples them: packed RGB at the analysis size.
@@ -109,6 +114,7 @@ where
         ms_per_item: seconds * 1000.0 / all.len() as f64,
         what: what.into(),
         gate_ms_per_item: None,
+        reheard_ms_per_item: None,
     })
 }
 
@@ -224,31 +230,48 @@ pub(crate) fn bare_bench(
                             "an audio segment: Silero VAD, Moonshine on its utterances, MiniLM on the text"
                         }
                     };
-                    measure(pool, what, batch, &segments, min_items, |chunk| {
-                        let refs: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
-                        let regions = vad.speech_regions_batch(&refs, s.vad_threshold, s.min_speech_ms)?;
-                        let utterances: Vec<&[f32]> = regions
-                            .iter()
-                            .zip(&refs)
-                            .flat_map(|(r, seg)| r.iter().map(move |&(a, b)| &seg[a..b]))
-                            .collect();
-                        let texts = match whisper.as_mut() {
-                            Some(w) => {
-                                let mut texts = Vec::new();
-                                for part in utterances.chunks(WHISPER_MAX_BATCH) {
-                                    let heard = w.transcribe_batch(part, &s.languages)?;
-                                    texts.extend(heard.into_iter().map(|(t, _)| t.text));
+                    // Heard once (the pool on time or behind), then re-heard as configured (the
+                    // pool ahead of its target), both on the same items.
+                    let (rehear, below) = (s.rehear_stretches.clone(), s.rehear_below);
+                    let rehearing = !rehear.is_empty() && below > 0.0;
+                    let mut hear = |again: bool| -> Result<Measured> {
+                        let (k, b) = if again { (rehear.as_slice(), below) } else { (&[][..], 0.0) };
+                        stt.set_rehearing(k, b);
+                        if let Some(w) = whisper.as_mut() {
+                            w.set_rehearing(k, b);
+                        }
+                        measure(pool, what, batch, &segments, min_items, |chunk| {
+                            let refs: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
+                            let regions =
+                                vad.speech_regions_batch(&refs, s.vad_threshold, s.min_speech_ms)?;
+                            let utterances: Vec<&[f32]> = regions
+                                .iter()
+                                .zip(&refs)
+                                .flat_map(|(r, seg)| r.iter().map(move |&(a, b)| &seg[a..b]))
+                                .collect();
+                            let texts = match whisper.as_mut() {
+                                Some(w) => {
+                                    let mut texts = Vec::new();
+                                    for part in utterances.chunks(WHISPER_MAX_BATCH) {
+                                        let heard = w.transcribe_batch(part, &s.languages)?;
+                                        texts.extend(heard.into_iter().map(|(t, _)| t.text));
+                                    }
+                                    texts
                                 }
-                                texts
-                            }
-                            None => stt
-                                .transcribe_batch(&utterances)
-                                .into_iter()
-                                .map(|t| Ok(t?.text))
-                                .collect::<Result<Vec<_>>>()?,
-                        };
-                        embed(&texts)
-                    })?
+                                None => stt
+                                    .transcribe_batch(&utterances)
+                                    .into_iter()
+                                    .map(|t| Ok(t?.text))
+                                    .collect::<Result<Vec<_>>>()?,
+                            };
+                            embed(&texts)
+                        })
+                    };
+                    let mut row = hear(false)?;
+                    if rehearing {
+                        row.reheard_ms_per_item = Some(hear(true)?.ms_per_item);
+                    }
+                    row
                 }
                 other => bail!("no bare reference for pool {other:?} (ocr, scenes, speech)"),
             };

@@ -97,6 +97,9 @@ pub struct Step {
     #[serde(default)]
     pub shed_by: BTreeMap<String, u64>,
     pub dropped_frames: u64,
+    /// Transcripts the feed delivered during the step, by the language they carry.
+    #[serde(default)]
+    pub languages: BTreeMap<String, u64>,
     /// Streams per state at the end of the step.
     pub states: BTreeMap<String, usize>,
     pub cpu_percent: Option<f64>,
@@ -295,6 +298,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
         let mut pools_before = None;
         let mut lat: HashMap<String, Vec<i64>> = HashMap::new();
         let mut split: HashMap<String, Vec<i64>> = HashMap::new();
+        let mut languages: BTreeMap<String, u64> = BTreeMap::new();
         let warm_until = Instant::now() + opts.warmup;
         let until = warm_until + opts.hold;
         let mut usage_start = None;
@@ -315,6 +319,9 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
                 if usage_start.is_some() {
                     if let (Some(kind), Some(at)) = (v["kind"].as_str(), media_wall_ms(&v)) {
                         lat.entry(kind.to_string()).or_default().push(received - at);
+                    }
+                    if let Some(lang) = v["transcript"]["language"].as_str() {
+                        *languages.entry(lang.to_string()).or_default() += 1;
                     }
                     for (stage, ms) in stages(&v, received).into_iter().flatten() {
                         split.entry(stage.to_string()).or_default().push(ms);
@@ -379,6 +386,7 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
             shed,
             shed_by,
             dropped_frames: after.dropped.saturating_sub(before.dropped),
+            languages,
             states: after.states,
             cpu_percent,
             rss_start_mb,

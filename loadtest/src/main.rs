@@ -51,7 +51,8 @@ struct CapacityArgs {
     #[arg(long, env = "SIGHTLINE_API_KEY")]
     api_key: Option<String>,
     /// What each source plays: the news clip (cuts, captions, speech every few seconds), the
-    /// talk show (continuous speech), or the talk show over a music bed.
+    /// talk show (continuous speech), the talk show over a music bed, or the talk show in four
+    /// languages.
     #[arg(long, value_enum, default_value = "news")]
     clip: ClipKind,
     /// Frame size of the sources: 360p, 720p or 1080p (30 fps).
@@ -74,6 +75,9 @@ enum ClipKind {
     News,
     TalkShow,
     TalkShowMusic,
+    /// The talk show in French, German, Spanish and English (run Sightline with
+    /// `speech.languages` naming them: `make loadtest CLIP=talk-show-multilingual` does).
+    TalkShowMultilingual,
 }
 
 #[derive(clap::Args)]
@@ -131,6 +135,10 @@ async fn capacity(c: CapacityArgs) -> Result<()> {
         ClipKind::TalkShowMusic => {
             (sightline_testkit::ClipSpec::talk_show().with_music_bed(0.12), "talk show over a music bed")
         }
+        ClipKind::TalkShowMultilingual => (
+            sightline_testkit::ClipSpec::talk_show_multilingual(),
+            "talk show in French, German, Spanish and English",
+        ),
     };
     eprintln!("rendering the {name} at {w}x{h}");
     let clip = spec.at_size(w, h).render(&work.join("clips")).await?;

@@ -59,6 +59,10 @@ pub struct BareOrt {
     /// What a frame skipped as unchanged costs (its signature), ms; None where nothing is skipped.
     #[serde(default)]
     pub gate_ms_per_item: Option<f64>,
+    /// Speech with its unsure utterances re-heard (the pool's work on the batches it runs ahead
+    /// of its lag target), ms per item; `ms_per_item` is each heard once. None: not measured.
+    #[serde(default)]
+    pub reheard_ms_per_item: Option<f64>,
 }
 
 /// The samples of metric `name` in an OpenMetrics text: each one's value by the value of its
@@ -200,13 +204,21 @@ pub fn batch_sizes(steps: &[Step]) -> BTreeMap<String, Vec<usize>> {
     out
 }
 
-/// Sets each pool's bare time per item at its batch size, and the ratio.
+/// Sets each pool's bare time per item at its batch size, and the ratio. Where the reference
+/// was also measured doing the optional extra work (speech re-heard), the pool's share of
+/// batches run ahead of its target is costed at that and the rest at the plain reference: the
+/// bare models doing the same mix of work as the pool.
 pub fn attach_bare(pools: &mut BTreeMap<String, PoolWork>, bare: &[BareOrt]) {
     for (pool, w) in pools.iter_mut() {
         let b = (w.mean_batch.round() as usize).max(1);
         if let Some(r) = bare.iter().find(|r| &r.pool == pool && r.batch == b) {
             let skipped = (w.items - w.modelled).max(0.0);
-            let total_ms = w.modelled * r.ms_per_item + skipped * r.gate_ms_per_item.unwrap_or(0.0);
+            let ahead = if w.batches > 0.0 { (w.ahead_batches / w.batches).clamp(0.0, 1.0) } else { 0.0 };
+            let per_item = match r.reheard_ms_per_item {
+                Some(again) => ahead * again + (1.0 - ahead) * r.ms_per_item,
+                None => r.ms_per_item,
+            };
+            let total_ms = w.modelled * per_item + skipped * r.gate_ms_per_item.unwrap_or(0.0);
             w.bare_ms_per_item = Some(total_ms / w.modelled);
             w.ratio = (w.seconds > 0.0).then(|| total_ms / (w.seconds * 1000.0));
             w.cpu_ratio = (w.cpu_seconds > 0.0).then(|| total_ms / (w.cpu_seconds * 1000.0));
@@ -311,6 +323,7 @@ mod tests {
             ms_per_item: ms,
             what: String::new(),
             gate_ms_per_item: None,
+            reheard_ms_per_item: None,
         };
         attach_bare(&mut work, &[bare(1, 50.0), bare(3, 80.0)]);
         assert_eq!(work["ocr"].bare_ms_per_item, Some(80.0), "the reference at the step's batch");
@@ -322,6 +335,11 @@ mod tests {
         attach_bare(&mut work, &[BareOrt { gate_ms_per_item: Some(4.0), ..bare(3, 80.0) }]);
         assert!((work["ocr"].bare_ms_per_item.unwrap() - 82.0).abs() < 1e-9);
         assert!((work["ocr"].ratio.unwrap() - 0.82).abs() < 1e-9);
+        // Measured re-hearing too: the quarter of batches run ahead cost the re-heard time, the
+        // rest the plain one: 20 × (0.25 × 200 + 0.75 × 80) ms = 2.2 s of bare time in 2 s.
+        attach_bare(&mut work, &[BareOrt { reheard_ms_per_item: Some(200.0), ..bare(3, 80.0) }]);
+        assert!((work["ocr"].bare_ms_per_item.unwrap() - 110.0).abs() < 1e-9);
+        assert!((work["ocr"].ratio.unwrap() - 1.1).abs() < 1e-9);
     }
 
     #[test]
@@ -343,6 +361,7 @@ mod tests {
             ms_per_item: 270.0,
             what: String::new(),
             gate_ms_per_item: None,
+            reheard_ms_per_item: None,
         };
         attach_bare(&mut work, &[bare]);
         assert_eq!(work["speech"].wait_seconds, None);

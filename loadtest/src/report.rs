@@ -112,11 +112,15 @@ pub fn html(r: &Report) -> String {
     }
     let mut rows = String::new();
     for s in &r.steps {
-        let lat: Vec<String> = s
+        let mut lat: Vec<String> = s
             .latency
             .iter()
             .map(|(k, l)| format!("{k}: {}/{}/{} ms, max {} (n={})", l.p50, l.p95, l.p99, l.max, l.count))
             .collect();
+        if !s.languages.is_empty() {
+            let by: Vec<String> = s.languages.iter().map(|(l, n)| format!("{l} {n}")).collect();
+            lat.push(format!("transcripts by language: {}", by.join(", ")));
+        }
         let states: Vec<String> = s.states.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let split: Vec<String> = s
             .stages
@@ -176,8 +180,12 @@ pub fn html(r: &Report) -> String {
             .bare_ort
             .iter()
             .map(|b| {
+                let again = b
+                    .reheard_ms_per_item
+                    .map(|ms| format!(" heard once, {ms:.1} re-heard"))
+                    .unwrap_or_default();
                 format!(
-                    "{} at batch {}: {:.1} ms per item over {} ({})",
+                    "{} at batch {}: {:.1} ms per item{again} over {} ({})",
                     b.pool, b.batch, b.ms_per_item, b.items, b.what
                 )
             })

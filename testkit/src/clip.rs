@@ -52,11 +52,27 @@ pub const SPEECH_SENTENCES: [&str; 10] = [
 /// `text` spoken by espeak-ng (as the test clips speak it), resampled by ffmpeg to 16 kHz mono
 /// float samples, as ingest delivers audio.
 pub fn speech_samples(text: &str) -> Result<Vec<f32>, TestSourceError> {
+    espeak_samples(None, text)
+}
+
+impl Speech {
+    /// The sentence as the clip speaks it, 16 kHz mono float samples.
+    pub fn samples(&self) -> Result<Vec<f32>, TestSourceError> {
+        espeak_samples(self.voice, self.text)
+    }
+}
+
+fn espeak_samples(voice: Option<&str>, text: &str) -> Result<Vec<f32>, TestSourceError> {
     let tool = |tool: &'static str, out: &std::process::Output| TestSourceError::Tool {
         tool,
         detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
     };
-    let wav = std::process::Command::new("espeak-ng").args(["-s", "150", "--stdout", text]).output()?;
+    let mut say = std::process::Command::new("espeak-ng");
+    say.args(["-s", "150", "--stdout"]);
+    if let Some(voice) = voice {
+        say.args(["-v", voice]);
+    }
+    let wav = say.arg(text).output()?;
     if !wav.status.success() {
         return Err(tool("espeak-ng", &wav));
     }
@@ -79,6 +95,8 @@ pub struct Scene {
 pub struct Speech {
     pub at_ms: i64,
     pub text: &'static str,
+    /// The espeak-ng voice (`-v`, e.g. "fr"); `None`: espeak-ng's default, English.
+    pub voice: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -114,9 +132,9 @@ impl ClipSpec {
                 },
             ],
             speech: vec![
-                Speech { at_ms: 500, text: "the quick brown fox jumps over the lazy dog" },
-                Speech { at_ms: 6000, text: "live video becomes searchable while it plays" },
-                Speech { at_ms: 11500, text: "we report the news from the city" },
+                Speech { at_ms: 500, text: "the quick brown fox jumps over the lazy dog", voice: None },
+                Speech { at_ms: 6000, text: "live video becomes searchable while it plays", voice: None },
+                Speech { at_ms: 11500, text: "we report the news from the city", voice: None },
             ],
             width: 640,
             height: 360,
@@ -146,9 +164,9 @@ impl ClipSpec {
                 },
             ],
             speech: vec![
-                Speech { at_ms: 500, text: "the orchestra played a quiet song" },
-                Speech { at_ms: 6000, text: "farmers expect rain later this week" },
-                Speech { at_ms: 11500, text: "the museum opens a new exhibit" },
+                Speech { at_ms: 500, text: "the orchestra played a quiet song", voice: None },
+                Speech { at_ms: 6000, text: "farmers expect rain later this week", voice: None },
+                Speech { at_ms: 11500, text: "the museum opens a new exhibit", voice: None },
             ],
             width: 640,
             height: 360,
@@ -177,16 +195,33 @@ impl ClipSpec {
                 },
             ],
             speech: vec![
-                Speech { at_ms: 300, text: "good morning and welcome back to the show" },
-                Speech { at_ms: 3800, text: "today we talk about the new city budget" },
-                Speech { at_ms: 7300, text: "the mayor joins us here in the studio" },
-                Speech { at_ms: 10800, text: "thank you for having me this morning" },
-                Speech { at_ms: 14300, text: "we will build two new schools next year" },
+                Speech { at_ms: 300, text: "good morning and welcome back to the show", voice: None },
+                Speech { at_ms: 3800, text: "today we talk about the new city budget", voice: None },
+                Speech { at_ms: 7300, text: "the mayor joins us here in the studio", voice: None },
+                Speech { at_ms: 10800, text: "thank you for having me this morning", voice: None },
+                Speech { at_ms: 14300, text: "we will build two new schools next year", voice: None },
             ],
             width: 640,
             height: 360,
             fps: 30,
             music_bed: None,
+        }
+    }
+
+    /// The talk show in four languages (espeak-ng's French, German, Spanish and English voices,
+    /// a sentence each in turn, as the five-sentence talk show): the load of a multilingual
+    /// channel, where Whisper identifies each utterance's language and transcribes it.
+    pub fn talk_show_multilingual() -> Self {
+        let say = |at_ms, voice, text| Speech { at_ms, text, voice: Some(voice) };
+        Self {
+            speech: vec![
+                say(300, "fr", "bonjour et bienvenue dans notre émission du matin"),
+                say(3800, "de", "heute sprechen wir über den neuen Haushalt"),
+                say(7300, "es", "el alcalde está aquí con nosotros en el estudio"),
+                say(10800, "en", "thank you for having me this morning"),
+                say(14300, "fr", "nous allons construire deux nouvelles écoles"),
+            ],
+            ..Self::talk_show()
         }
     }
 
@@ -204,7 +239,11 @@ impl ClipSpec {
                 scene("testsrc", None),
                 scene("smptehdbars", Some(("fade", 500))),
             ],
-            speech: vec![Speech { at_ms: 500, text: "the quick brown fox jumps over the lazy dog" }],
+            speech: vec![Speech {
+                at_ms: 500,
+                text: "the quick brown fox jumps over the lazy dog",
+                voice: None,
+            }],
             width: 640,
             height: 360,
             fps: 30,
@@ -340,7 +379,12 @@ impl ClipSpec {
         }
         for (i, sp) in self.speech.iter().enumerate() {
             let wav = dir.join(format!("speech-{key}-{i}.wav"));
-            run("espeak-ng", &["-s", "150", "-w", wav.to_str().unwrap(), sp.text]).await?;
+            let mut say = vec!["-s", "150", "-w", wav.to_str().unwrap()];
+            if let Some(voice) = sp.voice {
+                say.extend(["-v", voice]);
+            }
+            say.push(sp.text);
+            run("espeak-ng", &say).await?;
             args.extend(["-i".into(), wav.to_string_lossy().into_owned()]);
         }
         let total_s = self.duration_ms() as f64 / 1000.0;
@@ -402,6 +446,30 @@ impl ClipSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_sentence_ends_before_the_next_and_before_the_loop_point() {
+        for spec in [
+            ClipSpec::standard(),
+            ClipSpec::alternate(),
+            ClipSpec::talk_show(),
+            ClipSpec::talk_show_multilingual(),
+        ] {
+            let ends: Vec<i64> =
+                spec.speech.iter().skip(1).map(|s| s.at_ms).chain([spec.duration_ms()]).collect();
+            for (sp, end) in spec.speech.iter().zip(ends) {
+                let ms = sp.samples().unwrap().len() as i64 / 16;
+                assert!(ms > 1500, "{:?} spoken in {ms} ms: not the voice asked for?", sp.text);
+                assert!(
+                    sp.at_ms + ms < end,
+                    "{:?} ({:?}) runs {ms} ms from {}, past {end}",
+                    sp.text,
+                    sp.voice,
+                    sp.at_ms
+                );
+            }
+        }
+    }
 
     #[test]
     fn cut_schedule_follows_scenes() {
