@@ -2,7 +2,8 @@
 # `make loadtest`: the capacity harness against a Sightline of its own. Starts the release build on
 # 127.0.0.1:8090 (its sources play on 127.0.0.1, the one internal address this run allows), ramps
 # the streams (STEPS, default 1,2,4,8; HOLD seconds per step, default 60; CLIP news, talk-show,
-# talk-show-music or talk-show-multilingual, which sets speech.languages to en, fr, de, es;
+# talk-show-music, or news-multilingual or talk-show-multilingual, which set speech.languages to
+# en, fr, de, es;
 # RESOLUTION 360p, 720p or 1080p; PROTOCOL hls or rtmp), runs the bare references (gst-launch-1.0
 # decoding; after the ramp, sightline-bench bare: ONNX Runtime at the pools' batch sizes), writes .data/reports/capacity.json and
 # capacity.html, and stops Sightline.
@@ -14,8 +15,8 @@ mkdir -p .data/reports
 # Names of its own on the bus and in ClickHouse: `make run`'s streams and data are not touched.
 export MALLOC_ARENA_MAX=2 SIGHTLINE_GATEWAY__LISTEN=$GW SIGHTLINE_INGEST__ALLOW_HOSTS='["127.0.0.1"]' \
   SIGHTLINE_NATS__PREFIX=LOADTEST SIGHTLINE_CLICKHOUSE__DATABASE=sightline_loadtest
-# The multilingual talk show needs Whisper: the node identifies each utterance among the four.
-if [ "${CLIP:-news}" = talk-show-multilingual ] && [ -z "${SIGHTLINE_SPEECH__LANGUAGES:-}" ]; then
+# The multilingual clips need Whisper: the node identifies each utterance among the four.
+if [[ "${CLIP:-news}" == *-multilingual ]] && [ -z "${SIGHTLINE_SPEECH__LANGUAGES:-}" ]; then
   export SIGHTLINE_SPEECH__LANGUAGES='["en","fr","de","es"]'
 fi
 "$BIN/sightline" run > .data/reports/loadtest-sightline.log 2>&1 &

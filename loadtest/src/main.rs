@@ -51,8 +51,8 @@ struct CapacityArgs {
     #[arg(long, env = "SIGHTLINE_API_KEY")]
     api_key: Option<String>,
     /// What each source plays: the news clip (cuts, captions, speech every few seconds), the
-    /// talk show (continuous speech), the talk show over a music bed, or the talk show in four
-    /// languages.
+    /// news clip in other languages, the talk show (continuous speech), the talk show over a
+    /// music bed, or the talk show in four languages.
     #[arg(long, value_enum, default_value = "news")]
     clip: ClipKind,
     /// Frame size of the sources: 360p, 720p or 1080p (30 fps).
@@ -73,6 +73,9 @@ struct CapacityArgs {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ClipKind {
     News,
+    /// The news clip's sentences in French, German and Spanish (run Sightline with
+    /// `speech.languages` naming them: `make loadtest CLIP=news-multilingual` does).
+    NewsMultilingual,
     TalkShow,
     TalkShowMusic,
     /// The talk show in French, German, Spanish and English (run Sightline with
@@ -131,6 +134,10 @@ async fn capacity(c: CapacityArgs) -> Result<()> {
     };
     let (spec, name) = match c.clip {
         ClipKind::News => (sightline_testkit::ClipSpec::standard(), "news clip (cuts, captions, speech)"),
+        ClipKind::NewsMultilingual => (
+            sightline_testkit::ClipSpec::standard_multilingual(),
+            "news clip in French, German and Spanish (cuts, captions, speech)",
+        ),
         ClipKind::TalkShow => (sightline_testkit::ClipSpec::talk_show(), "talk show (continuous speech)"),
         ClipKind::TalkShowMusic => {
             (sightline_testkit::ClipSpec::talk_show().with_music_bed(0.12), "talk show over a music bed")
