@@ -6,10 +6,12 @@ mod clip;
 mod nats;
 pub mod quality;
 mod servers;
+mod speech;
 
 pub use clip::*;
 pub use nats::{NatsCluster, NatsServer};
 pub use servers::*;
+pub use speech::*;
 
 use std::process::Stdio;
 use tokio::process::Command;
