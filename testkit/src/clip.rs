@@ -414,6 +414,7 @@ mod tests {
     fn every_sentence_ends_before_the_next_and_before_the_loop_point() {
         for spec in [
             ClipSpec::standard(),
+            ClipSpec::standard_multilingual(),
             ClipSpec::alternate(),
             ClipSpec::talk_show(),
             ClipSpec::talk_show_multilingual(),
