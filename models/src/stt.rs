@@ -36,6 +36,9 @@ pub struct Moonshine {
     /// confidence below which an utterance is.
     rehear: Vec<f32>,
     rehear_below: f32,
+    /// Silence heard before and after each utterance, samples ([`Moonshine::set_silence`]).
+    lead: usize,
+    trail: usize,
 }
 
 /// Shortest utterance transcribed (a quarter of a second).
@@ -83,6 +86,8 @@ impl Moonshine {
             hidden_width,
             rehear: Vec::new(),
             rehear_below: 0.0,
+            lead: 0,
+            trail: 0,
         })
     }
 
@@ -101,6 +106,15 @@ impl Moonshine {
     pub fn configure(&mut self, speech: &sightline_settings::SpeechConfig) {
         self.set_beam_width(speech.beam_width);
         self.set_rehearing(&speech.rehear_stretches, speech.rehear_below);
+        self.set_silence(speech.lead_silence_ms as usize * 16, speech.trail_silence_ms as usize * 16);
+    }
+
+    /// Silence (zeros, in samples) each utterance is heard with before and after it. The model
+    /// ends and begins words badly at the very edge of its input: an utterance cut close by VAD
+    /// loses its first sound ("the" heard as "a") or has its last word guessed. Utterances that
+    /// share a run are padded further at the end, up to the batching bound.
+    pub fn set_silence(&mut self, lead: usize, trail: usize) {
+        (self.lead, self.trail) = (lead, trail);
     }
 
     /// Most utterances transcribed in one run, and the most silence (in samples) an utterance is
@@ -189,10 +203,11 @@ impl Moonshine {
     /// then each decoder step runs every live hypothesis of every utterance as one batch.
     fn transcribe_group(&mut self, segs: &[&[f32]]) -> Result<Vec<Transcript>, ModelError> {
         let err = run_err("moonshine");
-        let len = segs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let (lead, trail) = (self.lead, self.trail);
+        let len = segs.iter().map(|s| s.len()).max().unwrap_or(0) + lead + trail;
         let mut audio = vec![0f32; segs.len() * len];
         for (row, s) in audio.chunks_exact_mut(len).zip(segs) {
-            row[..s.len()].copy_from_slice(s);
+            row[lead..lead + s.len()].copy_from_slice(s);
         }
         let input = Tensor::from_array(([segs.len(), len], audio)).map_err(&err)?;
         let enc = self.encoder.run(ort::inputs!["input_values" => input]).map_err(&err)?;
@@ -220,7 +235,7 @@ impl Moonshine {
             .map(|s| Search {
                 beams: vec![Hypothesis { log_prob: 0.0, prob_sum: 0.0, tokens: Vec::new() }],
                 finished: Vec::new(),
-                max_tokens: (s.len() as f32 / 16_000.0 * 6.5).ceil() as usize + 4,
+                max_tokens: ((s.len() + lead + trail) as f32 / 16_000.0 * 6.5).ceil() as usize + 4,
                 live: true,
                 eos: EOS,
             })

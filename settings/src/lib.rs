@@ -193,6 +193,11 @@ impl Config {
                 "speech.max_pad_ms must be at most 5000 (longer silence changes what Moonshine hears)".into(),
             ));
         }
+        if self.speech.lead_silence_ms > 2000 || self.speech.trail_silence_ms > 2000 {
+            return Err(ConfigError::Invalid(
+                "speech.lead_silence_ms and speech.trail_silence_ms must be at most 2000 (Moonshine hears the silence too)".into(),
+            ));
+        }
         if self.sink.linger_ms > 10_000 {
             return Err(ConfigError::Invalid(
                 "sink.linger_ms must be at most 10000 (the events it gathers wait unacknowledged)".into(),
@@ -245,6 +250,19 @@ mod tests {
         cfg.speech.rehear_below = 1.5;
         assert!(cfg.validate().unwrap_err().to_string().contains("speech.rehear_below"));
         cfg.speech.rehear_below = 0.0;
+        assert!(cfg.validate().is_ok());
+    }
+
+    #[test]
+    fn the_silence_around_utterances_is_bounded() {
+        let mut cfg = Config::default();
+        assert_eq!((cfg.speech.lead_silence_ms, cfg.speech.trail_silence_ms), (300, 1000));
+        cfg.speech.trail_silence_ms = 2001;
+        assert!(cfg.validate().unwrap_err().to_string().contains("speech.trail_silence_ms"));
+        cfg.speech.trail_silence_ms = 0;
+        cfg.speech.lead_silence_ms = 5000;
+        assert!(cfg.validate().unwrap_err().to_string().contains("speech.lead_silence_ms"));
+        cfg.speech.lead_silence_ms = 2000;
         assert!(cfg.validate().is_ok());
     }
 

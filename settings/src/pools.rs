@@ -175,6 +175,12 @@ pub struct SpeechConfig {
     /// by at most this much: the shorter ones are padded with this much trailing silence at most,
     /// milliseconds (0: only utterances of the same length share a run).
     pub max_pad_ms: u64,
+    /// Silence Moonshine hears before each utterance, milliseconds (at most 2000): VAD cuts
+    /// close to the speech, and the model loses a first sound at the very start of its input.
+    pub lead_silence_ms: u64,
+    /// Silence Moonshine hears after each utterance, milliseconds (at most 2000): the model
+    /// guesses a last word that ends at the very end of its input.
+    pub trail_silence_ms: u64,
     /// Languages the streams speak (ISO 639-1 codes). `["en"]`: Moonshine alone, every transcript
     /// English. More (or another): `models.stt_multilingual` (Whisper) identifies each
     /// utterance's language among these and transcribes it; a single code is taken as given.
@@ -244,6 +250,8 @@ impl Default for SpeechConfig {
             rehear_stretches: vec![0.9, 1.1],
             rehear_below: 0.9,
             max_pad_ms: 1000,
+            lead_silence_ms: 300,
+            trail_silence_ms: 1000,
             languages: vec!["en".into()],
             english_model: EnglishModel::Auto,
             multilingual_beam_width: 4,
