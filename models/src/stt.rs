@@ -117,6 +117,11 @@ impl Moonshine {
         (self.lead, self.trail) = (lead, trail);
     }
 
+    /// The silence heard before and after each utterance, samples ([`Moonshine::set_silence`]).
+    pub fn silence(&self) -> (usize, usize) {
+        (self.lead, self.trail)
+    }
+
     /// Most utterances transcribed in one run, and the most silence (in samples) an utterance is
     /// padded with to share a run with a longer one. The shipped ONNX export has no attention
     /// mask, so utterances of one run are made the same length by trailing silence; the bound keeps

@@ -10,9 +10,9 @@
 //!
 //! And on a real recorded reading (the opening of "A Tale of Two Cities", 44 s, from
 //! moonshine-voice's package; `make setup` fetches it), scored after `make quality`'s
-//! normalisation: at most 8 % (issue #13's English goal). Measured: 1.7 % (2 errors in 119 words:
-//! "the season" heard twice as "a season"); `make quality`, which cuts the audio into ingest's
-//! segments first as the pool gets it, 3.4 %.
+//! normalisation: at most 8 % (issue #13's English goal). Measured: 0.0 % (0 errors in 119 words;
+//! 1.7 % before the silence around utterances, below: "the season" heard twice as "a season");
+//! `make quality`, which cuts the audio into ingest's segments first as the pool gets it, 3.4 %.
 //!
 //! And on `make quality`'s English sentences (every fifth) spoken by SVOX Pico's American and
 //! British voices, a synthesiser closer to natural speech than espeak-ng: at most 8 %. Measured:
@@ -21,8 +21,8 @@
 //!
 //! And with `speech.denoise`'s spectral subtraction (the noise measured outside what VAD heard),
 //! Pico's American voice over street noise (15 dB SNR, every fifth sentence) is heard with at least
-//! 3 fewer word errors than without. Measured: 31.6 % → 21.4 % re-heard (37 → 25 errors in 117
-//! words); heard once 24.8 % → 20.5 % (29 → 24).
+//! 3 fewer word errors than without. Measured: 17.9 % → 13.7 % re-heard (21 → 16 errors in 117
+//! words; before the silence around utterances 31.6 % → 21.4 %).
 //!
 //! And re-hearing (`speech.rehear_stretches`: an unsure utterance transcribed again a tenth
 //! faster and a tenth slower, the most confident transcript kept) takes at least 3 word errors

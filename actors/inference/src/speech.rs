@@ -204,9 +204,10 @@ impl Processor for SpeechProcessor {
     /// even if it takes as long as the longest recent batch) Moonshine and Whisper re-hear their
     /// unsure utterances (`speech.rehear_*`); on time each is heard once with its beam, the pool's
     /// baseline (not counted as coarse). Behind its lag target the
-    /// speech pool never drops an utterance: Moonshine decodes greedily, heard once (beam width
-    /// 1: a bit over half the time of a beam of 8, about twice its word errors on the evaluation
-    /// set), and Whisper hears the shorter `multilingual_behind_window_s` window with its beam (on
+    /// speech pool never drops an utterance: Moonshine decodes greedily, heard once and as VAD
+    /// cut it, without `speech.lead_silence_ms` / `trail_silence_ms` (beam width 1: a bit over
+    /// half the time of a beam of 8, about twice its word errors on the evaluation set; the
+    /// silence costs a third more encoder time), and Whisper hears the shorter `multilingual_behind_window_s` window with its beam (on
     /// `make quality`'s sets beam 4 over 10 s costs a third of greedy over 30 s and makes fewer
     /// errors; greedy over 10 s makes far more), or decodes greedily when that window is not
     /// shorter; until it has caught up.
@@ -214,8 +215,10 @@ impl Processor for SpeechProcessor {
         let c = &self.cfg;
         let behind = pace == Pace::Behind;
         let shorter = c.multilingual_behind_window_s < c.multilingual_window_s;
-        let mut coarse = behind && c.beam_width > 1;
+        let silence = (c.lead_silence_ms as usize * 16, c.trail_silence_ms as usize * 16);
+        let mut coarse = behind && (c.beam_width > 1 || silence != (0, 0));
         self.stt.set_beam_width(if behind { 1 } else { c.beam_width });
+        self.stt.set_silence(if behind { 0 } else { silence.0 }, if behind { 0 } else { silence.1 });
         let (stretches, below) = match pace {
             Pace::Ahead => (&c.rehear_stretches[..], c.rehear_below),
             Pace::OnTime | Pace::Behind => (&[][..], 0.0),
@@ -331,18 +334,27 @@ mod tests {
         let configured = (&cfg.speech.rehear_stretches[..], cfg.speech.rehear_below);
         assert!(!configured.0.is_empty(), "the shipped config re-hears");
         assert_eq!(p.stt.rehearing(), configured);
+        let silence = (cfg.speech.lead_silence_ms as usize * 16, cfg.speech.trail_silence_ms as usize * 16);
+        assert!(silence.0 > 0 && silence.1 > 0, "the shipped config hears silence around utterances");
+        assert_eq!(p.stt.silence(), silence);
         assert!(p.set_pace(Pace::Behind), "behind: coarser, and it says so");
         assert_eq!(p.stt.beam_width(), 1);
         assert!(p.stt.rehearing().0.is_empty(), "behind: each utterance heard once");
+        assert_eq!(p.stt.silence(), (0, 0), "behind: as VAD cut it");
         assert!(!p.set_pace(Pace::OnTime), "on time: the baseline, not coarse");
         assert_eq!(p.stt.beam_width(), cfg.speech.beam_width, "caught up: the beam again");
+        assert_eq!(p.stt.silence(), silence, "caught up: the silence again");
         assert!(p.stt.rehearing().0.is_empty(), "re-hearing only with room to spare");
         assert!(!p.set_pace(Pace::Ahead));
         assert_eq!((p.stt.beam_width(), p.stt.rehearing()), (cfg.speech.beam_width, configured));
         let mut greedy = cfg.clone();
         greedy.speech.beam_width = 1;
         let mut g = SpeechProcessor::load(&greedy, &spec).unwrap();
-        assert!(!g.set_pace(Pace::Behind), "nothing is coarser than greedy: not counted as coarse");
+        assert!(g.set_pace(Pace::Behind), "greedy, but without the silence: coarser");
+        greedy.speech.lead_silence_ms = 0;
+        greedy.speech.trail_silence_ms = 0;
+        let mut g = SpeechProcessor::load(&greedy, &spec).unwrap();
+        assert!(!g.set_pace(Pace::Behind), "nothing is coarser than greedy as cut: not counted as coarse");
         // With other languages, Whisper hears the shorter window with its beam while behind.
         let mut multi = greedy.clone();
         multi.speech.languages = ["en", "de"].map(String::from).to_vec();
