@@ -15,7 +15,7 @@ export SIGHTLINE_BIN := $(BIN)
 # freed memory (the churn soak measured 318 MB of growth with the default, 111 MB with 2).
 ENV := source $(CACHE)/env && MALLOC_ARENA_MAX=2
 
-.PHONY: setup services stop build run test check bench quality soak loadtest gpu-check clean-data cluster cluster-stop
+.PHONY: setup services stop build run test lint check bench quality soak loadtest gpu-check clean-data cluster cluster-stop
 
 setup:
 	@bash scripts/setup.sh
@@ -34,6 +34,11 @@ run: services build
 
 check: services build
 	@$(ENV) $(BIN)/sightline check
+
+# Formatting and every clippy lint as an error, over every crate and target (not part of `make test`).
+lint: setup
+	@$(ENV) $(CARGO) fmt --all --check
+	@$(ENV) $(CARGO) clippy -j$(JOBS) --workspace --all-targets -- -D warnings
 
 test: services
 	@$(ENV) $(CARGO) test -j$(JOBS) --workspace -- --test-threads=2

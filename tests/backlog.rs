@@ -31,19 +31,18 @@ async fn a_pool_reports_each_streams_finished_work_exactly() {
     let pixels = vec![90u8; (w * h * 3) as usize];
 
     // Settled notices per (pool, stream) until `until` holds or the time is up.
-    let mut settled: BTreeMap<(String, String), BTreeSet<u64>> = BTreeMap::new();
-    let mut collect =
-        async |settled: &mut BTreeMap<(String, String), BTreeSet<u64>>,
-               until: &dyn Fn(&BTreeMap<(String, String), BTreeSet<u64>>) -> bool| {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            while !until(settled) && tokio::time::Instant::now() < deadline {
-                if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), notices.next()).await {
-                    let stream = m.subject.rsplit('.').next().unwrap().to_string();
-                    let n: SettledNotice = serde_json::from_slice(&m.payload).unwrap();
-                    settled.entry((n.pool, stream)).or_default().extend(n.seqs);
-                }
+    type Settled = BTreeMap<(String, String), BTreeSet<u64>>;
+    let mut settled: Settled = BTreeMap::new();
+    let mut collect = async |settled: &mut Settled, until: &dyn Fn(&Settled) -> bool| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !until(settled) && tokio::time::Instant::now() < deadline {
+            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), notices.next()).await {
+                let stream = m.subject.rsplit('.').next().unwrap().to_string();
+                let n: SettledNotice = serde_json::from_slice(&m.payload).unwrap();
+                settled.entry((n.pool, stream)).or_default().extend(n.seqs);
             }
-        };
+        }
+    };
     let key = |s: &str| ("scenes".to_string(), s.to_string());
 
     // Warm-up: the worker has loaded its models once the first frame is reported.

@@ -240,12 +240,11 @@ async fn nodes_split_streams_fail_over_fence_and_drain_without_loss_or_duplicate
     let feed = tokio::spawn(async move {
         let mut ids = Vec::new();
         while let Some(Ok(m)) = ws.next().await {
-            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) {
-                    if let Some(id) = v["id"].as_str() {
-                        ids.push(id.to_string());
-                    }
-                }
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&t)
+                && let Some(id) = v["id"].as_str()
+            {
+                ids.push(id.to_string());
             }
         }
         ids

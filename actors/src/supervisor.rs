@@ -113,16 +113,15 @@ impl Actor for RootSupervisor {
             }
             _ => None,
         };
-        if let Some((cell, err)) = failed {
-            if let Some(i) =
+        if let Some((cell, err)) = failed
+            && let Some(i) =
                 st.running.iter().position(|c| c.as_ref().map(|c| c.get_id()) == Some(cell.get_id()))
-            {
-                st.running[i] = None;
-                st.restarts[i] += 1;
-                let delay = RESTART.base(st.restarts[i]);
-                tracing::error!(child = %st.children[i].name, error = %err, restart_in_ms = delay.as_millis() as u64, "actor failed; restarting");
-                myself.send_after(delay, move || RootMsg::Restart(i));
-            }
+        {
+            st.running[i] = None;
+            st.restarts[i] += 1;
+            let delay = RESTART.base(st.restarts[i]);
+            tracing::error!(child = %st.children[i].name, error = %err, restart_in_ms = delay.as_millis() as u64, "actor failed; restarting");
+            myself.send_after(delay, move || RootMsg::Restart(i));
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ fn inference_node(cfg: &sightline_settings::Config, id: &str) -> Result<std::pro
         Path::new(&target).join(if cfg!(debug_assertions) { "debug" } else { "release" })
     });
     let log = std::fs::File::create(std::env::temp_dir().join(format!("{id}.log")))?;
-    Ok(std::process::Command::new(bin.join("sightline"))
+    std::process::Command::new(bin.join("sightline"))
         .args(["run", "--roles", "inference"])
         .env("SIGHTLINE_NATS__PREFIX", &cfg.nats.prefix)
         .env("SIGHTLINE_CLUSTER__NODE_ID", id)
@@ -26,7 +26,7 @@ fn inference_node(cfg: &sightline_settings::Config, id: &str) -> Result<std::pro
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .with_context(|| format!("starting {}", bin.join("sightline").display()))?)
+        .with_context(|| format!("starting {}", bin.join("sightline").display()))
 }
 
 /// `n` segments drained by `nodes` inference nodes: segments/s.
@@ -47,15 +47,15 @@ async fn drain_with(nodes: usize, n: usize, segments: &[Vec<f32>], config: Optio
         let started = Instant::now();
         let mut consumer: Option<async_nats::jetstream::consumer::PullConsumer> = None;
         loop {
-            if consumer.is_none() {
-                if let Ok(s) = bus.js.get_stream(bus.names.audio_stream()).await {
-                    consumer = s.get_consumer(&bus.names.consumer("speech")).await.ok();
-                }
+            if consumer.is_none()
+                && let Ok(s) = bus.js.get_stream(bus.names.audio_stream()).await
+            {
+                consumer = s.get_consumer(&bus.names.consumer("speech")).await.ok();
             }
-            if let Some(c) = consumer.as_mut() {
-                if c.info().await?.num_waiting as usize >= nodes {
-                    break;
-                }
+            if let Some(c) = consumer.as_mut()
+                && c.info().await?.num_waiting as usize >= nodes
+            {
+                break;
             }
             if started.elapsed() > Duration::from_secs(180) {
                 bail!(

@@ -148,13 +148,10 @@ async fn open(st: &AppState, q: &FeedQuery, since: Option<u64>) -> Result<pull::
             })
             .collect::<Result<_, _>>()?,
     };
-    if let Some(s) = &q.stream {
-        if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(ApiError::bad_request(
-                "invalid_stream",
-                "stream ids are letters, digits, '-' and '_'",
-            ));
-        }
+    if let Some(s) = &q.stream
+        && (s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
+        return Err(ApiError::bad_request("invalid_stream", "stream ids are letters, digits, '-' and '_'"));
     }
     let n = &st.bus.names;
     let filters: Vec<String> = kinds.iter().map(|k| n.events_filter(Some(*k), q.stream.as_deref())).collect();

@@ -193,12 +193,12 @@ pub fn check_ast(ast: &str, database: &str) -> Result<(), Refusal> {
                 )));
             }
             (Some("TableIdentifier"), Some(table)) => {
-                if let Some((db, _)) = table.split_once('.') {
-                    if db.trim_matches('`') != database {
-                        return Err(Refusal(format!(
-                            "only the tables of the `{database}` database can be read, not `{table}`"
-                        )));
-                    }
+                if let Some((db, _)) = table.split_once('.')
+                    && db.trim_matches('`') != database
+                {
+                    return Err(Refusal(format!(
+                        "only the tables of the `{database}` database can be read, not `{table}`"
+                    )));
                 }
             }
             _ => {}

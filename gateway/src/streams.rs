@@ -108,13 +108,10 @@ pub(crate) async fn create_stream(
         check_id(id)?;
     }
     let name = req.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
-    if let Some(n) = &name {
-        if n.len() > 200 || n.chars().any(char::is_control) {
-            return Err(ApiError::bad_request(
-                "invalid_name",
-                "name must be at most 200 printable characters",
-            ));
-        }
+    if let Some(n) = &name
+        && (n.len() > 200 || n.chars().any(char::is_control))
+    {
+        return Err(ApiError::bad_request("invalid_name", "name must be at most 200 printable characters"));
     }
     // Same id, or same name, means the same stream: answer with it (200) when the spec agrees,
     // 409 when it does not. Ids derived from names make concurrent creates race to one key.
@@ -187,14 +184,14 @@ pub(crate) async fn list_streams(
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    if let Some(s) = &q.status {
-        if !StreamState::ALL.iter().any(|state| state.as_str() == s) {
-            let names: Vec<&str> = StreamState::ALL.iter().map(|s| s.as_str()).collect();
-            return Err(ApiError::bad_request(
-                "invalid_status",
-                format!("status must be one of {}", names.join(", ")),
-            ));
-        }
+    if let Some(s) = &q.status
+        && !StreamState::ALL.iter().any(|state| state.as_str() == s)
+    {
+        let names: Vec<&str> = StreamState::ALL.iter().map(|s| s.as_str()).collect();
+        return Err(ApiError::bad_request(
+            "invalid_status",
+            format!("status must be one of {}", names.join(", ")),
+        ));
     }
     let needle = q.name.as_deref().map(str::to_lowercase);
     let mut out = Vec::new();

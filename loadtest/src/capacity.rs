@@ -359,10 +359,10 @@ pub async fn run(opts: &Options, progress: &(dyn Fn(String) + Sync)) -> Result<R
             split.into_iter().map(|(k, v)| (k, self::latency(v))).collect();
         let mut misses = Vec::new();
         for (kind, l) in &latency {
-            if let Some(t) = opts.targets.0.get(kind) {
-                if l.p95 > *t {
-                    misses.push(format!("{kind} p95 {} ms > {t} ms", l.p95));
-                }
+            if let Some(t) = opts.targets.0.get(kind)
+                && l.p95 > *t
+            {
+                misses.push(format!("{kind} p95 {} ms > {t} ms", l.p95));
             }
         }
         let shed = after.shed.saturating_sub(before.shed);

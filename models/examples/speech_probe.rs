@@ -33,56 +33,54 @@ fn main() {
     let rt = Runtime::load(&cfg.models.onnxruntime_lib()).unwrap();
     let m = &cfg.models;
     // Per spec: (language, case); and a transcriber of one case's audio segments.
-    let (specs, mut transcribe): (Vec<(String, SpeechCase)>, Box<dyn FnMut(&[Vec<f32>]) -> Vec<String>>) =
-        if args[0] == "whisper" {
-            let f = m.task_files(Task::SttMultilingual).unwrap();
-            let mut whisper = Whisper::load(&rt, &f[0], &f[1], &f[2], &f[3], 1).unwrap();
-            whisper.configure(&cfg.speech);
-            whisper.set_beam_width(args[2].parse().unwrap());
-            whisper.set_window(args[3].parse().unwrap());
-            let allowed: Vec<String> = ["en", "es", "de", "fr"].map(String::from).to_vec();
-            let specs = args[4..].iter().map(|s| {
-                let (lang, voice) = s.split_once(':').expect("LANG:VOICE");
-                (lang.to_string(), case(voice))
-            });
-            let run = move |audio: &[Vec<f32>]| -> Vec<String> {
-                let mut heard = Vec::new();
-                for chunk in audio.chunks(4) {
-                    let segs: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
-                    let out = whisper.transcribe_batch(&segs, &allowed).unwrap();
-                    heard.extend(out.into_iter().map(|(t, l)| format!("[{}] {}", l.code, t.text)));
-                }
-                heard
-            };
-            (specs.collect(), Box::new(run))
-        } else {
-            let mut vad = SileroVad::load(&rt, &m.task_files(Task::Vad).unwrap()[0]).unwrap();
-            let files = m.task_files_on(Task::Stt, true).unwrap();
-            let mut stt = Moonshine::load(&rt, &files[0], &files[1], &files[2], 1).unwrap();
-            stt.configure(&cfg.speech);
-            let denoiser = Denoiser::new(DenoiseParams::default());
-            let speech = cfg.speech.clone();
-            let run = move |audio: &[Vec<f32>]| -> Vec<String> {
-                audio
-                    .iter()
-                    .map(|samples| {
-                        let regions =
-                            vad.speech_regions(samples, speech.vad_threshold, speech.min_speech_ms).unwrap();
-                        let samples = if speech.denoise {
-                            denoiser.denoise_around(samples, &regions)
-                        } else {
-                            samples.clone()
-                        };
-                        let heard: Vec<String> = regions
-                            .iter()
-                            .map(|&(s, e)| stt.transcribe(&samples[s..e]).unwrap().text)
-                            .collect();
-                        heard.join(" | ")
-                    })
-                    .collect()
-            };
-            (args[2..].iter().map(|s| ("en".to_string(), case(s))).collect(), Box::new(run))
+    type Transcriber = Box<dyn FnMut(&[Vec<f32>]) -> Vec<String>>;
+    let (specs, mut transcribe): (Vec<(String, SpeechCase)>, Transcriber) = if args[0] == "whisper" {
+        let f = m.task_files(Task::SttMultilingual).unwrap();
+        let mut whisper = Whisper::load(&rt, &f[0], &f[1], &f[2], &f[3], 1).unwrap();
+        whisper.configure(&cfg.speech);
+        whisper.set_beam_width(args[2].parse().unwrap());
+        whisper.set_window(args[3].parse().unwrap());
+        let allowed: Vec<String> = ["en", "es", "de", "fr"].map(String::from).to_vec();
+        let specs = args[4..].iter().map(|s| {
+            let (lang, voice) = s.split_once(':').expect("LANG:VOICE");
+            (lang.to_string(), case(voice))
+        });
+        let run = move |audio: &[Vec<f32>]| -> Vec<String> {
+            let mut heard = Vec::new();
+            for chunk in audio.chunks(4) {
+                let segs: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
+                let out = whisper.transcribe_batch(&segs, &allowed).unwrap();
+                heard.extend(out.into_iter().map(|(t, l)| format!("[{}] {}", l.code, t.text)));
+            }
+            heard
         };
+        (specs.collect(), Box::new(run))
+    } else {
+        let mut vad = SileroVad::load(&rt, &m.task_files(Task::Vad).unwrap()[0]).unwrap();
+        let files = m.task_files_on(Task::Stt, true).unwrap();
+        let mut stt = Moonshine::load(&rt, &files[0], &files[1], &files[2], 1).unwrap();
+        stt.configure(&cfg.speech);
+        let denoiser = Denoiser::new(DenoiseParams::default());
+        let speech = cfg.speech.clone();
+        let run = move |audio: &[Vec<f32>]| -> Vec<String> {
+            audio
+                .iter()
+                .map(|samples| {
+                    let regions =
+                        vad.speech_regions(samples, speech.vad_threshold, speech.min_speech_ms).unwrap();
+                    let samples = if speech.denoise {
+                        denoiser.denoise_around(samples, &regions)
+                    } else {
+                        samples.clone()
+                    };
+                    let heard: Vec<String> =
+                        regions.iter().map(|&(s, e)| stt.transcribe(&samples[s..e]).unwrap().text).collect();
+                    heard.join(" | ")
+                })
+                .collect()
+        };
+        (args[2..].iter().map(|s| ("en".to_string(), case(s))).collect(), Box::new(run))
+    };
     let (mut all_e, mut all_n) = (0, 0);
     for (lang, case) in &specs {
         let file = if lang == "en" { "sentences.txt".to_string() } else { format!("sentences-{lang}.txt") };

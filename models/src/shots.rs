@@ -58,7 +58,7 @@ impl ShotDetector {
     /// windows a model run.
     pub fn scan(&mut self, frames: &[u8], batch: usize) -> Result<Vec<f32>, ModelError> {
         let n = frames.len() / SHOT_FRAME_BYTES;
-        if n == 0 || frames.len() % SHOT_FRAME_BYTES != 0 {
+        if n == 0 || !frames.len().is_multiple_of(SHOT_FRAME_BYTES) {
             return Err(ModelError::Input(format!("{} bytes is not a whole number of frames", frames.len())));
         }
         let frame = |i: usize| &frames[i * SHOT_FRAME_BYTES..(i + 1) * SHOT_FRAME_BYTES];

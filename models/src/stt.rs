@@ -347,7 +347,7 @@ impl Moonshine {
         let out = self.decoder.run(inputs).map_err(&err)?;
         let (shape, logits) = out["logits"].try_extract_tensor::<f32>().map_err(&err)?;
         let vocab = *shape.last().unwrap_or(&0) as usize;
-        let per_row = if rows == 0 { 0 } else { logits.len() / rows };
+        let per_row = logits.len().checked_div(rows).unwrap_or(0);
         if vocab == 0 || per_row < vocab {
             return Err(ModelError::Run { model: "moonshine", reason: "empty logits".into() });
         }

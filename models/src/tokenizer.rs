@@ -58,10 +58,10 @@ impl TokenDecoder {
         for &id in ids {
             let Some(p) = self.pieces.get(id as usize) else { continue };
             if p.starts_with('<') && p.ends_with('>') {
-                if let Some(hex) = p.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')) {
-                    if let Ok(b) = u8::from_str_radix(hex, 16) {
-                        bytes.push(b);
-                    }
+                if let Some(hex) = p.strip_prefix("<0x").and_then(|h| h.strip_suffix('>'))
+                    && let Ok(b) = u8::from_str_radix(hex, 16)
+                {
+                    bytes.push(b);
                 }
                 continue; // special tokens (<s>, </s>, <unk>) carry no text
             }

@@ -209,7 +209,7 @@ fn silence_around_each_utterance_takes_errors_out_of_what_moonshine_hears() {
             let regions =
                 vad.speech_regions(&audio, cfg.speech.vad_threshold, cfg.speech.min_speech_ms).unwrap();
             let audio = denoiser.denoise_around(&audio, &regions);
-            let mut hear = |stt: &mut Moonshine| {
+            let hear = |stt: &mut Moonshine| {
                 let heard: Vec<String> =
                     regions.iter().map(|&(s, e)| stt.transcribe(&audio[s..e]).unwrap().text).collect();
                 scored_word_errors(line, &heard.join(" "))

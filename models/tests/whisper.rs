@@ -94,7 +94,7 @@ fn a_single_allowed_language_is_taken_as_given_and_bad_input_is_refused() {
     let short = vec![0f32; 1000];
     let long = vec![0f32; 31 * 16_000];
     for bad in [&short[..], &long[..]] {
-        let err = w.transcribe_batch(&[bad], &[]).err().expect("refused").to_string();
+        let err = w.transcribe_batch(&[bad], &[]).expect_err("refused").to_string();
         assert!(err.contains("0.25 s to 30 s"), "{err}");
     }
     let err = w.transcribe_batch(&[&audio], &["xx".to_string(), "yy".to_string()]).err().unwrap().to_string();

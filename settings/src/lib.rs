@@ -142,7 +142,10 @@ impl Config {
                     .into(),
             ));
         }
-        if i.analysis_width % 2 != 0 || i.analysis_height % 2 != 0 || i.analysis_width < 16 {
+        if !i.analysis_width.is_multiple_of(2)
+            || !i.analysis_height.is_multiple_of(2)
+            || i.analysis_width < 16
+        {
             return Err(ConfigError::Invalid("ingest.analysis_width/height must be even and ≥ 16".into()));
         }
         if !(0.0..=1.0).contains(&self.vectors.duplicate_min_similarity) {
@@ -369,8 +372,7 @@ mod tests {
 
     #[test]
     fn cpu_files_replace_files_on_the_cpu_only() {
-        let mut m = ModelsConfig::default();
-        m.dir = "/models".into();
+        let mut m = ModelsConfig { dir: "/models".into(), ..ModelsConfig::default() };
         let ocr = m.for_task(Task::Ocr).unwrap().clone();
         assert_eq!(m.file_on(&ocr, 0, true), Path::new("/models/ppocr/det-int8.onnx"));
         assert_eq!(m.file_on(&ocr, 0, false), Path::new("/models/ppocr/det.onnx"));

@@ -82,10 +82,10 @@ impl AudioSegmenter {
         let expected = self.clock.map(|c| c + self.pending.len() as i64);
         // A jump in timestamps (reconnect, lost buffers) closes what was open.
         let mut out = Vec::new();
-        if let Some(e) = expected {
-            if (at - e).abs() > RATE / 10 {
-                out.extend(self.flush());
-            }
+        if let Some(e) = expected
+            && (at - e).abs() > RATE / 10
+        {
+            out.extend(self.flush());
         }
         if self.clock.is_none() || self.pending.is_empty() && self.current.is_none() {
             self.clock = Some(at - self.pending.len() as i64);

@@ -45,7 +45,7 @@ impl ShotWindower {
         }
         self.seen += 1;
         // The window read for frames 50k..50k+50 is due once frame 50k+75 has arrived.
-        if self.seen < STEP + CONTEXT || (self.seen - STEP - CONTEXT) % STEP != 0 {
+        if self.seen < STEP + CONTEXT || !(self.seen - STEP - CONTEXT).is_multiple_of(STEP) {
             return None;
         }
         let pad = WINDOW - self.frames.len();

@@ -2,6 +2,7 @@
 //! (real GStreamer, ffmpeg, nginx-rtmp, an RTSP server): frames arrive at the sampled rate, cuts
 //! land on the generated cut times within one decoded frame and nowhere else, and speech comes out
 //! as audio segments near where it was spoken.
+#![allow(clippy::await_holding_lock)] // SERIAL (below) is held across awaits on purpose
 
 use sightline_settings::IngestConfig;
 use sightline_streams::{IngestStats, MediaItem, MediaPipeline, PipelineSpec};
@@ -28,7 +29,9 @@ struct Seen {
     decoded: u64,
 }
 
-/// Media tests run one at a time: each decodes in real time, and two cores are all CI has.
+/// Media tests run one at a time: each decodes in real time, and two cores are all CI has. Each
+/// test holds the guard across its awaits on purpose: every `#[tokio::test]` has a runtime of its
+/// own, and nothing else takes the lock.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {

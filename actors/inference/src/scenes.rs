@@ -156,11 +156,11 @@ impl Processor for SceneProcessor {
         let mut images = Vec::new();
         for (i, r) in results.iter().enumerate() {
             let Ok(events) = r else { continue };
-            if let Some(j) = events.iter().position(|e| e.kind == EventKind::Frame) {
-                if let Ok((meta, pixels)) = decode_frame(&payloads[i]) {
-                    at.push((i, j));
-                    images.push((pixels, meta.width as usize, meta.height as usize));
-                }
+            if let Some(j) = events.iter().position(|e| e.kind == EventKind::Frame)
+                && let Ok((meta, pixels)) = decode_frame(&payloads[i])
+            {
+                at.push((i, j));
+                images.push((pixels, meta.width as usize, meta.height as usize));
             }
         }
         if images.is_empty() {

@@ -56,10 +56,10 @@ pub fn plan(
     let active: Vec<&Member> = members.iter().filter(|m| !m.draining && m.capacity > 0).collect();
     let mut load: BTreeMap<&str, u32> = active.iter().map(|m| (m.id.as_str(), 0)).collect();
     for h in streams.values() {
-        if let Holder::Node(n) = h {
-            if let Some(l) = load.get_mut(n.as_str()) {
-                *l += 1;
-            }
+        if let Holder::Node(n) = h
+            && let Some(l) = load.get_mut(n.as_str())
+        {
+            *l += 1;
         }
     }
     // Free streams, assigned one by one as every node would, each to the least-loaded node.
@@ -95,7 +95,7 @@ pub fn plan(
     let caps: u64 = active.iter().map(|m| m.capacity as u64).sum();
     let fair = |m: &Member| total * m.capacity as u64 / caps.max(1); // floor
     let held = load[me] as u64;
-    let above = held > fair(mine) + u64::from(total * mine.capacity as u64 % caps.max(1) != 0);
+    let above = held > fair(mine) + u64::from(!(total * mine.capacity as u64).is_multiple_of(caps.max(1)));
     let below = active.iter().find(|m| m.id != me && (load[m.id.as_str()] as u64) < fair(m));
     if let (true, Some(other)) = (above, below) {
         // The stream the other node ranks highest among mine.

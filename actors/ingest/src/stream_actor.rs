@@ -378,12 +378,12 @@ async fn frame_backlog(st: &mut StreamActorState) -> Option<u64> {
 
 fn tick(myself: &ActorRef<StreamMsg>, st: &mut StreamActorState, backlog: Option<u64>) {
     // Backpressure first: it decides the rate and how many frames this second did not sample.
-    if let Some(b) = backlog {
-        if let Some(rate) = st.backpressure.observe(b) {
-            tracing::info!(stream = %st.args.spec.id, backlog = b, fps = rate.fps(), "sampling rate changed");
-            if let Some(p) = &st.pipeline {
-                p.set_sample_rate(rate);
-            }
+    if let Some(b) = backlog
+        && let Some(rate) = st.backpressure.observe(b)
+    {
+        tracing::info!(stream = %st.args.spec.id, backlog = b, fps = rate.fps(), "sampling rate changed");
+        if let Some(p) = &st.pipeline {
+            p.set_sample_rate(rate);
         }
     }
     st.status.backlog_frames = backlog;

@@ -187,10 +187,8 @@ impl Actor for StreamSupervisor {
                     tracing::info!(stream = %id, "stream actor stopped (deleted)");
                 }
                 st.ownership.forget(&id).await;
-                if held {
-                    if let Err(e) = st.args.registry.delete_status(&id).await {
-                        tracing::warn!(stream = %id, error = %e, "cannot clear status");
-                    }
+                if held && let Err(e) = st.args.registry.delete_status(&id).await {
+                    tracing::warn!(stream = %id, error = %e, "cannot clear status");
                 }
             }
             SupervisorMsg::Heartbeat => {
@@ -223,10 +221,10 @@ impl Actor for StreamSupervisor {
                 }
             }
             SupervisorMsg::Respawn(id) => {
-                if let Some(spec) = st.specs.get(&id).cloned().filter(|s| !s.paused) {
-                    if let (false, Some(guard)) = (st.running.contains_key(&id), st.ownership.guard(&id)) {
-                        spawn_stream(&myself, st, spec, guard).await;
-                    }
+                if let Some(spec) = st.specs.get(&id).cloned().filter(|s| !s.paused)
+                    && let (false, Some(guard)) = (st.running.contains_key(&id), st.ownership.guard(&id))
+                {
+                    spawn_stream(&myself, st, spec, guard).await;
                 }
             }
         }

@@ -105,11 +105,11 @@ pub async fn run<B: Batches>(
     let mut fetch_failures = 0u32;
     let mut next_tick = Instant::now();
     loop {
-        if let Some(every) = batches.tick_every() {
-            if Instant::now() >= next_tick {
-                batches.tick().await;
-                next_tick = Instant::now() + every;
-            }
+        if let Some(every) = batches.tick_every()
+            && Instant::now() >= next_tick
+        {
+            batches.tick().await;
+            next_tick = Instant::now() + every;
         }
         let pause = tokio::select! {
             biased;

@@ -133,18 +133,18 @@ pub(super) fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result
             (_, Acoustic::Clean) => clean_en = sum(clean_en, t),
             (_, _) => noisy_en = sum(noisy_en, t),
         }
+        let decoding = format!(
+            "{}{}",
+            if *beam == 1 { "greedy".to_string() } else { format!("beam {beam}") },
+            if rehears && !rehear { ", heard once" } else { "" }
+        );
         let _ = writeln!(
             rows,
-            "| {group} | {} | {} | {}{} | {} | {} | {:.1} % | {:.0} % | {:.3} |",
+            "| {group} | {} | {} | {}{} | {decoding} | {} | {:.1} % | {:.0} % | {:.3} |",
             case.voice,
             case.rate,
             case.acoustic.label(),
             if *denoise { ", denoised" } else { "" },
-            format!(
-                "{}{}",
-                if *beam == 1 { "greedy".to_string() } else { format!("beam {beam}") },
-                if rehears && !rehear { ", heard once" } else { "" }
-            ),
             t.items,
             t.rate(),
             t.exact_pct(),
@@ -152,12 +152,20 @@ pub(super) fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result
         );
     }
     pb.finish_and_clear();
+    let denoising = format!(
+        "`speech.denoise` is {}; with it {} (the \"{other_way}\" rows), noise or music: \
+         espeak-ng's voices {:.1} %, Pico's {:.1} %. ",
+        if on { "on" } else { "off" },
+        if on { "off" } else { "on" },
+        denoised_en.rate(),
+        denoised_other.rate()
+    );
     let mut s = format!(
         "## Speech (Silero VAD + Moonshine base, English)\n\n{} sentences (names, numbers, places) \
          per row, spoken by espeak-ng (its own voices), by MBROLA diphone voices (`mb-*`) and by \
          SVOX Pico (`pico-*`); scored after normalisation (case, punctuation, numbers spelt out, \
          compounds). **English WER, espeak-ng's voices: clean {:.1} %, with noise or music \
-         {:.1} %; MBROLA and Pico voices: clean {:.1} %, with noise or music {:.1} %.** {}{}RTF \
+         {:.1} %; MBROLA and Pico voices: clean {:.1} %, with noise or music {:.1} %.** {denoising}{}RTF \
          is processing time ÷ audio time on {} thread(s).\n\n\
          | set | voice | words/min | background | decoding | sentences | WER | sentences exact | RTF |\n\
          |---|---|---|---|---|---|---|---|---|\n{rows}\n",
@@ -166,14 +174,6 @@ pub(super) fn speech_section(rt: &Runtime, cfg: &Config, every: usize) -> Result
         noisy_en.rate(),
         clean_other.rate(),
         noisy_other.rate(),
-        format!(
-            "`speech.denoise` is {}; with it {} (the \"{other_way}\" rows), noise or music: \
-             espeak-ng's voices {:.1} %, Pico's {:.1} %. ",
-            if on { "on" } else { "off" },
-            if on { "off" } else { "on" },
-            denoised_en.rate(),
-            denoised_other.rate()
-        ),
         match rehears {
             true => format!(
                 "Re-hearing (`speech.rehear_stretches` {:?} below confidence {}) on; espeak-ng's \

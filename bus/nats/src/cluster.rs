@@ -129,10 +129,10 @@ impl Cluster {
         let mut out = Vec::new();
         while let Some(k) = keys.next().await {
             let Ok(k) = k else { continue };
-            if let Ok(Some(v)) = self.nodes.get(&k).await {
-                if let Ok(n) = serde_json::from_slice::<NodeInfo>(&v) {
-                    out.push(n);
-                }
+            if let Ok(Some(v)) = self.nodes.get(&k).await
+                && let Ok(n) = serde_json::from_slice::<NodeInfo>(&v)
+            {
+                out.push(n);
             }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));

@@ -2,7 +2,6 @@
 //! pulls a batch, and how results and dead letters go back onto the bus.
 
 use crate::connection::{Bus, BusError, js_err};
-use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer::PullConsumer, consumer::pull};
 use futures::StreamExt;
 use sightline_telemetry::{Metrics, labels};
@@ -156,7 +155,7 @@ pub async fn dead_letter(
     error: &str,
     delivered: i64,
 ) -> Result<(), BusError> {
-    let mut headers = msg.headers.clone().unwrap_or_else(HeaderMap::new);
+    let mut headers = msg.headers.clone().unwrap_or_default();
     let one_line: String = error.chars().filter(|c| !c.is_control()).take(1000).collect();
     headers.insert("Sl-Error", one_line.as_str());
     headers.insert("Sl-Original-Subject", msg.subject.as_str());

@@ -273,9 +273,7 @@ pub fn encode<M: Serialize>(meta: &M, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn decode<'a, M: serde::de::DeserializeOwned + PayloadLen>(
-    msg: &'a [u8],
-) -> Result<(M, &'a [u8]), WireError> {
+fn decode<M: serde::de::DeserializeOwned + PayloadLen>(msg: &[u8]) -> Result<(M, &[u8]), WireError> {
     if msg.len() < 8 || &msg[..4] != MAGIC {
         return Err(WireError::BadFrame);
     }

@@ -279,7 +279,7 @@ impl Ocr {
                 let (text, confidence) =
                     self.ctc_decode(&probs[i * steps * classes..(i + 1) * steps * classes], classes);
                 let text = text.trim().to_string();
-                (!text.is_empty() && confidence >= self.params.min_confidence).then(|| OcrLine {
+                (!text.is_empty() && confidence >= self.params.min_confidence).then_some(OcrLine {
                     text,
                     confidence,
                     bbox: c.bbox,

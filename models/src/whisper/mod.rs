@@ -400,7 +400,7 @@ mod tests {
         assert_eq!(padded_len(160_000, &[&short]), 160_000, "a 10 s window");
         let both = padded_len(160_000, &[&short, &long]);
         assert_eq!(both, (12 * 16_000 / FRAME + 1) * FRAME, "the longest, rounded up to a frame");
-        assert!(both >= long.len() && both % FRAME == 0);
+        assert!(both >= long.len() && both.is_multiple_of(FRAME));
         let full = vec![0f32; WHISPER_WINDOW];
         assert_eq!(padded_len(160_000, &[&full]), WHISPER_WINDOW, "never past 30 s");
     }

@@ -79,10 +79,10 @@ pub(super) fn score_decoded_frames(
                     let (sw, sh) = (crate::shots::SHOT_WIDTH, crate::shots::SHOT_HEIGHT);
                     let tiny =
                         grid_rgb(&sample, sw, sh, crate::shots::SHOT_TAPS).ok_or(gst::FlowError::Error)?;
-                    if let Some(window) = w.push(pts_ms, tiny) {
-                        if stx.try_send(MediaItem::Shots(window)).is_err() {
-                            st.dropped_shot_windows.fetch_add(1, Ordering::Relaxed);
-                        }
+                    if let Some(window) = w.push(pts_ms, tiny)
+                        && stx.try_send(MediaItem::Shots(window)).is_err()
+                    {
+                        st.dropped_shot_windows.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 if let Some(c) = detector.push_change(&rgb, pts_ms) {
@@ -203,12 +203,11 @@ pub(super) fn link_decoded_pads(src: &gst::Element, video: &gst::Bin, audio: &gs
         } else {
             return;
         };
-        if let Some(sink) = target.static_pad("sink") {
-            if !sink.is_linked() {
-                if let Err(e) = pad.link(&sink) {
-                    tracing::warn!(error = ?e, media = %name, "cannot link decoded pad");
-                }
-            }
+        if let Some(sink) = target.static_pad("sink")
+            && !sink.is_linked()
+            && let Err(e) = pad.link(&sink)
+        {
+            tracing::warn!(error = ?e, media = %name, "cannot link decoded pad");
         }
     });
 }
