@@ -137,27 +137,15 @@ fn word_error_rate_on_pico_voices_is_at_most_8_percent() {
 fn rehearing_takes_errors_out_of_espeak_ngs_voices() {
     let (cfg, mut vad, mut stt) = speech_models();
     assert!(!cfg.speech.rehear_stretches.is_empty(), "the shipped config re-hears");
-    let lines: Vec<String> = quality_lines("sentences.txt").unwrap().into_iter().step_by(5).collect();
     let (mut once, mut again, mut total) = (0, 0, 0);
-    for voice in ["en-us", "en-gb", "en-us+f3", "en-gb-scotland", "en-029"] {
-        let case = SpeechCase { voice: voice.into(), rate: 150, acoustic: Acoustic::Clean };
-        for (i, line) in lines.iter().enumerate() {
-            let audio = speech_case_samples(line, &case, i as u64 + 1).expect("espeak-ng (make setup)");
-            let regions =
-                vad.speech_regions(&audio, cfg.speech.vad_threshold, cfg.speech.min_speech_ms).unwrap();
-            let hear = |stt: &mut Moonshine| {
-                let heard: Vec<String> =
-                    regions.iter().map(|&(s, e)| stt.transcribe(&audio[s..e]).unwrap().text).collect();
-                scored_word_errors(line, &heard.join(" "))
-            };
-            let (r, n) = hear(&mut stt);
-            stt.set_rehearing(&[], 0.0);
-            let (o, _) = hear(&mut stt);
-            stt.configure(&cfg.speech);
-            eprintln!("{voice}: {o} / {r} of {n} words wrong heard once / re-heard: {line:?}");
-            (once, again, total) = (once + o, again + r, total + n);
-        }
-    }
+    five_espeak_voices(&cfg, &mut vad, |voice, line, audio, regions| {
+        let (r, n) = heard_errors(&mut stt, line, audio, regions);
+        stt.set_rehearing(&[], 0.0);
+        let (o, _) = heard_errors(&mut stt, line, audio, regions);
+        stt.configure(&cfg.speech);
+        eprintln!("{voice}: {o} / {r} of {n} words wrong heard once / re-heard: {line:?}");
+        (once, again, total) = (once + o, again + r, total + n);
+    });
     let rate = |e: usize| e as f64 * 100.0 / total as f64;
     eprintln!("espeak-ng's five voices: WER {:.1} % heard once, {:.1} % re-heard", rate(once), rate(again));
     assert!(total > 500, "{total} words");
@@ -177,13 +165,8 @@ fn denoising_takes_street_noise_out_of_what_moonshine_hears() {
         // As the speech pool: VAD on the audio as it came, each utterance transcribed from the
         // audio as it came or denoised (the noise measured outside the utterances).
         let regions = vad.speech_regions(&audio, cfg.speech.vad_threshold, cfg.speech.min_speech_ms).unwrap();
-        let mut hear = |audio: &[f32]| {
-            let heard: Vec<String> =
-                regions.iter().map(|&(s, e)| stt.transcribe(&audio[s..e]).unwrap().text).collect();
-            scored_word_errors(line, &heard.join(" "))
-        };
-        let (e, n) = hear(&audio);
-        let (d, _) = hear(&denoiser.denoise_around(&audio, &regions));
+        let (e, n) = heard_errors(&mut stt, line, &audio, &regions);
+        let (d, _) = heard_errors(&mut stt, line, &denoiser.denoise_around(&audio, &regions), &regions);
         eprintln!("{e} / {d} of {n} words wrong without / with denoising: {line:?}");
         (raw, clean, total) = (raw + e, clean + d, total + n);
     }
@@ -199,32 +182,16 @@ fn silence_around_each_utterance_takes_errors_out_of_what_moonshine_hears() {
     assert!(cfg.speech.lead_silence_ms > 0 && cfg.speech.trail_silence_ms > 0, "the shipped config pads");
     // Heard once, as the pool hears when it is not ahead, so that re-hearing does not hide it.
     stt.set_rehearing(&[], 0.0);
-    let denoiser = Denoiser::new(DenoiseParams::default());
-    let lines: Vec<String> = quality_lines("sentences.txt").unwrap().into_iter().step_by(5).collect();
+    let silence = (cfg.speech.lead_silence_ms as usize * 16, cfg.speech.trail_silence_ms as usize * 16);
     let (mut bare, mut padded, mut total) = (0, 0, 0);
-    for voice in ["en-us", "en-gb", "en-us+f3", "en-gb-scotland", "en-029"] {
-        let case = SpeechCase { voice: voice.into(), rate: 150, acoustic: Acoustic::Clean };
-        for (i, line) in lines.iter().enumerate() {
-            let audio = speech_case_samples(line, &case, i as u64 + 1).expect("espeak-ng (make setup)");
-            let regions =
-                vad.speech_regions(&audio, cfg.speech.vad_threshold, cfg.speech.min_speech_ms).unwrap();
-            let audio = denoiser.denoise_around(&audio, &regions);
-            let hear = |stt: &mut Moonshine| {
-                let heard: Vec<String> =
-                    regions.iter().map(|&(s, e)| stt.transcribe(&audio[s..e]).unwrap().text).collect();
-                scored_word_errors(line, &heard.join(" "))
-            };
-            let (p, n) = hear(&mut stt);
-            stt.set_silence(0, 0);
-            let (b, _) = hear(&mut stt);
-            stt.set_silence(
-                cfg.speech.lead_silence_ms as usize * 16,
-                cfg.speech.trail_silence_ms as usize * 16,
-            );
-            eprintln!("{voice}: {b} / {p} of {n} words wrong as cut / with silence around: {line:?}");
-            (bare, padded, total) = (bare + b, padded + p, total + n);
-        }
-    }
+    five_espeak_voices(&cfg, &mut vad, |voice, line, audio, regions| {
+        let (p, n) = heard_errors(&mut stt, line, audio, regions);
+        stt.set_silence(0, 0);
+        let (b, _) = heard_errors(&mut stt, line, audio, regions);
+        stt.set_silence(silence.0, silence.1);
+        eprintln!("{voice}: {b} / {p} of {n} words wrong as cut / with silence around: {line:?}");
+        (bare, padded, total) = (bare + b, padded + p, total + n);
+    });
     let rate = |e: usize| e as f64 * 100.0 / total as f64;
     eprintln!(
         "espeak-ng's five voices: WER {:.1} % as cut, {:.1} % with silence around",
@@ -236,4 +203,41 @@ fn silence_around_each_utterance_takes_errors_out_of_what_moonshine_hears() {
         padded + 10 <= bare,
         "silence around: {padded} errors against {bare} of {total} words, not 10 fewer"
     );
+}
+
+/// Every fifth of `make quality`'s English sentences in each of espeak-ng's five voices, clean:
+/// `each` gets the voice, the sentence, its audio (denoised when `speech.denoise` is on, as the
+/// speech pool hears it) and the utterances Silero VAD found in it.
+fn five_espeak_voices(
+    cfg: &Config,
+    vad: &mut SileroVad,
+    mut each: impl FnMut(&str, &str, &[f32], &[(usize, usize)]),
+) {
+    let denoiser = cfg.speech.denoise.then(|| Denoiser::new(DenoiseParams::default()));
+    let lines: Vec<String> = quality_lines("sentences.txt").unwrap().into_iter().step_by(5).collect();
+    for voice in ["en-us", "en-gb", "en-us+f3", "en-gb-scotland", "en-029"] {
+        let case = SpeechCase { voice: voice.into(), rate: 150, acoustic: Acoustic::Clean };
+        for (i, line) in lines.iter().enumerate() {
+            let audio = speech_case_samples(line, &case, i as u64 + 1).expect("espeak-ng (make setup)");
+            let regions =
+                vad.speech_regions(&audio, cfg.speech.vad_threshold, cfg.speech.min_speech_ms).unwrap();
+            let audio = match &denoiser {
+                Some(d) => d.denoise_around(&audio, &regions),
+                None => audio,
+            };
+            each(voice, line, &audio, &regions);
+        }
+    }
+}
+
+/// Word errors in `line` as `stt` hears the utterances `regions` of `audio`, and its words.
+fn heard_errors(
+    stt: &mut Moonshine,
+    line: &str,
+    audio: &[f32],
+    regions: &[(usize, usize)],
+) -> (usize, usize) {
+    let heard: Vec<String> =
+        regions.iter().map(|&(s, e)| stt.transcribe(&audio[s..e]).unwrap().text).collect();
+    scored_word_errors(line, &heard.join(" "))
 }
