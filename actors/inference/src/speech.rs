@@ -207,10 +207,10 @@ impl Processor for SpeechProcessor {
     /// speech pool never drops an utterance: Moonshine decodes greedily, heard once and as VAD
     /// cut it, without `speech.lead_silence_ms` / `trail_silence_ms` (beam width 1: a bit over
     /// half the time of a beam of 8, about twice its word errors on the evaluation set; the
-    /// silence costs a third more encoder time), and Whisper hears the shorter `multilingual_behind_window_s` window with its beam (on
-    /// `make quality`'s sets beam 4 over 10 s costs a third of greedy over 30 s and makes fewer
-    /// errors; greedy over 10 s makes far more), or decodes greedily when that window is not
-    /// shorter; until it has caught up.
+    /// silence costs a third more encoder time), and Whisper hears the shorter
+    /// `multilingual_behind_window_s` window with its beam (on `make quality`'s sets beam 4 over
+    /// 10 s costs a third of greedy over 30 s and makes fewer errors; greedy over 10 s makes far
+    /// more), or decodes greedily when that window is not shorter; until it has caught up.
     fn set_pace(&mut self, pace: Pace) -> bool {
         let c = &self.cfg;
         let behind = pace == Pace::Behind;
