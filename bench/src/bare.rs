@@ -232,7 +232,11 @@ pub(crate) fn bare_bench(
                     };
                     // Heard once (the pool on time or behind), then re-heard as configured (the
                     // pool ahead of its target), both on the same items.
-                    let (rehear, below) = (s.rehear_stretches.clone(), s.rehear_below);
+                    let rehear = match whisper {
+                        Some(_) => s.multilingual_rehear_stretches.clone(),
+                        None => s.rehear_stretches.clone(),
+                    };
+                    let below = s.rehear_below;
                     let rehearing = !rehear.is_empty() && below > 0.0;
                     let mut hear = |again: bool| -> Result<Measured> {
                         let (k, b) = if again { (rehear.as_slice(), below) } else { (&[][..], 0.0) };

@@ -36,9 +36,11 @@ pub struct Moonshine {
     /// confidence below which an utterance is.
     rehear: Vec<f32>,
     rehear_below: f32,
-    /// Silence heard before and after each utterance, samples ([`Moonshine::set_silence`]).
+    /// Silence heard before each utterance, after it, and after a re-heard copy of it, samples
+    /// ([`Moonshine::set_silence`]).
     lead: usize,
     trail: usize,
+    rehear_trail: usize,
 }
 
 /// Shortest utterance transcribed (a quarter of a second).
@@ -88,6 +90,7 @@ impl Moonshine {
             rehear_below: 0.0,
             lead: 0,
             trail: 0,
+            rehear_trail: 0,
         })
     }
 
@@ -106,20 +109,25 @@ impl Moonshine {
     pub fn configure(&mut self, speech: &sightline_settings::SpeechConfig) {
         self.set_beam_width(speech.beam_width);
         self.set_rehearing(&speech.rehear_stretches, speech.rehear_below);
-        self.set_silence(speech.lead_silence_ms as usize * 16, speech.trail_silence_ms as usize * 16);
+        let (lead, trail, rehear_trail) = speech.silence_samples();
+        self.set_silence(lead, trail, rehear_trail);
     }
 
     /// Silence (zeros, in samples) each utterance is heard with before and after it. The model
     /// ends and begins words badly at the very edge of its input: an utterance cut close by VAD
     /// loses its first sound ("the" heard as "a") or has its last word guessed. Utterances that
-    /// share a run are padded further at the end, up to the batching bound.
-    pub fn set_silence(&mut self, lead: usize, trail: usize) {
-        (self.lead, self.trail) = (lead, trail);
+    /// share a run are padded further at the end, up to the batching bound. A re-heard copy
+    /// ([`Moonshine::set_rehearing`]) is heard with `rehear_trail` after it instead: a different
+    /// ending as well as a different pace makes the copies differ more in where the model goes
+    /// wrong.
+    pub fn set_silence(&mut self, lead: usize, trail: usize, rehear_trail: usize) {
+        (self.lead, self.trail, self.rehear_trail) = (lead, trail, rehear_trail);
     }
 
-    /// The silence heard before and after each utterance, samples ([`Moonshine::set_silence`]).
-    pub fn silence(&self) -> (usize, usize) {
-        (self.lead, self.trail)
+    /// The silence heard before each utterance, after it and after a re-heard copy, samples
+    /// ([`Moonshine::set_silence`]).
+    pub fn silence(&self) -> (usize, usize, usize) {
+        (self.lead, self.trail, self.rehear_trail)
     }
 
     /// Most utterances transcribed in one run, and the most silence (in samples) an utterance is
@@ -170,7 +178,10 @@ impl Moonshine {
             .flat_map(|(i, _)| self.rehear.iter().map(move |&k| (i, stretch(segments[i], k))))
             .collect();
         let segs: Vec<&[f32]> = again.iter().map(|(_, a)| a.as_slice()).collect();
-        for ((i, _), heard) in again.iter().zip(self.hear(&segs)) {
+        let trail = std::mem::replace(&mut self.trail, self.rehear_trail);
+        let reheard = self.hear(&segs);
+        self.trail = trail;
+        for ((i, _), heard) in again.iter().zip(reheard) {
             if let (Ok(t), Ok(best)) = (heard, &out[*i])
                 && t.confidence > best.confidence
             {
@@ -418,7 +429,7 @@ pub(crate) fn rehear_factors(stretches: &[f32]) -> Vec<f32> {
 
 /// `samples` resampled (linear interpolation) to `k` times as many: played back at the same rate,
 /// `k` above 1 is slower and lower, below 1 faster and higher.
-pub(crate) fn stretch(samples: &[f32], k: f32) -> Vec<f32> {
+pub fn stretch(samples: &[f32], k: f32) -> Vec<f32> {
     let Some(&last) = samples.last() else { return Vec::new() };
     let n = (samples.len() as f64 * k as f64).round() as usize;
     (0..n)

@@ -111,7 +111,8 @@ fn a_single_allowed_language_is_taken_as_given_and_bad_input_is_refused() {
     assert!(err.contains("one encoding per utterance"), "{err}");
 }
 
-/// Re-hearing (`speech.rehear_*`, as the speech pool hears with room to spare): French on
+/// Re-hearing (`speech.multilingual_rehear_stretches` below `speech.rehear_below`, as the
+/// speech pool hears with room to spare): French on
 /// MBROLA's two French voices, every second sentence, beam 4, heard once and then with each
 /// unsure utterance heard again at 0.9 and 1.1 times its length. `make quality` over all twenty
 /// sentences: 19.7 → 17.6 %.
@@ -135,7 +136,7 @@ fn rehearing_takes_errors_out_of_french() {
         })
     };
     let (once, words) = errors(&mut w);
-    let (stretches, below) = (&cfg.speech.rehear_stretches[..], cfg.speech.rehear_below);
+    let (stretches, below) = (&cfg.speech.multilingual_rehear_stretches[..], cfg.speech.rehear_below);
     assert!(!stretches.is_empty() && below > 0.0, "the shipped config re-hears");
     w.set_rehearing(stretches, below);
     assert_eq!(w.rehearing(), (stretches, below));

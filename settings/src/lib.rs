@@ -154,11 +154,15 @@ impl Config {
         if !(1..=16).contains(&self.speech.beam_width) {
             return Err(ConfigError::Invalid("speech.beam_width must be 1..=16".into()));
         }
-        let st = &self.speech.rehear_stretches;
-        if st.len() > 4 || !st.iter().all(|k| (0.5..=2.0).contains(k)) {
-            return Err(ConfigError::Invalid(format!(
-                "speech.rehear_stretches must list at most 4 factors within 0.5..=2, got {st:?}"
-            )));
+        for (key, st) in [
+            ("rehear_stretches", &self.speech.rehear_stretches),
+            ("multilingual_rehear_stretches", &self.speech.multilingual_rehear_stretches),
+        ] {
+            if st.len() > 4 || !st.iter().all(|k| (0.5..=2.0).contains(k)) {
+                return Err(ConfigError::Invalid(format!(
+                    "speech.{key} must list at most 4 factors within 0.5..=2, got {st:?}"
+                )));
+            }
         }
         if !(0.0..=1.0).contains(&self.speech.rehear_below) {
             return Err(ConfigError::Invalid("speech.rehear_below must be within 0..=1".into()));
@@ -196,9 +200,10 @@ impl Config {
                 "speech.max_pad_ms must be at most 5000 (longer silence changes what Moonshine hears)".into(),
             ));
         }
-        if self.speech.lead_silence_ms > 2000 || self.speech.trail_silence_ms > 2000 {
+        let s = &self.speech;
+        if s.lead_silence_ms.max(s.trail_silence_ms).max(s.rehear_trail_silence_ms) > 2000 {
             return Err(ConfigError::Invalid(
-                "speech.lead_silence_ms and speech.trail_silence_ms must be at most 2000 (Moonshine hears the silence too)".into(),
+                "speech.lead_silence_ms, speech.trail_silence_ms and speech.rehear_trail_silence_ms must be at most 2000 (Moonshine hears the silence too)".into(),
             ));
         }
         if self.sink.linger_ms > 10_000 {
@@ -244,7 +249,14 @@ mod tests {
     #[test]
     fn rehearing_is_bounded() {
         let mut cfg = Config::default();
-        assert_eq!((cfg.speech.rehear_stretches.as_slice(), cfg.speech.rehear_below), (&[0.9, 1.1][..], 0.9));
+        assert_eq!(
+            (cfg.speech.rehear_stretches.as_slice(), cfg.speech.rehear_below),
+            (&[1.05, 1.1][..], 0.9)
+        );
+        assert_eq!(cfg.speech.multilingual_rehear_stretches, [0.9, 1.1]);
+        cfg.speech.multilingual_rehear_stretches = vec![2.5];
+        assert!(cfg.validate().unwrap_err().to_string().contains("speech.multilingual_rehear_stretches"));
+        cfg.speech.multilingual_rehear_stretches = vec![0.9, 1.1];
         cfg.speech.rehear_stretches = vec![0.9, 1.1, 0.8, 1.2, 1.3];
         assert!(cfg.validate().unwrap_err().to_string().contains("at most 4"));
         cfg.speech.rehear_stretches = vec![0.4];
@@ -267,6 +279,10 @@ mod tests {
         assert!(cfg.validate().unwrap_err().to_string().contains("speech.lead_silence_ms"));
         cfg.speech.lead_silence_ms = 2000;
         assert!(cfg.validate().is_ok());
+        cfg.speech.rehear_trail_silence_ms = 2500;
+        assert!(cfg.validate().unwrap_err().to_string().contains("speech.rehear_trail_silence_ms"));
+        cfg.speech.rehear_trail_silence_ms = 1500;
+        assert_eq!(cfg.speech.silence_samples(), (32_000, 0, 24_000), "16 samples a millisecond");
     }
 
     #[test]

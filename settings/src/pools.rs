@@ -167,8 +167,12 @@ pub struct SpeechConfig {
     /// below `rehear_below` is transcribed again resampled to each of these times its length
     /// (1.1: a tenth slower and lower), and the most confident transcript is kept; only while
     /// the pool's batch comes out within a third of its lag target (spare-time work). Empty: each
-    /// utterance heard once. At most 4, each within 0.5..=2.
+    /// utterance heard once. At most 4, each within 0.5..=2. Moonshine's; Whisper's are
+    /// `multilingual_rehear_stretches`.
     pub rehear_stretches: Vec<f32>,
+    /// The stretches Whisper re-hears its unsure utterances at (as `rehear_stretches`, below
+    /// the same `rehear_below`). The two models gain from different ones.
+    pub multilingual_rehear_stretches: Vec<f32>,
     /// Confidence below which an utterance is re-heard, 0..=1 (0: never, 1: always).
     pub rehear_below: f32,
     /// Utterances of a batch (of any streams) are transcribed together when their lengths differ
@@ -181,6 +185,10 @@ pub struct SpeechConfig {
     /// Silence Moonshine hears after each utterance, milliseconds (at most 2000): the model
     /// guesses a last word that ends at the very end of its input.
     pub trail_silence_ms: u64,
+    /// Silence Moonshine hears after each re-heard copy of an utterance (`rehear_stretches`),
+    /// milliseconds (at most 2000): heard with a different ending as well as a different pace,
+    /// the copies differ more in where the model goes wrong.
+    pub rehear_trail_silence_ms: u64,
     /// Languages the streams speak (ISO 639-1 codes). `["en"]`: Moonshine alone, every transcript
     /// English. More (or another): `models.stt_multilingual` (Whisper) identifies each
     /// utterance's language among these and transcribes it; a single code is taken as given.
@@ -213,6 +221,14 @@ pub enum EnglishModel {
 }
 
 impl SpeechConfig {
+    /// The silence Moonshine hears around an utterance, in 16 kHz samples: before it, after it
+    /// heard once, and after a re-heard copy (`lead_silence_ms`, `trail_silence_ms`,
+    /// `rehear_trail_silence_ms`).
+    pub fn silence_samples(&self) -> (usize, usize, usize) {
+        let samples = |ms: u64| ms as usize * 16;
+        (samples(self.lead_silence_ms), samples(self.trail_silence_ms), samples(self.rehear_trail_silence_ms))
+    }
+
     /// Whether the languages are more than English alone (Whisper identifies each utterance's).
     pub fn multilingual(&self) -> bool {
         self.languages.iter().any(|l| l != "en")
@@ -247,11 +263,13 @@ impl Default for SpeechConfig {
             min_speech_ms: 250,
             threads: 1,
             beam_width: 8,
-            rehear_stretches: vec![0.9, 1.1],
+            rehear_stretches: vec![1.05, 1.1],
+            multilingual_rehear_stretches: vec![0.9, 1.1],
             rehear_below: 0.9,
             max_pad_ms: 1000,
             lead_silence_ms: 300,
             trail_silence_ms: 1000,
+            rehear_trail_silence_ms: 1500,
             languages: vec!["en".into()],
             english_model: EnglishModel::Auto,
             multilingual_beam_width: 4,

@@ -215,17 +215,17 @@ impl Processor for SpeechProcessor {
         let c = &self.cfg;
         let behind = pace == Pace::Behind;
         let shorter = c.multilingual_behind_window_s < c.multilingual_window_s;
-        let silence = (c.lead_silence_ms as usize * 16, c.trail_silence_ms as usize * 16);
-        let mut coarse = behind && (c.beam_width > 1 || silence != (0, 0));
+        let (lead, trail, rehear_trail) = c.silence_samples();
+        // Coarser than the baseline (on time: heard once, with the beam and the silence).
+        let mut coarse = behind && (c.beam_width > 1 || (lead, trail) != (0, 0));
+        let silence = if behind { (0, 0, 0) } else { (lead, trail, rehear_trail) };
         self.stt.set_beam_width(if behind { 1 } else { c.beam_width });
-        self.stt.set_silence(if behind { 0 } else { silence.0 }, if behind { 0 } else { silence.1 });
-        let (stretches, below) = match pace {
-            Pace::Ahead => (&c.rehear_stretches[..], c.rehear_below),
-            Pace::OnTime | Pace::Behind => (&[][..], 0.0),
-        };
-        self.stt.set_rehearing(stretches, below);
+        self.stt.set_silence(silence.0, silence.1, silence.2);
+        let ahead = pace == Pace::Ahead;
+        let rehearing = |stretches: &[f32]| if ahead { stretches.to_vec() } else { Vec::new() };
+        self.stt.set_rehearing(&rehearing(&c.rehear_stretches), c.rehear_below);
         if let Some((w, _)) = self.whisper.as_mut() {
-            w.set_rehearing(stretches, below);
+            w.set_rehearing(&rehearing(&c.multilingual_rehear_stretches), c.rehear_below);
             let (window, beam) = match (behind, shorter) {
                 (true, true) => (c.multilingual_behind_window_s, c.multilingual_beam_width),
                 (true, false) => (c.multilingual_window_s, 1),

@@ -120,7 +120,7 @@ pub(super) fn languages_section(rt: &Runtime, cfg: &Config, every: usize) -> Res
                     whisper.set_beam_width(*beam);
                     let (stretches, below) = match beam {
                         1 => (&[][..], 0.0),
-                        _ => (&cfg.speech.rehear_stretches[..], cfg.speech.rehear_below),
+                        _ => (&cfg.speech.multilingual_rehear_stretches[..], cfg.speech.rehear_below),
                     };
                     whisper.set_rehearing(stretches, below);
                     for (t, l) in whisper.transcribe_batch(&segs, &allowed)? {

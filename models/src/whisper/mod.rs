@@ -195,11 +195,12 @@ impl Whisper {
     }
 
     /// Beam width, window and re-hearing as `speech` configures them (`multilingual_beam_width`,
-    /// `multilingual_window_s`, `rehear_*`: how the speech pool hears when it has room to spare).
+    /// `multilingual_window_s`, `multilingual_rehear_stretches` below `rehear_below`: how the
+    /// speech pool hears when it has room to spare).
     pub fn configure(&mut self, speech: &sightline_settings::SpeechConfig) {
         self.set_beam_width(speech.multilingual_beam_width);
         self.set_window(speech.multilingual_window_s);
-        self.set_rehearing(&speech.rehear_stretches, speech.rehear_below);
+        self.set_rehearing(&speech.multilingual_rehear_stretches, speech.rehear_below);
     }
 
     /// Re-hearing, as Moonshine's ([`crate::Moonshine::set_rehearing`]): an utterance whose

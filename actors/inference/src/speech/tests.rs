@@ -11,13 +11,16 @@ fn behind_its_target_speech_decodes_greedily_then_returns_to_the_beam() {
     let configured = (&cfg.speech.rehear_stretches[..], cfg.speech.rehear_below);
     assert!(!configured.0.is_empty(), "the shipped config re-hears");
     assert_eq!(p.stt.rehearing(), configured);
-    let silence = (cfg.speech.lead_silence_ms as usize * 16, cfg.speech.trail_silence_ms as usize * 16);
-    assert!(silence.0 > 0 && silence.1 > 0, "the shipped config hears silence around utterances");
+    let silence = cfg.speech.silence_samples();
+    assert!(
+        silence.0 > 0 && silence.1 > 0 && silence.2 > 0,
+        "the shipped config hears silence around utterances"
+    );
     assert_eq!(p.stt.silence(), silence);
     assert!(p.set_pace(Pace::Behind), "behind: coarser, and it says so");
     assert_eq!(p.stt.beam_width(), 1);
     assert!(p.stt.rehearing().0.is_empty(), "behind: each utterance heard once");
-    assert_eq!(p.stt.silence(), (0, 0), "behind: as VAD cut it");
+    assert_eq!(p.stt.silence(), (0, 0, 0), "behind: as VAD cut it");
     assert!(!p.set_pace(Pace::OnTime), "on time: the baseline, not coarse");
     assert_eq!(p.stt.beam_width(), cfg.speech.beam_width, "caught up: the beam again");
     assert_eq!(p.stt.silence(), silence, "caught up: the silence again");
@@ -53,7 +56,8 @@ fn behind_its_target_speech_decodes_greedily_then_returns_to_the_beam() {
     assert_eq!(whisper(&m), (full, beam), "caught up: the full window again");
     assert!(!rehears(&m), "Whisper too re-hears only with room to spare");
     assert!(!m.set_pace(Pace::Ahead));
-    assert_eq!(m.whisper.as_ref().unwrap().0.rehearing(), configured);
+    let whispers = (&multi.speech.multilingual_rehear_stretches[..], multi.speech.rehear_below);
+    assert_eq!(m.whisper.as_ref().unwrap().0.rehearing(), whispers, "Whisper's own stretches");
     // No shorter window to fall back to: greedy over the full one.
     multi.speech.multilingual_behind_window_s = 30.0;
     let mut same = SpeechProcessor::load(&multi, &spec).unwrap();
