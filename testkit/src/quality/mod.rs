@@ -99,6 +99,10 @@ mod tests {
         assert_eq!(scored_word_errors("every morning at five", "every morning at 5:00."), (0, 4));
         assert_eq!(scored_word_errors("at six fifteen", "at 6:15"), (0, 3));
         assert_eq!(scored_word_errors("at five", "at 5:0"), (1, 2), "not a whole hour");
+        // A score or range between two numbers is said "to"; a hyphen elsewhere splits words.
+        assert_eq!(scored_word_errors("voted five to two, three to one", "voted 5-2, 3–1"), (0, 7));
+        assert_eq!(scored_word_errors("rock and roll", "rock-and-roll"), (0, 3));
+        assert_eq!(scored_word_errors("the five two", "the 5-2"), (1, 3));
     }
 
     #[test]

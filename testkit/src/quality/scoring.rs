@@ -121,8 +121,9 @@ const BRITISH_AMERICAN: [(&str, &str); 48] = [
 
 /// Words for scoring a transcript: lower case, punctuation gone, hyphenated words split, digits
 /// spelt out ("2,431" → "two thousand four hundred thirty one", "1.5" → "one point five",
-/// "%" → "percent"), "and" inside a spelt number dropped, British spellings in their American
-/// form ("harbour" → "harbor"). The transcript itself is never normalised; this is evaluation code.
+/// "%" → "percent", "3-1" → "three to one"), "and" inside a spelt number dropped, British
+/// spellings in their American form ("harbour" → "harbor"). The transcript itself is never
+/// normalised; this is evaluation code.
 pub fn normalize_words(text: &str) -> Vec<String> {
     let mut spaced = String::new();
     let chars = whole_hours(text);
@@ -134,6 +135,10 @@ pub fn normalize_words(text: &str) -> Vec<String> {
             '&' => spaced.push_str(" and "),
             ',' if digit_around(i.checked_sub(1)) && digit_around(Some(i + 1)) => {}
             '.' if digit_around(i.checked_sub(1)) && digit_around(Some(i + 1)) => spaced.push_str(" point "),
+            // A score, vote or range between two numbers is said "to" ("3-1": "three to one").
+            '-' | '–' if digit_around(i.checked_sub(1)) && digit_around(Some(i + 1)) => {
+                spaced.push_str(" to ")
+            }
             '\'' if i > 0
                 && chars[i - 1].is_alphanumeric()
                 && chars.get(i + 1).is_some_and(|c| c.is_alphabetic()) =>
