@@ -4,51 +4,77 @@
 use async_nats::jetstream::Message;
 use sightline_bus::Bus;
 use sightline_wire::{SettledNotice, ShedReason, WorkHeader};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Batches whose durations bound how long the next one may take (see [`shed_decision`]).
 pub(crate) const RECENT_BATCHES: usize = 8;
 
-/// How long the last few batches took and how many items each ran: what the next batch may take.
+/// A pool busy at most this share of the time, ‰, is quiet: its extra work has half the lag
+/// target to come out in rather than a third ([`Pace::of`]). Speech re-heard costs about 2.5× its
+/// baseline, so a pool busy a quarter of the time stays under two thirds while it re-hears.
+pub(crate) const QUIET_BUSY_PERMILLE: i64 = 250;
+
+/// How long the last few batches took, how many items each ran and when each ended: what the
+/// next batch may take, and how busy the pool has been.
 #[derive(Debug, Default)]
-pub(crate) struct RecentBatches(std::collections::VecDeque<(i64, usize)>);
+pub(crate) struct RecentBatches(std::collections::VecDeque<(i64, usize, Instant)>);
 
 impl RecentBatches {
     pub(crate) fn record(&mut self, ms: i64, items: usize) {
+        self.record_at(ms, items, Instant::now());
+    }
+
+    /// [`Self::record`] of a batch that ended at `ended`.
+    pub(crate) fn record_at(&mut self, ms: i64, items: usize, ended: Instant) {
         if self.0.len() == RECENT_BATCHES {
             self.0.pop_front();
         }
-        self.0.push_back((ms.max(0), items.max(1)));
+        self.0.push_back((ms.max(0), items.max(1), ended));
+    }
+
+    /// The share of the time since the oldest recent batch began that the pool spent running
+    /// batches, ‰ (0 before any batch, 1000 never idle).
+    pub(crate) fn busy_permille(&self, now: Instant) -> i64 {
+        let Some(&(first_ms, _, first_end)) = self.0.front() else { return 0 };
+        let window = now.saturating_duration_since(first_end).as_millis() as i64 + first_ms;
+        let busy: i64 = self.0.iter().map(|&(ms, ..)| ms).sum();
+        (busy * 1000 / window.max(1)).min(1000)
     }
 
     /// What a batch of `items` may take, ms: the longest recent batch, or the slowest recent
     /// time per item times `items` when that is longer (a batch larger than the recent ones takes
     /// longer than any of them; batching makes the per-item time a bound from above).
     pub(crate) fn expected_ms(&self, items: usize) -> i64 {
-        let longest = self.0.iter().map(|&(ms, _)| ms).max().unwrap_or(0);
-        let per_item = self.0.iter().map(|&(ms, n)| ms / n as i64).max().unwrap_or(0);
+        let longest = self.0.iter().map(|&(ms, ..)| ms).max().unwrap_or(0);
+        let per_item = self.0.iter().map(|&(ms, n, _)| ms / n as i64).max().unwrap_or(0);
         longest.max(per_item * items.max(1) as i64)
     }
 
     /// What a batch of `items` typically takes, ms: the recent batches' mean time per item times
     /// `items`. What the lag target is checked with (the hard limit takes [`Self::expected_ms`]).
     pub(crate) fn typical_ms(&self, items: usize) -> i64 {
-        let (ms, n) = self.0.iter().fold((0i64, 0i64), |(ms, n), &(m, k)| (ms + m, n + k as i64));
+        let (ms, n) = self.0.iter().fold((0i64, 0i64), |(ms, n), &(m, k, _)| (ms + m, n + k as i64));
         if n == 0 { 0 } else { ms * items.max(1) as i64 / n }
     }
 
-    /// Both estimates for a batch of `items`.
+    /// Both estimates for a batch of `items`, and how busy the pool has been until now.
     pub(crate) fn run(&self, items: usize) -> Run {
-        Run { worst_ms: self.expected_ms(items), typical_ms: self.typical_ms(items) }
+        Run {
+            worst_ms: self.expected_ms(items),
+            typical_ms: self.typical_ms(items),
+            busy_permille: self.busy_permille(Instant::now()),
+        }
     }
 }
 
 /// How long a batch may take ([`RecentBatches::expected_ms`]) and typically takes
-/// ([`RecentBatches::typical_ms`]), ms.
+/// ([`RecentBatches::typical_ms`]), ms, and the share of the recent time the pool was running
+/// batches ([`RecentBatches::busy_permille`]), ‰.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Run {
     pub worst_ms: i64,
     pub typical_ms: i64,
+    pub busy_permille: i64,
 }
 
 /// Whether an item `age_ms` old, in a batch that typically takes `run.typical_ms`, reaches the
@@ -63,8 +89,10 @@ pub fn behind_target(age_ms: i64, run: Run, lag_target: Option<Duration>) -> boo
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
     /// The batch would come out within a third of the lag target even if it took as long as the
-    /// longest recent batch (or the pool has no target): room for the optional extra work a
-    /// processor may do with spare time (speech: re-hearing), which lengthens batches.
+    /// longest recent batch, or within half of it when the pool has been quiet (busy at most
+    /// [`QUIET_BUSY_PERMILLE`] of the recent time: no queue for the extra work to delay), or the
+    /// pool has no target: room for the optional extra work a processor may do with spare time
+    /// (speech: re-hearing), which lengthens batches.
     Ahead,
     /// Within the target, without that much room: the configured work, nothing extra.
     OnTime,
@@ -78,10 +106,12 @@ impl Pace {
     pub fn of(age_ms: i64, run: Run, lag_target: Option<Duration>) -> Self {
         match lag_target {
             _ if behind_target(age_ms, run, lag_target) => Pace::Behind,
-            Some(t) if age_ms + run.worst_ms.max(run.typical_ms).max(0) > t.as_millis() as i64 / 3 => {
-                Pace::OnTime
+            Some(t) => {
+                let share = if run.busy_permille <= QUIET_BUSY_PERMILLE { 2 } else { 3 };
+                let out_by = age_ms + run.worst_ms.max(run.typical_ms).max(0);
+                if out_by > t.as_millis() as i64 / share { Pace::OnTime } else { Pace::Ahead }
             }
-            _ => Pace::Ahead,
+            None => Pace::Ahead,
         }
     }
 
@@ -162,7 +192,7 @@ mod tests {
         assert_eq!(shed_decision(8_900, idle, false, target, max), None);
         assert_eq!(shed_decision(60_000, idle, true, None, None), None, "no bounds, no shedding");
         // A batch may take 3 s: an item 7 s old would be done 10 s late, past the 9 s hard limit.
-        let slow = Run { worst_ms: 3_000, typical_ms: 1_000 };
+        let slow = Run { worst_ms: 3_000, typical_ms: 1_000, busy_permille: 1000 };
         assert_eq!(shed_decision(7_000, slow, false, target, max), Some(ShedReason::TooLate));
         assert_eq!(shed_decision(5_500, slow, false, target, max), None);
         // The target is checked with the typical time: 1.5 s old + 1 s typical is 2.5 s, late.
@@ -194,6 +224,32 @@ mod tests {
         recent.record(3_000, 1);
         assert_eq!(Pace::of(0, recent.run(1), target), Pace::OnTime, "a recent batch took 3 s");
         assert_eq!(Pace::of(60_000, recent.run(1), None), Pace::Ahead, "no target: always room");
+    }
+
+    #[test]
+    fn a_quiet_pool_has_half_the_target_for_extra_work() {
+        let target = Some(Duration::from_secs(3));
+        let now = Instant::now();
+        let ago = |s: u64| now - Duration::from_secs(s);
+        // One stream's speech: a 1.1 s batch (re-heard) every 6 s, the last ended 2 s ago.
+        let mut quiet = RecentBatches::default();
+        for i in (0..RECENT_BATCHES as u64).rev() {
+            quiet.record_at(1_100, 1, ago(2 + 6 * i));
+        }
+        let busy = quiet.busy_permille(now);
+        assert!((150..=200).contains(&busy), "8.8 s of batches in 45.1 s: {busy} ‰");
+        let run = Run { busy_permille: busy, ..quiet.run(1) };
+        assert_eq!(Pace::of(300, run, target), Pace::Ahead, "out by 1.4 s: within half the target");
+        assert_eq!(Pace::of(500, run, target), Pace::OnTime, "out by 1.6 s: past half");
+        // The same batches back to back (many streams): a third, as for any busy pool.
+        let mut busy_pool = RecentBatches::default();
+        for i in (0..RECENT_BATCHES as u32).rev() {
+            busy_pool.record_at(1_100, 1, now - Duration::from_millis(1_100) * i);
+        }
+        let run = Run { busy_permille: busy_pool.busy_permille(now), ..busy_pool.run(1) };
+        assert_eq!(run.busy_permille, 1000, "never idle");
+        assert_eq!(Pace::of(300, run, target), Pace::OnTime, "out by 1.4 s: past a third");
+        assert_eq!(RecentBatches::default().busy_permille(now), 0, "nothing ran: idle");
     }
 
     #[test]

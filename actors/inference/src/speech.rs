@@ -201,7 +201,8 @@ impl Processor for SpeechProcessor {
         &self.model
     }
     /// With room to spare ([`Pace::Ahead`]: the batch comes out within a third of the lag target
-    /// even if it takes as long as the longest recent batch) Moonshine and Whisper re-hear their
+    /// even if it takes as long as the longest recent batch, within half of it when the pool has
+    /// been busy at most a quarter of the recent time) Moonshine and Whisper re-hear their
     /// unsure utterances (`speech.rehear_*`); on time each is heard once with its beam, the pool's
     /// baseline (not counted as coarse). Behind its lag target the
     /// speech pool never drops an utterance: Moonshine decodes greedily, heard once and as VAD
