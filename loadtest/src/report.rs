@@ -221,7 +221,8 @@ pub fn html(r: &Report) -> String {
          Waiting for a core = the time those threads were ready to run while every core was busy (the kernel's \
          schedstat, <code>sightline_inference_wait_seconds</code>); ratio less the wait = bare ÷ (Sightline time − that \
          wait): the ratio had each pool a core of its own. Batches with room to spare = those run within a third of the \
-         pool's lag target (half while the pool has been busy at most a quarter of the recent time) (<code>sightline_pool_batches_total{{pace=\"ahead\"}}</code>): the speech pool re-hears \
+         pool's lag target, or within half of it while the pool has been busy at most a quarter of the recent time \
+         (<code>sightline_pool_batches_total{{pace=\"ahead\"}}</code>): the speech pool re-hears \
          its unsure utterances only in those, so its Sightline time per item includes that work and bare's does \
          when <code>speech.rehear_stretches</code> is set.</p>\
          <table><tr><th>streams</th><th>pool</th><th>batches</th><th>items modelled</th><th>mean batch</th>\
