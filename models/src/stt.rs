@@ -36,6 +36,9 @@ pub struct Moonshine {
     /// confidence below which an utterance is.
     rehear: Vec<f32>,
     rehear_below: f32,
+    /// Transcripts of each hearing scored under all hearings when choosing among them (0: the
+    /// most confident hearing's, unscored; [`Moonshine::set_rehear_candidates`]).
+    rehear_candidates: usize,
     /// Silence heard before each utterance, after it, and after a re-heard copy of it, samples
     /// ([`Moonshine::set_silence`]).
     lead: usize,
@@ -88,6 +91,7 @@ impl Moonshine {
             hidden_width,
             rehear: Vec::new(),
             rehear_below: 0.0,
+            rehear_candidates: 0,
             lead: 0,
             trail: 0,
             rehear_trail: 0,
@@ -109,6 +113,7 @@ impl Moonshine {
     pub fn configure(&mut self, speech: &sightline_settings::SpeechConfig) {
         self.set_beam_width(speech.beam_width);
         self.set_rehearing(&speech.rehear_stretches, speech.rehear_below);
+        self.set_rehear_candidates(speech.rehear_candidates);
         let (lead, trail, rehear_trail) = speech.silence_samples();
         self.set_silence(lead, trail, rehear_trail);
     }
@@ -141,13 +146,29 @@ impl Moonshine {
 
     /// Re-hearing: an utterance whose transcript's confidence is below `below` is heard again
     /// resampled to each of `stretches` times its length (1.1: a tenth slower and lower, 0.9 a
-    /// tenth faster and higher), and the most confident of the transcripts is kept. The model
+    /// tenth faster and higher), and one of the transcripts is kept. The model
     /// mishears a voice it handles badly in different places at a slightly different pace and
     /// pitch, and is surer where it hears right. Costs one more transcription per stretch for each
-    /// utterance re-heard; none (empty, or `below` 0) hears each utterance once.
+    /// utterance re-heard; none (empty, or `below` 0) hears each utterance once. Which transcript
+    /// is kept: [`Moonshine::set_rehear_candidates`].
     pub fn set_rehearing(&mut self, stretches: &[f32], below: f32) {
         self.rehear = rehear_factors(stretches);
         self.rehear_below = below;
+    }
+
+    /// How a re-heard utterance's transcript is chosen among its hearings. 0: the most confident
+    /// hearing's, as it heard it. n: the best n finished transcripts of each hearing's beam are
+    /// each scored under every hearing (one decoder run a hearing, the decoder forced through
+    /// every candidate at once) and the one with the highest mean token probability over all
+    /// hearings is kept. A hearing favours its own transcript; the hearings together favour what
+    /// they agree on, which is more often what was said.
+    pub fn set_rehear_candidates(&mut self, n: usize) {
+        self.rehear_candidates = n;
+    }
+
+    /// Candidates per hearing ([`Moonshine::set_rehear_candidates`]).
+    pub fn rehear_candidates(&self) -> usize {
+        self.rehear_candidates
     }
 
     /// The stretches re-heard and the confidence below which ([`Moonshine::set_rehearing`]).
@@ -166,35 +187,165 @@ impl Moonshine {
     /// them all.
     /// With re-hearing on ([`Moonshine::set_rehearing`]), the utterances heard again share runs too.
     pub fn transcribe_batch(&mut self, segments: &[&[f32]]) -> Vec<Result<Transcript, ModelError>> {
-        let mut out = self.hear(segments);
+        let first = self.hear(segments);
         if self.rehear.is_empty() {
-            return out;
+            return first.into_iter().map(|h| h.map(|h| h.best)).collect();
         }
         // (utterance, stretched audio) for each utterance heard with too little confidence.
-        let again: Vec<(usize, Vec<f32>)> = out
+        let again: Vec<(usize, Vec<f32>)> = first
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.as_ref().is_ok_and(|t| t.confidence < self.rehear_below))
+            .filter(|(_, h)| h.as_ref().is_ok_and(|h| h.best.confidence < self.rehear_below))
             .flat_map(|(i, _)| self.rehear.iter().map(move |&k| (i, stretch(segments[i], k))))
             .collect();
         let segs: Vec<&[f32]> = again.iter().map(|(_, a)| a.as_slice()).collect();
         let trail = std::mem::replace(&mut self.trail, self.rehear_trail);
         let reheard = self.hear(&segs);
         self.trail = trail;
+        // Every hearing of each utterance re-heard: the first, then its copies.
+        let mut copies: Vec<Vec<Heard>> = (0..segments.len()).map(|_| Vec::new()).collect();
+        let mut out: Vec<Result<Transcript, ModelError>> = Vec::with_capacity(segments.len());
+        for (i, h) in first.into_iter().enumerate() {
+            match h {
+                Ok(h) if h.best.confidence < self.rehear_below => {
+                    out.push(Ok(h.best.clone()));
+                    copies[i].push(h);
+                }
+                h => out.push(h.map(|h| h.best)),
+            }
+        }
         for ((i, _), heard) in again.iter().zip(reheard) {
-            if let (Ok(t), Ok(best)) = (heard, &out[*i])
-                && t.confidence > best.confidence
-            {
-                out[*i] = Ok(t);
+            if let Ok(h) = heard {
+                copies[*i].push(h);
+            }
+        }
+        for (i, heard) in copies.iter().enumerate().filter(|(_, c)| c.len() > 1) {
+            let chosen = if self.rehear_candidates == 0 {
+                heard.iter().map(|h| h.best.clone()).max_by(|a, b| a.confidence.total_cmp(&b.confidence))
+            } else {
+                match self.agree(heard) {
+                    Ok(t) => Some(t),
+                    // The hearings stand; keep the most confident of them.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "scoring re-heard transcripts failed");
+                        heard
+                            .iter()
+                            .map(|h| h.best.clone())
+                            .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
+                    }
+                }
+            };
+            if let Some(t) = chosen {
+                out[i] = Ok(t);
             }
         }
         out
     }
 
+    /// The transcript the hearings of one utterance agree on best. The best few transcripts
+    /// of each hearing ([`Moonshine::set_rehear_candidates`]) are each scored under every hearing
+    /// (the decoder forced through its tokens), and the one with the highest mean token
+    /// probability over all hearings is kept, that mean its confidence. A hearing's own best
+    /// transcript is favoured by that hearing alone; scored by all of them, what the copies
+    /// agree on wins.
+    fn agree(&mut self, heard: &[Heard]) -> Result<Transcript, ModelError> {
+        let mut cands: Vec<Vec<u32>> = Vec::new();
+        for h in heard {
+            for t in std::iter::once(&h.best.tokens).chain(&h.others).take(self.rehear_candidates) {
+                if !t.is_empty() && !cands.contains(t) {
+                    cands.push(t.clone());
+                }
+            }
+        }
+        if cands.is_empty() {
+            return Ok(heard[0].best.clone());
+        }
+        let mut mean = vec![0f32; cands.len()];
+        for h in heard {
+            for (m, p) in mean.iter_mut().zip(self.force(&h.hidden, &cands)?) {
+                *m += p / heard.len() as f32;
+            }
+        }
+        let best = (0..cands.len()).max_by(|&a, &b| mean[a].total_cmp(&mean[b])).expect("a candidate");
+        let tokens = cands.swap_remove(best);
+        Ok(Transcript { text: self.tokenizer.decode(&tokens), confidence: mean[best], tokens })
+    }
+
+    /// `cands` (none empty) scored under one hearing (its encoder's output): one decoder run
+    /// over every candidate's tokens at once gives each candidate's mean token probability (as
+    /// [`Transcript::confidence`]: the end token not counted).
+    fn force(&mut self, hidden: &Hidden, cands: &[Vec<u32>]) -> Result<Vec<f32>, ModelError> {
+        let err = run_err("moonshine");
+        let known = self.tokenizer.len();
+        if let Some(t) = cands.iter().flatten().find(|&&t| t as usize >= known) {
+            return Err(ModelError::Input(format!("token {t} is outside the vocabulary of {known}")));
+        }
+        let rows = cands.len();
+        let steps = cands.iter().map(|c| c.len()).max().unwrap_or(0);
+        // A row is BOS and every token but the last, then EOS to the longest's length (attention
+        // is causal: what follows a candidate's tokens does not change their scores).
+        let mut ids = Vec::with_capacity(rows * steps);
+        for c in cands {
+            ids.push(BOS);
+            ids.extend(c[..c.len() - 1].iter().map(|&t| t as i64));
+            ids.extend(std::iter::repeat_n(EOS, steps - c.len()));
+        }
+        let empty = vec![Cache { dims: [self.heads, 0, self.head_dim], data: Vec::new() }; 2 * self.layers];
+        let inputs = self.decoder_inputs(ids, steps, Some(hidden), empty, None, &vec![0; rows])?;
+        let out = self.decoder.run(inputs).map_err(&err)?;
+        let (shape, logits) = out["logits"].try_extract_tensor::<f32>().map_err(&err)?;
+        let vocab = *shape.last().unwrap_or(&0) as usize;
+        if vocab == 0 || logits.len() != rows * steps * vocab {
+            return Err(ModelError::Run { model: "moonshine", reason: "unexpected logits".into() });
+        }
+        cands
+            .iter()
+            .enumerate()
+            .map(|(r, c)| {
+                // Position `at` (BOS, then the tokens before it) predicts token `at`.
+                let mut sum = 0f32;
+                for (at, &next) in c.iter().enumerate() {
+                    let row = &logits[(r * steps + at) * vocab..(r * steps + at + 1) * vocab];
+                    sum += log_softmax(row)?[next as usize].exp();
+                }
+                Ok(sum / c.len().max(1) as f32)
+            })
+            .collect()
+    }
+
+    /// Utterances padded to one length (with the silence before and after them) through the
+    /// encoder in one run: a row of its output for each.
+    fn encode(&mut self, segs: &[&[f32]]) -> Result<Hidden, ModelError> {
+        let err = run_err("moonshine");
+        let (lead, trail) = (self.lead, self.trail);
+        let len = segs.iter().map(|s| s.len()).max().unwrap_or(0) + lead + trail;
+        let mut audio = vec![0f32; segs.len() * len];
+        for (row, s) in audio.chunks_exact_mut(len).zip(segs) {
+            row[lead..lead + s.len()].copy_from_slice(s);
+        }
+        let input = Tensor::from_array(([segs.len(), len], audio)).map_err(&err)?;
+        let enc = self.encoder.run(ort::inputs!["input_values" => input]).map_err(&err)?;
+        let (shape, hidden) = enc["last_hidden_state"].try_extract_tensor::<f32>().map_err(&err)?;
+        Ok(Hidden { frames: shape[1] as usize, width: shape[2] as usize, data: hidden.to_vec() })
+    }
+
+    /// How well `samples` (one utterance, heard with the configured silence around it) bear out
+    /// each of `transcripts` (token ids, as [`Transcript::tokens`]): the mean probability of
+    /// its tokens with the decoder forced through them, as [`Transcript::confidence`] (0 for an
+    /// empty one). What [`Moonshine::set_rehear_candidates`] ranks the hearings' transcripts by.
+    pub fn score(&mut self, samples: &[f32], transcripts: &[Vec<u32>]) -> Result<Vec<f32>, ModelError> {
+        let hidden = self.encode(&[samples])?;
+        let given: Vec<Vec<u32>> = transcripts.iter().filter(|t| !t.is_empty()).cloned().collect();
+        let mut scores = if given.is_empty() { Vec::new() } else { self.force(&hidden, &given)? }.into_iter();
+        Ok(transcripts
+            .iter()
+            .map(|t| if t.is_empty() { 0.0 } else { scores.next().unwrap_or(0.0) })
+            .collect())
+    }
+
     /// Each utterance heard once.
-    fn hear(&mut self, segments: &[&[f32]]) -> Vec<Result<Transcript, ModelError>> {
-        let mut out: Vec<Option<Result<Transcript, ModelError>>> =
-            (0..segments.len()).map(|_| None).collect();
+    fn hear(&mut self, segments: &[&[f32]]) -> Vec<Result<Heard, ModelError>> {
+        let mut out: Vec<Option<Result<Heard, ModelError>>> = (0..segments.len()).map(|_| None).collect();
         let mut order: Vec<usize> = Vec::with_capacity(segments.len());
         for (i, s) in segments.iter().enumerate() {
             if s.len() < MIN_SAMPLES {
@@ -217,19 +368,9 @@ impl Moonshine {
 
     /// Beam search over utterances padded to one length: the encoder runs once on all of them,
     /// then each decoder step runs every live hypothesis of every utterance as one batch.
-    fn transcribe_group(&mut self, segs: &[&[f32]]) -> Result<Vec<Transcript>, ModelError> {
-        let err = run_err("moonshine");
+    fn transcribe_group(&mut self, segs: &[&[f32]]) -> Result<Vec<Heard>, ModelError> {
         let (lead, trail) = (self.lead, self.trail);
-        let len = segs.iter().map(|s| s.len()).max().unwrap_or(0) + lead + trail;
-        let mut audio = vec![0f32; segs.len() * len];
-        for (row, s) in audio.chunks_exact_mut(len).zip(segs) {
-            row[lead..lead + s.len()].copy_from_slice(s);
-        }
-        let input = Tensor::from_array(([segs.len(), len], audio)).map_err(&err)?;
-        let enc = self.encoder.run(ort::inputs!["input_values" => input]).map_err(&err)?;
-        let (shape, hidden) = enc["last_hidden_state"].try_extract_tensor::<f32>().map_err(&err)?;
-        let hidden = Hidden { frames: shape[1] as usize, width: shape[2] as usize, data: hidden.to_vec() };
-        drop(enc);
+        let hidden = self.encode(segs)?;
 
         // Every live hypothesis is one row of a batch: one decoder run a step serves them all (the
         // shipped 8-bit decoder costs about the same per run at batch 4 as at batch 1). Caches
@@ -282,44 +423,53 @@ impl Moonshine {
             let next = self.decode(&last, None, past, Some(&enc_kv), &row_seg)?;
             (rows, kv) = (next.log_probs, next.decoder);
         }
+        let size = hidden.frames * hidden.width;
         searches
             .into_iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(u, s)| {
                 // No hypothesis ended within the token budget: take the best unfinished one.
                 let mut finished = s.finished;
                 finished.extend(s.beams.into_iter().map(|h| (h.log_prob / h.tokens.len().max(1) as f32, h)));
-                let (_, best) = finished
-                    .into_iter()
-                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                finished.sort_by(|a, b| b.0.total_cmp(&a.0));
+                let mut finished = finished.into_iter().map(|(_, h)| h);
+                let best = finished
+                    .next()
                     .ok_or_else(|| ModelError::Run { model: "moonshine", reason: "no hypothesis".into() })?;
                 let confidence =
                     if best.tokens.is_empty() { 0.0 } else { best.prob_sum / best.tokens.len() as f32 };
-                Ok(Transcript { text: self.tokenizer.decode(&best.tokens), confidence, tokens: best.tokens })
+                let text = self.tokenizer.decode(&best.tokens);
+                Ok(Heard {
+                    best: Transcript { text, confidence, tokens: best.tokens },
+                    others: finished.map(|h| h.tokens).collect(),
+                    hidden: Hidden {
+                        frames: hidden.frames,
+                        width: hidden.width,
+                        data: hidden.data[u * size..(u + 1) * size].to_vec(),
+                    },
+                })
             })
             .collect()
     }
 
-    /// One decoder run over a batch of hypotheses (one row each, `last` their last tokens, `seg`
-    /// the utterance each belongs to): log-probabilities of each row's next token and the grown
-    /// self-attention caches. The first step (no `enc_kv`, `hidden` given, one row per utterance)
-    /// computes the cross-attention caches and returns them; later steps read those instead of
-    /// the encoder's output, which the cached branch of the merged decoder ignores.
-    fn decode(
-        &mut self,
-        last: &[i64],
+    /// The merged decoder's inputs for `ids` (`steps` tokens a row; see [`Moonshine::decode`]).
+    fn decoder_inputs(
+        &self,
+        ids: Vec<i64>,
+        steps: usize,
         hidden: Option<&Hidden>,
         past: Vec<Cache>,
         enc_kv: Option<&[Cache]>,
         seg: &[usize],
-    ) -> Result<DecoderStep, ModelError> {
+    ) -> Result<DecoderInputs, ModelError> {
         let err = run_err("moonshine");
-        let rows = last.len();
+        let rows = ids.len() / steps.max(1);
         let name = |l: usize, k: &str| format!("past_key_values.{l}.{k}");
         let tensor = |c: Cache| -> Result<DynValue, ModelError> {
             let [a, b, d] = c.dims;
             Ok(Tensor::from_array(([rows, a, b, d], c.data)).map_err(&err)?.into_dyn())
         };
-        let ids = Tensor::from_array(([rows, 1usize], last.to_vec())).map_err(&err)?;
+        let ids = Tensor::from_array(([rows, steps], ids)).map_err(&err)?;
         let use_cache = Tensor::from_array(([1usize], vec![enc_kv.is_some()])).map_err(&err)?;
         let hidden_rows = match hidden {
             Some(h) => {
@@ -333,7 +483,7 @@ impl Moonshine {
                 Tensor::from_array(([rows, 1, w], vec![0f32; rows * w])).map_err(&err)?
             }
         };
-        let mut inputs: Vec<(std::borrow::Cow<str>, ort::session::SessionInputValue)> = vec![
+        let mut inputs: DecoderInputs = vec![
             ("input_ids".into(), ids.into()),
             ("encoder_hidden_states".into(), hidden_rows.into()),
             ("use_cache_branch".into(), use_cache.into()),
@@ -355,6 +505,25 @@ impl Moonshine {
             inputs.push((name(l, "encoder.key").into(), tensor(k)?.into()));
             inputs.push((name(l, "encoder.value").into(), tensor(v)?.into()));
         }
+        Ok(inputs)
+    }
+
+    /// One decoder run over a batch of hypotheses (one row each, `last` their last tokens, `seg`
+    /// the utterance each belongs to): log-probabilities of each row's next token and the grown
+    /// self-attention caches. The first step (no `enc_kv`, `hidden` given, one row per utterance)
+    /// computes the cross-attention caches and returns them; later steps read those instead of
+    /// the encoder's output, which the cached branch of the merged decoder ignores.
+    fn decode(
+        &mut self,
+        last: &[i64],
+        hidden: Option<&Hidden>,
+        past: Vec<Cache>,
+        enc_kv: Option<&[Cache]>,
+        seg: &[usize],
+    ) -> Result<DecoderStep, ModelError> {
+        let err = run_err("moonshine");
+        let rows = last.len();
+        let inputs = self.decoder_inputs(last.to_vec(), 1, hidden, past, enc_kv, seg)?;
         let out = self.decoder.run(inputs).map_err(&err)?;
         let (shape, logits) = out["logits"].try_extract_tensor::<f32>().map_err(&err)?;
         let vocab = *shape.last().unwrap_or(&0) as usize;
@@ -386,6 +555,17 @@ impl Moonshine {
         }
         Ok(DecoderStep { log_probs, decoder, encoder: enc_kv.is_none().then_some(encoder) })
     }
+}
+
+/// The merged decoder's named inputs for one run.
+type DecoderInputs = Vec<(std::borrow::Cow<'static, str>, ort::session::SessionInputValue<'static>)>;
+
+/// One utterance heard once: its best transcript, the other finished ones (best first), and the
+/// encoder's output it was heard with (to score other transcripts under it).
+struct Heard {
+    best: Transcript,
+    others: Vec<Vec<u32>>,
+    hidden: Hidden,
 }
 
 /// What one decoder run gives: per row the next token's log-probabilities, the grown

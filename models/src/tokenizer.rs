@@ -50,6 +50,15 @@ impl TokenDecoder {
         Self { pieces, byte_level: false }
     }
 
+    /// Pieces in the vocabulary (one more than the highest token id).
+    pub fn len(&self) -> usize {
+        self.pieces.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
     pub fn decode(&self, ids: &[u32]) -> String {
         if self.byte_level {
             return self.decode_byte_level(ids);

@@ -167,6 +167,12 @@ impl Config {
         if !(0.0..=1.0).contains(&self.speech.rehear_below) {
             return Err(ConfigError::Invalid("speech.rehear_below must be within 0..=1".into()));
         }
+        if self.speech.rehear_candidates > 8 {
+            return Err(ConfigError::Invalid(format!(
+                "speech.rehear_candidates must be 0..=8, got {}",
+                self.speech.rehear_candidates
+            )));
+        }
         if !(1..=16).contains(&self.speech.multilingual_beam_width) {
             return Err(ConfigError::Invalid("speech.multilingual_beam_width must be 1..=16".into()));
         }
@@ -265,6 +271,11 @@ mod tests {
         cfg.speech.rehear_below = 1.5;
         assert!(cfg.validate().unwrap_err().to_string().contains("speech.rehear_below"));
         cfg.speech.rehear_below = 0.0;
+        assert!(cfg.validate().is_ok());
+        assert_eq!(cfg.speech.rehear_candidates, 4);
+        cfg.speech.rehear_candidates = 9;
+        assert!(cfg.validate().unwrap_err().to_string().contains("speech.rehear_candidates must be 0..=8"));
+        cfg.speech.rehear_candidates = 0;
         assert!(cfg.validate().is_ok());
     }
 

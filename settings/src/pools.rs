@@ -165,7 +165,7 @@ pub struct SpeechConfig {
     pub beam_width: usize,
     /// Re-hearing: an utterance Moonshine transcribes with a confidence (mean token probability)
     /// below `rehear_below` is transcribed again resampled to each of these times its length
-    /// (1.1: a tenth slower and lower), and the most confident transcript is kept; only while
+    /// (1.1: a tenth slower and lower), and one transcript is kept (`rehear_candidates`); only while
     /// the pool's batch comes out within a third of its lag target (spare-time work). Empty: each
     /// utterance heard once. At most 4, each within 0.5..=2. Moonshine's; Whisper's are
     /// `multilingual_rehear_stretches`.
@@ -175,6 +175,11 @@ pub struct SpeechConfig {
     pub multilingual_rehear_stretches: Vec<f32>,
     /// Confidence below which an utterance is re-heard, 0..=1 (0: never, 1: always).
     pub rehear_below: f32,
+    /// How Moonshine chooses among an utterance's hearings: the best this many finished
+    /// transcripts of each hearing's beam are scored under every hearing and the one with the
+    /// highest mean token probability over them all is kept, 0..=8 (0: the most confident
+    /// hearing's transcript, unscored).
+    pub rehear_candidates: usize,
     /// Utterances of a batch (of any streams) are transcribed together when their lengths differ
     /// by at most this much: the shorter ones are padded with this much trailing silence at most,
     /// milliseconds (0: only utterances of the same length share a run).
@@ -266,6 +271,7 @@ impl Default for SpeechConfig {
             rehear_stretches: vec![1.05, 1.1],
             multilingual_rehear_stretches: vec![0.9, 1.1],
             rehear_below: 0.9,
+            rehear_candidates: 4,
             max_pad_ms: 1000,
             lead_silence_ms: 300,
             trail_silence_ms: 1000,
