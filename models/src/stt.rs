@@ -158,8 +158,8 @@ impl Moonshine {
 
     /// How a re-heard utterance's transcript is chosen among its hearings. 0: the most confident
     /// hearing's, as it heard it. n: the best n finished transcripts of each hearing's beam are
-    /// each scored under every hearing (one decoder run a hearing, the decoder forced through
-    /// every candidate at once) and the one with the highest mean token probability over all
+    /// each scored under every hearing (the decoder forced through every candidate at once: two
+    /// runs a hearing) and the one with the highest mean token probability over all
     /// hearings is kept. A hearing favours its own transcript; the hearings together favour what
     /// they agree on, which is more often what was said.
     pub fn set_rehear_candidates(&mut self, n: usize) {
@@ -271,9 +271,9 @@ impl Moonshine {
         Ok(Transcript { text: self.tokenizer.decode(&tokens), confidence: mean[best], tokens })
     }
 
-    /// `cands` (none empty) scored under one hearing (its encoder's output): one decoder run
-    /// over every candidate's tokens at once gives each candidate's mean token probability (as
-    /// [`Transcript::confidence`]: the end token not counted).
+    /// `cands` (none empty) scored under one hearing (its encoder's output): two decoder runs,
+    /// BOS alone and then every candidate's tokens at once, give each candidate's mean token
+    /// probability (as [`Transcript::confidence`]: the end token not counted).
     fn force(&mut self, hidden: &Hidden, cands: &[Vec<u32>]) -> Result<Vec<f32>, ModelError> {
         let err = run_err("moonshine");
         let known = self.tokenizer.len();
@@ -281,36 +281,42 @@ impl Moonshine {
             return Err(ModelError::Input(format!("token {t} is outside the vocabulary of {known}")));
         }
         let rows = cands.len();
-        let steps = cands.iter().map(|c| c.len()).max().unwrap_or(0);
-        // A row is BOS and every token but the last, then EOS to the longest's length (attention
-        // is causal: what follows a candidate's tokens does not change their scores).
-        let mut ids = Vec::with_capacity(rows * steps);
-        for c in cands {
-            ids.push(BOS);
-            ids.extend(c[..c.len() - 1].iter().map(|&t| t as i64));
-            ids.extend(std::iter::repeat_n(EOS, steps - c.len()));
-        }
-        let empty = vec![Cache { dims: [self.heads, 0, self.head_dim], data: Vec::new() }; 2 * self.layers];
-        let inputs = self.decoder_inputs(ids, steps, Some(hidden), empty, None, &vec![0; rows])?;
-        let out = self.decoder.run(inputs).map_err(&err)?;
-        let (shape, logits) = out["logits"].try_extract_tensor::<f32>().map_err(&err)?;
-        let vocab = *shape.last().unwrap_or(&0) as usize;
-        if vocab == 0 || logits.len() != rows * steps * vocab {
-            return Err(ModelError::Run { model: "moonshine", reason: "unexpected logits".into() });
-        }
-        cands
-            .iter()
-            .enumerate()
-            .map(|(r, c)| {
-                // Position `at` (BOS, then the tokens before it) predicts token `at`.
-                let mut sum = 0f32;
-                for (at, &next) in c.iter().enumerate() {
+        // BOS alone, one row: the first token's probabilities, and the cross-attention caches
+        // computed once for every candidate (the uncached branch would compute them a row).
+        let empty = Cache { dims: [self.heads, 0, self.head_dim], data: Vec::new() };
+        let first = self.decode(&[BOS], Some(hidden), vec![empty; 2 * self.layers], None, &[0])?;
+        let enc_kv = first.encoder.ok_or_else(|| ModelError::Run {
+            model: "moonshine",
+            reason: "decoder returned no encoder keys/values".into(),
+        })?;
+        let mut sums: Vec<f32> = cands.iter().map(|c| first.log_probs[0][c[0] as usize].exp()).collect();
+        // Then every token but the last of each candidate at once (EOS after the shorter ones, to
+        // the longest's length; attention is causal, so what follows a candidate's tokens does
+        // not change their scores): position `at` predicts token `at + 1`.
+        let steps = cands.iter().map(|c| c.len()).max().unwrap_or(1) - 1;
+        if steps > 0 {
+            let mut ids = Vec::with_capacity(rows * steps);
+            for c in cands {
+                ids.extend(c[..c.len() - 1].iter().map(|&t| t as i64));
+                ids.extend(std::iter::repeat_n(EOS, steps + 1 - c.len()));
+            }
+            let all = vec![0; rows];
+            let past: Vec<Cache> = first.decoder.iter().map(|c| c.gather(&all)).collect();
+            let inputs = self.decoder_inputs(ids, steps, None, past, Some(&enc_kv), &all)?;
+            let out = self.decoder.run(inputs).map_err(&err)?;
+            let (shape, logits) = out["logits"].try_extract_tensor::<f32>().map_err(&err)?;
+            let vocab = *shape.last().unwrap_or(&0) as usize;
+            if vocab == 0 || logits.len() != rows * steps * vocab {
+                return Err(ModelError::Run { model: "moonshine", reason: "unexpected logits".into() });
+            }
+            for (r, (c, sum)) in cands.iter().zip(&mut sums).enumerate() {
+                for (at, &next) in c[1..].iter().enumerate() {
                     let row = &logits[(r * steps + at) * vocab..(r * steps + at + 1) * vocab];
-                    sum += log_softmax(row)?[next as usize].exp();
+                    *sum += log_softmax(row)?[next as usize].exp();
                 }
-                Ok(sum / c.len().max(1) as f32)
-            })
-            .collect()
+            }
+        }
+        Ok(cands.iter().zip(sums).map(|(c, sum)| sum / c.len() as f32).collect())
     }
 
     /// Utterances padded to one length (with the silence before and after them) through the
