@@ -187,7 +187,7 @@ impl Moonshine {
     /// them all.
     /// With re-hearing on ([`Moonshine::set_rehearing`]), the utterances heard again share runs too.
     pub fn transcribe_batch(&mut self, segments: &[&[f32]]) -> Vec<Result<Transcript, ModelError>> {
-        let first = self.hear(segments);
+        let first = self.hear(segments, Judged::IfUnsure);
         if self.rehear.is_empty() {
             return first.into_iter().map(|h| h.map(|h| h.best)).collect();
         }
@@ -200,7 +200,7 @@ impl Moonshine {
             .collect();
         let segs: Vec<&[f32]> = again.iter().map(|(_, a)| a.as_slice()).collect();
         let trail = std::mem::replace(&mut self.trail, self.rehear_trail);
-        let reheard = self.hear(&segs);
+        let reheard = self.hear(&segs, Judged::Always);
         self.trail = trail;
         // Every hearing of each utterance re-heard: the first, then its copies.
         let mut copies: Vec<Vec<Heard>> = (0..segments.len()).map(|_| Vec::new()).collect();
@@ -262,7 +262,11 @@ impl Moonshine {
         }
         let mut mean = vec![0f32; cands.len()];
         for h in heard {
-            for (m, p) in mean.iter_mut().zip(self.force(&h.hidden, &cands)?) {
+            let judge = h.judge.as_ref().ok_or_else(|| ModelError::Run {
+                model: "moonshine",
+                reason: "a hearing kept nothing to score under".into(),
+            })?;
+            for (m, p) in mean.iter_mut().zip(self.force(judge, &cands)?) {
                 *m += p / heard.len() as f32;
             }
         }
@@ -271,25 +275,19 @@ impl Moonshine {
         Ok(Transcript { text: self.tokenizer.decode(&tokens), confidence: mean[best], tokens })
     }
 
-    /// `cands` (none empty) scored under one hearing (its encoder's output): two decoder runs,
-    /// BOS alone and then every candidate's tokens at once, give each candidate's mean token
-    /// probability (as [`Transcript::confidence`]: the end token not counted).
-    fn force(&mut self, hidden: &Hidden, cands: &[Vec<u32>]) -> Result<Vec<f32>, ModelError> {
+    /// `cands` (none empty) scored under one hearing: one decoder run over every candidate's
+    /// tokens at once, from the state after BOS, gives each candidate's mean token probability
+    /// (as [`Transcript::confidence`]: the end token not counted).
+    fn force(&mut self, judge: &Judge, cands: &[Vec<u32>]) -> Result<Vec<f32>, ModelError> {
         let err = run_err("moonshine");
         let known = self.tokenizer.len();
         if let Some(t) = cands.iter().flatten().find(|&&t| t as usize >= known) {
             return Err(ModelError::Input(format!("token {t} is outside the vocabulary of {known}")));
         }
         let rows = cands.len();
-        // BOS alone, one row: the first token's probabilities, and the cross-attention caches
-        // computed once for every candidate (the uncached branch would compute them a row).
-        let empty = Cache { dims: [self.heads, 0, self.head_dim], data: Vec::new() };
-        let first = self.decode(&[BOS], Some(hidden), vec![empty; 2 * self.layers], None, &[0])?;
-        let enc_kv = first.encoder.ok_or_else(|| ModelError::Run {
-            model: "moonshine",
-            reason: "decoder returned no encoder keys/values".into(),
-        })?;
-        let mut sums: Vec<f32> = cands.iter().map(|c| first.log_probs[0][c[0] as usize].exp()).collect();
+        // The first token from the state after BOS; the cross-attention caches, computed once a
+        // hearing, serve every candidate (the uncached branch would compute them a row).
+        let mut sums: Vec<f32> = cands.iter().map(|c| judge.first[c[0] as usize].exp()).collect();
         // Then every token but the last of each candidate at once (EOS after the shorter ones, to
         // the longest's length; attention is causal, so what follows a candidate's tokens does
         // not change their scores): position `at` predicts token `at + 1`.
@@ -301,8 +299,8 @@ impl Moonshine {
                 ids.extend(std::iter::repeat_n(EOS, steps + 1 - c.len()));
             }
             let all = vec![0; rows];
-            let past: Vec<Cache> = first.decoder.iter().map(|c| c.gather(&all)).collect();
-            let inputs = self.decoder_inputs(ids, steps, None, past, Some(&enc_kv), &all)?;
+            let past: Vec<Cache> = judge.bos.iter().map(|c| c.gather(&all)).collect();
+            let inputs = self.decoder_inputs(ids, steps, None, past, Some(&judge.enc_kv), &all)?;
             let out = self.decoder.run(inputs).map_err(&err)?;
             let (shape, logits) = out["logits"].try_extract_tensor::<f32>().map_err(&err)?;
             let vocab = *shape.last().unwrap_or(&0) as usize;
@@ -341,8 +339,18 @@ impl Moonshine {
     /// empty one). What [`Moonshine::set_rehear_candidates`] ranks the hearings' transcripts by.
     pub fn score(&mut self, samples: &[f32], transcripts: &[Vec<u32>]) -> Result<Vec<f32>, ModelError> {
         let hidden = self.encode(&[samples])?;
+        let empty = Cache { dims: [self.heads, 0, self.head_dim], data: Vec::new() };
+        let first = self.decode(&[BOS], Some(&hidden), vec![empty; 2 * self.layers], None, &[0])?;
+        let judge = Judge {
+            enc_kv: first.encoder.ok_or_else(|| ModelError::Run {
+                model: "moonshine",
+                reason: "decoder returned no encoder keys/values".into(),
+            })?,
+            bos: first.decoder,
+            first: first.log_probs.into_iter().next().unwrap_or_default(),
+        };
         let given: Vec<Vec<u32>> = transcripts.iter().filter(|t| !t.is_empty()).cloned().collect();
-        let mut scores = if given.is_empty() { Vec::new() } else { self.force(&hidden, &given)? }.into_iter();
+        let mut scores = if given.is_empty() { Vec::new() } else { self.force(&judge, &given)? }.into_iter();
         Ok(transcripts
             .iter()
             .map(|t| if t.is_empty() { 0.0 } else { scores.next().unwrap_or(0.0) })
@@ -350,7 +358,7 @@ impl Moonshine {
     }
 
     /// Each utterance heard once.
-    fn hear(&mut self, segments: &[&[f32]]) -> Vec<Result<Heard, ModelError>> {
+    fn hear(&mut self, segments: &[&[f32]], judged: Judged) -> Vec<Result<Heard, ModelError>> {
         let mut out: Vec<Option<Result<Heard, ModelError>>> = (0..segments.len()).map(|_| None).collect();
         let mut order: Vec<usize> = Vec::with_capacity(segments.len());
         for (i, s) in segments.iter().enumerate() {
@@ -364,7 +372,7 @@ impl Moonshine {
         order.sort_by_key(|&i| segments[i].len());
         for group in length_groups(&order, |i| segments[i].len(), self.max_batch, self.max_pad) {
             let segs: Vec<&[f32]> = group.iter().map(|&i| segments[i]).collect();
-            match self.transcribe_group(&segs) {
+            match self.transcribe_group(&segs, judged) {
                 Ok(ts) => group.iter().zip(ts).for_each(|(&i, t)| out[i] = Some(Ok(t))),
                 Err(e) => group.iter().for_each(|&i| out[i] = Some(Err(e.clone()))),
             }
@@ -374,7 +382,7 @@ impl Moonshine {
 
     /// Beam search over utterances padded to one length: the encoder runs once on all of them,
     /// then each decoder step runs every live hypothesis of every utterance as one batch.
-    fn transcribe_group(&mut self, segs: &[&[f32]]) -> Result<Vec<Heard>, ModelError> {
+    fn transcribe_group(&mut self, segs: &[&[f32]], judged: Judged) -> Result<Vec<Heard>, ModelError> {
         let (lead, trail) = (self.lead, self.trail);
         let hidden = self.encode(segs)?;
 
@@ -392,6 +400,9 @@ impl Moonshine {
             model: "moonshine",
             reason: "decoder returned no encoder keys/values".into(),
         })?;
+        // What scores other transcripts under each hearing, should it be wanted.
+        let judging = !self.rehear.is_empty() && self.rehear_candidates > 0;
+        let bos = judging.then(|| (first.log_probs.clone(), first.decoder.clone()));
         let (mut rows, mut kv) = (first.log_probs, first.decoder);
         let mut searches: Vec<Search> = segs
             .iter()
@@ -429,7 +440,6 @@ impl Moonshine {
             let next = self.decode(&last, None, past, Some(&enc_kv), &row_seg)?;
             (rows, kv) = (next.log_probs, next.decoder);
         }
-        let size = hidden.frames * hidden.width;
         searches
             .into_iter()
             .enumerate()
@@ -445,14 +455,16 @@ impl Moonshine {
                 let confidence =
                     if best.tokens.is_empty() { 0.0 } else { best.prob_sum / best.tokens.len() as f32 };
                 let text = self.tokenizer.decode(&best.tokens);
+                let wanted = judged == Judged::Always || confidence < self.rehear_below;
+                let judge = bos.as_ref().filter(|_| wanted).map(|(first, kv)| Judge {
+                    enc_kv: enc_kv.iter().map(|c| c.gather(&[u])).collect(),
+                    bos: kv.iter().map(|c| c.gather(&[u])).collect(),
+                    first: first[u].clone(),
+                });
                 Ok(Heard {
                     best: Transcript { text, confidence, tokens: best.tokens },
                     others: finished.map(|h| h.tokens).collect(),
-                    hidden: Hidden {
-                        frames: hidden.frames,
-                        width: hidden.width,
-                        data: hidden.data[u * size..(u + 1) * size].to_vec(),
-                    },
+                    judge,
                 })
             })
             .collect()
@@ -563,15 +575,33 @@ impl Moonshine {
     }
 }
 
+/// Which hearings of a run keep their [`Judge`] (when re-hearing scores them): those unsure
+/// enough to be re-heard (a first hearing), or all (the re-heard copies).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Judged {
+    IfUnsure,
+    Always,
+}
+
 /// The merged decoder's named inputs for one run.
 type DecoderInputs = Vec<(std::borrow::Cow<'static, str>, ort::session::SessionInputValue<'static>)>;
 
-/// One utterance heard once: its best transcript, the other finished ones (best first), and the
-/// encoder's output it was heard with (to score other transcripts under it).
+/// One utterance heard once: its best transcript, the other finished ones (best first), and,
+/// when it may be scored against other hearings, what scores transcripts under it.
 struct Heard {
     best: Transcript,
     others: Vec<Vec<u32>>,
-    hidden: Hidden,
+    judge: Option<Judge>,
+}
+
+/// The decoder's state after BOS for one hearing of one utterance (one row each): the
+/// cross-attention caches, the self-attention caches and the first token's log-probabilities.
+/// Kept from the beam search's first step, so scoring transcripts under the hearing costs one
+/// decoder run.
+struct Judge {
+    enc_kv: Vec<Cache>,
+    bos: Vec<Cache>,
+    first: Vec<f32>,
 }
 
 /// What one decoder run gives: per row the next token's log-probabilities, the grown
