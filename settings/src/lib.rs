@@ -272,7 +272,7 @@ mod tests {
         assert!(cfg.validate().unwrap_err().to_string().contains("speech.rehear_below"));
         cfg.speech.rehear_below = 0.0;
         assert!(cfg.validate().is_ok());
-        assert_eq!(cfg.speech.rehear_candidates, 4);
+        assert_eq!(cfg.speech.rehear_candidates, 1);
         cfg.speech.rehear_candidates = 9;
         assert!(cfg.validate().unwrap_err().to_string().contains("speech.rehear_candidates must be 0..=8"));
         cfg.speech.rehear_candidates = 0;
