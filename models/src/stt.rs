@@ -8,6 +8,11 @@ use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 use std::path::Path;
 
+mod rehear;
+use rehear::Judge;
+pub(crate) use rehear::rehear_factors;
+pub use rehear::stretch;
+
 const BOS: i64 = 1;
 const EOS: i64 = 2;
 
@@ -181,142 +186,6 @@ impl Moonshine {
         self.transcribe_batch(&[samples]).pop().expect("one result per utterance")
     }
 
-    /// Transcribes several utterances (of one stream or many), one result each, in order.
-    /// Utterances of similar length (within the padding bound) share encoder and decoder runs:
-    /// every hypothesis of every utterance is one row of the decoder's batch, so a step serves
-    /// them all.
-    /// With re-hearing on ([`Moonshine::set_rehearing`]), the utterances heard again share runs too.
-    pub fn transcribe_batch(&mut self, segments: &[&[f32]]) -> Vec<Result<Transcript, ModelError>> {
-        let first = self.hear(segments, Judged::IfUnsure);
-        if self.rehear.is_empty() {
-            return first.into_iter().map(|h| h.map(|h| h.best)).collect();
-        }
-        // (utterance, stretched audio) for each utterance heard with too little confidence.
-        let again: Vec<(usize, Vec<f32>)> = first
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| h.as_ref().is_ok_and(|h| h.best.confidence < self.rehear_below))
-            .flat_map(|(i, _)| self.rehear.iter().map(move |&k| (i, stretch(segments[i], k))))
-            .collect();
-        let segs: Vec<&[f32]> = again.iter().map(|(_, a)| a.as_slice()).collect();
-        let trail = std::mem::replace(&mut self.trail, self.rehear_trail);
-        let reheard = self.hear(&segs, Judged::Always);
-        self.trail = trail;
-        // Every hearing of each utterance re-heard: the first, then its copies.
-        let mut copies: Vec<Vec<Heard>> = (0..segments.len()).map(|_| Vec::new()).collect();
-        let mut out: Vec<Result<Transcript, ModelError>> = Vec::with_capacity(segments.len());
-        for (i, h) in first.into_iter().enumerate() {
-            match h {
-                Ok(h) if h.best.confidence < self.rehear_below => {
-                    out.push(Ok(h.best.clone()));
-                    copies[i].push(h);
-                }
-                h => out.push(h.map(|h| h.best)),
-            }
-        }
-        for ((i, _), heard) in again.iter().zip(reheard) {
-            if let Ok(h) = heard {
-                copies[*i].push(h);
-            }
-        }
-        for (i, heard) in copies.iter().enumerate().filter(|(_, c)| c.len() > 1) {
-            let chosen = if self.rehear_candidates == 0 {
-                heard.iter().map(|h| h.best.clone()).max_by(|a, b| a.confidence.total_cmp(&b.confidence))
-            } else {
-                match self.agree(heard) {
-                    Ok(t) => Some(t),
-                    // The hearings stand; keep the most confident of them.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "scoring re-heard transcripts failed");
-                        heard
-                            .iter()
-                            .map(|h| h.best.clone())
-                            .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
-                    }
-                }
-            };
-            if let Some(t) = chosen {
-                out[i] = Ok(t);
-            }
-        }
-        out
-    }
-
-    /// The transcript the hearings of one utterance agree on best. The best few transcripts
-    /// of each hearing ([`Moonshine::set_rehear_candidates`]) are each scored under every hearing
-    /// (the decoder forced through its tokens), and the one with the highest mean token
-    /// probability over all hearings is kept, that mean its confidence. A hearing's own best
-    /// transcript is favoured by that hearing alone; scored by all of them, what the copies
-    /// agree on wins.
-    fn agree(&mut self, heard: &[Heard]) -> Result<Transcript, ModelError> {
-        let mut cands: Vec<Vec<u32>> = Vec::new();
-        for h in heard {
-            for t in std::iter::once(&h.best.tokens).chain(&h.others).take(self.rehear_candidates) {
-                if !t.is_empty() && !cands.contains(t) {
-                    cands.push(t.clone());
-                }
-            }
-        }
-        if cands.is_empty() {
-            return Ok(heard[0].best.clone());
-        }
-        let mut mean = vec![0f32; cands.len()];
-        for h in heard {
-            let judge = h.judge.as_ref().ok_or_else(|| ModelError::Run {
-                model: "moonshine",
-                reason: "a hearing kept nothing to score under".into(),
-            })?;
-            for (m, p) in mean.iter_mut().zip(self.force(judge, &cands)?) {
-                *m += p / heard.len() as f32;
-            }
-        }
-        let best = (0..cands.len()).max_by(|&a, &b| mean[a].total_cmp(&mean[b])).expect("a candidate");
-        let tokens = cands.swap_remove(best);
-        Ok(Transcript { text: self.tokenizer.decode(&tokens), confidence: mean[best], tokens })
-    }
-
-    /// `cands` (none empty) scored under one hearing: one decoder run over every candidate's
-    /// tokens at once, from the state after BOS, gives each candidate's mean token probability
-    /// (as [`Transcript::confidence`]: the end token not counted).
-    fn force(&mut self, judge: &Judge, cands: &[Vec<u32>]) -> Result<Vec<f32>, ModelError> {
-        let err = run_err("moonshine");
-        let known = self.tokenizer.len();
-        if let Some(t) = cands.iter().flatten().find(|&&t| t as usize >= known) {
-            return Err(ModelError::Input(format!("token {t} is outside the vocabulary of {known}")));
-        }
-        let rows = cands.len();
-        // The first token from the state after BOS; the cross-attention caches, computed once a
-        // hearing, serve every candidate (the uncached branch would compute them a row).
-        let mut sums: Vec<f32> = cands.iter().map(|c| judge.first[c[0] as usize].exp()).collect();
-        // Then every token but the last of each candidate at once (EOS after the shorter ones, to
-        // the longest's length; attention is causal, so what follows a candidate's tokens does
-        // not change their scores): position `at` predicts token `at + 1`.
-        let steps = cands.iter().map(|c| c.len()).max().unwrap_or(1) - 1;
-        if steps > 0 {
-            let mut ids = Vec::with_capacity(rows * steps);
-            for c in cands {
-                ids.extend(c[..c.len() - 1].iter().map(|&t| t as i64));
-                ids.extend(std::iter::repeat_n(EOS, steps + 1 - c.len()));
-            }
-            let all = vec![0; rows];
-            let past: Vec<Cache> = judge.bos.iter().map(|c| c.gather(&all)).collect();
-            let inputs = self.decoder_inputs(ids, steps, None, past, Some(&judge.enc_kv), &all)?;
-            let out = self.decoder.run(inputs).map_err(&err)?;
-            let (shape, logits) = out["logits"].try_extract_tensor::<f32>().map_err(&err)?;
-            let vocab = *shape.last().unwrap_or(&0) as usize;
-            if vocab == 0 || logits.len() != rows * steps * vocab {
-                return Err(ModelError::Run { model: "moonshine", reason: "unexpected logits".into() });
-            }
-            for (r, (c, sum)) in cands.iter().zip(&mut sums).enumerate() {
-                for (at, &next) in c[1..].iter().enumerate() {
-                    let row = &logits[(r * steps + at) * vocab..(r * steps + at + 1) * vocab];
-                    *sum += log_softmax(row)?[next as usize].exp();
-                }
-            }
-        }
-        Ok(cands.iter().zip(sums).map(|(c, sum)| sum / c.len() as f32).collect())
-    }
-
     /// Utterances padded to one length (with the silence before and after them) through the
     /// encoder in one run: a row of its output for each.
     fn encode(&mut self, segs: &[&[f32]]) -> Result<Hidden, ModelError> {
@@ -331,30 +200,6 @@ impl Moonshine {
         let enc = self.encoder.run(ort::inputs!["input_values" => input]).map_err(&err)?;
         let (shape, hidden) = enc["last_hidden_state"].try_extract_tensor::<f32>().map_err(&err)?;
         Ok(Hidden { frames: shape[1] as usize, width: shape[2] as usize, data: hidden.to_vec() })
-    }
-
-    /// How well `samples` (one utterance, heard with the configured silence around it) bear out
-    /// each of `transcripts` (token ids, as [`Transcript::tokens`]): the mean probability of
-    /// its tokens with the decoder forced through them, as [`Transcript::confidence`] (0 for an
-    /// empty one). What [`Moonshine::set_rehear_candidates`] ranks the hearings' transcripts by.
-    pub fn score(&mut self, samples: &[f32], transcripts: &[Vec<u32>]) -> Result<Vec<f32>, ModelError> {
-        let hidden = self.encode(&[samples])?;
-        let empty = Cache { dims: [self.heads, 0, self.head_dim], data: Vec::new() };
-        let first = self.decode(&[BOS], Some(&hidden), vec![empty; 2 * self.layers], None, &[0])?;
-        let judge = Judge {
-            enc_kv: first.encoder.ok_or_else(|| ModelError::Run {
-                model: "moonshine",
-                reason: "decoder returned no encoder keys/values".into(),
-            })?,
-            bos: first.decoder,
-            first: first.log_probs.into_iter().next().unwrap_or_default(),
-        };
-        let given: Vec<Vec<u32>> = transcripts.iter().filter(|t| !t.is_empty()).cloned().collect();
-        let mut scores = if given.is_empty() { Vec::new() } else { self.force(&judge, &given)? }.into_iter();
-        Ok(transcripts
-            .iter()
-            .map(|t| if t.is_empty() { 0.0 } else { scores.next().unwrap_or(0.0) })
-            .collect())
     }
 
     /// Each utterance heard once.
@@ -594,16 +439,6 @@ struct Heard {
     judge: Option<Judge>,
 }
 
-/// The decoder's state after BOS for one hearing of one utterance (one row each): the
-/// cross-attention caches, the self-attention caches and the first token's log-probabilities.
-/// Kept from the beam search's first step, so scoring transcripts under the hearing costs one
-/// decoder run.
-struct Judge {
-    enc_kv: Vec<Cache>,
-    bos: Vec<Cache>,
-    first: Vec<f32>,
-}
-
 /// What one decoder run gives: per row the next token's log-probabilities, the grown
 /// self-attention caches, and on the first step the cross-attention caches.
 struct DecoderStep {
@@ -638,28 +473,6 @@ impl Cache {
     }
 }
 
-/// The stretches worth re-hearing at: finite, positive and not 1 (which would hear it as it was).
-pub(crate) fn rehear_factors(stretches: &[f32]) -> Vec<f32> {
-    stretches.iter().copied().filter(|s| s.is_finite() && *s > 0.0 && *s != 1.0).collect()
-}
-
-/// `samples` resampled (linear interpolation) to `k` times as many: played back at the same rate,
-/// `k` above 1 is slower and lower, below 1 faster and higher.
-pub fn stretch(samples: &[f32], k: f32) -> Vec<f32> {
-    let Some(&last) = samples.last() else { return Vec::new() };
-    let n = (samples.len() as f64 * k as f64).round() as usize;
-    (0..n)
-        .map(|i| {
-            let x = i as f64 / k as f64;
-            let j = x as usize;
-            let t = (x - j as f64) as f32;
-            let a = samples.get(j).copied().unwrap_or(last);
-            let b = samples.get(j + 1).copied().unwrap_or(last);
-            a + (b - a) * t
-        })
-        .collect()
-}
-
 /// Groups of `order` (indices sorted by length, shortest first) that share a run: at most
 /// `max_batch` each, the longest at most `max_pad` longer than the shortest.
 pub(crate) fn length_groups(
@@ -676,26 +489,4 @@ pub(crate) fn length_groups(
         }
     }
     groups
-}
-
-#[cfg(test)]
-mod tests {
-    use super::stretch;
-
-    #[test]
-    fn a_stretch_lowers_the_pitch_and_lengthens_by_its_factor() {
-        // 200 Hz for a second at 16 kHz; stretched 1.25 times it lasts 1.25 s at 160 Hz.
-        let tone: Vec<f32> =
-            (0..16_000).map(|i| (std::f32::consts::TAU * 200.0 * i as f32 / 16_000.0).sin()).collect();
-        let crossings = |x: &[f32]| x.windows(2).filter(|w| w[0] < 0.0 && w[1] >= 0.0).count();
-        let slow = stretch(&tone, 1.25);
-        assert_eq!(slow.len(), 20_000);
-        assert_eq!(crossings(&tone), 199);
-        assert!((crossings(&slow) as i32 - 200).abs() <= 1, "{} upward crossings", crossings(&slow));
-        let fast = stretch(&tone, 0.8);
-        assert_eq!(fast.len(), 12_800);
-        assert!((crossings(&fast) as i32 - 200).abs() <= 1, "{} upward crossings", crossings(&fast));
-        assert!(stretch(&[], 1.1).is_empty());
-        assert_eq!(stretch(&[0.5; 10], 0.9), vec![0.5; 9], "a constant stays what it was");
-    }
 }
