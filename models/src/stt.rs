@@ -44,6 +44,8 @@ pub struct Moonshine {
     /// Transcripts of each hearing scored under all hearings when choosing among them (0: the
     /// most confident hearing's, unscored; [`Moonshine::set_rehear_candidates`]).
     rehear_candidates: usize,
+    /// At most this many hybrids of the candidates scored too ([`Moonshine::set_rehear_hybrids`]).
+    rehear_hybrids: usize,
     /// Silence heard before each utterance, after it, and after a re-heard copy of it, samples
     /// ([`Moonshine::set_silence`]).
     lead: usize,
@@ -97,6 +99,7 @@ impl Moonshine {
             rehear: Vec::new(),
             rehear_below: 0.0,
             rehear_candidates: 0,
+            rehear_hybrids: 0,
             lead: 0,
             trail: 0,
             rehear_trail: 0,
@@ -119,6 +122,7 @@ impl Moonshine {
         self.set_beam_width(speech.beam_width);
         self.set_rehearing(&speech.rehear_stretches, speech.rehear_below);
         self.set_rehear_candidates(speech.rehear_candidates);
+        self.set_rehear_hybrids(speech.rehear_hybrids);
         let (lead, trail, rehear_trail) = speech.silence_samples();
         self.set_silence(lead, trail, rehear_trail);
     }
@@ -163,9 +167,9 @@ impl Moonshine {
 
     /// How a re-heard utterance's transcript is chosen among its hearings. 0: the most confident
     /// hearing's, as it heard it. n: the best n finished transcripts of each hearing's beam are
-    /// each scored under every hearing (the decoder forced through every candidate at once: two
-    /// runs a hearing) and the one with the highest mean token probability over all
-    /// hearings is kept. A hearing favours its own transcript; the hearings together favour what
+    /// each scored under every hearing (the decoder forced through every candidate at once: one
+    /// run a hearing), with their hybrids ([`Moonshine::set_rehear_hybrids`]), and the one with
+    /// the highest mean token probability (the end token included) over all hearings is kept. A hearing favours its own transcript; the hearings together favour what
     /// they agree on, which is more often what was said.
     pub fn set_rehear_candidates(&mut self, n: usize) {
         self.rehear_candidates = n;
@@ -174,6 +178,20 @@ impl Moonshine {
     /// Candidates per hearing ([`Moonshine::set_rehear_candidates`]).
     pub fn rehear_candidates(&self) -> usize {
         self.rehear_candidates
+    }
+
+    /// With candidates scored ([`Moonshine::set_rehear_candidates`]), at most `n` hybrids of them
+    /// are scored too: one candidate with one stretch where it differs from another (the tokens
+    /// the two have in common paired as their longest common subsequence) taken from the other,
+    /// the best-scored candidates' hybrids first. Where one hearing got the start right and another the end, a hybrid has
+    /// both. 0: none. Costs one more decoder run a hearing, over `n` rows at most.
+    pub fn set_rehear_hybrids(&mut self, n: usize) {
+        self.rehear_hybrids = n;
+    }
+
+    /// The bound on hybrids scored ([`Moonshine::set_rehear_hybrids`]).
+    pub fn rehear_hybrids(&self) -> usize {
+        self.rehear_hybrids
     }
 
     /// The stretches re-heard and the confidence below which ([`Moonshine::set_rehearing`]).

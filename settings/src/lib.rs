@@ -173,6 +173,12 @@ impl Config {
                 self.speech.rehear_candidates
             )));
         }
+        if self.speech.rehear_hybrids > 64 {
+            return Err(ConfigError::Invalid(format!(
+                "speech.rehear_hybrids must be 0..=64, got {}",
+                self.speech.rehear_hybrids
+            )));
+        }
         if !(1..=16).contains(&self.speech.multilingual_beam_width) {
             return Err(ConfigError::Invalid("speech.multilingual_beam_width must be 1..=16".into()));
         }
@@ -272,10 +278,16 @@ mod tests {
         assert!(cfg.validate().unwrap_err().to_string().contains("speech.rehear_below"));
         cfg.speech.rehear_below = 0.0;
         assert!(cfg.validate().is_ok());
-        assert_eq!(cfg.speech.rehear_candidates, 1);
+        assert_eq!((cfg.speech.rehear_candidates, cfg.speech.rehear_hybrids), (2, 24));
         cfg.speech.rehear_candidates = 9;
         assert!(cfg.validate().unwrap_err().to_string().contains("speech.rehear_candidates must be 0..=8"));
         cfg.speech.rehear_candidates = 0;
+        assert!(cfg.validate().is_ok());
+        cfg.speech.rehear_hybrids = 65;
+        assert!(
+            cfg.validate().unwrap_err().to_string().contains("speech.rehear_hybrids must be 0..=64, got 65")
+        );
+        cfg.speech.rehear_hybrids = 0;
         assert!(cfg.validate().is_ok());
     }
 

@@ -181,6 +181,10 @@ pub struct SpeechConfig {
     /// hearing's transcript, unscored; 1, the default, costs next to nothing; 4 a little better
     /// for about a fifth more speech time).
     pub rehear_candidates: usize,
+    /// With candidates scored, at most this many hybrids of them are scored too, 0..=64: one
+    /// candidate with one stretch where it differs from another taken from the other, the
+    /// best-scored candidates' first (0: none).
+    pub rehear_hybrids: usize,
     /// Utterances of a batch (of any streams) are transcribed together when their lengths differ
     /// by at most this much: the shorter ones are padded with this much trailing silence at most,
     /// milliseconds (0: only utterances of the same length share a run).
@@ -272,7 +276,8 @@ impl Default for SpeechConfig {
             rehear_stretches: vec![1.05, 1.1],
             multilingual_rehear_stretches: vec![0.9, 1.1],
             rehear_below: 0.9,
-            rehear_candidates: 1,
+            rehear_candidates: 2,
+            rehear_hybrids: 24,
             max_pad_ms: 1000,
             lead_silence_ms: 300,
             trail_silence_ms: 1000,

@@ -70,10 +70,12 @@ impl Moonshine {
 
     /// The transcript the hearings of one utterance agree on best. The best few transcripts
     /// of each hearing ([`Moonshine::set_rehear_candidates`]) are each scored under every hearing
-    /// (the decoder forced through its tokens), and the one with the highest mean token
-    /// probability over all hearings is kept, that mean its confidence. A hearing's own best
-    /// transcript is favoured by that hearing alone; scored by all of them, what the copies
-    /// agree on wins.
+    /// (the decoder forced through its tokens and the end), and so are hybrids of them
+    /// ([`Moonshine::set_rehear_hybrids`]): one transcript with one stretch where it differs from
+    /// another taken from the other. The one with the highest mean token probability over all
+    /// hearings is kept, that mean its confidence. A hearing's own best transcript is favoured by
+    /// that hearing alone; scored by all of them, what the copies agree on wins, and a hybrid
+    /// wins where each hearing got a different part right.
     fn agree(&mut self, heard: &[Heard]) -> Result<Transcript, ModelError> {
         let mut cands: Vec<Vec<u32>> = Vec::new();
         for h in heard {
@@ -86,14 +88,27 @@ impl Moonshine {
         if cands.is_empty() {
             return Ok(heard[0].best.clone());
         }
-        let mut mean = vec![0f32; cands.len()];
-        for h in heard {
-            let judge = h.judge.as_ref().ok_or_else(|| ModelError::Run {
-                model: "moonshine",
-                reason: "a hearing kept nothing to score under".into(),
-            })?;
-            for (m, p) in mean.iter_mut().zip(self.force(judge, &cands)?) {
-                *m += p / heard.len() as f32;
+        let mut mean = self.judged(heard, &cands)?;
+        if self.rehear_hybrids > 0 && cands.len() > 1 {
+            // The best-scored transcripts' hybrids first, up to the bound.
+            let mut order: Vec<usize> = (0..cands.len()).collect();
+            order.sort_by(|&a, &b| mean[b].total_cmp(&mean[a]));
+            let mut mixed: Vec<Vec<u32>> = Vec::new();
+            'pairs: for &a in &order {
+                for &b in order.iter().filter(|&&b| b != a) {
+                    for h in hybrids(&cands[a], &cands[b]) {
+                        if !h.is_empty() && !cands.contains(&h) && !mixed.contains(&h) {
+                            mixed.push(h);
+                            if mixed.len() == self.rehear_hybrids {
+                                break 'pairs;
+                            }
+                        }
+                    }
+                }
+            }
+            if !mixed.is_empty() {
+                mean.extend(self.judged(heard, &mixed)?);
+                cands.extend(mixed);
             }
         }
         let best = (0..cands.len()).max_by(|&a, &b| mean[a].total_cmp(&mean[b])).expect("a candidate");
@@ -101,9 +116,26 @@ impl Moonshine {
         Ok(Transcript { text: self.tokenizer.decode(&tokens), confidence: mean[best], tokens })
     }
 
+    /// Each of `cands` (none empty) scored under every one of `heard`: its mean token probability
+    /// over the hearings.
+    fn judged(&mut self, heard: &[Heard], cands: &[Vec<u32>]) -> Result<Vec<f32>, ModelError> {
+        let mut mean = vec![0f32; cands.len()];
+        for h in heard {
+            let judge = h.judge.as_ref().ok_or_else(|| ModelError::Run {
+                model: "moonshine",
+                reason: "a hearing kept nothing to score under".into(),
+            })?;
+            for (m, p) in mean.iter_mut().zip(self.force(judge, cands)?) {
+                *m += p / heard.len() as f32;
+            }
+        }
+        Ok(mean)
+    }
+
     /// `cands` (none empty) scored under one hearing: one decoder run over every candidate's
-    /// tokens at once, from the state after BOS, gives each candidate's mean token probability
-    /// (as [`Transcript::confidence`]: the end token not counted).
+    /// tokens at once, from the state after BOS, gives each candidate's mean token probability,
+    /// the end token's after its last one included (so a transcript that stops short of what was
+    /// said, or runs on, pays for it).
     fn force(&mut self, judge: &Judge, cands: &[Vec<u32>]) -> Result<Vec<f32>, ModelError> {
         let err = run_err("moonshine");
         let known = self.tokenizer.len();
@@ -114,39 +146,38 @@ impl Moonshine {
         // The first token from the state after BOS; the cross-attention caches, computed once a
         // hearing, serve every candidate (the uncached branch would compute them a row).
         let mut sums: Vec<f32> = cands.iter().map(|c| judge.first[c[0] as usize].exp()).collect();
-        // Then every token but the last of each candidate at once (EOS after the shorter ones, to
-        // the longest's length; attention is causal, so what follows a candidate's tokens does
-        // not change their scores): position `at` predicts token `at + 1`.
-        let steps = cands.iter().map(|c| c.len()).max().unwrap_or(1) - 1;
-        if steps > 0 {
-            let mut ids = Vec::with_capacity(rows * steps);
-            for c in cands {
-                ids.extend(c[..c.len() - 1].iter().map(|&t| t as i64));
-                ids.extend(std::iter::repeat_n(EOS, steps + 1 - c.len()));
-            }
-            let all = vec![0; rows];
-            let past: Vec<Cache> = judge.bos.iter().map(|c| c.gather(&all)).collect();
-            let inputs = self.decoder_inputs(ids, steps, None, past, Some(&judge.enc_kv), &all)?;
-            let out = self.decoder.run(inputs).map_err(&err)?;
-            let (shape, logits) = out["logits"].try_extract_tensor::<f32>().map_err(&err)?;
-            let vocab = *shape.last().unwrap_or(&0) as usize;
-            if vocab == 0 || logits.len() != rows * steps * vocab {
-                return Err(ModelError::Run { model: "moonshine", reason: "unexpected logits".into() });
-            }
-            for (r, (c, sum)) in cands.iter().zip(&mut sums).enumerate() {
-                for (at, &next) in c[1..].iter().enumerate() {
-                    let row = &logits[(r * steps + at) * vocab..(r * steps + at + 1) * vocab];
-                    *sum += log_softmax(row)?[next as usize].exp();
-                }
+        // Then every token of each candidate at once (EOS after the shorter ones, to the
+        // longest's length; attention is causal, so what follows a candidate's tokens does not
+        // change their scores): position `at` predicts token `at + 1`, the last one the end.
+        let steps = cands.iter().map(|c| c.len()).max().unwrap_or(1);
+        let mut ids = Vec::with_capacity(rows * steps);
+        for c in cands {
+            ids.extend(c.iter().map(|&t| t as i64));
+            ids.extend(std::iter::repeat_n(EOS, steps - c.len()));
+        }
+        let all = vec![0; rows];
+        let past: Vec<Cache> = judge.bos.iter().map(|c| c.gather(&all)).collect();
+        let inputs = self.decoder_inputs(ids, steps, None, past, Some(&judge.enc_kv), &all)?;
+        let out = self.decoder.run(inputs).map_err(&err)?;
+        let (shape, logits) = out["logits"].try_extract_tensor::<f32>().map_err(&err)?;
+        let vocab = *shape.last().unwrap_or(&0) as usize;
+        if vocab == 0 || logits.len() != rows * steps * vocab {
+            return Err(ModelError::Run { model: "moonshine", reason: "unexpected logits".into() });
+        }
+        let end = [EOS as u32];
+        for (r, (c, sum)) in cands.iter().zip(&mut sums).enumerate() {
+            for (at, &next) in c[1..].iter().chain(&end).enumerate() {
+                let row = &logits[(r * steps + at) * vocab..(r * steps + at + 1) * vocab];
+                *sum += log_softmax(row)?[next as usize].exp();
             }
         }
-        Ok(cands.iter().zip(sums).map(|(c, sum)| sum / c.len() as f32).collect())
+        Ok(cands.iter().zip(sums).map(|(c, sum)| sum / (c.len() + 1) as f32).collect())
     }
 
     /// How well `samples` (one utterance, heard with the configured silence around it) bear out
     /// each of `transcripts` (token ids, as [`Transcript::tokens`]): the mean probability of
-    /// its tokens with the decoder forced through them, as [`Transcript::confidence`] (0 for an
-    /// empty one). What [`Moonshine::set_rehear_candidates`] ranks the hearings' transcripts by.
+    /// its tokens and the end after them with the decoder forced through them (0 for an empty
+    /// one). What [`Moonshine::set_rehear_candidates`] ranks the hearings' transcripts by.
     pub fn score(&mut self, samples: &[f32], transcripts: &[Vec<u32>]) -> Result<Vec<f32>, ModelError> {
         let hidden = self.encode(&[samples])?;
         let empty = Cache { dims: [self.heads, 0, self.head_dim], data: Vec::new() };
@@ -178,6 +209,47 @@ pub(super) struct Judge {
     pub(super) first: Vec<f32>,
 }
 
+/// `a` with one stretch where it differs from `b` taken from `b` instead, one hybrid a stretch
+/// (stretches between the tokens the two have in common, as their longest common subsequence
+/// pairs them), in order.
+fn hybrids(a: &[u32], b: &[u32]) -> Vec<Vec<u32>> {
+    let (n, m) = (a.len(), b.len());
+    // Longest common subsequence of a[i..] and b[j..].
+    let mut l = vec![vec![0usize; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            l[i][j] = if a[i] == b[j] { l[i + 1][j + 1] + 1 } else { l[i + 1][j].max(l[i][j + 1]) };
+        }
+    }
+    let mut matched: Vec<(usize, usize)> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < n && j < m {
+        if a[i] == b[j] {
+            matched.push((i, j));
+            i += 1;
+            j += 1;
+        } else if l[i + 1][j] >= l[i][j + 1] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    matched.push((n, m));
+    let mut out = Vec::new();
+    let (mut pa, mut pb) = (0, 0);
+    for (ma, mb) in matched {
+        if ma > pa || mb > pb {
+            let mut h = a[..pa].to_vec();
+            h.extend_from_slice(&b[pb..mb]);
+            h.extend_from_slice(&a[ma..]);
+            out.push(h);
+        }
+        pa = ma + 1;
+        pb = mb + 1;
+    }
+    out
+}
+
 /// The stretches worth re-hearing at: finite, positive and not 1 (which would hear it as it was).
 pub(crate) fn rehear_factors(stretches: &[f32]) -> Vec<f32> {
     stretches.iter().copied().filter(|s| s.is_finite() && *s > 0.0 && *s != 1.0).collect()
@@ -202,7 +274,20 @@ pub fn stretch(samples: &[f32], k: f32) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
-    use super::stretch;
+    use super::{hybrids, stretch};
+
+    #[test]
+    fn hybrids_take_one_differing_stretch_at_a_time() {
+        // "a b c d e" against "a x c e f": b→x, d deleted, f added.
+        let (a, b) = ([1, 2, 3, 4, 5], [1, 9, 3, 5, 6]);
+        assert_eq!(hybrids(&a, &b), vec![vec![1, 9, 3, 4, 5], vec![1, 2, 3, 5], vec![1, 2, 3, 4, 5, 6]]);
+        assert_eq!(hybrids(&b, &a), vec![vec![1, 2, 3, 5, 6], vec![1, 9, 3, 4, 5, 6], vec![1, 9, 3, 5]]);
+        assert!(hybrids(&a, &a).is_empty(), "nothing differs");
+        assert_eq!(hybrids(&a, &[]), vec![Vec::<u32>::new()], "all of it one stretch");
+        assert_eq!(hybrids(&[], &[7, 8]), vec![vec![7, 8]]);
+        // Adjacent differences are one stretch.
+        assert_eq!(hybrids(&[1, 2, 3, 4], &[1, 7, 8, 4]), vec![vec![1, 7, 8, 4]]);
+    }
 
     #[test]
     fn a_stretch_lowers_the_pitch_and_lengthens_by_its_factor() {
