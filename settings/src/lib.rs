@@ -278,7 +278,7 @@ mod tests {
         assert!(cfg.validate().unwrap_err().to_string().contains("speech.rehear_below"));
         cfg.speech.rehear_below = 0.0;
         assert!(cfg.validate().is_ok());
-        assert_eq!((cfg.speech.rehear_candidates, cfg.speech.rehear_hybrids), (2, 24));
+        assert_eq!((cfg.speech.rehear_candidates, cfg.speech.rehear_hybrids), (2, 8));
         cfg.speech.rehear_candidates = 9;
         assert!(cfg.validate().unwrap_err().to_string().contains("speech.rehear_candidates must be 0..=8"));
         cfg.speech.rehear_candidates = 0;

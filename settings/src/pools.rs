@@ -277,7 +277,7 @@ impl Default for SpeechConfig {
             multilingual_rehear_stretches: vec![0.9, 1.1],
             rehear_below: 0.9,
             rehear_candidates: 2,
-            rehear_hybrids: 24,
+            rehear_hybrids: 8,
             max_pad_ms: 1000,
             lead_silence_ms: 300,
             trail_silence_ms: 1000,
