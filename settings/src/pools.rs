@@ -178,8 +178,8 @@ pub struct SpeechConfig {
     /// How Moonshine chooses among an utterance's hearings: the best this many finished
     /// transcripts of each hearing's beam are scored under every hearing and the one with the
     /// highest mean token probability over them all is kept, 0..=8 (0: the most confident
-    /// hearing's transcript, unscored; 1, the default, costs next to nothing; 4 a little better
-    /// for about a fifth more speech time).
+    /// hearing's transcript, unscored). Each transcript is scored with the end token after it.
+    /// 2, the default, with `rehear_hybrids`: re-heard speech about 2.05× heard once.
     pub rehear_candidates: usize,
     /// With candidates scored, at most this many hybrids of them are scored too, 0..=64: one
     /// candidate with one stretch where it differs from another taken from the other, the
