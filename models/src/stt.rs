@@ -153,52 +153,6 @@ impl Moonshine {
         self.max_pad = max_pad_samples;
     }
 
-    /// Re-hearing: an utterance whose transcript's confidence is below `below` is heard again
-    /// resampled to each of `stretches` times its length (1.1: a tenth slower and lower, 0.9 a
-    /// tenth faster and higher), and one of the transcripts is kept. The model
-    /// mishears a voice it handles badly in different places at a slightly different pace and
-    /// pitch, and is surer where it hears right. Costs one more transcription per stretch for each
-    /// utterance re-heard; none (empty, or `below` 0) hears each utterance once. Which transcript
-    /// is kept: [`Moonshine::set_rehear_candidates`].
-    pub fn set_rehearing(&mut self, stretches: &[f32], below: f32) {
-        self.rehear = rehear_factors(stretches);
-        self.rehear_below = below;
-    }
-
-    /// How a re-heard utterance's transcript is chosen among its hearings. 0: the most confident
-    /// hearing's, as it heard it. n: the best n finished transcripts of each hearing's beam are
-    /// each scored under every hearing (the decoder forced through every candidate at once: one
-    /// run a hearing), with their hybrids ([`Moonshine::set_rehear_hybrids`]), and the one with
-    /// the highest mean token probability (the end token included) over all hearings is kept. A hearing favours its own transcript; the hearings together favour what
-    /// they agree on, which is more often what was said.
-    pub fn set_rehear_candidates(&mut self, n: usize) {
-        self.rehear_candidates = n;
-    }
-
-    /// Candidates per hearing ([`Moonshine::set_rehear_candidates`]).
-    pub fn rehear_candidates(&self) -> usize {
-        self.rehear_candidates
-    }
-
-    /// With candidates scored ([`Moonshine::set_rehear_candidates`]), at most `n` hybrids of them
-    /// are scored too: one candidate with one stretch where it differs from another (the tokens
-    /// the two have in common paired as their longest common subsequence) taken from the other,
-    /// the best-scored candidates' hybrids first. Where one hearing got the start right and another the end, a hybrid has
-    /// both. 0: none. Costs one more decoder run a hearing, over `n` rows at most.
-    pub fn set_rehear_hybrids(&mut self, n: usize) {
-        self.rehear_hybrids = n;
-    }
-
-    /// The bound on hybrids scored ([`Moonshine::set_rehear_hybrids`]).
-    pub fn rehear_hybrids(&self) -> usize {
-        self.rehear_hybrids
-    }
-
-    /// The stretches re-heard and the confidence below which ([`Moonshine::set_rehearing`]).
-    pub fn rehearing(&self) -> (&[f32], f32) {
-        (&self.rehear, self.rehear_below)
-    }
-
     /// Transcribes one utterance (up to ~30 s of 16 kHz mono audio).
     pub fn transcribe(&mut self, samples: &[f32]) -> Result<Transcript, ModelError> {
         self.transcribe_batch(&[samples]).pop().expect("one result per utterance")
