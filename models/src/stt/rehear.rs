@@ -39,7 +39,8 @@ impl Moonshine {
     /// are scored too: one candidate with one stretch where it differs from another (the tokens
     /// the two have in common paired as their longest common subsequence) taken from the other,
     /// the best-scored candidates' hybrids first. Where one hearing got the start right and
-    /// another the end, a hybrid has both. 0: none. Costs one more decoder run a hearing, over `n` rows at most.
+    /// another the end, a hybrid has both. 0: none. Costs one more decoder run a hearing, over
+    /// `n` rows at most.
     pub fn set_rehear_hybrids(&mut self, n: usize) {
         self.rehear_hybrids = n;
     }
