@@ -143,7 +143,7 @@ impl MediaPipeline {
             None
         });
 
-        let pending_cuts = Arc::new(Mutex::new(Vec::<CutCandidate>::new()));
+        let pending_cuts = Arc::new(branches::PendingCuts::default());
         // The media clock starts at the first decoded sample of either branch: transport streams
         // begin their presentation timeline a few frames in (PTS vs DTS), which is not media time.
         let clock = MediaClock { base_ms: spec.base_ms, origin_ms: Arc::new(AtomicI64::new(i64::MIN)) };

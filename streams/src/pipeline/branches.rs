@@ -24,6 +24,48 @@ pub(super) struct Branch<'a> {
     pub tx: &'a mpsc::Sender<MediaItem>,
 }
 
+/// Cuts the tiny branch found and no sampled frame has carried yet, and how far that branch has
+/// scored. The two branches run on their own threads; a sampled frame waits (up to
+/// [`CUT_WAIT`]) for the tiny branch to reach it, so a cut just before it rides on it rather than
+/// on the next sample when the tiny branch runs a little behind (a busy machine).
+#[derive(Default)]
+pub(super) struct PendingCuts {
+    found: Mutex<Vec<CutCandidate>>,
+    /// Media time of the last decoded frame scored for cuts (0 before the first).
+    scored_ms: AtomicI64,
+}
+
+/// The longest a sampled frame waits for the tiny branch to score up to it.
+const CUT_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl PendingCuts {
+    fn push(&self, cut: CutCandidate) {
+        self.found.lock().unwrap().push(cut);
+    }
+
+    fn scored(&self, pts_ms: i64) {
+        self.scored_ms.store(pts_ms, Ordering::Release);
+    }
+
+    /// The cuts at or before `pts_ms`, once the tiny branch has scored that far or [`CUT_WAIT`]
+    /// has passed; later cuts stay for a later frame.
+    fn up_to(&self, pts_ms: i64) -> Vec<CutCandidate> {
+        let start = std::time::Instant::now();
+        while self.scored_ms.load(Ordering::Acquire) < pts_ms && start.elapsed() < CUT_WAIT {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let mut all = self.found.lock().unwrap();
+        let (mine, later) = all.drain(..).partition(|c| c.pts_ms <= pts_ms);
+        *all = later;
+        mine
+    }
+
+    /// Cuts a frame that was not delivered carried: they go with the next one.
+    fn put_back(&self, cuts: Vec<CutCandidate>) {
+        self.found.lock().unwrap().splice(0..0, cuts);
+    }
+}
+
 /// The video bin (a tee into the tiny and the sampled branch) and the audio bin.
 pub(super) fn bins(cfg: &IngestConfig) -> Result<(gst::Bin, gst::Bin), IngestError> {
     let video = gst::parse::bin_from_description(
@@ -56,7 +98,7 @@ pub(super) fn bins(cfg: &IngestConfig) -> Result<(gst::Bin, gst::Bin), IngestErr
 pub(super) fn score_decoded_frames(
     video: &gst::Bin,
     b: &Branch,
-    pending_cuts: &Arc<Mutex<Vec<CutCandidate>>>,
+    pending_cuts: &Arc<PendingCuts>,
 ) -> Result<(), IngestError> {
     let cfg = b.cfg;
     let tiny = appsink(video, "tiny")?;
@@ -90,8 +132,9 @@ pub(super) fn score_decoded_frames(
                     let transition = c
                         .gradual()
                         .then_some(sightline_wire::Transition { start_ms: c.start_ms, end_ms: c.end_ms });
-                    cuts.lock().unwrap().push(CutCandidate { pts_ms: c.pts_ms, score: c.score, transition });
+                    cuts.push(CutCandidate { pts_ms: c.pts_ms, score: c.score, transition });
                 }
+                cuts.scored(pts_ms);
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
@@ -104,7 +147,7 @@ pub(super) fn score_decoded_frames(
 pub(super) fn sample_frames(
     video: &gst::Bin,
     b: &Branch,
-    pending_cuts: &Arc<Mutex<Vec<CutCandidate>>>,
+    pending_cuts: &Arc<PendingCuts>,
 ) -> Result<Arc<AtomicI64>, IngestError> {
     let cfg = b.cfg;
     let sampled = appsink(video, "sampled")?;
@@ -128,12 +171,7 @@ pub(super) fn sample_frames(
                         st.dropped_frames.fetch_add(missed as u64, Ordering::Relaxed);
                     }
                 }
-                let mine: Vec<CutCandidate> = {
-                    let mut all = cuts.lock().unwrap();
-                    let (mine, later) = all.drain(..).partition(|c| c.pts_ms <= pts_ms);
-                    *all = later;
-                    mine
-                };
+                let mine = cuts.up_to(pts_ms);
                 let frame = SampledFrame { pts_ms, wall_ms: now_ms(), width: w, height: h, rgb, cuts: mine };
                 match ftx.try_send(MediaItem::Frame(frame)) {
                     Ok(()) => {
@@ -143,7 +181,7 @@ pub(super) fn sample_frames(
                         st.dropped_frames.fetch_add(1, Ordering::Relaxed);
                         // The frame goes, its cuts stay for the next one.
                         if let MediaItem::Frame(f) = e.into_inner() {
-                            cuts.lock().unwrap().splice(0..0, f.cuts);
+                            cuts.put_back(f.cuts);
                         }
                     }
                 }
@@ -333,5 +371,47 @@ mod tests {
         assert!(why.contains("7680x4320") && why.contains("max_dimension"), "{why}");
         assert!(check_resolution(&cfg, 4096, 4096).is_err(), "area");
         assert!(check_resolution(&cfg, 16, 16384).is_err(), "side");
+    }
+
+    fn cut(pts_ms: i64) -> CutCandidate {
+        CutCandidate { pts_ms, score: 0.9, transition: None }
+    }
+
+    #[test]
+    fn a_sampled_frame_waits_for_the_cut_scorer_to_reach_it() {
+        let cuts = Arc::new(PendingCuts::default());
+        cuts.push(cut(4_000));
+        cuts.scored(4_900);
+        // The scorer is behind the sample at 9434: the cut at 9000 comes in a moment later.
+        let scorer = {
+            let cuts = cuts.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                cuts.push(cut(9_000));
+                cuts.scored(9_000);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                cuts.push(cut(9_500));
+                cuts.scored(9_500);
+            })
+        };
+        let got: Vec<i64> = cuts.up_to(9_434).iter().map(|c| c.pts_ms).collect();
+        assert_eq!(got, [4_000, 9_000], "the frame carries the cut before it, not the one after");
+        scorer.join().unwrap();
+        // A frame that was not delivered gives its cuts back, ahead of later ones.
+        cuts.put_back(vec![cut(9_000)]);
+        let got: Vec<i64> = cuts.up_to(9_700).iter().map(|c| c.pts_ms).collect();
+        assert_eq!(got, [9_000, 9_500]);
+    }
+
+    #[test]
+    fn the_wait_for_the_cut_scorer_is_bounded() {
+        let cuts = PendingCuts::default();
+        cuts.push(cut(100));
+        cuts.scored(200);
+        let start = std::time::Instant::now();
+        // Nothing scores past 200 (the tiny branch stopped): the frame goes after CUT_WAIT.
+        let got = cuts.up_to(10_000);
+        assert!(start.elapsed() >= CUT_WAIT);
+        assert_eq!(got.len(), 1);
     }
 }
