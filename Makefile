@@ -15,7 +15,7 @@ export SIGHTLINE_BIN := $(BIN)
 # freed memory (the churn soak measured 318 MB of growth with the default, 111 MB with 2).
 ENV := source $(CACHE)/env && MALLOC_ARENA_MAX=2
 
-.PHONY: setup services stop build run test lint check bench quality soak loadtest gpu-check clean-data cluster cluster-stop
+.PHONY: setup services stop build run test lint check bench quality soak loadtest gpu-check gpu-bundle clean-data cluster cluster-stop
 
 setup:
 	@bash scripts/setup.sh
@@ -87,6 +87,10 @@ cluster-stop:
 # Every model on CUDA vs the CPU (needs an NVIDIA GPU; exits 2 without one).
 gpu-check:
 	@bash scripts/gpu-check
+
+# The GPU check packed for a GPU host without registry access (.data/gpu-bundle; see README, GPU).
+gpu-bundle: setup
+	@bash scripts/gpu-bundle.sh
 
 clean-data: stop
 	rm -rf .data

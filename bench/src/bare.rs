@@ -137,7 +137,9 @@ pub(crate) fn bare_bench(
 ) -> Result<()> {
     let cfg = Config::load(config.or(Some(Path::new("config/sightline.toml"))))?;
     let m = &cfg.models;
-    let rt = Runtime::load(&m.onnxruntime_lib())?.with_providers(&m.providers, m.cuda_device)?;
+    let rt = Runtime::load(&m.onnxruntime_lib())?
+        .with_providers(&m.providers, m.cuda_device)?
+        .with_tf32(m.cuda_tf32);
     let (w, h) = (cfg.ingest.analysis_width as usize, cfg.ingest.analysis_height as usize);
     let text_files = m.task_files(Task::TextEmbedding)?;
     let mut embedder = TextEmbedder::load(&rt, &text_files[0], &text_files[1], cfg.vectors.threads)?;

@@ -50,7 +50,9 @@ pub(crate) async fn inference_bench(
         })
         .collect::<Result<_>>()?;
     let m = &cfg.models.clone();
-    let rt = Runtime::load(&m.onnxruntime_lib())?.with_providers(&m.providers, m.cuda_device)?;
+    let rt = Runtime::load(&m.onnxruntime_lib())?
+        .with_providers(&m.providers, m.cuda_device)?
+        .with_tf32(m.cuda_tf32);
     let params = OcrParams {
         det_short_side: cfg.ocr.det_short_side,
         min_confidence: cfg.ocr.min_confidence,
@@ -224,12 +226,13 @@ pub(crate) fn providers_bench(
     report: &Path,
     runs: usize,
     require_cuda: bool,
+    sweep: bool,
     config: Option<&Path>,
 ) -> Result<()> {
     let cfg = sightline_settings::Config::load(config.or(Some(Path::new("config/sightline.toml"))))?;
     let m = &cfg.models;
     let cpu = Runtime::load(&m.onnxruntime_lib())?;
-    let rt = cpu.clone().with_providers(&m.providers, m.cuda_device)?;
+    let rt = cpu.clone().with_providers(&m.providers, m.cuda_device)?.with_tf32(m.cuda_tf32);
     let name = rt.provider().name();
     if require_cuda && !matches!(rt.provider(), Provider::Cuda { .. }) {
         bail!(
@@ -245,13 +248,23 @@ pub(crate) fn providers_bench(
     let mut c = Comparison { runs, rows: String::new(), failed: Vec::new() };
     compare_models(&mut c, m, (&rt, &cpu), &fixtures)?;
     compare_preprocessing(&mut c, &rt)?;
-    let text = format!(
+    let mut text = format!(
         "## Execution providers ({name} vs cpu, {}; {runs} timed runs each after a warm-up)\n\n\
          | model | largest difference (tolerance 1e-3; tokens identical) | {name} runs/s | cpu runs/s | speed-up |\n\
          |---|---|---|---|---|\n{}\n",
         now_utc(),
         c.rows
     );
+    if sweep {
+        eprintln!("providers bench: batch sizes on {name}");
+        let rows = provider_sweeps(&rt, &cfg, &fixtures, runs)?;
+        text += &format!(
+            "Throughput on {name} by batch size (the reference fixtures repeated; one warm-up run, \
+             then {runs} timed runs, Moonshine {}):\n\n\
+             | model | batch | items/s | p50 ms per batch | p99 ms per batch |\n|---|---|---|---|---|\n{rows}\n",
+            (runs / 4).max(1)
+        );
+    }
     println!("{text}");
     append(report, &text)?;
     if !c.failed.is_empty() {
@@ -310,6 +323,106 @@ fn compare_models(
         let mut d = ShotDetector::load(r, &m.task_files(Task::Shots)?[0], 1)?;
         c.timed(&mut || Ok(d.predict(&[&window])?.concat()))
     })
+}
+
+/// Each model on `rt` at growing batch sizes, on the reference fixtures (repeated to fill a
+/// batch) and made-up frames: what one accelerator gets through when the pools batch across
+/// streams. Needs no GStreamer or espeak-ng, so it runs on a bare GPU host.
+fn provider_sweeps(rt: &Runtime, cfg: &Config, fixtures: &Path, runs: usize) -> Result<String> {
+    let m = &cfg.models;
+    let mut rows = String::new();
+    let mut emb = TextEmbedder::load(
+        rt,
+        &m.task_files(Task::TextEmbedding)?[0],
+        &m.task_files(Task::TextEmbedding)?[1],
+        1,
+    )?;
+    let sentence = "live video becomes searchable while it plays on two channels";
+    for b in [1, 32, 128] {
+        let texts = vec![sentence; b];
+        rows += &sweep_row("MiniLM text embedding (sentences)", b, runs, || {
+            emb.embed(&texts)?;
+            Ok(())
+        })?;
+    }
+    let (w, h) = (cfg.ingest.analysis_width as usize, cfg.ingest.analysis_height as usize);
+    let frames: Vec<Vec<u8>> = (0..64u32)
+        .map(|i| (0..(w * h * 3) as u32).map(|j| ((j * 7 + i * 13) % 251) as u8).collect())
+        .collect();
+    let labels = m.for_task(Task::Labels)?;
+    let mut labeler = sightline_models::ImageLabeler::load(rt, &m.file(labels, 0), &m.file(labels, 1), 1)?;
+    let kernel = match rt.provider() {
+        Provider::Cuda { device } => GpuPreprocessor::new(device.max(0) as usize).ok(),
+        Provider::Cpu => None,
+    };
+    let on = if kernel.is_some() { "GPU preprocessing" } else { "CPU preprocessing" };
+    if let Some(gpu) = kernel {
+        labeler = labeler.with_gpu(gpu);
+    }
+    for b in [1, 16, 64] {
+        let images: Vec<(&[u8], usize, usize)> =
+            frames.iter().take(b).map(|f| (f.as_slice(), w, h)).collect();
+        rows += &sweep_row(&format!("EfficientNet-Lite0 labels ({w}x{h} frames, {on})"), b, runs, || {
+            labeler.label(&images, 5)?;
+            Ok(())
+        })?;
+    }
+    let ocr_files = m.task_files(Task::Ocr)?;
+    let mut ocr = Ocr::load(rt, &ocr_files[0], &ocr_files[1], 1, OcrParams::default())?;
+    let (dw, dh) = sightline_models::ocr::det_size(w, h, cfg.ocr.det_short_side);
+    for b in [1, 8, 32] {
+        rows += &sweep_row(&format!("PP-OCR detector ({dw}x{dh} input)"), b, runs, || {
+            ocr.detect_batch(vec![0.1f32; b * 3 * dw * dh], b, dw, dh)?;
+            Ok(())
+        })?;
+    }
+    for b in [1, 16, 64, 256] {
+        rows += &sweep_row("PP-OCR recogniser (48x320 crops)", b, runs, || {
+            ocr.recognize_tensor(vec![0.1f32; b * 3 * 48 * 320], b, 320)?;
+            Ok(())
+        })?;
+    }
+    let speech = read_f32(&fixtures.join("speech.f32"))?;
+    let mut vad = SileroVad::load(rt, &m.task_files(Task::Vad)?[0])?;
+    for b in [1, 16, 64] {
+        let segs = vec![speech.as_slice(); b];
+        let secs = speech.len() as f64 / 16_000.0;
+        rows += &sweep_row(
+            &format!("Silero VAD (segments of {secs:.1} s, windows side by side)"),
+            b,
+            runs,
+            || {
+                vad.probabilities_batch(&segs)?;
+                Ok(())
+            },
+        )?;
+    }
+    let files = m.task_files_on(Task::Stt, rt.provider().is_cpu())?;
+    let mut stt = Moonshine::load(rt, &files[0], &files[1], &files[2], 1)?;
+    stt.set_beam_width(cfg.speech.beam_width);
+    let utterance = &speech[..speech.len().min(32_000)];
+    for b in [1, 8, 32] {
+        stt.set_batching(b, 0);
+        let utts = vec![utterance; b];
+        let label = format!("Moonshine base (2 s utterances, beam width {})", cfg.speech.beam_width);
+        rows += &sweep_row(&label, b, (runs / 4).max(1), || {
+            for t in stt.transcribe_batch(&utts) {
+                t?;
+            }
+            Ok(())
+        })?;
+    }
+    let window =
+        std::fs::read(fixtures.join("shots_frames.u8")).context("shots fixture (run `make setup`)")?;
+    let mut shots = ShotDetector::load(rt, &m.task_files(Task::Shots)?[0], 1)?;
+    for b in [1, 8, 32] {
+        let windows = vec![window.as_slice(); b];
+        rows += &sweep_row("TransNetV2 shot boundaries (windows of 100 frames)", b, runs, || {
+            shots.predict(&windows)?;
+            Ok(())
+        })?;
+    }
+    Ok(rows)
 }
 
 /// The GPU preprocessing kernel against the same computation on the CPU: 16 frames of the

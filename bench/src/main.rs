@@ -93,6 +93,9 @@ enum Cmd {
         /// Fail unless the configured provider is CUDA (for the GPU check).
         #[arg(long)]
         require_cuda: bool,
+        /// Also each model at growing batch sizes on the configured provider.
+        #[arg(long)]
+        sweep: bool,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -183,8 +186,8 @@ fn main() -> Result<()> {
         }
         Cmd::Store { report, vectors, queries, events, config } => tokio::runtime::Runtime::new()?
             .block_on(store_bench(&report, vectors, queries, events, config.as_deref())),
-        Cmd::Providers { report, runs, require_cuda, config } => {
-            providers_bench(&report, runs, require_cuda, config.as_deref())
+        Cmd::Providers { report, runs, require_cuda, sweep, config } => {
+            providers_bench(&report, runs, require_cuda, sweep, config.as_deref())
         }
         Cmd::Scaleout { report, segments, config } => tokio::runtime::Runtime::new()?
             .block_on(scaleout::scaleout_bench(&report, segments, config.as_deref())),

@@ -51,6 +51,8 @@ impl Provider {
 pub struct Runtime {
     env: Environment,
     provider: Provider,
+    /// The CUDA provider may multiply in TF32 (ONNX Runtime's own default is on).
+    tf32: bool,
 }
 
 static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
@@ -64,7 +66,7 @@ impl Runtime {
             }
             let builder = ort::init_from(lib).map_err(|e| e.to_string())?;
             let env = builder.with_name("sightline").build().map_err(|e| e.to_string())?;
-            Ok(Runtime { env, provider: Provider::Cpu })
+            Ok(Runtime { env, provider: Provider::Cpu, tf32: false })
         });
         res.clone().map_err(|reason| ModelError::Library { path: lib.to_path_buf(), reason })
     }
@@ -94,6 +96,12 @@ impl Runtime {
         Ok(self)
     }
 
+    /// Whether CUDA sessions may multiply in TF32 (off: full fp32, the CPU's results within 1e-3).
+    pub fn with_tf32(mut self, on: bool) -> Runtime {
+        self.tf32 = on;
+        self
+    }
+
     /// The provider new sessions run on.
     pub fn provider(&self) -> Provider {
         self.provider
@@ -111,7 +119,11 @@ impl Runtime {
         let load = |reason: String| ModelError::Load { path: path.to_path_buf(), reason };
         let mut builder = Session::builder(&self.env).map_err(|e| load(e.to_string()))?;
         if let Provider::Cuda { device } = self.provider {
-            let cuda = ort::ep::CUDA::default().with_device_id(device).build().error_on_failure();
+            let cuda = ort::ep::CUDA::default()
+                .with_device_id(device)
+                .with_tf32(self.tf32)
+                .build()
+                .error_on_failure();
             builder =
                 builder.with_execution_providers([cuda]).map_err(|e| load(format!("CUDA provider: {e}")))?;
         }

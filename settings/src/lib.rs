@@ -349,9 +349,12 @@ mod tests {
             ("SIGHTLINE_NATS__URL".to_string(), "nats://b:2".to_string()),
             ("SIGHTLINE_INGEST__CUT_THRESHOLD".to_string(), "0.5".to_string()),
             ("SIGHTLINE_INGEST__ALLOWED_SCHEMES".to_string(), "[\"rtmp\"]".to_string()),
+            ("SIGHTLINE_MODELS__CUDA_TF32".to_string(), "true".to_string()),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
+        assert!(!Config::default().models.cuda_tf32, "the GPU gives the CPU's results by default");
         let cfg = Config::load_with_env(Some(&file), env).unwrap();
+        assert!(cfg.models.cuda_tf32);
         assert_eq!(cfg.nats.url, "nats://b:2");
         assert_eq!(cfg.ingest.sample_fps, 3);
         assert_eq!(cfg.ingest.cut_threshold, 0.5);

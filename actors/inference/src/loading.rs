@@ -39,7 +39,9 @@ pub fn model_file(cfg: &Config, spec: &ModelSpec, rt: &Runtime, i: usize) -> std
 /// ONNX Runtime on the execution providers a registry entry asks for.
 pub fn runtime_for(cfg: &Config, spec: &ModelSpec) -> Result<Runtime, ModelError> {
     let m = &cfg.models;
-    Runtime::load(&m.onnxruntime_lib())?.with_providers(m.providers_of(spec), m.cuda_device)
+    Ok(Runtime::load(&m.onnxruntime_lib())?
+        .with_providers(m.providers_of(spec), m.cuda_device)?
+        .with_tf32(m.cuda_tf32))
 }
 
 /// A registry entry the configuration validated (it exists): a panic otherwise names it.
