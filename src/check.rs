@@ -66,7 +66,7 @@ fn models(cfg: &Config, r: &mut Report) {
     let m = &cfg.models;
     let rt = sightline_models::Runtime::load(&m.onnxruntime_lib())
         .and_then(|rt| rt.with_providers(&m.providers, m.cuda_device))
-        .map(|rt| rt.with_tf32(m.cuda_tf32));
+        .map(|rt| rt.with_tf32(m.tf32_files()));
     r.line(
         "onnxruntime",
         rt.as_ref()

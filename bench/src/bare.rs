@@ -139,7 +139,7 @@ pub(crate) fn bare_bench(
     let m = &cfg.models;
     let rt = Runtime::load(&m.onnxruntime_lib())?
         .with_providers(&m.providers, m.cuda_device)?
-        .with_tf32(m.cuda_tf32);
+        .with_tf32(m.tf32_files());
     let (w, h) = (cfg.ingest.analysis_width as usize, cfg.ingest.analysis_height as usize);
     let text_files = m.task_files(Task::TextEmbedding)?;
     let mut embedder = TextEmbedder::load(&rt, &text_files[0], &text_files[1], cfg.vectors.threads)?;

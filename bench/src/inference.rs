@@ -52,7 +52,7 @@ pub(crate) async fn inference_bench(
     let m = &cfg.models.clone();
     let rt = Runtime::load(&m.onnxruntime_lib())?
         .with_providers(&m.providers, m.cuda_device)?
-        .with_tf32(m.cuda_tf32);
+        .with_tf32(m.tf32_files());
     let params = OcrParams {
         det_short_side: cfg.ocr.det_short_side,
         min_confidence: cfg.ocr.min_confidence,
@@ -232,7 +232,7 @@ pub(crate) fn providers_bench(
     let cfg = sightline_settings::Config::load(config.or(Some(Path::new("config/sightline.toml"))))?;
     let m = &cfg.models;
     let cpu = Runtime::load(&m.onnxruntime_lib())?;
-    let rt = cpu.clone().with_providers(&m.providers, m.cuda_device)?.with_tf32(m.cuda_tf32);
+    let rt = cpu.clone().with_providers(&m.providers, m.cuda_device)?.with_tf32(m.tf32_files());
     let name = rt.provider().name();
     if require_cuda && !matches!(rt.provider(), Provider::Cuda { .. }) {
         bail!(

@@ -51,8 +51,8 @@ impl Provider {
 pub struct Runtime {
     env: Environment,
     provider: Provider,
-    /// The CUDA provider may multiply in TF32 (ONNX Runtime's own default is on).
-    tf32: bool,
+    /// Model files the CUDA provider may multiply in TF32 for (ONNX Runtime's own default is all).
+    tf32: std::sync::Arc<[PathBuf]>,
 }
 
 static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
@@ -66,7 +66,7 @@ impl Runtime {
             }
             let builder = ort::init_from(lib).map_err(|e| e.to_string())?;
             let env = builder.with_name("sightline").build().map_err(|e| e.to_string())?;
-            Ok(Runtime { env, provider: Provider::Cpu, tf32: false })
+            Ok(Runtime { env, provider: Provider::Cpu, tf32: Vec::new().into() })
         });
         res.clone().map_err(|reason| ModelError::Library { path: lib.to_path_buf(), reason })
     }
@@ -96,9 +96,10 @@ impl Runtime {
         Ok(self)
     }
 
-    /// Whether CUDA sessions may multiply in TF32 (off: full fp32, the CPU's results within 1e-3).
-    pub fn with_tf32(mut self, on: bool) -> Runtime {
-        self.tf32 = on;
+    /// The model files whose CUDA sessions may multiply in TF32; every other file runs in full
+    /// fp32 there (the CPU's results within 1e-3).
+    pub fn with_tf32(mut self, files: Vec<PathBuf>) -> Runtime {
+        self.tf32 = files.into();
         self
     }
 
@@ -121,7 +122,7 @@ impl Runtime {
         if let Provider::Cuda { device } = self.provider {
             let cuda = ort::ep::CUDA::default()
                 .with_device_id(device)
-                .with_tf32(self.tf32)
+                .with_tf32(self.tf32.iter().any(|f| f == path))
                 .build()
                 .error_on_failure();
             builder =

@@ -349,12 +349,9 @@ mod tests {
             ("SIGHTLINE_NATS__URL".to_string(), "nats://b:2".to_string()),
             ("SIGHTLINE_INGEST__CUT_THRESHOLD".to_string(), "0.5".to_string()),
             ("SIGHTLINE_INGEST__ALLOWED_SCHEMES".to_string(), "[\"rtmp\"]".to_string()),
-            ("SIGHTLINE_MODELS__CUDA_TF32".to_string(), "true".to_string()),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
-        assert!(!Config::default().models.cuda_tf32, "the GPU gives the CPU's results by default");
         let cfg = Config::load_with_env(Some(&file), env).unwrap();
-        assert!(cfg.models.cuda_tf32);
         assert_eq!(cfg.nats.url, "nats://b:2");
         assert_eq!(cfg.ingest.sample_fps, 3);
         assert_eq!(cfg.ingest.cut_threshold, 0.5);
@@ -432,6 +429,27 @@ mod tests {
         m.registry[at].cpu_files.pop();
         let err = m.validate().unwrap_err().to_string();
         assert!(err.contains("needs 2 cpu_files (or none), has 1"), "{err}");
+    }
+
+    #[test]
+    fn tf32_is_allowed_per_model_and_only_where_measured() {
+        let mut m = ModelsConfig { dir: "/models".into(), ..ModelsConfig::default() };
+        // The shot and text models (within 1e-4 of the CPU in TF32 on an H200); PP-OCR, Silero VAD,
+        // Moonshine and the labeller keep full fp32.
+        assert_eq!(
+            m.tf32_files(),
+            [
+                Path::new("/models/minilm/model.onnx"),
+                Path::new("/models/minilm/tokenizer.json"),
+                Path::new("/models/transnetv2/model.onnx")
+            ]
+        );
+        for task in [Task::Ocr, Task::Vad, Task::Stt, Task::Labels] {
+            assert!(!m.for_task(task).unwrap().cuda_tf32, "{task}");
+        }
+        let at = m.registry.iter().position(|s| s.name == "pp-ocrv6-small").unwrap();
+        m.registry[at].cuda_tf32 = true;
+        assert!(m.tf32_files().contains(&PathBuf::from("/models/ppocr/det.onnx")));
     }
 
     #[test]

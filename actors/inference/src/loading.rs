@@ -41,7 +41,7 @@ pub fn runtime_for(cfg: &Config, spec: &ModelSpec) -> Result<Runtime, ModelError
     let m = &cfg.models;
     Ok(Runtime::load(&m.onnxruntime_lib())?
         .with_providers(m.providers_of(spec), m.cuda_device)?
-        .with_tf32(m.cuda_tf32))
+        .with_tf32(if spec.cuda_tf32 { spec.files.iter().map(|f| m.path(f)).collect() } else { Vec::new() }))
 }
 
 /// A registry entry the configuration validated (it exists): a panic otherwise names it.
