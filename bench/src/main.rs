@@ -23,12 +23,14 @@ mod bare;
 mod inference;
 mod ingest;
 mod pools;
+mod providers;
 mod quality;
 mod scaleout;
 mod store;
 
-use inference::{inference_bench, providers_bench};
+use inference::inference_bench;
 use ingest::{churn, cpu, ingest_one};
+use providers::providers_bench;
 use store::store_bench;
 
 #[derive(Parser)]

@@ -415,3 +415,29 @@ impl ModelsConfig {
         expand_home(&self.onnxruntime_lib)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tf32_is_allowed_per_model_and_only_where_measured() {
+        let mut m = ModelsConfig { dir: "/models".into(), ..ModelsConfig::default() };
+        // The shot and text models (within 1e-4 of the CPU in TF32 on an H200); PP-OCR, Silero VAD,
+        // Moonshine and the labeller keep full fp32.
+        assert_eq!(
+            m.tf32_files(),
+            [
+                Path::new("/models/minilm/model.onnx"),
+                Path::new("/models/minilm/tokenizer.json"),
+                Path::new("/models/transnetv2/model.onnx")
+            ]
+        );
+        for task in [Task::Ocr, Task::Vad, Task::Stt, Task::Labels] {
+            assert!(!m.for_task(task).unwrap().cuda_tf32, "{task}");
+        }
+        let at = m.registry.iter().position(|s| s.name == "pp-ocrv6-small").unwrap();
+        m.registry[at].cuda_tf32 = true;
+        assert!(m.tf32_files().contains(&PathBuf::from("/models/ppocr/det.onnx")));
+    }
+}
