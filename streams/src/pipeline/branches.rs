@@ -13,7 +13,7 @@ use gstreamer_app as gst_app;
 use sightline_settings::IngestConfig;
 use sightline_wire::CutCandidate;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use tokio::sync::mpsc;
 
 /// What every branch shares: settings, counters, the media clock and the channel to the actor.
@@ -30,9 +30,16 @@ pub(super) struct Branch<'a> {
 /// on the next sample when the tiny branch runs a little behind (a busy machine).
 #[derive(Default)]
 pub(super) struct PendingCuts {
-    found: Mutex<Vec<CutCandidate>>,
+    state: Mutex<CutState>,
+    /// Signalled each time the tiny branch scores a frame.
+    progress: Condvar,
+}
+
+#[derive(Default)]
+struct CutState {
+    found: Vec<CutCandidate>,
     /// Media time of the last decoded frame scored for cuts (0 before the first).
-    scored_ms: AtomicI64,
+    scored_ms: i64,
 }
 
 /// The longest a sampled frame waits for the tiny branch to score up to it.
@@ -40,29 +47,28 @@ const CUT_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl PendingCuts {
     fn push(&self, cut: CutCandidate) {
-        self.found.lock().unwrap().push(cut);
+        self.state.lock().unwrap().found.push(cut);
     }
 
     fn scored(&self, pts_ms: i64) {
-        self.scored_ms.store(pts_ms, Ordering::Release);
+        self.state.lock().unwrap().scored_ms = pts_ms;
+        self.progress.notify_all();
     }
 
     /// The cuts at or before `pts_ms`, once the tiny branch has scored that far or [`CUT_WAIT`]
     /// has passed; later cuts stay for a later frame.
     fn up_to(&self, pts_ms: i64) -> Vec<CutCandidate> {
-        let start = std::time::Instant::now();
-        while self.scored_ms.load(Ordering::Acquire) < pts_ms && start.elapsed() < CUT_WAIT {
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        let mut all = self.found.lock().unwrap();
-        let (mine, later) = all.drain(..).partition(|c| c.pts_ms <= pts_ms);
-        *all = later;
+        let state = self.state.lock().unwrap();
+        let (mut state, _) =
+            self.progress.wait_timeout_while(state, CUT_WAIT, |s| s.scored_ms < pts_ms).unwrap();
+        let (mine, later) = state.found.drain(..).partition(|c| c.pts_ms <= pts_ms);
+        state.found = later;
         mine
     }
 
     /// Cuts a frame that was not delivered carried: they go with the next one.
     fn put_back(&self, cuts: Vec<CutCandidate>) {
-        self.found.lock().unwrap().splice(0..0, cuts);
+        self.state.lock().unwrap().found.splice(0..0, cuts);
     }
 }
 
