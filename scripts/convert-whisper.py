@@ -14,7 +14,8 @@ q @ k) and `cross_v` [L, B, H, T, Dh], T = N / 320.
 `decoder.onnx`: `tokens` i64 [R, n] (n new tokens per row), `self_k`/`self_v` f32
 [L, R, H, P, Dh] (the P earlier tokens' keys/values; P = 0 on the first call), `cross_k`/`cross_v`
 with batch R or 1 (one utterance's encoder output shared by all its beams, broadcast) ->
-`logits` [R, V] of the last new token, and `new_k`/`new_v` [L, R, H, P + n, Dh].
+`logits` [R, V] of the last new token, `all_logits` [R, n, V] of every new token (to score a
+given transcript in one run), and `new_k`/`new_v` [L, R, H, P + n, Dh].
 
 Usage: convert-whisper.py MODEL_DIR OUT_DIR
 MODEL_DIR holds model.bin (or model.bin.part1, model.bin.part2), config.json, tokenizer.json.
@@ -285,11 +286,17 @@ def decoder(w, heads, layers):
         x = g.ffn(g.op("Add", [x, a]), p + "/ffn")
     g.nodes.append(helper.make_node("Concat", new_k, ["new_k"], axis=0))
     g.nodes.append(helper.make_node("Concat", new_v, ["new_v"], axis=0))
-    last = g.op("Gather", [x, g.scalar(-1, np.int64)], axis=1)  # [R, D]
-    last = g.layer_norm(last, "decoder/layer_norm")
-    # Output projection tied to the token embeddings (one copy of the matrix).
-    g.nodes.append(helper.make_node("Gemm", [last, emb_name], ["logits"], transB=1))
+    # Every new token's logits (scoring a given transcript takes them all from one run), as
+    # [R * n, D] through the output projection, tied to the token embeddings (one copy of the
+    # matrix); `logits` is the last new token's of each row.
+    x = g.layer_norm(x, "decoder/layer_norm")  # [R, n, D]
+    flat = g.op("Reshape", [x, g.i64(-1, d)])
+    every = g.op("Gemm", [flat, emb_name], transB=1)  # [R * n, V]
+    rows_n = g.op("Slice", [g.op("Shape", ["tokens"]), g.i64(0), g.i64(2)])  # [R, n]
+    g.nodes.append(helper.make_node("Reshape", [every, g.op("Concat", [rows_n, g.i64(-1)], axis=0)], ["all_logits"]))
+    g.nodes.append(helper.make_node("Gather", ["all_logits", g.scalar(-1, np.int64)], ["logits"], axis=1))
     g.outputs += [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["rows", vocab]),
+                  helper.make_tensor_value_info("all_logits", TensorProto.FLOAT, ["rows", "new", vocab]),
                   helper.make_tensor_value_info("new_k", TensorProto.FLOAT, [layers, "rows", heads, "total", dh]),
                   helper.make_tensor_value_info("new_v", TensorProto.FLOAT, [layers, "rows", heads, "total", dh])]
     return g.model("whisper_decoder")

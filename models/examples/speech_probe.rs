@@ -4,7 +4,8 @@
 //! English through Silero VAD + Moonshine (the CPU's files, `speech.denoise` as configured):
 //! `cargo run --release -p sightline-models --example speech_probe -- moonshine EVERY VOICE[@RATE][,noise|,music]...`
 //! e.g. `-- moonshine 2 en-us en-gb-scotland en-us,noise`; with `SIGHTLINE_SPEECH__REHEAR_BELOW=0`
-//! each utterance heard once. `OFFSET=1` starts at the 2nd sentence (every n-th from there).
+//! each utterance heard once; `SIGHTLINE_SPEECH__REHEAR_JUDGE_WEIGHT=0` without Whisper judging
+//! the re-heard ones. `OFFSET=1` starts at the 2nd sentence (every n-th from there).
 //! Any language through Whisper base (the language identified among en/es/de/fr; unsure
 //! utterances re-heard as configured, `SIGHTLINE_SPEECH__REHEAR_BELOW=0` heard once):
 //! `... -- whisper EVERY BEAM WINDOW_S LANG:VOICE[@RATE]...`, e.g. `-- whisper 2 4 15 fr:mb-fr1@130`.
@@ -60,6 +61,12 @@ fn main() {
         let files = m.task_files_on(Task::Stt, true).unwrap();
         let mut stt = Moonshine::load(&rt, &files[0], &files[1], &files[2], 1).unwrap();
         stt.configure(&cfg.speech);
+        if cfg.speech.judges_rehearing() {
+            let f = m.task_files(Task::SttMultilingual).unwrap();
+            let mut judge = Whisper::load(&rt, &f[0], &f[1], &f[2], &f[3], 1).unwrap();
+            judge.configure_as_judge(&cfg.speech);
+            stt.set_judge(Some(judge), cfg.speech.rehear_judge_weight, cfg.speech.rehear_judge_candidates);
+        }
         let denoiser = Denoiser::new(DenoiseParams::default());
         let speech = cfg.speech.clone();
         let run = move |audio: &[Vec<f32>]| -> Vec<String> {

@@ -4,12 +4,12 @@
 //! it. Inputs and outputs are taken by position (the first of each), so exports that name them
 //! `pixel_values`/`image` or `input_ids`/`text` all load.
 
+use crate::bpe::BytePairs;
 use crate::ocr::resize_bilinear;
 use crate::runtime::run_err;
 use crate::{ModelError, Runtime};
 use ort::session::Session;
 use ort::value::Tensor;
-use std::collections::HashMap;
 use std::path::Path;
 
 /// Tokens per sentence (CLIP's context length).
@@ -22,9 +22,7 @@ const STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 /// punctuation, each word's UTF-8 bytes mapped to printable characters and merged by BPE rank,
 /// its last piece marked with `</w>`; start and end tokens around, at most 77 tokens.
 pub struct ClipTokenizer {
-    vocab: HashMap<String, i64>,
-    ranks: HashMap<(String, String), usize>,
-    byte_chars: [char; 256],
+    pairs: BytePairs,
     split: regex::Regex,
     start: i64,
     end: i64,
@@ -33,37 +31,11 @@ pub struct ClipTokenizer {
 impl ClipTokenizer {
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         let err = |reason: String| ModelError::Tokenizer { path: path.to_path_buf(), reason };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
-        let model = &json["model"];
-        if model["type"].as_str() != Some("BPE") {
-            return Err(err("not a BPE tokenizer (model.type is not \"BPE\")".into()));
-        }
-        let vocab: HashMap<String, i64> = model["vocab"]
-            .as_object()
-            .ok_or_else(|| err("no model.vocab".into()))?
-            .iter()
-            .map(|(k, v)| v.as_i64().map(|id| (k.clone(), id)).ok_or_else(|| err(format!("bad id for {k}"))))
-            .collect::<Result<_, _>>()?;
-        let merges = model["merges"].as_array().ok_or_else(|| err("no model.merges".into()))?;
-        let mut ranks = HashMap::with_capacity(merges.len());
-        for (rank, m) in merges.iter().enumerate() {
-            // "a b" (older files) or ["a", "b"].
-            let pair = match m {
-                serde_json::Value::String(s) => {
-                    s.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string()))
-                }
-                serde_json::Value::Array(p) if p.len() == 2 => {
-                    Some((p[0].as_str().unwrap_or("").to_string(), p[1].as_str().unwrap_or("").to_string()))
-                }
-                _ => None,
-            };
-            ranks.insert(pair.ok_or_else(|| err(format!("merge {rank} is not a pair")))?, rank);
-        }
+        let pairs = BytePairs::from_file(path)?;
         let special = |names: [&str; 2]| {
             names
                 .iter()
-                .find_map(|n| vocab.get(*n).copied())
+                .find_map(|n| pairs.vocab.get(*n).copied())
                 .ok_or_else(|| err(format!("no {} token", names[0])))
         };
         let start = special(["<|startoftext|>", "<start_of_text>"])?;
@@ -72,7 +44,7 @@ impl ClipTokenizer {
             r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+",
         )
         .map_err(|e| err(e.to_string()))?;
-        Ok(Self { vocab, ranks, byte_chars: byte_chars(), split, start, end })
+        Ok(Self { pairs, split, start, end })
     }
 
     /// Token ids of `text`: start, the text's tokens, end (cut to 77 with the end kept).
@@ -80,58 +52,12 @@ impl ClipTokenizer {
         let clean = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
         let mut ids = vec![self.start];
         for word in self.split.find_iter(&clean) {
-            let chars: String = word.as_str().bytes().map(|b| self.byte_chars[b as usize]).collect();
-            ids.extend(self.bpe(&chars).iter().filter_map(|piece| self.vocab.get(piece)));
+            ids.extend(self.pairs.ids(word.as_str(), "</w>"));
         }
         ids.truncate(CLIP_CONTEXT - 1);
         ids.push(self.end);
         ids
     }
-
-    /// A word's BPE pieces: adjacent pieces merged, lowest rank first, until no pair is a merge.
-    fn bpe(&self, word: &str) -> Vec<String> {
-        let mut pieces: Vec<String> = word.chars().map(String::from).collect();
-        if let Some(last) = pieces.last_mut() {
-            last.push_str("</w>");
-        }
-        loop {
-            let best = pieces
-                .windows(2)
-                .filter_map(|w| {
-                    self.ranks.get(&(w[0].clone(), w[1].clone())).map(|&r| (r, w[0].clone(), w[1].clone()))
-                })
-                .min();
-            let Some((_, first, second)) = best else { return pieces };
-            let mut merged = Vec::with_capacity(pieces.len());
-            let mut i = 0;
-            while i < pieces.len() {
-                if i + 1 < pieces.len() && pieces[i] == first && pieces[i + 1] == second {
-                    merged.push(format!("{first}{second}"));
-                    i += 2;
-                } else {
-                    merged.push(pieces[i].clone());
-                    i += 1;
-                }
-            }
-            pieces = merged;
-        }
-    }
-}
-
-/// GPT-2's reversible map from bytes to printable characters (CLIP's BPE works on these).
-fn byte_chars() -> [char; 256] {
-    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
-    let mut out = ['\0'; 256];
-    let mut next = 256;
-    for b in 0..256u32 {
-        out[b as usize] = if printable(b) {
-            char::from_u32(b).unwrap_or('\0')
-        } else {
-            next += 1;
-            char::from_u32(next - 1).unwrap_or('\0')
-        };
-    }
-    out
 }
 
 pub struct ImageTextModel {
@@ -244,21 +170,4 @@ fn rows(
             r.iter().map(|v| v / norm).collect()
         })
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn byte_map_is_a_bijection_onto_printable_characters() {
-        let m = byte_chars();
-        assert_eq!(m[b'a' as usize], 'a');
-        assert_eq!(m[b' ' as usize], 'Ġ');
-        let mut seen: Vec<char> = m.to_vec();
-        seen.sort();
-        seen.dedup();
-        assert_eq!(seen.len(), 256);
-        assert!(m.iter().all(|c| !c.is_whitespace() && !c.is_control()));
-    }
 }

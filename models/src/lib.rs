@@ -3,6 +3,7 @@
 //! (MiniLM), on-screen text (PP-OCR), image labels (EfficientNet-Lite0), shot boundaries
 //! (TransNetV2) and model-free frame signatures.
 
+mod bpe;
 pub mod clip;
 pub mod denoise;
 pub mod embed;

@@ -51,6 +51,11 @@ pub struct Moonshine {
     lead: usize,
     trail: usize,
     rehear_trail: usize,
+    /// A second model that scores the best candidates of a re-heard utterance, the weight of its
+    /// score and how many candidates it scores ([`Moonshine::set_judge`]).
+    judge: Option<Box<crate::Whisper>>,
+    judge_weight: f32,
+    judge_top: usize,
 }
 
 /// Shortest utterance transcribed (a quarter of a second).
@@ -103,6 +108,9 @@ impl Moonshine {
             lead: 0,
             trail: 0,
             rehear_trail: 0,
+            judge: None,
+            judge_weight: 0.0,
+            judge_top: 0,
         })
     }
 

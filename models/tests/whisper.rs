@@ -144,3 +144,40 @@ fn rehearing_takes_errors_out_of_french() {
     eprintln!("French, {words} words: heard once {once} errors, re-heard {again}");
     assert!(again + 4 <= once, "re-hearing: {once} -> {again} errors in {words} words");
 }
+
+/// Whisper as a judge of another model's transcripts (`speech.rehear_judge_weight`): a text in
+/// Whisper's own tokens (its transcripts re-encoded give their tokens back), scored by forcing
+/// the decoder through it; what was said scores above a transcript one word off, and that above
+/// another sentence.
+#[test]
+fn transcripts_are_judged_by_forcing_whisper_through_them() {
+    let mut w = whisper();
+    let lines: Vec<String> = quality_lines("sentences.txt").unwrap().into_iter().step_by(14).collect();
+    let english = ["en".to_string()];
+    for (k, line) in lines.iter().enumerate() {
+        let audio = spoken(line, "pico-en-US");
+        let (heard, _) = w.transcribe_batch(&[&audio], &english).unwrap().remove(0);
+        assert_eq!(w.text_tokens(&heard.text), heard.tokens, "{:?} re-encoded", heard.text);
+        // One word changed: its first letter moved to the end ("planning" -> "lanningp").
+        let words: Vec<&str> = line.split(' ').collect();
+        let swapped = format!("{}{}", &words[1][1..], &words[1][..1]);
+        let one_off =
+            [words[0], &swapped].into_iter().chain(words[2..].iter().copied()).collect::<Vec<_>>().join(" ");
+        let other = lines[(k + 1) % lines.len()].clone();
+        let texts = [line.clone(), one_off.clone(), other, String::new()];
+        let s = w.score_texts(&audio, "en", &texts).unwrap();
+        eprintln!("{line:?}: {s:?} ({one_off:?})");
+        assert!(
+            s[0] > s[1] && s[1] > s[2],
+            "said {:.3}, one word off {:.3}, another sentence {:.3}",
+            s[0],
+            s[1],
+            s[2]
+        );
+        assert!(s[0] > 0.5 && s[2] < 0.5, "{s:?}");
+        assert_eq!(s[3], 0.0, "an empty text scores 0");
+    }
+    let err = w.score_texts(&[0.0; 100], "en", &["a".into()]).unwrap_err().to_string();
+    assert!(err.contains("0.25 s to 30 s"), "{err}");
+    assert!(w.score_texts(&[0.0; 8000], "xx", &["a".into()]).is_err(), "an unknown language");
+}

@@ -179,6 +179,24 @@ impl Config {
                 self.speech.rehear_hybrids
             )));
         }
+        if !(0.0..=1.0).contains(&self.speech.rehear_judge_weight) {
+            return Err(ConfigError::Invalid(format!(
+                "speech.rehear_judge_weight must be within 0..=1, got {}",
+                self.speech.rehear_judge_weight
+            )));
+        }
+        if !(2..=16).contains(&self.speech.rehear_judge_candidates) {
+            return Err(ConfigError::Invalid(format!(
+                "speech.rehear_judge_candidates must be 2..=16, got {}",
+                self.speech.rehear_judge_candidates
+            )));
+        }
+        if !(1.0..=30.0).contains(&self.speech.rehear_judge_window_s) {
+            return Err(ConfigError::Invalid(format!(
+                "speech.rehear_judge_window_s must be within 1..=30, got {}",
+                self.speech.rehear_judge_window_s
+            )));
+        }
         if !(1..=16).contains(&self.speech.multilingual_beam_width) {
             return Err(ConfigError::Invalid("speech.multilingual_beam_width must be 1..=16".into()));
         }
@@ -288,6 +306,29 @@ mod tests {
             cfg.validate().unwrap_err().to_string().contains("speech.rehear_hybrids must be 0..=64, got 65")
         );
         cfg.speech.rehear_hybrids = 0;
+        assert!(cfg.validate().is_ok());
+        cfg.speech.rehear_judge_weight = 1.2;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("speech.rehear_judge_weight must be within 0..=1")
+        );
+        cfg.speech.rehear_judge_weight = 0.0;
+        cfg.speech.rehear_judge_candidates = 1;
+        assert!(
+            cfg.validate().unwrap_err().to_string().contains("speech.rehear_judge_candidates must be 2..=16")
+        );
+        cfg.speech.rehear_judge_candidates = 16;
+        assert!(cfg.validate().is_ok());
+        cfg.speech.rehear_judge_window_s = 0.5;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("speech.rehear_judge_window_s must be within 1..=30")
+        );
+        cfg.speech.rehear_judge_window_s = 30.0;
         assert!(cfg.validate().is_ok());
     }
 

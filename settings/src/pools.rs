@@ -185,6 +185,18 @@ pub struct SpeechConfig {
     /// candidate with one stretch where it differs from another taken from the other, the
     /// best-scored candidates' first (0: none).
     pub rehear_hybrids: usize,
+    /// With candidates scored, Whisper (`models.stt_multilingual`) judges them too, 0..=1: it
+    /// hears the utterance once and scores the `rehear_judge_candidates` best (decoder forced
+    /// through each, the end included), and each one's score becomes `1 - weight` times the
+    /// hearings' mean plus `weight` times Whisper's. A second model mishears in other places, so
+    /// it can outvote a mistake all of Moonshine's hearings share. 0: no judge (Whisper is not
+    /// loaded for it).
+    pub rehear_judge_weight: f32,
+    /// How many of the best-scored candidates the judge scores, 2..=16.
+    pub rehear_judge_candidates: usize,
+    /// The window Whisper's encoder hears a judged utterance over, seconds, 1..=30 (as
+    /// `multilingual_window_s`; a longer utterance is heard whole). Its encoder's cost grows with it.
+    pub rehear_judge_window_s: f32,
     /// Utterances of a batch (of any streams) are transcribed together when their lengths differ
     /// by at most this much: the shorter ones are padded with this much trailing silence at most,
     /// milliseconds (0: only utterances of the same length share a run).
@@ -249,6 +261,17 @@ impl SpeechConfig {
         self.multilingual() || self.english_model == EnglishModel::Multilingual
     }
 
+    /// Whether Whisper judges what Moonshine's hearings of an utterance agree on
+    /// (`rehear_judge_weight`): only where Moonshine hears English and re-hears with candidates
+    /// scored.
+    pub fn judges_rehearing(&self) -> bool {
+        self.rehear_judge_weight > 0.0
+            && self.rehear_candidates > 0
+            && self.rehear_below > 0.0
+            && !self.rehear_stretches.is_empty()
+            && self.english_to_stt()
+    }
+
     /// Whether English utterances go to `models.stt` (Moonshine) rather than Whisper.
     pub fn english_to_stt(&self) -> bool {
         match self.english_model {
@@ -278,6 +301,9 @@ impl Default for SpeechConfig {
             rehear_below: 0.9,
             rehear_candidates: 2,
             rehear_hybrids: 8,
+            rehear_judge_weight: 0.3,
+            rehear_judge_candidates: 4,
+            rehear_judge_window_s: 8.0,
             max_pad_ms: 1000,
             lead_silence_ms: 300,
             trail_silence_ms: 1000,

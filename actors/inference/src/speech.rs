@@ -80,6 +80,12 @@ impl SpeechProcessor {
         let mut model = Moonshine::load(&rt, &f(0), &f(1), &f(2), cfg.speech.threads)?;
         model.configure(&cfg.speech);
         model.set_batching(MAX_UTTERANCES, cfg.speech.max_pad_ms as usize * 16);
+        if cfg.speech.judges_rehearing() {
+            let (mut judge, id) = load_whisper(cfg, stt)?;
+            judge.configure_as_judge(&cfg.speech);
+            tracing::info!(judge = %id, weight = cfg.speech.rehear_judge_weight, "re-heard English judged by Whisper too");
+            model.set_judge(Some(judge), cfg.speech.rehear_judge_weight, cfg.speech.rehear_judge_candidates);
+        }
         let whisper = if cfg.speech.uses_multilingual_model() {
             let (mut w, id) = load_whisper(cfg, stt)?;
             if let Some(l) = cfg.speech.languages.iter().find(|l| !w.knows(l)) {

@@ -5,7 +5,7 @@
 
 use super::{Tally, bar};
 use anyhow::Result;
-use sightline_models::{DenoiseParams, Denoiser, Moonshine, Runtime, SileroVad};
+use sightline_models::{DenoiseParams, Denoiser, Moonshine, Runtime, SileroVad, Whisper};
 use sightline_settings::{Config, Task};
 use sightline_testkit::quality::{
     Acoustic, SpeechCase, quality_lines, scored_word_errors, speech_case_samples,
@@ -43,6 +43,12 @@ pub(super) fn english_speech_models(rt: &Runtime, cfg: &Config) -> Result<(Siler
     let files = m.task_files_on(Task::Stt, rt.provider().is_cpu())?;
     let mut stt = Moonshine::load(rt, &files[0], &files[1], &files[2], cfg.speech.threads.max(1))?;
     stt.configure(&cfg.speech);
+    if cfg.speech.judges_rehearing() {
+        let f = m.task_files_on(Task::SttMultilingual, rt.provider().is_cpu())?;
+        let mut judge = Whisper::load(rt, &f[0], &f[1], &f[2], &f[3], cfg.speech.threads.max(1))?;
+        judge.configure_as_judge(&cfg.speech);
+        stt.set_judge(Some(judge), cfg.speech.rehear_judge_weight, cfg.speech.rehear_judge_candidates);
+    }
     Ok((vad, stt, Denoiser::new(DenoiseParams::default())))
 }
 

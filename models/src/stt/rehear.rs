@@ -50,6 +50,24 @@ impl Moonshine {
         self.rehear_hybrids
     }
 
+    /// A judge for what the hearings agree on ([`Moonshine::set_rehear_candidates`]): Whisper
+    /// hears the utterance once and scores the `top` best-scored candidates (decoder forced
+    /// through each, the end included); each one's score becomes `1 - weight` times the
+    /// hearings' mean plus `weight` times Whisper's, and the best of them is kept. A second model
+    /// mishears in other places than the first, so where the hearings of one model agree on the
+    /// same mistake the judge can outvote them. None (or weight 0): the hearings alone. Costs one
+    /// Whisper encoder run over its window and a decoder run a token, for each utterance scored.
+    pub fn set_judge(&mut self, judge: Option<crate::Whisper>, weight: f32, top: usize) {
+        self.judge = judge.map(Box::new);
+        self.judge_weight = weight.clamp(0.0, 1.0);
+        self.judge_top = top.max(2);
+    }
+
+    /// The judge, taken out ([`Moonshine::set_judge`]): the hearings alone from here on.
+    pub fn take_judge(&mut self) -> Option<crate::Whisper> {
+        self.judge.take().map(|j| *j)
+    }
+
     /// The stretches re-heard and the confidence below which ([`Moonshine::set_rehearing`]).
     pub fn rehearing(&self) -> (&[f32], f32) {
         (&self.rehear, self.rehear_below)
@@ -97,7 +115,7 @@ impl Moonshine {
             let chosen = if self.rehear_candidates == 0 {
                 heard.iter().map(|h| h.best.clone()).max_by(|a, b| a.confidence.total_cmp(&b.confidence))
             } else {
-                match self.agree(heard) {
+                match self.agree(heard, segments[i]) {
                     Ok(t) => Some(t),
                     // The hearings stand; keep the most confident of them.
                     Err(e) => {
@@ -124,7 +142,7 @@ impl Moonshine {
     /// hearings is kept, that mean its confidence. A hearing's own best transcript is favoured by
     /// that hearing alone; scored by all of them, what the copies agree on wins, and a hybrid
     /// wins where each hearing got a different part right.
-    fn agree(&mut self, heard: &[Heard]) -> Result<Transcript, ModelError> {
+    fn agree(&mut self, heard: &[Heard], samples: &[f32]) -> Result<Transcript, ModelError> {
         let mut cands: Vec<Vec<u32>> = Vec::new();
         for h in heard {
             for t in std::iter::once(&h.best.tokens).chain(&h.others).take(self.rehear_candidates) {
@@ -159,9 +177,36 @@ impl Moonshine {
                 cands.extend(mixed);
             }
         }
+        self.judge_candidates(samples, &cands, &mut mean);
         let best = (0..cands.len()).max_by(|&a, &b| mean[a].total_cmp(&mean[b])).expect("a candidate");
         let tokens = cands.swap_remove(best);
         Ok(Transcript { text: self.tokenizer.decode(&tokens), confidence: mean[best], tokens })
+    }
+
+    /// With a judge ([`Moonshine::set_judge`]): the best-scored of `cands` (by `mean`) scored by
+    /// the judge too and their scores mixed with its; the rest can no longer win. A judge that
+    /// fails leaves the scores as they were.
+    fn judge_candidates(&mut self, samples: &[f32], cands: &[Vec<u32>], mean: &mut [f32]) {
+        let heard_whole = (crate::WHISPER_WINDOW / 120..=crate::WHISPER_WINDOW).contains(&samples.len());
+        if self.judge.is_none() || self.judge_weight <= 0.0 || cands.len() < 2 || !heard_whole {
+            return;
+        }
+        let mut order: Vec<usize> = (0..cands.len()).collect();
+        order.sort_by(|&a, &b| mean[b].total_cmp(&mean[a]));
+        order.truncate(self.judge_top);
+        let texts: Vec<String> = order.iter().map(|&i| self.tokenizer.decode(&cands[i])).collect();
+        let w = self.judge_weight;
+        let Some(judge) = self.judge.as_mut() else { return };
+        match judge.score_texts(samples, "en", &texts) {
+            Ok(scores) => {
+                let mut mixed = vec![f32::NEG_INFINITY; mean.len()];
+                for (&i, s) in order.iter().zip(scores) {
+                    mixed[i] = (1.0 - w) * mean[i] + w * s;
+                }
+                mean.copy_from_slice(&mixed);
+            }
+            Err(e) => tracing::warn!(error = %e, "the judge could not score the candidates"),
+        }
     }
 
     /// Each of `cands` (none empty) scored under every one of `heard`: its mean token probability

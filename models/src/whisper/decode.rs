@@ -135,6 +135,31 @@ impl Whisper {
         cross_k: &DynValue,
         cross_v: &DynValue,
     ) -> Result<(Vec<f32>, DynValue, DynValue), ModelError> {
+        self.run_decoder(tokens, n, cache, cross_k, cross_v, "logits")
+    }
+
+    /// [`Whisper::step`] with every new token's logits (rows x `n` x vocab, row-major): what
+    /// scoring a given transcript takes, in one run.
+    pub(super) fn step_all(
+        &mut self,
+        tokens: Vec<i64>,
+        n: usize,
+        cache: (DynValue, DynValue),
+        cross_k: &DynValue,
+        cross_v: &DynValue,
+    ) -> Result<Vec<f32>, ModelError> {
+        Ok(self.run_decoder(tokens, n, cache, cross_k, cross_v, "all_logits")?.0)
+    }
+
+    fn run_decoder(
+        &mut self,
+        tokens: Vec<i64>,
+        n: usize,
+        cache: (DynValue, DynValue),
+        cross_k: &DynValue,
+        cross_v: &DynValue,
+        logits_output: &str,
+    ) -> Result<(Vec<f32>, DynValue, DynValue), ModelError> {
         let err = run_err("whisper");
         let rows = tokens.len() / n;
         let ids = Tensor::from_array(([rows, n], tokens)).map_err(&err)?;
@@ -148,7 +173,14 @@ impl Whisper {
                 "cross_v" => cross_v,
             ])
             .map_err(&err)?;
-        let (_, logits) = out["logits"].try_extract_tensor::<f32>().map_err(&err)?;
+        let missing_logits = || ModelError::Run {
+            model: "whisper",
+            reason: format!(
+                "decoder has no output {logits_output} (converted before 2026-12-04? make setup converts it again)"
+            ),
+        };
+        let (_, logits) =
+            out.get(logits_output).ok_or_else(missing_logits)?.try_extract_tensor::<f32>().map_err(&err)?;
         let logits = logits.to_vec();
         let missing = || ModelError::Run { model: "whisper", reason: "decoder returned no cache".into() };
         let k = out.remove("new_k").ok_or_else(missing)?;

@@ -14,6 +14,7 @@ use ort::value::{DynValue, Tensor};
 use std::path::Path;
 
 mod decode;
+mod judge;
 
 use decode::gather_rows;
 
@@ -67,6 +68,8 @@ pub struct Whisper {
     encoder: Session,
     decoder: Session,
     tokenizer: TokenDecoder,
+    /// Text to tokens, for scoring other models' transcripts ([`Whisper::score_texts`]).
+    text: judge::TextTokens,
     layers: usize,
     heads: usize,
     head_dim: usize,
@@ -146,6 +149,7 @@ impl Whisper {
             encoder: rt.session(encoder, threads)?,
             decoder: rt.session(decoder, threads)?,
             tokenizer: TokenDecoder::from_file(tokenizer)?,
+            text: judge::TextTokens::new(crate::bpe::BytePairs::from_json(&tok, tokenizer)?),
             layers,
             heads,
             head_dim: width / heads.max(1),
