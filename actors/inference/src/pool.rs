@@ -277,7 +277,7 @@ impl<P: Processor> InferencePool<P> {
         if let Some(waited) = waited {
             self.metrics.inference_wait_seconds.get_or_create(&l).inc_by(waited.as_secs_f64());
         }
-        self.recent_batches.record(took.as_millis() as i64, batch.len());
+        self.recent_batches.record(took.as_millis() as i64, batch.len(), pace == Pace::Ahead);
         if coarse {
             let per_stream = batch.iter().filter_map(|m| WorkHeader::read(&m.payload)).fold(
                 std::collections::BTreeMap::<String, u64>::new(),

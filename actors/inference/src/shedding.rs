@@ -14,28 +14,29 @@ pub(crate) const RECENT_BATCHES: usize = 8;
 /// baseline, so a pool busy a quarter of the time stays under two thirds while it re-hears.
 pub(crate) const QUIET_BUSY_PERMILLE: i64 = 250;
 
-/// How long the last few batches took, how many items each ran and when each ended: what the
-/// next batch may take, and how busy the pool has been.
+/// How long the last few batches took, how many items each ran, when each ended and whether it
+/// ran at [`Pace::Ahead`] (with room for extra work): what the next batch may take, and how busy
+/// the pool has been.
 #[derive(Debug, Default)]
-pub(crate) struct RecentBatches(std::collections::VecDeque<(i64, usize, Instant)>);
+pub(crate) struct RecentBatches(std::collections::VecDeque<(i64, usize, Instant, bool)>);
 
 impl RecentBatches {
-    pub(crate) fn record(&mut self, ms: i64, items: usize) {
-        self.record_at(ms, items, Instant::now());
+    pub(crate) fn record(&mut self, ms: i64, items: usize, ahead: bool) {
+        self.record_at(ms, items, Instant::now(), ahead);
     }
 
     /// [`Self::record`] of a batch that ended at `ended`.
-    pub(crate) fn record_at(&mut self, ms: i64, items: usize, ended: Instant) {
+    pub(crate) fn record_at(&mut self, ms: i64, items: usize, ended: Instant, ahead: bool) {
         if self.0.len() == RECENT_BATCHES {
             self.0.pop_front();
         }
-        self.0.push_back((ms.max(0), items.max(1), ended));
+        self.0.push_back((ms.max(0), items.max(1), ended, ahead));
     }
 
     /// The share of the time since the oldest recent batch began that the pool spent running
     /// batches, ‰ (0 before any batch, 1000 never idle).
     pub(crate) fn busy_permille(&self, now: Instant) -> i64 {
-        let Some(&(first_ms, _, first_end)) = self.0.front() else { return 0 };
+        let Some(&(first_ms, _, first_end, _)) = self.0.front() else { return 0 };
         let window = now.saturating_duration_since(first_end).as_millis() as i64 + first_ms;
         let busy: i64 = self.0.iter().map(|&(ms, ..)| ms).sum();
         (busy * 1000 / window.max(1)).min(1000)
@@ -45,15 +46,30 @@ impl RecentBatches {
     /// time per item times `items` when that is longer (a batch larger than the recent ones takes
     /// longer than any of them; batching makes the per-item time a bound from above).
     pub(crate) fn expected_ms(&self, items: usize) -> i64 {
-        let longest = self.0.iter().map(|&(ms, ..)| ms).max().unwrap_or(0);
-        let per_item = self.0.iter().map(|&(ms, n, _)| ms / n as i64).max().unwrap_or(0);
+        Self::worst(self.0.iter(), items)
+    }
+
+    /// [`Self::expected_ms`] over the recent batches that ran without room for extra work (all of
+    /// them when none did): what a batch takes when the pool is too far behind for extra work,
+    /// which is when the hard limit's forecast matters.
+    pub(crate) fn expected_plain_ms(&self, items: usize) -> i64 {
+        let plain = self.0.iter().filter(|b| !b.3);
+        if plain.clone().next().is_none() { self.expected_ms(items) } else { Self::worst(plain, items) }
+    }
+
+    fn worst<'a>(
+        batches: impl Iterator<Item = &'a (i64, usize, Instant, bool)> + Clone,
+        items: usize,
+    ) -> i64 {
+        let longest = batches.clone().map(|&(ms, ..)| ms).max().unwrap_or(0);
+        let per_item = batches.map(|&(ms, n, ..)| ms / n as i64).max().unwrap_or(0);
         longest.max(per_item * items.max(1) as i64)
     }
 
     /// What a batch of `items` typically takes, ms: the recent batches' mean time per item times
     /// `items`. What the lag target is checked with (the hard limit takes [`Self::expected_ms`]).
     pub(crate) fn typical_ms(&self, items: usize) -> i64 {
-        let (ms, n) = self.0.iter().fold((0i64, 0i64), |(ms, n), &(m, k, _)| (ms + m, n + k as i64));
+        let (ms, n) = self.0.iter().fold((0i64, 0i64), |(ms, n), &(m, k, ..)| (ms + m, n + k as i64));
         if n == 0 { 0 } else { ms * items.max(1) as i64 / n }
     }
 
@@ -63,18 +79,21 @@ impl RecentBatches {
             worst_ms: self.expected_ms(items),
             typical_ms: self.typical_ms(items),
             busy_permille: self.busy_permille(Instant::now()),
+            plain_worst_ms: self.expected_plain_ms(items),
         }
     }
 }
 
 /// How long a batch may take ([`RecentBatches::expected_ms`]) and typically takes
-/// ([`RecentBatches::typical_ms`]), ms, and the share of the recent time the pool was running
-/// batches ([`RecentBatches::busy_permille`]), ‰.
+/// ([`RecentBatches::typical_ms`]), ms, the share of the recent time the pool was running
+/// batches ([`RecentBatches::busy_permille`]), ‰, and how long a batch without extra work may take
+/// ([`RecentBatches::expected_plain_ms`]), ms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Run {
     pub worst_ms: i64,
     pub typical_ms: i64,
     pub busy_permille: i64,
+    pub plain_worst_ms: i64,
 }
 
 /// Whether an item `age_ms` old, in a batch that typically takes `run.typical_ms`, reaches the
@@ -126,8 +145,9 @@ impl Pace {
 }
 
 /// What to do with one item of a batch, by its age, how long the batch may take (`run`) and the
-/// pool's lag settings: past the hard limit by the time it would be done (the batch's worst
-/// estimate), any item is shed; behind the target ([`behind_target`]), the items the pool's
+/// pool's lag settings: past the hard limit by the time it would be done (the worst estimate over
+/// batches without extra work: an item that near the limit leaves no room for extra work, so its
+/// batch runs without it), any item is shed; behind the target ([`behind_target`]), the items the pool's
 /// policy gives up first. The hard limit is `max_lag` less a tenth, left for what comes after the
 /// model (publishing, sinks, the feed) and, for speech, the silence that closes a segment after
 /// its last word, so what reaches the feed stays within `max_lag` of its media.
@@ -139,7 +159,7 @@ pub fn shed_decision(
     max_lag: Option<Duration>,
 ) -> Option<ShedReason> {
     let over = |age: i64, d: Option<Duration>| d.is_some_and(|d| age > d.as_millis() as i64);
-    if over(age_ms + run.worst_ms.max(0), max_lag.map(|d| d.mul_f64(0.9))) {
+    if over(age_ms + run.plain_worst_ms.max(0), max_lag.map(|d| d.mul_f64(0.9))) {
         Some(ShedReason::TooLate)
     } else if sheddable && behind_target(age_ms, run, lag_target) {
         Some(ShedReason::Lag)
@@ -192,7 +212,7 @@ mod tests {
         assert_eq!(shed_decision(8_900, idle, false, target, max), None);
         assert_eq!(shed_decision(60_000, idle, true, None, None), None, "no bounds, no shedding");
         // A batch may take 3 s: an item 7 s old would be done 10 s late, past the 9 s hard limit.
-        let slow = Run { worst_ms: 3_000, typical_ms: 1_000, busy_permille: 1000 };
+        let slow = Run { worst_ms: 3_000, typical_ms: 1_000, busy_permille: 1000, plain_worst_ms: 3_000 };
         assert_eq!(shed_decision(7_000, slow, false, target, max), Some(ShedReason::TooLate));
         assert_eq!(shed_decision(5_500, slow, false, target, max), None);
         // The target is checked with the typical time: 1.5 s old + 1 s typical is 2.5 s, late.
@@ -207,8 +227,8 @@ mod tests {
         assert!(!behind_target(2_900, recent.run(4), target), "nothing ran yet: its age alone");
         assert!(behind_target(3_100, recent.run(1), target));
         // Speech batches of 1 s an utterance: a batch of four 0.5 s old is out 4.5 s after it.
-        recent.record(1_000, 1);
-        recent.record(2_000, 2);
+        recent.record(1_000, 1, false);
+        recent.record(2_000, 2, false);
         assert!(!behind_target(500, recent.run(2), target), "out at 2.5 s");
         assert!(behind_target(500, recent.run(4), target), "out at 4.5 s");
         assert!(behind_target(2_100, recent.run(1), target), "a single one 2.1 s old: out at 3.1 s");
@@ -217,11 +237,11 @@ mod tests {
         // A third of the target is the line between room to spare and on time, by the longest
         // recent batch: extra work lengthens batches, and the room must hold one such batch.
         let mut recent = RecentBatches::default();
-        recent.record(800, 1);
-        recent.record(800, 1);
+        recent.record(800, 1, false);
+        recent.record(800, 1, false);
         assert_eq!(Pace::of(100, recent.run(1), target), Pace::Ahead, "out by 0.9 s at worst");
         assert_eq!(Pace::of(300, recent.run(1), target), Pace::OnTime, "out by 1.1 s");
-        recent.record(3_000, 1);
+        recent.record(3_000, 1, false);
         assert_eq!(Pace::of(0, recent.run(1), target), Pace::OnTime, "a recent batch took 3 s");
         assert_eq!(Pace::of(60_000, recent.run(1), None), Pace::Ahead, "no target: always room");
     }
@@ -234,7 +254,7 @@ mod tests {
         // One stream's speech: a 1.1 s batch (re-heard) every 6 s, the last ended 2 s ago.
         let mut quiet = RecentBatches::default();
         for i in (0..RECENT_BATCHES as u64).rev() {
-            quiet.record_at(1_100, 1, ago(2 + 6 * i));
+            quiet.record_at(1_100, 1, ago(2 + 6 * i), true);
         }
         let busy = quiet.busy_permille(now);
         assert!((150..=200).contains(&busy), "8.8 s of batches in 45.1 s: {busy} ‰");
@@ -244,7 +264,7 @@ mod tests {
         // The same batches back to back (many streams): a third, as for any busy pool.
         let mut busy_pool = RecentBatches::default();
         for i in (0..RECENT_BATCHES as u32).rev() {
-            busy_pool.record_at(1_100, 1, now - Duration::from_millis(1_100) * i);
+            busy_pool.record_at(1_100, 1, now - Duration::from_millis(1_100) * i, true);
         }
         let run = Run { busy_permille: busy_pool.busy_permille(now), ..busy_pool.run(1) };
         assert_eq!(run.busy_permille, 1000, "never idle");
@@ -257,17 +277,17 @@ mod tests {
         let mut recent = RecentBatches::default();
         assert_eq!(recent.expected_ms(4), 0, "nothing ran yet");
         assert_eq!(recent.typical_ms(4), 0);
-        recent.record(2_000, 1);
-        recent.record(2_400, 2);
+        recent.record(2_000, 1, false);
+        recent.record(2_400, 2, false);
         assert_eq!(recent.expected_ms(1), 2_400, "the longest recent batch");
         assert_eq!(recent.expected_ms(2), 4_000, "two items at the slowest 2 s an item");
         assert_eq!(recent.expected_ms(4), 8_000);
         assert_eq!(recent.typical_ms(1), 1_466, "4.4 s for three items");
         assert_eq!(recent.typical_ms(3), 4_400);
         // Only the last eight count: a slow batch long ago no longer does.
-        recent.record(9_000, 1);
+        recent.record(9_000, 1, false);
         for _ in 0..RECENT_BATCHES {
-            recent.record(500, 1);
+            recent.record(500, 1, false);
         }
         assert_eq!(recent.expected_ms(1), 500);
         assert_eq!(recent.expected_ms(3), 1_500);
@@ -275,8 +295,31 @@ mod tests {
         // An item 6 s old in a batch of three after 2 s items would be done at 12 s: too late.
         let (target, max) = (Some(Duration::from_secs(3)), Some(Duration::from_secs(10)));
         let mut slow = RecentBatches::default();
-        slow.record(2_000, 1);
+        slow.record(2_000, 1, false);
         assert_eq!(shed_decision(6_000, slow.run(1), false, target, max), None);
         assert_eq!(shed_decision(6_000, slow.run(3), false, target, max), Some(ShedReason::TooLate));
+    }
+
+    #[test]
+    fn the_hard_limit_is_forecast_from_batches_without_extra_work() {
+        let (target, max) = (Some(Duration::from_secs(3)), Some(Duration::from_secs(10)));
+        let mut recent = RecentBatches::default();
+        // A re-heard batch (extra work, at room to spare) took 3.5 s; the plain ones 1 s.
+        recent.record(1_000, 1, false);
+        recent.record(3_500, 1, true);
+        recent.record(1_000, 1, false);
+        let run = recent.run(1);
+        assert_eq!((run.worst_ms, run.plain_worst_ms), (3_500, 1_000));
+        // 6 s old: 9.5 s with the re-heard batch's time, but a pool this far behind does not
+        // re-hear, so it is out by 7 s, within the 9 s hard limit.
+        assert_eq!(shed_decision(6_000, run, false, target, max), None);
+        assert_eq!(shed_decision(8_500, run, false, target, max), Some(ShedReason::TooLate));
+        // The room for extra work is still judged by the longest batch, extra work included.
+        assert_eq!(Pace::of(0, run, target), Pace::OnTime);
+        // Only batches with extra work: they are all there is to go by.
+        let mut ahead = RecentBatches::default();
+        ahead.record(3_500, 1, true);
+        assert_eq!(ahead.run(1).plain_worst_ms, 3_500);
+        assert_eq!(shed_decision(6_000, ahead.run(1), false, target, max), Some(ShedReason::TooLate));
     }
 }
