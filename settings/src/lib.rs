@@ -41,6 +41,7 @@ mod ingest;
 mod models;
 mod pools;
 mod services;
+mod speech_checks;
 
 pub use cluster::*;
 pub use gateway::*;
@@ -151,70 +152,7 @@ impl Config {
         if !(0.0..=1.0).contains(&self.vectors.duplicate_min_similarity) {
             return Err(ConfigError::Invalid("vectors.duplicate_min_similarity must be within 0..=1".into()));
         }
-        if !(1..=16).contains(&self.speech.beam_width) {
-            return Err(ConfigError::Invalid("speech.beam_width must be 1..=16".into()));
-        }
-        for (key, st) in [
-            ("rehear_stretches", &self.speech.rehear_stretches),
-            ("multilingual_rehear_stretches", &self.speech.multilingual_rehear_stretches),
-        ] {
-            if st.len() > 4 || !st.iter().all(|k| (0.5..=2.0).contains(k)) {
-                return Err(ConfigError::Invalid(format!(
-                    "speech.{key} must list at most 4 factors within 0.5..=2, got {st:?}"
-                )));
-            }
-        }
-        if !(0.0..=1.0).contains(&self.speech.rehear_below) {
-            return Err(ConfigError::Invalid("speech.rehear_below must be within 0..=1".into()));
-        }
-        if self.speech.rehear_candidates > 8 {
-            return Err(ConfigError::Invalid(format!(
-                "speech.rehear_candidates must be 0..=8, got {}",
-                self.speech.rehear_candidates
-            )));
-        }
-        if self.speech.rehear_hybrids > 64 {
-            return Err(ConfigError::Invalid(format!(
-                "speech.rehear_hybrids must be 0..=64, got {}",
-                self.speech.rehear_hybrids
-            )));
-        }
-        if !(0.0..=1.0).contains(&self.speech.rehear_judge_weight) {
-            return Err(ConfigError::Invalid(format!(
-                "speech.rehear_judge_weight must be within 0..=1, got {}",
-                self.speech.rehear_judge_weight
-            )));
-        }
-        if !(2..=16).contains(&self.speech.rehear_judge_candidates) {
-            return Err(ConfigError::Invalid(format!(
-                "speech.rehear_judge_candidates must be 2..=16, got {}",
-                self.speech.rehear_judge_candidates
-            )));
-        }
-        if !(1.0..=30.0).contains(&self.speech.rehear_judge_window_s) {
-            return Err(ConfigError::Invalid(format!(
-                "speech.rehear_judge_window_s must be within 1..=30, got {}",
-                self.speech.rehear_judge_window_s
-            )));
-        }
-        if !(1..=16).contains(&self.speech.multilingual_beam_width) {
-            return Err(ConfigError::Invalid("speech.multilingual_beam_width must be 1..=16".into()));
-        }
-        if !(1.0..=30.0).contains(&self.speech.multilingual_window_s) {
-            return Err(ConfigError::Invalid("speech.multilingual_window_s must be 1..=30 seconds".into()));
-        }
-        if !(1.0..=30.0).contains(&self.speech.multilingual_behind_window_s) {
-            return Err(ConfigError::Invalid(
-                "speech.multilingual_behind_window_s must be 1..=30 seconds".into(),
-            ));
-        }
-        let code = |l: &String| (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_lowercase());
-        if self.speech.languages.is_empty() || !self.speech.languages.iter().all(code) {
-            return Err(ConfigError::Invalid(format!(
-                "speech.languages must list ISO 639-1 codes such as \"en\" or \"de\", got {:?}",
-                self.speech.languages
-            )));
-        }
+        self.speech.validate()?;
         if i.audio_soft_segment_ms > i.audio_max_segment_ms {
             return Err(ConfigError::Invalid(
                 "ingest.audio_soft_segment_ms must be at most ingest.audio_max_segment_ms".into(),
@@ -223,17 +161,6 @@ impl Config {
         if self.speech.uses_multilingual_model() && i.audio_max_segment_ms > 30_000 {
             return Err(ConfigError::Invalid(
                 "ingest.audio_max_segment_ms must be at most 30000 with several speech.languages (Whisper hears 30 s at a time)".into(),
-            ));
-        }
-        if self.speech.max_pad_ms > 5000 {
-            return Err(ConfigError::Invalid(
-                "speech.max_pad_ms must be at most 5000 (longer silence changes what Moonshine hears)".into(),
-            ));
-        }
-        let s = &self.speech;
-        if s.lead_silence_ms.max(s.trail_silence_ms).max(s.rehear_trail_silence_ms) > 2000 {
-            return Err(ConfigError::Invalid(
-                "speech.lead_silence_ms, speech.trail_silence_ms and speech.rehear_trail_silence_ms must be at most 2000 (Moonshine hears the silence too)".into(),
             ));
         }
         if self.sink.linger_ms > 10_000 {
@@ -273,62 +200,6 @@ mod tests {
         cfg.sink.linger_ms = 10_001;
         assert!(cfg.validate().unwrap_err().to_string().contains("sink.linger_ms"));
         cfg.sink.linger_ms = 0;
-        assert!(cfg.validate().is_ok());
-    }
-
-    #[test]
-    fn rehearing_is_bounded() {
-        let mut cfg = Config::default();
-        assert_eq!(
-            (cfg.speech.rehear_stretches.as_slice(), cfg.speech.rehear_below),
-            (&[1.05, 1.1][..], 0.9)
-        );
-        assert_eq!(cfg.speech.multilingual_rehear_stretches, [0.9, 1.1]);
-        cfg.speech.multilingual_rehear_stretches = vec![2.5];
-        assert!(cfg.validate().unwrap_err().to_string().contains("speech.multilingual_rehear_stretches"));
-        cfg.speech.multilingual_rehear_stretches = vec![0.9, 1.1];
-        cfg.speech.rehear_stretches = vec![0.9, 1.1, 0.8, 1.2, 1.3];
-        assert!(cfg.validate().unwrap_err().to_string().contains("at most 4"));
-        cfg.speech.rehear_stretches = vec![0.4];
-        assert!(cfg.validate().unwrap_err().to_string().contains("speech.rehear_stretches"));
-        cfg.speech.rehear_stretches = Vec::new();
-        cfg.speech.rehear_below = 1.5;
-        assert!(cfg.validate().unwrap_err().to_string().contains("speech.rehear_below"));
-        cfg.speech.rehear_below = 0.0;
-        assert!(cfg.validate().is_ok());
-        assert_eq!((cfg.speech.rehear_candidates, cfg.speech.rehear_hybrids), (2, 8));
-        cfg.speech.rehear_candidates = 9;
-        assert!(cfg.validate().unwrap_err().to_string().contains("speech.rehear_candidates must be 0..=8"));
-        cfg.speech.rehear_candidates = 0;
-        assert!(cfg.validate().is_ok());
-        cfg.speech.rehear_hybrids = 65;
-        assert!(
-            cfg.validate().unwrap_err().to_string().contains("speech.rehear_hybrids must be 0..=64, got 65")
-        );
-        cfg.speech.rehear_hybrids = 0;
-        assert!(cfg.validate().is_ok());
-        cfg.speech.rehear_judge_weight = 1.2;
-        assert!(
-            cfg.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("speech.rehear_judge_weight must be within 0..=1")
-        );
-        cfg.speech.rehear_judge_weight = 0.0;
-        cfg.speech.rehear_judge_candidates = 1;
-        assert!(
-            cfg.validate().unwrap_err().to_string().contains("speech.rehear_judge_candidates must be 2..=16")
-        );
-        cfg.speech.rehear_judge_candidates = 16;
-        assert!(cfg.validate().is_ok());
-        cfg.speech.rehear_judge_window_s = 0.5;
-        assert!(
-            cfg.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("speech.rehear_judge_window_s must be within 1..=30")
-        );
-        cfg.speech.rehear_judge_window_s = 30.0;
         assert!(cfg.validate().is_ok());
     }
 

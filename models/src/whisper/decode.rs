@@ -138,20 +138,10 @@ impl Whisper {
         self.run_decoder(tokens, n, cache, cross_k, cross_v, "logits")
     }
 
-    /// [`Whisper::step`] with every new token's logits (rows x `n` x vocab, row-major): what
-    /// scoring a given transcript takes, in one run.
-    pub(super) fn step_all(
-        &mut self,
-        tokens: Vec<i64>,
-        n: usize,
-        cache: (DynValue, DynValue),
-        cross_k: &DynValue,
-        cross_v: &DynValue,
-    ) -> Result<Vec<f32>, ModelError> {
-        Ok(self.run_decoder(tokens, n, cache, cross_k, cross_v, "all_logits")?.0)
-    }
-
-    fn run_decoder(
+    /// One decoder run whose output `logits_output` is returned: "logits" (each row's last new
+    /// token's, rows x vocab) or "all_logits" (every new token's, rows x `n` x vocab, what scoring
+    /// a given transcript takes in one run), row-major, with the grown caches.
+    pub(super) fn run_decoder(
         &mut self,
         tokens: Vec<i64>,
         n: usize,

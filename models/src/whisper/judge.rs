@@ -87,7 +87,7 @@ impl Whisper {
             ids.extend(tokens[i].iter().map(|&t| t as i64));
             ids.extend(std::iter::repeat_n(self.eot, longest - tokens[i].len()));
         }
-        let logits = self.step_all(ids, n, self.empty_cache(rows)?, &ck, &cv)?;
+        let (logits, ..) = self.run_decoder(ids, n, self.empty_cache(rows)?, &ck, &cv, "all_logits")?;
         let vocab = logits.len() / (rows * n).max(1);
         if vocab == 0 || logits.len() != rows * n * vocab {
             return Err(ModelError::Run { model: "whisper", reason: "unexpected logits".into() });
