@@ -56,7 +56,8 @@ impl Moonshine {
     /// hearings' mean plus `weight` times Whisper's, and the best of them is kept. A second model
     /// mishears in other places than the first, so where the hearings of one model agree on the
     /// same mistake the judge can outvote them. None (or weight 0): the hearings alone. Costs one
-    /// Whisper encoder run over its window and a decoder run a token, for each utterance scored.
+    /// Whisper encoder run over its window and one decoder run over the candidates, for each
+    /// utterance scored.
     pub fn set_judge(&mut self, judge: Option<crate::Whisper>, weight: f32, top: usize) {
         self.judge = judge.map(Box::new);
         self.judge_weight = weight.clamp(0.0, 1.0);
@@ -187,6 +188,7 @@ impl Moonshine {
     /// the judge too and their scores mixed with its; the rest can no longer win. A judge that
     /// fails leaves the scores as they were.
     fn judge_candidates(&mut self, samples: &[f32], cands: &[Vec<u32>], mean: &mut [f32]) {
+        // Whisper hears 0.25 s to 30 s at a time.
         let heard_whole = (crate::WHISPER_WINDOW / 120..=crate::WHISPER_WINDOW).contains(&samples.len());
         if self.judge.is_none() || self.judge_weight <= 0.0 || cands.len() < 2 || !heard_whole {
             return;
