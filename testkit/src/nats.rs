@@ -64,6 +64,13 @@ impl NatsServer {
         crate::wait_port(self.port, "nats-server").await
     }
 
+    /// The last `lines` lines of the server's log, joined by " / " (for an error).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join(" / ")
+    }
+
     /// Whether the server says JetStream is ready (`/healthz?js-enabled-only=true`).
     pub async fn healthy(&self) -> bool {
         let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.monitor_port)).await else {
@@ -81,8 +88,43 @@ impl NatsServer {
 
 impl NatsCluster {
     /// Starts `n` servers under `dir` and waits until every one has JetStream ready (a meta
-    /// leader elected).
+    /// leader elected). A fresh cluster is usually ready within a second; when one is not ready
+    /// within 30 s (a server that could not take its ports, an election that stalled) it is
+    /// killed and a new one started on fresh ports and data, up to three times; the error then
+    /// carries each server's last log lines.
     pub async fn start(dir: &Path, n: usize) -> Result<Self, TestSourceError> {
+        let mut failures = Vec::new();
+        for attempt in 0..3 {
+            let mut cluster = Self::spawn_all(&dir.join(format!("try{attempt}")), n)?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while tokio::time::Instant::now() < deadline {
+                if cluster.all_healthy().await {
+                    if attempt > 0 {
+                        eprintln!("NATS cluster: ready on try {attempt}");
+                    }
+                    return Ok(cluster);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let mut tails = Vec::new();
+            for s in &mut cluster.servers {
+                let exited = match s.child.as_mut().map(|c| c.try_wait()) {
+                    Some(Ok(Some(status))) => format!(" (exited: {status})"),
+                    _ => String::new(),
+                };
+                tails.push(format!("{}{exited}: {}", s.name, s.log_tail(4)));
+                s.kill().await;
+            }
+            eprintln!("NATS cluster: JetStream not ready within 30 s on try {attempt}: {}", tails.join(" | "));
+            failures.push(tails.join(" | "));
+        }
+        Err(TestSourceError::Tool {
+            tool: "nats-server",
+            detail: format!("the cluster's JetStream was not ready within 30 s, 3 times; last: {}", failures.pop().unwrap_or_default()),
+        })
+    }
+
+    fn spawn_all(dir: &Path, n: usize) -> Result<Self, TestSourceError> {
         let mut servers = Vec::new();
         for i in 0..n {
             servers.push(NatsServer {
@@ -101,21 +143,16 @@ impl NatsCluster {
             s.routes = routes.join(",");
             s.spawn()?;
         }
-        let cluster = Self { servers };
-        for _ in 0..300 {
-            let mut ready = true;
-            for s in &cluster.servers {
-                ready &= s.healthy().await;
+        Ok(Self { servers })
+    }
+
+    async fn all_healthy(&self) -> bool {
+        for s in &self.servers {
+            if !s.healthy().await {
+                return false;
             }
-            if ready {
-                return Ok(cluster);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(TestSourceError::Tool {
-            tool: "nats-server",
-            detail: "the cluster's JetStream was not ready within 30 s".into(),
-        })
+        true
     }
 
     /// Every server's client URL, comma-separated (what `nats.url` takes).
