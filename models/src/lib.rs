@@ -28,7 +28,7 @@ pub use ocr::{Ocr, OcrLine, OcrParams};
 pub use runtime::{GpuUnavailable, ModelError, Provider, Runtime, cuda_available};
 pub use shots::{SHOT_FRAME_BYTES, ShotDetector, shot_frame, shot_starts};
 pub use signature::{FrameSignature, SIGNATURE_DIM, hamming, thumbnail_bmp};
-pub use stt::{Moonshine, Transcript};
+pub use stt::{JudgeStats, Moonshine, Transcript};
 pub use tokenizer::TokenDecoder;
 pub use vad::SileroVad;
 pub use whisper::{Encoded, Language, WHISPER_MAX_BATCH, WHISPER_WINDOW, Whisper};

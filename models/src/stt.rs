@@ -11,7 +11,7 @@ use std::path::Path;
 mod rehear;
 use rehear::Judge;
 pub(crate) use rehear::rehear_factors;
-pub use rehear::stretch;
+pub use rehear::{JudgeStats, stretch};
 
 const BOS: i64 = 1;
 const EOS: i64 = 2;
@@ -51,11 +51,9 @@ pub struct Moonshine {
     lead: usize,
     trail: usize,
     rehear_trail: usize,
-    /// A second model that scores the best candidates of a re-heard utterance, the weight of its
-    /// score and how many candidates it scores ([`Moonshine::set_judge`]).
-    judge: Option<Box<crate::Whisper>>,
-    judge_weight: f32,
-    judge_top: usize,
+    /// A second model that scores the best candidates of a re-heard utterance
+    /// ([`Moonshine::set_judge`]).
+    judge: Option<Box<rehear::WhisperJudge>>,
 }
 
 /// Shortest utterance transcribed (a quarter of a second).
@@ -109,8 +107,6 @@ impl Moonshine {
             trail: 0,
             rehear_trail: 0,
             judge: None,
-            judge_weight: 0.0,
-            judge_top: 0,
         })
     }
 

@@ -189,8 +189,9 @@ pub struct SpeechConfig {
     /// hears the utterance once and scores the `rehear_judge_candidates` best (decoder forced
     /// through each, the end included), and each one's score becomes `1 - weight` times the
     /// hearings' mean plus `weight` times Whisper's. A second model mishears in other places, so
-    /// it can outvote a mistake all of Moonshine's hearings share. 0: no judge (Whisper is not
-    /// loaded for it).
+    /// it can outvote a mistake all of Moonshine's hearings share. Only while its recent cost
+    /// still fits in the re-heard batch's room; otherwise the hearings' choice stands. 0: no
+    /// judge (Whisper is not loaded for it).
     pub rehear_judge_weight: f32,
     /// How many of the best-scored candidates the judge scores, 2..=16.
     pub rehear_judge_candidates: usize,
@@ -296,14 +297,14 @@ impl Default for SpeechConfig {
             min_speech_ms: 250,
             threads: 1,
             beam_width: 8,
-            rehear_stretches: vec![1.05, 1.1],
+            rehear_stretches: vec![1.05],
             multilingual_rehear_stretches: vec![0.9, 1.1],
             rehear_below: 0.9,
             rehear_candidates: 2,
             rehear_hybrids: 8,
-            rehear_judge_weight: 0.0,
+            rehear_judge_weight: 0.3,
             rehear_judge_candidates: 4,
-            rehear_judge_window_s: 15.0,
+            rehear_judge_window_s: 8.0,
             max_pad_ms: 1000,
             lead_silence_ms: 300,
             trail_silence_ms: 1000,

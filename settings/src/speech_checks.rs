@@ -92,10 +92,9 @@ mod tests {
     fn rehearing_is_bounded() {
         let mut cfg = Config::default();
         let refused = |cfg: &Config, what: &str| cfg.validate().unwrap_err().to_string().contains(what);
-        assert_eq!(
-            (cfg.speech.rehear_stretches.as_slice(), cfg.speech.rehear_below),
-            (&[1.05, 1.1][..], 0.9)
-        );
+        assert_eq!((cfg.speech.rehear_stretches.as_slice(), cfg.speech.rehear_below), (&[1.05][..], 0.9));
+        assert!(cfg.speech.judges_rehearing(), "Whisper judges re-heard English by default");
+        assert_eq!((cfg.speech.rehear_judge_weight, cfg.speech.rehear_judge_window_s), (0.3, 8.0));
         assert_eq!(cfg.speech.multilingual_rehear_stretches, [0.9, 1.1]);
         cfg.speech.multilingual_rehear_stretches = vec![2.5];
         assert!(refused(&cfg, "speech.multilingual_rehear_stretches"));

@@ -115,12 +115,18 @@ impl NatsCluster {
                 tails.push(format!("{}{exited}: {}", s.name, s.log_tail(4)));
                 s.kill().await;
             }
-            eprintln!("NATS cluster: JetStream not ready within 30 s on try {attempt}: {}", tails.join(" | "));
+            eprintln!(
+                "NATS cluster: JetStream not ready within 30 s on try {attempt}: {}",
+                tails.join(" | ")
+            );
             failures.push(tails.join(" | "));
         }
         Err(TestSourceError::Tool {
             tool: "nats-server",
-            detail: format!("the cluster's JetStream was not ready within 30 s, 3 times; last: {}", failures.pop().unwrap_or_default()),
+            detail: format!(
+                "the cluster's JetStream was not ready within 30 s, 3 times; last: {}",
+                failures.pop().unwrap_or_default()
+            ),
         })
     }
 

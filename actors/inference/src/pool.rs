@@ -73,6 +73,17 @@ pub trait Processor: Send + 'static {
     fn set_pace(&mut self, _pace: Pace) -> bool {
         false
     }
+    /// Told before each batch when it should be out ([`Pace::extra_until`]: within its room
+    /// while ahead, at once otherwise, None without a lag target): optional work a processor can
+    /// stop short of (speech: Whisper judging re-heard English) is left undone past it. Default:
+    /// nothing changes.
+    fn set_extra_until(&mut self, _until: Option<std::time::Instant>) {}
+    /// The time spent so far on such work, in all: left out of the batch durations that forecast
+    /// the next batches ([`crate::shedding::RecentBatches`]), since it stops short of whatever
+    /// room the next batch has. Default: none.
+    fn extra_spent(&self) -> Duration {
+        Duration::ZERO
+    }
     /// A whole batch (messages of several streams); models that can batch their inference across
     /// the messages override this.
     fn process_batch(&mut self, payloads: &[bytes::Bytes]) -> Vec<ItemResult> {
@@ -218,7 +229,9 @@ impl<P: Processor> InferencePool<P> {
         if batch.is_empty() {
             return Ok(None);
         }
-        let pace = Pace::of(oldest, self.recent_batches.run(batch.len()), self.lag_target);
+        let run = self.recent_batches.run(batch.len());
+        let pace = Pace::of(oldest, run, self.lag_target);
+        let extra_until = pace.extra_until(Instant::now(), oldest, run, self.lag_target);
         let started_ms = sightline_wire::now_ms();
         let l = labels(&[("model", &self.model), ("pool", self.kind)]);
         self.metrics.batch_size.get_or_create(&l).observe(batch.len() as f64);
@@ -241,16 +254,19 @@ impl<P: Processor> InferencePool<P> {
         let ran = match (route, &self.primary, &fallback) {
             (Route::Fallback(reason), _, Some((fb, _))) => {
                 self.count_fallback(reason, batch.len());
-                run_model(fb, payloads.clone(), None, pace).await.map_err(failed)?
+                run_model(fb, payloads.clone(), None, (pace, extra_until)).await.map_err(failed)?
             }
-            (_, Some(primary), fb) => {
-                run_model(primary, payloads.clone(), fb.as_ref().and_then(|f| f.1.timeout), pace)
-                    .await
-                    .map_err(failed)?
-            }
+            (_, Some(primary), fb) => run_model(
+                primary,
+                payloads.clone(),
+                fb.as_ref().and_then(|f| f.1.timeout),
+                (pace, extra_until),
+            )
+            .await
+            .map_err(failed)?,
             _ => unreachable!("a worker has a primary or a fallback"),
         };
-        let Some(Ran { mut results, model, coarse, cpu, waited }) = ran else {
+        let Some(Ran { mut results, model, coarse, cpu, waited, extra }) = ran else {
             // The primary ran past its timeout: the fallback serves for a while, and this batch is
             // redelivered to it.
             let cooldown = fallback.map(|f| f.1.cooldown).unwrap_or_default();
@@ -277,7 +293,9 @@ impl<P: Processor> InferencePool<P> {
         if let Some(waited) = waited {
             self.metrics.inference_wait_seconds.get_or_create(&l).inc_by(waited.as_secs_f64());
         }
-        self.recent_batches.record(took.as_millis() as i64, batch.len(), pace == Pace::Ahead);
+        // Work stopped short at `extra_until` is left out: it fits whatever room there is.
+        let forecast = took.saturating_sub(extra);
+        self.recent_batches.record(forecast.as_millis() as i64, batch.len(), pace == Pace::Ahead);
         if coarse {
             let per_stream = batch.iter().filter_map(|m| WorkHeader::read(&m.payload)).fold(
                 std::collections::BTreeMap::<String, u64>::new(),
@@ -379,7 +397,7 @@ impl<P: Processor> InferencePool<P> {
         }
         self.count_fallback(FallbackReason::Error, failed_at.len());
         let retry: Vec<bytes::Bytes> = failed_at.iter().map(|&i| payloads[i].clone()).collect();
-        let ran = run_model(fallback, retry, None, Pace::OnTime)
+        let ran = run_model(fallback, retry, None, (Pace::OnTime, Some(Instant::now())))
             .await
             .map_err(|e| WorkerError::Failed { worker: self.kind.into(), source: e.into() })?;
         if let Some(Ran { results: again, .. }) = ran {

@@ -40,6 +40,9 @@ pub(crate) struct Ran {
     pub(crate) coarse: bool,
     pub(crate) cpu: Duration,
     pub(crate) waited: Option<Duration>,
+    /// Time spent on extra work stopped short at the batch's `extra_until`
+    /// ([`Processor::extra_spent`]).
+    pub(crate) extra: Duration,
 }
 
 /// Runs `payloads` on one model on a blocking thread; None when it ran past `timeout` (the thread
@@ -50,17 +53,20 @@ pub(crate) async fn run_model<P: Processor>(
     processor: &Arc<Mutex<P>>,
     payloads: Vec<bytes::Bytes>,
     timeout: Option<Duration>,
-    pace: Pace,
+    (pace, extra_until): (Pace, Option<std::time::Instant>),
 ) -> Result<Option<Ran>, tokio::task::JoinError> {
     let n = payloads.len();
     let processor = processor.clone();
     let task = tokio::task::spawn_blocking(move || {
         let mut p = processor.lock().unwrap_or_else(|e| e.into_inner());
         let coarse = p.set_pace(pace);
+        p.set_extra_until(extra_until);
         let model = p.model().to_string();
-        let (cpu_before, wait_before) = (thread_cpu_time(), thread_run_queue_wait());
+        let (cpu_before, wait_before, extra_before) =
+            (thread_cpu_time(), thread_run_queue_wait(), p.extra_spent());
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.process_batch(&payloads)));
         let cpu = thread_cpu_time().saturating_sub(cpu_before);
+        let extra = p.extra_spent().saturating_sub(extra_before);
         let waited = wait_before.zip(thread_run_queue_wait()).map(|(a, b)| b.saturating_sub(a));
         let results = ran.unwrap_or_else(|panic| {
             let what = panic
@@ -71,7 +77,7 @@ pub(crate) async fn run_model<P: Processor>(
             tracing::error!(%model, panic = %what, "the model panicked; its batch is failed and retried");
             (0..n).map(|_| Err(ItemError(format!("the model panicked: {what}")))).collect()
         });
-        Ran { results, model, coarse, cpu, waited }
+        Ran { results, model, coarse, cpu, waited, extra }
     });
     match timeout {
         Some(t) => match tokio::time::timeout(t, task).await {
@@ -109,7 +115,8 @@ mod tests {
     async fn a_panicking_model_fails_its_batch_items_and_stays_usable() {
         let p = Arc::new(Mutex::new(Fragile));
         let batch = ["ok", "boom", "ok"].map(|s| bytes::Bytes::from_static(s.as_bytes())).to_vec();
-        let Ran { results, model, .. } = run_model(&p, batch, None, Pace::Ahead).await.unwrap().unwrap();
+        let Ran { results, model, .. } =
+            run_model(&p, batch, None, (Pace::Ahead, None)).await.unwrap().unwrap();
         assert_eq!(model, "fragile@1");
         assert_eq!(results.len(), 3);
         for r in &results {
@@ -118,7 +125,7 @@ mod tests {
         }
         // The same processor serves the next batch.
         let again = vec![bytes::Bytes::from_static(b"ok"), bytes::Bytes::from_static(b"bad")];
-        let Ran { results, .. } = run_model(&p, again, None, Pace::Ahead).await.unwrap().unwrap();
+        let Ran { results, .. } = run_model(&p, again, None, (Pace::Ahead, None)).await.unwrap().unwrap();
         assert!(results[0].is_ok() && results[1].as_ref().unwrap_err().0 == "bad input");
     }
 
@@ -150,10 +157,10 @@ mod tests {
     async fn a_batch_reports_the_cpu_time_of_the_thread_it_ran_on_not_its_wall_time() {
         let one = || vec![bytes::Bytes::from_static(b"x")];
         let sleeper = Arc::new(Mutex::new(Timed { sleep: Duration::from_millis(150), cpu: Duration::ZERO }));
-        let ran = run_model(&sleeper, one(), None, Pace::OnTime).await.unwrap().unwrap();
+        let ran = run_model(&sleeper, one(), None, (Pace::OnTime, None)).await.unwrap().unwrap();
         assert!(ran.cpu < Duration::from_millis(50), "asleep, not computing: {:?}", ran.cpu);
         let worker = Arc::new(Mutex::new(Timed { sleep: Duration::ZERO, cpu: Duration::from_millis(60) }));
-        let ran = run_model(&worker, one(), None, Pace::OnTime).await.unwrap().unwrap();
+        let ran = run_model(&worker, one(), None, (Pace::OnTime, None)).await.unwrap().unwrap();
         assert!(ran.cpu >= Duration::from_millis(60), "the model's thread computed 60 ms: {:?}", ran.cpu);
     }
 
@@ -218,7 +225,7 @@ mod tests {
         if thread_run_queue_wait().is_none() {
             // A kernel without schedstat: the wait is reported as unknown, never as zero.
             let p = Arc::new(Mutex::new(Crowded { cpu: Duration::from_millis(10) }));
-            let ran = run_model(&p, vec![bytes::Bytes::from_static(b"x")], None, Pace::OnTime)
+            let ran = run_model(&p, vec![bytes::Bytes::from_static(b"x")], None, (Pace::OnTime, None))
                 .await
                 .unwrap()
                 .unwrap();
@@ -227,12 +234,12 @@ mod tests {
         }
         let one = || vec![bytes::Bytes::from_static(b"x")];
         let sleeper = Arc::new(Mutex::new(Timed { sleep: Duration::from_millis(150), cpu: Duration::ZERO }));
-        let ran = run_model(&sleeper, one(), None, Pace::OnTime).await.unwrap().unwrap();
+        let ran = run_model(&sleeper, one(), None, (Pace::OnTime, None)).await.unwrap().unwrap();
         let waited = ran.waited.expect("schedstat is kept here");
         assert!(waited < Duration::from_millis(75), "asleep is not waiting for a core: {waited:?}");
         // Sharing one core with a spinning thread, 80 ms of computing waits about as long again.
         let crowded = Arc::new(Mutex::new(Crowded { cpu: Duration::from_millis(80) }));
-        let ran = run_model(&crowded, one(), None, Pace::OnTime).await.unwrap().unwrap();
+        let ran = run_model(&crowded, one(), None, (Pace::OnTime, None)).await.unwrap().unwrap();
         let waited = ran.waited.expect("schedstat is kept here");
         assert!(waited >= Duration::from_millis(40), "took turns with a spinning thread: {waited:?}");
     }

@@ -14,6 +14,20 @@ pub(crate) const RECENT_BATCHES: usize = 8;
 /// baseline, so a pool busy a quarter of the time stays under two thirds while it re-hears.
 pub(crate) const QUIET_BUSY_PERMILLE: i64 = 250;
 
+/// The share of an ahead batch's room ([`Pace::extra_until`]) that extra work stopped short may
+/// fill (the rest left to publishing the results). Such work is left out of the batch durations
+/// that forecast the next batches ([`crate::Processor::extra_spent`]): it fits whatever room the
+/// next batch has rather than taking it away.
+pub(crate) const EXTRA_ROOM_SHARE: f64 = 0.9;
+
+/// How long a batch whose oldest item is `age_ms` old may take and still come out within the
+/// share of `target` an ahead batch must come out within (a third, or half while the pool is
+/// quiet: [`QUIET_BUSY_PERMILLE`]), ms.
+fn room_ms(age_ms: i64, run: Run, target: Duration) -> i64 {
+    let share = if run.busy_permille <= QUIET_BUSY_PERMILLE { 2 } else { 3 };
+    target.as_millis() as i64 / share - age_ms
+}
+
 /// How long the last few batches took, how many items each ran, when each ended and whether it
 /// ran at [`Pace::Ahead`] (with room for extra work): what the next batch may take, and how busy
 /// the pool has been.
@@ -126,11 +140,32 @@ impl Pace {
         match lag_target {
             _ if behind_target(age_ms, run, lag_target) => Pace::Behind,
             Some(t) => {
-                let share = if run.busy_permille <= QUIET_BUSY_PERMILLE { 2 } else { 3 };
-                let out_by = age_ms + run.worst_ms.max(run.typical_ms).max(0);
-                if out_by > t.as_millis() as i64 / share { Pace::OnTime } else { Pace::Ahead }
+                let room = room_ms(age_ms, run, t);
+                if run.worst_ms.max(run.typical_ms).max(0) > room { Pace::OnTime } else { Pace::Ahead }
             }
             None => Pace::Ahead,
+        }
+    }
+
+    /// While [`Pace::Ahead`], when the batch started at `started` should be out: by
+    /// [`EXTRA_ROOM_SHARE`] of the time left before the share of the lag target an ahead batch
+    /// must come out within. What bounds the extra work a processor can stop short (speech:
+    /// Whisper judging re-heard English). At any other pace `started` (no time for it); without a
+    /// target None (no bound).
+    pub fn extra_until(
+        self,
+        started: Instant,
+        age_ms: i64,
+        run: Run,
+        lag_target: Option<Duration>,
+    ) -> Option<Instant> {
+        match (self, lag_target) {
+            (Pace::Ahead, Some(t)) => {
+                let room = room_ms(age_ms, run, t).max(0) as f64 * EXTRA_ROOM_SHARE;
+                Some(started + Duration::from_millis(room as u64))
+            }
+            (Pace::Ahead, None) => None,
+            _ => Some(started),
         }
     }
 
@@ -244,6 +279,30 @@ mod tests {
         recent.record(3_000, 1, false);
         assert_eq!(Pace::of(0, recent.run(1), target), Pace::OnTime, "a recent batch took 3 s");
         assert_eq!(Pace::of(60_000, recent.run(1), None), Pace::Ahead, "no target: always room");
+    }
+
+    #[test]
+    fn extra_work_stops_within_the_ahead_batchs_room() {
+        let target = Some(Duration::from_secs(3));
+        let started = Instant::now();
+        let quiet = Run { worst_ms: 600, typical_ms: 500, busy_permille: 100, plain_worst_ms: 600 };
+        // Quiet: half the target, 1.5 s, less the oldest item's 300 ms, 0.9 of what is left.
+        assert_eq!(Pace::of(300, quiet, target), Pace::Ahead);
+        assert_eq!(
+            Pace::Ahead.extra_until(started, 300, quiet, target),
+            Some(started + Duration::from_millis(1_080))
+        );
+        // Busy: a third, 1 s: 630 ms.
+        let busy = Run { busy_permille: 900, ..quiet };
+        assert_eq!(Pace::of(300, busy, target), Pace::Ahead);
+        assert_eq!(
+            Pace::Ahead.extra_until(started, 300, busy, target),
+            Some(started + Duration::from_millis(630))
+        );
+        // Not ahead: none; no target: no bound.
+        assert_eq!(Pace::OnTime.extra_until(started, 300, busy, target), Some(started));
+        assert_eq!(Pace::Behind.extra_until(started, 5_000, busy, target), Some(started));
+        assert_eq!(Pace::Ahead.extra_until(started, 300, busy, None), None);
     }
 
     #[test]

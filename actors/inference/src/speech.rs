@@ -245,6 +245,17 @@ impl Processor for SpeechProcessor {
         coarse
     }
 
+    /// Whisper judging re-heard English (`speech.rehear_judge_weight`) runs only while its
+    /// recent cost still fits before `until`: the judge never makes an ahead batch take the
+    /// next one's room.
+    fn set_extra_until(&mut self, until: Option<std::time::Instant>) {
+        self.stt.set_judge_until(until);
+    }
+
+    fn extra_spent(&self) -> std::time::Duration {
+        self.stt.judge_stats().spent
+    }
+
     fn process(&mut self, payload: &[u8]) -> ItemResult {
         self.process_batch(&[bytes::Bytes::copy_from_slice(payload)]).pop().unwrap_or_else(|| Ok(Vec::new()))
     }
@@ -290,7 +301,18 @@ impl Processor for SpeechProcessor {
         };
         let allowed: Vec<Vec<String>> =
             utterances.iter().map(|&(d, _, _)| self.allowed_for(&decoded[d].1.0.languages)).collect();
+        let judged_before = self.stt.judge_stats();
         let transcripts = self.transcribe(&audio, &clean, &allowed);
+        let judged = self.stt.judge_stats();
+        if judged != judged_before {
+            tracing::debug!(
+                judged = judged.judged - judged_before.judged,
+                no_room = judged.no_room - judged_before.no_room,
+                judged_total = judged.judged,
+                no_room_total = judged.no_room,
+                "re-heard English judged by Whisper"
+            );
+        }
         for (&(d, s, e), t) in utterances.iter().zip(transcripts) {
             let (i, (meta, _)) = &decoded[d];
             let t = match t {

@@ -57,16 +57,38 @@ impl Moonshine {
     /// mishears in other places than the first, so where the hearings of one model agree on the
     /// same mistake the judge can outvote them. None (or weight 0): the hearings alone. Costs one
     /// Whisper encoder run over its window and one decoder run over the candidates, for each
-    /// utterance scored.
+    /// utterance scored; [`Moonshine::set_judge_until`] bounds when it may still run.
     pub fn set_judge(&mut self, judge: Option<crate::Whisper>, weight: f32, top: usize) {
-        self.judge = judge.map(Box::new);
-        self.judge_weight = weight.clamp(0.0, 1.0);
-        self.judge_top = top.max(2);
+        self.judge = judge.map(|whisper| {
+            Box::new(WhisperJudge {
+                whisper,
+                weight: weight.clamp(0.0, 1.0),
+                top: top.max(2),
+                until: None,
+                cost: None,
+                stats: JudgeStats::default(),
+            })
+        });
     }
 
     /// The judge, taken out ([`Moonshine::set_judge`]): the hearings alone from here on.
     pub fn take_judge(&mut self) -> Option<crate::Whisper> {
-        self.judge.take().map(|j| *j)
+        self.judge.take().map(|j| j.whisper)
+    }
+
+    /// The time by which the judge must have finished (None: no bound). An utterance is judged
+    /// only when the judge's recent cost (the longest of its last runs, decaying) still fits
+    /// before it; otherwise the hearings' choice stands, counted in [`JudgeStats::no_room`]. A
+    /// live pool sets it from the room its lag target leaves, so the judge never makes a batch late.
+    pub fn set_judge_until(&mut self, until: Option<std::time::Instant>) {
+        if let Some(j) = self.judge.as_mut() {
+            j.until = until;
+        }
+    }
+
+    /// Utterances judged and left unjudged for want of time since the judge was set.
+    pub fn judge_stats(&self) -> JudgeStats {
+        self.judge.as_ref().map(|j| j.stats).unwrap_or_default()
     }
 
     /// The stretches re-heard and the confidence below which ([`Moonshine::set_rehearing`]).
@@ -184,23 +206,33 @@ impl Moonshine {
         Ok(Transcript { text: self.tokenizer.decode(&tokens), confidence: mean[best], tokens })
     }
 
-    /// With a judge ([`Moonshine::set_judge`]): the best-scored of `cands` (by `mean`) scored by
-    /// the judge too and their scores mixed with its; the rest can no longer win. A judge that
-    /// fails leaves the scores as they were.
+    /// With a judge ([`Moonshine::set_judge`]) and time for it: the best-scored of `cands` (by
+    /// `mean`) scored by the judge too and their scores mixed with its; the rest can no longer
+    /// win. A judge that fails, or has no time left, leaves the scores as they were.
     fn judge_candidates(&mut self, samples: &[f32], cands: &[Vec<u32>], mean: &mut [f32]) {
         // Whisper hears 0.25 s to 30 s at a time.
         let heard_whole = (crate::WHISPER_WINDOW / 120..=crate::WHISPER_WINDOW).contains(&samples.len());
-        if self.judge.is_none() || self.judge_weight <= 0.0 || cands.len() < 2 || !heard_whole {
+        let Some(judge) = self.judge.as_mut() else { return };
+        if judge.weight <= 0.0 || cands.len() < 2 || !heard_whole {
+            return;
+        }
+        if !judge.has_time() {
+            let left = judge.until.map(|u| u.saturating_duration_since(std::time::Instant::now()));
+            tracing::debug!(expected = ?judge.cost, ?left, "no time left to judge the utterance");
+            judge.skipped();
             return;
         }
         let mut order: Vec<usize> = (0..cands.len()).collect();
         order.sort_by(|&a, &b| mean[b].total_cmp(&mean[a]));
-        order.truncate(self.judge_top);
+        order.truncate(judge.top);
         let texts: Vec<String> = order.iter().map(|&i| self.tokenizer.decode(&cands[i])).collect();
-        let w = self.judge_weight;
         let Some(judge) = self.judge.as_mut() else { return };
-        match judge.score_texts(samples, "en", &texts) {
+        let started = std::time::Instant::now();
+        let scored = judge.whisper.score_texts(samples, "en", &texts);
+        judge.ran(started.elapsed());
+        match scored {
             Ok(scores) => {
+                let w = judge.weight;
                 let mut mixed = vec![f32::NEG_INFINITY; mean.len()];
                 for (&i, s) in order.iter().zip(scores) {
                     mixed[i] = (1.0 - w) * mean[i] + w * s;
@@ -292,6 +324,54 @@ impl Moonshine {
             .map(|t| if t.is_empty() { 0.0 } else { scores.next().unwrap_or(0.0) })
             .collect())
     }
+}
+
+/// Whisper as the judge of re-heard English ([`Moonshine::set_judge`]), with its time bound.
+pub(super) struct WhisperJudge {
+    whisper: crate::Whisper,
+    weight: f32,
+    top: usize,
+    until: Option<std::time::Instant>,
+    /// What a run is expected to cost: the longest recent run, decaying by a tenth an utterance
+    /// judged or not.
+    cost: Option<std::time::Duration>,
+    stats: JudgeStats,
+}
+
+impl WhisperJudge {
+    /// Whether a run expected to cost `self.cost` ends before `self.until`. Before its first run
+    /// the cost is unknown: it runs when any time is left.
+    fn has_time(&self) -> bool {
+        self.until.is_none_or(|u| std::time::Instant::now() + self.cost.unwrap_or_default() <= u)
+    }
+
+    fn ran(&mut self, took: std::time::Duration) {
+        self.stats.judged += 1;
+        self.stats.spent += took;
+        self.cost = Some(self.cost.map_or(took, |c| took.max(c.mul_f32(DECAY))));
+    }
+
+    /// Left unjudged: counted, and the expected cost decays as after a run, so that one slow
+    /// run (a loaded machine) does not keep the judge out for good.
+    fn skipped(&mut self) {
+        self.stats.no_room += 1;
+        self.cost = self.cost.map(|c| c.mul_f32(DECAY));
+    }
+}
+
+/// What the judge's expected cost keeps of itself from one utterance to the next.
+const DECAY: f32 = 0.9;
+
+/// How often the judge ran ([`Moonshine::judge_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JudgeStats {
+    /// Utterances the judge scored.
+    pub judged: u64,
+    /// Utterances left to the hearings because the judge's cost did not fit before
+    /// [`Moonshine::set_judge_until`].
+    pub no_room: u64,
+    /// The time the judge's runs took.
+    pub spent: std::time::Duration,
 }
 
 /// The decoder's state after BOS for one hearing of one utterance (one row each): the
