@@ -45,6 +45,12 @@ pub struct PoolWork {
     /// Batches run with room to spare (`sightline_pool_batches_total{pace="ahead"}`): where a
     /// pool does optional extra work (the speech pool re-hears its unsure utterances).
     pub ahead_batches: f64,
+    /// Items of optional work that stops short at a batch's room, done and left for want of
+    /// time (`sightline_extra_work_total{outcome}`: the speech pool's utterances Whisper judged).
+    #[serde(default)]
+    pub extra_done: f64,
+    #[serde(default)]
+    pub extra_no_room: f64,
 }
 
 /// Bare ONNX Runtime on the clip at one batch size (`sightline-bench bare`'s output).
@@ -115,6 +121,9 @@ pub struct PoolCounters {
     pub wait: BTreeMap<String, f64>,
     /// Batches each pool ran with room to spare.
     pub ahead: BTreeMap<String, f64>,
+    /// Items of each pool's optional work done, and left for want of time.
+    pub extra_done: BTreeMap<String, f64>,
+    pub extra_no_room: BTreeMap<String, f64>,
     pub ocr_skipped: f64,
     pub frames_unchanged: f64,
 }
@@ -123,6 +132,11 @@ pub fn parse_pool_counters(text: &str) -> PoolCounters {
     let batches = metric_by_label(text, "sightline_inference_batch_size_count", "pool");
     let items = metric_by_label(text, "sightline_inference_batch_size_sum", "pool");
     let seconds = metric_by_label(text, "sightline_inference_seconds_sum", "pool");
+    let extra = |outcome: &str| {
+        let tag = format!("outcome=\"{outcome}\"");
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(&tag)).collect();
+        metric_by_label(&lines.join("\n"), "sightline_extra_work_total", "pool")
+    };
     PoolCounters {
         pools: batches
             .iter()
@@ -138,6 +152,8 @@ pub fn parse_pool_counters(text: &str) -> PoolCounters {
             "sightline_pool_batches_total",
             "pool",
         ),
+        extra_done: extra("done"),
+        extra_no_room: extra("no_room"),
         ocr_skipped: metric_value(text, "sightline_ocr_frames_skipped_total"),
         frames_unchanged: metric_value(text, "sightline_frames_unchanged_total"),
     }
@@ -165,6 +181,7 @@ pub fn pool_work(before: &PoolCounters, after: &PoolCounters) -> BTreeMap<String
             let wait = |c: &PoolCounters| c.wait.get(pool).copied();
             let wait_seconds = wait(after).map(|a| a - wait(before).unwrap_or(0.0));
             let ahead = |c: &PoolCounters| c.ahead.get(pool).copied().unwrap_or(0.0);
+            let got = |m: &BTreeMap<String, f64>| m.get(pool).copied().unwrap_or(0.0);
             Some((
                 pool.clone(),
                 PoolWork {
@@ -182,6 +199,8 @@ pub fn pool_work(before: &PoolCounters, after: &PoolCounters) -> BTreeMap<String
                     wait_seconds,
                     ratio_less_wait: None,
                     ahead_batches: ahead(after) - ahead(before),
+                    extra_done: got(&after.extra_done) - got(&before.extra_done),
+                    extra_no_room: got(&after.extra_no_room) - got(&before.extra_no_room),
                 },
             ))
         })
@@ -293,6 +312,8 @@ mod tests {
                  sightline_inference_seconds_sum{{model=\"moonshine-base-en@1\",pool=\"speech\"}} 0.9\n\
                  sightline_pool_batches_total{{pool=\"ocr\",pace=\"ahead\"}} {}\n\
                  sightline_pool_batches_total{{pool=\"ocr\",pace=\"on_time\"}} {}\n\
+                 sightline_extra_work_total{{pool=\"ocr\",outcome=\"done\"}} {}\n\
+                 sightline_extra_work_total{{pool=\"ocr\",outcome=\"no_room\"}} {}\n\
                  sightline_ocr_frames_skipped_total {skipped}\n",
                 ocr.0,
                 ocr.1,
@@ -300,7 +321,9 @@ mod tests {
                 ocr.2 * 0.8,
                 ocr.2 * 0.1,
                 ocr.0 * 0.25,
-                ocr.0 * 0.75
+                ocr.0 * 0.75,
+                ocr.0 * 0.1,
+                ocr.0 * 0.2
             )
         };
         let before = parse_pool_counters(&at((10.0, 20.0, 2.0), 5.0));
@@ -312,6 +335,7 @@ mod tests {
         let ocr = &work["ocr"];
         assert_eq!((ocr.batches, ocr.items, ocr.modelled, ocr.mean_batch), (10.0, 30.0, 20.0, 3.0));
         assert_eq!(ocr.ahead_batches, 2.5, "a quarter of the step's batches had room to spare");
+        assert_eq!((ocr.extra_done, ocr.extra_no_room), (1.0, 2.0), "extra work done and left in the step");
         assert!((ocr.ms_per_item - 100.0).abs() < 1e-9, "2 s over the 20 frames read");
         assert!((ocr.cpu_ms_per_item - 80.0).abs() < 1e-9, "1.6 s of CPU over the 20 frames read");
         assert!((ocr.wait_seconds.unwrap() - 0.2).abs() < 1e-9, "0.2 s waiting for a core");

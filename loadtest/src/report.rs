@@ -154,7 +154,7 @@ pub fn html(r: &Report) -> String {
         for (pool, w) in &s.pools {
             let _ = write!(
                 pools,
-                "<tr><td>{}</td><td>{pool}</td><td>{:.0}</td><td>{:.0} of {:.0}</td><td>{:.2}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0} %</td></tr>",
+                "<tr><td>{}</td><td>{pool}</td><td>{:.0}</td><td>{:.0} of {:.0}</td><td>{:.2}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0} %</td><td>{}</td></tr>",
                 s.streams,
                 w.batches,
                 w.modelled,
@@ -170,6 +170,11 @@ pub fn html(r: &Report) -> String {
                 w.ratio_less_wait.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into()),
                 w.cpu_ratio.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into()),
                 100.0 * w.ahead_batches / w.batches.max(1.0),
+                if w.extra_done + w.extra_no_room > 0.0 {
+                    format!("{:.0} / {:.0}", w.extra_done, w.extra_no_room)
+                } else {
+                    "–".into()
+                },
             );
         }
     }
@@ -224,10 +229,12 @@ pub fn html(r: &Report) -> String {
          pool's lag target, or within half of it while the pool has been busy at most a quarter of the recent time \
          (<code>sightline_pool_batches_total{{pace=\"ahead\"}}</code>): the speech pool re-hears \
          its unsure utterances only in those, so its Sightline time per item includes that work and bare's does \
-         when <code>speech.rehear_stretches</code> is set.</p>\
+         when <code>speech.rehear_stretches</code> is set. Extra work done / no room = items of optional work that \
+         stops short at a batch's room, done and left for want of time (<code>sightline_extra_work_total</code>: \
+         the speech pool's re-heard utterances Whisper judged, <code>speech.rehear_judge_weight</code>).</p>\
          <table><tr><th>streams</th><th>pool</th><th>batches</th><th>items modelled</th><th>mean batch</th>\
          <th>Sightline ms per item</th><th>Sightline CPU ms per item</th><th>waiting for a core, ms per item</th><th>bare ms per item</th>\
-         <th>ratio</th><th>ratio less the wait</th><th>CPU ratio</th><th>batches with room to spare</th></tr>{pools}</table>\
+         <th>ratio</th><th>ratio less the wait</th><th>CPU ratio</th><th>batches with room to spare</th><th>extra work done / no room</th></tr>{pools}</table>\
          <p>Bare ONNX Runtime: {bare_ort}</p></body></html>",
         r.capacity,
         targets.join(", "),

@@ -42,6 +42,11 @@ pub struct Metrics {
     pub inference_cpu_seconds: Family<Labels, Counter<f64, std::sync::atomic::AtomicU64>>,
     /// Time the threads the batches ran on were ready to run but waited for a core.
     pub inference_wait_seconds: Family<Labels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    /// Items of extra work that stops short (speech: Whisper judging re-heard English), per
+    /// outcome: done, or left for want of time in the batch's room (no_room).
+    pub extra_work: Family<Labels, Counter>,
+    /// Time that extra work took.
+    pub extra_work_seconds: Family<Labels, Counter<f64, std::sync::atomic::AtomicU64>>,
     pub inference_errors: Family<Labels, Counter>,
     pub dlq: Family<Labels, Counter>,
     pub redelivered: Family<Labels, Counter>,
@@ -93,6 +98,8 @@ impl Metrics {
             inference_seconds: Family::new_with_constructor(histo),
             inference_cpu_seconds: Family::default(),
             inference_wait_seconds: Family::default(),
+            extra_work: Family::default(),
+            extra_work_seconds: Family::default(),
             inference_errors: Family::default(),
             dlq: Family::default(),
             redelivered: Family::default(),
@@ -186,6 +193,16 @@ impl Metrics {
             "inference_wait_seconds",
             "Time the threads inference batches ran on were ready to run but waited for a core (CPU starvation: decoding and other pools on the same cores)",
             m.inference_wait_seconds.clone(),
+        );
+        r.register(
+            "extra_work",
+            "Items of optional work that stops short at the batch's room (speech: Whisper judging re-heard English), per pool and outcome: done, or no_room (left for want of time)",
+            m.extra_work.clone(),
+        );
+        r.register(
+            "extra_work_seconds",
+            "Time the optional work that stops short took, per pool (left out of the batch durations that forecast the next batches)",
+            m.extra_work_seconds.clone(),
         );
         r.register("inference_errors", "Failed inference items per model", m.inference_errors.clone());
         r.register("dlq", "Work moved to a dead-letter subject, per kind", m.dlq.clone());

@@ -50,6 +50,26 @@ impl From<&str> for ItemError {
 /// One work item's events, or why there are none.
 pub type ItemResult = Result<Vec<Event>, ItemError>;
 
+/// Optional work that stops short at the batch's room ([`Processor::extra_work`]): items done,
+/// items left for want of time, and the time the done ones took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExtraWork {
+    pub done: u64,
+    pub no_room: u64,
+    pub spent: Duration,
+}
+
+impl ExtraWork {
+    /// What was done between `before` and `self` (both totals).
+    pub fn since(self, before: ExtraWork) -> ExtraWork {
+        ExtraWork {
+            done: self.done.saturating_sub(before.done),
+            no_room: self.no_room.saturating_sub(before.no_room),
+            spent: self.spent.saturating_sub(before.spent),
+        }
+    }
+}
+
 /// A model behind an inference pool: turns work messages into events.
 pub trait Processor: Send + 'static {
     /// Work kind, used for consumer, DLQ subject and metric names ("scenes", "speech").
@@ -78,11 +98,11 @@ pub trait Processor: Send + 'static {
     /// stop short of (speech: Whisper judging re-heard English) is left undone past it. Default:
     /// nothing changes.
     fn set_extra_until(&mut self, _until: Option<std::time::Instant>) {}
-    /// The time spent so far on such work, in all: left out of the batch durations that forecast
-    /// the next batches ([`crate::shedding::RecentBatches`]), since it stops short of whatever
-    /// room the next batch has. Default: none.
-    fn extra_spent(&self) -> Duration {
-        Duration::ZERO
+    /// Such work so far, in all: its time is left out of the batch durations that forecast the
+    /// next batches ([`crate::shedding::RecentBatches`]), since it stops short of whatever room
+    /// the next batch has. Default: none.
+    fn extra_work(&self) -> ExtraWork {
+        ExtraWork::default()
     }
     /// A whole batch (messages of several streams); models that can batch their inference across
     /// the messages override this.
@@ -294,7 +314,15 @@ impl<P: Processor> InferencePool<P> {
             self.metrics.inference_wait_seconds.get_or_create(&l).inc_by(waited.as_secs_f64());
         }
         // Work stopped short at `extra_until` is left out: it fits whatever room there is.
-        let forecast = took.saturating_sub(extra);
+        let forecast = took.saturating_sub(extra.spent);
+        if extra != ExtraWork::default() {
+            let pool = labels(&[("pool", self.kind)]);
+            self.metrics.extra_work_seconds.get_or_create(&pool).inc_by(extra.spent.as_secs_f64());
+            for (outcome, n) in [("done", extra.done), ("no_room", extra.no_room)] {
+                let l = labels(&[("pool", self.kind), ("outcome", outcome)]);
+                self.metrics.extra_work.get_or_create(&l).inc_by(n);
+            }
+        }
         self.recent_batches.record(forecast.as_millis() as i64, batch.len(), pace == Pace::Ahead);
         if coarse {
             let per_stream = batch.iter().filter_map(|m| WorkHeader::read(&m.payload)).fold(

@@ -1,7 +1,7 @@
 //! Running one batch on a model: on a blocking thread, a panic turned into failed items, an
 //! optional timeout, the CPU time the thread spent and the time it waited for a core.
 
-use crate::pool::{ItemError, ItemResult, Processor};
+use crate::pool::{ExtraWork, ItemError, ItemResult, Processor};
 use crate::shedding::Pace;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,9 +40,8 @@ pub(crate) struct Ran {
     pub(crate) coarse: bool,
     pub(crate) cpu: Duration,
     pub(crate) waited: Option<Duration>,
-    /// Time spent on extra work stopped short at the batch's `extra_until`
-    /// ([`Processor::extra_spent`]).
-    pub(crate) extra: Duration,
+    /// Extra work that stops short at the batch's `extra_until` ([`Processor::extra_work`]).
+    pub(crate) extra: ExtraWork,
 }
 
 /// Runs `payloads` on one model on a blocking thread; None when it ran past `timeout` (the thread
@@ -63,10 +62,10 @@ pub(crate) async fn run_model<P: Processor>(
         p.set_extra_until(extra_until);
         let model = p.model().to_string();
         let (cpu_before, wait_before, extra_before) =
-            (thread_cpu_time(), thread_run_queue_wait(), p.extra_spent());
+            (thread_cpu_time(), thread_run_queue_wait(), p.extra_work());
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.process_batch(&payloads)));
         let cpu = thread_cpu_time().saturating_sub(cpu_before);
-        let extra = p.extra_spent().saturating_sub(extra_before);
+        let extra = p.extra_work().since(extra_before);
         let waited = wait_before.zip(thread_run_queue_wait()).map(|(a, b)| b.saturating_sub(a));
         let results = ran.unwrap_or_else(|panic| {
             let what = panic
@@ -127,6 +126,58 @@ mod tests {
         let again = vec![bytes::Bytes::from_static(b"ok"), bytes::Bytes::from_static(b"bad")];
         let Ran { results, .. } = run_model(&p, again, None, (Pace::Ahead, None)).await.unwrap().unwrap();
         assert!(results[0].is_ok() && results[1].as_ref().unwrap_err().0 == "bad input");
+    }
+
+    /// Does 200 ms of optional work an item while its batch's `extra_until` leaves 200 ms, and
+    /// counts what it leaves.
+    #[derive(Default)]
+    struct Judging {
+        until: Option<std::time::Instant>,
+        total: ExtraWork,
+    }
+
+    impl Processor for Judging {
+        fn kind(&self) -> &'static str {
+            "judging"
+        }
+        fn model(&self) -> &str {
+            "judging@1"
+        }
+        fn set_extra_until(&mut self, until: Option<std::time::Instant>) {
+            self.until = until;
+        }
+        fn extra_work(&self) -> ExtraWork {
+            self.total
+        }
+        fn process(&mut self, _: &[u8]) -> ItemResult {
+            let cost = Duration::from_millis(200);
+            if self.until.is_none_or(|u| std::time::Instant::now() + cost <= u) {
+                std::thread::sleep(cost);
+                self.total.done += 1;
+                self.total.spent += cost;
+            } else {
+                self.total.no_room += 1;
+            }
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_reports_its_own_extra_work_and_what_it_left() {
+        let p = Arc::new(Mutex::new(Judging::default()));
+        let three = || vec![bytes::Bytes::from_static(b"x"); 3];
+        // Room for two of the three (500 ms: the second starts by 300 ms with time to spare, the
+        // third would end past 600).
+        let until = Some(std::time::Instant::now() + Duration::from_millis(500));
+        let ran = run_model(&p, three(), None, (Pace::Ahead, until)).await.unwrap().unwrap();
+        assert_eq!((ran.extra.done, ran.extra.no_room, ran.extra.spent), (2, 1, Duration::from_millis(400)));
+        // The next batch's are its own, not the totals; on time there is no room.
+        let now = Some(std::time::Instant::now());
+        let ran = run_model(&p, three(), None, (Pace::OnTime, now)).await.unwrap().unwrap();
+        assert_eq!(ran.extra, ExtraWork { done: 0, no_room: 3, spent: Duration::ZERO });
+        let one = vec![bytes::Bytes::from_static(b"x")];
+        let ran = run_model(&p, one, None, (Pace::Ahead, None)).await.unwrap().unwrap();
+        assert_eq!((ran.extra.done, ran.extra.no_room), (1, 0), "no bound without a lag target");
     }
 
     /// Sleeps through its batch, or computes until its thread has used `cpu` of CPU time.

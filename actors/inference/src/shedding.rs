@@ -16,7 +16,7 @@ pub(crate) const QUIET_BUSY_PERMILLE: i64 = 250;
 
 /// The share of an ahead batch's room ([`Pace::extra_until`]) that extra work stopped short may
 /// fill (the rest left to publishing the results). Such work is left out of the batch durations
-/// that forecast the next batches ([`crate::Processor::extra_spent`]): it fits whatever room the
+/// that forecast the next batches ([`crate::Processor::extra_work`]): it fits whatever room the
 /// next batch has rather than taking it away.
 pub(crate) const EXTRA_ROOM_SHARE: f64 = 0.9;
 

@@ -3,7 +3,7 @@
 //! ones Moonshine does not.
 
 use crate::loading::{model_file, runtime_for};
-use crate::pool::{ItemResult, Processor};
+use crate::pool::{ExtraWork, ItemResult, Processor};
 use crate::shedding::Pace;
 use sightline_models::{
     DenoiseParams, Denoiser, Language, ModelError, Moonshine, SileroVad, Transcript, WHISPER_MAX_BATCH,
@@ -252,8 +252,9 @@ impl Processor for SpeechProcessor {
         self.stt.set_judge_until(until);
     }
 
-    fn extra_spent(&self) -> std::time::Duration {
-        self.stt.judge_stats().spent
+    fn extra_work(&self) -> ExtraWork {
+        let j = self.stt.judge_stats();
+        ExtraWork { done: j.judged, no_room: j.no_room, spent: j.spent }
     }
 
     fn process(&mut self, payload: &[u8]) -> ItemResult {
