@@ -128,11 +128,12 @@ mod tests {
         assert!(results[0].is_ok() && results[1].as_ref().unwrap_err().0 == "bad input");
     }
 
-    /// Does 200 ms of optional work an item while its batch's `extra_until` leaves 200 ms, and
-    /// counts what it leaves.
+    /// Does 200 ms of optional work an item (on a clock of its own that starts with the batch:
+    /// no sleeping) while its batch's `extra_until` leaves 200 ms, and counts what it leaves.
     #[derive(Default)]
     struct Judging {
         until: Option<std::time::Instant>,
+        clock: Option<std::time::Instant>,
         total: ExtraWork,
     }
 
@@ -145,14 +146,16 @@ mod tests {
         }
         fn set_extra_until(&mut self, until: Option<std::time::Instant>) {
             self.until = until;
+            self.clock = Some(std::time::Instant::now());
         }
         fn extra_work(&self) -> ExtraWork {
             self.total
         }
         fn process(&mut self, _: &[u8]) -> ItemResult {
             let cost = Duration::from_millis(200);
-            if self.until.is_none_or(|u| std::time::Instant::now() + cost <= u) {
-                std::thread::sleep(cost);
+            let now = self.clock.get_or_insert_with(std::time::Instant::now);
+            if self.until.is_none_or(|u| *now + cost <= u) {
+                *now += cost;
                 self.total.done += 1;
                 self.total.spent += cost;
             } else {
@@ -166,9 +169,9 @@ mod tests {
     async fn a_batch_reports_its_own_extra_work_and_what_it_left() {
         let p = Arc::new(Mutex::new(Judging::default()));
         let three = || vec![bytes::Bytes::from_static(b"x"); 3];
-        // Room for two of the three (500 ms: the second starts by 300 ms with time to spare, the
-        // third would end past 600).
-        let until = Some(std::time::Instant::now() + Duration::from_millis(500));
+        // Room for two of the three (550 ms: the second ends by 550 ms while the batch starts
+        // within 150 ms, the third would end past 600).
+        let until = Some(std::time::Instant::now() + Duration::from_millis(550));
         let ran = run_model(&p, three(), None, (Pace::Ahead, until)).await.unwrap().unwrap();
         assert_eq!((ran.extra.done, ran.extra.no_room, ran.extra.spent), (2, 1, Duration::from_millis(400)));
         // The next batch's are its own, not the totals; on time there is no room.
