@@ -2,6 +2,24 @@
 //! sections stay in `Config::validate`.
 
 use crate::{ConfigError, SpeechConfig};
+use std::fmt::Display;
+use std::ops::RangeInclusive;
+
+/// `speech.{key}` within `range`, or an error that names the key, the range and the value.
+fn bounded<T: PartialOrd + Display>(
+    key: &str,
+    value: T,
+    range: RangeInclusive<T>,
+) -> Result<(), ConfigError> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid(format!(
+        "speech.{key} must be within {}..={}, got {value}",
+        range.start(),
+        range.end()
+    )))
+}
 
 impl SpeechConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
@@ -21,36 +39,11 @@ impl SpeechConfig {
         if !(0.0..=1.0).contains(&self.rehear_below) {
             return Err(ConfigError::Invalid("speech.rehear_below must be within 0..=1".into()));
         }
-        if self.rehear_candidates > 8 {
-            return Err(ConfigError::Invalid(format!(
-                "speech.rehear_candidates must be 0..=8, got {}",
-                self.rehear_candidates
-            )));
-        }
-        if self.rehear_hybrids > 64 {
-            return Err(ConfigError::Invalid(format!(
-                "speech.rehear_hybrids must be 0..=64, got {}",
-                self.rehear_hybrids
-            )));
-        }
-        if !(0.0..=1.0).contains(&self.rehear_judge_weight) {
-            return Err(ConfigError::Invalid(format!(
-                "speech.rehear_judge_weight must be within 0..=1, got {}",
-                self.rehear_judge_weight
-            )));
-        }
-        if !(2..=16).contains(&self.rehear_judge_candidates) {
-            return Err(ConfigError::Invalid(format!(
-                "speech.rehear_judge_candidates must be 2..=16, got {}",
-                self.rehear_judge_candidates
-            )));
-        }
-        if !(1.0..=30.0).contains(&self.rehear_judge_window_s) {
-            return Err(ConfigError::Invalid(format!(
-                "speech.rehear_judge_window_s must be within 1..=30, got {}",
-                self.rehear_judge_window_s
-            )));
-        }
+        bounded("rehear_candidates", self.rehear_candidates, 0..=8)?;
+        bounded("rehear_hybrids", self.rehear_hybrids, 0..=64)?;
+        bounded("rehear_judge_weight", self.rehear_judge_weight, 0.0..=1.0)?;
+        bounded("rehear_judge_candidates", self.rehear_judge_candidates, 2..=16)?;
+        bounded("rehear_judge_window_s", self.rehear_judge_window_s, 1.0..=30.0)?;
         if !(1..=16).contains(&self.multilingual_beam_width) {
             return Err(ConfigError::Invalid("speech.multilingual_beam_width must be 1..=16".into()));
         }
@@ -110,18 +103,18 @@ mod tests {
         assert!(cfg.validate().is_ok());
         assert_eq!((cfg.speech.rehear_candidates, cfg.speech.rehear_hybrids), (2, 8));
         cfg.speech.rehear_candidates = 9;
-        assert!(refused(&cfg, "speech.rehear_candidates must be 0..=8"));
+        assert!(refused(&cfg, "speech.rehear_candidates must be within 0..=8"));
         cfg.speech.rehear_candidates = 0;
         assert!(cfg.validate().is_ok());
         cfg.speech.rehear_hybrids = 65;
-        assert!(refused(&cfg, "speech.rehear_hybrids must be 0..=64, got 65"));
+        assert!(refused(&cfg, "speech.rehear_hybrids must be within 0..=64, got 65"));
         cfg.speech.rehear_hybrids = 0;
         assert!(cfg.validate().is_ok());
         cfg.speech.rehear_judge_weight = 1.2;
-        assert!(refused(&cfg, "speech.rehear_judge_weight must be within 0..=1"));
+        assert!(refused(&cfg, "speech.rehear_judge_weight must be within 0..=1, got 1.2"));
         cfg.speech.rehear_judge_weight = 0.0;
         cfg.speech.rehear_judge_candidates = 1;
-        assert!(refused(&cfg, "speech.rehear_judge_candidates must be 2..=16"));
+        assert!(refused(&cfg, "speech.rehear_judge_candidates must be within 2..=16, got 1"));
         cfg.speech.rehear_judge_candidates = 16;
         assert!(cfg.validate().is_ok());
         cfg.speech.rehear_judge_window_s = 0.5;
