@@ -323,7 +323,12 @@ impl<P: Processor> InferencePool<P> {
                 self.metrics.extra_work.get_or_create(&l).inc_by(n);
             }
         }
-        self.recent_batches.record(forecast.as_millis() as i64, batch.len(), pace == Pace::Ahead);
+        self.recent_batches.record(
+            forecast.as_millis() as i64,
+            extra.spent.as_millis() as i64,
+            batch.len(),
+            pace == Pace::Ahead,
+        );
         if coarse {
             let per_stream = batch.iter().filter_map(|m| WorkHeader::read(&m.payload)).fold(
                 std::collections::BTreeMap::<String, u64>::new(),

@@ -32,27 +32,46 @@ fn room_ms(age_ms: i64, run: Run, target: Duration) -> i64 {
 /// ran at [`Pace::Ahead`] (with room for extra work): what the next batch may take, and how busy
 /// the pool has been.
 #[derive(Debug, Default)]
-pub(crate) struct RecentBatches(std::collections::VecDeque<(i64, usize, Instant, bool)>);
+pub(crate) struct RecentBatches(std::collections::VecDeque<Batch>);
+
+/// One recent batch: what it took without the extra work it stopped short (what forecasts the
+/// next batches) and that extra work (which kept the pool busy all the same), ms.
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    ms: i64,
+    extra_ms: i64,
+    items: usize,
+    ended: Instant,
+    ahead: bool,
+}
 
 impl RecentBatches {
-    pub(crate) fn record(&mut self, ms: i64, items: usize, ahead: bool) {
-        self.record_at(ms, items, Instant::now(), ahead);
+    /// A batch that ended now: `ms` without its extra work, `extra_ms` of extra work.
+    pub(crate) fn record(&mut self, ms: i64, extra_ms: i64, items: usize, ahead: bool) {
+        self.record_at(ms, extra_ms, items, Instant::now(), ahead);
     }
 
     /// [`Self::record`] of a batch that ended at `ended`.
-    pub(crate) fn record_at(&mut self, ms: i64, items: usize, ended: Instant, ahead: bool) {
+    pub(crate) fn record_at(&mut self, ms: i64, extra_ms: i64, items: usize, ended: Instant, ahead: bool) {
         if self.0.len() == RECENT_BATCHES {
             self.0.pop_front();
         }
-        self.0.push_back((ms.max(0), items.max(1), ended, ahead));
+        self.0.push_back(Batch {
+            ms: ms.max(0),
+            extra_ms: extra_ms.max(0),
+            items: items.max(1),
+            ended,
+            ahead,
+        });
     }
 
     /// The share of the time since the oldest recent batch began that the pool spent running
-    /// batches, ‰ (0 before any batch, 1000 never idle).
+    /// batches, their extra work included, ‰ (0 before any batch, 1000 never idle).
     pub(crate) fn busy_permille(&self, now: Instant) -> i64 {
-        let Some(&(first_ms, _, first_end, _)) = self.0.front() else { return 0 };
-        let window = now.saturating_duration_since(first_end).as_millis() as i64 + first_ms;
-        let busy: i64 = self.0.iter().map(|&(ms, ..)| ms).sum();
+        let Some(first) = self.0.front() else { return 0 };
+        let window =
+            now.saturating_duration_since(first.ended).as_millis() as i64 + first.ms + first.extra_ms;
+        let busy: i64 = self.0.iter().map(|b| b.ms + b.extra_ms).sum();
         (busy * 1000 / window.max(1)).min(1000)
     }
 
@@ -67,23 +86,20 @@ impl RecentBatches {
     /// them when none did): what a batch takes when the pool is too far behind for extra work,
     /// which is when the hard limit's forecast matters.
     pub(crate) fn expected_plain_ms(&self, items: usize) -> i64 {
-        let plain = self.0.iter().filter(|b| !b.3);
+        let plain = self.0.iter().filter(|b| !b.ahead);
         if plain.clone().next().is_none() { self.expected_ms(items) } else { Self::worst(plain, items) }
     }
 
-    fn worst<'a>(
-        batches: impl Iterator<Item = &'a (i64, usize, Instant, bool)> + Clone,
-        items: usize,
-    ) -> i64 {
-        let longest = batches.clone().map(|&(ms, ..)| ms).max().unwrap_or(0);
-        let per_item = batches.map(|&(ms, n, ..)| ms / n as i64).max().unwrap_or(0);
+    fn worst<'a>(batches: impl Iterator<Item = &'a Batch> + Clone, items: usize) -> i64 {
+        let longest = batches.clone().map(|b| b.ms).max().unwrap_or(0);
+        let per_item = batches.map(|b| b.ms / b.items as i64).max().unwrap_or(0);
         longest.max(per_item * items.max(1) as i64)
     }
 
     /// What a batch of `items` typically takes, ms: the recent batches' mean time per item times
     /// `items`. What the lag target is checked with (the hard limit takes [`Self::expected_ms`]).
     pub(crate) fn typical_ms(&self, items: usize) -> i64 {
-        let (ms, n) = self.0.iter().fold((0i64, 0i64), |(ms, n), &(m, k, ..)| (ms + m, n + k as i64));
+        let (ms, n) = self.0.iter().fold((0i64, 0i64), |(ms, n), b| (ms + b.ms, n + b.items as i64));
         if n == 0 { 0 } else { ms * items.max(1) as i64 / n }
     }
 
@@ -262,8 +278,8 @@ mod tests {
         assert!(!behind_target(2_900, recent.run(4), target), "nothing ran yet: its age alone");
         assert!(behind_target(3_100, recent.run(1), target));
         // Speech batches of 1 s an utterance: a batch of four 0.5 s old is out 4.5 s after it.
-        recent.record(1_000, 1, false);
-        recent.record(2_000, 2, false);
+        recent.record(1_000, 0, 1, false);
+        recent.record(2_000, 0, 2, false);
         assert!(!behind_target(500, recent.run(2), target), "out at 2.5 s");
         assert!(behind_target(500, recent.run(4), target), "out at 4.5 s");
         assert!(behind_target(2_100, recent.run(1), target), "a single one 2.1 s old: out at 3.1 s");
@@ -272,11 +288,11 @@ mod tests {
         // A third of the target is the line between room to spare and on time, by the longest
         // recent batch: extra work lengthens batches, and the room must hold one such batch.
         let mut recent = RecentBatches::default();
-        recent.record(800, 1, false);
-        recent.record(800, 1, false);
+        recent.record(800, 0, 1, false);
+        recent.record(800, 0, 1, false);
         assert_eq!(Pace::of(100, recent.run(1), target), Pace::Ahead, "out by 0.9 s at worst");
         assert_eq!(Pace::of(300, recent.run(1), target), Pace::OnTime, "out by 1.1 s");
-        recent.record(3_000, 1, false);
+        recent.record(3_000, 0, 1, false);
         assert_eq!(Pace::of(0, recent.run(1), target), Pace::OnTime, "a recent batch took 3 s");
         assert_eq!(Pace::of(60_000, recent.run(1), None), Pace::Ahead, "no target: always room");
     }
@@ -313,7 +329,7 @@ mod tests {
         // One stream's speech: a 1.1 s batch (re-heard) every 6 s, the last ended 2 s ago.
         let mut quiet = RecentBatches::default();
         for i in (0..RECENT_BATCHES as u64).rev() {
-            quiet.record_at(1_100, 1, ago(2 + 6 * i), true);
+            quiet.record_at(1_100, 0, 1, ago(2 + 6 * i), true);
         }
         let busy = quiet.busy_permille(now);
         assert!((150..=200).contains(&busy), "8.8 s of batches in 45.1 s: {busy} ‰");
@@ -323,7 +339,7 @@ mod tests {
         // The same batches back to back (many streams): a third, as for any busy pool.
         let mut busy_pool = RecentBatches::default();
         for i in (0..RECENT_BATCHES as u32).rev() {
-            busy_pool.record_at(1_100, 1, now - Duration::from_millis(1_100) * i, true);
+            busy_pool.record_at(1_100, 0, 1, now - Duration::from_millis(1_100) * i, true);
         }
         let run = Run { busy_permille: busy_pool.busy_permille(now), ..busy_pool.run(1) };
         assert_eq!(run.busy_permille, 1000, "never idle");
@@ -332,21 +348,43 @@ mod tests {
     }
 
     #[test]
+    fn extra_work_keeps_the_pool_busy_but_does_not_forecast_the_next_batch() {
+        let now = Instant::now();
+        // A 400 ms batch that went on judging for 600 ms more, every 2 s.
+        let (mut judged, mut plain) = (RecentBatches::default(), RecentBatches::default());
+        for i in (0..RECENT_BATCHES as u32).rev() {
+            judged.record_at(400, 600, 1, now - Duration::from_secs(2) * i, true);
+            plain.record_at(400, 0, 1, now - Duration::from_secs(2) * i, true);
+        }
+        let (busy, idle) = (judged.busy_permille(now), plain.busy_permille(now));
+        assert!((520..=550).contains(&busy), "8 s of work in 15 s: {busy} ‰");
+        assert!((210..=235).contains(&idle), "3.2 s of work in 14.4 s: {idle} ‰");
+        assert!(busy > QUIET_BUSY_PERMILLE && idle <= QUIET_BUSY_PERMILLE, "judging ends the quiet");
+        let (run, plain_run) = (judged.run(1), plain.run(1));
+        assert_eq!((run.worst_ms, run.typical_ms), (400, 400), "the judging is not forecast");
+        assert_eq!((run.worst_ms, run.typical_ms), (plain_run.worst_ms, plain_run.typical_ms));
+        // So the busy pool gets a third of the target for extra work, the quiet one half.
+        let target = Some(Duration::from_secs(3));
+        assert_eq!(Pace::of(700, plain_run, target), Pace::Ahead, "out by 1.1 s: within half");
+        assert_eq!(Pace::of(700, run, target), Pace::OnTime, "out by 1.1 s: past a third");
+    }
+
+    #[test]
     fn a_batch_larger_than_the_recent_ones_is_expected_to_take_longer() {
         let mut recent = RecentBatches::default();
         assert_eq!(recent.expected_ms(4), 0, "nothing ran yet");
         assert_eq!(recent.typical_ms(4), 0);
-        recent.record(2_000, 1, false);
-        recent.record(2_400, 2, false);
+        recent.record(2_000, 0, 1, false);
+        recent.record(2_400, 0, 2, false);
         assert_eq!(recent.expected_ms(1), 2_400, "the longest recent batch");
         assert_eq!(recent.expected_ms(2), 4_000, "two items at the slowest 2 s an item");
         assert_eq!(recent.expected_ms(4), 8_000);
         assert_eq!(recent.typical_ms(1), 1_466, "4.4 s for three items");
         assert_eq!(recent.typical_ms(3), 4_400);
         // Only the last eight count: a slow batch long ago no longer does.
-        recent.record(9_000, 1, false);
+        recent.record(9_000, 0, 1, false);
         for _ in 0..RECENT_BATCHES {
-            recent.record(500, 1, false);
+            recent.record(500, 0, 1, false);
         }
         assert_eq!(recent.expected_ms(1), 500);
         assert_eq!(recent.expected_ms(3), 1_500);
@@ -354,7 +392,7 @@ mod tests {
         // An item 6 s old in a batch of three after 2 s items would be done at 12 s: too late.
         let (target, max) = (Some(Duration::from_secs(3)), Some(Duration::from_secs(10)));
         let mut slow = RecentBatches::default();
-        slow.record(2_000, 1, false);
+        slow.record(2_000, 0, 1, false);
         assert_eq!(shed_decision(6_000, slow.run(1), false, target, max), None);
         assert_eq!(shed_decision(6_000, slow.run(3), false, target, max), Some(ShedReason::TooLate));
     }
@@ -364,9 +402,9 @@ mod tests {
         let (target, max) = (Some(Duration::from_secs(3)), Some(Duration::from_secs(10)));
         let mut recent = RecentBatches::default();
         // A re-heard batch (extra work, at room to spare) took 3.5 s; the plain ones 1 s.
-        recent.record(1_000, 1, false);
-        recent.record(3_500, 1, true);
-        recent.record(1_000, 1, false);
+        recent.record(1_000, 0, 1, false);
+        recent.record(3_500, 0, 1, true);
+        recent.record(1_000, 0, 1, false);
         let run = recent.run(1);
         assert_eq!((run.worst_ms, run.plain_worst_ms), (3_500, 1_000));
         // 6 s old: 9.5 s with the re-heard batch's time, but a pool this far behind does not
@@ -377,7 +415,7 @@ mod tests {
         assert_eq!(Pace::of(0, run, target), Pace::OnTime);
         // Only batches with extra work: they are all there is to go by.
         let mut ahead = RecentBatches::default();
-        ahead.record(3_500, 1, true);
+        ahead.record(3_500, 0, 1, true);
         assert_eq!(ahead.run(1).plain_worst_ms, 3_500);
         assert_eq!(shed_decision(6_000, ahead.run(1), false, target, max), Some(ShedReason::TooLate));
     }
