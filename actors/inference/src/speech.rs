@@ -29,8 +29,10 @@ struct Heard {
 pub struct SpeechProcessor {
     vad: SileroVad,
     stt: Moonshine,
-    /// Language identification and the other languages (`speech.languages` beyond English).
-    whisper: Option<(Whisper, String)>,
+    /// Language identification and the other languages (`speech.languages` beyond English), and
+    /// its registry id: a Whisper of its own, or None where the one judging Moonshine's re-heard
+    /// English serves ([`SpeechProcessor::whisper_mut`]: one Whisper loaded for both).
+    whisper: Option<(Option<Whisper>, String)>,
     /// `speech.denoise`: each segment's steady background noise out before speech-to-text.
     denoiser: Option<Denoiser>,
     cfg: SpeechConfig,
@@ -80,21 +82,24 @@ impl SpeechProcessor {
         let mut model = Moonshine::load(&rt, &f(0), &f(1), &f(2), cfg.speech.threads)?;
         model.configure(&cfg.speech);
         model.set_batching(MAX_UTTERANCES, cfg.speech.max_pad_ms as usize * 16);
+        let mut judge_id = None;
         if cfg.speech.judges_rehearing() {
             let (mut judge, id) = load_whisper(cfg, stt)?;
             judge.configure_as_judge(&cfg.speech);
             tracing::info!(judge = %id, weight = cfg.speech.rehear_judge_weight, "re-heard English judged by Whisper too");
             model.set_judge(Some(judge), cfg.speech.rehear_judge_weight, cfg.speech.rehear_judge_candidates);
+            judge_id = Some(id);
         }
         let whisper = if cfg.speech.uses_multilingual_model() {
-            let (mut w, id) = load_whisper(cfg, stt)?;
-            if let Some(l) = cfg.speech.languages.iter().find(|l| !w.knows(l)) {
-                return Err(ModelError::Input(format!(
-                    "speech.languages: {id} does not know the language {l:?}"
-                )));
-            }
-            w.configure(&cfg.speech);
-            Some((w, id))
+            // The judge's Whisper is the same model (the same entry, the same fallback chain):
+            // lent for the other languages rather than loaded twice.
+            Some(match judge_id {
+                Some(id) => (None, id),
+                None => {
+                    let (w, id) = load_whisper(cfg, stt)?;
+                    (Some(w), id)
+                }
+            })
         } else {
             None
         };
@@ -102,7 +107,39 @@ impl SpeechProcessor {
         let moonshine_hears = whisper.is_none() || cfg.speech.english_to_stt();
         let denoiser =
             (cfg.speech.denoise && moonshine_hears).then(|| Denoiser::new(DenoiseParams::default()));
-        Ok(Self { vad, stt: model, whisper, denoiser, cfg: cfg.speech.clone(), model: stt.id() })
+        let mut p = Self { vad, stt: model, whisper, denoiser, cfg: cfg.speech.clone(), model: stt.id() };
+        if let Some(id) = p.whisper.as_ref().map(|(_, id)| id.clone()) {
+            let w = p.whisper_mut().expect("a Whisper, its own or the judge's");
+            if let Some(l) = cfg.speech.languages.iter().find(|l| !w.knows(l)) {
+                return Err(ModelError::Input(format!(
+                    "speech.languages: {id} does not know the language {l:?}"
+                )));
+            }
+            w.configure(&cfg.speech);
+        }
+        Ok(p)
+    }
+
+    /// The Whisper that identifies languages and hears the other ones: its own, or the judge's.
+    fn whisper_mut(&mut self) -> Option<&mut Whisper> {
+        match self.whisper.as_mut()? {
+            (Some(w), _) => Some(w),
+            (None, _) => self.stt.judge_whisper_mut(),
+        }
+    }
+
+    /// [`SpeechProcessor::whisper_mut`] where the configuration has one.
+    fn multilingual(&mut self) -> &mut Whisper {
+        self.whisper_mut().expect("a Whisper, its own or the judge's")
+    }
+
+    /// [`SpeechProcessor::whisper_mut`], to look at.
+    #[cfg(test)]
+    fn whisper_ref(&self) -> Option<&Whisper> {
+        match self.whisper.as_ref()? {
+            (Some(w), _) => Some(w),
+            (None, _) => self.stt.judge_whisper(),
+        }
     }
 
     /// The languages an utterance may be in: its stream's (those this pool is configured for),
@@ -122,7 +159,7 @@ impl SpeechProcessor {
         clean: &[&[f32]],
         allowed: &[Vec<String>],
     ) -> Vec<Result<Heard, ModelError>> {
-        let Some((whisper, whisper_id)) = self.whisper.as_mut() else {
+        let Some(whisper_id) = self.whisper.as_ref().map(|(_, id)| id.clone()) else {
             let english = Language { code: "en".into(), probability: 1.0 };
             return self
                 .stt
@@ -149,11 +186,14 @@ impl SpeechProcessor {
                 // One allowed language is taken as given; the rest are identified among theirs.
                 // Whisper's encoder runs unless every utterance is English given and goes to Moonshine.
                 let rows: Vec<Vec<String>> = chunk.iter().map(|&i| allowed[i].clone()).collect();
-                let to_stt = |code: &str| self.cfg.english_to_stt() && code == "en";
+                let english_to_stt = self.cfg.english_to_stt();
+                let to_stt = |code: &str| english_to_stt && code == "en";
                 let needs_whisper = rows.iter().any(|a| a.len() != 1 || !to_stt(&a[0]));
-                let enc = if needs_whisper { Some(whisper.encode(&segs)?) } else { None };
+                let enc = if needs_whisper { Some(self.multilingual().encode(&segs)?) } else { None };
                 let mut langs = match &enc {
-                    Some(enc) if rows.iter().any(|a| a.len() != 1) => whisper.detect_each(enc, &rows)?,
+                    Some(enc) if rows.iter().any(|a| a.len() != 1) => {
+                        self.multilingual().detect_each(enc, &rows)?
+                    }
                     _ => vec![Language { code: String::new(), probability: 1.0 }; segs.len()],
                 };
                 for (l, a) in langs.iter_mut().zip(&rows) {
@@ -176,7 +216,8 @@ impl SpeechProcessor {
                     let sub = if others.len() == segs.len() { None } else { Some(enc.select(&others)?) };
                     let codes: Vec<&str> = others.iter().map(|&r| langs[r].code.as_str()).collect();
                     let heard: Vec<&[f32]> = others.iter().map(|&r| segs[r]).collect();
-                    let ts = whisper.decode_segments(&heard, sub.as_ref().unwrap_or(enc), &codes)?;
+                    let ts =
+                        self.multilingual().decode_segments(&heard, sub.as_ref().unwrap_or(enc), &codes)?;
                     for (&r, t) in others.iter().zip(ts) {
                         texts[r] = Some((t, whisper_id.clone()));
                     }
@@ -219,7 +260,7 @@ impl Processor for SpeechProcessor {
     /// 10 s costs a third of greedy over 30 s and makes fewer errors; greedy over 10 s makes far
     /// more), or decodes greedily when that window is not shorter; until it has caught up.
     fn set_pace(&mut self, pace: Pace) -> bool {
-        let c = &self.cfg;
+        let c = &self.cfg.clone();
         let behind = pace == Pace::Behind;
         let shorter = c.multilingual_behind_window_s < c.multilingual_window_s;
         let (lead, trail, rehear_trail) = c.silence_samples();
@@ -231,7 +272,7 @@ impl Processor for SpeechProcessor {
         let ahead = pace == Pace::Ahead;
         let rehearing = |stretches: &[f32]| if ahead { stretches.to_vec() } else { Vec::new() };
         self.stt.set_rehearing(&rehearing(&c.rehear_stretches), c.rehear_below);
-        if let Some((w, _)) = self.whisper.as_mut() {
+        if let Some(w) = self.whisper_mut() {
             w.set_rehearing(&rehearing(&c.multilingual_rehear_stretches), c.rehear_below);
             let (window, beam) = match (behind, shorter) {
                 (true, true) => (c.multilingual_behind_window_s, c.multilingual_beam_width),

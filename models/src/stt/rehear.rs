@@ -61,6 +61,7 @@ impl Moonshine {
     pub fn set_judge(&mut self, judge: Option<crate::Whisper>, weight: f32, top: usize) {
         self.judge = judge.map(|whisper| {
             Box::new(WhisperJudge {
+                window: whisper.window(),
                 whisper,
                 weight: weight.clamp(0.0, 1.0),
                 top: top.max(2),
@@ -74,6 +75,23 @@ impl Moonshine {
     /// The judge, taken out ([`Moonshine::set_judge`]): the hearings alone from here on.
     pub fn take_judge(&mut self) -> Option<crate::Whisper> {
         self.judge.take().map(|j| j.whisper)
+    }
+
+    /// The judge's Whisper, lent for other work between transcriptions (one Whisper loaded where
+    /// the same model also identifies languages and hears the other ones). The judge hears over
+    /// the window the Whisper had when it was set, whatever the window is set to meanwhile.
+    pub fn judge_whisper_mut(&mut self) -> Option<&mut crate::Whisper> {
+        self.judge.as_mut().map(|j| &mut j.whisper)
+    }
+
+    /// [`Moonshine::judge_whisper_mut`], to look at.
+    pub fn judge_whisper(&self) -> Option<&crate::Whisper> {
+        self.judge.as_ref().map(|j| &j.whisper)
+    }
+
+    /// The window the judge hears over, samples ([`Moonshine::judge_whisper_mut`]).
+    pub fn judge_window(&self) -> Option<usize> {
+        self.judge.as_ref().map(|j| j.window)
     }
 
     /// The time by which the judge must have finished (None: no bound). An utterance is judged
@@ -228,7 +246,11 @@ impl Moonshine {
         let texts: Vec<String> = order.iter().map(|&i| self.tokenizer.decode(&cands[i])).collect();
         let Some(judge) = self.judge.as_mut() else { return };
         let started = std::time::Instant::now();
+        // Its own window; the Whisper's as it was for whatever else it is lent to.
+        let lent = judge.whisper.window();
+        judge.whisper.set_window_samples(judge.window);
         let scored = judge.whisper.score_texts(samples, "en", &texts);
+        judge.whisper.set_window_samples(lent);
         judge.ran(started.elapsed());
         match scored {
             Ok(scores) => {
@@ -329,6 +351,8 @@ impl Moonshine {
 /// Whisper as the judge of re-heard English ([`Moonshine::set_judge`]), with its time bound.
 pub(super) struct WhisperJudge {
     whisper: crate::Whisper,
+    /// The window it hears an utterance over, samples (the Whisper's when the judge was set).
+    window: usize,
     weight: f32,
     top: usize,
     until: Option<std::time::Instant>,

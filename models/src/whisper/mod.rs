@@ -193,6 +193,11 @@ impl Whisper {
         self.window = samples.div_ceil(FRAME) * FRAME;
     }
 
+    /// [`Whisper::set_window`] in samples (rounded up to a whole encoder frame, 30 s at most).
+    pub fn set_window_samples(&mut self, samples: usize) {
+        self.window = (samples.div_ceil(FRAME) * FRAME).clamp(FRAME, WHISPER_WINDOW);
+    }
+
     /// The shortest window the encoder hears, in samples.
     pub fn window(&self) -> usize {
         self.window

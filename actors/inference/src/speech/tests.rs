@@ -40,13 +40,13 @@ fn behind_its_target_speech_decodes_greedily_then_returns_to_the_beam() {
     multi.speech.languages = ["en", "de"].map(String::from).to_vec();
     let mut m = SpeechProcessor::load(&multi, &spec).unwrap();
     let whisper = |p: &SpeechProcessor| {
-        let w = &p.whisper.as_ref().unwrap().0;
+        let w = p.whisper_ref().unwrap();
         (w.window() / 16_000, w.beam_width())
     };
     let (beam, full) = (multi.speech.multilingual_beam_width, multi.speech.multilingual_window_s as usize);
     assert!(beam > 1, "the shipped config searches a beam");
     assert!(multi.speech.multilingual_behind_window_s < multi.speech.multilingual_window_s);
-    let rehears = |p: &SpeechProcessor| !p.whisper.as_ref().unwrap().0.rehearing().0.is_empty();
+    let rehears = |p: &SpeechProcessor| !p.whisper_ref().unwrap().rehearing().0.is_empty();
     assert_eq!(whisper(&m), (full, beam));
     assert!(rehears(&m), "as configured at load: re-hearing");
     assert!(m.set_pace(Pace::Behind), "a shorter window is coarser");
@@ -57,7 +57,7 @@ fn behind_its_target_speech_decodes_greedily_then_returns_to_the_beam() {
     assert!(!rehears(&m), "Whisper too re-hears only with room to spare");
     assert!(!m.set_pace(Pace::Ahead));
     let whispers = (&multi.speech.multilingual_rehear_stretches[..], multi.speech.rehear_below);
-    assert_eq!(m.whisper.as_ref().unwrap().0.rehearing(), whispers, "Whisper's own stretches");
+    assert_eq!(m.whisper_ref().unwrap().rehearing(), whispers, "Whisper's own stretches");
     // No shorter window to fall back to: greedy over the full one.
     multi.speech.multilingual_behind_window_s = 30.0;
     let mut same = SpeechProcessor::load(&multi, &spec).unwrap();
@@ -151,12 +151,37 @@ fn with_several_languages_each_utterance_is_identified_and_transcribed_in_it() {
     for ((want, word), r) in [("de", "obst"), ("en", "gold"), ("fr", "fruits")].iter().zip(results) {
         check(r, want, "whisper-base@1", word);
     }
-    // `english_model = "stt"`: English utterances go to Moonshine.
+    assert!(p.stt.judge_whisper().is_none(), "Whisper hears English: nothing to judge");
+    // `english_model = "stt"`: English utterances go to Moonshine, whose re-heard ones Whisper
+    // judges; one Whisper serves both, each over its own window.
     cfg.speech.english_model = sightline_settings::EnglishModel::Stt;
+    assert!(cfg.speech.judges_rehearing());
     let mut p = SpeechProcessor::load(&cfg, &spec).unwrap();
+    assert!(p.whisper.as_ref().unwrap().0.is_none(), "the judge's Whisper serves the other languages");
+    let windows = |p: &SpeechProcessor| (p.whisper_ref().unwrap().window(), p.stt.judge_window().unwrap());
+    let configured = (
+        (cfg.speech.multilingual_window_s * 16_000.0) as usize,
+        (cfg.speech.rehear_judge_window_s * 16_000.0) as usize,
+    );
+    assert_eq!(windows(&p), configured);
+    assert!(!p.set_pace(Pace::Ahead), "room to re-hear and judge");
     let mut r = p.process_batch(&payloads[..2]).into_iter();
     check(r.next().unwrap(), "de", "whisper-base@1", "obst");
     check(r.next().unwrap(), "en", "moonshine-base-en@1", "gold");
+    assert_eq!(windows(&p), configured, "each kept its window");
+    // In one batch with German, an English utterance Moonshine is unsure of: re-heard, judged.
+    let unsure =
+        segment_in("s-en", "the bakery on elm street sells bread until noon", "en-gb-scotland", &["en"]);
+    let mut r = p.process_batch(&[payloads[0].clone(), unsure.into()]).into_iter();
+    check(r.next().unwrap(), "de", "whisper-base@1", "obst");
+    let en = r.next().unwrap().unwrap();
+    assert_eq!(en[0].model, "moonshine-base-en@1", "{:?}", en[0].text);
+    assert_eq!(
+        (p.stt.judge_stats().judged, p.stt.judge_stats().no_room),
+        (1, 0),
+        "judged once, no time bound"
+    );
+    assert_eq!(windows(&p), configured);
     // A stream registered as English alone goes straight to Moonshine (no Whisper run).
     let en = segment_in("s-en", "the price of gold rose for the third day in a row", "mb-us1", &["en"]);
     let en = p.process_batch(&[en.into()]).pop().unwrap().unwrap();
@@ -187,3 +212,4 @@ fn with_several_languages_each_utterance_is_identified_and_transcribed_in_it() {
     let err = SpeechProcessor::load(&bad, &spec).err().expect("refused").to_string();
     assert!(err.contains("\"qq\""), "{err}");
 }
+
