@@ -212,4 +212,3 @@ fn with_several_languages_each_utterance_is_identified_and_transcribed_in_it() {
     let err = SpeechProcessor::load(&bad, &spec).err().expect("refused").to_string();
     assert!(err.contains("\"qq\""), "{err}");
 }
-
