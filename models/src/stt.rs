@@ -8,10 +8,12 @@ use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 use std::path::Path;
 
+mod judge;
 mod rehear;
+pub use judge::JudgeStats;
 use rehear::Judge;
 pub(crate) use rehear::rehear_factors;
-pub use rehear::{JudgeStats, stretch};
+pub use rehear::stretch;
 
 const BOS: i64 = 1;
 const EOS: i64 = 2;
@@ -53,7 +55,7 @@ pub struct Moonshine {
     rehear_trail: usize,
     /// A second model that scores the best candidates of a re-heard utterance
     /// ([`Moonshine::set_judge`]).
-    judge: Option<Box<rehear::WhisperJudge>>,
+    judge: Option<Box<judge::WhisperJudge>>,
 }
 
 /// Shortest utterance transcribed (a quarter of a second).

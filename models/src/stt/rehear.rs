@@ -1,6 +1,7 @@
 //! Re-hearing: an unsure utterance heard again at other paces, and the transcript its hearings
 //! agree on kept ([`Moonshine::set_rehearing`], [`Moonshine::set_rehear_candidates`]).
 
+use super::judge::{JudgeStats, WhisperJudge};
 use super::{BOS, Cache, EOS, Heard, Judged, Moonshine, Transcript};
 use crate::ModelError;
 use crate::runtime::run_err;
@@ -346,56 +347,6 @@ impl Moonshine {
             .map(|t| if t.is_empty() { 0.0 } else { scores.next().unwrap_or(0.0) })
             .collect())
     }
-}
-
-/// Whisper as the judge of re-heard English ([`Moonshine::set_judge`]), with its time bound.
-pub(super) struct WhisperJudge {
-    whisper: crate::Whisper,
-    /// The window it hears an utterance over, samples (the Whisper's when the judge was set).
-    window: usize,
-    weight: f32,
-    top: usize,
-    until: Option<std::time::Instant>,
-    /// What a run is expected to cost: the longest recent run, decaying by a tenth an utterance
-    /// judged or not.
-    cost: Option<std::time::Duration>,
-    stats: JudgeStats,
-}
-
-impl WhisperJudge {
-    /// Whether a run expected to cost `self.cost` ends before `self.until`. Before its first run
-    /// the cost is unknown: it runs when any time is left.
-    fn has_time(&self) -> bool {
-        self.until.is_none_or(|u| std::time::Instant::now() + self.cost.unwrap_or_default() <= u)
-    }
-
-    fn ran(&mut self, took: std::time::Duration) {
-        self.stats.judged += 1;
-        self.stats.spent += took;
-        self.cost = Some(self.cost.map_or(took, |c| took.max(c.mul_f32(DECAY))));
-    }
-
-    /// Left unjudged: counted, and the expected cost decays as after a run, so that one slow
-    /// run (a loaded machine) does not keep the judge out for good.
-    fn skipped(&mut self) {
-        self.stats.no_room += 1;
-        self.cost = self.cost.map(|c| c.mul_f32(DECAY));
-    }
-}
-
-/// What the judge's expected cost keeps of itself from one utterance to the next.
-const DECAY: f32 = 0.9;
-
-/// How often the judge ran ([`Moonshine::judge_stats`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct JudgeStats {
-    /// Utterances the judge scored.
-    pub judged: u64,
-    /// Utterances left to the hearings because the judge's cost did not fit before
-    /// [`Moonshine::set_judge_until`].
-    pub no_room: u64,
-    /// The time the judge's runs took.
-    pub spent: std::time::Duration,
 }
 
 /// The decoder's state after BOS for one hearing of one utterance (one row each): the
