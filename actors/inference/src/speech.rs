@@ -70,6 +70,18 @@ fn load_whisper(cfg: &Config, stt: &ModelSpec) -> Result<(Whisper, String), Mode
     }
 }
 
+/// The processor's Whisper (`whisper`: its own, or None for the judge's in `stt`), borrowed
+/// apart from the processor's other fields.
+fn lent<'a>(
+    whisper: &'a mut Option<(Option<Whisper>, String)>,
+    stt: &'a mut Moonshine,
+) -> Option<&'a mut Whisper> {
+    match whisper.as_mut()? {
+        (Some(w), _) => Some(w),
+        (None, _) => stt.judge_whisper_mut(),
+    }
+}
+
 impl SpeechProcessor {
     /// With the speech-to-text model `stt` (a registry entry of task `stt`) and `models.vad`.
     pub fn load(cfg: &Config, stt: &ModelSpec) -> Result<Self, ModelError> {
@@ -122,10 +134,7 @@ impl SpeechProcessor {
 
     /// The Whisper that identifies languages and hears the other ones: its own, or the judge's.
     fn whisper_mut(&mut self) -> Option<&mut Whisper> {
-        match self.whisper.as_mut()? {
-            (Some(w), _) => Some(w),
-            (None, _) => self.stt.judge_whisper_mut(),
-        }
+        lent(&mut self.whisper, &mut self.stt)
     }
 
     /// [`SpeechProcessor::whisper_mut`] where the configuration has one.
@@ -260,7 +269,7 @@ impl Processor for SpeechProcessor {
     /// 10 s costs a third of greedy over 30 s and makes fewer errors; greedy over 10 s makes far
     /// more), or decodes greedily when that window is not shorter; until it has caught up.
     fn set_pace(&mut self, pace: Pace) -> bool {
-        let c = &self.cfg.clone();
+        let c = &self.cfg;
         let behind = pace == Pace::Behind;
         let shorter = c.multilingual_behind_window_s < c.multilingual_window_s;
         let (lead, trail, rehear_trail) = c.silence_samples();
@@ -272,7 +281,7 @@ impl Processor for SpeechProcessor {
         let ahead = pace == Pace::Ahead;
         let rehearing = |stretches: &[f32]| if ahead { stretches.to_vec() } else { Vec::new() };
         self.stt.set_rehearing(&rehearing(&c.rehear_stretches), c.rehear_below);
-        if let Some(w) = self.whisper_mut() {
+        if let Some(w) = lent(&mut self.whisper, &mut self.stt) {
             w.set_rehearing(&rehearing(&c.multilingual_rehear_stretches), c.rehear_below);
             let (window, beam) = match (behind, shorter) {
                 (true, true) => (c.multilingual_behind_window_s, c.multilingual_beam_width),
