@@ -10,10 +10,11 @@ use std::path::Path;
 
 mod judge;
 mod rehear;
+mod stretch;
 pub use judge::JudgeStats;
 use rehear::Judge;
-pub(crate) use rehear::rehear_factors;
-pub use rehear::stretch;
+pub(crate) use stretch::rehear_factors;
+pub use stretch::stretch;
 
 const BOS: i64 = 1;
 const EOS: i64 = 2;
@@ -39,10 +40,11 @@ pub struct Moonshine {
     /// Width of the encoder's output rows; decoder steps after the first get a placeholder this
     /// wide, since the cached branch of the merged decoder reads the cross-attention caches.
     hidden_width: usize,
-    /// Re-hearing (see [`Moonshine::set_rehearing`]): the stretches heard again, and the
-    /// confidence below which an utterance is.
-    rehear: Vec<f32>,
-    rehear_below: f32,
+    /// Which utterances are heard again, at which stretches ([`Moonshine::set_rehearing`],
+    /// [`Moonshine::set_paced_rehearing`]).
+    rehearing: stretch::Rehearing,
+    /// The time bound of the copies at an utterance's own pace ([`Moonshine::set_extra_until`]).
+    paced: stretch::PacedBound,
     /// Transcripts of each hearing scored under all hearings when choosing among them (0: the
     /// most confident hearing's, unscored; [`Moonshine::set_rehear_candidates`]).
     rehear_candidates: usize,
@@ -101,8 +103,8 @@ impl Moonshine {
             max_batch: 8,
             max_pad: 16_000,
             hidden_width,
-            rehear: Vec::new(),
-            rehear_below: 0.0,
+            rehearing: stretch::Rehearing::default(),
+            paced: stretch::PacedBound::default(),
             rehear_candidates: 0,
             rehear_hybrids: 0,
             lead: 0,
@@ -127,6 +129,13 @@ impl Moonshine {
     pub fn configure(&mut self, speech: &sightline_settings::SpeechConfig) {
         self.set_beam_width(speech.beam_width);
         self.set_rehearing(&speech.rehear_stretches, speech.rehear_below);
+        let s = speech;
+        self.set_paced_rehearing(
+            &s.rehear_fast_stretches,
+            s.rehear_fast_above,
+            &s.rehear_slow_stretches,
+            s.rehear_slow_below,
+        );
         self.set_rehear_candidates(speech.rehear_candidates);
         self.set_rehear_hybrids(speech.rehear_hybrids);
         let (lead, trail, rehear_trail) = speech.silence_samples();
@@ -224,7 +233,7 @@ impl Moonshine {
             reason: "decoder returned no encoder keys/values".into(),
         })?;
         // What scores other transcripts under each hearing, should it be wanted.
-        let judging = !self.rehear.is_empty() && self.rehear_candidates > 0;
+        let judging = self.rehearing.any() && self.rehear_candidates > 0;
         let bos = judging.then(|| (first.log_probs.clone(), first.decoder.clone()));
         let (mut rows, mut kv) = (first.log_probs, first.decoder);
         let mut searches: Vec<Search> = segs
@@ -278,7 +287,7 @@ impl Moonshine {
                 let confidence =
                     if best.tokens.is_empty() { 0.0 } else { best.prob_sum / best.tokens.len() as f32 };
                 let text = self.tokenizer.decode(&best.tokens);
-                let wanted = judged == Judged::Always || confidence < self.rehear_below;
+                let wanted = judged == Judged::Always || confidence < self.rehearing.below;
                 let judge = bos.as_ref().filter(|_| wanted).map(|(first, kv)| Judge {
                     enc_kv: enc_kv.iter().map(|c| c.gather(&[u])).collect(),
                     bos: kv.iter().map(|c| c.gather(&[u])).collect(),

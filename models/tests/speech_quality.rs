@@ -40,6 +40,12 @@
 //! (below), it took 34 → 25 errors out of the Scottish and Caribbean voices alone (the two
 //! Moonshine hears worst); the silence takes out most of what re-hearing did there (22 → 20).
 //!
+//! And fast speech heard again slowed further (`speech.rehear_fast_stretches`: an utterance
+//! re-heard whose first transcript runs faster than `speech.rehear_fast_above` letters a second is
+//! heard 1.4 times as long too) takes at least 6 word errors out of espeak-ng's five voices at 190
+//! words a minute (every fifth sentence, Whisper judging as the pool does when ahead). Measured:
+//! 59 → 48 errors in 585 words (10.1 → 8.2 %); over all 56 sentences 352 → 285 in 2635.
+//!
 //! And the silence Moonshine hears around each utterance (`speech.lead_silence_ms`,
 //! `speech.trail_silence_ms`) takes at least 10 word errors out of espeak-ng's five voices heard
 //! once (every fifth sentence). Measured: 10.6 % → 7.9 % (62 → 46 errors in 585 words).
@@ -162,7 +168,7 @@ fn rehearing_takes_errors_out_of_espeak_ngs_voices() {
         // With no time left for the judge (until one sentence is re-heard so): the hearings'
         // choice stands, counted.
         let past = late.is_none().then(|| {
-            stt.set_judge_until(Some(std::time::Instant::now()));
+            stt.set_extra_until(Some(std::time::Instant::now()));
             let before = stt.judge_stats();
             let (e, _) = heard_errors(&mut stt, line, audio, regions);
             let after = stt.judge_stats();
@@ -273,20 +279,12 @@ fn silence_around_each_utterance_takes_errors_out_of_what_moonshine_hears() {
     // Heard once, as the pool hears when it is not ahead, so that re-hearing does not hide it.
     stt.set_rehearing(&[], 0.0);
     let silence = cfg.speech.silence_samples();
-    let (mut bare, mut padded, mut total) = (0, 0, 0);
-    five_espeak_voices(&cfg, &mut vad, |voice, line, audio, regions| {
-        let (p, n) = heard_errors(&mut stt, line, audio, regions);
-        stt.set_silence(0, 0, 0);
-        let (b, _) = heard_errors(&mut stt, line, audio, regions);
-        stt.set_silence(silence.0, silence.1, silence.2);
-        eprintln!("{voice}: {b} / {p} of {n} words wrong as cut / with silence around: {line:?}");
-        (bare, padded, total) = (bare + b, padded + p, total + n);
-    });
-    let rate = |e: usize| e as f64 * 100.0 / total as f64;
-    eprintln!(
-        "espeak-ng's five voices: WER {:.1} % as cut, {:.1} % with silence around",
-        rate(bare),
-        rate(padded)
+    let (padded, bare, total) = errors_with_and_without(
+        &cfg,
+        (&mut vad, &mut stt),
+        (&FIVE_VOICES, 150),
+        ("as cut", |stt| stt.set_silence(0, 0, 0)),
+        ("with silence around", |stt| stt.set_silence(silence.0, silence.1, silence.2)),
     );
     assert!(total > 500, "{total} words");
     assert!(
@@ -295,18 +293,82 @@ fn silence_around_each_utterance_takes_errors_out_of_what_moonshine_hears() {
     );
 }
 
-/// Every fifth of `make quality`'s English sentences in each of espeak-ng's five voices, clean:
-/// `each` gets the voice, the sentence, its audio (denoised when `speech.denoise` is on, as the
-/// speech pool hears it) and the utterances Silero VAD found in it.
+#[test]
+fn fast_speech_is_heard_better_slowed_further() {
+    let (cfg, mut vad, mut stt) = speech_models();
+    let s = &cfg.speech;
+    assert!(!s.rehear_fast_stretches.is_empty(), "the shipped config hears fast speech more");
+    // As the pool hears when ahead: Whisper judges the re-heard utterances (without a time bound).
+    let rt = Runtime::load(&cfg.models.onnxruntime_lib()).unwrap();
+    let f = cfg.models.task_files(Task::SttMultilingual).unwrap();
+    let mut judge = Whisper::load(&rt, &f[0], &f[1], &f[2], &f[3], 2).unwrap();
+    judge.configure_as_judge(s);
+    stt.set_judge(Some(judge), s.rehear_judge_weight, s.rehear_judge_candidates);
+    let (paced, unpaced, total) = errors_with_and_without(
+        &cfg,
+        (&mut vad, &mut stt),
+        (&FIVE_VOICES, 190),
+        ("re-heard", |stt| stt.set_paced_rehearing(&[], 0.0, &[], 0.0)),
+        ("slowed further too", |stt| stt.configure(s)),
+    );
+    assert!(total > 500, "{total} words");
+    assert!(
+        paced + 4 <= unpaced,
+        "fast speech: {paced} errors slowed further too against {unpaced}, not 4 fewer"
+    );
+}
+
+/// Word errors over every fifth sentence of `voices` at `rate` words a minute as `stt` hears
+/// them configured, and after `without` changes it (`with` changing it back), each sentence
+/// heard both ways: (errors configured, errors without, words). Both rates are printed.
+fn errors_with_and_without(
+    cfg: &Config,
+    (vad, stt): (&mut SileroVad, &mut Moonshine),
+    (voices, rate): (&[&str], u32),
+    (without_name, without): (&str, impl Fn(&mut Moonshine)),
+    (with_name, with): (&str, impl Fn(&mut Moonshine)),
+) -> (usize, usize, usize) {
+    let (mut on, mut off, mut total) = (0, 0, 0);
+    espeak_voices(cfg, vad, voices, rate, |voice, line, audio, regions| {
+        let (e, n) = heard_errors(stt, line, audio, regions);
+        without(stt);
+        let (o, _) = heard_errors(stt, line, audio, regions);
+        with(stt);
+        eprintln!("{voice}@{rate}: {o} / {e} of {n} words wrong {without_name} / {with_name}: {line:?}");
+        (on, off, total) = (on + e, off + o, total + n);
+    });
+    let wer = |e: usize| e as f64 * 100.0 / total as f64;
+    eprintln!("{voices:?} at {rate}: WER {:.1} % {without_name}, {:.1} % {with_name}", wer(off), wer(on));
+    (on, off, total)
+}
+
+/// The espeak-ng voices of `make quality`'s English set.
+const FIVE_VOICES: [&str; 5] = ["en-us", "en-gb", "en-us+f3", "en-gb-scotland", "en-029"];
+
+/// Every fifth of `make quality`'s English sentences in each of espeak-ng's five voices, clean,
+/// at 150 words a minute: see [`espeak_voices`].
 fn five_espeak_voices(
     cfg: &Config,
     vad: &mut SileroVad,
+    each: impl FnMut(&str, &str, &[f32], &[(usize, usize)]),
+) {
+    espeak_voices(cfg, vad, &FIVE_VOICES, 150, each);
+}
+
+/// Every fifth of `make quality`'s English sentences in each of espeak-ng's `voices`, clean, at
+/// `rate` words a minute: `each` gets the voice, the sentence, its audio (denoised when
+/// `speech.denoise` is on, as the speech pool hears it) and the utterances Silero VAD found in it.
+fn espeak_voices(
+    cfg: &Config,
+    vad: &mut SileroVad,
+    voices: &[&str],
+    rate: u32,
     mut each: impl FnMut(&str, &str, &[f32], &[(usize, usize)]),
 ) {
     let denoiser = cfg.speech.denoise.then(|| Denoiser::new(DenoiseParams::default()));
     let lines: Vec<String> = quality_lines("sentences.txt").unwrap().into_iter().step_by(5).collect();
-    for voice in ["en-us", "en-gb", "en-us+f3", "en-gb-scotland", "en-029"] {
-        let case = SpeechCase { voice: voice.into(), rate: 150, acoustic: Acoustic::Clean };
+    for &voice in voices {
+        let case = SpeechCase { voice: voice.into(), rate, acoustic: Acoustic::Clean };
         for (i, line) in lines.iter().enumerate() {
             let audio = speech_case_samples(line, &case, i as u64 + 1).expect("espeak-ng (make setup)");
             let regions =

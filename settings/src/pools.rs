@@ -170,6 +170,19 @@ pub struct SpeechConfig {
     /// utterance heard once. At most 4, each within 0.5..=2. Moonshine's; Whisper's are
     /// `multilingual_rehear_stretches`.
     pub rehear_stretches: Vec<f32>,
+    /// More stretches for fast speech: an utterance re-heard (as `rehear_stretches`) whose
+    /// first transcript runs faster than `rehear_fast_above` letters a second is heard at each of
+    /// these too (at most 4, each within 0.5..=2). Empty: none.
+    pub rehear_fast_stretches: Vec<f32>,
+    /// The pace above which an utterance is fast (`rehear_fast_stretches`), letters and digits
+    /// of its first transcript a second of its audio, 5..=40.
+    pub rehear_fast_above: f32,
+    /// More stretches for slow speech (as `rehear_fast_stretches`): for an utterance re-heard
+    /// whose first transcript runs slower than `rehear_slow_below` letters a second.
+    pub rehear_slow_stretches: Vec<f32>,
+    /// The pace below which an utterance is slow (`rehear_slow_stretches`), letters a second,
+    /// 0..=40, below `rehear_fast_above` (0: none is).
+    pub rehear_slow_below: f32,
     /// The stretches Whisper re-hears its unsure utterances at (as `rehear_stretches`, below
     /// the same `rehear_below`). The two models gain from different ones.
     pub multilingual_rehear_stretches: Vec<f32>,
@@ -269,7 +282,9 @@ impl SpeechConfig {
         self.rehear_judge_weight > 0.0
             && self.rehear_candidates > 0
             && self.rehear_below > 0.0
-            && !self.rehear_stretches.is_empty()
+            && ![&self.rehear_stretches, &self.rehear_fast_stretches, &self.rehear_slow_stretches]
+                .iter()
+                .all(|s| s.is_empty())
             && self.english_to_stt()
     }
 
@@ -298,6 +313,10 @@ impl Default for SpeechConfig {
             threads: 1,
             beam_width: 8,
             rehear_stretches: vec![1.05],
+            rehear_fast_stretches: vec![1.4],
+            rehear_fast_above: 14.5,
+            rehear_slow_stretches: Vec::new(),
+            rehear_slow_below: 11.0,
             multilingual_rehear_stretches: vec![0.9, 1.1],
             rehear_below: 0.9,
             rehear_candidates: 2,

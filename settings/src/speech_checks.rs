@@ -28,6 +28,8 @@ impl SpeechConfig {
         }
         for (key, st) in [
             ("rehear_stretches", &self.rehear_stretches),
+            ("rehear_fast_stretches", &self.rehear_fast_stretches),
+            ("rehear_slow_stretches", &self.rehear_slow_stretches),
             ("multilingual_rehear_stretches", &self.multilingual_rehear_stretches),
         ] {
             if st.len() > 4 || !st.iter().all(|k| (0.5..=2.0).contains(k)) {
@@ -39,6 +41,8 @@ impl SpeechConfig {
         if !(0.0..=1.0).contains(&self.rehear_below) {
             return Err(ConfigError::Invalid("speech.rehear_below must be within 0..=1".into()));
         }
+        bounded("rehear_fast_above", self.rehear_fast_above, 5.0..=40.0)?;
+        bounded("rehear_slow_below", self.rehear_slow_below, 0.0..=self.rehear_fast_above)?;
         bounded("rehear_candidates", self.rehear_candidates, 0..=8)?;
         bounded("rehear_hybrids", self.rehear_hybrids, 0..=64)?;
         bounded("rehear_judge_weight", self.rehear_judge_weight, 0.0..=1.0)?;
@@ -96,6 +100,28 @@ mod tests {
         assert!(refused(&cfg, "at most 4"));
         cfg.speech.rehear_stretches = vec![0.4];
         assert!(refused(&cfg, "speech.rehear_stretches"));
+        assert_eq!(
+            (cfg.speech.rehear_fast_stretches.as_slice(), cfg.speech.rehear_fast_above),
+            (&[1.4][..], 14.5)
+        );
+        cfg.speech.rehear_stretches = Vec::new();
+        assert!(cfg.speech.judges_rehearing(), "fast speech alone is re-heard, and judged");
+        cfg.speech.rehear_fast_stretches = vec![2.1];
+        assert!(refused(&cfg, "speech.rehear_fast_stretches must list at most 4 factors within 0.5..=2"));
+        cfg.speech.rehear_fast_stretches = Vec::new();
+        assert!(cfg.speech.rehear_slow_stretches.is_empty(), "slow speech is not heard more by default");
+        assert!(!cfg.speech.judges_rehearing(), "nothing re-heard, nothing judged");
+        cfg.speech.rehear_slow_stretches = vec![0.85];
+        assert!(cfg.speech.judges_rehearing(), "slow speech alone is re-heard, and judged");
+        cfg.speech.rehear_slow_stretches = vec![0.85, 0.9, 0.95, 0.8, 0.75];
+        assert!(refused(&cfg, "speech.rehear_slow_stretches must list at most 4 factors"));
+        cfg.speech.rehear_slow_stretches = Vec::new();
+        assert_eq!(cfg.speech.rehear_slow_below, 11.0);
+        cfg.speech.rehear_fast_above = 4.0;
+        assert!(refused(&cfg, "speech.rehear_fast_above must be within 5..=40, got 4"));
+        cfg.speech.rehear_fast_above = 10.0;
+        assert!(refused(&cfg, "speech.rehear_slow_below must be within 0..=10, got 11"));
+        cfg.speech.rehear_fast_above = 14.5;
         cfg.speech.rehear_stretches = Vec::new();
         cfg.speech.rehear_below = 1.5;
         assert!(refused(&cfg, "speech.rehear_below"));

@@ -252,6 +252,15 @@ impl<P: Processor> InferencePool<P> {
         let run = self.recent_batches.run(batch.len());
         let pace = Pace::of(oldest, run, self.lag_target);
         let extra_until = pace.extra_until(Instant::now(), oldest, run, self.lag_target);
+        tracing::debug!(
+            pool = self.kind,
+            items = batch.len(),
+            oldest_ms = oldest,
+            busy_permille = run.busy_permille,
+            worst_ms = run.worst_ms,
+            pace = pace.label(),
+            "batch paced"
+        );
         let started_ms = sightline_wire::now_ms();
         let l = labels(&[("model", &self.model), ("pool", self.kind)]);
         self.metrics.batch_size.get_or_create(&l).observe(batch.len() as f64);
@@ -323,6 +332,14 @@ impl<P: Processor> InferencePool<P> {
                 self.metrics.extra_work.get_or_create(&l).inc_by(n);
             }
         }
+        tracing::debug!(
+            pool = self.kind,
+            took_ms = took.as_millis() as u64,
+            extra_ms = extra.spent.as_millis() as u64,
+            extra_done = extra.done,
+            extra_no_room = extra.no_room,
+            "batch ran"
+        );
         self.recent_batches.record(
             forecast.as_millis() as i64,
             extra.spent.as_millis() as i64,

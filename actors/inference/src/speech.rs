@@ -281,6 +281,8 @@ impl Processor for SpeechProcessor {
         let ahead = pace == Pace::Ahead;
         let rehearing = |stretches: &[f32]| if ahead { stretches.to_vec() } else { Vec::new() };
         self.stt.set_rehearing(&rehearing(&c.rehear_stretches), c.rehear_below);
+        let (fast, slow) = (rehearing(&c.rehear_fast_stretches), rehearing(&c.rehear_slow_stretches));
+        self.stt.set_paced_rehearing(&fast, c.rehear_fast_above, &slow, c.rehear_slow_below);
         if let Some(w) = lent(&mut self.whisper, &mut self.stt) {
             w.set_rehearing(&rehearing(&c.multilingual_rehear_stretches), c.rehear_below);
             let (window, beam) = match (behind, shorter) {
@@ -295,16 +297,17 @@ impl Processor for SpeechProcessor {
         coarse
     }
 
-    /// Whisper judging re-heard English (`speech.rehear_judge_weight`) runs only while its
-    /// recent cost still fits before `until`: the judge never makes an ahead batch take the
-    /// next one's room.
+    /// The copies heard at an utterance's own pace (`speech.rehear_fast_stretches`) and Whisper
+    /// judging re-heard English (`speech.rehear_judge_weight`) run only while their recent cost
+    /// still fits before `until`: neither makes an ahead batch take the next one's room.
     fn set_extra_until(&mut self, until: Option<std::time::Instant>) {
-        self.stt.set_judge_until(until);
+        self.stt.set_extra_until(until);
     }
 
+    /// Utterances judged and heard at their own pace, each counted.
     fn extra_work(&self) -> ExtraWork {
-        let j = self.stt.judge_stats();
-        ExtraWork { done: j.judged, no_room: j.no_room, spent: j.spent }
+        let (j, p) = (self.stt.judge_stats(), self.stt.paced_stats());
+        ExtraWork { done: j.judged + p.judged, no_room: j.no_room + p.no_room, spent: j.spent + p.spent }
     }
 
     fn process(&mut self, payload: &[u8]) -> ItemResult {

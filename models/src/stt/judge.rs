@@ -45,7 +45,7 @@ pub struct JudgeStats {
     /// Utterances the judge scored.
     pub judged: u64,
     /// Utterances left to the hearings because the judge's cost did not fit before
-    /// [`crate::Moonshine::set_judge_until`].
+    /// [`crate::Moonshine::set_extra_until`].
     pub no_room: u64,
     /// The time the judge's runs took.
     pub spent: std::time::Duration,

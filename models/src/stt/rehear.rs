@@ -2,6 +2,7 @@
 //! agree on kept ([`Moonshine::set_rehearing`], [`Moonshine::set_rehear_candidates`]).
 
 use super::judge::{JudgeStats, WhisperJudge};
+use super::stretch::{rehear_factors, stretch};
 use super::{BOS, Cache, EOS, Heard, Judged, Moonshine, Transcript};
 use crate::ModelError;
 use crate::runtime::run_err;
@@ -16,8 +17,26 @@ impl Moonshine {
     /// utterance re-heard; none (empty, or `below` 0) hears each utterance once. Which transcript
     /// is kept: [`Moonshine::set_rehear_candidates`].
     pub fn set_rehearing(&mut self, stretches: &[f32], below: f32) {
-        self.rehear = rehear_factors(stretches);
-        self.rehear_below = below;
+        self.rehearing.stretches = rehear_factors(stretches);
+        self.rehearing.below = below;
+    }
+
+    /// Speech off the ordinary pace heard again at more stretches: an utterance re-heard
+    /// ([`Moonshine::set_rehearing`]) whose first transcript runs faster than `fast_above`
+    /// letters (and digits) a second of its audio is heard at each of `fast` too, and one slower
+    /// than `slow_below` at each of `slow`. Moonshine mishears fast and slow speech more than
+    /// speech at an ordinary pace, and a copy brought nearer that pace hears it better; speech
+    /// at that pace gains little from such a copy, so only speech off it pays for one. Empty:
+    /// none.
+    pub fn set_paced_rehearing(&mut self, fast: &[f32], fast_above: f32, slow: &[f32], slow_below: f32) {
+        let r = &mut self.rehearing;
+        (r.fast, r.fast_above) = (rehear_factors(fast), fast_above);
+        (r.slow, r.slow_below) = (rehear_factors(slow), slow_below);
+    }
+
+    /// The stretches fast and slow speech is heard at too ([`Moonshine::set_paced_rehearing`]).
+    pub fn paced_rehearing(&self) -> (&[f32], &[f32]) {
+        (&self.rehearing.fast, &self.rehearing.slow)
     }
 
     /// How a re-heard utterance's transcript is chosen among its hearings. 0: the most confident
@@ -58,7 +77,7 @@ impl Moonshine {
     /// mishears in other places than the first, so where the hearings of one model agree on the
     /// same mistake the judge can outvote them. None (or weight 0): the hearings alone. Costs one
     /// Whisper encoder run over its window and one decoder run over the candidates, for each
-    /// utterance scored; [`Moonshine::set_judge_until`] bounds when it may still run.
+    /// utterance scored; [`Moonshine::set_extra_until`] bounds when it may still run.
     pub fn set_judge(&mut self, judge: Option<crate::Whisper>, weight: f32, top: usize) {
         self.judge = judge.map(|whisper| {
             Box::new(WhisperJudge {
@@ -95,14 +114,22 @@ impl Moonshine {
         self.judge.as_ref().map(|j| j.window)
     }
 
-    /// The time by which the judge must have finished (None: no bound). An utterance is judged
-    /// only when the judge's recent cost (the longest of its last runs, decaying) still fits
-    /// before it; otherwise the hearings' choice stands, counted in [`JudgeStats::no_room`]. A
-    /// live pool sets it from the room its lag target leaves, so the judge never makes a batch late.
-    pub fn set_judge_until(&mut self, until: Option<std::time::Instant>) {
+    /// The time by which extra work must have finished (None: no bound): the copies heard at an
+    /// utterance's own pace ([`Moonshine::set_paced_rehearing`]) and the judge. Each runs only
+    /// while its recent cost (the longest of its last runs, decaying) still fits before it;
+    /// otherwise the hearings heard so far stand, counted in [`JudgeStats::no_room`]. A live pool
+    /// sets it from the room its lag target leaves, so extra work never makes a batch late.
+    pub fn set_extra_until(&mut self, until: Option<std::time::Instant>) {
         if let Some(j) = self.judge.as_mut() {
             j.until = until;
         }
+        self.paced.until = until;
+    }
+
+    /// Utterances heard at their own pace and left without for want of time
+    /// ([`Moonshine::set_paced_rehearing`], `judged` counting those heard), and the time taken.
+    pub fn paced_stats(&self) -> JudgeStats {
+        self.paced.stats
     }
 
     /// Utterances judged and left unjudged for want of time since the judge was set.
@@ -112,7 +139,7 @@ impl Moonshine {
 
     /// The stretches re-heard and the confidence below which ([`Moonshine::set_rehearing`]).
     pub fn rehearing(&self) -> (&[f32], f32) {
-        (&self.rehear, self.rehear_below)
+        (&self.rehearing.stretches, self.rehearing.below)
     }
 
     /// Transcribes several utterances (of one stream or many), one result each, in order.
@@ -122,26 +149,41 @@ impl Moonshine {
     /// With re-hearing on ([`Moonshine::set_rehearing`]), the utterances heard again share runs too.
     pub fn transcribe_batch(&mut self, segments: &[&[f32]]) -> Vec<Result<Transcript, ModelError>> {
         let first = self.hear(segments, Judged::IfUnsure);
-        if self.rehear.is_empty() {
+        if !self.rehearing.any() {
             return first.into_iter().map(|h| h.map(|h| h.best)).collect();
         }
-        // (utterance, stretched audio) for each utterance heard with too little confidence.
-        let again: Vec<(usize, Vec<f32>)> = first
+        // (utterance, stretched audio) for each utterance heard with too little confidence, and
+        // the stretches of its pace, for each one off the ordinary pace.
+        let (mut again, mut paced) = (Vec::new(), Vec::new());
+        for (i, h) in first.iter().enumerate() {
+            let Ok(h) = h else { continue };
+            let (main, own) = self.rehearing.stretches_for(segments[i].len(), &h.best);
+            again.extend(main.into_iter().map(|k| (i, stretch(segments[i], k))));
+            if !own.is_empty() {
+                paced.push((i, own));
+            }
+        }
+        let mut reheard = self.hear_copies(&again);
+        // The copies at the utterances' own pace are extra work: as many as still fit before the
+        // bound, their time apart from the batch's forecast.
+        let fit = self.paced.fits(paced.len());
+        self.paced.skipped(paced.len() - fit);
+        let extra: Vec<(usize, Vec<f32>)> = paced[..fit]
             .iter()
-            .enumerate()
-            .filter(|(_, h)| h.as_ref().is_ok_and(|h| h.best.confidence < self.rehear_below))
-            .flat_map(|(i, _)| self.rehear.iter().map(move |&k| (i, stretch(segments[i], k))))
+            .flat_map(|(i, ks)| ks.iter().map(|&k| (*i, stretch(segments[*i], k))))
             .collect();
-        let segs: Vec<&[f32]> = again.iter().map(|(_, a)| a.as_slice()).collect();
-        let trail = std::mem::replace(&mut self.trail, self.rehear_trail);
-        let reheard = self.hear(&segs, Judged::Always);
-        self.trail = trail;
+        if fit > 0 {
+            let started = std::time::Instant::now();
+            reheard.extend(self.hear_copies(&extra));
+            self.paced.ran(fit, started.elapsed());
+        }
+        again.extend(extra);
         // Every hearing of each utterance re-heard: the first, then its copies.
         let mut copies: Vec<Vec<Heard>> = (0..segments.len()).map(|_| Vec::new()).collect();
         let mut out: Vec<Result<Transcript, ModelError>> = Vec::with_capacity(segments.len());
         for (i, h) in first.into_iter().enumerate() {
             match h {
-                Ok(h) if h.best.confidence < self.rehear_below => {
+                Ok(h) if h.best.confidence < self.rehearing.below => {
                     out.push(Ok(h.best.clone()));
                     copies[i].push(h);
                 }
@@ -174,6 +216,18 @@ impl Moonshine {
             }
         }
         out
+    }
+
+    /// Each of `copies` (utterance, stretched audio) heard, with the silence after a re-heard copy.
+    fn hear_copies(&mut self, copies: &[(usize, Vec<f32>)]) -> Vec<Result<Heard, ModelError>> {
+        if copies.is_empty() {
+            return Vec::new();
+        }
+        let segs: Vec<&[f32]> = copies.iter().map(|(_, a)| a.as_slice()).collect();
+        let trail = std::mem::replace(&mut self.trail, self.rehear_trail);
+        let heard = self.hear(&segs, Judged::Always);
+        self.trail = trail;
+        heard
     }
 
     /// The transcript the hearings of one utterance agree on best. The best few transcripts
@@ -400,31 +454,9 @@ fn hybrids(a: &[u32], b: &[u32]) -> Vec<Vec<u32>> {
     out
 }
 
-/// The stretches worth re-hearing at: finite, positive and not 1 (which would hear it as it was).
-pub(crate) fn rehear_factors(stretches: &[f32]) -> Vec<f32> {
-    stretches.iter().copied().filter(|s| s.is_finite() && *s > 0.0 && *s != 1.0).collect()
-}
-
-/// `samples` resampled (linear interpolation) to `k` times as many: played back at the same rate,
-/// `k` above 1 is slower and lower, below 1 faster and higher.
-pub fn stretch(samples: &[f32], k: f32) -> Vec<f32> {
-    let Some(&last) = samples.last() else { return Vec::new() };
-    let n = (samples.len() as f64 * k as f64).round() as usize;
-    (0..n)
-        .map(|i| {
-            let x = i as f64 / k as f64;
-            let j = x as usize;
-            let t = (x - j as f64) as f32;
-            let a = samples.get(j).copied().unwrap_or(last);
-            let b = samples.get(j + 1).copied().unwrap_or(last);
-            a + (b - a) * t
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{hybrids, stretch};
+    use super::hybrids;
 
     #[test]
     fn hybrids_take_one_differing_stretch_at_a_time() {
@@ -437,22 +469,5 @@ mod tests {
         assert_eq!(hybrids(&[], &[7, 8]), vec![vec![7, 8]]);
         // Adjacent differences are one stretch.
         assert_eq!(hybrids(&[1, 2, 3, 4], &[1, 7, 8, 4]), vec![vec![1, 7, 8, 4]]);
-    }
-
-    #[test]
-    fn a_stretch_lowers_the_pitch_and_lengthens_by_its_factor() {
-        // 200 Hz for a second at 16 kHz; stretched 1.25 times it lasts 1.25 s at 160 Hz.
-        let tone: Vec<f32> =
-            (0..16_000).map(|i| (std::f32::consts::TAU * 200.0 * i as f32 / 16_000.0).sin()).collect();
-        let crossings = |x: &[f32]| x.windows(2).filter(|w| w[0] < 0.0 && w[1] >= 0.0).count();
-        let slow = stretch(&tone, 1.25);
-        assert_eq!(slow.len(), 20_000);
-        assert_eq!(crossings(&tone), 199);
-        assert!((crossings(&slow) as i32 - 200).abs() <= 1, "{} upward crossings", crossings(&slow));
-        let fast = stretch(&tone, 0.8);
-        assert_eq!(fast.len(), 12_800);
-        assert!((crossings(&fast) as i32 - 200).abs() <= 1, "{} upward crossings", crossings(&fast));
-        assert!(stretch(&[], 1.1).is_empty());
-        assert_eq!(stretch(&[0.5; 10], 0.9), vec![0.5; 9], "a constant stays what it was");
     }
 }

@@ -40,7 +40,7 @@ impl TextTokens {
 impl Whisper {
     /// As `speech` configures a judge of Moonshine's transcripts (`speech.rehear_judge_*`): the
     /// window it hears an utterance over. Scores one text over a second of silence, so that the
-    /// judge's first real run (and what it is expected to cost, [`crate::Moonshine::set_judge_until`])
+    /// judge's first real run (and what it is expected to cost, [`crate::Moonshine::set_extra_until`])
     /// is a warm one: a first run is slower (the runtime's allocations).
     pub fn configure_as_judge(&mut self, speech: &sightline_settings::SpeechConfig) {
         self.set_window(speech.rehear_judge_window_s);
