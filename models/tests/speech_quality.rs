@@ -42,9 +42,9 @@
 //!
 //! And fast speech heard again slowed further (`speech.rehear_fast_stretches`: an utterance
 //! re-heard whose first transcript runs faster than `speech.rehear_fast_above` letters a second is
-//! heard 1.4 times as long too) takes at least 6 word errors out of espeak-ng's five voices at 190
+//! heard 1.4 times as long too) takes at least 4 word errors out of espeak-ng's five voices at 190
 //! words a minute (every fifth sentence, Whisper judging as the pool does when ahead). Measured:
-//! 59 → 48 errors in 585 words (10.1 → 8.2 %); over all 56 sentences 352 → 285 in 2635.
+//! 59 → 52 errors in 585 words (10.1 → 8.9 %); over all 56 sentences 352 → 297 in 2635.
 //!
 //! And the silence Moonshine hears around each utterance (`speech.lead_silence_ms`,
 //! `speech.trail_silence_ms`) takes at least 10 word errors out of espeak-ng's five voices heard
