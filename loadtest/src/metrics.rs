@@ -46,7 +46,8 @@ pub struct PoolWork {
     /// pool does optional extra work (the speech pool re-hears its unsure utterances).
     pub ahead_batches: f64,
     /// Items of optional work that stops short at a batch's room, done and left for want of
-    /// time (`sightline_extra_work_total{outcome}`: the speech pool's utterances Whisper judged).
+    /// time (`sightline_extra_work_total{outcome}`, every kind of work together: the speech
+    /// pool's utterances Whisper judged and those heard again at their own pace).
     #[serde(default)]
     pub extra_done: f64,
     #[serde(default)]

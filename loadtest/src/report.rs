@@ -231,7 +231,8 @@ pub fn html(r: &Report) -> String {
          its unsure utterances only in those, so its Sightline time per item includes that work and bare's does \
          when <code>speech.rehear_stretches</code> is set. Extra work done / no room = items of optional work that \
          stops short at a batch's room, done and left for want of time (<code>sightline_extra_work_total</code>: \
-         the speech pool's re-heard utterances Whisper judged, <code>speech.rehear_judge_weight</code>).</p>\
+         the speech pool's re-heard utterances Whisper judged, <code>speech.rehear_judge_weight</code>, and those heard \
+         again at their own pace, <code>speech.rehear_fast_stretches</code>; the metric's <code>work</code> label tells them apart).</p>\
          <table><tr><th>streams</th><th>pool</th><th>batches</th><th>items modelled</th><th>mean batch</th>\
          <th>Sightline ms per item</th><th>Sightline CPU ms per item</th><th>waiting for a core, ms per item</th><th>bare ms per item</th>\
          <th>ratio</th><th>ratio less the wait</th><th>CPU ratio</th><th>batches with room to spare</th><th>extra work done / no room</th></tr>{pools}</table>\

@@ -44,7 +44,7 @@ pub struct Moonshine {
     /// [`Moonshine::set_paced_rehearing`]).
     rehearing: stretch::Rehearing,
     /// The time bound of the copies at an utterance's own pace ([`Moonshine::set_extra_until`]).
-    paced: stretch::PacedBound,
+    paced: judge::ExtraBound,
     /// Transcripts of each hearing scored under all hearings when choosing among them (0: the
     /// most confident hearing's, unscored; [`Moonshine::set_rehear_candidates`]).
     rehear_candidates: usize,
@@ -104,7 +104,7 @@ impl Moonshine {
             max_pad: 16_000,
             hidden_width,
             rehearing: stretch::Rehearing::default(),
-            paced: stretch::PacedBound::default(),
+            paced: judge::ExtraBound::default(),
             rehear_candidates: 0,
             rehear_hybrids: 0,
             lead: 0,

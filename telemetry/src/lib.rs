@@ -196,12 +196,12 @@ impl Metrics {
         );
         r.register(
             "extra_work",
-            "Items of optional work that stops short at the batch's room (speech: Whisper judging re-heard English), per pool and outcome: done, or no_room (left for want of time)",
+            "Items of optional work that stops short at the batch's room, per pool, kind of work (speech: judge, Whisper judging re-heard English; paced, fast or slow speech heard again at its own stretches) and outcome: done, or no_room (left for want of time)",
             m.extra_work.clone(),
         );
         r.register(
             "extra_work_seconds",
-            "Time the optional work that stops short took, per pool (left out of the batch durations that forecast the next batches)",
+            "Time the optional work that stops short took, per pool and kind of work (left out of the batch durations that forecast the next batches)",
             m.extra_work_seconds.clone(),
         );
         r.register("inference_errors", "Failed inference items per model", m.inference_errors.clone());

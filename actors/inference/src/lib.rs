@@ -17,7 +17,7 @@ pub mod speech;
 pub use enrich::Enrich;
 pub use loading::{gpu_preprocessor, load_embedder, load_image_text, registered, runtime_for};
 pub use ocr::OcrProcessor;
-pub use pool::{ExtraWork, InferencePool, ItemError, ItemResult, MakeProcessor, Processor};
+pub use pool::{ExtraParts, ExtraWork, InferencePool, ItemError, ItemResult, MakeProcessor, Processor};
 pub use scenes::{FRAME_MODEL, SceneProcessor};
 pub use shedding::Pace;
 pub use shots::ShotProcessor;

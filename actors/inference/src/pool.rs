@@ -68,6 +68,29 @@ impl ExtraWork {
             spent: self.spent.saturating_sub(before.spent),
         }
     }
+
+    /// Both together.
+    pub fn plus(self, other: ExtraWork) -> ExtraWork {
+        ExtraWork {
+            done: self.done + other.done,
+            no_room: self.no_room + other.no_room,
+            spent: self.spent + other.spent,
+        }
+    }
+}
+
+/// A processor's optional work by kind ([`Processor::extra_work`]): each kind's name (the
+/// `work` label of `sightline_extra_work_total`) and its totals.
+pub type ExtraParts = Vec<(&'static str, ExtraWork)>;
+
+/// What each kind of `now` did since `before` (both totals; a kind missing before counts from 0).
+pub fn extra_since(now: &ExtraParts, before: &ExtraParts) -> ExtraParts {
+    now.iter()
+        .map(|&(kind, w)| {
+            let was = before.iter().find(|(k, _)| *k == kind).map_or(ExtraWork::default(), |p| p.1);
+            (kind, w.since(was))
+        })
+        .collect()
 }
 
 /// A model behind an inference pool: turns work messages into events.
@@ -98,11 +121,11 @@ pub trait Processor: Send + 'static {
     /// stop short of (speech: Whisper judging re-heard English) is left undone past it. Default:
     /// nothing changes.
     fn set_extra_until(&mut self, _until: Option<std::time::Instant>) {}
-    /// Such work so far, in all: its time is left out of the batch durations that forecast the
-    /// next batches ([`crate::shedding::RecentBatches`]), since it stops short of whatever room
-    /// the next batch has. Default: none.
-    fn extra_work(&self) -> ExtraWork {
-        ExtraWork::default()
+    /// Such work so far, in all, by kind: its time is left out of the batch durations that
+    /// forecast the next batches ([`crate::shedding::RecentBatches`]), since it stops short of
+    /// whatever room the next batch has. Default: none.
+    fn extra_work(&self) -> ExtraParts {
+        Vec::new()
     }
     /// A whole batch (messages of several streams); models that can batch their inference across
     /// the messages override this.
@@ -295,7 +318,7 @@ impl<P: Processor> InferencePool<P> {
             .map_err(failed)?,
             _ => unreachable!("a worker has a primary or a fallback"),
         };
-        let Some(Ran { mut results, model, coarse, cpu, waited, extra }) = ran else {
+        let Some(Ran { mut results, model, coarse, cpu, waited, extra_parts }) = ran else {
             // The primary ran past its timeout: the fallback serves for a while, and this batch is
             // redelivered to it.
             let cooldown = fallback.map(|f| f.1.cooldown).unwrap_or_default();
@@ -323,12 +346,13 @@ impl<P: Processor> InferencePool<P> {
             self.metrics.inference_wait_seconds.get_or_create(&l).inc_by(waited.as_secs_f64());
         }
         // Work stopped short at `extra_until` is left out: it fits whatever room there is.
+        let extra = extra_parts.iter().fold(ExtraWork::default(), |all, (_, w)| all.plus(*w));
         let forecast = took.saturating_sub(extra.spent);
-        if extra != ExtraWork::default() {
-            let pool = labels(&[("pool", self.kind)]);
-            self.metrics.extra_work_seconds.get_or_create(&pool).inc_by(extra.spent.as_secs_f64());
-            for (outcome, n) in [("done", extra.done), ("no_room", extra.no_room)] {
-                let l = labels(&[("pool", self.kind), ("outcome", outcome)]);
+        for (work, w) in extra_parts.iter().filter(|(_, w)| *w != ExtraWork::default()) {
+            let l = labels(&[("pool", self.kind), ("work", work)]);
+            self.metrics.extra_work_seconds.get_or_create(&l).inc_by(w.spent.as_secs_f64());
+            for (outcome, n) in [("done", w.done), ("no_room", w.no_room)] {
+                let l = labels(&[("pool", self.kind), ("work", work), ("outcome", outcome)]);
                 self.metrics.extra_work.get_or_create(&l).inc_by(n);
             }
         }

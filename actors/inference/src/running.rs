@@ -1,7 +1,7 @@
 //! Running one batch on a model: on a blocking thread, a panic turned into failed items, an
 //! optional timeout, the CPU time the thread spent and the time it waited for a core.
 
-use crate::pool::{ExtraWork, ItemError, ItemResult, Processor};
+use crate::pool::{ExtraParts, ItemError, ItemResult, Processor, extra_since};
 use crate::shedding::Pace;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,8 +40,9 @@ pub(crate) struct Ran {
     pub(crate) coarse: bool,
     pub(crate) cpu: Duration,
     pub(crate) waited: Option<Duration>,
-    /// Extra work that stops short at the batch's `extra_until` ([`Processor::extra_work`]).
-    pub(crate) extra: ExtraWork,
+    /// Extra work that stops short at the batch's `extra_until`, by kind
+    /// ([`Processor::extra_work`]).
+    pub(crate) extra_parts: ExtraParts,
 }
 
 /// Runs `payloads` on one model on a blocking thread; None when it ran past `timeout` (the thread
@@ -65,7 +66,7 @@ pub(crate) async fn run_model<P: Processor>(
             (thread_cpu_time(), thread_run_queue_wait(), p.extra_work());
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.process_batch(&payloads)));
         let cpu = thread_cpu_time().saturating_sub(cpu_before);
-        let extra = p.extra_work().since(extra_before);
+        let extra_parts = extra_since(&p.extra_work(), &extra_before);
         let waited = wait_before.zip(thread_run_queue_wait()).map(|(a, b)| b.saturating_sub(a));
         let results = ran.unwrap_or_else(|panic| {
             let what = panic
@@ -76,7 +77,7 @@ pub(crate) async fn run_model<P: Processor>(
             tracing::error!(%model, panic = %what, "the model panicked; its batch is failed and retried");
             (0..n).map(|_| Err(ItemError(format!("the model panicked: {what}")))).collect()
         });
-        Ran { results, model, coarse, cpu, waited, extra }
+        Ran { results, model, coarse, cpu, waited, extra_parts }
     });
     match timeout {
         Some(t) => match tokio::time::timeout(t, task).await {
@@ -90,6 +91,7 @@ pub(crate) async fn run_model<P: Processor>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::ExtraWork;
 
     /// Fails on payloads that say so, panics on the ones that say "boom".
     struct Fragile;
@@ -148,8 +150,8 @@ mod tests {
             self.until = until;
             self.clock = Some(std::time::Instant::now());
         }
-        fn extra_work(&self) -> ExtraWork {
-            self.total
+        fn extra_work(&self) -> ExtraParts {
+            vec![("judging", self.total)]
         }
         fn process(&mut self, _: &[u8]) -> ItemResult {
             let cost = Duration::from_millis(200);
@@ -173,14 +175,20 @@ mod tests {
         // within 150 ms, the third would end past 600).
         let until = Some(std::time::Instant::now() + Duration::from_millis(550));
         let ran = run_model(&p, three(), None, (Pace::Ahead, until)).await.unwrap().unwrap();
-        assert_eq!((ran.extra.done, ran.extra.no_room, ran.extra.spent), (2, 1, Duration::from_millis(400)));
+        let judged = |ran: &Ran| {
+            assert_eq!(ran.extra_parts.len(), 1);
+            assert_eq!(ran.extra_parts[0].0, "judging");
+            ran.extra_parts[0].1
+        };
+        let w = judged(&ran);
+        assert_eq!((w.done, w.no_room, w.spent), (2, 1, Duration::from_millis(400)));
         // The next batch's are its own, not the totals; on time there is no room.
         let now = Some(std::time::Instant::now());
         let ran = run_model(&p, three(), None, (Pace::OnTime, now)).await.unwrap().unwrap();
-        assert_eq!(ran.extra, ExtraWork { done: 0, no_room: 3, spent: Duration::ZERO });
+        assert_eq!(judged(&ran), ExtraWork { done: 0, no_room: 3, spent: Duration::ZERO });
         let one = vec![bytes::Bytes::from_static(b"x")];
         let ran = run_model(&p, one, None, (Pace::Ahead, None)).await.unwrap().unwrap();
-        assert_eq!((ran.extra.done, ran.extra.no_room), (1, 0), "no bound without a lag target");
+        assert_eq!((judged(&ran).done, judged(&ran).no_room), (1, 0), "no bound without a lag target");
     }
 
     /// Sleeps through its batch, or computes until its thread has used `cpu` of CPU time.

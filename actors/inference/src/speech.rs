@@ -3,7 +3,7 @@
 //! ones Moonshine does not.
 
 use crate::loading::{model_file, runtime_for};
-use crate::pool::{ExtraWork, ItemResult, Processor};
+use crate::pool::{ExtraParts, ExtraWork, ItemResult, Processor};
 use crate::shedding::Pace;
 use sightline_models::{
     DenoiseParams, Denoiser, Language, ModelError, Moonshine, SileroVad, Transcript, WHISPER_MAX_BATCH,
@@ -304,10 +304,14 @@ impl Processor for SpeechProcessor {
         self.stt.set_extra_until(until);
     }
 
-    /// Utterances judged and heard at their own pace, each counted.
-    fn extra_work(&self) -> ExtraWork {
-        let (j, p) = (self.stt.judge_stats(), self.stt.paced_stats());
-        ExtraWork { done: j.judged + p.judged, no_room: j.no_room + p.no_room, spent: j.spent + p.spent }
+    /// Utterances judged (`judge`) and heard at their own pace (`paced`), each kind counted apart.
+    fn extra_work(&self) -> ExtraParts {
+        let part = |s: sightline_models::JudgeStats| ExtraWork {
+            done: s.judged,
+            no_room: s.no_room,
+            spent: s.spent,
+        };
+        vec![("judge", part(self.stt.judge_stats())), ("paced", part(self.stt.paced_stats()))]
     }
 
     fn process(&mut self, payload: &[u8]) -> ItemResult {

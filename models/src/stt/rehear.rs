@@ -1,7 +1,7 @@
 //! Re-hearing: an unsure utterance heard again at other paces, and the transcript its hearings
 //! agree on kept ([`Moonshine::set_rehearing`], [`Moonshine::set_rehear_candidates`]).
 
-use super::judge::{JudgeStats, WhisperJudge};
+use super::judge::{ExtraBound, JudgeStats, WhisperJudge};
 use super::stretch::{rehear_factors, stretch};
 use super::{BOS, Cache, EOS, Heard, Judged, Moonshine, Transcript};
 use crate::ModelError;
@@ -85,9 +85,7 @@ impl Moonshine {
                 whisper,
                 weight: weight.clamp(0.0, 1.0),
                 top: top.max(2),
-                until: None,
-                cost: None,
-                stats: JudgeStats::default(),
+                bound: ExtraBound::default(),
             })
         });
     }
@@ -121,7 +119,7 @@ impl Moonshine {
     /// sets it from the room its lag target leaves, so extra work never makes a batch late.
     pub fn set_extra_until(&mut self, until: Option<std::time::Instant>) {
         if let Some(j) = self.judge.as_mut() {
-            j.until = until;
+            j.bound.until = until;
         }
         self.paced.until = until;
     }
@@ -134,7 +132,7 @@ impl Moonshine {
 
     /// Utterances judged and left unjudged for want of time since the judge was set.
     pub fn judge_stats(&self) -> JudgeStats {
-        self.judge.as_ref().map(|j| j.stats).unwrap_or_default()
+        self.judge.as_ref().map(|j| j.bound.stats).unwrap_or_default()
     }
 
     /// The stretches re-heard and the confidence below which ([`Moonshine::set_rehearing`]).
@@ -289,10 +287,10 @@ impl Moonshine {
         if judge.weight <= 0.0 || cands.len() < 2 || !heard_whole {
             return;
         }
-        if !judge.has_time() {
-            let left = judge.until.map(|u| u.saturating_duration_since(std::time::Instant::now()));
-            tracing::debug!(expected = ?judge.cost, ?left, "no time left to judge the utterance");
-            judge.skipped();
+        if judge.bound.fits(1) == 0 {
+            let (expected, left) = judge.bound.outlook();
+            tracing::debug!(?expected, ?left, "no time left to judge the utterance");
+            judge.bound.skipped(1);
             return;
         }
         let mut order: Vec<usize> = (0..cands.len()).collect();
@@ -306,7 +304,7 @@ impl Moonshine {
         judge.whisper.set_window_samples(judge.window);
         let scored = judge.whisper.score_texts(samples, "en", &texts);
         judge.whisper.set_window_samples(lent);
-        judge.ran(started.elapsed());
+        judge.bound.ran(1, started.elapsed());
         match scored {
             Ok(scores) => {
                 let w = judge.weight;

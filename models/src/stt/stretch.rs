@@ -2,8 +2,6 @@
 //! ([`stretch`]), and which stretches each utterance gets ([`Rehearing`]).
 
 use super::Transcript;
-use super::judge::JudgeStats;
-use std::time::{Duration, Instant};
 
 /// The stretches worth re-hearing at: finite, positive and not 1 (which would hear it as it was).
 pub(crate) fn rehear_factors(stretches: &[f32]) -> Vec<f32> {
@@ -66,49 +64,6 @@ impl Rehearing {
     }
 }
 
-/// The time bound of the copies heard at an utterance's own pace (extra work, as the judge is:
-/// [`super::Moonshine::set_extra_until`]), what one is expected to cost and what they did.
-#[derive(Debug, Default)]
-pub(crate) struct PacedBound {
-    pub until: Option<Instant>,
-    /// The longest recent time per utterance, decaying by a tenth an utterance heard or not.
-    cost: Option<Duration>,
-    pub stats: JudgeStats,
-}
-
-impl PacedBound {
-    /// How many of `n` utterances' copies are expected to be heard before the bound (all
-    /// without one; before the first run, all while any time is left).
-    pub fn fits(&self, n: usize) -> usize {
-        let Some(until) = self.until else { return n };
-        let left = until.saturating_duration_since(Instant::now());
-        match self.cost {
-            _ if left.is_zero() => 0,
-            None => n,
-            Some(c) if c.is_zero() => n,
-            Some(c) => n.min((left.as_secs_f64() / c.as_secs_f64()) as usize),
-        }
-    }
-
-    /// `n` utterances' copies heard in `took`.
-    pub fn ran(&mut self, n: usize, took: Duration) {
-        let each = took / n.max(1) as u32;
-        self.cost = Some(self.cost.map_or(each, |c| each.max(c.mul_f32(DECAY.powi(n as i32)))));
-        self.stats.judged += n as u64;
-        self.stats.spent += took;
-    }
-
-    /// `n` utterances left without their copies: counted, and the expected cost decays as after
-    /// a run, so one slow run does not keep them out for good.
-    pub fn skipped(&mut self, n: usize) {
-        self.stats.no_room += n as u64;
-        self.cost = self.cost.map(|c| c.mul_f32(DECAY.powi(n as i32)));
-    }
-}
-
-/// What the expected cost keeps of itself from one utterance to the next.
-const DECAY: f32 = 0.9;
-
 /// How fast a transcript of `samples` (16 kHz) runs: its letters and digits a second.
 fn letters_per_second(text: &str, samples: usize) -> f32 {
     let letters = text.chars().filter(|c| c.is_alphanumeric()).count();
@@ -134,9 +89,8 @@ pub fn stretch(samples: &[f32], k: f32) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
-    use super::{PacedBound, Rehearing, letters_per_second, stretch};
+    use super::{Rehearing, letters_per_second, stretch};
     use crate::Transcript;
-    use std::time::{Duration, Instant};
 
     #[test]
     fn fast_and_slow_speech_are_heard_at_their_own_stretches_too() {
@@ -169,25 +123,6 @@ mod tests {
         assert_eq!(paced_only.stretches_for(34_000, &heard(said(), 0.8)), (none.clone(), none.clone()));
         assert_eq!(paced_only.stretches_for(32_000, &heard(said(), 0.8)), (none, vec![1.4, 1.05]));
         assert_eq!(letters_per_second("", 0), 0.0, "no audio, no letters");
-    }
-
-    #[test]
-    fn copies_at_their_own_pace_fit_the_time_left() {
-        let mut b = PacedBound::default();
-        assert_eq!(b.fits(3), 3, "no bound: all");
-        b.until = Some(Instant::now() + Duration::from_secs(10));
-        assert_eq!(b.fits(3), 3, "cost unknown, time left: all");
-        b.ran(2, Duration::from_secs(4));
-        assert_eq!(b.fits(5), 4, "2 s each, under 10 s left: four");
-        b.skipped(1);
-        assert_eq!((b.stats.judged, b.stats.no_room, b.stats.spent), (2, 1, Duration::from_secs(4)));
-        b.until = Some(Instant::now() + Duration::from_millis(2_500));
-        assert_eq!(b.fits(3), 1, "1.8 s expected now (decayed): one in 2.5 s");
-        b.until = Some(Instant::now());
-        assert_eq!(b.fits(3), 0, "no time left: none");
-        b.ran(1, Duration::from_secs(3));
-        b.until = Some(Instant::now() + Duration::from_millis(2_500));
-        assert_eq!(b.fits(3), 0, "a slower run raises what one is expected to cost");
     }
 
     #[test]
