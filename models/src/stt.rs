@@ -129,12 +129,11 @@ impl Moonshine {
     pub fn configure(&mut self, speech: &sightline_settings::SpeechConfig) {
         self.set_beam_width(speech.beam_width);
         self.set_rehearing(&speech.rehear_stretches, speech.rehear_below);
-        let s = speech;
         self.set_paced_rehearing(
-            &s.rehear_fast_stretches,
-            s.rehear_fast_above,
-            &s.rehear_slow_stretches,
-            s.rehear_slow_below,
+            &speech.rehear_fast_stretches,
+            speech.rehear_fast_above,
+            &speech.rehear_slow_stretches,
+            speech.rehear_slow_below,
         );
         self.set_rehear_candidates(speech.rehear_candidates);
         self.set_rehear_hybrids(speech.rehear_hybrids);
