@@ -65,16 +65,18 @@ async fn transnetv2_cuts_come_out_as_scene_events() {
         assert!((got - want).abs() <= 40, "cut at {got} ms, generated at {want} ms");
     }
     assert!(scenes.iter().all(|s| s.event.model == "transnetv2@1" && s.event.score > 0.8));
-    // The fast score still marks a keyframe right after each cut.
-    let keyframes: Vec<i64> = feed
-        .iter()
-        .filter(|f| f.event.frame().is_some_and(|fr| fr.keyframe))
-        .map(|f| f.event.pts_ms)
-        .collect();
+    // The fast score still marks a keyframe right after each cut: the first sampled frame at or
+    // after it that reaches the feed is one. (A busy machine may drop the sample right after a cut
+    // at ingest's leaky queue, by design; the cut then rides on the next sample delivered, and a
+    // cut that missed its frame would show as a changed frame that is not a keyframe.)
+    let mut frames: Vec<(i64, bool)> =
+        feed.iter().filter_map(|f| f.event.frame().map(|fr| (f.event.pts_ms, fr.keyframe))).collect();
+    frames.sort_unstable();
     for c in &expected {
+        let first = frames.iter().find(|(pts, _)| pts >= c);
         assert!(
-            keyframes.iter().any(|k| (0..=600).contains(&(k - c))),
-            "no keyframe after {c}: {keyframes:?}"
+            first.is_some_and(|&(pts, keyframe)| keyframe && pts - c <= 1_500),
+            "the first frame after the cut at {c} ms is not a keyframe within 1.5 s: {frames:?}"
         );
     }
 
