@@ -4,6 +4,7 @@
 //! OCR. It also answers the gateway's query-embedding requests ([`query`]).
 
 pub mod enrich;
+pub mod extra;
 pub mod loading;
 pub mod ocr;
 pub mod pool;
@@ -15,9 +16,10 @@ pub mod shots;
 pub mod speech;
 
 pub use enrich::Enrich;
+pub use extra::{ExtraParts, ExtraWork};
 pub use loading::{gpu_preprocessor, load_embedder, load_image_text, registered, runtime_for};
 pub use ocr::OcrProcessor;
-pub use pool::{ExtraParts, ExtraWork, InferencePool, ItemError, ItemResult, MakeProcessor, Processor};
+pub use pool::{InferencePool, ItemError, ItemResult, MakeProcessor, Processor};
 pub use scenes::{FRAME_MODEL, SceneProcessor};
 pub use shedding::Pace;
 pub use shots::ShotProcessor;

@@ -1,7 +1,8 @@
 //! Running one batch on a model: on a blocking thread, a panic turned into failed items, an
 //! optional timeout, the CPU time the thread spent and the time it waited for a core.
 
-use crate::pool::{ExtraParts, ItemError, ItemResult, Processor, extra_since};
+use crate::extra::{ExtraParts, extra_since};
+use crate::pool::{ItemError, ItemResult, Processor};
 use crate::shedding::Pace;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -91,7 +92,7 @@ pub(crate) async fn run_model<P: Processor>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::ExtraWork;
+    use crate::extra::ExtraWork;
 
     /// Fails on payloads that say so, panics on the ones that say "boom".
     struct Fragile;

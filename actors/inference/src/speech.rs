@@ -2,8 +2,9 @@
 //! several languages configured, Whisper identifies each utterance's language and transcribes the
 //! ones Moonshine does not.
 
+use crate::extra::{ExtraParts, ExtraWork};
 use crate::loading::{model_file, runtime_for};
-use crate::pool::{ExtraParts, ExtraWork, ItemResult, Processor};
+use crate::pool::{ItemResult, Processor};
 use crate::shedding::Pace;
 use sightline_models::{
     DenoiseParams, Denoiser, Language, ModelError, Moonshine, SileroVad, Transcript, WHISPER_MAX_BATCH,
